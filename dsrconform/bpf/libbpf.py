@@ -1,0 +1,460 @@
+"""A small, typed ctypes binding over the system libbpf (libbpf.so.1, 1.1 or newer).
+
+Why ctypes: the PyPI bindings could not attach XDP or run tests here (KERNEL_NOTES.md), and the
+distribution's libbpf is the one the kernel is tested with. Only what dsrconform needs is bound:
+
+- :class:`BpfObject` opens and loads a compiled object (map sizes can be set before load), and
+  gives :class:`Program` and :class:`Map` handles. A verifier rejection raises
+  :class:`~dsrconform.errors.BpfError` carrying the verifier log.
+- :class:`Map` reads and writes raw bytes (per-CPU maps return one value per possible CPU).
+- :meth:`Program.test_run` wraps ``BPF_PROG_TEST_RUN``.
+- :func:`xdp_attach`, :func:`xdp_detach`, :func:`tc_attach`, :func:`tc_detach` act on an ifindex
+  in the calling thread's network namespace: wrap them in :func:`dsrconform.netns.enter_netns`.
+
+libbpf 1.x conventions handled here: functions returning pointers return NULL and set errno;
+functions returning int return ``-errno``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from dsrconform.errors import BpfError, PrivilegeError, ToolMissingError
+
+# --- library loading -------------------------------------------------------------------------
+
+_lib: ctypes.CDLL | None = None
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
+
+XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
+XDP_FLAGS_SKB_MODE = 1 << 1
+XDP_FLAGS_DRV_MODE = 1 << 2
+BPF_ANY = 0
+BPF_NOEXIST = 1
+BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
+BPF_TC_INGRESS = 1
+BPF_TC_EGRESS = 2
+
+XDP_ACTIONS = {0: "XDP_ABORTED", 1: "XDP_DROP", 2: "XDP_PASS", 3: "XDP_TX", 4: "XDP_REDIRECT"}
+TC_ACTIONS = {-1: "TC_ACT_UNSPEC", 0: "TC_ACT_OK", 2: "TC_ACT_SHOT", 7: "TC_ACT_REDIRECT"}
+
+_PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+_log_local = threading.local()
+
+
+@_PRINT_FN
+def _print_cb(level: int, fmt: bytes, ap: int) -> int:
+    # libbpf prints through a varargs callback; vsnprintf formats the va_list for us.
+    if level > 1:  # LIBBPF_DEBUG: too chatty; WARN (0) and INFO (1) carry the verifier log.
+        return 0
+    buf = ctypes.create_string_buffer(8192)
+    _libc.vsnprintf(buf, len(buf), fmt, ap)
+    sink = getattr(_log_local, "sink", None)
+    if sink is not None:
+        sink.append(buf.value.decode(errors="replace"))
+    return 0
+
+
+class _BpfTestRunOpts(ctypes.Structure):
+    _fields_ = [  # noqa: RUF012
+        ("sz", ctypes.c_size_t),
+        ("data_in", ctypes.c_void_p),
+        ("data_out", ctypes.c_void_p),
+        ("data_size_in", ctypes.c_uint32),
+        ("data_size_out", ctypes.c_uint32),
+        ("ctx_in", ctypes.c_void_p),
+        ("ctx_out", ctypes.c_void_p),
+        ("ctx_size_in", ctypes.c_uint32),
+        ("ctx_size_out", ctypes.c_uint32),
+        ("retval", ctypes.c_uint32),
+        ("repeat", ctypes.c_int),
+        ("duration", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("cpu", ctypes.c_uint32),
+        ("batch_size", ctypes.c_uint32),
+    ]
+
+
+class _BpfTcHook(ctypes.Structure):
+    _fields_ = [  # noqa: RUF012
+        ("sz", ctypes.c_size_t),
+        ("ifindex", ctypes.c_int),
+        ("attach_point", ctypes.c_int),
+        ("parent", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+    ]
+
+
+class _BpfTcOpts(ctypes.Structure):
+    _fields_ = [  # noqa: RUF012
+        ("sz", ctypes.c_size_t),
+        ("prog_fd", ctypes.c_int),
+        ("flags", ctypes.c_uint32),
+        ("prog_id", ctypes.c_uint32),
+        ("handle", ctypes.c_uint32),
+        ("priority", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+    ]
+
+
+def lib() -> ctypes.CDLL:
+    """The loaded libbpf, with signatures declared. Raises ToolMissingError when absent."""
+    global _lib
+    if _lib is not None:
+        return _lib
+    path = ctypes.util.find_library("bpf") or "libbpf.so.1"
+    try:
+        L = ctypes.CDLL(path, use_errno=True)
+    except OSError:
+        raise ToolMissingError(
+            "libbpf.so.1 not found: install it with `apt-get install libbpf1 libbpf-dev`"
+        ) from None
+    vp, i, u32, cp = ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32, ctypes.c_char_p
+    sigs: dict[str, tuple[object, list[object]]] = {
+        "bpf_object__open_file": (vp, [cp, vp]),
+        "bpf_object__load": (i, [vp]),
+        "bpf_object__close": (None, [vp]),
+        "bpf_object__find_program_by_name": (vp, [vp, cp]),
+        "bpf_object__find_map_by_name": (vp, [vp, cp]),
+        "bpf_program__fd": (i, [vp]),
+        "bpf_map__fd": (i, [vp]),
+        "bpf_map__set_max_entries": (i, [vp, u32]),
+        "bpf_map__max_entries": (u32, [vp]),
+        "bpf_map__key_size": (u32, [vp]),
+        "bpf_map__value_size": (u32, [vp]),
+        "bpf_map__type": (i, [vp]),
+        "bpf_map_update_elem": (i, [i, vp, vp, ctypes.c_uint64]),
+        "bpf_map_lookup_elem": (i, [i, vp, vp]),
+        "bpf_map_delete_elem": (i, [i, vp]),
+        "bpf_map_get_next_key": (i, [i, vp, vp]),
+        "bpf_prog_test_run_opts": (i, [i, ctypes.POINTER(_BpfTestRunOpts)]),
+        "bpf_xdp_attach": (i, [i, i, u32, vp]),
+        "bpf_xdp_detach": (i, [i, u32, vp]),
+        "bpf_xdp_query_id": (i, [i, i, ctypes.POINTER(u32)]),
+        "bpf_tc_hook_create": (i, [ctypes.POINTER(_BpfTcHook)]),
+        "bpf_tc_hook_destroy": (i, [ctypes.POINTER(_BpfTcHook)]),
+        "bpf_tc_attach": (i, [ctypes.POINTER(_BpfTcHook), ctypes.POINTER(_BpfTcOpts)]),
+        "bpf_tc_detach": (i, [ctypes.POINTER(_BpfTcHook), ctypes.POINTER(_BpfTcOpts)]),
+        "libbpf_num_possible_cpus": (i, []),
+        "libbpf_major_version": (u32, []),
+        "libbpf_minor_version": (u32, []),
+        "libbpf_set_print": (vp, [_PRINT_FN]),
+    }
+    for name, (restype, argtypes) in sigs.items():
+        fn = getattr(L, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+    L.libbpf_set_print(_print_cb)
+    _lib = L
+    return L
+
+
+def version() -> str:
+    """libbpf's version as ``major.minor``."""
+    L = lib()
+    return f"{L.libbpf_major_version()}.{L.libbpf_minor_version()}"
+
+
+def possible_cpus() -> int:
+    n = lib().libbpf_num_possible_cpus()
+    if n <= 0:
+        raise BpfError("libbpf could not count possible CPUs", errno=-n)
+    return int(n)
+
+
+def _check(ret: int, what: str) -> int:
+    if ret < 0:
+        err = -ret
+        if err in (1, 13):  # EPERM, EACCES
+            raise PrivilegeError(f"{what}: {os.strerror(err)}; BPF needs root or CAP_BPF")
+        raise BpfError(f"{what}: {os.strerror(err)}", errno=err)
+    return ret
+
+
+# --- objects, programs, maps ------------------------------------------------------------------
+
+
+@dataclass
+class Program:
+    """A loaded program: its name and fd (owned by the :class:`BpfObject`)."""
+
+    name: str
+    fd: int
+
+    def test_run(
+        self,
+        data: bytes,
+        *,
+        ctx: bytes | None = None,
+        repeat: int = 1,
+        flags: int = 0,
+        batch_size: int = 0,
+        out_size: int | None = None,
+    ) -> TestRunResult:
+        """Run the program once (or ``repeat`` times) on ``data`` with BPF_PROG_TEST_RUN.
+
+        The output buffer is sized for encapsulation growth; live-frames runs take no output.
+        """
+        L = lib()
+        live = bool(flags & BPF_F_TEST_XDP_LIVE_FRAMES)
+        din = ctypes.create_string_buffer(data, len(data))
+        size_out = 0 if live else (out_size or len(data) + 256)
+        dout = ctypes.create_string_buffer(size_out) if size_out else None
+        opts = _BpfTestRunOpts(sz=ctypes.sizeof(_BpfTestRunOpts))
+        opts.data_in = ctypes.cast(din, ctypes.c_void_p)
+        opts.data_size_in = len(data)
+        if dout is not None:
+            opts.data_out = ctypes.cast(dout, ctypes.c_void_p)
+            opts.data_size_out = size_out
+        cbuf = None
+        if ctx is not None:
+            cbuf = ctypes.create_string_buffer(ctx, len(ctx))
+            opts.ctx_in = ctypes.cast(cbuf, ctypes.c_void_p)
+            opts.ctx_size_in = len(ctx)
+        opts.repeat = repeat
+        opts.flags = flags
+        opts.batch_size = batch_size
+        _check(L.bpf_prog_test_run_opts(self.fd, ctypes.byref(opts)), f"test run of {self.name}")
+        out = dout.raw[: opts.data_size_out] if dout is not None else b""
+        return TestRunResult(retval=opts.retval, data=out, duration_ns=opts.duration)
+
+
+@dataclass(frozen=True)
+class TestRunResult:
+    """What BPF_PROG_TEST_RUN returned: the program's return code and the output packet."""
+
+    __test__ = False  # not a pytest test class
+
+    retval: int
+    data: bytes
+    duration_ns: int
+
+
+@dataclass
+class Map:
+    """A map of a loaded object. Keys and values are raw bytes of the C layout."""
+
+    name: str
+    fd: int
+    key_size: int
+    value_size: int
+    map_type: int
+    max_entries: int
+
+    PERCPU_TYPES = frozenset({5, 6, 10})  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
+
+    @property
+    def percpu(self) -> bool:
+        return self.map_type in self.PERCPU_TYPES
+
+    def _value_buf(self) -> ctypes.Array[ctypes.c_char]:
+        if self.percpu:
+            # The kernel copies one 8-byte-aligned slot per possible CPU.
+            return ctypes.create_string_buffer(((self.value_size + 7) // 8 * 8) * possible_cpus())
+        return ctypes.create_string_buffer(self.value_size)
+
+    def update(self, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
+        self._sizes(key, value)
+        k = ctypes.create_string_buffer(key, len(key))
+        v = ctypes.create_string_buffer(value, len(value))
+        _check(lib().bpf_map_update_elem(self.fd, k, v, flags), f"update of map {self.name}")
+
+    def lookup(self, key: bytes) -> bytes | None:
+        """The value for ``key``, or None. Per-CPU maps: all CPUs' slots, concatenated."""
+        self._sizes(key)
+        k = ctypes.create_string_buffer(key, len(key))
+        v = self._value_buf()
+        ret = lib().bpf_map_lookup_elem(self.fd, k, v)
+        if ret == -2:  # ENOENT
+            return None
+        _check(ret, f"lookup in map {self.name}")
+        return v.raw
+
+    def lookup_percpu(self, key: bytes) -> list[bytes]:
+        """One value per possible CPU (empty when the key is absent)."""
+        raw = self.lookup(key)
+        if raw is None:
+            return []
+        step = (self.value_size + 7) // 8 * 8
+        return [raw[i : i + self.value_size] for i in range(0, len(raw), step)]
+
+    def delete(self, key: bytes) -> bool:
+        k = ctypes.create_string_buffer(key, len(key))
+        ret = lib().bpf_map_delete_elem(self.fd, k)
+        if ret == -2:
+            return False
+        _check(ret, f"delete from map {self.name}")
+        return True
+
+    def keys(self) -> Iterator[bytes]:
+        """Iterate over keys (hash maps; arrays yield every index)."""
+        L = lib()
+        cur = None
+        nxt = ctypes.create_string_buffer(self.key_size)
+        while True:
+            ret = L.bpf_map_get_next_key(self.fd, cur, nxt)
+            if ret == -2:
+                return
+            _check(ret, f"iteration of map {self.name}")
+            key = nxt.raw
+            yield key
+            cur = ctypes.create_string_buffer(key, len(key))
+
+    def _sizes(self, key: bytes, value: bytes | None = None) -> None:
+        if len(key) != self.key_size:
+            raise BpfError(f"map {self.name}: key is {len(key)} bytes, expected {self.key_size}")
+        if value is not None and len(value) != self.value_size and not self.percpu:
+            raise BpfError(
+                f"map {self.name}: value is {len(value)} bytes, expected {self.value_size}"
+            )
+
+
+class BpfObject:
+    """A compiled BPF object file, opened and loaded into the kernel.
+
+    ``max_entries`` overrides map sizes before load (e.g. a small connection table in tests).
+    Close it (or use it as a context manager) to release every program and map it holds;
+    programs attached to interfaces stay attached until detached.
+    """
+
+    def __init__(self, path: str | Path, *, max_entries: dict[str, int] | None = None) -> None:
+        L = lib()
+        self.path = str(path)
+        ctypes.set_errno(0)
+        self._obj = L.bpf_object__open_file(self.path.encode(), None)
+        if not self._obj:
+            err = ctypes.get_errno()
+            raise BpfError(f"cannot open BPF object {self.path}: {os.strerror(err)}", errno=err)
+        try:
+            for name, size in (max_entries or {}).items():
+                m = L.bpf_object__find_map_by_name(self._obj, name.encode())
+                if not m:
+                    raise BpfError(f"{self.path}: no map named {name!r} to resize")
+                _check(L.bpf_map__set_max_entries(m, size), f"resizing map {name}")
+            self._load()
+        except BaseException:
+            L.bpf_object__close(self._obj)
+            self._obj = None
+            raise
+        self._maps: dict[str, Map] = {}
+
+    def _load(self) -> None:
+        _log_local.sink = []
+        try:
+            ret = lib().bpf_object__load(self._obj)
+        finally:
+            log = "".join(_log_local.sink)
+            _log_local.sink = None
+        if ret < 0:
+            err = -ret
+            if err in (1, 13) and os.geteuid() != 0:
+                raise PrivilegeError(
+                    f"loading {self.path} needs root or CAP_BPF+CAP_NET_ADMIN: {os.strerror(err)}"
+                )
+            raise BpfError(
+                f"the kernel refused to load {self.path}: {os.strerror(err)}",
+                errno=err,
+                verifier_log=log,
+            )
+
+    def program(self, name: str) -> Program:
+        p = lib().bpf_object__find_program_by_name(self._live(), name.encode())
+        if not p:
+            raise BpfError(f"{self.path}: no program named {name!r}")
+        return Program(name=name, fd=_check(lib().bpf_program__fd(p), f"fd of {name}"))
+
+    def map(self, name: str) -> Map:
+        if name in self._maps:
+            return self._maps[name]
+        L = lib()
+        m = L.bpf_object__find_map_by_name(self._live(), name.encode())
+        if not m:
+            raise BpfError(f"{self.path}: no map named {name!r}")
+        handle = Map(
+            name=name,
+            fd=_check(L.bpf_map__fd(m), f"fd of map {name}"),
+            key_size=L.bpf_map__key_size(m),
+            value_size=L.bpf_map__value_size(m),
+            map_type=L.bpf_map__type(m),
+            max_entries=L.bpf_map__max_entries(m),
+        )
+        self._maps[name] = handle
+        return handle
+
+    def _live(self) -> int:
+        if not self._obj:
+            raise BpfError(f"{self.path}: object already closed")
+        return int(self._obj)
+
+    def close(self) -> None:
+        if self._obj:
+            lib().bpf_object__close(self._obj)
+            self._obj = None
+
+    def __enter__(self) -> BpfObject:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- attach / detach (in the calling thread's network namespace) ------------------------------
+
+
+def xdp_attach(ifindex: int, prog_fd: int, *, mode: str = "native") -> None:
+    """Attach an XDP program; ``mode`` is ``native`` (driver) or ``generic`` (skb)."""
+    flags = XDP_FLAGS_DRV_MODE if mode == "native" else XDP_FLAGS_SKB_MODE
+    _check(lib().bpf_xdp_attach(ifindex, prog_fd, flags, None), f"XDP attach to ifindex {ifindex}")
+
+
+def xdp_detach(ifindex: int, *, mode: str = "native") -> None:
+    flags = XDP_FLAGS_DRV_MODE if mode == "native" else XDP_FLAGS_SKB_MODE
+    _check(lib().bpf_xdp_detach(ifindex, flags, None), f"XDP detach from ifindex {ifindex}")
+
+
+def xdp_query_id(ifindex: int, *, mode: str = "native") -> int:
+    """The id of the XDP program attached to ``ifindex`` (0 when none)."""
+    flags = XDP_FLAGS_DRV_MODE if mode == "native" else XDP_FLAGS_SKB_MODE
+    pid = ctypes.c_uint32(0)
+    _check(lib().bpf_xdp_query_id(ifindex, flags, ctypes.byref(pid)), "XDP query")
+    return int(pid.value)
+
+
+def _hook(ifindex: int, direction: str) -> _BpfTcHook:
+    point = {"ingress": BPF_TC_INGRESS, "egress": BPF_TC_EGRESS}[direction]
+    return _BpfTcHook(sz=ctypes.sizeof(_BpfTcHook), ifindex=ifindex, attach_point=point)
+
+
+def tc_attach(ifindex: int, prog_fd: int, direction: str, *, priority: int = 1) -> int:
+    """Attach a cls_bpf program (direct-action) to the clsact hook; returns its handle."""
+    L = lib()
+    hook = _hook(ifindex, direction)
+    ret = L.bpf_tc_hook_create(ctypes.byref(hook))
+    if ret < 0 and ret != -17:  # EEXIST: the clsact qdisc is already there
+        _check(ret, f"creating clsact on ifindex {ifindex}")
+    opts = _BpfTcOpts(sz=ctypes.sizeof(_BpfTcOpts), prog_fd=prog_fd, priority=priority, handle=1)
+    _check(L.bpf_tc_attach(ctypes.byref(hook), ctypes.byref(opts)), f"tc {direction} attach")
+    return int(opts.handle)
+
+
+def tc_detach(ifindex: int, direction: str, *, priority: int = 1, handle: int = 1) -> None:
+    L = lib()
+    hook = _hook(ifindex, direction)
+    opts = _BpfTcOpts(sz=ctypes.sizeof(_BpfTcOpts), priority=priority, handle=handle)
+    _check(L.bpf_tc_detach(ctypes.byref(hook), ctypes.byref(opts)), f"tc {direction} detach")
+
+
+def tc_hook_destroy(ifindex: int) -> None:
+    """Remove the clsact qdisc (and every filter on it) from ``ifindex``."""
+    hook = _hook(ifindex, "ingress")
+    hook.attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS
+    ret = lib().bpf_tc_hook_destroy(ctypes.byref(hook))
+    if ret < 0 and ret not in (-2, -22):
+        _check(ret, f"removing clsact from ifindex {ifindex}")

@@ -1,0 +1,53 @@
+/* dsr_helpers.h - small inline helpers shared by the MUX, agent and gateway programs:
+ * the flow hash (mirrored bit for bit by reference_impl/flowhash.py) and checksum arithmetic.
+ */
+#ifndef DSR_HELPERS_H
+#define DSR_HELPERS_H
+
+#include <linux/types.h>
+#include <bpf/bpf_helpers.h>
+
+/* MurmurHash3's finaliser: a few multiplies, no loops, no tables: cheap in the fast path. */
+static __always_inline __u32 fmix32(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
+/* All inputs in host order. Every MUX must compute the same value for the same 5-tuple. */
+static __always_inline __u32 flow_hash(__u32 saddr, __u32 daddr, __u16 sport, __u16 dport,
+				       __u8 proto, __u32 seed)
+{
+	__u32 h = seed;
+
+	h = fmix32(h ^ saddr);
+	h = fmix32(h ^ daddr);
+	h = fmix32(h ^ (((__u32)sport << 16) | dport));
+	return fmix32(h ^ proto);
+}
+
+static __always_inline __u16 csum_fold32(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/* Checksum of a 20-byte IPv4 header (no options) whose check field is zero or is being verified:
+ * the result is 0 for a header with a correct checksum. Unrolled: no loop for the verifier. */
+static __always_inline __u16 ipv4_csum20(const void *hdr)
+{
+	const __u16 *p = hdr;
+	__u32 sum = 0;
+
+#pragma unroll
+	for (int i = 0; i < 10; i++)
+		sum += p[i];
+	return csum_fold32(sum);
+}
+
+#endif /* DSR_HELPERS_H */

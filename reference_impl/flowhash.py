@@ -1,0 +1,42 @@
+"""The MUX's flow hash, bit for bit the same as ``flow_hash()`` in ``bpf/dsr_shared.h``.
+
+Every MUX instance uses the same seed, so every MUX maps a 5-tuple to the same Maglev slot: a
+flow re-hashed to another MUX by the border router still reaches its server. Inputs are host-order
+integers (addresses as 32-bit numbers, ports as 16-bit numbers).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+DEFAULT_SEED = 0x5EED_D5C0
+_M32 = 0xFFFFFFFF
+
+
+def fmix32(h: int) -> int:
+    """MurmurHash3's 32-bit finaliser: cheap in BPF, avalanches every input bit."""
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & _M32
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & _M32
+    h ^= h >> 16
+    return h
+
+
+def flow_hash(saddr: int, daddr: int, sport: int, dport: int, proto: int, seed: int) -> int:
+    h = seed & _M32
+    h = fmix32(h ^ saddr)
+    h = fmix32(h ^ daddr)
+    h = fmix32(h ^ ((sport << 16) | dport))
+    return fmix32(h ^ proto)
+
+
+def ip_int(addr: str) -> int:
+    return int(ipaddress.IPv4Address(addr))
+
+
+def flow_hash_str(
+    src: str, dst: str, sport: int, dport: int, proto: int, seed: int = DEFAULT_SEED
+) -> int:
+    """:func:`flow_hash` for dotted-quad addresses."""
+    return flow_hash(ip_int(src), ip_int(dst), sport, dport, proto, seed)

@@ -1,0 +1,129 @@
+"""The C layouts of ``bpf/dsr_shared.h`` as Python packers, and its constants parsed from the file.
+
+Parsing the header (instead of repeating its numbers here) means the BPF side and the control
+plane cannot drift: a constant changed in C is the constant Python uses.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+import struct
+from pathlib import Path
+
+BPF_DIR = Path(__file__).resolve().parent / "bpf"
+SHARED_H = BPF_DIR / "dsr_shared.h"
+
+IPPROTO = {"tcp": 6, "udp": 17, "icmp": 1}
+
+
+@functools.cache
+def constants() -> dict[str, int]:
+    """Every ``#define NAME <integer>`` of dsr_shared.h."""
+    out: dict[str, int] = {}
+    for m in re.finditer(r"^\s*#define\s+([A-Z0-9_]+)\s+(0x[0-9a-fA-F]+|\d+)\b", SHARED_H.read_text(), re.M):
+        out[m.group(1)] = int(m.group(2), 0)
+    return out
+
+
+def C(name: str) -> int:
+    return constants()[name]
+
+
+def ip_be(addr: str) -> bytes:
+    """A dotted quad as the 4 network-order bytes stored in maps."""
+    return ipaddress.IPv4Address(addr).packed
+
+
+def ip_str(raw: bytes) -> str:
+    return str(ipaddress.IPv4Address(raw))
+
+
+def mac_bytes(mac: str) -> bytes:
+    return bytes.fromhex(mac.replace(":", "").replace("-", ""))
+
+
+# --- struct packers (field order and padding exactly as in dsr_shared.h) ---------------------
+
+
+def vip_key(addr: str, port: int, proto: int) -> bytes:
+    return ip_be(addr) + struct.pack("!H", port) + struct.pack("BB", proto, 0)
+
+
+def vip_meta(vip_index: int, num_backends: int) -> bytes:
+    return struct.pack("=II", vip_index, num_backends)
+
+
+def backend(addr: str, flags: int = 0) -> bytes:
+    return ip_be(addr) + struct.pack("=I", flags)
+
+
+def flow_key(saddr: str, daddr: str, sport: int, dport: int, proto: int) -> bytes:
+    return ip_be(saddr) + ip_be(daddr) + struct.pack("!HH", sport, dport) + bytes([proto, 0, 0, 0])
+
+
+def conn_value_unpack(raw: bytes) -> tuple[int, int]:
+    """(backend index, vip index)."""
+    b, v = struct.unpack("=II", raw[:8])
+    return b, v
+
+
+def mux_config(
+    *,
+    mux_addr: str,
+    hash_seed: int,
+    ring_size: int,
+    new_conn_rate: int,
+    new_conn_burst: int,
+    mtu: int,
+    ttl: int,
+    src_mac: str,
+    dst_mac: str,
+) -> bytes:
+    return (
+        ip_be(mux_addr)
+        + struct.pack("=IIIIHBB", hash_seed, ring_size, new_conn_rate, new_conn_burst, mtu, ttl, 0)
+        + mac_bytes(src_mac)
+        + mac_bytes(dst_mac)
+    )
+
+
+def u32(v: int) -> bytes:
+    return struct.pack("=I", v)
+
+
+def counter_unpack(raw: bytes) -> tuple[int, int]:
+    """(packets, bytes)."""
+    p, b = struct.unpack("=QQ", raw[:16])
+    return p, b
+
+
+def agent_config(server_addr: str, mode: int) -> bytes:
+    return ip_be(server_addr) + struct.pack("=I", mode)
+
+
+def nat_service_key(vip: str, vport: int, proto: int) -> bytes:
+    return ip_be(vip) + struct.pack("!H", vport) + bytes([proto, 0])
+
+
+def nat_service(addr: str, port: int) -> bytes:
+    return ip_be(addr) + struct.pack("!H", port) + b"\0\0"
+
+
+def nat_flow_key(local: str, remote: str, lport: int, rport: int, proto: int) -> bytes:
+    return ip_be(local) + ip_be(remote) + struct.pack("!HH", lport, rport) + bytes([proto, 0, 0, 0])
+
+
+def nat_flow_unpack(raw: bytes) -> tuple[str, int, str]:
+    """(vip, vport, mux address)."""
+    vport = struct.unpack("!H", raw[4:6])[0]
+    return ip_str(raw[0:4]), vport, ip_str(raw[8:12])
+
+
+def gw_key(addr: str, port: int, proto: int) -> bytes:
+    return ip_be(addr) + struct.pack("!H", port) + bytes([proto, 0])
+
+
+def gw_value(addr: str, port: int) -> bytes:
+    return ip_be(addr) + struct.pack("!H", port) + b"\0\0"
