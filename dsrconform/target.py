@@ -1,0 +1,91 @@
+"""The target protocol: how dsrconform drives a DSR stack without knowing whose it is.
+
+A target is found by name through the ``dsrconform.targets`` entry-point group (the reference
+stack registers ``reference``); :func:`load_target` instantiates it, optionally as one of its
+mutants. The protocol grows with the lab issue (deploy, backends, MUX failure); for now it covers
+what the first brick needs: the mutant catalogue and a MUX the benchmark can attach.
+
+Contracts:
+- ``mutants()`` lists the deliberate bugs the target can be built with; ``load_target(name,
+  mutant=M)`` gives a target that runs M everywhere it would run the correct stack.
+- ``mux_for_bench(...)`` is a context manager that attaches the target's MUX data plane to
+  ``ifname`` inside network namespace ``netns``, programmed with one VIP and its backends, sending
+  encapsulated packets back out of the same interface toward ``next_hop_mac``; leaving the
+  context detaches everything it attached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Protocol, runtime_checkable
+
+from dsrconform.errors import ConfigError
+
+ENTRY_POINT_GROUP = "dsrconform.targets"
+
+
+@dataclass(frozen=True)
+class MutantInfo:
+    """One deliberate bug a target can be built with.
+
+    ``requirements`` are the IDs it violates (see :mod:`dsrconform.spec`). ``system_level`` is
+    empty when a packet-level test catches it, else the reason only a running system shows it.
+    """
+
+    name: str
+    description: str
+    requirements: tuple[str, ...]
+    component: str
+    system_level: str = ""
+    caught_by: tuple[str, ...] = field(default_factory=tuple)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BenchVip:
+    addr: str
+    port: int
+    proto: int
+
+
+@runtime_checkable
+class Target(Protocol):
+    """A DSR stack under test."""
+
+    name: str
+    mutant: str | None
+
+    def mutants(self) -> Sequence[MutantInfo]: ...
+
+    def mux_for_bench(
+        self,
+        *,
+        netns: str,
+        ifname: str,
+        mux_addr: str,
+        next_hop_mac: str,
+        vip: BenchVip,
+        backends: Sequence[str],
+    ) -> AbstractContextManager[None]: ...
+
+
+def available_targets() -> list[str]:
+    return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+
+
+def load_target(name: str = "reference", *, mutant: str | None = None) -> Target:
+    """Instantiate the target registered as ``name`` (optionally as mutant ``mutant``)."""
+    eps = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    if name not in eps:
+        known = ", ".join(sorted(eps)) or "none (is the package installed? `pip install -e .`)"
+        raise ConfigError(f"unknown target {name!r}; registered targets: {known}")
+    cls = eps[name].load()
+    target = cls(mutant=mutant)
+    if not isinstance(target, Target):
+        raise ConfigError(f"target {name!r} ({cls}) does not implement dsrconform.target.Target")
+    return target

@@ -1,0 +1,179 @@
+"""The catalogue of deliberate bugs ("mutants") of the reference stack.
+
+Each mutant is the same source built with one compile-time define (``MUTANT_*`` in the BPF C) or
+one control-plane switch, and names the requirement(s) it violates. A mutant either has packet-
+level checks that catch it (``caught_by``: test functions under ``tests/integration``, run against
+the mutant by ``tests/integration/test_mutants_caught.py``), or is marked ``system_level`` with
+the reason only a running system shows it; the conformance suites must catch those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dsrconform.errors import ConfigError
+from dsrconform.target import MutantInfo
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    component: str  # "mux" | "agent" | "gateway"
+    description: str
+    requirements: tuple[str, ...]
+    defines: dict[str, int] = field(default_factory=dict)  # -D flags for the component's BPF
+    control: frozenset[str] = frozenset()  # control-plane switches
+    caught_by: tuple[str, ...] = ()  # "module:function" packet-level checks that must fail
+    system_level: str = ""
+
+    def info(self) -> MutantInfo:
+        return MutantInfo(
+            name=self.name,
+            description=self.description,
+            requirements=self.requirements,
+            component=self.component,
+            system_level=self.system_level,
+            caught_by=self.caught_by,
+        )
+
+
+_MUX = "tests.integration.mux_checks"
+_AGENT = "tests.integration.agent_checks"
+
+CATALOGUE: tuple[Mutant, ...] = (
+    Mutant(
+        "per-mux-hash-seed",
+        "mux",
+        "Each MUX mixes its own address into the flow-hash seed, so two MUXes pick different "
+        "servers for the same flow: a flow re-hashed to another MUX lands on another server.",
+        ("MF-1", "AF-1"),
+        defines={"MUTANT_PER_MUX_SEED": 1},
+        caught_by=(f"{_MUX}:check_encap_matches_model",),
+    ),
+    Mutant(
+        "modulo-hash",
+        "mux",
+        "Backend = hash mod N over the VIP's backend list instead of the Maglev table: any change "
+        "of N remaps almost every new flow.",
+        ("SC-2",),
+        defines={"MUTANT_MODULO_HASH": 1},
+        caught_by=(f"{_MUX}:check_encap_matches_model",),
+    ),
+    Mutant(
+        "no-conn-table",
+        "mux",
+        "The connection table is never consulted or filled: established flows follow the new "
+        "Maglev table after a backend change and break.",
+        ("SC-1",),
+        defines={"MUTANT_NO_CONN_TABLE": 1},
+        caught_by=(f"{_MUX}:check_conn_table_survives_swap",),
+    ),
+    Mutant(
+        "syn-evicts-established",
+        "mux",
+        "New-flow inserts are not rate-bounded: a SYN flood fills the LRU connection table and "
+        "evicts established flows, which then break on the next backend change.",
+        ("SF-1", "SF-3"),
+        defines={"MUTANT_UNBOUNDED_INSERTS": 1},
+        caught_by=(f"{_MUX}:check_flood_keeps_established",),
+    ),
+    Mutant(
+        "icmp-outer-hash",
+        "mux",
+        "ICMP errors about a VIP flow are hashed on the ICMP packet's own addresses instead of the "
+        "embedded header, so packet-too-big reaches a random server.",
+        ("RW-6", "RW-7"),
+        defines={"MUTANT_ICMP_OUTER_HASH": 1},
+        caught_by=(f"{_MUX}:check_icmp_reaches_flow_server",),
+    ),
+    Mutant(
+        "outer-csum-missing",
+        "mux",
+        "The outer IPv4 header is emitted with a zero checksum.",
+        ("RW-2",),
+        defines={"MUTANT_NO_OUTER_CSUM": 1},
+        caught_by=(f"{_MUX}:check_encap_matches_model",),
+    ),
+    Mutant(
+        "in-place-table",
+        "mux",
+        "The control plane rewrites the live Maglev table entry by entry instead of filling the "
+        "standby half and flipping the active index: new flows arriving during the rewrite hash "
+        "into a table that is neither the old nor the new one.",
+        ("SC-4",),
+        control=frozenset({"in_place_tables"}),
+        system_level="a torn table is visible only to packets that race the rewrite on a running "
+        "MUX; one BPF_PROG_TEST_RUN at a time sees either state. The SC suite catches it.",
+    ),
+    Mutant(
+        "nat-no-pseudo-hdr",
+        "agent",
+        "server-nat rewrites addresses without folding them into the TCP/UDP pseudo-header "
+        "checksum: clients count checksum errors and drop every reply.",
+        ("RW-2",),
+        defines={"MUTANT_NAT_NO_PSEUDO_HDR": 1},
+        caught_by=(f"{_AGENT}:check_server_nat_checksums",),
+    ),
+    Mutant(
+        "udp-zero-csum-lost",
+        "agent",
+        "server-nat updates a UDP checksum of zero (\"no checksum\") as if it were real, emitting "
+        "a non-zero, wrong checksum.",
+        ("RW-2",),
+        defines={"MUTANT_UDP_ZERO_CSUM": 1},
+        caught_by=(f"{_AGENT}:check_udp_zero_checksum_preserved",),
+    ),
+    Mutant(
+        "nat-wrong-vip",
+        "agent",
+        "server-nat egress rewrites replies to the first VIP configured for the service port, not "
+        "to the VIP the flow came through: with per-MUX external VIPs, clients of the second VIP "
+        "get replies from the wrong address.",
+        ("RW-1", "RW-4"),
+        defines={"MUTANT_NAT_WRONG_VIP": 1},
+        caught_by=(f"{_AGENT}:check_nat_reply_uses_flow_vip",),
+    ),
+    Mutant(
+        "decap-any-source",
+        "agent",
+        "The agent decapsulates IPIP from any source, not only from the stack's MUXes: anyone can "
+        "inject traffic to the VIP past the load balancer.",
+        ("RB-4",),
+        defines={"MUTANT_DECAP_ANY_SOURCE": 1},
+        caught_by=(f"{_AGENT}:check_decap_only_from_muxes",),
+    ),
+    Mutant(
+        "gateway-no-l4-csum",
+        "gateway",
+        "The egress gateway rewrites the source address and port but leaves the TCP/UDP checksum "
+        "as it was.",
+        ("RW-2",),
+        defines={"MUTANT_GW_NO_L4_CSUM": 1},
+        caught_by=(f"{_AGENT}:check_gateway_rewrite",),
+    ),
+)
+
+BY_NAME: dict[str, Mutant] = {m.name: m for m in CATALOGUE}
+
+
+def get(name: str | None) -> Mutant | None:
+    """The mutant called ``name`` (None for the correct stack); unknown names are a ConfigError."""
+    if name is None:
+        return None
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown mutant {name!r}; `dsrconform mutants` lists them: {', '.join(BY_NAME)}"
+        ) from None
+
+
+def defines_for(component: str, mutant: str | None) -> dict[str, int]:
+    """The -D flags to build ``component`` as ``mutant`` (empty for the correct stack)."""
+    m = get(mutant)
+    return dict(m.defines) if m and m.component == component else {}
+
+
+def control_switches(mutant: str | None) -> frozenset[str]:
+    m = get(mutant)
+    return m.control if m else frozenset()
