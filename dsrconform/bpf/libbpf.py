@@ -134,6 +134,7 @@ def lib() -> ctypes.CDLL:
         "bpf_map_lookup_elem": (i, [i, vp, vp]),
         "bpf_map_delete_elem": (i, [i, vp]),
         "bpf_map_get_next_key": (i, [i, vp, vp]),
+        "bpf_map_update_batch": (i, [i, vp, vp, ctypes.POINTER(u32), vp]),
         "bpf_prog_test_run_opts": (i, [i, ctypes.POINTER(_BpfTestRunOpts)]),
         "bpf_xdp_attach": (i, [i, i, u32, vp]),
         "bpf_xdp_detach": (i, [i, u32, vp]),
@@ -265,6 +266,16 @@ class Map:
         k = ctypes.create_string_buffer(key, len(key))
         v = ctypes.create_string_buffer(value, len(value))
         _check(lib().bpf_map_update_elem(self.fd, k, v, flags), f"update of map {self.name}")
+
+    def update_batch(self, keys: bytes, values: bytes, count: int) -> None:
+        """Write ``count`` entries in one syscall (keys and values: packed, back to back)."""
+        if len(keys) != count * self.key_size or len(values) != count * self.value_size:
+            raise BpfError(f"map {self.name}: batch of {count} has the wrong byte length")
+        n = ctypes.c_uint32(count)
+        k = ctypes.create_string_buffer(keys, len(keys))
+        v = ctypes.create_string_buffer(values, len(values))
+        ret = lib().bpf_map_update_batch(self.fd, k, v, ctypes.byref(n), None)
+        _check(ret, f"batch update of map {self.name}")
 
     def lookup(self, key: bytes) -> bytes | None:
         """The value for ``key``, or None. Per-CPU maps: all CPUs' slots, concatenated."""

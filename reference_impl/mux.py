@@ -1,0 +1,268 @@
+"""Control plane of one reference MUX: load the XDP program, program its maps, read its counters.
+
+Usage::
+
+    with MuxProgram(load_mux_config("mux.yaml")) as mux:   # compiles (cached) and loads
+        mux.attach("dsrc-lab-mux1", "eth0")                 # native XDP inside that namespace
+        mux.set_backends(("198.19.0.10", 80, 6), ["198.18.20.1", "198.18.20.2"])
+        print(mux.stats().globals)
+
+Table changes are atomic per VIP: the new Maglev table is written into the standby half of
+``dsrc_ring`` and then one word (``dsrc_active[vip]``) flips. Backend indices are never reused
+while unused ones remain, so a stale connection-table entry cannot silently point at a new server;
+a removed backend's slot is zeroed and its flows fall back to Maglev.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dsrconform.bpf import libbpf
+from dsrconform.bpf.build import compile_bpf
+from dsrconform.netns import enter_netns
+from dsrconform.target import BenchVip
+from reference_impl import layout, maglev, mutants
+from reference_impl.config import MuxConfig, MuxSettings, VipConfig
+from reference_impl.layout import IPPROTO, C
+
+MUX_SOURCE = layout.BPF_DIR / "mux.bpf.c"
+NO_BACKEND = 0xFFFFFFFF
+VipKey = tuple[str, int, int]  # (address, port, IP protocol number)
+
+GLOBAL_STATS = (
+    "pass", "lru_hit", "lru_miss", "lru_insert", "lru_insert_skipped", "icmp_forwarded", "tx",
+    "drop_ip_truncated", "drop_bad_ihl", "drop_ip_options", "drop_fragment", "drop_l4_truncated",
+    "drop_bad_ip_csum", "drop_no_backend", "drop_too_big", "drop_encap", "drop_icmp_malformed",
+)  # fmt: skip
+
+
+@dataclass
+class MuxStats:
+    """Counters summed over CPUs: named global counters, per VIP and per backend (packets, bytes)."""
+
+    globals: dict[str, int]
+    vips: dict[VipKey, tuple[int, int]] = field(default_factory=dict)
+    backends: dict[str, int] = field(default_factory=dict)
+
+
+def _stat_names_match_header() -> None:
+    want = [f"STAT_{n.upper()}" for n in GLOBAL_STATS]
+    have = [k for k, _ in sorted(layout.constants().items(), key=lambda kv: kv[1])
+            if k in want]  # fmt: skip
+    if len(have) != C("STAT_GLOBAL_COUNT") or [C(n) for n in want] != list(range(len(want))):
+        raise RuntimeError("GLOBAL_STATS is out of step with dsr_shared.h")
+
+
+_stat_names_match_header()
+
+
+class MuxProgram:
+    """One loaded instance of the MUX program and its maps."""
+
+    def __init__(
+        self, config: MuxConfig, *, mutant: str | None = None, source: Path = MUX_SOURCE
+    ) -> None:
+        self.settings: MuxSettings = config.mux
+        self.mutant = mutants.get(mutant).name if mutant else None
+        self._in_place = "in_place_tables" in mutants.control_switches(mutant)
+        obj_path = compile_bpf(source, mutants.defines_for("mux", mutant))
+        ring = self.settings.ring_size
+        self.obj = libbpf.BpfObject(
+            obj_path,
+            max_entries={
+                "dsrc_ring": 2 * C("MAX_VIPS") * ring,
+                "dsrc_conn": self.settings.conn_table_size,
+            },
+        )
+        self.program = self.obj.program("dsrc_mux")
+        self._vip_index: dict[VipKey, int] = {}
+        self._vip_backends: dict[VipKey, list[str]] = {}
+        self._backend_index: dict[str, int] = {}
+        self._next_backend = 0
+        self._attached: tuple[str | None, int, str] | None = None
+        self._write_config()
+        for vip in config.vips:
+            self.set_backends(vip.key, vip.backends)
+
+    # --- programming ----------------------------------------------------------------------
+
+    def _write_config(self) -> None:
+        s = self.settings
+        raw = layout.mux_config(
+            mux_addr=s.address, hash_seed=s.hash_seed, ring_size=s.ring_size,
+            new_conn_rate=s.new_conn_rate, new_conn_burst=s.new_conn_burst, mtu=s.mtu,
+            ttl=s.ttl, src_mac=s.mac, dst_mac=s.next_hop_mac,
+        )  # fmt: skip
+        self.obj.map("dsrc_cfg").update(layout.u32(0), raw)
+
+    def _alloc_backend(self, addr: str) -> int:
+        if addr in self._backend_index:
+            return self._backend_index[addr]
+        used = set(self._backend_index.values())
+        limit = C("MAX_BACKENDS")
+        # Round-robin allocation: a freed index is reused only after every other one was used.
+        for _ in range(limit):
+            idx = self._next_backend
+            self._next_backend = (self._next_backend + 1) % limit
+            if idx not in used:
+                self._backend_index[addr] = idx
+                self.obj.map("dsrc_backends").update(layout.u32(idx), layout.backend(addr))
+                return idx
+        raise libbpf.BpfError(f"more than {limit} backends")
+
+    def _release_unused_backends(self) -> None:
+        live = {b for bes in self._vip_backends.values() for b in bes}
+        for addr in [a for a in self._backend_index if a not in live]:
+            idx = self._backend_index.pop(addr)
+            self.obj.map("dsrc_backends").update(layout.u32(idx), bytes(8))
+
+    def set_backends(self, vip: VipKey, backends: Sequence[str]) -> None:
+        """Create or update a VIP service with this backend set, atomically."""
+        addr, port, proto = vip
+        VipConfig(address=addr, port=port, backends=list(backends))  # validates addresses
+        if vip not in self._vip_index:
+            free = sorted(set(range(C("MAX_VIPS"))) - set(self._vip_index.values()))
+            if not free:
+                raise libbpf.BpfError(f"more than {C('MAX_VIPS')} VIPs")
+            self._vip_index[vip] = free[0]
+        vi = self._vip_index[vip]
+        names = sorted(set(backends))
+        self._vip_backends[vip] = names
+        idx = [self._alloc_backend(b) for b in names]
+        self._write_table(
+            vi,
+            [
+                idx[i] if i >= 0 else NO_BACKEND
+                for i in maglev.build_table(names, self.settings.ring_size)
+            ],
+        )
+        bes = b"".join(layout.u32(i) for i in idx)
+        if idx:
+            base = vi * C("MAX_BACKENDS")
+            keys = b"".join(layout.u32(base + n) for n in range(len(idx)))
+            self.obj.map("dsrc_vip_bes").update_batch(keys, bes, len(idx))
+        self.obj.map("dsrc_vips").update(
+            layout.vip_key(addr, port, proto), layout.vip_meta(vi, len(idx))
+        )
+        self.obj.map("dsrc_vip_addrs").update(layout.ip_be(addr), layout.u32(1))
+        self._release_unused_backends()
+
+    def _write_table(self, vi: int, table: list[int]) -> None:
+        ring, active_map = self.settings.ring_size, self.obj.map("dsrc_active")
+        cur_raw = active_map.lookup(layout.u32(vi))
+        cur = struct.unpack("=I", cur_raw)[0] if cur_raw else 0
+        half = cur if self._in_place else 1 - cur
+        base = (half * C("MAX_VIPS") + vi) * ring
+        ring_map = self.obj.map("dsrc_ring")
+        if self._in_place:  # the in-place-table mutant: rewrite the live half entry by entry
+            for n, v in enumerate(table):
+                ring_map.update(layout.u32(base + n), layout.u32(v))
+            return
+        keys = struct.pack(f"={ring}I", *range(base, base + ring))
+        ring_map.update_batch(keys, struct.pack(f"={ring}I", *table), ring)
+        active_map.update(layout.u32(vi), layout.u32(half))  # the flip: one aligned word
+
+    def remove_vip(self, vip: VipKey) -> None:
+        vi = self._vip_index.pop(vip)
+        self._vip_backends.pop(vip, None)
+        self.obj.map("dsrc_vips").delete(layout.vip_key(*vip))
+        if not any(k[0] == vip[0] for k in self._vip_index):
+            self.obj.map("dsrc_vip_addrs").delete(layout.ip_be(vip[0]))
+        del vi
+        self._release_unused_backends()
+
+    # --- observation ----------------------------------------------------------------------
+
+    def backend_of_index(self, idx: int) -> str | None:
+        return next((a for a, i in self._backend_index.items() if i == idx), None)
+
+    def _sum(self, slot: int) -> tuple[int, int]:
+        vals = self.obj.map("dsrc_stats").lookup_percpu(layout.u32(slot))
+        pk = sum(layout.counter_unpack(v)[0] for v in vals)
+        by = sum(layout.counter_unpack(v)[1] for v in vals)
+        return pk, by
+
+    def stats(self) -> MuxStats:
+        g = C("STAT_GLOBAL_BASE")
+        out = MuxStats(globals={n: self._sum(g + i)[0] for i, n in enumerate(GLOBAL_STATS)})
+        for vip, vi in self._vip_index.items():
+            out.vips[vip] = self._sum(C("STAT_VIP_BASE") + vi)
+        for addr, bi in self._backend_index.items():
+            out.backends[addr] = self._sum(C("STAT_BACKEND_BASE") + bi)[0]
+        return out
+
+    def conn_table(self) -> dict[tuple[str, str, int, int, int], str | None]:
+        """The connection table: 5-tuple -> backend address (None if the slot was freed)."""
+        m, out = self.obj.map("dsrc_conn"), {}
+        for k in list(m.keys()):
+            v = m.lookup(k)
+            if v is None:
+                continue
+            sport, dport = struct.unpack("!HH", k[8:12])
+            flow = (layout.ip_str(k[0:4]), layout.ip_str(k[4:8]), sport, dport, k[12])
+            out[flow] = self.backend_of_index(layout.conn_value_unpack(v)[0])
+        return out
+
+    # --- attach ---------------------------------------------------------------------------
+
+    def attach(self, netns: str | None, ifname: str, *, mode: str = "native") -> None:
+        """Attach to ``ifname`` in ``netns`` (None: this namespace)."""
+        from pyroute2 import IPRoute
+
+        with enter_netns(netns), IPRoute() as ipr:
+            found = ipr.link_lookup(ifname=ifname)
+            if not found:
+                raise libbpf.BpfError(f"no interface {ifname!r} in namespace {netns or 'host'}")
+            libbpf.xdp_attach(found[0], self.program.fd, mode=mode)
+            self._attached = (netns, found[0], mode)
+
+    def detach(self) -> None:
+        if self._attached:
+            netns, ifindex, mode = self._attached
+            self._attached = None
+            with enter_netns(netns):
+                libbpf.xdp_detach(ifindex, mode=mode)
+
+    def close(self) -> None:
+        try:
+            self.detach()
+        finally:
+            self.obj.close()
+
+    def __enter__(self) -> MuxProgram:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextmanager
+def bench_attach(
+    *,
+    netns: str,
+    ifname: str,
+    mux_addr: str,
+    next_hop_mac: str,
+    vip: BenchVip,
+    backends: Sequence[str],
+    mutant: str | None = None,
+) -> Iterator[MuxProgram]:
+    """The reference MUX on ``ifname`` for ``dsrconform bench mux`` (Target.mux_for_bench)."""
+    from dsrconform.netns import link_mac
+
+    proto = {v: k for k, v in IPPROTO.items()}[vip.proto]
+    cfg = MuxConfig.model_validate(
+        {
+            "mux": {"address": mux_addr, "mac": link_mac(netns, ifname),
+                    "next_hop_mac": next_hop_mac},
+            "vips": [{"address": vip.addr, "port": vip.port, "proto": proto,
+                      "backends": list(backends)}],
+        }
+    )  # fmt: skip
+    with MuxProgram(cfg, mutant=mutant) as mux:
+        mux.attach(netns, ifname)
+        yield mux
