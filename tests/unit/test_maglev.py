@@ -1,0 +1,65 @@
+"""Maglev table properties: balance, disruption, determinism (pure Python, no privileges)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reference_impl import maglev
+
+M = maglev.DEFAULT_TABLE_SIZE
+
+
+def names(n: int, start: int = 0) -> list[str]:
+    return [f"198.18.{20 + i // 250}.{i % 250 + 1}" for i in range(start, start + n)]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 10, 64, 100, 333, 1000])
+def test_every_backend_share_is_within_one_percent_of_m_over_n(n: int) -> None:
+    table = maglev.build_table(names(n))
+    counts = [0] * n
+    for i in table:
+        counts[i] += 1
+    ideal = M / n
+    worst = max(abs(c - ideal) / ideal for c in counts)
+    assert worst <= 0.01, f"N={n}: a backend's share is {worst:.2%} away from M/N"
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(2, 1000), seed=st.integers(0, 2**32 - 1), add=st.booleans())
+def test_one_backend_change_remaps_at_most_1_over_n_plus_1_percent(n, seed, add) -> None:
+    rng = random.Random(seed)
+    pool = names(1200)
+    base = rng.sample(pool, n)
+    if add:
+        changed = [*base, rng.choice([p for p in pool if p not in base])]
+    else:
+        victim = rng.choice(base)
+        changed = [b for b in base if b != victim]
+    d = maglev.disruption(maglev.table_as_names(base), maglev.table_as_names(changed))
+    bound = 1 / n + 0.01
+    assert d <= bound, f"N={n} {'add' if add else 'remove'}: {d:.3%} remapped, bound {bound:.3%}"
+
+
+def test_the_table_depends_only_on_the_set_of_backends() -> None:
+    a = maglev.table_as_names(names(10))
+    b = maglev.table_as_names(list(reversed(names(10))) + names(3))
+    assert a == b
+
+
+def test_known_values_pin_the_algorithm() -> None:
+    # A change here changes every MUX's decisions: it must be deliberate (and versioned).
+    t = maglev.table_as_names(["198.18.20.1", "198.18.20.2", "198.18.20.3"], 7)
+    assert t == maglev.table_as_names(["198.18.20.3", "198.18.20.1", "198.18.20.2"], 7)
+    assert sorted(t.count(b) for b in set(t)) in ([2, 2, 3],)
+
+
+def test_bad_sizes_and_empty_sets() -> None:
+    with pytest.raises(ValueError, match="prime"):
+        maglev.build_table(["a"], 65536)
+    assert maglev.build_table([], 7) == [-1] * 7
+    with pytest.raises(ValueError, match="do not fit"):
+        maglev.build_table(names(8), 7)
