@@ -127,3 +127,9 @@ def gw_key(addr: str, port: int, proto: int) -> bytes:
 
 def gw_value(addr: str, port: int) -> bytes:
     return ip_be(addr) + struct.pack("!H", port) + b"\0\0"
+
+
+def nat_flow_key_unpack(raw: bytes) -> tuple[str, str, int, int, int]:
+    """(local addr, remote addr, local port, remote port, proto) of a nat_flow_key."""
+    lport, rport = struct.unpack("!HH", raw[8:12])
+    return ip_str(raw[0:4]), ip_str(raw[4:8]), lport, rport, raw[12]

@@ -46,7 +46,7 @@ class MuxStats:
 
     globals: dict[str, int]
     vips: dict[VipKey, tuple[int, int]] = field(default_factory=dict)
-    backends: dict[str, int] = field(default_factory=dict)
+    backends: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def _stat_names_match_header() -> None:
@@ -192,7 +192,7 @@ class MuxProgram:
         for vip, vi in self._vip_index.items():
             out.vips[vip] = self._sum(C("STAT_VIP_BASE") + vi)
         for addr, bi in self._backend_index.items():
-            out.backends[addr] = self._sum(C("STAT_BACKEND_BASE") + bi)[0]
+            out.backends[addr] = self._sum(C("STAT_BACKEND_BASE") + bi)
         return out
 
     def conn_table(self) -> dict[tuple[str, str, int, int, int], str | None]:

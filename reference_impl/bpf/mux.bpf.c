@@ -174,7 +174,7 @@ static __always_inline int insert_allowed(const struct mux_config *cfg)
 /* Choose the server for a flow. may_insert: remember the choice in the connection table. Returns
  * the backend's address (network order) or 0 when the VIP has none. */
 static __always_inline __u32 pick_backend(const struct flow_key *fk, const struct vip_meta *vm,
-					  const struct mux_config *cfg, int may_insert)
+					  const struct mux_config *cfg, int may_insert, __u64 bytes)
 {
 	__u32 vip_index = vm->vip_index, idx, h, seed, *slot;
 	struct backend *be;
@@ -188,8 +188,9 @@ static __always_inline __u32 pick_backend(const struct flow_key *fk, const struc
 		idx = cv->backend;
 		be = bpf_map_lookup_elem(&dsrc_backends, &idx);
 		/* A removed backend's slot is zeroed: fall through to Maglev instead of a dead server. */
-		if (be && be->addr) {
+		if (be && be->addr && idx < MAX_BACKENDS) {
 			count(STAT_GLOBAL_BASE + STAT_LRU_HIT, 0);
+			count(STAT_BACKEND_BASE + idx, bytes);
 			return be->addr;
 		}
 	}
@@ -233,7 +234,7 @@ static __always_inline __u32 pick_backend(const struct flow_key *fk, const struc
 	}
 #endif
 	if (idx < MAX_BACKENDS)
-		count(STAT_BACKEND_BASE + idx, 0);
+		count(STAT_BACKEND_BASE + idx, bytes);
 	return be->addr;
 }
 
@@ -321,7 +322,7 @@ static __always_inline int handle_icmp(struct xdp_md *ctx, struct iphdr *iph, vo
 	fk.dport = ports[0];
 	fk.proto = inner->protocol;
 #endif
-	be = pick_backend(&fk, vm, cfg, 0); /* an error message never creates flow state */
+	be = pick_backend(&fk, vm, cfg, 0, len); /* an error never creates flow state */
 	if (!be)
 		return drop(STAT_DROP_NO_BACKEND, len);
 	count(STAT_GLOBAL_BASE + STAT_ICMP_FORWARDED, len);
@@ -406,7 +407,7 @@ int dsrc_mux(struct xdp_md *ctx)
 	fk.saddr = iph->saddr;
 	fk.daddr = iph->daddr;
 	fk.proto = iph->protocol;
-	be = pick_backend(&fk, vm, cfg, may_insert);
+	be = pick_backend(&fk, vm, cfg, may_insert, len);
 	if (!be)
 		return drop(STAT_DROP_NO_BACKEND, len);
 	if (vm->vip_index < MAX_VIPS)

@@ -212,7 +212,11 @@ def test_counters_per_vip_backend_and_reason() -> None:
         ip_len = len(frames[0]) - 14
         assert st_.vips[TCP_VIP] == (30, 30 * ip_len)
         assert st_.vips[UDP_VIP] == (0, 0)
-        assert sum(st_.backends.values()) == 30
+        assert sum(p for p, _ in st_.backends.values()) == 30
+        assert sum(b for _, b in st_.backends.values()) == 30 * ip_len
+        for f in frames:  # connection-table hits count toward their backend too
+            send(mux, f)
+        assert sum(p for p, _ in mux.stats().backends.values()) == 60
         assert st_.globals["tx"] == 30 and st_.globals["lru_miss"] == 30
 
 

@@ -1,0 +1,96 @@
+"""Run the packets of a pcap through a reference program with BPF_PROG_TEST_RUN.
+
+``dsrconform-ref mux-run`` (and ``agent-run``, ``gateway-run``) use this: every input frame goes
+through the program in order (so connection-table state builds up as on a live MUX), output
+frames (for TX/PASS/OK verdicts) go to the output pcap, and one JSON line per input frame says what
+happened (``OUT.verdicts.jsonl`` beside the output pcap unless ``--verdicts`` names a file)::
+
+    {"index": 0, "action": "XDP_TX", "in_len": 74, "out_len": 94,
+     "summary": "198.18.1.1:40000 > 198.19.0.10:80 TCP S",
+     "outer_src": "198.18.10.1", "outer_dst": "198.18.20.3"}
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from dsrconform.bpf.libbpf import TC_ACTIONS, XDP_ACTIONS, Program
+from dsrconform.errors import ConfigError
+
+FORWARDED = {"XDP_TX", "XDP_PASS", "XDP_REDIRECT", "TC_ACT_OK", "TC_ACT_UNSPEC"}
+
+
+@dataclass
+class Verdict:
+    index: int
+    action: str
+    in_len: int
+    out_len: int
+    summary: str
+    outer_src: str | None = None
+    outer_dst: str | None = None
+
+
+def read_frames(path: str | Path) -> list[tuple[float, bytes]]:
+    """(timestamp, frame bytes) of every packet of an Ethernet pcap/pcapng file."""
+    import scapy.layers.l2  # noqa: F401  (registers the Ethernet link type)
+    from scapy.utils import PcapReader
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such pcap file")
+    try:
+        with PcapReader(str(p)) as r:
+            return [(float(pkt.time), bytes(pkt)) for pkt in r]
+    except Exception as e:  # scapy raises bare Scapy_Exception for non-pcap input
+        raise ConfigError(f"{p}: not a readable pcap file ({e})") from None
+
+
+def _describe(frame: bytes) -> tuple[str, str | None, str | None]:
+    from scapy.layers.inet import IP
+    from scapy.layers.l2 import Ether
+
+    eth = Ether(frame)
+    ip = eth.getlayer(IP)
+    outer = (ip.src, ip.dst) if ip is not None and ip.proto == 4 else (None, None)
+    inner = ip.payload if outer[0] and isinstance(ip.payload, IP) else eth
+    return inner.summary(), *outer
+
+
+def run_frames(program: Program, kind: str, frames: Iterable[bytes]) -> Iterator[tuple[Verdict, bytes]]:
+    """Run each frame; yield its verdict and the output frame (empty unless forwarded)."""
+    names = XDP_ACTIONS if kind == "xdp" else TC_ACTIONS
+    for i, frame in enumerate(frames):
+        res = program.test_run(frame)
+        code = res.retval if kind == "xdp" else _signed(res.retval)
+        action = names.get(code, f"{kind.upper()}_{code}")
+        out = res.data if action in FORWARDED else b""
+        summary, src, dst = _describe(out or frame)
+        yield Verdict(i, action, len(frame), len(out), summary, src, dst), out
+
+
+def _signed(v: int) -> int:
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
+def trace_pcap(
+    program: Program, kind: str, in_pcap: Path, out_pcap: Path, verdicts: Path | None = None
+) -> Counter[str]:
+    """Run ``in_pcap`` through ``program``; write outputs and verdicts; return action counts."""
+    from scapy.utils import PcapWriter
+
+    frames = read_frames(in_pcap)
+    out_pcap.parent.mkdir(parents=True, exist_ok=True)
+    verdicts = verdicts or out_pcap.with_suffix(".verdicts.jsonl")
+    counts: Counter[str] = Counter()
+    with PcapWriter(str(out_pcap), linktype=1, sync=False) as w, verdicts.open("w") as vj:
+        for (ts, _), (v, out) in zip(frames, run_frames(program, kind, (f for _, f in frames)), strict=True):
+            counts[v.action] += 1
+            vj.write(json.dumps(asdict(v)) + "\n")
+            if out:
+                w.write_packet(out, sec=int(ts), usec=int((ts % 1) * 1e6))
+    return counts

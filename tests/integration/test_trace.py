@@ -1,0 +1,53 @@
+"""``dsrconform-ref mux-run`` on a pcap: outputs, verdicts, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import IP
+from scapy.utils import rdpcap
+
+from reference_impl.cli import main
+from tests.markers import requires_root
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+@requires_root
+def test_mux_run_writes_outputs_and_one_verdict_per_packet(tmp_path: Path) -> None:
+    out = tmp_path / "out.pcap"
+    rc = main(["mux-run", "--config", str(EXAMPLES / "mux-demo.yaml"),
+               "--in", str(EXAMPLES / "demo.pcap"), "--out", str(out)])  # fmt: skip
+    assert rc == 0
+    n_in = len(rdpcap(str(EXAMPLES / "demo.pcap")))
+    verdicts = [json.loads(x) for x in out.with_suffix(".verdicts.jsonl").read_text().splitlines()]
+    assert [v["index"] for v in verdicts] == list(range(n_in))
+    forwarded = [v for v in verdicts if v["action"] in ("XDP_TX", "XDP_PASS")]
+    outputs = rdpcap(str(out))
+    assert len(outputs) == len(forwarded)
+    tx = [v for v in verdicts if v["action"] == "XDP_TX"]
+    assert tx and all(v["outer_src"] == "198.18.10.1" for v in tx)
+    assert {v["action"] for v in verdicts} == {"XDP_TX", "XDP_PASS", "XDP_DROP"}
+    # The handshake, data and the ICMP error of client 198.18.1.1 all reach one server.
+    c1 = [v["outer_dst"] for v in tx if "198.18.1.1:40000" in v["summary"] or "ICMP" in v["summary"]]
+    assert len(c1) == 4 and len(set(c1)) == 1, c1
+    assert all(p[IP].proto == 4 for p in outputs if IP in p and p[IP].dst.startswith("198.18.20."))
+
+
+def test_mux_run_names_a_missing_pcap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["mux-run", "--config", str(EXAMPLES / "mux-demo.yaml"),
+               "--in", str(tmp_path / "nope.pcap"), "--out", str(tmp_path / "o.pcap")])  # fmt: skip
+    assert rc == 2
+    assert "nope.pcap: no such pcap file" in capsys.readouterr().err
+
+
+def test_mux_run_names_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("mux: {address: 192.168.1.1}\n")
+    rc = main(["mux-run", "--config", str(bad), "--in", str(EXAMPLES / "demo.pcap"),
+               "--out", str(tmp_path / "o.pcap")])  # fmt: skip
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml:1: mux.address" in err and "198.18.0.0/15" in err
