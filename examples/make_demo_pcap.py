@@ -24,8 +24,8 @@ def packets() -> list:
         c, sp = f"198.18.1.{i + 1}", 40000 + i
         out.append(ETH / IP(src=c, dst=VIP) / TCP(sport=sp, dport=80, flags="S", seq=100))
         out.append(ETH / IP(src=c, dst=VIP) / TCP(sport=sp, dport=80, flags="A", seq=101, ack=1))
-        out.append(ETH / IP(src=c, dst=VIP) / TCP(sport=sp, dport=80, flags="PA", seq=101, ack=1)
-                   / Raw(b"GET /stream?seed=1&bytes=1000 HTTP/1.1\r\nHost: vip\r\n\r\n"))  # fmt: skip
+        get = Raw(b"GET /stream?seed=1&bytes=1000 HTTP/1.1\r\nHost: vip\r\n\r\n")
+        out.append(ETH / IP(src=c, dst=VIP) / TCP(sport=sp, dport=80, flags="PA", seq=101) / get)
         out.append(ETH / IP(src=c, dst=UVIP) / UDP(sport=sp, dport=53) / Raw(b"id?"))
     out.append(ETH / IP(src="198.18.0.1", dst=VIP) / ICMP(type=3, code=4, nexthopmtu=1400)
                / IPerror(src=VIP, dst="198.18.1.1") / TCPerror(sport=80, dport=40000))  # fmt: skip

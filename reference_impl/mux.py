@@ -42,7 +42,7 @@ GLOBAL_STATS = (
 
 @dataclass
 class MuxStats:
-    """Counters summed over CPUs: named global counters, per VIP and per backend (packets, bytes)."""
+    """Counters summed over CPUs: named globals, per VIP and per backend (packets, bytes)."""
 
     globals: dict[str, int]
     vips: dict[VipKey, tuple[int, int]] = field(default_factory=dict)

@@ -61,7 +61,9 @@ def _describe(frame: bytes) -> tuple[str, str | None, str | None]:
     return inner.summary(), *outer
 
 
-def run_frames(program: Program, kind: str, frames: Iterable[bytes]) -> Iterator[tuple[Verdict, bytes]]:
+def run_frames(
+    program: Program, kind: str, frames: Iterable[bytes]
+) -> Iterator[tuple[Verdict, bytes]]:
     """Run each frame; yield its verdict and the output frame (empty unless forwarded)."""
     names = XDP_ACTIONS if kind == "xdp" else TC_ACTIONS
     for i, frame in enumerate(frames):
@@ -81,6 +83,7 @@ def trace_pcap(
     program: Program, kind: str, in_pcap: Path, out_pcap: Path, verdicts: Path | None = None
 ) -> Counter[str]:
     """Run ``in_pcap`` through ``program``; write outputs and verdicts; return action counts."""
+    from scapy.layers.l2 import Ether
     from scapy.utils import PcapWriter
 
     frames = read_frames(in_pcap)
@@ -88,9 +91,13 @@ def trace_pcap(
     verdicts = verdicts or out_pcap.with_suffix(".verdicts.jsonl")
     counts: Counter[str] = Counter()
     with PcapWriter(str(out_pcap), linktype=1, sync=False) as w, verdicts.open("w") as vj:
-        for (ts, _), (v, out) in zip(frames, run_frames(program, kind, (f for _, f in frames)), strict=True):
+        for (ts, _), (v, out) in zip(
+            frames, run_frames(program, kind, (f for _, f in frames)), strict=True
+        ):
             counts[v.action] += 1
             vj.write(json.dumps(asdict(v)) + "\n")
             if out:
-                w.write_packet(out, sec=int(ts), usec=int((ts % 1) * 1e6))
+                pkt = Ether(out)
+                pkt.time = ts  # keep the input's timestamp
+                w.write(pkt)
     return counts

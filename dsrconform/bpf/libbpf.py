@@ -63,7 +63,7 @@ def _print_cb(level: int, fmt: bytes, ap: int) -> int:
 
 
 class _BpfTestRunOpts(ctypes.Structure):
-    _fields_ = [  # noqa: RUF012
+    _fields_ = [
         ("sz", ctypes.c_size_t),
         ("data_in", ctypes.c_void_p),
         ("data_out", ctypes.c_void_p),
@@ -83,7 +83,7 @@ class _BpfTestRunOpts(ctypes.Structure):
 
 
 class _BpfTcHook(ctypes.Structure):
-    _fields_ = [  # noqa: RUF012
+    _fields_ = [
         ("sz", ctypes.c_size_t),
         ("ifindex", ctypes.c_int),
         ("attach_point", ctypes.c_int),
@@ -93,7 +93,7 @@ class _BpfTcHook(ctypes.Structure):
 
 
 class _BpfTcOpts(ctypes.Structure):
-    _fields_ = [  # noqa: RUF012
+    _fields_ = [
         ("sz", ctypes.c_size_t),
         ("prog_fd", ctypes.c_int),
         ("flags", ctypes.c_uint32),

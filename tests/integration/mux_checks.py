@@ -90,7 +90,7 @@ def _backend_of(out: bytes) -> str:
 
 
 def check_conn_table_survives_swap(mutant: str | None) -> None:
-    """After a backend change, established flows keep their server; new flows follow the new table."""
+    """Established flows keep their server across a backend change; new flows take the new table."""
     cfg = mux_config()
     model = MuxModel(cfg)
     rng = random.Random(3)

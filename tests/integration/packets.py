@@ -1,4 +1,4 @@
-"""Packet builders and validators shared by the MUX tests (scapy for clarity, raw bytes for speed)."""
+"""Packet builders and validators for the MUX tests (scapy for clarity, raw bytes for speed)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,26 @@ ROUTER_MAC = "02:00:00:00:00:01"
 
 
 def flow_frame(
-    src: str, dst: str, sport: int, dport: int, proto: int, *, flags: str = "A", payload: bytes = b""
+    src: str,
+    dst: str,
+    sport: int,
+    dport: int,
+    proto: int,
+    *,
+    flags: str = "A",
+    payload: bytes = b"",
 ) -> bytes:
     l4 = TCP(sport=sport, dport=dport, flags=flags) if proto == 6 else UDP(sport=sport, dport=dport)
     return raw(Ether(src=CLIENT_MAC, dst=MUX_MAC) / IP(src=src, dst=dst) / l4 / Raw(payload))
 
 
-def icmp_frag_needed(router: str, vip: str, vport: int, client: str, cport: int, proto: int) -> bytes:
+def icmp_frag_needed(
+    router: str, vip: str, vport: int, client: str, cport: int, proto: int
+) -> bytes:
     """ICMP fragmentation-needed from ``router`` to the VIP about the reply VIP:vport->client."""
-    inner_l4 = TCPerror(sport=vport, dport=cport) if proto == 6 else UDPerror(sport=vport, dport=cport)
+    inner_l4 = (
+        TCPerror(sport=vport, dport=cport) if proto == 6 else UDPerror(sport=vport, dport=cport)
+    )
     pkt = (
         Ether(src=CLIENT_MAC, dst=MUX_MAC)
         / IP(src=router, dst=vip)
@@ -52,11 +63,15 @@ def fast_syn(template: bytes, src_int: int, sport: int) -> bytes:
     return bytes(b)
 
 
-def assert_valid_encap(out: bytes, inp: bytes, *, mux_addr: str, backend: str | None, ttl: int = 64) -> None:
+def assert_valid_encap(
+    out: bytes, inp: bytes, *, mux_addr: str, backend: str | None, ttl: int = 64
+) -> None:
     """An XDP_TX output is a well-formed IPIP packet carrying exactly the input's IP packet."""
     assert len(out) >= 14 + 20, f"output of {len(out)} bytes is too short for Ethernet + IPv4"
     eth = Ether(out)
-    assert eth.dst == ROUTER_MAC, f"outer Ethernet destination {eth.dst}, expected next hop {ROUTER_MAC}"
+    assert eth.dst == ROUTER_MAC, (
+        f"outer Ethernet destination {eth.dst}, expected next hop {ROUTER_MAC}"
+    )
     assert eth.src == MUX_MAC, f"outer Ethernet source {eth.src}, expected the MUX's {MUX_MAC}"
     outer = out[14:34]
     assert outer[0] == 0x45, f"outer version/IHL byte {outer[0]:#x}, expected 0x45"

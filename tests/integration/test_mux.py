@@ -91,8 +91,8 @@ def test_non_vip_traffic_passes_untouched(mux_and_model, dst, proto, sport, dpor
     [
         flow_frame("198.18.1.9", TCP_VIP[0], 1000, 81, 6),  # VIP address, not a service port
         flow_frame("198.18.1.9", TCP_VIP[0], 1000, 80, 17),  # service port, other protocol
-        bytes.fromhex("ffffffffffff020000000101" "0806") + bytes(28),  # ARP
-        bytes.fromhex("020000000a01020000000101" "86dd") + bytes(40),  # IPv6
+        bytes.fromhex("ffffffffffff0200000001010806") + bytes(28),  # ARP
+        bytes.fromhex("020000000a0102000000010186dd") + bytes(40),  # IPv6
     ],
     ids=["vip-other-port", "vip-other-proto", "arp", "ipv6"],
 )
@@ -123,7 +123,7 @@ def _with_options(b: bytearray) -> bytearray:
 
 
 MALFORMED = {
-    "ip_truncated": lambda b: b[:14 + 12],
+    "ip_truncated": lambda b: b[: 14 + 12],
     "bad_ihl": lambda b: _fix_ip_csum(bytearray(b[:14]) + bytearray([0x44]) + b[15:]),
     "ip_options": _with_options,
     "bad_ip_csum": lambda b: b[:24] + bytearray([b[24] ^ 0xFF]) + b[25:],
@@ -172,7 +172,7 @@ def test_mutated_vip_packets_are_never_emitted_malformed(
     for off, val in edits:
         if off < len(b):
             b[off] = val
-    if fix_csum and len(b) >= 34 and 5 <= (b[14] & 0xF) and len(b) >= 14 + (b[14] & 0xF) * 4:
+    if fix_csum and len(b) >= 34 and (b[14] & 0xF) >= 5 and len(b) >= 14 + (b[14] & 0xF) * 4:
         _fix_ip_csum(b, b[14] & 0xF)
     frame = bytes(b[: max(14, len(b) - cut)])  # the kernel runs XDP on whole Ethernet headers
     action, out = send(mux, frame)
@@ -193,7 +193,7 @@ def test_removed_backend_falls_back_to_the_new_table() -> None:
             mux.set_backends(vip, rest)
             model.set_backends(vip, rest)
         for f in flows:
-            action, out = send(mux, flow_frame(*f, flags="A"))
+            _, out = send(mux, flow_frame(*f, flags="A"))
             got = str(ipaddress.IPv4Address(out[30:34]))
             if pinned[f] != gone:
                 assert got == pinned[f], f"{f} left its surviving server {pinned[f]} for {got}"
@@ -205,7 +205,9 @@ def test_removed_backend_falls_back_to_the_new_table() -> None:
 def test_counters_per_vip_backend_and_reason() -> None:
     cfg = mux_config()
     with MuxProgram(cfg) as mux:
-        frames = [flow_frame("198.18.1.3", TCP_VIP[0], 2000 + i, 80, 6, payload=b"ab") for i in range(30)]
+        frames = [
+            flow_frame("198.18.1.3", TCP_VIP[0], 2000 + i, 80, 6, payload=b"ab") for i in range(30)
+        ]
         for f in frames:
             send(mux, f)
         st_ = mux.stats()
@@ -236,7 +238,7 @@ def test_new_connection_inserts_are_rate_bounded_and_syns_never_insert() -> None
 def test_64_vips_and_1024_backends_with_the_default_table_size() -> None:
     vips = [
         {"address": f"198.19.0.{i + 1}", "port": 80, "proto": "tcp",
-         "backends": [f"198.18.{20 + (i * 16 + j) // 250}.{(i * 16 + j) % 250 + 1}" for j in range(16)]}
+         "backends": [f"198.18.{20 + n // 250}.{n % 250 + 1}" for n in range(i * 16, i * 16 + 16)]}
         for i in range(64)
     ]  # fmt: skip
     cfg = MuxConfig.model_validate({"mux": {"address": MUX_ADDR, "next_hop_mac": ROUTER_MAC,
@@ -249,15 +251,20 @@ def test_64_vips_and_1024_backends_with_the_default_table_size() -> None:
             frame = flow_frame(*flow, flags="S")
             action, out = send(mux, frame)
             assert action == XDP_TX
-            assert_valid_encap(out, frame, mux_addr=MUX_ADDR, backend=model.packet(flow, tcp_flags="S").backend)
+            assert_valid_encap(
+                out, frame, mux_addr=MUX_ADDR, backend=model.packet(flow, tcp_flags="S").backend
+            )
 
 
 def test_native_attach_and_detach_in_a_namespace() -> None:
-    with throwaway_netns("muxattach") as ns, veth_pair(ns, "dsrc-ma0", "dsrc-ma1") as (ia, _):
-        with MuxProgram(mux_config()) as mux:
-            mux.attach(ns, "dsrc-ma0")
-            with enter_netns(ns):
-                assert libbpf.xdp_query_id(ia) != 0, "no XDP program on the interface after attach"
-            mux.detach()
-            with enter_netns(ns):
-                assert libbpf.xdp_query_id(ia) == 0, "XDP program still attached after detach"
+    with (
+        throwaway_netns("muxattach") as ns,
+        veth_pair(ns, "dsrc-ma0", "dsrc-ma1") as (ia, _),
+        MuxProgram(mux_config()) as mux,
+    ):
+        mux.attach(ns, "dsrc-ma0")
+        with enter_netns(ns):
+            assert libbpf.xdp_query_id(ia) != 0, "no XDP program on the interface after attach"
+        mux.detach()
+        with enter_netns(ns):
+            assert libbpf.xdp_query_id(ia) == 0, "XDP program still attached after detach"

@@ -72,10 +72,19 @@ def test_layout_packers_match_the_header_sizes() -> None:
 @pytest.mark.parametrize(
     ("text", "expect"),
     [
-        ("mux: {address: 10.0.0.1}\n", r"f\.yaml:1: mux\.address: MUX address 10\.0\.0\.1 is outside"),
-        ("mux:\n  address: 198.18.10.1\n  ring_size: 65536\n", r":3: mux\.ring_size: ring_size 65536 is not prime"),
-        ("mux: {address: 198.18.10.1}\nvips:\n  - {address: 198.19.0.1, port: 80, backends: [8.8.8.8]}\n",
-         r":3: vips\[0\]\.backends: backend 8\.8\.8\.8 is outside"),
+        (
+            "mux: {address: 10.0.0.1}\n",
+            r"f\.yaml:1: mux\.address: MUX address 10\.0\.0\.1 is outside",
+        ),
+        (
+            "mux:\n  address: 198.18.10.1\n  ring_size: 65536\n",
+            r":3: mux\.ring_size: ring_size 65536 is not prime",
+        ),
+        (
+            "mux: {address: 198.18.10.1}\nvips:\n"
+            "  - {address: 198.19.0.1, port: 80, backends: [8.8.8.8]}\n",
+            r":3: vips\[0\]\.backends: backend 8\.8\.8\.8 is outside",
+        ),
         ("mux: {address: 198.18.10.1, mac: nope}\n", r"mux\.mac: 'nope' is not a MAC"),
         ("mux: {address: 198.18.10.1, colour: red}\n", r"mux\.colour: Extra inputs"),
         ("mux: [\n", r"not valid YAML"),

@@ -1,0 +1,149 @@
+"""The ``dsrconform`` command line.
+
+Subcommands::
+
+    dsrconform doctor [--json]                      can this machine run the labs? (exit 0: yes)
+    dsrconform mutants [--json] [--target NAME]     the target's deliberate bugs and their catchers
+    dsrconform spec [--json]                        the requirement catalogue
+    dsrconform bench mux [--target NAME] [--mutant NAME] [--seconds S] [--json]
+
+Targets are reached only through the registry (:func:`dsrconform.target.load_target`), never by
+importing a stack. Heavy modules (doctor's probes, the benchmark) are imported inside their
+handlers so ``--help`` and ``spec`` stay fast. :func:`main` returns the exit code: a
+:class:`~dsrconform.errors.DsrConformError` is printed as ``dsrconform: error: <message>`` and
+exits with its class's ``exit_code``; argparse usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+from dsrconform import __version__
+from dsrconform.errors import DsrConformError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+PROG = "dsrconform"
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from dsrconform import doctor
+
+    return doctor.main(as_json=args.json, console=None if args.json else _console())
+
+
+def _cmd_mutants(args: argparse.Namespace) -> int:
+    from dsrconform.target import load_target
+
+    infos = load_target(args.target).mutants()
+    if args.json:
+        print(json.dumps([m.as_dict() for m in infos], indent=2))
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"mutants of target {args.target!r}")
+    for col in ("mutant", "component", "requirements", "caught by"):
+        table.add_column(col, overflow="fold")
+    for m in infos:
+        caught = "\n".join(m.caught_by) if m.caught_by else f"system-level: {m.system_level}"
+        table.add_row(m.name, m.component, ", ".join(m.requirements), caught)
+    _console().print(table)
+    return 0
+
+
+def _cmd_spec(args: argparse.Namespace) -> int:
+    from dsrconform.spec import REQUIREMENTS
+
+    if args.json:
+        print(json.dumps([asdict(r) for r in REQUIREMENTS], indent=2))
+        return 0
+    from rich.table import Table
+
+    table = Table(title="dsrconform requirements")
+    for col in ("id", "level", "statement"):
+        table.add_column(col, overflow="fold")
+    for r in REQUIREMENTS:
+        table.add_row(r.id, r.level, r.statement)
+    _console().print(table)
+    return 0
+
+
+def _cmd_bench_mux(args: argparse.Namespace) -> int:
+    from dsrconform.target import load_target
+
+    # Reject an unknown target or mutant before the benchmark builds a lab.
+    load_target(args.target, mutant=args.mutant)
+    from dsrconform.bench import mux
+
+    return int(mux.main(args) or 0)
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:  # piped: keep rows on one line where possible
+        console.width = max(console.width, 140)
+    return console
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Chaos and conformance testing for Direct Server Return load balancers.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("doctor", help="check privileges, kernel features and tools")
+    p.add_argument("--json", action="store_true", help="print the checks as JSON")
+    p.set_defaults(handler=_cmd_doctor)
+
+    p = sub.add_parser("mutants", help="list the target's mutants and what catches them")
+    p.add_argument("--json", action="store_true", help="print the mutants as JSON")
+    p.add_argument("--target", default="reference", metavar="NAME", help="default: reference")
+    p.set_defaults(handler=_cmd_mutants)
+
+    p = sub.add_parser("spec", help="list the requirement catalogue")
+    p.add_argument("--json", action="store_true", help="print the requirements as JSON")
+    p.set_defaults(handler=_cmd_spec)
+
+    bench = sub.add_parser("bench", help="performance benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench", metavar="WHAT", required=True)
+    p = bench_sub.add_parser("mux", help="packets/s through the target's MUX (needs root)")
+    p.add_argument("--target", default="reference", metavar="NAME", help="default: reference")
+    p.add_argument("--mutant", default=None, metavar="NAME", help="benchmark a mutant instead")
+    p.add_argument("--seconds", type=float, default=3.0, metavar="S", help="default: 3")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(handler=_cmd_bench_mux)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code (never raises SystemExit itself)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, usage errors
+        return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except DsrConformError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

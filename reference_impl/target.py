@@ -1,0 +1,58 @@
+"""The reference stack's target adapter: how dsrconform drives ``reference_impl``.
+
+Registered under the ``dsrconform.targets`` entry point as ``reference`` (pyproject.toml), so the
+framework reaches it with ``dsrconform.target.load_target("reference", mutant=...)`` and never
+imports this package directly. A target built with a mutant runs that mutant everywhere it would
+run the correct stack; unknown mutant names are rejected here, at construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from dsrconform.target import BenchVip, MutantInfo
+from reference_impl import mutants as _mutants
+
+
+class ReferenceTarget:
+    """The reference DSR stack (XDP MUX, tc agents, egress gateway), optionally as a mutant."""
+
+    name = "reference"
+
+    def __init__(self, mutant: str | None = None) -> None:
+        _mutants.get(mutant)  # ConfigError naming the known mutants
+        self.mutant = mutant
+
+    def __repr__(self) -> str:
+        return f"ReferenceTarget(mutant={self.mutant!r})"
+
+    def mutants(self) -> Sequence[MutantInfo]:
+        return [m.info() for m in _mutants.CATALOGUE]
+
+    @contextmanager
+    def mux_for_bench(
+        self,
+        *,
+        netns: str,
+        ifname: str,
+        mux_addr: str,
+        next_hop_mac: str,
+        vip: BenchVip,
+        backends: Sequence[str],
+    ) -> Iterator[None]:
+        """Attach the reference MUX (built as this target's mutant) for the benchmark."""
+        # Imported here: the MUX pulls in the BPF build and libbpf, which listing mutants or
+        # reading the spec must not need.
+        from reference_impl.mux import bench_attach
+
+        with bench_attach(
+            netns=netns,
+            ifname=ifname,
+            mux_addr=mux_addr,
+            next_hop_mac=next_hop_mac,
+            vip=vip,
+            backends=backends,
+            mutant=self.mutant,
+        ):
+            yield
