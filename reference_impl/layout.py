@@ -22,7 +22,9 @@ IPPROTO = {"tcp": 6, "udp": 17, "icmp": 1}
 def constants() -> dict[str, int]:
     """Every ``#define NAME <integer>`` of dsr_shared.h."""
     out: dict[str, int] = {}
-    for m in re.finditer(r"^\s*#define\s+([A-Z0-9_]+)\s+(0x[0-9a-fA-F]+|\d+)\b", SHARED_H.read_text(), re.M):
+    for m in re.finditer(
+        r"^\s*#define\s+([A-Z0-9_]+)\s+(0x[0-9a-fA-F]+|\d+)\b", SHARED_H.read_text(), re.M
+    ):
         out[m.group(1)] = int(m.group(2), 0)
     return out
 

@@ -117,7 +117,7 @@ CATALOGUE: tuple[Mutant, ...] = (
     Mutant(
         "udp-zero-csum-lost",
         "agent",
-        "server-nat updates a UDP checksum of zero (\"no checksum\") as if it were real, emitting "
+        'server-nat updates a UDP checksum of zero ("no checksum") as if it were real, emitting '
         "a non-zero, wrong checksum.",
         ("RW-2",),
         defines={"MUTANT_UDP_ZERO_CSUM": 1},

@@ -21,9 +21,7 @@ def _resolve(ref: str) -> Callable[[str | None], None]:
 
 
 @requires_root
-@pytest.mark.parametrize(
-    "mutant", [m for m in CATALOGUE if m.caught_by], ids=lambda m: m.name
-)
+@pytest.mark.parametrize("mutant", [m for m in CATALOGUE if m.caught_by], ids=lambda m: m.name)
 def test_packet_checks_catch_the_mutant(mutant: Mutant) -> None:
     for ref in mutant.caught_by:
         with pytest.raises(AssertionError) as caught:

@@ -55,3 +55,27 @@ def test_mux_run_names_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert rc == 2
     err = capsys.readouterr().err
     assert "bad.yaml:1: mux.address" in err and "198.18.0.0/15" in err
+
+
+@requires_root
+def test_agent_and_gateway_run_on_the_example_configs(tmp_path: Path) -> None:
+    from scapy.layers.inet import TCP
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+
+    eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:14:01")
+    inner = IP(src="198.18.1.1", dst="198.19.0.20") / TCP(sport=40000, dport=80, flags="S")
+    wrpcap(str(tmp_path / "in.pcap"), [eth / IP(src="198.18.10.2", dst="198.18.20.1") / inner])
+    rc = main(["agent-run", "--config", str(EXAMPLES / "agent-demo.yaml"),
+               "--in", str(tmp_path / "in.pcap"), "--out", str(tmp_path / "a.pcap")])  # fmt: skip
+    assert rc == 0
+    [out] = rdpcap(str(tmp_path / "a.pcap"))
+    assert (out[IP].src, out[IP].dst, out[TCP].dport) == ("198.18.1.1", "198.18.20.1", 8080)
+
+    reply = eth / IP(src="198.18.20.2", dst="198.18.1.1") / TCP(sport=8080, dport=40000, flags="SA")
+    wrpcap(str(tmp_path / "r.pcap"), [reply])
+    rc = main(["gateway-run", "--config", str(EXAMPLES / "gateway-demo.yaml"),
+               "--in", str(tmp_path / "r.pcap"), "--out", str(tmp_path / "g.pcap")])  # fmt: skip
+    assert rc == 0
+    [out] = rdpcap(str(tmp_path / "g.pcap"))
+    assert (out[IP].src, out[TCP].sport) == ("198.19.0.11", 80)

@@ -1,0 +1,354 @@
+"""Control plane of the reference server agent and egress gateway (``bpf/agent.bpf.c``,
+``bpf/gateway.bpf.c``).
+
+The configurations are pydantic models validated without root; the program classes compile the
+BPF (as a mutant when asked), load it, program its maps and attach it to tc::
+
+    cfg = AgentConfig(server_addr="198.18.20.1", mode="server-nat", mux_addrs=["198.18.10.1"],
+                      nat_services=[{"vip": "198.19.0.10", "vport": 80, "proto": "tcp",
+                                     "port": 8080}])
+    with AgentProgram(cfg) as agent:
+        action, out = run_packets(agent.ingress, [frame])[0]   # BPF_PROG_TEST_RUN
+        agent.attach("dsrc-srv1", "eth0")                      # tc ingress + egress
+        ...
+        agent.detach()
+
+Attachments are remembered and :meth:`detach` (also run by ``close``) removes exactly those
+filters; the clsact qdisc is left in place, as it may hold filters of others.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+from dsrconform.bpf import libbpf
+from dsrconform.bpf.build import compile_bpf
+from dsrconform.bpf.libbpf import BpfObject, Map, Program
+from dsrconform.configfile import load_model
+from dsrconform.errors import BpfError, ConfigError, LabError
+from dsrconform.netns import enter_netns
+from reference_impl import layout, mutants
+
+LAB_NET = ipaddress.IPv4Network("198.18.0.0/15")
+AGENT_SOURCE = layout.BPF_DIR / "agent.bpf.c"
+GATEWAY_SOURCE = layout.BPF_DIR / "gateway.bpf.c"
+AGENT_PROGRAMS = ("dsrc_agent_in", "dsrc_agent_eg")
+GATEWAY_PROGRAM = "dsrc_gw"
+MODES = {"encap": "MODE_ENCAP", "server-nat": "MODE_SERVER_NAT"}
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+def _lab_addr(value: str, info: ValidationInfo) -> str:
+    """An IPv4 address inside the lab range; the message names the field it came from."""
+    field = info.field_name or "address"
+    try:
+        addr = ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError(f"{field}: {value!r} is not an IPv4 address") from None
+    if addr not in LAB_NET:
+        raise ValueError(
+            f"{field}: {value} is outside the lab range {LAB_NET}; use lab addresses only "
+            "(servers 198.18.20.0/24, MUXes 198.18.10.0/24, VIPs 198.19.0.0/24)"
+        )
+    return str(addr)
+
+
+LabAddr = Annotated[str, AfterValidator(_lab_addr)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Proto = Literal["tcp", "udp"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "config") -> Self:
+        """Validate ``data``; a failure is a ConfigError naming ``source`` and each bad field."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            lines = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
+            raise ConfigError(f"{source}: invalid {cls.__name__}:\n  " + "\n  ".join(lines)) from e
+
+
+class NatService(_Model):
+    """server-nat: traffic to ``vip:vport`` is handed to the application on ``port``."""
+
+    vip: LabAddr
+    vport: Port
+    proto: Proto
+    port: Port
+
+
+class AgentConfig(_Model):
+    server_addr: LabAddr
+    mode: Literal["encap", "server-nat"] = "encap"
+    mux_addrs: list[LabAddr] = Field(default_factory=list)
+    nat_services: list[NatService] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _limits(self) -> Self:
+        if len(self.mux_addrs) > layout.C("MAX_MUXES"):
+            raise ValueError(
+                f"mux_addrs: {len(self.mux_addrs)} entries, at most {layout.C('MAX_MUXES')}"
+            )
+        seen = [(s.vip, s.vport, s.proto) for s in self.nat_services]
+        dups = {k for k in seen if seen.count(k) > 1}
+        if dups:
+            raise ValueError(f"nat_services: VIP:port/proto listed twice: {sorted(dups)}")
+        return self
+
+
+class GatewayMapping(_Model):
+    """gateway-nat: replies from ``server:server_port`` leave as ``external:external_port``."""
+
+    server: LabAddr
+    server_port: Port
+    proto: Proto
+    external: LabAddr
+    external_port: Port
+
+
+class GatewayConfig(_Model):
+    mappings: list[GatewayMapping] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        seen = [(m.server, m.server_port, m.proto) for m in self.mappings]
+        dups = {k for k in seen if seen.count(k) > 1}
+        if dups:
+            raise ValueError(f"mappings: server:port/proto mapped twice: {sorted(dups)}")
+        return self
+
+
+# --- running programs -------------------------------------------------------------------------
+
+
+def run_packets(
+    program: Program, frames: list[bytes], *, flags: int = 0
+) -> list[tuple[str, bytes]]:
+    """Run each Ethernet frame through a tc program (BPF_PROG_TEST_RUN, with ``flags``).
+
+    Returns ``(action name, output frame)`` per input; the output is the skb as the program left
+    it (decapsulated, rewritten, or unchanged).
+    """
+    out = []
+    for frame in frames:
+        res = program.test_run(frame, flags=flags)
+        # tc actions are small signed ints (TC_ACT_UNSPEC is -1); the kernel hands back a u32.
+        action = res.retval - (1 << 32) if res.retval >= 1 << 31 else res.retval
+        out.append((libbpf.TC_ACTIONS.get(action, f"TC_ACT_{action}"), res.data))
+    return out
+
+
+def load_agent_config(path: str | Path) -> AgentConfig:
+    """An agent config file; errors name the file, line and field."""
+    return load_model(path, AgentConfig)
+
+
+def load_gateway_config(path: str | Path) -> GatewayConfig:
+    """A gateway config file; errors name the file, line and field."""
+    return load_model(path, GatewayConfig)
+
+
+@dataclass(frozen=True)
+class NatFlow:
+    """A server-nat flow the agent remembers, as its replies look (local = this server)."""
+
+    local_addr: str
+    local_port: int
+    remote_addr: str
+    remote_port: int
+    proto: int
+    vip: str
+    vport: int
+    mux_addr: str
+
+
+@dataclass(frozen=True)
+class _Attachment:
+    netns: str | None
+    ifname: str
+    ifindex: int
+    direction: str
+    handle: int
+
+
+class _TcProgram:
+    """A loaded BPF object with tc programs: stats, attach/detach bookkeeping, close."""
+
+    _stats_map = ""
+    _stat_names: tuple[str, ...] = ()
+
+    def __init__(self, obj: BpfObject) -> None:
+        self._obj = obj
+        self._attached: list[_Attachment] = []
+
+    def map(self, name: str) -> Map:
+        return self._obj.map(name)
+
+    def stats(self) -> dict[str, int]:
+        """Packets per statistic (``AGENT_STAT_<NAME>`` as lower-case ``name``), all CPUs."""
+        m = self._obj.map(self._stats_map)
+        out = {}
+        for name in self._stat_names:
+            idx = layout.C(f"AGENT_STAT_{name.upper()}")
+            out[name] = sum(layout.counter_unpack(v)[0] for v in m.lookup_percpu(layout.u32(idx)))
+        return out
+
+    def _attach(self, netns: str | None, ifname: str, programs: list[tuple[Program, str]]) -> None:
+        with enter_netns(netns):
+            try:
+                ifindex = socket.if_nametoindex(ifname)
+            except OSError:
+                raise LabError(f"no interface {ifname!r} in namespace {netns or 'host'}") from None
+            for prog, direction in programs:
+                handle = libbpf.tc_attach(ifindex, prog.fd, direction)
+                self._attached.append(_Attachment(netns, ifname, ifindex, direction, handle))
+
+    def detach(self) -> None:
+        """Remove every tc filter this object attached (and nothing else). Filters whose
+        interface or namespace is gone went with it; any other failure is raised after every
+        attachment has been tried."""
+        first_error: Exception | None = None
+        while self._attached:
+            a = self._attached.pop()
+            try:
+                with enter_netns(a.netns):
+                    libbpf.tc_detach(a.ifindex, a.direction, handle=a.handle)
+            except LabError:
+                continue  # the namespace was deleted, and its interfaces with it
+            except BpfError as e:
+                if e.errno not in (errno.ENODEV, errno.ENOENT) and first_error is None:
+                    first_error = e
+        if first_error is not None:
+            raise first_error
+
+    @property
+    def attachments(self) -> list[tuple[str | None, str, str]]:
+        """(netns, ifname, direction) of each live attachment."""
+        return [(a.netns, a.ifname, a.direction) for a in self._attached]
+
+    def close(self) -> None:
+        try:
+            self.detach()
+        finally:
+            self._obj.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AgentProgram(_TcProgram):
+    """The server agent: ``ingress`` (dsrc_agent_in) and ``egress`` (dsrc_agent_eg)."""
+
+    _stats_map = "dsrc_agent_st"
+    _stat_names = ("decap", "foreign_ipip", "dnat", "snat", "snat_miss", "malformed", "pass")
+
+    def __init__(
+        self, config: AgentConfig, mutant: str | None = None, nat_flow_entries: int = 65536
+    ) -> None:
+        if nat_flow_entries < 1:
+            raise ConfigError(f"nat_flow_entries must be at least 1, got {nat_flow_entries}")
+        self.config = config
+        self.mutant = mutant
+        path = compile_bpf(AGENT_SOURCE, mutants.defines_for("agent", mutant))
+        super().__init__(BpfObject(path, max_entries={"dsrc_nat_flows": nat_flow_entries}))
+        try:
+            self.ingress = self._obj.program(AGENT_PROGRAMS[0])
+            self.egress = self._obj.program(AGENT_PROGRAMS[1])
+            self._program_maps()
+        except BaseException:
+            self._obj.close()
+            raise
+
+    def _program_maps(self) -> None:
+        cfg = self.config
+        mode = layout.C(MODES[cfg.mode])
+        self.map("dsrc_agent_cfg").update(layout.u32(0), layout.agent_config(cfg.server_addr, mode))
+        for addr in cfg.mux_addrs:
+            self.map("dsrc_muxes").update(layout.ip_be(addr), layout.u32(1))
+        svc_map, first_map = self.map("dsrc_nat_svc"), self.map("dsrc_nat_first")
+        if len(cfg.nat_services) > svc_map.max_entries:
+            raise ConfigError(
+                f"nat_services: {len(cfg.nat_services)} entries, the agent holds at most "
+                f"{svc_map.max_entries}"
+            )
+        for s in cfg.nat_services:
+            proto = layout.IPPROTO[s.proto]
+            svc_map.update(
+                layout.nat_service_key(s.vip, s.vport, proto),
+                layout.nat_service(cfg.server_addr, s.port),
+            )
+            first = layout.gw_key(cfg.server_addr, s.port, proto)
+            if first_map.lookup(first) is None:  # config order: the first VIP wins
+                first_map.update(first, layout.gw_value(s.vip, s.vport))
+
+    def nat_flows(self) -> list[NatFlow]:
+        """Every flow in the server-nat flow table."""
+        m = self.map("dsrc_nat_flows")
+        flows = []
+        for key in m.keys():  # noqa: SIM118 (a BPF map, not a dict)
+            raw = m.lookup(key)
+            if raw is None:  # evicted while iterating
+                continue
+            vip, vport, mux = layout.nat_flow_unpack(raw)
+            local, remote, lport, rport, proto = layout.nat_flow_key_unpack(key)
+            flows.append(NatFlow(local, lport, remote, rport, proto, vip, vport, mux))
+        return flows
+
+    def attach(self, netns: str | None, ifname: str) -> None:
+        """Attach ingress and egress to ``ifname`` in ``netns`` (None: this namespace)."""
+        self._attach(netns, ifname, [(self.ingress, "ingress"), (self.egress, "egress")])
+
+
+class GatewayProgram(_TcProgram):
+    """The stateless egress gateway: ``program`` (dsrc_gw)."""
+
+    _stats_map = "dsrc_gw_st"
+    _stat_names = ("gw_rewrite", "pass")
+
+    def __init__(self, config: GatewayConfig, mutant: str | None = None) -> None:
+        self.config = config
+        self.mutant = mutant
+        path = compile_bpf(GATEWAY_SOURCE, mutants.defines_for("gateway", mutant))
+        super().__init__(BpfObject(path))
+        try:
+            self.program = self._obj.program(GATEWAY_PROGRAM)
+            gw = self.map("dsrc_gw_map")
+            if len(config.mappings) > gw.max_entries:
+                raise ConfigError(
+                    f"mappings: {len(config.mappings)} entries, the gateway holds at most "
+                    f"{gw.max_entries}"
+                )
+            for m in config.mappings:
+                gw.update(
+                    layout.gw_key(m.server, m.server_port, layout.IPPROTO[m.proto]),
+                    layout.gw_value(m.external, m.external_port),
+                )
+        except BaseException:
+            self._obj.close()
+            raise
+
+    def attach(self, netns: str | None, ifname: str, direction: str = "ingress") -> None:
+        """Attach to ``ifname``'s tc ``direction`` hook (the server-facing ingress, normally)."""
+        self._attach(netns, ifname, [(self.program, direction)])
