@@ -1,0 +1,113 @@
+"""The ``dsrconform bench mux`` harness: frames it generates, and a short run that cleans up.
+
+Speed is the bench's business, not the tests': nothing here asserts a rate. The harness run puts
+the XDP reflector in the MUX's place, so it needs no target.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import struct
+from collections.abc import Iterator
+
+import pytest
+
+from dsrconform.bench import mux as bench
+from dsrconform.netns import LAB_PREFIX, NETNS_RUN_DIR
+from tests.markers import requires_root
+
+GEN_MAC, DUT_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
+
+
+def _csum_ok(data: bytes) -> bool:
+    """Data that includes its own Internet checksum sums to 0xffff (one's complement)."""
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total == 0xFFFF
+
+
+def _parse(frame: bytes) -> tuple[str, int, int, bool, bool]:
+    """(source address, source port, TCP flags, IP checksum ok, TCP checksum ok)."""
+    ip, tcp = frame[14:34], frame[34:54]
+    src, dst = ip[12:16], ip[16:20]
+    pseudo = src + dst + struct.pack("!BBH", 0, 6, len(tcp))
+    sport = struct.unpack("!H", tcp[0:2])[0]
+    return str(ipaddress.IPv4Address(src)), sport, tcp[13], _csum_ok(ip), _csum_ok(pseudo + tcp)
+
+
+def test_template_is_a_valid_tcp_frame_to_the_vip() -> None:
+    frame = bench.build_template(DUT_MAC, GEN_MAC, bench.VIP, "syn")
+    assert len(frame) == bench.FRAME_LEN
+    assert frame[0:6] == bytes.fromhex("020000000002"), "destination MAC is not the DUT's"
+    assert frame[30:34] == ipaddress.IPv4Address(bench.VIP.addr).packed
+    assert struct.unpack("!H", frame[36:38])[0] == bench.VIP.port
+    src, sport, flags, ip_ok, tcp_ok = _parse(frame)
+    assert (src, sport, flags) == ("0.0.0.0", 0, 0x02)
+    assert ip_ok and tcp_ok, "template checksums must be valid for zero source address/port"
+    assert _parse(bench.build_template(DUT_MAC, GEN_MAC, bench.VIP, "established"))[2] == 0x10
+
+
+@pytest.fixture
+def programs() -> Iterator[bench.BenchPrograms]:
+    progs = bench.load_programs()
+    try:
+        yield progs
+    finally:
+        progs.close()
+
+
+@requires_root
+@pytest.mark.parametrize(
+    ("mode", "runs", "expected"),
+    [
+        # Flow n: address 198.18.1.0 + n % 1792, port 1024 + n // 1792.
+        ("syn", (1, 1, 1790, 1), ["198.18.1.0:1024", "198.18.1.1:1024", "198.18.7.255:1024",
+                                  "198.18.1.0:1025"]),
+        # 1024 flows, repeated: flow 1024 is flow 0 again.
+        ("established", (1, 1023, 1), ["198.18.1.0:1024", "198.18.4.255:1024",
+                                       "198.18.1.0:1024"]),
+    ],
+)  # fmt: skip
+def test_livegen_rebuilds_the_whole_frame_and_varies_the_flow(
+    programs: bench.BenchPrograms, mode: bench.Mode, runs: tuple[int, ...], expected: list[str]
+) -> None:
+    template = bench.build_template(DUT_MAC, GEN_MAC, bench.VIP, mode)
+    programs.configure(template, mode)
+    gen = programs.livegen.program("dsrc_livegen")
+    seen = []
+    with bench.pinned_to_one_cpu():  # the flow sequence is per CPU
+        for repeat in runs:
+            # Garbage in, as a recycled live-frames page would be: the output must not depend on it.
+            res = gen.test_run(b"\xab" * bench.FRAME_LEN, repeat=repeat)
+            assert res.retval == 3, f"livegen returned {res.retval}, expected XDP_TX (3)"
+            src, sport, _, ip_ok, tcp_ok = _parse(res.data)
+            assert ip_ok, f"bad IP checksum for {src}:{sport} (the MUX drops those)"
+            assert tcp_ok, f"bad TCP checksum for {src}:{sport}"
+            # Apart from source address, source port and the two checksums: the template.
+            for lo, hi in ((0, 24), (30, 34), (36, 50), (52, bench.FRAME_LEN)):
+                assert res.data[lo:hi] == template[lo:hi], f"bytes {lo}..{hi} differ from template"
+            seen.append(f"{src}:{sport}")
+    assert seen == expected
+
+
+def _our_namespaces() -> list[str]:
+    mine = f"-{os.getpid()}-"
+    names = os.listdir(NETNS_RUN_DIR) if os.path.isdir(NETNS_RUN_DIR) else []
+    return [n for n in names if n.startswith(LAB_PREFIX) and mine in n]
+
+
+@requires_root
+def test_short_run_delivers_and_leaves_nothing_behind() -> None:
+    before = _our_namespaces()
+    summary = bench.run_bench(seconds=0.3, dut="reflector")
+    assert set(summary["cases"]) == {f"{d}-{m}" for d, m in bench.CASES}
+    for name, case in summary["cases"].items():
+        assert case["delivered"] > 0, f"{name}: nothing came back to the generator side"
+        assert case["delivered"] <= case["submitted"], (
+            f"{name}: {case['delivered']} delivered > {case['submitted']} submitted: "
+            "something other than the generator's frames was counted"
+        )
+    assert summary["ratios"]["syn"] is not None
+    assert _our_namespaces() == before, "bench namespaces left behind"
