@@ -67,7 +67,8 @@ class MuxProgram:
         self, config: MuxConfig, *, mutant: str | None = None, source: Path = MUX_SOURCE
     ) -> None:
         self.settings: MuxSettings = config.mux
-        self.mutant = mutants.get(mutant).name if mutant else None
+        chosen = mutants.get(mutant)
+        self.mutant = chosen.name if chosen else None
         self._in_place = "in_place_tables" in mutants.control_switches(mutant)
         obj_path = compile_bpf(source, mutants.defines_for("mux", mutant))
         ring = self.settings.ring_size

@@ -329,46 +329,21 @@ static __always_inline int handle_icmp(struct xdp_md *ctx, struct iphdr *iph, vo
 	return encap_and_tx(ctx, cfg, be, len, iph->tos, iph->frag_off);
 }
 
-SEC("xdp")
-int dsrc_mux(struct xdp_md *ctx)
+/* Checks and forwarding of a packet to a VIP service; iph is a 20-byte header, not a fragment. */
+static __always_inline int handle_vip(struct xdp_md *ctx, struct iphdr *iph, void *data_end,
+				      const struct vip_meta *vm)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	struct iphdr *iph;
 	struct flow_key fk = {};
-	struct vip_key vk = {};
-	struct vip_meta *vm;
 	struct mux_config *cfg;
 	__u32 zero = 0, be, l4_min;
 	__u16 len;
 	int may_insert = 1;
 
-	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
-		goto pass; /* not IPv4: not ours */
-	iph = (void *)(eth + 1);
-	if ((void *)(iph + 1) > data_end)
-		return drop(STAT_DROP_IP_TRUNCATED, 0);
-	if (!bpf_map_lookup_elem(&dsrc_vip_addrs, &iph->daddr))
-		goto pass;
-	/* Addressed to a VIP from here on: validate before trusting any field. */
-	if (iph->ihl < 5)
-		return drop(STAT_DROP_BAD_IHL, 0);
-	if (iph->ihl != 5)
-		return drop(STAT_DROP_IP_OPTIONS, 0);
 	if (ipv4_csum20(iph) != 0)
 		return drop(STAT_DROP_BAD_IP_CSUM, 0);
 	len = bpf_ntohs(iph->tot_len);
 	if (len < sizeof(struct iphdr) || (void *)iph + len > data_end)
 		return drop(STAT_DROP_IP_TRUNCATED, 0);
-	if (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET))
-		return drop(STAT_DROP_FRAGMENT, len);
-	cfg = bpf_map_lookup_elem(&dsrc_cfg, &zero);
-	if (!cfg)
-		return XDP_ABORTED;
-
-	if (iph->protocol == IPPROTO_ICMP)
-		return handle_icmp(ctx, iph, data_end, cfg);
 	if (iph->protocol == IPPROTO_TCP) {
 		struct tcphdr *tcp = (void *)(iph + 1);
 
@@ -383,7 +358,7 @@ int dsrc_mux(struct xdp_md *ctx)
 #ifdef MUTANT_UNBOUNDED_INSERTS
 		may_insert = 1;
 #endif
-	} else if (iph->protocol == IPPROTO_UDP) {
+	} else {
 		struct udphdr *udp = (void *)(iph + 1);
 
 		if ((void *)(udp + 1) > data_end)
@@ -391,19 +366,13 @@ int dsrc_mux(struct xdp_md *ctx)
 		l4_min = sizeof(struct udphdr);
 		fk.sport = udp->source;
 		fk.dport = udp->dest;
-	} else {
-		goto pass; /* other protocols to a VIP address are not load-balanced */
 	}
 	/* The L4 header must also lie inside the IP packet, not just inside the frame. */
 	if (sizeof(struct iphdr) + l4_min > len)
 		return drop(STAT_DROP_L4_TRUNCATED, len);
-
-	vk.addr = iph->daddr;
-	vk.port = fk.dport;
-	vk.proto = iph->protocol;
-	vm = bpf_map_lookup_elem(&dsrc_vips, &vk);
-	if (!vm)
-		goto pass; /* VIP address, but not a service port */
+	cfg = bpf_map_lookup_elem(&dsrc_cfg, &zero);
+	if (!cfg)
+		return XDP_ABORTED;
 	fk.saddr = iph->saddr;
 	fk.daddr = iph->daddr;
 	fk.proto = iph->protocol;
@@ -413,6 +382,66 @@ int dsrc_mux(struct xdp_md *ctx)
 	if (vm->vip_index < MAX_VIPS)
 		count(STAT_VIP_BASE + vm->vip_index, len);
 	return encap_and_tx(ctx, cfg, be, len, iph->tos, iph->frag_off);
+}
+
+SEC("xdp")
+int dsrc_mux(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *iph;
+	struct vip_key vk = {};
+	struct vip_meta *vm;
+	struct mux_config *cfg;
+	__be16 *ports;
+	__u32 zero = 0;
+	__u16 len;
+
+	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		goto pass; /* not IPv4: not ours */
+	iph = (void *)(eth + 1);
+	if ((void *)(iph + 1) > data_end)
+		return drop(STAT_DROP_IP_TRUNCATED, 0);
+	ports = (void *)(iph + 1);
+
+	/* Fast path: a plain TCP/UDP packet is classified by one lookup of (vip, port, proto); a miss
+	 * means "not a VIP service" whatever the address, so it passes untouched. Only the rare shapes
+	 * below (options, fragments, ICMP, cut ports) need the VIP address set. */
+	if (iph->ihl == 5 && !(iph->frag_off & bpf_htons(IP_MF | IP_OFFSET)) &&
+	    (iph->protocol == IPPROTO_TCP || iph->protocol == IPPROTO_UDP) &&
+	    (void *)(ports + 2) <= data_end) {
+		vk.addr = iph->daddr;
+		vk.port = ports[1];
+		vk.proto = iph->protocol;
+		vm = bpf_map_lookup_elem(&dsrc_vips, &vk);
+		if (!vm)
+			goto pass;
+		return handle_vip(ctx, iph, data_end, vm);
+	}
+
+	if (!bpf_map_lookup_elem(&dsrc_vip_addrs, &iph->daddr))
+		goto pass;
+	/* Addressed to a VIP: validate before trusting any field. */
+	if (iph->ihl < 5)
+		return drop(STAT_DROP_BAD_IHL, 0);
+	if (iph->ihl != 5)
+		return drop(STAT_DROP_IP_OPTIONS, 0);
+	if (ipv4_csum20(iph) != 0)
+		return drop(STAT_DROP_BAD_IP_CSUM, 0);
+	len = bpf_ntohs(iph->tot_len);
+	if (len < sizeof(struct iphdr) || (void *)iph + len > data_end)
+		return drop(STAT_DROP_IP_TRUNCATED, 0);
+	if (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+		return drop(STAT_DROP_FRAGMENT, len);
+	if (iph->protocol == IPPROTO_ICMP) {
+		cfg = bpf_map_lookup_elem(&dsrc_cfg, &zero);
+		if (!cfg)
+			return XDP_ABORTED;
+		return handle_icmp(ctx, iph, data_end, cfg);
+	}
+	if (iph->protocol == IPPROTO_TCP || iph->protocol == IPPROTO_UDP)
+		return drop(STAT_DROP_L4_TRUNCATED, len); /* the ports are cut off */
 pass:
 	count(STAT_GLOBAL_BASE + STAT_PASS, 0);
 	return XDP_PASS;
