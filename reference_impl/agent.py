@@ -39,7 +39,7 @@ from pydantic import (
 from dsrconform.bpf import libbpf
 from dsrconform.bpf.build import compile_bpf
 from dsrconform.bpf.libbpf import BpfObject, Map, Program
-from dsrconform.configfile import load_model
+from dsrconform.configfile import lab_address, load_model
 from dsrconform.errors import BpfError, ConfigError, LabError
 from dsrconform.netns import enter_netns
 from reference_impl import layout, mutants
@@ -56,17 +56,7 @@ MODES = {"encap": "MODE_ENCAP", "server-nat": "MODE_SERVER_NAT"}
 
 def _lab_addr(value: str, info: ValidationInfo) -> str:
     """An IPv4 address inside the lab range; the message names the field it came from."""
-    field = info.field_name or "address"
-    try:
-        addr = ipaddress.IPv4Address(value)
-    except ValueError:
-        raise ValueError(f"{field}: {value!r} is not an IPv4 address") from None
-    if addr not in LAB_NET:
-        raise ValueError(
-            f"{field}: {value} is outside the lab range {LAB_NET}; use lab addresses only "
-            "(servers 198.18.20.0/24, MUXes 198.18.10.0/24, VIPs 198.19.0.0/24)"
-        )
-    return str(addr)
+    return lab_address(value, info.field_name or "address")
 
 
 LabAddr = Annotated[str, AfterValidator(_lab_addr)]
@@ -83,7 +73,11 @@ class _Model(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as e:
-            lines = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
+            lines = [
+                f"{'.'.join(str(p) for p in err['loc'])}: "
+                + str(err["msg"]).removeprefix("Value error, ")
+                for err in e.errors()
+            ]
             raise ConfigError(f"{source}: invalid {cls.__name__}:\n  " + "\n  ".join(lines)) from e
 
 

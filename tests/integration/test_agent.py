@@ -141,9 +141,11 @@ def test_zero_sum_payload_really_sums_to_zero() -> None:
 
 
 def test_addresses_outside_the_lab_are_rejected_naming_the_field() -> None:
-    with pytest.raises(ConfigError, match=r"server_addr: 10\.0\.0\.1 is outside the lab range"):
+    with pytest.raises(
+        ConfigError, match=r"server_addr: server_addr 10\.0\.0\.1 is outside the lab range"
+    ):
         AgentConfig.from_dict({"server_addr": "10.0.0.1"}, source="agent.yaml")
-    with pytest.raises(ConfigError, match=r"mux_addrs: 192\.0\.2\.1 is outside"):
+    with pytest.raises(ConfigError, match=r"mux_addrs\.0: mux_addrs 192\.0\.2\.1 is outside"):
         AgentConfig.from_dict({"server_addr": ac.SERVER, "mux_addrs": ["192.0.2.1"]})
     with pytest.raises(ConfigError, match=r"external: .* is not an IPv4 address"):
         GatewayConfig.from_dict(
