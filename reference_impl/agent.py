@@ -145,9 +145,7 @@ def run_packets(
     out = []
     for frame in frames:
         res = program.test_run(frame, flags=flags)
-        # tc actions are small signed ints (TC_ACT_UNSPEC is -1); the kernel hands back a u32.
-        action = res.retval - (1 << 32) if res.retval >= 1 << 31 else res.retval
-        out.append((libbpf.TC_ACTIONS.get(action, f"TC_ACT_{action}"), res.data))
+        out.append((libbpf.tc_action_name(res.retval), res.data))
     return out
 
 

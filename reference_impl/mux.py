@@ -168,12 +168,11 @@ class MuxProgram:
         active_map.update(layout.u32(vi), layout.u32(half))  # the flip: one aligned word
 
     def remove_vip(self, vip: VipKey) -> None:
-        vi = self._vip_index.pop(vip)
+        self._vip_index.pop(vip)
         self._vip_backends.pop(vip, None)
         self.obj.map("dsrc_vips").delete(layout.vip_key(*vip))
         if not any(k[0] == vip[0] for k in self._vip_index):
             self.obj.map("dsrc_vip_addrs").delete(layout.ip_be(vip[0]))
-        del vi
         self._release_unused_backends()
 
     # --- observation ----------------------------------------------------------------------

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dsrconform.bpf.libbpf import TC_ACTIONS, XDP_ACTIONS, Program
+from dsrconform.bpf.libbpf import XDP_ACTIONS, Program, tc_action_name
 from dsrconform.errors import ConfigError
 
 FORWARDED = {"XDP_TX", "XDP_PASS", "XDP_REDIRECT", "TC_ACT_OK", "TC_ACT_UNSPEC"}
@@ -65,18 +65,15 @@ def run_frames(
     program: Program, kind: str, frames: Iterable[bytes]
 ) -> Iterator[tuple[Verdict, bytes]]:
     """Run each frame; yield its verdict and the output frame (empty unless forwarded)."""
-    names = XDP_ACTIONS if kind == "xdp" else TC_ACTIONS
     for i, frame in enumerate(frames):
         res = program.test_run(frame)
-        code = res.retval if kind == "xdp" else _signed(res.retval)
-        action = names.get(code, f"{kind.upper()}_{code}")
+        if kind == "xdp":
+            action = XDP_ACTIONS.get(res.retval, f"XDP_{res.retval}")
+        else:
+            action = tc_action_name(res.retval)
         out = res.data if action in FORWARDED else b""
         summary, src, dst = _describe(out or frame)
         yield Verdict(i, action, len(frame), len(out), summary, src, dst), out
-
-
-def _signed(v: int) -> int:
-    return v - (1 << 32) if v >= 1 << 31 else v
 
 
 def trace_pcap(

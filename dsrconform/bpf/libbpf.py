@@ -45,6 +45,13 @@ BPF_TC_EGRESS = 2
 XDP_ACTIONS = {0: "XDP_ABORTED", 1: "XDP_DROP", 2: "XDP_PASS", 3: "XDP_TX", 4: "XDP_REDIRECT"}
 TC_ACTIONS = {-1: "TC_ACT_UNSPEC", 0: "TC_ACT_OK", 2: "TC_ACT_SHOT", 7: "TC_ACT_REDIRECT"}
 
+
+def tc_action_name(retval: int) -> str:
+    """Name of a tc program's return code; the kernel hands back the signed int as a u32."""
+    code = retval - (1 << 32) if retval >= 1 << 31 else retval
+    return TC_ACTIONS.get(code, f"TC_ACT_{code}")
+
+
 _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 _log_local = threading.local()
 
