@@ -31,6 +31,12 @@ def flow_hash(saddr: int, daddr: int, sport: int, dport: int, proto: int, seed: 
     return fmix32(h ^ proto)
 
 
+def ring_slot(h: int, ring_size: int) -> int:
+    """The Maglev table slot of flow hash ``h``: ``h * M / 2**32`` (multiply and shift, as in
+    ``ring_slot()`` of ``bpf/dsr_helpers.h``). Uniform like ``h % M``, without a division."""
+    return ((h & _M32) * ring_size) >> 32
+
+
 def ip_int(addr: str) -> int:
     return int(ipaddress.IPv4Address(addr))
 

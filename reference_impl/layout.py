@@ -65,10 +65,10 @@ def flow_key(saddr: str, daddr: str, sport: int, dport: int, proto: int) -> byte
     return ip_be(saddr) + ip_be(daddr) + struct.pack("!HH", sport, dport) + bytes([proto, 0, 0, 0])
 
 
-def conn_value_unpack(raw: bytes) -> tuple[int, int]:
-    """(backend index, vip index)."""
-    b, v = struct.unpack("=II", raw[:8])
-    return b, v
+def conn_value_unpack(raw: bytes) -> tuple[int, int, int]:
+    """(backend index, vip index, vip incarnation)."""
+    b, v, g = struct.unpack("=IHH", raw[:8])
+    return b, v, g
 
 
 def mux_config(

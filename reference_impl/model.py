@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from reference_impl import maglev
 from reference_impl.config import MuxConfig
-from reference_impl.flowhash import flow_hash, ip_int
+from reference_impl.flowhash import flow_hash, ip_int, ring_slot
 
 Flow = tuple[str, str, int, int, int]  # (client, vip, client port, vip port, proto)
 VipKey = tuple[str, int, int]
@@ -43,7 +43,7 @@ class MuxModel:
     def maglev_choice(self, flow: Flow) -> str | None:
         src, dst, sport, dport, proto = flow
         h = flow_hash(ip_int(src), ip_int(dst), sport, dport, proto, self.seed)
-        return self.tables[(dst, dport, proto)][h % self.ring]
+        return self.tables[(dst, dport, proto)][ring_slot(h, self.ring)]
 
     def decide(self, flow: Flow, *, may_insert: bool) -> Decision:
         """The backend for one packet of ``flow``; updates the modelled connection table."""

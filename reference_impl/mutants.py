@@ -69,6 +69,16 @@ CATALOGUE: tuple[Mutant, ...] = (
         caught_by=(f"{_MUX}:check_conn_table_survives_swap",),
     ),
     Mutant(
+        "syn-skips-conn-table",
+        "mux",
+        "Bare SYNs never consult the connection table, even after a backend change: a client "
+        "reusing a 5-tuple whose entry predates the change sends its SYN to the new server and "
+        "its ACK to the old one, and the connection never opens.",
+        ("SC-1", "AF-1"),
+        defines={"MUTANT_SYN_SKIPS_TABLE": 1},
+        caught_by=(f"{_MUX}:check_reused_tuple_syn_follows_entry",),
+    ),
+    Mutant(
         "syn-evicts-established",
         "mux",
         "New-flow inserts are not rate-bounded: a SYN flood fills the LRU connection table and "

@@ -8,14 +8,20 @@ Usage::
         print(mux.stats().globals)
 
 Table changes are atomic per VIP: the new Maglev table is written into the standby half of
-``dsrc_ring`` and then one word (``dsrc_active[vip]``) flips. Backend indices are never reused
-while unused ones remain, so a stale connection-table entry cannot silently point at a new server;
-a removed backend's slot is zeroed and its flows fall back to Maglev.
+``dsrc_ring`` and then one word (``dsrc_active[vip]``, the VIP's state) flips. Backend indices are
+never reused while unused ones remain, so a stale connection-table entry cannot silently point at
+a new server; a removed backend's slot is zeroed and its flows fall back to Maglev.
+
+The state word also carries the VIP's incarnation (connection-table entries of a removed VIP stop
+matching) and the SYN-lookup flag: after a table change, entries may disagree with the new table,
+so bare SYNs consult the connection table again. :meth:`MuxProgram.refresh_syn_lookup` clears the
+flag once no entry of the VIP disagrees (call it periodically; the lab's MUX daemon does).
 """
 
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,14 +33,18 @@ from dsrconform.netns import enter_netns
 from dsrconform.target import BenchVip
 from reference_impl import layout, maglev, mutants
 from reference_impl.config import MuxConfig, MuxSettings, VipConfig
+from reference_impl.flowhash import flow_hash, ring_slot
 from reference_impl.layout import IPPROTO, C
 
 MUX_SOURCE = layout.BPF_DIR / "mux.bpf.c"
-NO_BACKEND = 0xFFFFFFFF
+NO_BACKEND = C("RING_NO_BACKEND")
 VipKey = tuple[str, int, int]  # (address, port, IP protocol number)
+# A table change is settled, for refresh_syn_lookup, once no packet that read the old state word
+# can still be running: XDP runs take microseconds; this is a wide margin.
+SETTLE_SECONDS = 1.0
 
 GLOBAL_STATS = (
-    "pass", "lru_hit", "lru_miss", "lru_insert", "lru_insert_skipped", "icmp_forwarded", "tx",
+    "pass", "lru_hit", "lru_miss", "lru_insert", "lru_insert_skipped", "icmp_forwarded",
     "drop_ip_truncated", "drop_bad_ihl", "drop_ip_options", "drop_fragment", "drop_l4_truncated",
     "drop_bad_ip_csum", "drop_no_backend", "drop_too_big", "drop_encap", "drop_icmp_malformed",
 )  # fmt: skip
@@ -42,7 +52,8 @@ GLOBAL_STATS = (
 
 @dataclass
 class MuxStats:
-    """Counters summed over CPUs: named globals, per VIP and per backend (packets, bytes)."""
+    """Counters summed over CPUs: named globals (plus the derived ``tx``), per VIP and per
+    backend (packets, bytes)."""
 
     globals: dict[str, int]
     vips: dict[VipKey, tuple[int, int]] = field(default_factory=dict)
@@ -71,16 +82,20 @@ class MuxProgram:
         self.mutant = chosen.name if chosen else None
         self._in_place = "in_place_tables" in mutants.control_switches(mutant)
         obj_path = compile_bpf(source, mutants.defines_for("mux", mutant))
-        ring = self.settings.ring_size
+        self._chunks = -(-self.settings.ring_size // C("RING_CHUNK"))
         self.obj = libbpf.BpfObject(
             obj_path,
             max_entries={
-                "dsrc_ring": 2 * C("MAX_VIPS") * ring,
+                "dsrc_ring": 2 * C("MAX_VIPS") * self._chunks,
                 "dsrc_conn": self.settings.conn_table_size,
             },
         )
         self.program = self.obj.program("dsrc_mux")
         self._vip_index: dict[VipKey, int] = {}
+        self._vip_state: dict[int, int] = {}  # vip index -> state word (VIP_STATE_*)
+        self._vip_table: dict[int, list[int]] = {}  # vip index -> live Maglev table
+        self._vip_changed: dict[int, float] = {}  # vip index -> monotonic time of last change
+        self._next_gen = 1
         self._vip_backends: dict[VipKey, list[str]] = {}
         self._backend_index: dict[str, int] = {}
         self._next_backend = 0
@@ -130,6 +145,9 @@ class MuxProgram:
             if not free:
                 raise libbpf.BpfError(f"more than {C('MAX_VIPS')} VIPs")
             self._vip_index[vip] = free[0]
+            # A new incarnation: entries left by an earlier VIP at this index stop matching.
+            self._vip_state[free[0]] = self._next_gen << C("VIP_STATE_GEN_SHIFT")
+            self._next_gen = self._next_gen % 0xFFFF + 1
         vi = self._vip_index[vip]
         names = sorted(set(backends))
         self._vip_backends[vip] = names
@@ -153,24 +171,78 @@ class MuxProgram:
         self._release_unused_backends()
 
     def _write_table(self, vi: int, table: list[int]) -> None:
-        ring, active_map = self.settings.ring_size, self.obj.map("dsrc_active")
-        cur_raw = active_map.lookup(layout.u32(vi))
-        cur = struct.unpack("=I", cur_raw)[0] if cur_raw else 0
-        half = cur if self._in_place else 1 - cur
-        base = (half * C("MAX_VIPS") + vi) * ring
+        ring, state = self.settings.ring_size, self._vip_state[vi]
+        half_bit, syn_bit = C("VIP_STATE_HALF"), C("VIP_STATE_SYN_LOOKUP")
+        previous = self._vip_table.get(vi)
+        if previous is not None and previous != table:
+            # Entries made from the old table may now disagree with Maglev: SYNs must look.
+            state |= syn_bit
+        half = state & half_bit if self._in_place else (state & half_bit) ^ 1
+        state = (state & ~half_bit) | half
+        chunk, n = C("RING_CHUNK"), self._chunks
+        base = (half * C("MAX_VIPS") + vi) * n
+        padded = table + [NO_BACKEND] * (n * chunk - ring)
+        values = struct.pack(f"={n * chunk}H", *padded)
         ring_map = self.obj.map("dsrc_ring")
-        if self._in_place:  # the in-place-table mutant: rewrite the live half entry by entry
-            for n, v in enumerate(table):
-                ring_map.update(layout.u32(base + n), layout.u32(v))
+        self._vip_table[vi] = table
+        self._vip_changed[vi] = time.monotonic()
+        if self._in_place:  # the in-place-table mutant: rewrite the live half chunk by chunk
+            self._vip_state[vi] = state
+            self.obj.map("dsrc_active").update(layout.u32(vi), layout.u32(state))
+            for i in range(n):
+                ring_map.update(layout.u32(base + i), values[i * 2 * chunk : (i + 1) * 2 * chunk])
             return
-        keys = struct.pack(f"={ring}I", *range(base, base + ring))
-        ring_map.update_batch(keys, struct.pack(f"={ring}I", *table), ring)
-        active_map.update(layout.u32(vi), layout.u32(half))  # the flip: one aligned word
+        keys = struct.pack(f"={n}I", *range(base, base + n))
+        ring_map.update_batch(keys, values, n)
+        self._vip_state[vi] = state
+        # The flip: one aligned word holds the live half, the SYN-lookup flag and the incarnation.
+        self.obj.map("dsrc_active").update(layout.u32(vi), layout.u32(state))
+
+    def refresh_syn_lookup(self, settle: float = SETTLE_SECONDS) -> dict[VipKey, int | None]:
+        """Clear the SYN-lookup flag of every VIP whose connection-table entries all agree with
+        its current Maglev table again. Returns the VIPs still flagged with their number of
+        disagreeing entries (None: changed less than ``settle`` seconds ago, not examined yet)."""
+        syn_bit, shift = C("VIP_STATE_SYN_LOOKUP"), C("VIP_STATE_GEN_SHIFT")
+        now, ring = time.monotonic(), self.settings.ring_size
+        flagged = {
+            vi for vi, st in self._vip_state.items()
+            if st & syn_bit and now - self._vip_changed.get(vi, 0.0) >= settle
+        }  # fmt: skip
+        live_backends = set(self._backend_index.values())
+        disagree = dict.fromkeys(flagged, 0)
+        m = self.obj.map("dsrc_conn")
+        for k in list(m.keys()) if flagged else []:
+            v = m.lookup(k)
+            if v is None:
+                continue
+            backend, vi, gen = layout.conn_value_unpack(v)
+            if vi not in disagree or gen != self._vip_state[vi] >> shift:
+                continue
+            if backend not in live_backends:
+                continue  # a removed server's entry falls back to Maglev: it agrees
+            saddr, daddr, sport, dport = struct.unpack("!IIHH", k[:12])
+            h = flow_hash(saddr, daddr, sport, dport, k[12], self.settings.hash_seed)
+            if self._vip_table[vi][ring_slot(h, ring)] != backend:
+                disagree[vi] += 1
+        for vi, n in disagree.items():
+            if n == 0:
+                self._vip_state[vi] &= ~syn_bit
+                self.obj.map("dsrc_active").update(layout.u32(vi), layout.u32(self._vip_state[vi]))
+        by_index = {vi: key for key, vi in self._vip_index.items()}
+        return {
+            by_index[vi]: disagree.get(vi)
+            for vi, st in self._vip_state.items()
+            if st & syn_bit and vi in by_index
+        }
 
     def remove_vip(self, vip: VipKey) -> None:
-        self._vip_index.pop(vip)
+        vi = self._vip_index.pop(vip)
         self._vip_backends.pop(vip, None)
         self.obj.map("dsrc_vips").delete(layout.vip_key(*vip))
+        # Incarnation 0: the VIP's connection-table entries stop matching at once.
+        self.obj.map("dsrc_active").update(layout.u32(vi), layout.u32(0))
+        for d in (self._vip_state, self._vip_table, self._vip_changed):
+            d.pop(vi, None)
         if not any(k[0] == vip[0] for k in self._vip_index):
             self.obj.map("dsrc_vip_addrs").delete(layout.ip_be(vip[0]))
         self._release_unused_backends()
@@ -189,8 +261,11 @@ class MuxProgram:
     def stats(self) -> MuxStats:
         g = C("STAT_GLOBAL_BASE")
         out = MuxStats(globals={n: self._sum(g + i)[0] for i, n in enumerate(GLOBAL_STATS)})
+        per_vip = [self._sum(C("STAT_VIP_BASE") + vi) for vi in range(C("MAX_VIPS"))]
         for vip, vi in self._vip_index.items():
-            out.vips[vip] = self._sum(C("STAT_VIP_BASE") + vi)
+            out.vips[vip] = per_vip[vi]
+        # tx is derived, not counted per packet: every forwarded packet is a VIP's or an ICMP error.
+        out.globals["tx"] = sum(p for p, _ in per_vip) + out.globals["icmp_forwarded"]
         for addr, bi in self._backend_index.items():
             out.backends[addr] = self._sum(C("STAT_BACKEND_BASE") + bi)
         return out

@@ -30,6 +30,13 @@ static __always_inline __u32 flow_hash(__u32 saddr, __u32 daddr, __u16 sport, __
 	return fmix32(h ^ proto);
 }
 
+/* The Maglev slot of flow hash h in a table of ring_size entries: h * ring_size / 2^32. As uniform
+ * as h % ring_size, but a multiply instead of a 64-bit division in the per-packet path. */
+static __always_inline __u32 ring_slot(__u32 h, __u32 ring_size)
+{
+	return (__u32)(((__u64)h * ring_size) >> 32);
+}
+
 static __always_inline __u16 csum_fold32(__u32 sum)
 {
 	sum = (sum & 0xffff) + (sum >> 16);

@@ -20,6 +20,8 @@
 #endif
 #define DEFAULT_RING_SIZE 65537 /* Maglev table size per VIP (prime); set at load time */
 #define DEFAULT_CONN_ENTRIES 262144
+#define RING_CHUNK 32           /* Maglev entries per dsrc_ring element: one 64-byte cache line */
+#define RING_NO_BACKEND 65535   /* a Maglev entry of a VIP without backends */
 
 /* ---- statistics: one percpu array of struct counter, laid out in three zones ---- */
 #define STAT_VIP_BASE 0                                  /* [0, MAX_VIPS): per VIP      */
@@ -31,19 +33,20 @@
 #define STAT_LRU_INSERT 3        /* new connection-table entries */
 #define STAT_LRU_INSERT_SKIPPED 4 /* new flows not remembered: over the new-connection rate */
 #define STAT_ICMP_FORWARDED 5    /* ICMP errors sent to the flow's server */
-#define STAT_TX 6                /* packets encapsulated and sent back out */
-#define STAT_DROP_IP_TRUNCATED 7 /* IPv4 header or total length beyond the frame */
-#define STAT_DROP_BAD_IHL 8      /* IHL < 5 */
-#define STAT_DROP_IP_OPTIONS 9   /* IP options on VIP traffic (not load-balanced) */
-#define STAT_DROP_FRAGMENT 10    /* fragments of VIP traffic: no ports to hash on */
-#define STAT_DROP_L4_TRUNCATED 11 /* TCP/UDP header beyond the frame, or TCP doff < 5 */
-#define STAT_DROP_BAD_IP_CSUM 12 /* IPv4 header checksum wrong */
-#define STAT_DROP_NO_BACKEND 13  /* VIP without backends, or a bad table entry */
-#define STAT_DROP_TOO_BIG 14     /* encapsulated frame would exceed the configured MTU */
-#define STAT_DROP_ENCAP 15       /* no headroom for the outer header */
-#define STAT_DROP_ICMP_MALFORMED 16 /* ICMP error to a VIP whose embedded header is unusable */
-#define STAT_GLOBAL_COUNT 17
-#define STAT_SLOTS 4177          /* STAT_GLOBAL_BASE + STAT_GLOBAL_COUNT */
+/* Packets encapsulated and sent (tx) are not counted on their own: the control plane adds the
+ * per-VIP counts (forwarded packets only) and icmp_forwarded, one counter less per packet. */
+#define STAT_DROP_IP_TRUNCATED 6 /* IPv4 header or total length beyond the frame */
+#define STAT_DROP_BAD_IHL 7      /* IHL < 5 */
+#define STAT_DROP_IP_OPTIONS 8   /* IP options on VIP traffic (not load-balanced) */
+#define STAT_DROP_FRAGMENT 9     /* fragments of VIP traffic: no ports to hash on */
+#define STAT_DROP_L4_TRUNCATED 10 /* TCP/UDP header beyond the frame, or TCP doff < 5 */
+#define STAT_DROP_BAD_IP_CSUM 11 /* IPv4 header checksum wrong */
+#define STAT_DROP_NO_BACKEND 12  /* VIP without backends, or a bad table entry */
+#define STAT_DROP_TOO_BIG 13     /* encapsulated frame would exceed the configured MTU */
+#define STAT_DROP_ENCAP 14       /* no headroom for the outer header */
+#define STAT_DROP_ICMP_MALFORMED 15 /* ICMP error to a VIP whose embedded header is unusable */
+#define STAT_GLOBAL_COUNT 16
+#define STAT_SLOTS 4176          /* STAT_GLOBAL_BASE + STAT_GLOBAL_COUNT */
 
 /* Agent and gateway statistics: a percpu array of struct counter indexed by these. */
 #define AGENT_STAT_DECAP 0        /* IPIP from a known MUX, decapsulated */
@@ -79,6 +82,13 @@ struct vip_meta {
 };
 
 /* MUX: one per backend index; addr 0 means "unused slot". */
+/* MUX: RING_CHUNK consecutive Maglev entries (backend indices, host order). Packing them keeps a
+ * 65,537-entry table in 128 KiB (an array map pads every element to 8 bytes: one u32 per element
+ * would take 512 KiB), which matters when every new flow reads a random entry. */
+struct ring_chunk {
+	__u16 be[RING_CHUNK];
+};
+
 struct backend {
 	__u32 addr;
 	__u32 flags;
@@ -96,8 +106,15 @@ struct flow_key {
 
 struct conn_value {
 	__u32 backend;   /* backend index */
-	__u32 vip_index;
+	__u16 vip_index;
+	__u16 vip_gen;   /* the VIP's incarnation when the entry was made (see VIP_STATE_*) */
 };
+
+/* MUX: dsrc_active[vip_index], the VIP's state word. The control plane writes it in one aligned
+ * store, so a packet sees either the old state or the new one. */
+#define VIP_STATE_HALF 1          /* which half of dsrc_ring is live */
+#define VIP_STATE_SYN_LOOKUP 2    /* SYNs must consult the connection table (docs/mux.md) */
+#define VIP_STATE_GEN_SHIFT 16    /* bits 16..31: the VIP's incarnation, never 0 while it exists */
 
 struct mux_config {
 	__u32 mux_addr;        /* outer source address */

@@ -63,8 +63,10 @@ struct {
 	__type(value, __u32);
 } dsrc_vip_addrs SEC(".maps");
 
-/* Per VIP: which half (0 or 1) of dsrc_ring is live. The control plane fills the standby half,
- * then flips this one word: a packet sees the old table or the new one, never a mix. */
+/* Per VIP: its state word (VIP_STATE_* in dsr_shared.h): which half of dsrc_ring is live, whether
+ * SYNs must consult the connection table, and the VIP's incarnation. The control plane fills the
+ * standby half of dsrc_ring, then writes this one word: a packet sees the old table or the new
+ * one, never a mix. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MAX_VIPS);
@@ -72,13 +74,13 @@ struct {
 	__type(value, __u32);
 } dsrc_active SEC(".maps");
 
-/* Maglev tables: [half][vip_index][ring_size] backend indices; max_entries set at load time to
- * 2 * MAX_VIPS * ring_size. */
+/* Maglev tables: [half][vip_index][chunk] of RING_CHUNK backend indices each, chunks =
+ * ceil(ring_size / RING_CHUNK); max_entries set at load time to 2 * MAX_VIPS * chunks. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2 * MAX_VIPS * DEFAULT_RING_SIZE);
+	__uint(max_entries, 2 * MAX_VIPS * ((DEFAULT_RING_SIZE + RING_CHUNK - 1) / RING_CHUNK));
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct ring_chunk);
 } dsrc_ring SEC(".maps");
 
 /* Per VIP: its backend indices in order (used only by the modulo-hash mutant and for tooling). */
@@ -171,27 +173,56 @@ static __always_inline int insert_allowed(const struct mux_config *cfg)
 #endif
 }
 
-/* Choose the server for a flow. may_insert: remember the choice in the connection table. Returns
- * the backend's address (network order) or 0 when the VIP has none. */
-static __always_inline __u32 pick_backend(const struct flow_key *fk, const struct vip_meta *vm,
-					  const struct mux_config *cfg, int may_insert, __u64 bytes)
+/* The VIP's state word (VIP_STATE_*), 0 when there is no such VIP. */
+static __always_inline __u32 vip_state(__u32 vip_index)
 {
-	__u32 vip_index = vm->vip_index, idx, h, seed, *slot;
+	__u32 *state = bpf_map_lookup_elem(&dsrc_active, &vip_index);
+
+	return state ? *state : 0;
+}
+
+/* A connection-table entry's server, if the entry belongs to the VIP's current incarnation and
+ * its backend slot is still in use (a removed backend's slot is zeroed: the flow falls back to
+ * Maglev instead of a dead server). Returns the server address (network order) or 0, and the
+ * backend index in *idx. */
+static __always_inline __u32 conn_backend(const struct conn_value *cv, __u32 *idx)
+{
+	struct backend *be;
+
+	if (cv->vip_gen == 0 || (vip_state(cv->vip_index) >> VIP_STATE_GEN_SHIFT) != cv->vip_gen)
+		return 0;
+	*idx = cv->backend;
+	be = bpf_map_lookup_elem(&dsrc_backends, idx);
+	return be ? be->addr : 0;
+}
+
+static __always_inline void count_hit(__u32 idx, __u64 bytes)
+{
+	count(STAT_GLOBAL_BASE + STAT_LRU_HIT, 0);
+	if (idx < MAX_BACKENDS)
+		count(STAT_BACKEND_BASE + idx, bytes);
+}
+
+/* Choose the server for a flow of VIP vm. lookup: consult the connection table first (the caller
+ * passes 0 when it already has, or when a bare SYN may skip it); may_insert: remember a Maglev
+ * choice there. Returns the server address (network order) or 0 when the VIP has none. */
+static __always_inline __u32 pick_backend(const struct flow_key *fk, const struct vip_meta *vm,
+					  const struct mux_config *cfg, __u32 state, int lookup,
+					  int may_insert, __u64 bytes)
+{
+	__u32 vip_index = vm->vip_index, idx, h, seed;
 	struct backend *be;
 
 	if (vip_index >= MAX_VIPS) /* bounds the table arithmetic for the verifier */
 		return 0;
 #ifndef MUTANT_NO_CONN_TABLE
-	struct conn_value *cv = bpf_map_lookup_elem(&dsrc_conn, fk);
+	if (lookup) {
+		struct conn_value *cv = bpf_map_lookup_elem(&dsrc_conn, fk);
+		__u32 addr = cv ? conn_backend(cv, &idx) : 0;
 
-	if (cv && cv->vip_index == vip_index) {
-		idx = cv->backend;
-		be = bpf_map_lookup_elem(&dsrc_backends, &idx);
-		/* A removed backend's slot is zeroed: fall through to Maglev instead of a dead server. */
-		if (be && be->addr && idx < MAX_BACKENDS) {
-			count(STAT_GLOBAL_BASE + STAT_LRU_HIT, 0);
-			count(STAT_BACKEND_BASE + idx, bytes);
-			return be->addr;
+		if (addr) {
+			count_hit(idx, bytes);
+			return addr;
 		}
 	}
 #endif
@@ -206,25 +237,36 @@ static __always_inline __u32 pick_backend(const struct flow_key *fk, const struc
 	if (vm->num_backends == 0)
 		return 0;
 	idx = vip_index * MAX_BACKENDS + h % vm->num_backends;
-	slot = bpf_map_lookup_elem(&dsrc_vip_bes, &idx);
-#else
-	__u32 *active = bpf_map_lookup_elem(&dsrc_active, &vip_index);
-
-	if (!active || cfg->ring_size == 0)
-		return 0;
-	idx = (((*active) & 1) * MAX_VIPS + vip_index) * cfg->ring_size + h % cfg->ring_size;
-	slot = bpf_map_lookup_elem(&dsrc_ring, &idx);
-#endif
+	__u32 *slot = bpf_map_lookup_elem(&dsrc_vip_bes, &idx);
 	if (!slot || *slot == NO_BACKEND)
 		return 0;
 	idx = *slot;
+#else
+	{
+		__u32 chunks = (cfg->ring_size + RING_CHUNK - 1) / RING_CHUNK;
+		__u32 s = ring_slot(h, cfg->ring_size);
+		struct ring_chunk *chunk;
+
+		idx = ((state & VIP_STATE_HALF) * MAX_VIPS + vip_index) * chunks + s / RING_CHUNK;
+		chunk = bpf_map_lookup_elem(&dsrc_ring, &idx);
+		if (!chunk)
+			return 0;
+		idx = chunk->be[s % RING_CHUNK];
+		if (idx == RING_NO_BACKEND)
+			return 0;
+	}
+#endif
 	be = bpf_map_lookup_elem(&dsrc_backends, &idx);
 	if (!be || !be->addr)
 		return 0;
 #ifndef MUTANT_NO_CONN_TABLE
 	if (may_insert) {
 		if (insert_allowed(cfg)) {
-			struct conn_value v = {.backend = idx, .vip_index = vip_index};
+			struct conn_value v = {
+				.backend = idx,
+				.vip_index = vip_index,
+				.vip_gen = state >> VIP_STATE_GEN_SHIFT,
+			};
 
 			bpf_map_update_elem(&dsrc_conn, fk, &v, BPF_ANY);
 			count(STAT_GLOBAL_BASE + STAT_LRU_INSERT, 0);
@@ -260,21 +302,31 @@ static __always_inline int encap_and_tx(struct xdp_md *ctx, const struct mux_con
 	__builtin_memcpy(eth->h_dest, cfg->dst_mac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, cfg->src_mac, ETH_ALEN);
 	eth->h_proto = bpf_htons(ETH_P_IP);
-	outer->version = 4;
-	outer->ihl = 5;
-	outer->tos = tos;
-	outer->tot_len = bpf_htons(inner_len + sizeof(struct iphdr));
-	outer->id = 0;
-	outer->frag_off = frag & bpf_htons(IP_DF); /* keep the client's DF: PMTU keeps working */
-	outer->ttl = cfg->ttl;
-	outer->protocol = IPPROTO_IPIP;
-	outer->check = 0;
-	outer->saddr = cfg->mux_addr;
-	outer->daddr = backend_addr;
-#ifndef MUTANT_NO_OUTER_CSUM
-	outer->check = ipv4_csum20(outer);
+	/* The outer header as 16-bit words in registers, checksummed there and then stored: reading
+	 * freshly written bytes back as words stalls the CPU (store-to-load forwarding fails). */
+	{
+		__u16 *w = (__u16 *)outer;
+		__u16 w0 = bpf_htons(0x4500 | tos); /* version 4, IHL 5, the client's TOS */
+		__u16 w1 = bpf_htons(inner_len + sizeof(struct iphdr));
+		__u16 w3 = frag & bpf_htons(IP_DF); /* keep the client's DF: PMTU keeps working */
+		__u16 w4 = bpf_htons(((__u16)cfg->ttl << 8) | IPPROTO_IPIP);
+		__u32 saddr = cfg->mux_addr;
+		__u32 sum = (__u32)w0 + w1 + w3 + w4 + (saddr & 0xffff) + (saddr >> 16) +
+			    (backend_addr & 0xffff) + (backend_addr >> 16);
+
+		w[0] = w0;
+		w[1] = w1;
+		w[2] = 0; /* id */
+		w[3] = w3;
+		w[4] = w4;
+#ifdef MUTANT_NO_OUTER_CSUM
+		w[5] = 0 * sum;
+#else
+		w[5] = csum_fold32(sum);
 #endif
-	count(STAT_GLOBAL_BASE + STAT_TX, inner_len + sizeof(struct iphdr));
+		outer->saddr = saddr;
+		outer->daddr = backend_addr;
+	}
 	return XDP_TX;
 }
 
@@ -290,7 +342,7 @@ static __always_inline int handle_icmp(struct xdp_md *ctx, struct iphdr *iph, vo
 	struct vip_key vk = {};
 	struct vip_meta *vm;
 	__u16 len = bpf_ntohs(iph->tot_len);
-	__u32 be;
+	__u32 be, state;
 
 	if ((void *)(icmp + 1) > data_end)
 		return drop(STAT_DROP_L4_TRUNCATED, len);
@@ -322,66 +374,59 @@ static __always_inline int handle_icmp(struct xdp_md *ctx, struct iphdr *iph, vo
 	fk.dport = ports[0];
 	fk.proto = inner->protocol;
 #endif
-	be = pick_backend(&fk, vm, cfg, 0, len); /* an error never creates flow state */
+	state = vip_state(vm->vip_index);
+	if (!(state >> VIP_STATE_GEN_SHIFT))
+		return XDP_PASS; /* being removed */
+	/* An error never creates flow state, and always consults the connection table. */
+	be = pick_backend(&fk, vm, cfg, state, 1, 0, len);
 	if (!be)
 		return drop(STAT_DROP_NO_BACKEND, len);
+	if (encap_and_tx(ctx, cfg, be, len, iph->tos, iph->frag_off) != XDP_TX)
+		return XDP_DROP; /* counted by encap_and_tx */
 	count(STAT_GLOBAL_BASE + STAT_ICMP_FORWARDED, len);
-	return encap_and_tx(ctx, cfg, be, len, iph->tos, iph->frag_off);
+	return XDP_TX;
 }
 
-/* Checks and forwarding of a packet to a VIP service; iph is a 20-byte header, not a fragment. */
-static __always_inline int handle_vip(struct xdp_md *ctx, struct iphdr *iph, void *data_end,
-				      const struct vip_meta *vm)
+/* The checks every packet to a VIP service passes before it is forwarded; iph is a 20-byte header,
+ * not a fragment. Returns 0 and sets *len (the IP total length), or the STAT_DROP_* reason. */
+static __always_inline __u32 vip_packet_problem(struct iphdr *iph, void *data_end, __u16 *len)
 {
-	struct flow_key fk = {};
-	struct mux_config *cfg;
-	__u32 zero = 0, be, l4_min;
-	__u16 len;
-	int may_insert = 1;
+	__u32 l4_min;
 
 	if (ipv4_csum20(iph) != 0)
-		return drop(STAT_DROP_BAD_IP_CSUM, 0);
-	len = bpf_ntohs(iph->tot_len);
-	if (len < sizeof(struct iphdr) || (void *)iph + len > data_end)
-		return drop(STAT_DROP_IP_TRUNCATED, 0);
+		return STAT_DROP_BAD_IP_CSUM;
+	*len = bpf_ntohs(iph->tot_len);
+	if (*len < sizeof(struct iphdr) || (void *)iph + *len > data_end)
+		return STAT_DROP_IP_TRUNCATED;
 	if (iph->protocol == IPPROTO_TCP) {
 		struct tcphdr *tcp = (void *)(iph + 1);
 
 		if ((void *)(tcp + 1) > data_end || tcp->doff < 5)
-			return drop(STAT_DROP_L4_TRUNCATED, len);
+			return STAT_DROP_L4_TRUNCATED;
 		l4_min = tcp->doff * 4;
-		fk.sport = tcp->source;
-		fk.dport = tcp->dest;
-		/* A SYN alone never creates state (the SYN-flood policy above). */
-		if (tcp->syn && !tcp->ack)
-			may_insert = 0;
-#ifdef MUTANT_UNBOUNDED_INSERTS
-		may_insert = 1;
-#endif
 	} else {
-		struct udphdr *udp = (void *)(iph + 1);
-
-		if ((void *)(udp + 1) > data_end)
-			return drop(STAT_DROP_L4_TRUNCATED, len);
+		if ((void *)iph + sizeof(struct iphdr) + sizeof(struct udphdr) > data_end)
+			return STAT_DROP_L4_TRUNCATED;
 		l4_min = sizeof(struct udphdr);
-		fk.sport = udp->source;
-		fk.dport = udp->dest;
 	}
 	/* The L4 header must also lie inside the IP packet, not just inside the frame. */
-	if (sizeof(struct iphdr) + l4_min > len)
-		return drop(STAT_DROP_L4_TRUNCATED, len);
-	cfg = bpf_map_lookup_elem(&dsrc_cfg, &zero);
-	if (!cfg)
-		return XDP_ABORTED;
-	fk.saddr = iph->saddr;
-	fk.daddr = iph->daddr;
-	fk.proto = iph->protocol;
-	be = pick_backend(&fk, vm, cfg, may_insert, len);
+	if (sizeof(struct iphdr) + l4_min > *len)
+		return STAT_DROP_L4_TRUNCATED;
+	return 0;
+}
+
+/* Forward a valid packet to server be, or drop it when there is none. */
+static __always_inline int forward(struct xdp_md *ctx, struct iphdr *iph,
+				   const struct mux_config *cfg, __u32 be, __u32 vip_index, __u16 len)
+{
 	if (!be)
 		return drop(STAT_DROP_NO_BACKEND, len);
-	if (vm->vip_index < MAX_VIPS)
-		count(STAT_VIP_BASE + vm->vip_index, len);
-	return encap_and_tx(ctx, cfg, be, len, iph->tos, iph->frag_off);
+	if (encap_and_tx(ctx, cfg, be, len, iph->tos, iph->frag_off) != XDP_TX)
+		return XDP_DROP; /* counted by encap_and_tx */
+	/* Forwarded packets only: tx = the VIPs' packets + icmp_forwarded (dsr_shared.h). */
+	if (vip_index < MAX_VIPS)
+		count(STAT_VIP_BASE + vip_index, len);
+	return XDP_TX;
 }
 
 SEC("xdp")
@@ -391,12 +436,14 @@ int dsrc_mux(struct xdp_md *ctx)
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	struct iphdr *iph;
+	struct flow_key fk = {};
 	struct vip_key vk = {};
 	struct vip_meta *vm;
 	struct mux_config *cfg;
 	__be16 *ports;
-	__u32 zero = 0;
-	__u16 len;
+	__u32 zero = 0, problem, state, be;
+	__u16 len = 0;
+	int bare_syn = 0, looked_up = 0;
 
 	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
 		goto pass; /* not IPv4: not ours */
@@ -405,21 +452,76 @@ int dsrc_mux(struct xdp_md *ctx)
 		return drop(STAT_DROP_IP_TRUNCATED, 0);
 	ports = (void *)(iph + 1);
 
-	/* Fast path: a plain TCP/UDP packet is classified by one lookup of (vip, port, proto); a miss
-	 * means "not a VIP service" whatever the address, so it passes untouched. Only the rare shapes
-	 * below (options, fragments, ICMP, cut ports) need the VIP address set. */
+	/* Fast path: plain TCP/UDP (no options, not a fragment, ports inside the frame). */
 	if (iph->ihl == 5 && !(iph->frag_off & bpf_htons(IP_MF | IP_OFFSET)) &&
 	    (iph->protocol == IPPROTO_TCP || iph->protocol == IPPROTO_UDP) &&
 	    (void *)(ports + 2) <= data_end) {
+		cfg = bpf_map_lookup_elem(&dsrc_cfg, &zero);
+		if (!cfg)
+			return XDP_ABORTED;
+		fk.saddr = iph->saddr;
+		fk.daddr = iph->daddr;
+		fk.sport = ports[0];
+		fk.dport = ports[1];
+		fk.proto = iph->protocol;
+		if (iph->protocol == IPPROTO_TCP) {
+			struct tcphdr *tcp = (void *)(iph + 1);
+
+			/* A SYN alone never creates state (the SYN-flood policy above). */
+			if ((void *)(tcp + 1) <= data_end && tcp->syn && !tcp->ack)
+				bare_syn = 1;
+		}
+#ifndef MUTANT_NO_CONN_TABLE
+		/* 1. Anything but a bare SYN: the connection table first. An entry was made only for
+		 *    a VIP service (its key holds the VIP, port and protocol) and carries the VIP's
+		 *    incarnation, so a hit needs no service lookup: established traffic pays one hash
+		 *    lookup. Non-VIP traffic pays a miss here before it passes. */
+		if (!bare_syn) {
+			struct conn_value *cv = bpf_map_lookup_elem(&dsrc_conn, &fk);
+			__u32 idx;
+
+			looked_up = 1;
+			be = cv ? conn_backend(cv, &idx) : 0;
+			if (be) {
+				problem = vip_packet_problem(iph, data_end, &len);
+				if (problem)
+					return drop(problem, len);
+				count_hit(idx, len);
+				return forward(ctx, iph, cfg, be, cv->vip_index, len);
+			}
+		}
+#endif
+		/* 2. The service: one lookup of (vip, port, proto); a miss means "not a VIP service"
+		 *    whatever the address, so the packet passes untouched. */
 		vk.addr = iph->daddr;
 		vk.port = ports[1];
 		vk.proto = iph->protocol;
 		vm = bpf_map_lookup_elem(&dsrc_vips, &vk);
 		if (!vm)
 			goto pass;
-		return handle_vip(ctx, iph, data_end, vm);
+		problem = vip_packet_problem(iph, data_end, &len);
+		if (problem)
+			return drop(problem, len);
+		state = vip_state(vm->vip_index);
+		/* 3. Maglev. A bare SYN skips the connection table unless the control plane flagged the
+		 *    VIP (VIP_STATE_SYN_LOOKUP): while the flag is clear, every entry of the VIP agrees
+		 *    with its current Maglev table, so the lookup could not change the answer. A SYN
+		 *    flood of new tuples thus costs no hash-table miss per packet. */
+#ifdef MUTANT_SYN_SKIPS_TABLE
+		state &= ~VIP_STATE_SYN_LOOKUP; /* the flag ignored: a reused tuple's SYN goes astray */
+#endif
+		be = pick_backend(&fk, vm, cfg, state,
+				  !looked_up && (state & VIP_STATE_SYN_LOOKUP),
+#ifdef MUTANT_UNBOUNDED_INSERTS
+				  1,
+#else
+				  !bare_syn,
+#endif
+				  len);
+		return forward(ctx, iph, cfg, be, vm->vip_index, len);
 	}
 
+	/* Rare shapes (options, fragments, ICMP, cut ports) need the VIP address set. */
 	if (!bpf_map_lookup_elem(&dsrc_vip_addrs, &iph->daddr))
 		goto pass;
 	/* Addressed to a VIP: validate before trusting any field. */

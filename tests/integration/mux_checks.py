@@ -117,6 +117,32 @@ def check_conn_table_survives_swap(mutant: str | None) -> None:
             )
 
 
+def check_reused_tuple_syn_follows_entry(mutant: str | None) -> None:
+    """After a backend change, a SYN on a 5-tuple that still has a connection-table entry goes
+    where its ACK will go (the entry), until no entry disagrees with the new table."""
+    cfg = mux_config()
+    model = MuxModel(cfg)
+    rng = random.Random(7)
+    with MuxProgram(cfg, mutant=mutant) as mux:
+        flows = random_flows(rng, 200)
+        before = _establish(mux, model, flows)
+        grown = [*BACKENDS, "198.18.20.4", "198.18.20.5"]
+        mux.set_backends(TCP_VIP, grown)
+        model.set_backends(TCP_VIP, grown)
+        split = []
+        for flow in flows:
+            syn = send(mux, flow_frame(*flow, flags="S"))
+            ack = send(mux, flow_frame(*flow, flags="A"))
+            if syn[0] != XDP_TX or ack[0] != XDP_TX or _backend_of(syn[1]) != _backend_of(ack[1]):
+                split.append((flow, _backend_of(syn[1]), _backend_of(ack[1]), before[flow]))
+        assert not split, (
+            f"{len(split)}/{len(flows)} reused 5-tuples sent their SYN and ACK to different "
+            f"servers after a backend change (flow, SYN to, ACK to, entry), e.g. {split[:3]}"
+        )
+        still = mux.refresh_syn_lookup(settle=0)
+        assert still.get(TCP_VIP), f"SYN lookup cleared while entries disagree: {still}"
+
+
 def check_flood_keeps_established(mutant: str | None) -> None:
     """A spoofed SYN flood larger than the connection table does not evict established flows."""
     cfg = mux_config(conn_table_size=2048, new_conn_rate=25_000, new_conn_burst=5_000)

@@ -4,6 +4,7 @@ input, counters, table swaps, scale and attach. Root only (loads BPF)."""
 from __future__ import annotations
 
 import ipaddress
+import random
 import struct
 from collections.abc import Iterator
 
@@ -47,6 +48,7 @@ def mux_and_model() -> Iterator[tuple[MuxProgram, MuxModel]]:
     [
         mux_checks.check_encap_matches_model,
         mux_checks.check_conn_table_survives_swap,
+        mux_checks.check_reused_tuple_syn_follows_entry,
         mux_checks.check_flood_keeps_established,
         mux_checks.check_icmp_reaches_flow_server,
     ],
@@ -200,6 +202,46 @@ def test_removed_backend_falls_back_to_the_new_table() -> None:
             else:
                 assert got == model.maglev_choice(f), f"{f} of a removed server went to {got}"
         assert gone not in mux.conn_table().values()
+
+
+def test_syn_lookup_flag_is_cleared_once_every_entry_agrees() -> None:
+    """The flag's only effect is speed: cleared, SYNs skip the table (a miss, not a hit) and
+    still reach the server their entry names, because every entry agrees with Maglev."""
+    cfg = mux_config()
+    with MuxProgram(cfg) as mux:
+        flows = mux_checks.random_flows(random.Random(11), 100)
+        before = {f: send(mux, flow_frame(*f, flags="A")) for f in flows}
+        assert mux.refresh_syn_lookup(settle=0) == {}, "flagged without any backend change"
+        mux.set_backends(TCP_VIP, BACKENDS[:2])
+        mux.set_backends(TCP_VIP, BACKENDS)  # the original table again: every entry agrees
+        assert mux.refresh_syn_lookup() == {TCP_VIP: None}, "examined before the change settled"
+        assert mux.refresh_syn_lookup(settle=0) == {}, "flag kept although every entry agrees"
+        hits = mux.stats().globals["lru_hit"]
+        for f in flows:
+            action, out = send(mux, flow_frame(*f, flags="S"))
+            assert action == XDP_TX and out[30:34] == before[f][1][30:34], f"{f} SYN moved"
+        assert mux.stats().globals["lru_hit"] == hits, "SYNs consulted the table after the clear"
+
+
+def test_removed_vip_entries_stop_matching_and_a_new_incarnation_starts_clean() -> None:
+    cfg = mux_config()
+    model = MuxModel(cfg)
+    with MuxProgram(cfg) as mux:
+        flows = mux_checks.random_flows(random.Random(12), 100)
+        for f in flows:
+            assert send(mux, flow_frame(*f, flags="A"))[0] == XDP_TX
+        mux.remove_vip(TCP_VIP)
+        for f in flows[:20]:
+            assert send(mux, flow_frame(*f, flags="A"))[0] == XDP_PASS, f"{f}: removed VIP served"
+        other = ["198.18.20.7", "198.18.20.8"]
+        mux.set_backends(TCP_VIP, other)
+        model.set_backends(TCP_VIP, other)
+        for f in flows:
+            action, out = send(mux, flow_frame(*f, flags="A"))
+            want = model.maglev_choice(f)
+            assert action == XDP_TX and mux_checks._backend_of(out) == want, (
+                f"{f}: an entry of the removed VIP's incarnation was used"
+            )
 
 
 def test_counters_per_vip_backend_and_reason() -> None:
