@@ -31,6 +31,13 @@ def flow_hash(saddr: int, daddr: int, sport: int, dport: int, proto: int, seed: 
     return fmix32(h ^ proto)
 
 
+def vip_slot(addr: int, port: int, proto: int, seed: int, slots: int) -> int:
+    """The slot of a VIP service in a table of ``slots`` (a power of 2) entries, as ``vip_slot()``
+    in ``bpf/dsr_helpers.h``; the control plane picks ``seed`` so that no two services share one."""
+    mixed = ((((port << 8) | proto) * 0x9E3779B1) & _M32) ^ addr ^ seed
+    return fmix32(mixed & _M32) & (slots - 1)
+
+
 def ring_slot(h: int, ring_size: int) -> int:
     """The Maglev table slot of flow hash ``h``: ``h * M / 2**32`` (multiply and shift, as in
     ``ring_slot()`` of ``bpf/dsr_helpers.h``). Uniform like ``h % M``, without a division."""

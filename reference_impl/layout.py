@@ -57,6 +57,10 @@ def vip_meta(vip_index: int, num_backends: int) -> bytes:
     return struct.pack("=II", vip_index, num_backends)
 
 
+def vip_slot(addr: str, port: int, proto: int, vip_index: int, num_backends: int) -> bytes:
+    return vip_key(addr, port, proto) + vip_meta(vip_index, num_backends)
+
+
 def backend(addr: str, flags: int = 0) -> bytes:
     return ip_be(addr) + struct.pack("=I", flags)
 

@@ -33,7 +33,7 @@ from dsrconform.netns import enter_netns
 from dsrconform.target import BenchVip
 from reference_impl import layout, maglev, mutants
 from reference_impl.config import MuxConfig, MuxSettings, VipConfig
-from reference_impl.flowhash import flow_hash, ring_slot
+from reference_impl.flowhash import flow_hash, ring_slot, vip_slot
 from reference_impl.layout import IPPROTO, C
 
 MUX_SOURCE = layout.BPF_DIR / "mux.bpf.c"
@@ -42,6 +42,7 @@ VipKey = tuple[str, int, int]  # (address, port, IP protocol number)
 # A table change is settled, for refresh_syn_lookup, once no packet that read the old state word
 # can still be running: XDP runs take microseconds; this is a wide margin.
 SETTLE_SECONDS = 1.0
+MAX_SEED_TRIES = 100_000  # bound on the search for a collision-free VIP table seed
 
 GLOBAL_STATS = (
     "pass", "lru_hit", "lru_miss", "lru_insert", "lru_insert_skipped", "icmp_forwarded",
@@ -96,6 +97,8 @@ class MuxProgram:
         self._vip_table: dict[int, list[int]] = {}  # vip index -> live Maglev table
         self._vip_changed: dict[int, float] = {}  # vip index -> monotonic time of last change
         self._next_gen = 1
+        self._vip_meta: dict[VipKey, tuple[int, int]] = {}  # published: (vip index, backends)
+        self._vip_half = 0  # live half of dsrc_vip_slots
         self._vip_backends: dict[VipKey, list[str]] = {}
         self._backend_index: dict[str, int] = {}
         self._next_backend = 0
@@ -138,7 +141,7 @@ class MuxProgram:
 
     def set_backends(self, vip: VipKey, backends: Sequence[str]) -> None:
         """Create or update a VIP service with this backend set, atomically."""
-        addr, port, proto = vip
+        addr, port, _proto = vip
         VipConfig(address=addr, port=port, backends=list(backends))  # validates addresses
         if vip not in self._vip_index:
             free = sorted(set(range(C("MAX_VIPS"))) - set(self._vip_index.values()))
@@ -164,11 +167,32 @@ class MuxProgram:
             base = vi * C("MAX_BACKENDS")
             keys = b"".join(layout.u32(base + n) for n in range(len(idx)))
             self.obj.map("dsrc_vip_bes").update_batch(keys, bes, len(idx))
-        self.obj.map("dsrc_vips").update(
-            layout.vip_key(addr, port, proto), layout.vip_meta(vi, len(idx))
-        )
+        self._publish_vips({**self._vip_meta, vip: (vi, len(idx))})
         self.obj.map("dsrc_vip_addrs").update(layout.ip_be(addr), layout.u32(1))
         self._release_unused_backends()
+
+    def _publish_vips(self, meta: dict[VipKey, tuple[int, int]]) -> None:
+        """Make ``meta`` the VIP service table: find a seed that gives every service its own slot,
+        write the standby half of dsrc_vip_slots and its seed, then flip dsrc_vip_half."""
+        if meta == self._vip_meta:
+            return
+        slots = C("VIP_SLOTS")
+        ints = {k: (int.from_bytes(layout.ip_be(k[0]), "big"), k[1], k[2]) for k in meta}
+        for seed in range(1, MAX_SEED_TRIES + 1):
+            placed = {vip_slot(*ints[k], seed, slots): k for k in meta}
+            if len(placed) == len(meta):
+                break
+        else:  # 64 services in 1,024 slots: a seed is found in a handful of tries
+            raise libbpf.BpfError(f"no collision-free seed for {len(meta)} VIP services")
+        standby = self._vip_half ^ 1
+        table = bytearray(slots * 16)
+        for n, k in placed.items():
+            table[n * 16 : (n + 1) * 16] = layout.vip_slot(*k, *meta[k])
+        keys = struct.pack(f"={slots}I", *range(standby * slots, (standby + 1) * slots))
+        self.obj.map("dsrc_vip_slots").update_batch(keys, bytes(table), slots)
+        self.obj.map("dsrc_vip_seed").update(layout.u32(standby), layout.u32(seed))
+        self.obj.map("dsrc_vip_half").update(layout.u32(0), layout.u32(standby))  # the flip
+        self._vip_half, self._vip_meta = standby, dict(meta)
 
     def _write_table(self, vi: int, table: list[int]) -> None:
         ring, state = self.settings.ring_size, self._vip_state[vi]
@@ -238,7 +262,7 @@ class MuxProgram:
     def remove_vip(self, vip: VipKey) -> None:
         vi = self._vip_index.pop(vip)
         self._vip_backends.pop(vip, None)
-        self.obj.map("dsrc_vips").delete(layout.vip_key(*vip))
+        self._publish_vips({k: v for k, v in self._vip_meta.items() if k != vip})
         # Incarnation 0: the VIP's connection-table entries stop matching at once.
         self.obj.map("dsrc_active").update(layout.u32(vi), layout.u32(0))
         for d in (self._vip_state, self._vip_table, self._vip_changed):

@@ -30,6 +30,15 @@ static __always_inline __u32 flow_hash(__u32 saddr, __u32 daddr, __u16 sport, __
 	return fmix32(h ^ proto);
 }
 
+/* The slot of a VIP service in one half of dsrc_vip_slots (VIP_SLOTS a power of 2; inputs in host
+ * order). The control plane searches for a seed that gives every configured service its own slot
+ * (a perfect hash), so a lookup is one array read and one key compare: no call into the kernel's
+ * hash table code. Mirrored by reference_impl/flowhash.py:vip_slot. */
+static __always_inline __u32 vip_slot(__u32 addr, __u16 port, __u8 proto, __u32 seed)
+{
+	return fmix32(seed ^ addr ^ ((((__u32)port << 8) | proto) * 0x9e3779b1u)) & (VIP_SLOTS - 1);
+}
+
 /* The Maglev slot of flow hash h in a table of ring_size entries: h * ring_size / 2^32. As uniform
  * as h % ring_size, but a multiply instead of a 64-bit division in the per-packet path. */
 static __always_inline __u32 ring_slot(__u32 h, __u32 ring_size)

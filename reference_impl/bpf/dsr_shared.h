@@ -20,6 +20,7 @@
 #endif
 #define DEFAULT_RING_SIZE 65537 /* Maglev table size per VIP (prime); set at load time */
 #define DEFAULT_CONN_ENTRIES 262144
+#define VIP_SLOTS 1024          /* perfect-hash slots per half of dsrc_vip_slots (a power of 2) */
 #define RING_CHUNK 32           /* Maglev entries per dsrc_ring element: one 64-byte cache line */
 #define RING_NO_BACKEND 65535   /* a Maglev entry of a VIP without backends */
 
@@ -79,6 +80,13 @@ struct vip_key {
 struct vip_meta {
 	__u32 vip_index;     /* 0..MAX_VIPS-1: selects the Maglev tables and the stats slot */
 	__u32 num_backends;  /* size of this VIP's backend list (vip_backends) */
+};
+
+/* MUX: one slot of the VIP table, a perfect hash (see vip_slot() in dsr_helpers.h). An all-zero
+ * key is an empty slot (no VIP has protocol 0). */
+struct vip_slot {
+	struct vip_key key;
+	struct vip_meta meta;
 };
 
 /* MUX: one per backend index; addr 0 means "unused slot". */

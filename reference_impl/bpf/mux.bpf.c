@@ -47,13 +47,30 @@ struct {
 	__type(value, struct mux_config);
 } dsrc_cfg SEC(".maps");
 
-/* (vip, port, proto) -> service. */
+/* (vip, port, proto) -> service: [half][VIP_SLOTS] slots of a perfect hash whose seed for each half
+ * is in dsrc_vip_seed. The control plane writes the standby half and its seed, then flips
+ * dsrc_vip_half. An array read instead of a hash-map lookup: on this kind of CPU every call and
+ * return in the per-packet path is expensive (return thunks), and a hash-map lookup is four. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_VIPS);
-	__type(key, struct vip_key);
-	__type(value, struct vip_meta);
-} dsrc_vips SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * VIP_SLOTS);
+	__type(key, __u32);
+	__type(value, struct vip_slot);
+} dsrc_vip_slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u32);
+} dsrc_vip_seed SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} dsrc_vip_half SEC(".maps");
 
 /* VIP addresses alone: classifies fragments, optioned packets and ICMP, which have no ports. */
 struct {
@@ -171,6 +188,28 @@ static __always_inline int insert_allowed(const struct mux_config *cfg)
 	b->tokens_milli -= 1000;
 	return 1;
 #endif
+}
+
+/* The service (vip, port, proto), all in network order, or NULL when it is not a VIP service. */
+static __always_inline struct vip_meta *find_vip(__u32 addr, __u16 port, __u8 proto)
+{
+	struct vip_key want = {.addr = addr, .port = port, .proto = proto};
+	__u32 zero = 0, idx, *half, *seed;
+	struct vip_slot *slot;
+
+	half = bpf_map_lookup_elem(&dsrc_vip_half, &zero);
+	if (!half)
+		return NULL;
+	idx = *half & 1;
+	seed = bpf_map_lookup_elem(&dsrc_vip_seed, &idx);
+	if (!seed)
+		return NULL;
+	idx = idx * VIP_SLOTS + vip_slot(bpf_ntohl(addr), bpf_ntohs(port), proto, *seed);
+	slot = bpf_map_lookup_elem(&dsrc_vip_slots, &idx);
+	/* The 8-byte key compared as one word: any other service, or an empty slot, differs. */
+	if (!slot || *(__u64 *)&slot->key != *(__u64 *)&want)
+		return NULL;
+	return &slot->meta;
 }
 
 /* The VIP's state word (VIP_STATE_*), 0 when there is no such VIP. */
@@ -339,7 +378,6 @@ static __always_inline int handle_icmp(struct xdp_md *ctx, struct iphdr *iph, vo
 	struct iphdr *inner;
 	__be16 *ports;
 	struct flow_key fk = {};
-	struct vip_key vk = {};
 	struct vip_meta *vm;
 	__u16 len = bpf_ntohs(iph->tot_len);
 	__u32 be, state;
@@ -357,10 +395,7 @@ static __always_inline int handle_icmp(struct xdp_md *ctx, struct iphdr *iph, vo
 		return drop(STAT_DROP_ICMP_MALFORMED, len);
 	if (inner->protocol != IPPROTO_TCP && inner->protocol != IPPROTO_UDP)
 		return XDP_PASS;
-	vk.addr = inner->saddr;
-	vk.port = ports[0];
-	vk.proto = inner->protocol;
-	vm = bpf_map_lookup_elem(&dsrc_vips, &vk);
+	vm = find_vip(inner->saddr, ports[0], inner->protocol);
 	if (!vm)
 		return XDP_PASS;
 #ifdef MUTANT_ICMP_OUTER_HASH
@@ -437,7 +472,6 @@ int dsrc_mux(struct xdp_md *ctx)
 	struct ethhdr *eth = data;
 	struct iphdr *iph;
 	struct flow_key fk = {};
-	struct vip_key vk = {};
 	struct vip_meta *vm;
 	struct mux_config *cfg;
 	__be16 *ports;
@@ -493,10 +527,7 @@ int dsrc_mux(struct xdp_md *ctx)
 #endif
 		/* 2. The service: one lookup of (vip, port, proto); a miss means "not a VIP service"
 		 *    whatever the address, so the packet passes untouched. */
-		vk.addr = iph->daddr;
-		vk.port = ports[1];
-		vk.proto = iph->protocol;
-		vm = bpf_map_lookup_elem(&dsrc_vips, &vk);
+		vm = find_vip(iph->daddr, ports[1], iph->protocol);
 		if (!vm)
 			goto pass;
 		problem = vip_packet_problem(iph, data_end, &len);
