@@ -54,16 +54,17 @@ static __always_inline __u16 csum_fold32(__u32 sum)
 }
 
 /* Checksum of a 20-byte IPv4 header (no options) whose check field is zero or is being verified:
- * the result is 0 for a header with a correct checksum. Unrolled: no loop for the verifier. */
+ * the result is 0 for a header with a correct checksum. Five 32-bit loads summed in 64 bits (the
+ * one's-complement sum does not care how the words are grouped), then folded: fewer loads and
+ * adds than ten 16-bit words, and no loop for the verifier. */
 static __always_inline __u16 ipv4_csum20(const void *hdr)
 {
-	const __u16 *p = hdr;
-	__u32 sum = 0;
+	const __u32 *p = hdr;
+	__u64 sum = (__u64)p[0] + p[1] + p[2] + p[3] + p[4];
 
-#pragma unroll
-	for (int i = 0; i < 10; i++)
-		sum += p[i];
-	return csum_fold32(sum);
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	return csum_fold32((__u32)(sum & 0xffff) + (__u32)(sum >> 16));
 }
 
 #endif /* DSR_HELPERS_H */

@@ -18,7 +18,7 @@
 #ifndef MAX_MUXES
 #define MAX_MUXES 64           /* MUX addresses an agent accepts encapsulated traffic from */
 #endif
-#define DEFAULT_RING_SIZE 65537 /* Maglev table size per VIP (prime); set at load time */
+#define DEFAULT_RING_SIZE 131071 /* Maglev table size per VIP (prime); set at load time */
 #define DEFAULT_CONN_ENTRIES 262144
 #define VIP_SLOTS 1024          /* perfect-hash slots per half of dsrc_vip_slots (a power of 2) */
 #define RING_CHUNK 32           /* Maglev entries per dsrc_ring element: one 64-byte cache line */
@@ -91,8 +91,8 @@ struct vip_slot {
 
 /* MUX: one per backend index; addr 0 means "unused slot". */
 /* MUX: RING_CHUNK consecutive Maglev entries (backend indices, host order). Packing them keeps a
- * 65,537-entry table in 128 KiB (an array map pads every element to 8 bytes: one u32 per element
- * would take 512 KiB), which matters when every new flow reads a random entry. */
+ * 131,071-entry table in 256 KiB (an array map pads every element to 8 bytes: one u32 per element
+ * would take 1 MiB), which matters when every new flow reads a random entry. */
 struct ring_chunk {
 	__u16 be[RING_CHUNK];
 };

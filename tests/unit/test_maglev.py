@@ -64,3 +64,9 @@ def test_bad_sizes_and_empty_sets() -> None:
     assert maglev.build_table([], 7) == [-1] * 7
     with pytest.raises(ValueError, match="do not fit"):
         maglev.build_table(names(8), 7)
+
+
+def test_the_bpf_default_table_size_is_the_control_planes() -> None:
+    from reference_impl.layout import C
+
+    assert C("DEFAULT_RING_SIZE") == maglev.DEFAULT_TABLE_SIZE
