@@ -58,7 +58,9 @@ class MuxSettings(BaseModel):
     @classmethod
     def _prime(cls, v: int) -> int:
         if not maglev.is_prime(v):
-            raise ValueError(f"ring_size {v} is not prime; fix: use a prime such as 131071, 65537 or 4099")
+            raise ValueError(
+                f"ring_size {v} is not prime; fix: use a prime such as 131071, 65537 or 4099"
+            )
         return v
 
 
