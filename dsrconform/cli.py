@@ -6,6 +6,8 @@ Subcommands::
     dsrconform mutants [--json] [--target NAME]     the target's deliberate bugs and their catchers
     dsrconform spec [--json]                        the requirement catalogue
     dsrconform bench mux [--target NAME] [--mutant NAME] [--seconds S] [--json]
+    dsrconform lab up FILE [--backend netns] [--mode MODE] [--name NAME] [--mutant NAME]
+    dsrconform lab status [NAME] [--json] | lab exec NODE -- CMD... | lab down [NAME | --all]
 
 Targets are reached only through the registry (:func:`dsrconform.target.load_target`), never by
 importing a stack. Heavy modules (doctor's probes, the benchmark) are imported inside their
@@ -124,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=3.0, metavar="S", help="default: 3")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(handler=_cmd_bench_mux)
+
+    from dsrconform.lab.cli import add_parser as add_lab_parser
+
+    add_lab_parser(sub)
     return parser
 
 

@@ -76,16 +76,55 @@ def load_model(path: str | Path, model: type[M]) -> M:
         mark = getattr(e, "problem_mark", None)
         where = f"{p}:{mark.line + 1}" if mark else str(p)
         raise ConfigError(f"{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    dup = _duplicate_key(tree)
+    if dup is not None:
+        key, line, first = dup
+        raise ConfigError(
+            f"{p}:{line}: {key!r} is defined twice (first at line {first}); fix: rename or merge"
+            " one of them (YAML would silently keep only the last)"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping at the top level, got {type(data).__name__}")
     try:
-        return model.model_validate(data)
+        obj = model.model_validate(data)
     except ValidationError as e:
-        lines = []
-        for err in e.errors():
-            loc = tuple(err["loc"])
-            line = _line_of(tree, loc)
-            where = f"{p}:{line}" if line else str(p)
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            lines.append(f"{where}: {_loc_str(loc)}: {msg}")
-        raise ConfigError("\n".join(lines)) from None
+        found = [
+            (tuple(err["loc"]), str(err["msg"]).removeprefix("Value error, ")) for err in e.errors()
+        ]
+        raise ConfigError(_report(p, tree, found)) from None
+    # Cross-references (a link naming an unknown node, an address used twice...) are checked
+    # after the fields are valid; the model reports each problem with the location it concerns.
+    problems = getattr(obj, "problems", None)
+    found = problems() if callable(problems) else []
+    if found:
+        raise ConfigError(_report(p, tree, found))
+    return obj
+
+
+def _duplicate_key(node: yaml.Node | None) -> tuple[str, int, int] | None:
+    """The first mapping key that appears twice in the same mapping: (key, line, first line)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for k, v in node.value:
+            key = str(getattr(k, "value", ""))
+            if key in seen:
+                return key, k.start_mark.line + 1, seen[key]
+            seen[key] = k.start_mark.line + 1
+            found = _duplicate_key(v)
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            found = _duplicate_key(item)
+            if found:
+                return found
+    return None
+
+
+def _report(p: Path, tree: yaml.Node | None, found: list[tuple[tuple[Any, ...], str]]) -> str:
+    lines = []
+    for loc, msg in found:
+        line = _line_of(tree, loc)
+        where = f"{p}:{line}" if line else str(p)
+        lines.append(f"{where}: {_loc_str(loc)}: {msg}")
+    return "\n".join(lines)

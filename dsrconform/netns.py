@@ -133,10 +133,15 @@ def _ethtool_tx_off(ns: str, dev: str) -> None:
 
 
 def link_mac(ns: str | None, ifname: str) -> str:
-    """The MAC address of ``ifname`` in namespace ``ns`` (host namespace when ``None``)."""
-    from pyroute2 import IPRoute, NetNS
+    """The MAC address of ``ifname`` in namespace ``ns`` (host namespace when ``None``).
 
-    ipr = NetNS(ns) if ns else IPRoute()
+    The netlink socket is opened from inside the namespace (:func:`enter_netns`), never through
+    pyroute2's NetNS, which creates a namespace that does not exist instead of failing.
+    """
+    from pyroute2 import IPRoute
+
+    with enter_netns(ns):
+        ipr = IPRoute()
     with ipr:
         links = ipr.get_links(ifname=ifname)
         if not links:

@@ -73,6 +73,27 @@ class Target(Protocol):
         backends: Sequence[str],
     ) -> AbstractContextManager[None]: ...
 
+    def deploy(self, lab: Any) -> Deployment:
+        """Deploy the stack into ``lab`` (a :class:`dsrconform.lab.Lab`: topology, namespaces,
+        ``spawn``/``run`` per node, a run directory) and return a handle on it."""
+        ...
+
+
+@runtime_checkable
+class Deployment(Protocol):
+    """A target's stack running in a lab."""
+
+    def wait_ready(self, timeout: float) -> float:
+        """Block until traffic can flow (routes converged, applications listening); return the
+        seconds waited, or raise LabError naming what is missing at the deadline."""
+        ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def close(self) -> None:
+        """Detach whatever the deployment attached (the lab removes namespaces and processes)."""
+        ...
+
 
 def available_targets() -> list[str]:
     return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))

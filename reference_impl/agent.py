@@ -308,9 +308,11 @@ class AgentProgram(_TcProgram):
             flows.append(NatFlow(local, lport, remote, rport, proto, vip, vport, mux))
         return flows
 
-    def attach(self, netns: str | None, ifname: str) -> None:
-        """Attach ingress and egress to ``ifname`` in ``netns`` (None: this namespace)."""
-        self._attach(netns, ifname, [(self.ingress, "ingress"), (self.egress, "egress")])
+    def attach(self, netns: str | None, ifname: str, *, egress: bool = True) -> None:
+        """Attach ingress (and egress unless ``egress=False``: gateway-nat leaves reply rewriting
+        to the egress gateway) to ``ifname`` in ``netns`` (None: this namespace)."""
+        progs = [(self.ingress, "ingress")] + ([(self.egress, "egress")] if egress else [])
+        self._attach(netns, ifname, progs)
 
 
 class GatewayProgram(_TcProgram):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from dsrconform.target import BenchVip, MutantInfo
 from reference_impl import mutants as _mutants
@@ -29,6 +30,18 @@ class ReferenceTarget:
 
     def mutants(self) -> Sequence[MutantInfo]:
         return [m.info() for m in _mutants.CATALOGUE]
+
+    def deploy(self, lab: Any) -> Any:
+        """Deploy the reference stack (agents, applications, MUXes, BGP) into ``lab``."""
+        from reference_impl.deploy import ReferenceDeployment
+
+        dep = ReferenceDeployment(lab, self.mutant)
+        try:
+            dep.deploy()
+        except BaseException:
+            dep.close()
+            raise
+        return dep
 
     @contextmanager
     def mux_for_bench(

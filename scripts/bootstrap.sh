@@ -2,7 +2,8 @@
 # bootstrap.sh: make this checkout ready to run, on a fresh Debian 12 (bookworm), idempotently.
 #
 #   1. Debian packages: the BPF toolchain (clang, llvm, libbpf-dev, bpftool), the lab's tools
-#      (iproute2, ethtool, nftables, tcpdump) and what building the venv needs. apt is touched
+#      (iproute2, ethtool, nftables, tcpdump, bird2 for the labs' BGP, curl) and what building
+#      the venv needs. apt is touched
 #      only when one of them is missing (checked with dpkg-query), and then needs root.
 #   2. .venv: created with python3 (>= 3.11; override with PYTHON=...) when missing.
 #   3. `pip install -e '.[dev]'` when pyproject.toml changed since the last install (a stamp in
@@ -13,7 +14,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-PACKAGES=(clang llvm libbpf-dev bpftool iproute2 ethtool nftables tcpdump
+PACKAGES=(clang llvm libbpf-dev bpftool iproute2 ethtool nftables tcpdump bird2 curl
           python3-venv python3-dev gcc make git)
 PYTHON=${PYTHON:-python3}
 VENV=.venv

@@ -1,0 +1,172 @@
+"""``dsrconform lab up | status | exec | down``.
+
+``lab up`` returns once the lab is ready (BGP converged, applications listening) and leaves it
+running: the BPF programs stay attached to the lab's interfaces and the daemons run in the lab's
+namespaces until ``lab down``. ``lab down --all`` also reaps what crashed runs left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from dsrconform.errors import ConfigError
+from dsrconform.lab import registry
+from dsrconform.topology import MODES
+
+
+def add_parser(sub: Any) -> None:
+    lab = sub.add_parser("lab", help="bring labs up, inspect them, run commands in them, tear down")
+    lab_sub = lab.add_subparsers(dest="lab", metavar="ACTION", required=True)
+
+    p = lab_sub.add_parser("up", help="bring a topology up with a target deployed (needs root)")
+    p.add_argument("file", metavar="FILE", help="topology file, e.g. labs/basic.yaml")
+    p.add_argument("--backend", choices=("netns", "docker"), default="netns")
+    p.add_argument("--mode", choices=MODES, default=None, help="override the file's mode")
+    p.add_argument("--name", default=None, help="lab name (default: the file's)")
+    p.add_argument("--target", default="reference", metavar="NAME")
+    p.add_argument("--mutant", default=None, metavar="NAME", help="deploy a mutant instead")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="S", help="readiness deadline")
+    p.set_defaults(handler=_up)
+
+    p = lab_sub.add_parser("status", help="nodes, links, routes, BGP state, programs")
+    p.add_argument("name", nargs="?", default=None, help="lab name (default: every lab)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_status)
+
+    p = lab_sub.add_parser("exec", help="run a command inside a node: lab exec NODE -- CMD...")
+    p.add_argument("node", metavar="NODE")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD")
+    p.add_argument("--name", default=None, help="lab name (needed when several are up)")
+    p.set_defaults(handler=_exec)
+
+    p = lab_sub.add_parser("down", help="tear a lab down (--all: every lab and every leftover)")
+    p.add_argument("name", nargs="?", default=None)
+    p.add_argument("--all", action="store_true")
+    p.set_defaults(handler=_down)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from dsrconform.lab.lab import Lab
+
+    start = time.monotonic()
+    lab = Lab.start(args.file, backend=args.backend, mode=args.mode, name=args.name,
+                    target=args.target, mutant=args.mutant, timeout=args.timeout)  # fmt: skip
+    took = time.monotonic() - start
+    topo = lab.topology
+    print(f"lab {lab.name} is up ({took:.1f} s; BGP converged {lab.ready_seconds:.1f} s after "
+          f"deploy), mode {topo.mode}, target {lab.target.name}"
+          + (f" (mutant {lab.target.mutant})" if lab.target.mutant else ""))  # fmt: skip
+    for svc in topo.services:
+        print(f"  {svc.name}: {svc.proto} {svc.vip}:{svc.port}")
+    web = next((s for s in topo.services if s.proto == "tcp"), None)
+    client = topo.of_role("client")[0]
+    if web:
+        print(f"try: dsrconform lab exec {client} -- curl -si http://{web.vip}:{web.port}/id")
+    print(f"tear down: dsrconform lab down {lab.name}")
+    return 0
+
+
+def _running(name: str | None) -> list[str]:
+    recorded = registry.recorded_labs()
+    live = sorted({registry.lab_of_ns(n) or "" for n in registry.lab_namespaces()} - {""})
+    names = sorted(set(recorded) | set(live))
+    if name is not None:
+        if name not in names:
+            raise ConfigError(f"no lab {name!r} is up (up: {', '.join(names) or 'none'})")
+        return [name]
+    return names
+
+
+def _ip_json(ns: str, *args: str) -> Any:
+    res = subprocess.run(["ip", "-j", "-n", ns, *args], capture_output=True, text=True)
+    return json.loads(res.stdout or "[]") if res.returncode == 0 else []
+
+
+def lab_status(name: str) -> dict[str, Any]:
+    """What is running for lab ``name``, probed from the outside (no Lab object needed)."""
+    rec = registry.LabRecord.load(name)
+    nss = registry.lab_namespaces(name)
+    procs = registry.pids_in_namespaces(nss)
+    nodes: dict[str, Any] = {}
+    for ns in nss:
+        node = ns.split(".", 1)[1]
+        links = []
+        for link in _ip_json(ns, "addr", "show"):
+            if link.get("ifname") == "lo":
+                continue
+            links.append({
+                "ifname": link.get("ifname"), "state": link.get("operstate"),
+                "mtu": link.get("mtu"),
+                "addresses": [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])],
+            })  # fmt: skip
+        xdp = [
+            {"ifname": lk["ifname"], "xdp_prog": lk["xdp"].get("prog", {}).get("id")}
+            for lk in _ip_json(ns, "link", "show") if "xdp" in lk
+        ]  # fmt: skip
+        nodes[node] = {
+            "netns": ns, "processes": sorted(p for p, n in procs.items() if n == ns),
+            "links": links, "xdp": xdp, "routes": _ip_json(ns, "route", "show"),
+        }  # fmt: skip
+    bgp: dict[str, str] = {}
+    ldir = registry.lab_dir(name)
+    for sock in sorted(ldir.glob("bird-*.ctl")) if ldir.is_dir() else []:
+        res = subprocess.run(["birdc", "-s", str(sock), "show", "protocols"],
+                             capture_output=True, text=True, timeout=10)  # fmt: skip
+        bgp[sock.stem.removeprefix("bird-")] = res.stdout.strip()
+    return {"name": name, "record": rec.__dict__ if rec else None, "nodes": nodes, "bgp": bgp}
+
+
+def _status(args: argparse.Namespace) -> int:
+    out = [lab_status(n) for n in _running(args.name)]
+    if args.json:
+        print(json.dumps(out, indent=2, sort_keys=True))
+        return 0
+    if not out:
+        print("no lab is up")
+    for st in out:
+        rec = st["record"] or {}
+        print(f"lab {st['name']}: backend {rec.get('backend', '?')}, mode {rec.get('mode', '?')}, "
+              f"target {rec.get('target', '?')}, from {rec.get('topology', '?')}")  # fmt: skip
+        for node, info in st["nodes"].items():
+            addrs = ", ".join(f"{lk['ifname']} {' '.join(lk['addresses'])}" for lk in info["links"])
+            xdp = "".join(f" [xdp {x['ifname']}]" for x in info["xdp"])
+            print(f"  {node:10} {len(info['processes'])} proc  {addrs}{xdp}")
+        for node, table in st["bgp"].items():
+            print(f"  bgp on {node}:")
+            for line in table.splitlines()[1:]:
+                if " BGP " in line:
+                    print(f"    {line}")
+    return 0
+
+
+def _exec(args: argparse.Namespace) -> int:
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        raise ConfigError("nothing to run; usage: dsrconform lab exec NODE -- CMD [ARGS...]")
+    labs = _running(args.name)
+    if not labs:
+        raise ConfigError("no lab is up; fix: `dsrconform lab up labs/basic.yaml` first")
+    if len(labs) > 1:
+        raise ConfigError(f"several labs are up ({', '.join(labs)}); fix: pass --name")
+    ns = registry.ns_name(labs[0], args.node)
+    if not (registry.NETNS_DIR / ns).exists():
+        nodes = [n.split(".", 1)[1] for n in registry.lab_namespaces(labs[0])]
+        raise ConfigError(f"lab {labs[0]} has no node {args.node!r}; nodes: {', '.join(nodes)}")
+    sys.stdout.flush()
+    os.execvp("ip", ["ip", "netns", "exec", ns, *cmd])
+    return 127  # not reached
+
+
+def _down(args: argparse.Namespace) -> int:
+    if args.all == (args.name is not None):
+        raise ConfigError("give a lab name or --all (not both)")
+    removed = registry.reap(None if args.all else args.name)
+    what = ", ".join(f"{len(v)} {k}" for k, v in removed.items() if v) or "nothing"
+    print(f"removed {what}")
+    return 0

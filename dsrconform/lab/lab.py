@@ -1,0 +1,233 @@
+"""A running lab: a topology brought up by a backend, with a target's DSR stack deployed in it.
+
+For scripts::
+
+    from dsrconform.lab import Lab
+
+    with Lab.up("labs/basic.yaml") as lab:          # netns backend, reference target
+        print(lab.run("client", ["curl", "-s", "http://198.19.0.10/id"]).stdout)
+        lab.kill_node("mux1")                        # BGP session loss; traffic moves on
+
+Teardown runs in ``finally`` and on SIGINT/SIGTERM; whatever a crashed run left behind is found
+by name and removed by ``dsrconform lab down --all`` (:func:`dsrconform.lab.registry.reap`).
+Every node operation (kill, pause, resume, link down/up) is recorded in :attr:`Lab.events` with a
+monotonic timestamp, for the checkers that later judge what traffic saw.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from dsrconform.errors import ConfigError, LabError
+from dsrconform.lab import registry
+from dsrconform.lab.netns_backend import NetnsBackend
+from dsrconform.target import load_target
+from dsrconform.topology import Mode, Topology, load_topology
+
+BACKENDS = ("netns", "docker")
+
+
+@dataclass(frozen=True)
+class Event:
+    t: float  # time.monotonic()
+    action: str
+    subject: str
+    detail: str = ""
+
+
+class Lab:
+    """A lab that is up. Create it with :meth:`up` (a context manager) or :meth:`start`."""
+
+    def __init__(self, topology: Topology, *, backend: str = "netns", target: str = "reference",
+                 mutant: str | None = None, source: str = "") -> None:  # fmt: skip
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if backend == "docker":
+            raise ConfigError(
+                "the docker backend is not available yet; fix: use --backend netns (the default)"
+            )
+        self.topology = topology
+        self.name = topology.name or "lab"
+        self.source = source
+        self.backend = NetnsBackend(self.name)
+        self.target = load_target(target, mutant=mutant)
+        self.dir = registry.lab_dir(self.name)
+        self.deployment: Any = None
+        self.events: list[Event] = []
+        self._paused: dict[str, list[int]] = {}
+        self.ready_seconds: float | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    @classmethod
+    @contextmanager
+    def up(cls, path: str | Path, *, backend: str = "netns", mode: Mode | None = None,
+           name: str | None = None, target: str = "reference", mutant: str | None = None,
+           keep: bool = False, timeout: float = 60.0) -> Iterator[Lab]:  # fmt: skip
+        """Bring the lab up, yield it, tear it down (unless ``keep``) whatever happens."""
+        lab = cls.start(path, backend=backend, mode=mode, name=name, target=target,
+                        mutant=mutant, timeout=timeout)  # fmt: skip
+        previous = _install_signal_handlers()
+        try:
+            yield lab
+        finally:
+            _restore_signal_handlers(previous)
+            if not keep:
+                lab.down()
+
+    @classmethod
+    def start(cls, path: str | Path, *, backend: str = "netns", mode: Mode | None = None,
+              name: str | None = None, target: str = "reference", mutant: str | None = None,
+              timeout: float = 60.0) -> Lab:  # fmt: skip
+        """Bring the lab up and return it (the caller owns :meth:`down`)."""
+        topo = load_topology(path, mode=mode)  # a bad file fails here, before anything exists
+        if name is not None:
+            if not registry.LAB_NAME_OK(name):
+                raise ConfigError(
+                    f"lab name {name!r}: fix: 1-12 lower-case letters and digits, a letter first"
+                )
+            topo = topo.model_copy(update={"name": name})
+        lab = cls(topo, backend=backend, target=target, mutant=mutant, source=str(path))
+        lab._bring_up(timeout)
+        return lab
+
+    def _bring_up(self, timeout: float) -> None:
+        if registry.lab_namespaces(self.name):
+            raise LabError(
+                f"lab {self.name!r} is already up (or was left behind by a crash); "
+                f"fix: `dsrconform lab down {self.name}`, or pick another --name"
+            )
+        self.dir.mkdir(parents=True, exist_ok=True)
+        previous = _install_signal_handlers()
+        try:
+            self._record()
+            self.backend.create(self.topology)
+            self.deployment = self.target.deploy(self)
+            self.ready_seconds = self.deployment.wait_ready(timeout)
+            self._record()
+        except BaseException:
+            self.down()
+            raise
+        finally:
+            _restore_signal_handlers(previous)
+
+    def down(self) -> dict[str, list[str]]:
+        """Remove everything the lab created (safe to call twice)."""
+        if self.deployment is not None:
+            try:
+                self.deployment.close()
+            finally:
+                self.deployment = None
+        return registry.reap(self.name)
+
+    def _record(self) -> None:
+        registry.LabRecord(
+            name=self.name, topology=self.source, backend=self.backend.kind,
+            mode=self.topology.mode, target=self.target.name, mutant=self.target.mutant,
+            owner_pid=os.getpid(), created=time.time(),
+            nodes={n: self.netns(n) for n in self.topology.nodes},
+            info={"ready_seconds": self.ready_seconds},
+        ).save()  # fmt: skip
+
+    # --- what targets and users use ------------------------------------------------------------
+
+    def netns(self, node: str) -> str:
+        self._node(node)
+        return self.backend.netns(node)
+
+    def spawn(self, node: str, argv: list[str], *, log: str) -> int:
+        return self.backend.spawn(self._node(node), argv, log=self.dir / log)
+
+    def run(self, node: str, argv: list[str], *, timeout: float = 60,
+            check: bool = True) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        return self.backend.run(self._node(node), argv, timeout=timeout, check=check)
+
+    def _node(self, node: str) -> str:
+        if node not in self.topology.nodes:
+            raise ConfigError(
+                f"no node {node!r} in lab {self.name}; nodes: {', '.join(self.topology.nodes)}"
+            )
+        return node
+
+    # --- faults (each reversible and recorded) ---------------------------------------------------
+
+    def _event(self, action: str, subject: str, detail: str = "") -> None:
+        self.events.append(Event(time.monotonic(), action, subject, detail))
+
+    def processes(self, node: str) -> list[int]:
+        return sorted(registry.pids_in_namespaces([self.netns(node)]))
+
+    def kill_node(self, node: str) -> None:
+        """Kill every process of ``node`` (SIGKILL: a MUX's BGP session drops at once) and bring
+        its interfaces down, so it neither routes nor answers: a dead box."""
+        pids = self.processes(node)
+        registry.kill_pids(pids)
+        for ifname in self._ifnames(node):
+            self.run(node, ["ip", "link", "set", ifname, "down"])
+        self._event("kill", node, f"pids {pids}")
+
+    def pause_node(self, node: str) -> None:
+        """SIGSTOP every process of ``node``: a silent hang (BGP notices by hold-timer expiry).
+        The kernel data plane (XDP, routes) keeps running, as on a wedged control plane."""
+        pids = self.processes(node)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        self._paused[node] = pids
+        self._event("pause", node, f"pids {pids}")
+
+    def resume_node(self, node: str) -> None:
+        for pid in self._paused.pop(node, []):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self._event("resume", node)
+
+    def link_set(self, node: str, ifname: str, up: bool) -> None:
+        self.run(node, ["ip", "link", "set", ifname, "up" if up else "down"])
+        self._event("link-up" if up else "link-down", f"{node}:{ifname}")
+
+    def _ifnames(self, node: str) -> list[str]:
+        return [i.ifname for i in self.topology.interfaces() if i.node == node]
+
+    # --- status -----------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        topo = self.topology
+        out: dict[str, Any] = {
+            "name": self.name, "backend": self.backend.kind, "mode": topo.mode,
+            "target": self.target.name, "mutant": self.target.mutant,
+            "ready_seconds": self.ready_seconds,
+            "nodes": {n: {"role": s.role, "netns": self.netns(n),
+                          "processes": len(self.processes(n))}
+                      for n, s in topo.nodes.items()},
+            "links": [{"node": i.node, "ifname": i.ifname, "address": i.address, "mtu": i.mtu}
+                      for i in topo.interfaces()],
+        }  # fmt: skip
+        if self.deployment is not None:
+            out.update(self.deployment.status())
+        return out
+
+
+def _install_signal_handlers() -> dict[int, Any]:
+    """SIGTERM becomes KeyboardInterrupt, so ``finally`` blocks tear the lab down."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous: dict[int, Any] = {}
+    with suppress(ValueError):  # not the main thread: the caller's handlers stay
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, handler)
+    return previous
+
+
+def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+    for sig, h in previous.items():
+        signal.signal(sig, h)

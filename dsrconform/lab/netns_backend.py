@@ -1,0 +1,210 @@
+"""The ``netns`` lab backend: each node is a network namespace, links are veth pairs, segments are
+Linux bridges, all configured over netlink (pyroute2) from inside each namespace.
+
+Nothing is created in the host's namespace: a veth is created inside one node's namespace with
+its peer placed directly in the other's, so the host never sees it, even for an instant.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from dsrconform.errors import LabError, PrivilegeError
+from dsrconform.lab import registry
+from dsrconform.netns import enter_netns
+from dsrconform.topology import IF_PREFIX, Topology
+
+# Per-namespace sysctls (paths under /proc/sys); IPv6 off keeps neighbour discovery out of the
+# measurements, rp_filter off because DSR replies leave by another path than requests arrive.
+_ALL_NODES = {
+    "net/ipv6/conf/all/disable_ipv6": "1",
+    "net/ipv6/conf/default/disable_ipv6": "1",
+    "net/ipv4/conf/all/rp_filter": "0",
+    "net/ipv4/conf/default/rp_filter": "0",
+}
+_FORWARDING = {"net/ipv4/ip_forward": "1"}
+_ROUTER = {"net/ipv4/fib_multipath_hash_policy": "1"}  # L4 hash: a flow sticks to one MUX
+
+
+def _sysctl(values: dict[str, str]) -> None:
+    for path, value in values.items():
+        with open(f"/proc/sys/{path}", "w") as f:  # the calling thread's namespace
+            f.write(value)
+
+
+class NetnsBackend:
+    """Brings a :class:`~dsrconform.topology.Topology` to life in namespaces named
+    ``dsrc-<lab>.<node>``."""
+
+    kind = "netns"
+
+    def __init__(self, lab: str) -> None:
+        self.lab = lab
+
+    def netns(self, node: str) -> str:
+        return registry.ns_name(self.lab, node)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def create(self, topo: Topology) -> None:
+        """Namespaces, links, segments, addresses, routes and sysctls of ``topo``. On any error the
+        caller tears down (:meth:`destroy`); nothing is left half-made on purpose."""
+        from pyroute2 import netns
+
+        for node in topo.nodes:
+            name = self.netns(node)
+            try:
+                netns.create(name)
+            except FileExistsError:
+                raise LabError(
+                    f"namespace {name} already exists: lab {self.lab!r} is up or was left behind; "
+                    f"fix: `dsrconform lab down {self.lab}`"
+                ) from None
+            except PermissionError:
+                raise PrivilegeError("creating network namespaces needs root") from None
+        with ExitStack() as stack:
+            ipr = {n: stack.enter_context(self._ipr(n)) for n in topo.nodes}
+            for node, spec in topo.nodes.items():
+                with enter_netns(self.netns(node)):
+                    _sysctl(_ALL_NODES)
+                    if spec.role in ("router", "gateway"):
+                        _sysctl(_FORWARDING)
+                    if spec.role == "router":
+                        _sysctl(_ROUTER)
+                lo = ipr[node].link_lookup(ifname="lo")[0]
+                ipr[node].link("set", index=lo, state="up")
+            self._links(topo, ipr)
+            self._segments(topo, ipr)
+            self._addresses(topo, ipr)
+            self._routes(topo, ipr)
+        self._checksum_offload(topo)
+
+    def destroy(self) -> dict[str, list[str]]:
+        return registry.reap(self.lab)
+
+    # --- pieces ----------------------------------------------------------------------------------
+
+    @contextmanager
+    def _ipr(self, node: str) -> Iterator[Any]:
+        """A netlink socket bound to ``node``'s namespace (opened from inside it)."""
+        from pyroute2 import IPRoute
+
+        with enter_netns(self.netns(node)):
+            ipr = IPRoute()
+        try:
+            yield ipr
+        finally:
+            ipr.close()
+
+    def _veth(self, ipr: Any, a_if: str, b_node: str, b_if: str) -> None:
+        try:
+            ipr.link(
+                "add", ifname=a_if, kind="veth",
+                peer={"ifname": b_if, "net_ns_fd": self.netns(b_node)},
+            )  # fmt: skip
+        except Exception as e:
+            raise LabError(f"creating veth {a_if}/{b_if} ({b_node}): {e}") from e
+
+    def _links(self, topo: Topology, ipr: dict[str, Any]) -> None:
+        for link in topo.links:
+            (a, _), (b, _) = link.ends.items()
+            self._veth(ipr[a], IF_PREFIX + b, b, IF_PREFIX + a)
+
+    def _segments(self, topo: Topology, ipr: dict[str, Any]) -> None:
+        for seg in topo.segments:
+            host = ipr[seg.host]
+            br = f"{IF_PREFIX}br-{seg.name}"
+            host.link("add", ifname=br, kind="bridge")
+            br_idx = host.link_lookup(ifname=br)[0]
+            for member in seg.members:
+                port = "dsrc" + member
+                self._veth(ipr[member], IF_PREFIX + seg.name, seg.host, port)
+                idx = host.link_lookup(ifname=port)[0]
+                host.link("set", index=idx, master=br_idx, mtu=seg.mtu, state="up")
+
+    def _addresses(self, topo: Topology, ipr: dict[str, Any]) -> None:
+        for iface in topo.interfaces():
+            sock = ipr[iface.node]
+            idx = sock.link_lookup(ifname=iface.ifname)[0]
+            net = ipaddress.IPv4Interface(iface.address)
+            sock.addr("add", index=idx, address=str(net.ip), prefixlen=net.network.prefixlen)
+            sock.link("set", index=idx, mtu=iface.mtu, state="up")
+        for node in topo.of_role("client"):
+            up = topo.uplink(node)
+            idx = ipr[node].link_lookup(ifname=up.ifname)[0]
+            plen = ipaddress.IPv4Interface(up.address).network.prefixlen
+            for extra in topo.nodes[node].addresses:
+                ipr[node].addr("add", index=idx, address=extra, prefixlen=plen)
+
+    def _routes(self, topo: Topology, ipr: dict[str, Any]) -> None:
+        router = topo.router
+        gateways = topo.of_role("gateway")
+        for node, spec in topo.nodes.items():
+            if node == router:
+                for net in topo.blackhole:
+                    ipr[node].route("add", dst=net, type="blackhole")
+                continue
+            via = topo.uplink(node)
+            if spec.role == "server" and topo.mode == "gateway-nat":
+                via = topo.uplink(node, gateways[0])  # replies leave through the egress gateway
+            ipr[node].route("add", dst="0.0.0.0/0", gateway=via.peer_ip)
+
+    def _checksum_offload(self, topo: Topology) -> None:
+        """Transmit checksum offload off where the topology says so (the default): native XDP
+        drops CHECKSUM_PARTIAL, and the receiver would see bad TCP/UDP checksums."""
+        per_node: dict[str, list[str]] = {}
+        for iface in topo.interfaces():
+            if not iface.tx_offload and not iface.bridge:
+                per_node.setdefault(iface.node, []).append(iface.ifname)
+        for seg in topo.segments:
+            if not seg.tx_checksum_offload:
+                per_node.setdefault(seg.host, []).extend("dsrc" + m for m in seg.members)
+        for node, devs in per_node.items():
+            with enter_netns(self.netns(node)):
+                for dev in devs:
+                    res = subprocess.run(
+                        ["ethtool", "-K", dev, "tx", "off"], capture_output=True, text=True
+                    )
+                    if res.returncode != 0:
+                        raise LabError(f"{node}: ethtool -K {dev} tx off: {res.stderr.strip()}")
+
+    # --- processes ------------------------------------------------------------------------------
+
+    def spawn(
+        self, node: str, argv: list[str], *, log: Path, env: dict[str, str] | None = None
+    ) -> int:
+        """Start a long-running process inside ``node``; returns its pid. Its output goes to
+        ``log``. It runs in its own session, so a terminal's Ctrl-C reaches the lab, not it."""
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with enter_netns(self.netns(node)), open(log, "ab") as out:
+            try:
+                proc = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True, env=env,
+                )  # fmt: skip
+            except FileNotFoundError:
+                raise LabError(f"{node}: cannot start {argv[0]!r}: not installed") from None
+        return proc.pid
+
+    def run(
+        self, node: str, argv: list[str], *, timeout: float = 60, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command inside ``node`` (as ``ip netns exec`` does, /sys included)."""
+        res = subprocess.run(
+            ["ip", "netns", "exec", self.netns(node), *argv],
+            capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        if check and res.returncode != 0:
+            raise LabError(
+                f"{node}: {' '.join(argv)} exited {res.returncode}: {res.stderr.strip()}"
+            )
+        return res
+
+    def exec_argv(self, node: str, argv: list[str]) -> list[str]:
+        """The host command line that runs ``argv`` inside ``node`` interactively."""
+        return ["ip", "netns", "exec", self.netns(node), *argv]

@@ -1,0 +1,379 @@
+"""Lab topology files (``labs/*.yaml``): the schema, its checks, and the derived plan.
+
+A topology names nodes with roles (client, router, mux, server, gateway), the point-to-point
+links between them, optional bridge segments (a server LAN), the services (VIP, port, protocol)
+and the data-plane mode. Every address lies in 198.18.0.0/15. A bad file fails in
+:func:`load_topology`, before anything is created, with the file, line, field and a fix::
+
+    labs/bad.yaml:12: links[3].ends: unknown node 'mux9'; fix: define it under nodes (known: ...)
+
+Example (``labs/basic.yaml`` is the full one)::
+
+    name: basic
+    mode: encap
+    nodes:
+      client: {role: client, addresses: [198.18.1.1, 198.18.1.2]}
+      router: {role: router, asn: 65000}
+      mux1: {role: mux, asn: 65101}
+      server1: {role: server}
+    links:
+      - ends: {client: 198.18.1.254/24, router: 198.18.1.1/24}   # or the reverse
+    segments:
+      - {name: srv, host: router, address: 198.18.20.254/24, mtu: 1600,
+         members: {server1: 198.18.20.1/24}}
+    services:
+      - {name: web, vip: 198.19.0.10, port: 80, proto: tcp, app_port: 8080}
+
+Interfaces are named after the peer: in node ``mux1`` the link to ``router`` is ``dsrc-router``;
+a segment member's interface is ``dsrc-<segment>``, its other end is the bridge port
+``dsrc<member>`` on the segment's host, and the bridge there is ``dsrc-br-<segment>``. Node names
+are short (at most 10 characters) so that every interface name fits Linux's 15.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from dsrconform.configfile import LAB_NET, lab_address, load_model
+
+Role = Literal["client", "router", "mux", "server", "gateway"]
+Mode = Literal["encap", "server-nat", "gateway-nat"]
+MODES: tuple[Mode, ...] = ("encap", "server-nat", "gateway-nat")
+NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
+LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+IF_PREFIX = "dsrc-"
+
+
+def _name(v: str) -> str:
+    if not NAME_RE.match(v):
+        raise ValueError(
+            f"name {v!r} is not allowed; fix: 1-10 characters, a lower-case letter first, then "
+            "lower-case letters and digits (interface names derive from it)"
+        )
+    return v
+
+
+def _iface_addr(v: str) -> str:
+    try:
+        iface = ipaddress.IPv4Interface(v)
+    except ValueError:
+        raise ValueError(
+            f"{v!r} is not an address with a prefix; fix: write e.g. 198.18.1.1/24"
+        ) from None
+    if iface.network.prefixlen == 32 or "/" not in v:
+        raise ValueError(f"{v!r} needs a prefix length below 32; fix: write e.g. 198.18.1.1/24")
+    lab_address(str(iface.ip))
+    if not iface.network.subnet_of(LAB_NET):
+        raise ValueError(f"{v}: the subnet leaves 198.18.0.0/15; fix: use a longer prefix")
+    if iface.ip in (iface.network.network_address, iface.network.broadcast_address):
+        raise ValueError(
+            f"{v} is the subnet's network or broadcast address; fix: use a host address"
+        )
+    return str(iface)
+
+
+def _seg_name(v: str) -> str:
+    if not re.match(r"^[a-z][a-z0-9]{0,5}$", v):
+        raise ValueError(
+            f"segment name {v!r} is not allowed; fix: 1-6 lower-case letters and digits, a letter "
+            "first (the bridge is named dsrc-br-<name>, and Linux allows 15 characters)"
+        )
+    return v
+
+
+Name = Annotated[str, AfterValidator(_name)]
+SegName = Annotated[str, AfterValidator(_seg_name)]
+LabAddr = Annotated[str, AfterValidator(lab_address)]
+IfaceAddr = Annotated[str, AfterValidator(_iface_addr)]
+Loc = tuple[Any, ...]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Node(_Model):
+    """A lab host. Per-role fields: ``addresses`` (client: extra source addresses on its uplink),
+    ``asn`` (router and mux: the BGP AS number)."""
+
+    role: Role
+    addresses: list[LabAddr] = Field(default_factory=list)
+    asn: int | None = Field(default=None, ge=1, le=4294967294)
+
+
+class Link(_Model):
+    """A veth pair between two nodes: ``ends`` maps each node to its address on the link."""
+
+    ends: dict[Name, IfaceAddr]
+    mtu: int = Field(default=1500, ge=1280, le=9000)
+    tx_checksum_offload: bool = False  # off by default: native XDP drops CHECKSUM_PARTIAL
+
+    @field_validator("ends")
+    @classmethod
+    def _two(cls, v: dict[str, str]) -> dict[str, str]:
+        if len(v) != 2:
+            raise ValueError(
+                f"a link has exactly two ends, got {len(v)}; fix: {{a: ADDR, b: ADDR}}"
+            )
+        nets = {ipaddress.IPv4Interface(a).network for a in v.values()}
+        if len(nets) != 1:
+            raise ValueError(f"the two ends are in different subnets ({', '.join(v.values())})")
+        return v
+
+
+class Segment(_Model):
+    """A bridge on ``host`` (which owns ``address`` on it) joining ``members`` by veths."""
+
+    name: SegName
+    host: Name
+    address: IfaceAddr
+    members: dict[Name, IfaceAddr]
+    mtu: int = Field(default=1500, ge=1280, le=9000)
+    tx_checksum_offload: bool = False
+
+
+class Service(_Model):
+    """A load-balanced service. ``muxes`` announce it (default: every MUX); ``servers`` serve it
+    (default: every server). ``app_port``: the application's port on the servers in the NAT modes
+    (default: ``port``)."""
+
+    name: Name
+    vip: LabAddr
+    port: int = Field(ge=1, le=65535)
+    proto: Literal["tcp", "udp"] = "tcp"
+    app_port: int | None = Field(default=None, ge=1, le=65535)
+    muxes: list[Name] | None = None
+    servers: list[Name] | None = None
+
+    @property
+    def proto_number(self) -> int:
+        return 6 if self.proto == "tcp" else 17
+
+    @property
+    def server_port(self) -> int:
+        return self.app_port or self.port
+
+
+class Topology(_Model):
+    name: Annotated[str, Field(pattern=LAB_NAME_RE.pattern)] | None = None
+    mode: Mode = "encap"
+    nodes: dict[Name, Node]
+    links: list[Link] = Field(default_factory=list)
+    segments: list[Segment] = Field(default_factory=list)
+    services: list[Service] = Field(default_factory=list)
+    blackhole: list[str] = Field(default_factory=lambda: ["198.18.200.0/21"])
+
+    @field_validator("blackhole")
+    @classmethod
+    def _blackholes(cls, v: list[str]) -> list[str]:
+        for net in v:
+            n = ipaddress.IPv4Network(net)
+            if not n.subnet_of(LAB_NET):
+                raise ValueError(f"blackhole {net} is outside 198.18.0.0/15")
+        return v
+
+    # --- cross-references, reported with their location by configfile.load_model --------------
+
+    def problems(self) -> list[tuple[Loc, str]]:
+        return list(self._problems())
+
+    def _problems(self) -> Iterator[tuple[Loc, str]]:
+        known = ", ".join(sorted(self.nodes))
+        roles = {r: [n for n, node in self.nodes.items() if node.role == r] for r in _ROLES}
+        for role, want in (("router", "exactly one"), ("mux", "at least one"),
+                           ("server", "at least one"), ("client", "at least one")):  # fmt: skip
+            count = len(roles[role])
+            if (want == "exactly one" and count != 1) or count == 0:
+                yield ("nodes",), f"{want} node with role {role} is needed, found {count}"
+        for name, node in self.nodes.items():
+            if node.role in ("router", "mux") and node.asn is None:
+                yield ("nodes", name), f"a {node.role} needs asn (its BGP AS number)"
+            if node.addresses and node.role != "client":
+                yield ("nodes", name, "addresses"), "only clients take extra addresses"
+        seen_addr: dict[str, Loc] = {}
+        pairs: set[frozenset[str]] = set()
+        for i, link in enumerate(self.links):
+            ends = list(link.ends)
+            for n in ends:
+                if n not in self.nodes:
+                    yield (
+                        ("links", i, "ends", n),
+                        f"unknown node {n!r}; fix: define it under nodes (known: {known})",
+                    )
+            if len(set(ends)) == 1:
+                yield ("links", i, "ends"), "a link joins two different nodes"
+            pair = frozenset(ends)
+            if pair in pairs:
+                yield (
+                    ("links", i, "ends"),
+                    f"a second link between {' and '.join(ends)}; fix: one link per pair",
+                )
+            pairs.add(pair)
+            for n, a in link.ends.items():
+                yield from self._dup(seen_addr, a, ("links", i, "ends", n))
+        for i, seg in enumerate(self.segments):
+            if seg.host not in self.nodes:
+                yield ("segments", i, "host"), f"unknown node {seg.host!r} (known: {known})"
+            if seg.host in seg.members:
+                yield (
+                    ("segments", i, "members", seg.host),
+                    "the host joins its own segment through the bridge",
+                )
+            for n, a in seg.members.items():
+                if n not in self.nodes:
+                    yield ("segments", i, "members", n), f"unknown node {n!r} (known: {known})"
+                if (
+                    ipaddress.IPv4Interface(a).network
+                    != ipaddress.IPv4Interface(seg.address).network
+                ):
+                    yield (
+                        ("segments", i, "members", n),
+                        f"{a} is not in the segment's subnet {seg.address}",
+                    )
+                yield from self._dup(seen_addr, a, ("segments", i, "members", n))
+            yield from self._dup(seen_addr, seg.address, ("segments", i, "address"))
+            if sum(s.name == seg.name for s in self.segments) > 1:
+                yield ("segments", i, "name"), f"segment name {seg.name!r} used twice"
+        for name in self.nodes:
+            for a in self.nodes[name].addresses:
+                yield from self._dup(seen_addr, a + "/32", ("nodes", name, "addresses"))
+        names = [s.name for s in self.services]
+        keys: set[tuple[str, int, str]] = set()
+        for i, svc in enumerate(self.services):
+            if names.count(svc.name) > 1:
+                yield ("services", i, "name"), f"service name {svc.name!r} used twice"
+            key = (svc.vip, svc.port, svc.proto)
+            if key in keys:
+                yield ("services", i), f"{svc.vip}:{svc.port}/{svc.proto} is defined twice"
+            keys.add(key)
+            if svc.vip in {ipaddress.IPv4Interface(a).ip.compressed for a in seen_addr}:
+                yield ("services", i, "vip"), f"VIP {svc.vip} is also an interface address"
+            for field, role in (("muxes", "mux"), ("servers", "server")):
+                for j, n in enumerate(getattr(svc, field) or []):
+                    if self.nodes.get(n) is None or self.nodes[n].role != role:
+                        yield (
+                            ("services", i, field, j),
+                            f"{n!r} is not a {role} node (known {role}s: {', '.join(roles[role])})",
+                        )
+        router = roles["router"][0] if len(roles["router"]) == 1 else None
+        if router:
+            for name in self.nodes:
+                if name != router and self._uplink(name, router) is None:
+                    yield ("nodes", name), f"{name} has no link or segment to the router {router}"
+        if self.mode == "gateway-nat" and not roles["gateway"]:
+            yield ("mode",), "gateway-nat needs a node with role gateway"
+
+    @staticmethod
+    def _dup(seen: dict[str, Loc], addr: str, loc: Loc) -> Iterator[tuple[Loc, str]]:
+        ip = ipaddress.IPv4Interface(addr).ip.compressed
+        prior = next(
+            (lc for a, lc in seen.items() if ipaddress.IPv4Interface(a).ip.compressed == ip), None
+        )
+        if prior is not None:
+            yield loc, f"address {ip} is already used at {'.'.join(map(str, prior))}"
+        seen[addr] = loc
+
+    # --- derived views -------------------------------------------------------------------------
+
+    def of_role(self, role: Role) -> list[str]:
+        return [n for n, node in self.nodes.items() if node.role == role]
+
+    @property
+    def router(self) -> str:
+        return self.of_role("router")[0]
+
+    def _uplink(self, node: str, peer: str) -> tuple[str, str, str] | None:
+        """(node's interface, node's address, peer's address) on a link or segment to ``peer``."""
+        for link in self.links:
+            if node in link.ends and peer in link.ends:
+                return IF_PREFIX + peer, link.ends[node], link.ends[peer]
+        for seg in self.segments:
+            if seg.host == peer and node in seg.members:
+                return IF_PREFIX + seg.name, seg.members[node], seg.address
+            if seg.host == node and peer in seg.members:
+                return f"{IF_PREFIX}br-{seg.name}", seg.address, seg.members[peer]
+            if node in seg.members and peer in seg.members:
+                return IF_PREFIX + seg.name, seg.members[node], seg.members[peer]
+        return None
+
+    def uplink(self, node: str, peer: str | None = None) -> Uplink:
+        """How ``node`` reaches ``peer`` (default: the router) in one hop."""
+        peer = peer or self.router
+        found = self._uplink(node, peer)
+        if found is None:
+            raise KeyError(f"{node} has no link or segment to {peer}")
+        ifname, mine, theirs = found
+        return Uplink(peer, ifname, mine, theirs)
+
+    def services_of_mux(self, mux: str) -> list[Service]:
+        return [s for s in self.services if s.muxes is None or mux in s.muxes]
+
+    def servers_of(self, svc: Service) -> list[str]:
+        return svc.servers if svc.servers is not None else self.of_role("server")
+
+    def interfaces(self) -> Iterator[Interface]:
+        """Every interface the lab creates (veths and bridges), in creation order."""
+        for i, link in enumerate(self.links):
+            (a, aa), (b, ba) = link.ends.items()
+            yield Interface(a, IF_PREFIX + b, aa, link.mtu, f"link{i}", b, link.tx_checksum_offload)
+            yield Interface(b, IF_PREFIX + a, ba, link.mtu, f"link{i}", a, link.tx_checksum_offload)
+        for seg in self.segments:
+            br = f"{IF_PREFIX}br-{seg.name}"
+            yield Interface(seg.host, br, seg.address, seg.mtu, seg.name, None, True, bridge=True)
+            for n, addr in seg.members.items():
+                yield Interface(n, IF_PREFIX + seg.name, addr, seg.mtu, seg.name, seg.host,
+                                seg.tx_checksum_offload)  # fmt: skip
+
+
+_ROLES: tuple[Role, ...] = ("client", "router", "mux", "server", "gateway")
+
+
+@dataclass(frozen=True)
+class Uplink:
+    peer: str
+    ifname: str  # this node's interface
+    address: str  # this node's address on it (with prefix)
+    peer_address: str  # the peer's address on it (with prefix)
+
+    @property
+    def peer_ip(self) -> str:
+        return str(ipaddress.IPv4Interface(self.peer_address).ip)
+
+    @property
+    def ip(self) -> str:
+        return str(ipaddress.IPv4Interface(self.address).ip)
+
+
+@dataclass(frozen=True)
+class Interface:
+    node: str
+    ifname: str
+    address: str
+    mtu: int
+    group: str  # the link ("link3") or segment name it belongs to
+    peer: str | None  # the node at the other end (for a segment member: the segment's host)
+    tx_offload: bool
+    bridge: bool = False
+
+
+def load_topology(path: str | Path, *, mode: Mode | None = None) -> Topology:
+    """Load and check a topology file; ``mode`` overrides the file's data-plane mode."""
+    topo = load_model(path, Topology)
+    if topo.name is None:
+        stem = Path(path).stem.replace("-", "").replace("_", "").lower()[:12]
+        topo = topo.model_copy(update={"name": stem if LAB_NAME_RE.match(stem) else "lab"})
+    if mode is not None and mode != topo.mode:
+        topo = topo.model_copy(update={"mode": mode})
+        bad = [m for _, m in topo.problems() if "gateway-nat" in m]
+        if bad:
+            from dsrconform.errors import ConfigError
+
+            raise ConfigError(f"{path}: --mode {mode}: {bad[0]}")
+    return topo

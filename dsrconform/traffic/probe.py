@@ -1,0 +1,135 @@
+"""Short traffic probes run inside a lab node: many verified HTTP streams, or UDP flows.
+
+Run as ``python -m dsrconform.traffic.probe http|udp ...`` inside the client's namespace (the lab
+does: ``lab.run("client", [sys.executable, "-m", "dsrconform.traffic.probe", ...])``). It prints
+one JSON document: per connection or flow, the source, the server that answered (``X-Server-Id``
+or the UDP reply's id), the bytes verified, and the error if any. Every run is bounded: a total
+deadline, a per-connection timeout, and a fixed number of connections or datagrams.
+
+Only lab addresses are accepted (198.18.0.0/15): the probe refuses any other destination.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import sys
+import time
+from typing import Any
+
+from dsrconform.configfile import lab_address
+from dsrconform.streampattern import PatternVerifier
+
+
+async def _http_one(i: int, src: str, vip: str, port: int, nbytes: int, timeout: float,
+                    sem: asyncio.Semaphore) -> dict[str, Any]:  # fmt: skip
+    rec: dict[str, Any] = {"i": i, "src": src, "server": None, "verified": 0, "error": None}
+    async with sem:
+        start = time.monotonic()
+        writer = None
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(vip, port, local_addr=(src, 0))
+                rec["sport"] = writer.get_extra_info("sockname")[1]
+                writer.write(
+                    f"GET /stream?seed={i}&bytes={nbytes} HTTP/1.1\r\nHost: {vip}\r\n"
+                    "Connection: close\r\n\r\n".encode()
+                )
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                status = lines[0].split(" ")[1] if " " in lines[0] else "?"
+                hdrs = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+                rec["server"] = hdrs.get("x-server-id")
+                if status != "200":
+                    rec["error"] = f"status {status}"
+                    return rec
+                ver = PatternVerifier(seed=i)
+                while ver.received < nbytes:
+                    chunk = await reader.read(65536)
+                    if not chunk:
+                        break
+                    ver.feed(chunk)
+                rec["verified"] = ver.received
+                if ver.error_offset is not None:
+                    rec["error"] = f"integrity error at byte {ver.error_offset}"
+                elif ver.received != nbytes:
+                    rec["error"] = f"short: {ver.received} of {nbytes} bytes"
+        except TimeoutError:
+            rec["error"] = "timeout"
+        except (OSError, asyncio.IncompleteReadError) as e:
+            rec["error"] = f"{type(e).__name__}: {e}"
+        finally:
+            rec["seconds"] = round(time.monotonic() - start, 4)
+            if writer is not None:
+                writer.close()
+    return rec
+
+
+async def _http(args: argparse.Namespace) -> list[dict[str, Any]]:
+    sem = asyncio.Semaphore(args.parallel)
+    sources = args.sources.split(",")
+    jobs = [
+        _http_one(i, sources[i % len(sources)], args.vip, args.port, args.bytes, args.timeout, sem)
+        for i in range(args.conns)
+    ]
+    async with asyncio.timeout(args.deadline):
+        return list(await asyncio.gather(*jobs))
+
+
+def _udp(args: argparse.Namespace) -> list[dict[str, Any]]:
+    sources = args.sources.split(",")
+    out = []
+    deadline = time.monotonic() + args.deadline
+    for i in range(args.flows):
+        src = sources[i % len(sources)]
+        rec: dict[str, Any] = {"i": i, "src": src, "servers": [], "lost": 0}
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((src, 0))
+            s.settimeout(args.timeout)
+            rec["sport"] = s.getsockname()[1]
+            for n in range(args.count):
+                if time.monotonic() > deadline:
+                    break
+                s.sendto(f"flow {i} datagram {n}".encode(), (args.vip, args.port))
+                try:
+                    data, _ = s.recvfrom(2048)
+                    rec["servers"].append(data.split(b" ", 1)[0].decode(errors="replace"))
+                except TimeoutError:
+                    rec["lost"] += 1
+        out.append(rec)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dsrconform.traffic.probe")
+    sub = p.add_subparsers(dest="kind", required=True)
+    for kind in ("http", "udp"):
+        q = sub.add_parser(kind)
+        q.add_argument("--vip", required=True)
+        q.add_argument("--port", type=int, required=True)
+        q.add_argument("--sources", required=True, help="comma-separated source addresses")
+        q.add_argument("--timeout", type=float, default=10.0, help="per connection / reply")
+        q.add_argument("--deadline", type=float, default=120.0, help="for the whole run")
+    h = sub.choices["http"]
+    h.add_argument("--conns", type=int, default=100)
+    h.add_argument("--bytes", type=int, default=10000)
+    h.add_argument("--parallel", type=int, default=100)
+    u = sub.choices["udp"]
+    u.add_argument("--flows", type=int, default=20)
+    u.add_argument("--count", type=int, default=5)
+    args = p.parse_args(argv)
+    for a in [args.vip, *args.sources.split(",")]:
+        try:
+            lab_address(a)
+        except ValueError as e:
+            print(f"probe: {e}", file=sys.stderr)
+            return 2
+    result = asyncio.run(_http(args)) if args.kind == "http" else _udp(args)
+    json.dump(result, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,326 @@
+"""Deploy the reference stack into a running lab (``ReferenceTarget.deploy``).
+
+Per node role, in this order:
+
+- every **server**: the tc agent on its uplink (decapsulates IPIP from the lab's MUX addresses;
+  NAT modes also rewrite VIP:port to the application's port), the VIPs it serves on ``lo`` in
+  encap mode, and the HTTP/UDP application (``python -m reference_impl.app``);
+- the **gateway** (gateway-nat only): the stateless source rewrite on its server-facing ingress;
+- every **MUX**: the XDP MUX on its link to the router, programmed with the services it fronts
+  and their servers, plus a pass-through XDP program on the router's end of that link (XDP_TX
+  frames reach a veth peer only when the peer runs native XDP: KERNEL_NOTES.md);
+- **BGP** (BIRD 2): the router peers with every MUX and installs each VIP as an ECMP route over
+  the MUXes announcing it; a MUX announces its VIPs from the moment its BIRD runs.
+
+The lab object (:class:`dsrconform.lab.Lab`) provides namespaces, process spawning and a run
+directory; nothing here touches the host's own interfaces.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from dsrconform.errors import LabError
+from dsrconform.netns import enter_netns, link_mac
+from dsrconform.topology import Service, Topology
+
+PASS_PROGRAM = "dsrc_pass"
+BIRD_TIMERS = "hold time 3; keepalive time 1; connect retry time 1; error wait time 1, 4;"
+
+
+class LabHandle(Protocol):
+    """What a target needs from a lab (implemented by dsrconform.lab.Lab)."""
+
+    name: str
+    topology: Topology
+    dir: Path
+
+    def netns(self, node: str) -> str: ...
+
+    def spawn(self, node: str, argv: list[str], *, log: str) -> int: ...
+
+
+@dataclass
+class ReferenceDeployment:
+    lab: LabHandle
+    mutant: str | None
+    muxes: dict[str, Any] = field(default_factory=dict)
+    agents: dict[str, Any] = field(default_factory=dict)
+    gateway: Any = None
+    passers: list[tuple[str, int]] = field(default_factory=list)
+    ready_files: list[Path] = field(default_factory=list)
+    bird_sockets: dict[str, Path] = field(default_factory=dict)
+
+    # --- deploy ------------------------------------------------------------------------------
+
+    def deploy(self) -> None:
+        topo = self.lab.topology
+        for server in topo.of_role("server"):
+            self._server(server)
+        if topo.mode == "gateway-nat":
+            self._gateway()
+        for mux in topo.of_role("mux"):
+            self._mux(mux)
+        self._bird()
+
+    def mux_addresses(self) -> list[str]:
+        topo = self.lab.topology
+        return [topo.uplink(m).ip for m in topo.of_role("mux")]
+
+    def _server_services(self, server: str) -> list[Service]:
+        topo = self.lab.topology
+        return [s for s in topo.services if server in topo.servers_of(s)]
+
+    def _server(self, server: str) -> None:
+        from reference_impl.agent import AgentConfig, AgentProgram, NatService
+
+        topo, ns = self.lab.topology, self.lab.netns(server)
+        up = topo.uplink(server)
+        services = self._server_services(server)
+        nat = topo.mode in ("server-nat", "gateway-nat")
+        cfg = AgentConfig(
+            server_addr=up.ip,
+            mode="server-nat" if nat else "encap",
+            mux_addrs=self.mux_addresses(),
+            nat_services=[
+                NatService(vip=s.vip, vport=s.port, proto=s.proto, port=s.server_port)
+                for s in services
+            ]
+            if nat
+            else [],
+        )
+        agent = AgentProgram(cfg, mutant=self.mutant)
+        agent.attach(ns, up.ifname, egress=topo.mode != "gateway-nat")
+        self.agents[server] = agent
+        argv = [sys.executable, "-m", "reference_impl.app", "--server-id", server]
+        if nat:
+            binds = {(s.proto, s.server_port) for s in services}
+            for proto, port in sorted(binds):
+                argv += [f"--{'http' if proto == 'tcp' else 'udp'}", f"{up.ip}:{port}"]
+        else:
+            from pyroute2 import IPRoute
+
+            with enter_netns(ns):
+                ipr = IPRoute()
+            with ipr:
+                lo = ipr.link_lookup(ifname="lo")[0]
+                for vip in sorted({s.vip for s in services}):
+                    ipr.addr("add", index=lo, address=vip, prefixlen=32)
+            for s in services:
+                argv += [f"--{'http' if s.proto == 'tcp' else 'udp'}", f"{s.vip}:{s.port}"]
+        ready = self.lab.dir / f"app-{server}.ready"
+        ready.unlink(missing_ok=True)
+        self.ready_files.append(ready)
+        self.lab.spawn(server, [*argv, "--ready-file", str(ready)], log=f"app-{server}.log")
+
+    def _gateway(self) -> None:
+        from reference_impl.agent import GatewayConfig, GatewayMapping, GatewayProgram
+
+        topo = self.lab.topology
+        gw = topo.of_role("gateway")[0]
+        mappings = []
+        for server in topo.of_role("server"):
+            addr = topo.uplink(server).ip
+            for s in self._server_services(server):
+                mappings.append(
+                    GatewayMapping(
+                        server=addr,
+                        server_port=s.server_port,
+                        proto=s.proto,
+                        external=s.vip,
+                        external_port=s.port,
+                    )
+                )
+        try:
+            cfg = GatewayConfig(mappings=mappings)
+        except ValueError as e:
+            raise LabError(f"gateway-nat needs a 1:1 mapping of server ports to VIPs: {e}") from e
+        self.gateway = GatewayProgram(cfg, mutant=self.mutant)
+        # The gateway's interface toward the servers: its segment (or link) shared with them.
+        first_server = topo.of_role("server")[0]
+        self.gateway.attach(self.lab.netns(gw), topo.uplink(gw, first_server).ifname, "ingress")
+
+    def _mux(self, mux: str) -> None:
+        from dsrconform.bpf import libbpf
+        from reference_impl.config import MuxConfig
+        from reference_impl.mux import MuxProgram
+
+        topo, router = self.lab.topology, self.lab.topology.router
+        up = topo.uplink(mux)
+        back = topo.uplink(router, mux)
+        mtu = next(i.mtu for i in topo.interfaces() if i.node == mux and i.ifname == up.ifname)
+        cfg = MuxConfig.model_validate(
+            {
+                "mux": {
+                    "address": up.ip,
+                    "mac": link_mac(self.lab.netns(mux), up.ifname),
+                    "next_hop_mac": link_mac(self.lab.netns(router), back.ifname),
+                    "mtu": mtu,
+                },
+                "vips": [
+                    {
+                        "address": s.vip,
+                        "port": s.port,
+                        "proto": s.proto,
+                        "backends": [topo.uplink(b).ip for b in topo.servers_of(s)],
+                    }
+                    for s in topo.services_of_mux(mux)
+                ],
+            }
+        )
+        prog = MuxProgram(cfg, mutant=self.mutant)
+        prog.attach(self.lab.netns(mux), up.ifname)
+        self.muxes[mux] = prog
+        # The router's end of the link must run native XDP for the MUX's XDP_TX to arrive.
+        passer = _pass_program()
+        from pyroute2 import IPRoute
+
+        with enter_netns(self.lab.netns(router)):
+            ipr = IPRoute()
+            with ipr:
+                idx = ipr.link_lookup(ifname=back.ifname)[0]
+            libbpf.xdp_attach(idx, passer.fd, mode="native")
+        self.passers.append((router, idx))
+
+    def _bird(self) -> None:
+        topo = self.lab.topology
+        router = topo.router
+        confs: dict[str, str] = {}
+        rtr_id = topo.uplink(topo.of_role("mux")[0], router).peer_ip
+        peers = []
+        for mux in topo.of_role("mux"):
+            up = topo.uplink(mux)
+            peers.append(
+                f"protocol bgp {mux} {{\n  local {up.peer_ip} as {topo.nodes[router].asn};\n"
+                f"  neighbor {up.ip} as {topo.nodes[mux].asn};\n  {BIRD_TIMERS}\n"
+                "  ipv4 { import all; export none; };\n}\n"
+            )
+        confs[router] = (
+            f"router id {rtr_id};\nprotocol device {{ scan time 10; }}\n"
+            "protocol kernel {\n  ipv4 { import none; export all; };\n  merge paths yes;\n}\n"
+            + "".join(peers)
+        )
+        for mux in topo.of_role("mux"):
+            up = topo.uplink(mux)
+            routes = "".join(
+                f"  route {vip}/32 blackhole;\n"
+                for vip in sorted({s.vip for s in topo.services_of_mux(mux)})
+            )
+            confs[mux] = (
+                f"router id {up.ip};\nprotocol device {{ scan time 10; }}\n"
+                f"protocol static vips {{\n  ipv4;\n{routes}}}\n"
+                f"protocol bgp border {{\n  local {up.ip} as {topo.nodes[mux].asn};\n"
+                f"  neighbor {up.peer_ip} as {topo.nodes[router].asn};\n  {BIRD_TIMERS}\n"
+                '  ipv4 { import none; export where proto = "vips"; };\n}\n'
+            )
+        for node, text in confs.items():
+            conf = self.lab.dir / f"bird-{node}.conf"
+            sock = self.lab.dir / f"bird-{node}.ctl"
+            conf.write_text(text)
+            self.bird_sockets[node] = sock
+            self.lab.spawn(node, ["bird", "-f", "-c", str(conf), "-s", str(sock)],
+                           log=f"bird-{node}.log")  # fmt: skip
+
+    # --- readiness and status -------------------------------------------------------------------
+
+    def vip_routes(self) -> dict[str, list[str]]:
+        """The router's kernel routes for each VIP: VIP -> next-hop addresses."""
+        from pyroute2 import IPRoute
+
+        topo = self.lab.topology
+        with enter_netns(self.lab.netns(topo.router)):
+            ipr = IPRoute()
+        vips = {s.vip for s in topo.services}
+        out: dict[str, list[str]] = {v: [] for v in vips}
+        with ipr:
+            for r in ipr.get_routes(family=2):
+                dst = r.get_attr("RTA_DST")
+                if r["dst_len"] != 32 or dst not in vips:
+                    continue
+                if r.get_attr("RTA_GATEWAY"):
+                    out[dst].append(r.get_attr("RTA_GATEWAY"))
+                for nh in r.get_attr("RTA_MULTIPATH") or []:
+                    if nh.get_attr("RTA_GATEWAY"):
+                        out[dst].append(nh.get_attr("RTA_GATEWAY"))
+        return {v: sorted(h) for v, h in out.items()}
+
+    def expected_routes(self) -> dict[str, list[str]]:
+        topo = self.lab.topology
+        want: dict[str, set[str]] = {}
+        for mux in topo.of_role("mux"):
+            for s in topo.services_of_mux(mux):
+                want.setdefault(s.vip, set()).add(topo.uplink(mux).ip)
+        return {v: sorted(h) for v, h in want.items()}
+
+    def wait_ready(self, timeout: float = 30.0) -> float:
+        """Wait until every application is listening and the router has every VIP's ECMP route
+        over all the MUXes announcing it (BGP converged). Returns the seconds waited."""
+        start = time.monotonic()
+        deadline = start + timeout
+        want = self.expected_routes()
+        while True:
+            missing_apps = [p.name for p in self.ready_files if not p.exists()]
+            routes = self.vip_routes()
+            if not missing_apps and routes == want:
+                return time.monotonic() - start
+            if time.monotonic() > deadline:
+                raise LabError(
+                    f"lab {self.lab.name} not ready after {timeout:.0f} s: apps not listening: "
+                    f"{missing_apps or 'none'}; router VIP routes {routes}, expected {want}; "
+                    f"see the logs in {self.lab.dir}"
+                )
+            time.sleep(0.05)  # polling kernel routes and files, bounded by the deadline
+
+    def bgp_state(self) -> dict[str, dict[str, str]]:
+        """BIRD's protocol table per node: protocol -> state ("up", "start", ...)."""
+        out: dict[str, dict[str, str]] = {}
+        for node, sock in self.bird_sockets.items():
+            res = subprocess.run(["birdc", "-s", str(sock), "show", "protocols"],
+                                 capture_output=True, text=True, timeout=10)  # fmt: skip
+            rows: dict[str, str] = {}
+            for line in res.stdout.splitlines():
+                parts = line.split()
+                if len(parts) >= 4 and parts[1] == "BGP":
+                    rows[parts[0]] = f"{parts[3]} {' '.join(parts[5:])}".strip()
+            out[node] = rows
+        return out
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "vip_routes": self.vip_routes(),
+            "bgp": self.bgp_state(),
+            "mux_stats": {m: p.stats().globals for m, p in self.muxes.items()},
+        }
+
+    def close(self) -> None:
+        """Detach every program this deployment attached (processes go with the lab)."""
+        from dsrconform.bpf import libbpf
+
+        for prog in [*self.muxes.values(), *self.agents.values(), self.gateway]:
+            if prog is not None:
+                with suppress(Exception):  # the namespace may be gone with its interfaces
+                    prog.close()
+        for router, idx in self.passers:
+            with suppress(Exception), enter_netns(self.lab.netns(router)):
+                libbpf.xdp_detach(idx, mode="native")
+
+
+_PASS: list[Any] = []  # [object, program], loaded once per process
+
+
+def _pass_program() -> Any:
+    """The XDP_PASS program (dsrconform/bpf/progs/xdp_pass.bpf.c), loaded once per process."""
+    if not _PASS:
+        from dsrconform.bpf.build import compile_bpf
+        from dsrconform.bpf.libbpf import BpfObject
+
+        progs = Path(__file__).resolve().parent.parent / "dsrconform" / "bpf" / "progs"
+        obj = BpfObject(compile_bpf(progs / "xdp_pass.bpf.c"))
+        _PASS.extend([obj, obj.program(PASS_PROGRAM)])
+    return _PASS[1]

@@ -1,0 +1,189 @@
+"""The lab engine end to end on the netns backend (root): the reference stack in labs/basic.yaml,
+real TCP and UDP through the VIPs, BGP withdrawal on MUX death, and a clean machine afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dsrconform.lab import Lab, registry
+from dsrconform.topology import Topology
+from tests.markers import requires_root
+
+pytestmark = requires_root
+LABS = Path(__file__).resolve().parents[2] / "labs"
+BASIC = LABS / "basic.yaml"
+
+
+def probe(lab: Lab, kind: str, *args: str) -> list[dict]:
+    client = lab.topology.of_role("client")[0]
+    res = lab.run(client, [sys.executable, "-m", "dsrconform.traffic.probe", kind, *args],
+                  timeout=180)  # fmt: skip
+    return json.loads(res.stdout)
+
+
+def client_sources(topo: Topology) -> str:
+    client = topo.of_role("client")[0]
+    return ",".join([topo.uplink(client).ip, *topo.nodes[client].addresses])
+
+
+def add_reply_counters(lab: Lab) -> None:
+    """nftables counters on the router: packets *from* servers or VIPs leaving toward a MUX (a
+    reply crossing a MUX), and packets toward the clients arriving from a MUX."""
+    rules = """
+table inet dsrc_check {
+  chain watch {
+    type filter hook forward priority 0; policy accept;
+    oifname "dsrc-mux*" ip saddr { 198.19.0.0/24, 198.18.20.0/24 } counter comment "to_mux"
+    iifname "dsrc-mux*" ip daddr 198.18.1.0/24 counter comment "from_mux"
+  }
+}
+"""
+    subprocess.run(["ip", "netns", "exec", lab.netns(lab.topology.router), "nft", "-f", "-"],
+                   input=rules, text=True, check=True)  # fmt: skip
+
+
+def reply_counters(lab: Lab) -> dict[str, int]:
+    out = lab.run(lab.topology.router, ["nft", "-j", "list", "table", "inet", "dsrc_check"]).stdout
+    counts = {}
+    for item in json.loads(out)["nftables"]:
+        rule = item.get("rule")
+        if rule:
+            c = next(e["counter"]["packets"] for e in rule["expr"] if "counter" in e)
+            counts[rule["comment"]] = c
+    return counts
+
+
+@pytest.fixture(scope="module")
+def basic() -> Iterator[Lab]:
+    with Lab.up(BASIC, name="tbasic") as lab:
+        add_reply_counters(lab)
+        yield lab
+
+
+def test_http_through_the_vip_names_the_server(basic: Lab) -> None:
+    client = basic.topology.of_role("client")[0]
+    res = basic.run(client, ["curl", "-s", "-i", "--max-time", "5", "http://198.19.0.10/id"])
+    assert "200" in res.stdout.splitlines()[0]
+    server = next(ln.split(":", 1)[1].strip() for ln in res.stdout.splitlines()
+                  if ln.lower().startswith("x-server-id"))  # fmt: skip
+    assert server in basic.topology.of_role("server")
+
+
+def test_500_tcp_connections_complete_with_integrity_and_every_server_gets_a_share(
+    basic: Lab,
+) -> None:
+    before = reply_counters(basic)
+    srcs = client_sources(basic.topology)
+    recs = probe(basic, "http", "--vip", "198.19.0.10", "--port", "80", "--conns", "500",
+                 "--bytes", "20000", "--parallel", "100", "--sources", srcs)  # fmt: skip
+    bad = [r for r in recs if r["error"]]
+    assert not bad, f"{len(bad)}/500 connections failed, e.g. {bad[:3]}"
+    assert all(r["verified"] == 20000 for r in recs)
+    share = Counter(r["server"] for r in recs)
+    assert set(share) == set(basic.topology.of_role("server")), f"servers answering: {share}"
+    after = reply_counters(basic)
+    assert after["to_mux"] == before["to_mux"] == 0, f"replies crossed a MUX link: {after}"
+    assert after["from_mux"] == before["from_mux"] == 0, f"client-bound packets from a MUX: {after}"
+
+
+def test_udp_flows_get_replies_from_one_server_each(basic: Lab) -> None:
+    recs = probe(basic, "udp", "--vip", "198.19.0.11", "--port", "7", "--flows", "60",
+                 "--count", "5", "--sources", client_sources(basic.topology))  # fmt: skip
+    lost = sum(r["lost"] for r in recs)
+    assert lost == 0, f"{lost} UDP replies lost"
+    split = [r for r in recs if len(set(r["servers"])) != 1]
+    assert not split, f"UDP flows answered by several servers: {split[:3]}"
+    assert len({r["servers"][0] for r in recs}) > 1, "every UDP flow went to one server"
+
+
+def test_killing_a_mux_withdraws_its_routes_and_traffic_continues() -> None:
+    with Lab.up(BASIC, name="tkill") as lab:
+        dep = lab.deployment
+        assert dep.vip_routes()["198.19.0.10"] == ["198.18.10.1", "198.18.10.5"]
+        t0 = time.monotonic()
+        lab.kill_node("mux1")
+        deadline = t0 + 10
+        while dep.vip_routes()["198.19.0.10"] != ["198.18.10.5"]:
+            assert time.monotonic() < deadline, f"route not withdrawn: {dep.vip_routes()}"
+            time.sleep(0.05)  # polling the router's table, bounded by the deadline
+        withdrawn = time.monotonic() - t0
+        assert withdrawn < 5, f"withdrawal took {withdrawn:.1f} s after the kill"
+        recs = probe(lab, "http", "--vip", "198.19.0.10", "--port", "80", "--conns", "100",
+                     "--bytes", "5000", "--sources", client_sources(lab.topology))  # fmt: skip
+        assert not [r for r in recs if r["error"]], "new connections failed through mux2"
+        assert lab.events[-1].action == "kill" and lab.events[-1].subject == "mux1"
+
+
+@pytest.mark.parametrize("mode", ["server-nat", "gateway-nat"])
+def test_nat_modes_answer_from_the_vip(mode: str) -> None:
+    with Lab.up(BASIC, name="tnat", mode=mode) as lab:
+        recs = probe(lab, "http", "--vip", "198.19.0.10", "--port", "80", "--conns", "60",
+                     "--bytes", "5000", "--sources", client_sources(lab.topology))  # fmt: skip
+        bad = [r for r in recs if r["error"]]
+        assert not bad, f"{mode}: {len(bad)} failed, e.g. {bad[:3]}"
+        udp = probe(lab, "udp", "--vip", "198.19.0.11", "--port", "7", "--flows", "10",
+                    "--count", "3", "--sources", client_sources(lab.topology))  # fmt: skip
+        assert sum(r["lost"] for r in udp) == 0, f"{mode}: UDP replies lost"
+
+
+def _host_snapshot() -> dict[str, str]:
+    cmds = {
+        "links": ["ip", "-br", "link"], "addrs": ["ip", "-br", "addr"],
+        "routes": ["ip", "route", "show", "table", "all"], "rules": ["ip", "rule"],
+        "netns": ["ip", "netns", "list"],
+    }  # fmt: skip
+    snap = {k: subprocess.run(c, capture_output=True, text=True).stdout for k, c in cmds.items()}
+    for key in ("ipv4/ip_forward", "ipv4/conf/all/rp_filter", "ipv6/conf/all/disable_ipv6",
+                "ipv4/fib_multipath_hash_policy"):  # fmt: skip
+        snap[key] = Path(f"/proc/sys/net/{key}").read_text()
+    return snap
+
+
+def test_the_host_is_identical_before_and_after_a_lab() -> None:
+    before = _host_snapshot()
+    with Lab.up(BASIC, name="thost") as lab:
+        assert lab.processes("router"), "no BGP daemon in the router"
+    after = _host_snapshot()
+    assert after == before
+
+
+def test_kill_9_of_the_holder_then_down_all_leaves_nothing_and_up_works_again(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "hold.py"
+    ready = tmp_path / "ready"
+    script.write_text(
+        "import sys, time\nfrom dsrconform.lab import Lab\n"
+        f"lab = Lab.start({str(BASIC)!r}, name='tcrash')\n"
+        f"open({str(ready)!r}, 'w').write('up')\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script)])
+    try:
+        deadline = time.monotonic() + 90
+        while not ready.exists():
+            assert proc.poll() is None, "the holder died before the lab was up"
+            assert time.monotonic() < deadline, "lab not up in 90 s"
+            time.sleep(0.1)  # waiting for the holder's ready file, bounded by the deadline
+        assert registry.lab_namespaces("tcrash")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert registry.lab_namespaces("tcrash"), "the crash should have left the lab behind"
+    res = subprocess.run([sys.executable, "-m", "dsrconform.cli", "lab", "down", "--all"],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert not list(registry.iter_leftovers())
+    assert not registry.pids_in_namespaces(registry.lab_namespaces("tcrash"))
+    with Lab.up(BASIC, name="tcrash") as lab:
+        assert lab.deployment.vip_routes()["198.19.0.10"]
