@@ -56,6 +56,7 @@ class ReferenceDeployment:
     passers: list[tuple[str, int]] = field(default_factory=list)
     ready_files: list[Path] = field(default_factory=list)
     bird_sockets: dict[str, Path] = field(default_factory=dict)
+    app_argv: dict[str, list[str]] = field(default_factory=dict)
 
     # --- deploy ------------------------------------------------------------------------------
 
@@ -117,7 +118,8 @@ class ReferenceDeployment:
         ready = self.lab.dir / f"app-{server}.ready"
         ready.unlink(missing_ok=True)
         self.ready_files.append(ready)
-        self.lab.spawn(server, [*argv, "--ready-file", str(ready)], log=f"app-{server}.log")
+        self.app_argv[server] = [*argv, "--ready-file", str(ready)]
+        self.lab.spawn(server, self.app_argv[server], log=f"app-{server}.log")
 
     def _gateway(self) -> None:
         from reference_impl.agent import GatewayConfig, GatewayMapping, GatewayProgram
@@ -186,7 +188,8 @@ class ReferenceDeployment:
             with ipr:
                 idx = ipr.link_lookup(ifname=back.ifname)[0]
             libbpf.xdp_attach(idx, passer.fd, mode="native")
-        self.passers.append((router, idx))
+        if (router, idx) not in self.passers:
+            self.passers.append((router, idx))
 
     def _bird(self) -> None:
         topo = self.lab.topology
@@ -226,6 +229,32 @@ class ReferenceDeployment:
             self.bird_sockets[node] = sock
             self.lab.spawn(node, ["bird", "-f", "-c", str(conf), "-s", str(sock)],
                            log=f"bird-{node}.log")  # fmt: skip
+
+    def restart(self, node: str) -> None:
+        """Start again what runs on ``node`` after it was killed (its links are up again)."""
+        topo = self.lab.topology
+        role = topo.nodes[node].role
+        if role == "mux":
+            old = self.muxes.pop(node, None)
+            if old is not None:
+                old.close()  # detach: the new MUX starts with an empty connection table
+            self._mux(node)
+        if role == "server":
+            self._restart_app(node)
+        if node in self.bird_sockets:
+            sock = self.bird_sockets[node]
+            conf = self.lab.dir / f"bird-{node}.conf"
+            sock.unlink(missing_ok=True)
+            self.lab.spawn(node, ["bird", "-f", "-c", str(conf), "-s", str(sock)],
+                           log=f"bird-{node}.log")  # fmt: skip
+
+    def _restart_app(self, server: str) -> None:
+        argv = self.app_argv.get(server)
+        if argv is None:
+            return
+        ready = self.lab.dir / f"app-{server}.ready"
+        ready.unlink(missing_ok=True)
+        self.lab.spawn(server, argv, log=f"app-{server}.log")
 
     # --- readiness and status -------------------------------------------------------------------
 

@@ -197,6 +197,34 @@ class Lab:
     def _ifnames(self, node: str) -> list[str]:
         return [i.ifname for i in self.topology.interfaces() if i.node == node]
 
+    def restart_node(self, node: str) -> None:
+        """Bring a killed node back: its links up, then the target restarts what runs there (a
+        MUX comes back with empty state and re-announces its VIPs)."""
+        for ifname in self._ifnames(node):
+            self.run(node, ["ip", "link", "set", ifname, "up"])
+        if self.deployment is not None:
+            self.deployment.restart(node)
+        self._event("restart", node)
+
+    def impair_link(self, a: str, b: str, *, loss: float = 0.0, drop: bool = False,
+                    rate_kbit: int | None = None, direction: str = "both") -> Any:  # fmt: skip
+        """Loss (percent), a partition (``drop``) or a rate limit on the link a-b; returns a
+        handle whose ``undo()`` lifts it (see :mod:`dsrconform.lab.faults`)."""
+        from dsrconform.lab import faults
+
+        imp = faults.impair_link(self, self._node(a), self._node(b), loss=loss, drop=drop,
+                                 rate_kbit=rate_kbit, direction=direction)  # fmt: skip
+        self._event("impair", f"{a}-{b}", imp.description)
+        return _Undo(imp.undo, lambda: self._event("unimpair", f"{a}-{b}"))
+
+    def limit_cpu(self, node: str, cpus: float) -> Any:
+        """Cap ``node``'s processes at ``cpus`` CPUs; returns a handle with ``undo()``."""
+        from dsrconform.lab import faults
+
+        lim = faults.limit_cpu(self, self._node(node), cpus)
+        self._event("cpu-limit", node, f"{cpus} CPUs")
+        return _Undo(lim.undo, lambda: self._event("cpu-unlimit", node))
+
     # --- status -----------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -214,6 +242,19 @@ class Lab:
         if self.deployment is not None:
             out.update(self.deployment.status())
         return out
+
+
+class _Undo:
+    """A fault's handle: ``undo()`` reverses it once and records that it did."""
+
+    def __init__(self, undo: Any, record: Any) -> None:
+        self._undo, self._record = undo, record
+
+    def undo(self) -> None:
+        if self._undo is not None:
+            self._undo()
+            self._record()
+            self._undo = None
 
 
 def _install_signal_handlers() -> dict[int, Any]:

@@ -180,6 +180,11 @@ def reap(lab: str | None = None) -> dict[str, list[str]]:
         names += stale_throwaways()
     procs = pids_in_namespaces(names)
     kill_pids(list(procs))
+    for base in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/cpu")):  # CPU limits (faults.py)
+        pattern = f"{LAB_PREFIX}{lab}.*" if lab else f"{LAB_PREFIX}*.*"
+        for group in base.glob(pattern) if base.is_dir() else []:
+            with suppress(OSError):
+                group.rmdir()
     containers = _docker_containers(lab)
     if containers:
         subprocess.run(["docker", "rm", "-f", *containers], capture_output=True, timeout=120)

@@ -1,0 +1,119 @@
+"""Node and link faults on a running lab (root): each reversible, recorded, and seen by the
+traffic or by BGP the way production would see it."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from dsrconform.lab import Lab
+from dsrconform.lab.faults import cpu_groups
+from tests.markers import requires_root
+
+pytestmark = requires_root
+BASIC = Path(__file__).resolve().parents[2] / "labs" / "basic.yaml"
+VIP = "198.19.0.10"
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    with Lab.up(BASIC, name="tfault") as lab:
+        yield lab
+
+
+def wait_for(cond: Callable[[], bool], seconds: float, what: str) -> float:
+    start = time.monotonic()
+    while not cond():
+        assert time.monotonic() - start < seconds, f"{what} not within {seconds} s"
+        time.sleep(0.05)  # polling a condition, bounded by the deadline above
+    return time.monotonic() - start
+
+
+def routes(lab: Lab) -> list[str]:
+    return lab.deployment.vip_routes()[VIP]
+
+
+def curl_ok(lab: Lab, timeout: float = 2) -> bool:
+    argv = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", str(timeout),
+            f"http://{VIP}/id"]  # fmt: skip
+    res = lab.run("client", argv, check=False)
+    return res.stdout == "200"
+
+
+def udp(lab: Lab, flows: int, count: int) -> list[dict]:
+    argv = [sys.executable, "-m", "dsrconform.traffic.probe", "udp", "--vip", "198.19.0.11",
+            "--port", "7", "--flows", str(flows), "--count", str(count), "--timeout", "0.3",
+            "--sources", "198.18.1.1"]  # fmt: skip
+    res = lab.run("client", argv)
+    return json.loads(res.stdout)
+
+
+def test_a_paused_mux_is_withdrawn_by_hold_timer_expiry_and_returns_on_resume(lab: Lab) -> None:
+    both = ["198.18.10.1", "198.18.10.5"]
+    wait_for(lambda: routes(lab) == both, 10, "both MUXes announced")
+    lab.pause_node("mux2")
+    took = wait_for(lambda: routes(lab) == ["198.18.10.1"], 10, "hold-timer withdrawal")
+    assert 1.5 < took < 6, f"withdrawn {took:.1f} s after the hang; hold time is 3 s"
+    assert curl_ok(lab), "the remaining MUX does not serve"
+    lab.resume_node("mux2")
+    wait_for(lambda: routes(lab) == both, 15, "re-announcement after resume")
+    assert [e.action for e in lab.events[-2:]] == ["pause", "resume"]
+
+
+def test_a_partition_stops_traffic_and_undo_restores_it(lab: Lab) -> None:
+    assert curl_ok(lab)
+    cut = lab.impair_link("client", "router", drop=True)
+    assert not curl_ok(lab, timeout=1), "traffic crossed a partitioned link"
+    cut.undo()
+    cut.undo()  # idempotent
+    assert curl_ok(lab)
+    assert [e.action for e in lab.events[-2:]] == ["impair", "unimpair"]
+
+
+def test_loss_drops_about_the_share_asked(lab: Lab) -> None:
+    lossy = lab.impair_link("client", "router", loss=50, direction="a->b")
+    try:
+        recs = udp(lab, flows=20, count=10)
+    finally:
+        lossy.undo()
+    lost = sum(r["lost"] for r in recs)
+    assert 40 < lost < 160, f"{lost}/200 lost with 50% loss one way"
+    assert sum(r["lost"] for r in udp(lab, flows=5, count=4)) == 0, "loss outlived undo"
+
+
+def test_impairing_the_router_to_mux_direction_works_despite_the_mux_xdp(lab: Lab) -> None:
+    cut = lab.impair_link("router", "mux1", drop=True, direction="a->b")
+    try:
+        before = lab.deployment.muxes["mux1"].stats().globals["lru_miss"]
+        udp(lab, flows=20, count=1)
+        after = lab.deployment.muxes["mux1"].stats().globals["lru_miss"]
+        assert after == before, "packets reached the MUX through a dropped direction"
+    finally:
+        cut.undo()
+
+
+def test_cpu_limit_and_undo(lab: Lab) -> None:
+    lim = lab.limit_cpu("server1", 0.2)
+    try:
+        groups = [g for g in cpu_groups() if g.name == "dsrc-tfault.server1"]
+        assert groups, "no cgroup for the limited node"
+        procs = (groups[0] / "cgroup.procs").read_text().split()
+        assert set(map(int, procs)) == set(lab.processes("server1"))
+        assert curl_ok(lab)
+    finally:
+        lim.undo()
+    assert not [g for g in cpu_groups() if g.name == "dsrc-tfault.server1"]
+
+
+def test_a_killed_mux_restarts_with_empty_state_and_reannounces(lab: Lab) -> None:
+    lab.kill_node("mux1")
+    wait_for(lambda: routes(lab) == ["198.18.10.5"], 10, "withdrawal after kill")
+    lab.restart_node("mux1")
+    wait_for(lambda: routes(lab) == ["198.18.10.1", "198.18.10.5"], 15, "re-announcement")
+    assert lab.deployment.muxes["mux1"].conn_table() == {}, "restarted MUX kept state"
+    assert curl_ok(lab)
