@@ -10,12 +10,14 @@ BIN := $(VENV)/bin
 bootstrap:
 	bash scripts/bootstrap.sh
 
-# Check the machine, then push the recorded demo capture through the reference MUX
-# (BPF_PROG_TEST_RUN, no interfaces touched) and write what the MUX emitted to results/.
+# Check the machine, push the recorded demo capture through the reference MUX
+# (BPF_PROG_TEST_RUN, no interfaces touched) into results/, then bring labs/basic.yaml up in
+# namespaces, fetch through the VIP, show the lab and tear it down (scripts/demo-lab.sh).
 demo: bootstrap
 	$(BIN)/dsrconform doctor
 	mkdir -p results
 	$(BIN)/dsrconform-ref mux-run --config examples/mux-demo.yaml --in examples/demo.pcap --out results/demo-out.pcap
+	bash scripts/demo-lab.sh
 
 test: bootstrap lint
 	$(BIN)/pytest -q tests

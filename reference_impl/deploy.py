@@ -301,8 +301,7 @@ class ReferenceDeployment:
             if time.monotonic() > deadline:
                 raise LabError(
                     f"lab {self.lab.name} not ready after {timeout:.0f} s: apps not listening: "
-                    f"{missing_apps or 'none'}; router VIP routes {routes}, expected {want}; "
-                    f"see the logs in {self.lab.dir}"
+                    f"{missing_apps or 'none'}; router VIP routes {routes}, expected {want}"
                 )
             time.sleep(0.05)  # polling kernel routes and files, bounded by the deadline
 

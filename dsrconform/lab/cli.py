@@ -134,7 +134,11 @@ def _status(args: argparse.Namespace) -> int:
         print(f"lab {st['name']}: backend {rec.get('backend', '?')}, mode {rec.get('mode', '?')}, "
               f"target {rec.get('target', '?')}, from {rec.get('topology', '?')}")  # fmt: skip
         for node, info in st["nodes"].items():
-            addrs = ", ".join(f"{lk['ifname']} {' '.join(lk['addresses'])}" for lk in info["links"])
+            addrs = ", ".join(
+                f"{lk['ifname']} {' '.join(lk['addresses'])}"
+                for lk in info["links"]
+                if lk["addresses"]
+            )
             xdp = "".join(f" [xdp {x['ifname']}]" for x in info["xdp"])
             print(f"  {node:10} {len(info['processes'])} proc  {addrs}{xdp}")
         for node, table in st["bgp"].items():
@@ -146,7 +150,10 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _exec(args: argparse.Namespace) -> int:
-    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    cmd = list(args.cmd)
+    if cmd[:1] == ["--name"] and len(cmd) > 1:  # `lab exec NODE --name LAB -- CMD` also works
+        args.name, cmd = cmd[1], cmd[2:]
+    cmd = cmd[1:] if cmd[:1] == ["--"] else cmd
     if not cmd:
         raise ConfigError("nothing to run; usage: dsrconform lab exec NODE -- CMD [ARGS...]")
     labs = _running(args.name)

@@ -17,8 +17,10 @@ monotonic timestamp, for the checkers that later judge what traffic saw.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -114,11 +116,25 @@ class Lab:
             self.deployment = self.target.deploy(self)
             self.ready_seconds = self.deployment.wait_ready(timeout)
             self._record()
-        except BaseException:
+        except BaseException as e:
+            kept = self._keep_logs()
             self.down()
+            if kept is not None and isinstance(e, LabError):
+                raise LabError(f"{e}\nlogs and configs kept in {kept}") from e
             raise
         finally:
             _restore_signal_handlers(previous)
+
+    def _keep_logs(self) -> Path | None:
+        """Copy the run directory's logs and configs out before teardown removes them."""
+        files = [p for p in self.dir.glob("*") if p.suffix in (".log", ".conf")]
+        if not files:
+            return None
+        keep = Path(tempfile.gettempdir()) / f"dsrconform-{self.name}-{time.strftime('%H%M%S')}"
+        keep.mkdir(parents=True, exist_ok=True)
+        for p in files:
+            shutil.copy2(p, keep / p.name)
+        return keep
 
     def down(self) -> dict[str, list[str]]:
         """Remove everything the lab created (safe to call twice)."""

@@ -187,3 +187,29 @@ def test_kill_9_of_the_holder_then_down_all_leaves_nothing_and_up_works_again(
     assert not registry.pids_in_namespaces(registry.lab_namespaces("tcrash"))
     with Lab.up(BASIC, name="tcrash") as lab:
         assert lab.deployment.vip_routes()["198.19.0.10"]
+
+
+def test_each_mux_fronts_its_own_vip_and_replies_carry_it() -> None:
+    """labs/multi-mux-nat.yaml: the same servers behind two external VIPs, one per MUX; a reply
+    carrying the wrong VIP would not complete the client's handshake."""
+    with Lab.up(LABS / "multi-mux-nat.yaml", name="tmulti") as lab:
+        routes = lab.deployment.vip_routes()
+        assert routes["198.19.0.10"] == ["198.18.10.1"] and routes["198.19.0.20"] == ["198.18.10.5"]
+        for vip in ("198.19.0.10", "198.19.0.20"):
+            recs = probe(lab, "http", "--vip", vip, "--port", "80", "--conns", "100",
+                         "--bytes", "3000", "--sources", client_sources(lab.topology))  # fmt: skip
+            bad = [r for r in recs if r["error"]]
+            assert not bad, f"{vip}: {len(bad)} failed, e.g. {bad[:3]}"
+            assert len({r["server"] for r in recs}) == 3
+        flows = lab.deployment.agents["server1"].nat_flows()
+        assert {f.vip for f in flows} == {"198.19.0.10", "198.19.0.20"}
+        assert {f.mux_addr for f in flows} == {"198.18.10.1", "198.18.10.5"}
+
+
+def test_scale_lab_comes_up_and_spreads_over_sixteen_servers() -> None:
+    with Lab.up(LABS / "scale.yaml", name="tscale") as lab:
+        assert len(lab.deployment.vip_routes()["198.19.0.10"]) == 4
+        recs = probe(lab, "http", "--vip", "198.19.0.10", "--port", "80", "--conns", "400",
+                     "--bytes", "2000", "--sources", client_sources(lab.topology))  # fmt: skip
+        assert not [r for r in recs if r["error"]]
+        assert len({r["server"] for r in recs}) == 16
