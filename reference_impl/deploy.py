@@ -18,8 +18,8 @@ directory; nothing here touches the host's own interfaces.
 
 from __future__ import annotations
 
+import re
 import subprocess
-import sys
 import time
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -31,7 +31,13 @@ from dsrconform.netns import enter_netns, link_mac
 from dsrconform.topology import Service, Topology
 
 PASS_PROGRAM = "dsrc_pass"
-BIRD_TIMERS = "hold time 3; keepalive time 1; connect retry time 1; error wait time 1, 4;"
+# BGP timers: a hung MUX is detected in ~3 s, sessions come up in ~1.5 s and retry at once
+# after an error. graceful restart off: else the router keeps a killed MUX's routes for 120 s.
+BIRD_TIMERS = (
+    "hold time 3; keepalive time 1; connect delay time 1; connect retry time 1; "
+    "error wait time 1, 2; error forget time 10; startup hold time 3; graceful restart off;"
+)
+BIRD_COMMON = "timeformat protocol iso long;\n"
 
 
 class LabHandle(Protocol):
@@ -40,6 +46,7 @@ class LabHandle(Protocol):
     name: str
     topology: Topology
     dir: Path
+    python: str  # the interpreter for Python programs inside a node (backend-specific)
 
     def netns(self, node: str) -> str: ...
 
@@ -99,7 +106,7 @@ class ReferenceDeployment:
         agent = AgentProgram(cfg, mutant=self.mutant)
         agent.attach(ns, up.ifname, egress=topo.mode != "gateway-nat")
         self.agents[server] = agent
-        argv = [sys.executable, "-m", "reference_impl.app", "--server-id", server]
+        argv = [self.lab.python, "-m", "reference_impl.app", "--server-id", server]
         if nat:
             binds = {(s.proto, s.server_port) for s in services}
             for proto, port in sorted(binds):
@@ -192,6 +199,8 @@ class ReferenceDeployment:
             self.passers.append((router, idx))
 
     def _bird(self) -> None:
+        """BIRD 2 configs: eBGP between the router and each MUX (docs/lab.md says why each timer:
+        BIRD's defaults take 5-8 s to converge and 60 s to recover after a hold expiry)."""
         topo = self.lab.topology
         router = topo.router
         confs: dict[str, str] = {}
@@ -200,13 +209,15 @@ class ReferenceDeployment:
         for mux in topo.of_role("mux"):
             up = topo.uplink(mux)
             peers.append(
-                f"protocol bgp {mux} {{\n  local {up.peer_ip} as {topo.nodes[router].asn};\n"
-                f"  neighbor {up.ip} as {topo.nodes[mux].asn};\n  {BIRD_TIMERS}\n"
-                "  ipv4 { import all; export none; };\n}\n"
+                f"protocol bgp {mux} from muxes {{\n  local {up.peer_ip} as "
+                f"{topo.nodes[router].asn};\n  neighbor {up.ip} as {topo.nodes[mux].asn};\n}}\n"
             )
         confs[router] = (
-            f"router id {rtr_id};\nprotocol device {{ scan time 10; }}\n"
-            "protocol kernel {\n  ipv4 { import none; export all; };\n  merge paths yes;\n}\n"
+            f"{BIRD_COMMON}router id {rtr_id};\nprotocol device {{ scan time 10; }}\n"
+            # merge paths: one ECMP route per VIP over every MUX announcing it.
+            "protocol kernel {\n  ipv4 { import none; export where source = RTS_BGP; };\n"
+            "  merge paths yes;\n  learn off;\n  persist off;\n  scan time 10;\n}\n"
+            f"template bgp muxes {{\n  {BIRD_TIMERS}\n  ipv4 {{ import all; export none; }};\n}}\n"
             + "".join(peers)
         )
         for mux in topo.of_role("mux"):
@@ -216,11 +227,11 @@ class ReferenceDeployment:
                 for vip in sorted({s.vip for s in topo.services_of_mux(mux)})
             )
             confs[mux] = (
-                f"router id {up.ip};\nprotocol device {{ scan time 10; }}\n"
+                f"{BIRD_COMMON}router id {up.ip};\nprotocol device {{ scan time 10; }}\n"
                 f"protocol static vips {{\n  ipv4;\n{routes}}}\n"
                 f"protocol bgp border {{\n  local {up.ip} as {topo.nodes[mux].asn};\n"
                 f"  neighbor {up.peer_ip} as {topo.nodes[router].asn};\n  {BIRD_TIMERS}\n"
-                '  ipv4 { import none; export where proto = "vips"; };\n}\n'
+                '  ipv4 { import none; export where proto = "vips"; next hop self; };\n}\n'
             )
         for node, text in confs.items():
             conf = self.lab.dir / f"bird-{node}.conf"
@@ -305,18 +316,14 @@ class ReferenceDeployment:
                 )
             time.sleep(0.05)  # polling kernel routes and files, bounded by the deadline
 
-    def bgp_state(self) -> dict[str, dict[str, str]]:
-        """BIRD's protocol table per node: protocol -> state ("up", "start", ...)."""
-        out: dict[str, dict[str, str]] = {}
+    def bgp_state(self) -> dict[str, dict[str, dict[str, str]]]:
+        """BGP sessions per node, from BIRD: node -> protocol -> {state, since, info}; a session
+        is healthy when state is "up" and info starts with "Established"."""
+        out: dict[str, dict[str, dict[str, str]]] = {}
         for node, sock in self.bird_sockets.items():
             res = subprocess.run(["birdc", "-s", str(sock), "show", "protocols"],
                                  capture_output=True, text=True, timeout=10)  # fmt: skip
-            rows: dict[str, str] = {}
-            for line in res.stdout.splitlines():
-                parts = line.split()
-                if len(parts) >= 4 and parts[1] == "BGP":
-                    rows[parts[0]] = f"{parts[3]} {' '.join(parts[5:])}".strip()
-            out[node] = rows
+            out[node] = parse_bird_protocols(res.stdout) if res.returncode == 0 else {}
         return out
 
     def status(self) -> dict[str, Any]:
@@ -352,3 +359,18 @@ def _pass_program() -> Any:
         obj = BpfObject(compile_bpf(progs / "xdp_pass.bpf.c"))
         _PASS.extend([obj, obj.program(PASS_PROGRAM)])
     return _PASS[1]
+
+
+_BIRD_ROW = re.compile(
+    r"^(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)\s*(.*)$"
+)
+
+
+def parse_bird_protocols(text: str) -> dict[str, dict[str, str]]:
+    """BGP rows of ``birdc show protocols`` (with ``timeformat protocol iso long``)."""
+    rows: dict[str, dict[str, str]] = {}
+    for line in text.splitlines()[2:]:
+        m = _BIRD_ROW.match(line.rstrip())
+        if m and m.group(2) == "BGP":
+            rows[m.group(1)] = {"state": m.group(4), "since": m.group(5), "info": m.group(6)}
+    return rows
