@@ -1,0 +1,56 @@
+"""``dsrconform lab up | status | exec | down`` as a user runs them (root)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from dsrconform.lab import registry
+from tests.markers import requires_root
+
+pytestmark = requires_root
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dsrconform.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=REPO)  # fmt: skip
+
+
+def test_a_bad_file_fails_with_its_line_and_creates_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    text = (REPO / "labs" / "basic.yaml").read_text().replace("198.18.10.5/30", "10.1.2.3/30")
+    bad.write_text(text.replace("name: basic", "name: tbad"))
+    res = cli("lab", "up", str(bad))
+    assert res.returncode == 2, res.stderr
+    assert f"{bad}:" in res.stderr and "outside the lab range" in res.stderr and "fix" in res.stderr
+    assert not registry.lab_namespaces("tbad")
+    assert not registry.LabRecord.load("tbad")
+
+
+def test_up_status_exec_down() -> None:
+    res = cli("lab", "up", "labs/basic.yaml", "--name", "tcli", "--mode", "server-nat")
+    try:
+        assert res.returncode == 0, res.stderr
+        assert "lab tcli is up" in res.stdout
+        st = cli("lab", "status", "tcli", "--json")
+        assert st.returncode == 0, st.stderr
+        (status,) = json.loads(st.stdout)
+        assert status["record"]["mode"] == "server-nat"
+        assert set(status["nodes"]) == {"client", "router", "mux1", "mux2", "server1", "server2",
+                                        "server3", "gw"}  # fmt: skip
+        assert status["nodes"]["mux1"]["xdp"], "no XDP program on mux1"
+        assert all("Established" in out for out in status["bgp"].values()), status["bgp"]
+        ex = cli("lab", "exec", "client", "--", "curl", "-s", "-i", "--max-time", "5",
+                 "http://198.19.0.10/id")  # fmt: skip
+        assert ex.returncode == 0 and "X-Server-Id: server" in ex.stdout, ex.stdout + ex.stderr
+        nope = cli("lab", "exec", "nosuchnode", "--", "true")
+        assert nope.returncode == 2 and "no node 'nosuchnode'" in nope.stderr
+    finally:
+        down = cli("lab", "down", "tcli")
+    assert down.returncode == 0, down.stderr
+    assert not registry.lab_namespaces("tcli")
+    gone = cli("lab", "exec", "client", "--name", "tcli", "--", "true")
+    assert gone.returncode == 2 and "no lab 'tcli' is up" in gone.stderr
