@@ -85,6 +85,15 @@ def _establish(mux: MuxProgram, model: MuxModel, flows: list[Flow]) -> dict[Flow
     return seen
 
 
+def _establish_then_grow(mux: MuxProgram, model: MuxModel, flows: list[Flow]) -> dict[Flow, str]:
+    """Establish ``flows``, then add two backends to the TCP VIP (on the MUX and the model)."""
+    before = _establish(mux, model, flows)
+    grown = [*BACKENDS, "198.18.20.4", "198.18.20.5"]
+    mux.set_backends(TCP_VIP, grown)
+    model.set_backends(TCP_VIP, grown)
+    return before
+
+
 def _backend_of(out: bytes) -> str:
     return str(ipaddress.IPv4Address(out[30:34]))
 
@@ -96,10 +105,7 @@ def check_conn_table_survives_swap(mutant: str | None) -> None:
     rng = random.Random(3)
     with MuxProgram(cfg, mutant=mutant) as mux:
         flows = random_flows(rng, 200)
-        before = _establish(mux, model, flows)
-        grown = [*BACKENDS, "198.18.20.4", "198.18.20.5"]
-        mux.set_backends(TCP_VIP, grown)
-        model.set_backends(TCP_VIP, grown)
+        before = _establish_then_grow(mux, model, flows)
         moved = []
         for flow in flows:
             action, out = send(mux, flow_frame(*flow, flags="A"))
@@ -125,10 +131,7 @@ def check_reused_tuple_syn_follows_entry(mutant: str | None) -> None:
     rng = random.Random(7)
     with MuxProgram(cfg, mutant=mutant) as mux:
         flows = random_flows(rng, 200)
-        before = _establish(mux, model, flows)
-        grown = [*BACKENDS, "198.18.20.4", "198.18.20.5"]
-        mux.set_backends(TCP_VIP, grown)
-        model.set_backends(TCP_VIP, grown)
+        before = _establish_then_grow(mux, model, flows)
         split = []
         for flow in flows:
             syn = send(mux, flow_frame(*flow, flags="S"))
