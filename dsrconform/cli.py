@@ -8,6 +8,7 @@ Subcommands::
     dsrconform bench mux [--target NAME] [--mutant NAME] [--seconds S] [--json]
     dsrconform lab up FILE [--backend netns] [--mode MODE] [--name NAME] [--mutant NAME]
     dsrconform lab status [NAME] [--json] | lab exec NODE -- CMD... | lab down [NAME | --all]
+    dsrconform image build [--force] | image status [--json]   the docker backend's node image
 
 Targets are reached only through the registry (:func:`dsrconform.target.load_target`), never by
 importing a stack. Heavy modules (doctor's probes, the benchmark) are imported inside their
@@ -88,6 +89,30 @@ def _cmd_bench_mux(args: argparse.Namespace) -> int:
     return int(mux.main(args) or 0)
 
 
+def _cmd_image_build(args: argparse.Namespace) -> int:
+    from dsrconform.lab import image
+
+    ref = image.build(force=args.force)
+    st = image.status()
+    print(f"{ref}: {st.size_mb} MB, id {st.id}")
+    return 0
+
+
+def _cmd_image_status(args: argparse.Namespace) -> int:
+    from dsrconform.lab import image
+
+    st = image.status()
+    if args.json:
+        print(json.dumps(st.as_dict(), indent=2))
+    elif st.present:
+        print(f"{st.ref}: present, {st.size_mb} MB, id {st.id}, created {st.created}")
+    else:
+        print(f"{st.ref}: not built; fix: `dsrconform image build` (a minute or so, once)")
+    for old in st.stale:
+        print(f"older image {old} (the next build removes it)")
+    return 0 if st.present else 1
+
+
 def _console() -> Console:
     from rich.console import Console
 
@@ -126,6 +151,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=3.0, metavar="S", help="default: 3")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(handler=_cmd_bench_mux)
+    from dsrconform.bench.lab import add_parser as add_bench_lab
+
+    add_bench_lab(bench_sub)
+
+    img = sub.add_parser("image", help="the docker backend's node image (built locally)")
+    img_sub = img.add_subparsers(dest="image", metavar="ACTION", required=True)
+    p = img_sub.add_parser("build", help="build the node image with debootstrap (needs root)")
+    p.add_argument("--force", action="store_true", help="rebuild even if it exists")
+    p.set_defaults(handler=_cmd_image_build)
+    p = img_sub.add_parser("status", help="is the node image built? (exit 0: yes)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_image_status)
 
     from dsrconform.lab.cli import add_parser as add_lab_parser
 

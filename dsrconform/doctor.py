@@ -354,7 +354,7 @@ TOOL_CHECKS: tuple[Check, ...] = (
 
 DOCKER_FIX = (
     "only the docker backend needs it: `apt-get install docker.io`, then start the engine "
-    "with `systemctl start docker` (without systemd: `dockerd >/var/log/dockerd.log 2>&1 &`)"
+    "with `sudo scripts/start-dockerd.sh` (or `systemctl start docker`)"
 )
 
 

@@ -18,6 +18,7 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import itertools
@@ -66,6 +67,61 @@ def enter_netns(name: str | None) -> Iterator[None]:
             _setns(own)
     finally:
         os.close(target)
+        os.close(own)
+
+
+MS_BIND, MS_REC, MS_SHARED = 0x1000, 0x4000, 0x100000
+_NETNS_SHARED = False
+
+
+def _share_netns_dir() -> None:
+    """Make /run/netns a shared mount point, as ``ip netns add`` does, so a namespace bound there
+    is seen by every mount namespace (``ip netns exec`` included)."""
+    global _NETNS_SHARED
+    if _NETNS_SHARED:
+        return
+    os.makedirs(NETNS_RUN_DIR, exist_ok=True)
+    target = NETNS_RUN_DIR.encode()
+    if _libc.mount(b"none", target, b"none", MS_SHARED | MS_REC, None) != 0:
+        # Not a mount point yet: bind it onto itself, then share it.
+        if _libc.mount(target, target, b"none", MS_BIND | MS_REC, None) != 0:
+            _raise_errno(f"mount --bind {NETNS_RUN_DIR}")
+        if _libc.mount(b"none", target, b"none", MS_SHARED | MS_REC, None) != 0:
+            _raise_errno(f"mount --make-rshared {NETNS_RUN_DIR}")
+    _NETNS_SHARED = True
+
+
+def _raise_errno(what: str) -> None:
+    err = ctypes.get_errno()
+    if err == 1:  # EPERM
+        raise PrivilegeError(f"{what}: needs root (CAP_SYS_ADMIN)")
+    raise LabError(f"{what}: {os.strerror(err)}")
+
+
+def create_netns(names: list[str]) -> None:
+    """Create named namespaces in this process, without a fork each (``ip netns add`` forks, and
+    so does pyroute2's ``netns.create``): the calling thread unshares a new network namespace,
+    binds it to ``/run/netns/<name>``, and returns to its own. A name that exists raises
+    FileExistsError before anything of it is made."""
+    _share_netns_dir()
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        for name in names:
+            path = os.path.join(NETNS_RUN_DIR, name)
+            os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+            try:
+                if _libc.unshare(CLONE_NEWNET) != 0:
+                    _raise_errno("unshare(CLONE_NEWNET)")
+                if _libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND,
+                               None) != 0:  # fmt: skip
+                    _raise_errno(f"bind the namespace to {path}")
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                raise
+            finally:
+                _setns(own)
+    finally:
         os.close(own)
 
 

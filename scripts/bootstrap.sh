@@ -2,9 +2,11 @@
 # bootstrap.sh: make this checkout ready to run, on a fresh Debian 12 (bookworm), idempotently.
 #
 #   1. Debian packages: the BPF toolchain (clang, llvm, libbpf-dev, bpftool), the lab's tools
-#      (iproute2, ethtool, nftables, tcpdump, bird2 for the labs' BGP, curl) and what building
-#      the venv needs. apt is touched
-#      only when one of them is missing (checked with dpkg-query), and then needs root.
+#      (iproute2, ethtool, nftables, tcpdump, bird2 for the labs' BGP, curl), the docker
+#      backend's engine and image builder (docker.io, debootstrap) and what building the venv
+#      needs. apt is touched only when one of them is missing (checked with dpkg-query), and then
+#      needs root. The Docker engine is not started here: scripts/start-dockerd.sh does that, for
+#      the docker backend only (`make test` runs it).
 #   2. .venv: created with python3 (>= 3.11; override with PYTHON=...) when missing.
 #   3. `pip install -e '.[dev]'` when pyproject.toml changed since the last install (a stamp in
 #      .venv holds its hash).
@@ -15,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PACKAGES=(clang llvm libbpf-dev bpftool iproute2 ethtool nftables tcpdump bird2 curl
-          python3-venv python3-dev gcc make git)
+          docker.io debootstrap python3-venv python3-dev gcc make git)
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.dsrconform-installed
@@ -36,8 +38,26 @@ if ((${#missing[@]})); then
 or install them with: apt-get install ${missing[*]}"
   say "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # Packages with daemons (bird2, docker.io) must not start or enable them: the labs run their
+  # own BIRDs, and a default dockerd would add a bridge and firewall rules to the host. Debian's
+  # policy-rc.d refuses service starts during this install only (an existing one is respected).
+  guard=""
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    guard=/usr/sbin/policy-rc.d
+  fi
+  trap '[[ -n $guard ]] && rm -f "$guard"' EXIT
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+  if [[ -n $guard ]]; then rm -f "$guard"; guard=""; fi
+  if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+    for unit in bird docker docker.socket; do
+      pkg=$([[ $unit == bird ]] && echo bird2 || echo docker.io)
+      if [[ " ${missing[*]} " == *" $pkg "* ]]; then
+        systemctl disable --now "$unit" >/dev/null 2>&1 || true
+      fi
+    done
+  fi
 else
   say "Debian packages present"
 fi

@@ -165,8 +165,12 @@ def _exec(args: argparse.Namespace) -> int:
     if not (registry.NETNS_DIR / ns).exists():
         nodes = [n.split(".", 1)[1] for n in registry.lab_namespaces(labs[0])]
         raise ConfigError(f"lab {labs[0]} has no node {args.node!r}; nodes: {', '.join(nodes)}")
+    from dsrconform.lab.lab import make_backend
+
+    rec = registry.LabRecord.load(labs[0])
+    argv = make_backend(rec.backend if rec else "netns", labs[0]).exec_argv(args.node, cmd)
     sys.stdout.flush()
-    os.execvp("ip", ["ip", "netns", "exec", ns, *cmd])
+    os.execvp(argv[0], argv)
     return 127  # not reached
 
 

@@ -53,14 +53,11 @@ class Lab:
                  mutant: str | None = None, source: str = "") -> None:  # fmt: skip
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        if backend == "docker":
-            raise ConfigError(
-                "the docker backend is not available yet; fix: use --backend netns (the default)"
-            )
         self.topology = topology
         self.name = topology.name or "lab"
         self.source = source
-        self.backend = NetnsBackend(self.name)
+        self.backend = make_backend(backend, self.name)
+        self.python = self.backend.python  # the interpreter for Python programs in a node
         self.target = load_target(target, mutant=mutant)
         self.dir = registry.lab_dir(self.name)
         self.deployment: Any = None
@@ -180,34 +177,31 @@ class Lab:
         self.events.append(Event(time.monotonic(), action, subject, detail))
 
     def processes(self, node: str) -> list[int]:
-        return sorted(registry.pids_in_namespaces([self.netns(node)]))
+        return self.backend.processes(self._node(node))
 
     def kill_node(self, node: str) -> None:
-        """Kill every process of ``node`` (SIGKILL: a MUX's BGP session drops at once) and bring
-        its interfaces down, so it neither routes nor answers: a dead box."""
-        pids = self.processes(node)
-        registry.kill_pids(pids)
+        """Kill every process of ``node`` (SIGKILL: a MUX's BGP session drops at once; on docker,
+        ``docker kill``) and bring its interfaces down, so it neither routes nor answers: a dead
+        box."""
+        pids = self.backend.kill(self._node(node))
         for ifname in self._ifnames(node):
-            self.run(node, ["ip", "link", "set", ifname, "down"])
+            self.backend.set_link(node, ifname, False)
         self._event("kill", node, f"pids {pids}")
 
     def pause_node(self, node: str) -> None:
-        """SIGSTOP every process of ``node``: a silent hang (BGP notices by hold-timer expiry).
-        The kernel data plane (XDP, routes) keeps running, as on a wedged control plane."""
-        pids = self.processes(node)
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
+        """SIGSTOP every process of ``node`` (on docker, ``docker pause``): a silent hang (BGP
+        notices by hold-timer expiry). The kernel data plane (XDP, routes) keeps running, as on a
+        wedged control plane."""
+        pids = self.backend.pause(self._node(node))
         self._paused[node] = pids
         self._event("pause", node, f"pids {pids}")
 
     def resume_node(self, node: str) -> None:
-        for pid in self._paused.pop(node, []):
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
+        self.backend.resume(self._node(node), self._paused.pop(node, []))
         self._event("resume", node)
 
     def link_set(self, node: str, ifname: str, up: bool) -> None:
-        self.run(node, ["ip", "link", "set", ifname, "up" if up else "down"])
+        self.backend.set_link(self._node(node), ifname, up)
         self._event("link-up" if up else "link-down", f"{node}:{ifname}")
 
     def _ifnames(self, node: str) -> list[str]:
@@ -217,7 +211,7 @@ class Lab:
         """Bring a killed node back: its links up, then the target restarts what runs there (a
         MUX comes back with empty state and re-announces its VIPs)."""
         for ifname in self._ifnames(node):
-            self.run(node, ["ip", "link", "set", ifname, "up"])
+            self.backend.set_link(node, ifname, True)
         if self.deployment is not None:
             self.deployment.restart(node)
         self._event("restart", node)
@@ -271,6 +265,15 @@ class _Undo:
             self._undo()
             self._record()
             self._undo = None
+
+
+def make_backend(kind: str, lab: str) -> NetnsBackend:
+    """The backend object of ``kind`` for lab ``lab`` (nothing is created yet)."""
+    if kind == "docker":
+        from dsrconform.lab.docker_backend import DockerBackend
+
+        return DockerBackend(lab)
+    return NetnsBackend(lab)
 
 
 def _install_signal_handlers() -> dict[int, Any]:

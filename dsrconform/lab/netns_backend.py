@@ -7,16 +7,23 @@ its peer placed directly in the other's, so the host never sees it, even for an 
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import ipaddress
+import os
+import signal
+import socket
+import struct
 import subprocess
+import sys
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from dsrconform.errors import LabError, PrivilegeError
 from dsrconform.lab import registry
-from dsrconform.netns import enter_netns
+from dsrconform.netns import create_netns, enter_netns
 from dsrconform.topology import IF_PREFIX, Topology
 
 # Per-namespace sysctls (paths under /proc/sys); IPv6 off keeps neighbour discovery out of the
@@ -31,6 +38,18 @@ _FORWARDING = {"net/ipv4/ip_forward": "1"}
 _ROUTER = {"net/ipv4/fib_multipath_hash_policy": "1"}  # L4 hash: a flow sticks to one MUX
 
 
+SIOCETHTOOL = 0x8946
+ETHTOOL_STXCSUM = 0x17  # the legacy "tx" feature of `ethtool -K DEV tx off`
+
+
+def tx_checksum_off(sock: socket.socket, dev: str) -> None:
+    """``ethtool -K DEV tx off`` as one ioctl on ``sock`` (opened in the device's namespace):
+    a subprocess per interface cost ~20 ms per lab."""
+    value = ctypes.create_string_buffer(struct.pack("=II", ETHTOOL_STXCSUM, 0))
+    ifreq = struct.pack("16sP", dev.encode(), ctypes.addressof(value)).ljust(40, b"\0")
+    fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
+
+
 def _sysctl(values: dict[str, str]) -> None:
     for path, value in values.items():
         with open(f"/proc/sys/{path}", "w") as f:  # the calling thread's namespace
@@ -42,6 +61,7 @@ class NetnsBackend:
     ``dsrc-<lab>.<node>``."""
 
     kind = "netns"
+    python = sys.executable  # the interpreter that runs Python programs inside a node
 
     def __init__(self, lab: str) -> None:
         self.lab = lab
@@ -54,19 +74,30 @@ class NetnsBackend:
     def create(self, topo: Topology) -> None:
         """Namespaces, links, segments, addresses, routes and sysctls of ``topo``. On any error the
         caller tears down (:meth:`destroy`); nothing is left half-made on purpose."""
-        from pyroute2 import netns
+        self._namespaces(topo)
+        self._plumb(topo)
 
-        for node in topo.nodes:
-            name = self.netns(node)
-            try:
-                netns.create(name)
-            except FileExistsError:
-                raise LabError(
-                    f"namespace {name} already exists: lab {self.lab!r} is up or was left behind; "
-                    f"fix: `dsrconform lab down {self.lab}`"
-                ) from None
-            except PermissionError:
-                raise PrivilegeError("creating network namespaces needs root") from None
+    def destroy(self) -> dict[str, list[str]]:
+        return registry.reap(self.lab)
+
+    # --- pieces ----------------------------------------------------------------------------------
+
+    def _namespaces(self, topo: Topology) -> None:
+        """One named namespace per node (``/run/netns/dsrc-<lab>.<node>``)."""
+        try:
+            create_netns([self.netns(node) for node in topo.nodes])
+        except FileExistsError as e:
+            raise LabError(
+                f"namespace {Path(str(e.filename)).name} already exists: lab {self.lab!r} is up or"
+                f" was left behind; fix: `dsrconform lab down {self.lab}`"
+            ) from None
+        except PermissionError:
+            raise PrivilegeError("creating network namespaces needs root") from None
+
+    def _plumb(self, topo: Topology) -> None:
+        """Links, segments, addresses, routes, sysctls and offloads between the nodes' named
+        namespaces, all configured from the host through the names (any backend that makes its
+        nodes' namespaces visible under /run/netns reuses this)."""
         with ExitStack() as stack:
             ipr = {n: stack.enter_context(self._ipr(n)) for n in topo.nodes}
             for node, spec in topo.nodes.items():
@@ -83,11 +114,6 @@ class NetnsBackend:
             self._addresses(topo, ipr)
             self._routes(topo, ipr)
         self._checksum_offload(topo)
-
-    def destroy(self) -> dict[str, list[str]]:
-        return registry.reap(self.lab)
-
-    # --- pieces ----------------------------------------------------------------------------------
 
     @contextmanager
     def _ipr(self, node: str) -> Iterator[Any]:
@@ -166,12 +192,13 @@ class NetnsBackend:
                 per_node.setdefault(seg.host, []).extend("dsrc" + m for m in seg.members)
         for node, devs in per_node.items():
             with enter_netns(self.netns(node)):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # bound to the node
+            with sock:
                 for dev in devs:
-                    res = subprocess.run(
-                        ["ethtool", "-K", dev, "tx", "off"], capture_output=True, text=True
-                    )
-                    if res.returncode != 0:
-                        raise LabError(f"{node}: ethtool -K {dev} tx off: {res.stderr.strip()}")
+                    try:
+                        tx_checksum_off(sock, dev)
+                    except OSError as e:
+                        raise LabError(f"{node}: tx checksum offload off on {dev}: {e}") from e
 
     # --- processes ------------------------------------------------------------------------------
 
@@ -208,3 +235,29 @@ class NetnsBackend:
     def exec_argv(self, node: str, argv: list[str]) -> list[str]:
         """The host command line that runs ``argv`` inside ``node`` interactively."""
         return ["ip", "netns", "exec", self.netns(node), *argv]
+
+    # --- node faults (the lab records them) ------------------------------------------------------
+
+    def processes(self, node: str) -> list[int]:
+        return sorted(registry.pids_in_namespaces([self.netns(node)]))
+
+    def kill(self, node: str) -> list[int]:
+        """SIGKILL every process of ``node``; returns their pids once they are gone."""
+        pids = self.processes(node)
+        registry.kill_pids(pids)
+        return pids
+
+    def pause(self, node: str) -> list[int]:
+        """SIGSTOP every process of ``node``; returns the pids (for :meth:`resume`)."""
+        pids = self.processes(node)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        return pids
+
+    def resume(self, node: str, pids: list[int]) -> None:
+        for pid in pids:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    def set_link(self, node: str, ifname: str, up: bool) -> None:
+        self.run(node, ["ip", "link", "set", ifname, "up" if up else "down"])

@@ -5,10 +5,11 @@ its files (configs, sockets, logs) live in ``/run/dsrconform/labs/basic/`` next 
 ``/run/dsrconform/labs/basic.json``; Docker objects carry the label ``dsrconform.lab=basic``.
 Throwaway namespaces of probes and benchmarks are ``dsrc-<purpose>-<pid>-<n>`` (no dot).
 
-The reaper does not trust records (a crashed run may not have written one): it finds lab
-namespaces by name, stops every process whose network namespace is one of them (these can only
-be processes the lab started inside its own namespaces), deletes the namespaces, Docker
-containers with the label, and the lab's run directory. It touches nothing else: the host's
+The reaper does not trust records (a crashed run may not have written one): it removes Docker
+containers with the label (the docker backend's nodes; their namespaces are attached under the
+same ``dsrc-<lab>.<node>`` names), finds lab namespaces by name, stops every process whose network
+namespace is one of them (these can only be processes the lab started inside its own
+namespaces), deletes the namespaces and the lab's run directory. It touches nothing else: the host's
 interfaces and processes in other namespaces are never looked at twice.
 """
 
@@ -170,6 +171,12 @@ def _docker_containers(lab: str | None) -> list[str]:
     return res.stdout.split() if res.returncode == 0 else []
 
 
+def lab_containers(lab: str | None = None) -> list[str]:
+    """Ids of the Docker containers of ``lab`` (of every lab when None), found by label; empty
+    when no engine answers."""
+    return _docker_containers(lab)
+
+
 def reap(lab: str | None = None) -> dict[str, list[str]]:
     """Remove everything of ``lab`` (of every lab and stale throwaway when None). Returns what was
     removed, by kind. Safe to run twice, and on a lab that is half up."""
@@ -178,6 +185,13 @@ def reap(lab: str | None = None) -> dict[str, list[str]]:
     names = lab_namespaces(lab)
     if lab is None:
         names += stale_throwaways()
+    # Containers first: `docker rm -f` also ends a paused (frozen) one at once, where SIGKILL
+    # waits for a thaw that never comes.
+    record = LabRecord.load(lab) if lab else None
+    # A lab recorded as netns has no containers: skip asking the engine (~12 ms of a teardown).
+    containers = [] if record and record.backend == "netns" else _docker_containers(lab)
+    if containers:
+        subprocess.run(["docker", "rm", "-f", *containers], capture_output=True, timeout=120)
     procs = pids_in_namespaces(names)
     kill_pids(list(procs))
     for base in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/cpu")):  # CPU limits (faults.py)
@@ -185,9 +199,6 @@ def reap(lab: str | None = None) -> dict[str, list[str]]:
         for group in base.glob(pattern) if base.is_dir() else []:
             with suppress(OSError):
                 group.rmdir()
-    containers = _docker_containers(lab)
-    if containers:
-        subprocess.run(["docker", "rm", "-f", *containers], capture_output=True, timeout=120)
     for n in names:
         with suppress(OSError):
             netns.remove(n)

@@ -7,19 +7,23 @@ or the UDP reply's id), the bytes verified, and the error if any. Every run is b
 deadline, a per-connection timeout, and a fixed number of connections or datagrams.
 
 Only lab addresses are accepted (198.18.0.0/15): the probe refuses any other destination.
+
+It needs only the standard library: on the docker backend it runs with the node image's
+``python3``, which has no third-party packages (so no ``dsrconform.configfile``, which needs
+pydantic and PyYAML).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import socket
 import sys
 import time
 from typing import Any
 
-from dsrconform.configfile import lab_address
 from dsrconform.streampattern import PatternVerifier
 
 
@@ -100,6 +104,20 @@ def _udp(args: argparse.Namespace) -> list[dict[str, Any]]:
                     rec["lost"] += 1
         out.append(rec)
     return out
+
+
+LAB_NET = ipaddress.IPv4Network("198.18.0.0/15")  # as dsrconform.configfile.LAB_NET
+
+
+def lab_address(value: str) -> str:
+    """``value`` if it is an IPv4 address inside the lab range, else a ValueError that says so."""
+    try:
+        addr = ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 address (expected a dotted quad)") from None
+    if addr not in LAB_NET:
+        raise ValueError(f"address {value} is outside the lab range {LAB_NET}")
+    return str(addr)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,6 @@
-"""The lab engine end to end on the netns backend (root): the reference stack in labs/basic.yaml,
-real TCP and UDP through the VIPs, BGP withdrawal on MUX death, and a clean machine afterwards."""
+"""The lab engine end to end (root): the reference stack in labs/basic.yaml, real TCP and UDP
+through the VIPs, BGP withdrawal on MUX death, and a clean machine afterwards, on the netns
+backend and, where a Docker engine runs (always under CI), on the docker backend."""
 
 from __future__ import annotations
 
@@ -17,18 +18,31 @@ import pytest
 
 from dsrconform.lab import Lab, registry
 from dsrconform.topology import Topology
-from tests.markers import requires_root
+from tests.markers import requires_docker, requires_root
 
 pytestmark = requires_root
 LABS = Path(__file__).resolve().parents[2] / "labs"
 BASIC = LABS / "basic.yaml"
+BACKENDS = ["netns", pytest.param("docker", marks=requires_docker)]
+
+
+def lab_name(base: str, backend: str) -> str:
+    """One lab name per backend (``tkill``, ``tkilld``): a docker run never meets a netns one's
+    leftovers."""
+    return base + ("d" if backend == "docker" else "")
 
 
 def probe(lab: Lab, kind: str, *args: str) -> list[dict]:
     client = lab.topology.of_role("client")[0]
-    res = lab.run(client, [sys.executable, "-m", "dsrconform.traffic.probe", kind, *args],
+    res = lab.run(client, [lab.python, "-m", "dsrconform.traffic.probe", kind, *args],
                   timeout=180)  # fmt: skip
     return json.loads(res.stdout)
+
+
+def container_state(lab: Lab, node: str) -> str:
+    res = subprocess.run(["docker", "inspect", "-f", "{{.State.Status}}", lab.netns(node)],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    return res.stdout.strip()
 
 
 def client_sources(topo: Topology) -> str:
@@ -63,9 +77,9 @@ def reply_counters(lab: Lab) -> dict[str, int]:
     return counts
 
 
-@pytest.fixture(scope="module")
-def basic() -> Iterator[Lab]:
-    with Lab.up(BASIC, name="tbasic") as lab:
+@pytest.fixture(scope="module", params=BACKENDS)
+def basic(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    with Lab.up(BASIC, backend=request.param, name=lab_name("tbasic", request.param)) as lab:
         add_reply_counters(lab)
         yield lab
 
@@ -106,8 +120,51 @@ def test_udp_flows_get_replies_from_one_server_each(basic: Lab) -> None:
     assert len({r["servers"][0] for r in recs}) > 1, "every UDP flow went to one server"
 
 
-def test_killing_a_mux_withdraws_its_routes_and_traffic_continues() -> None:
-    with Lab.up(BASIC, name="tkill") as lab:
+def _wait_routes(lab: Lab, vip: str, want: list[str], seconds: float) -> float:
+    t0 = time.monotonic()
+    while (got := lab.deployment.vip_routes()[vip]) != want:
+        assert time.monotonic() - t0 < seconds, f"{vip} routes {got}, expected {want}"
+        time.sleep(0.05)  # polling the router's table, bounded by the deadline
+    return time.monotonic() - t0
+
+
+def test_a_paused_mux_is_withdrawn_on_hold_expiry_and_comes_back_on_resume(basic: Lab) -> None:
+    both = ["198.18.10.1", "198.18.10.5"]
+    _wait_routes(basic, "198.19.0.10", both, 10)
+    basic.pause_node("mux2")
+    try:
+        if basic.backend.kind == "docker":
+            assert container_state(basic, "mux2") == "paused", "pause_node is a `docker pause`"
+        else:
+
+            def states() -> set[str]:
+                return {Path(f"/proc/{p}/stat").read_text().split(") ", 1)[1][0]
+                        for p in basic.processes("mux2")}  # fmt: skip
+
+            deadline = time.monotonic() + 5  # SIGSTOP is delivered asynchronously
+            while states() != {"T"}:
+                assert time.monotonic() < deadline, f"mux2's processes not stopped: {states()}"
+                time.sleep(0.01)  # polling process states, bounded by the deadline
+        _wait_routes(basic, "198.19.0.10", ["198.18.10.1"], 10)  # BGP hold time: 3 s
+    finally:
+        basic.resume_node("mux2")
+    _wait_routes(basic, "198.19.0.10", both, 20)
+    assert [e.action for e in basic.events[-2:]] == ["pause", "resume"]
+
+
+def test_docker_nodes_are_containers_sharing_the_run_directory(basic: Lab) -> None:
+    if basic.backend.kind != "docker":
+        pytest.skip("docker backend only")
+    assert basic.run("server1", ["hostname"]).stdout.strip() == "server1"
+    procs = basic.run("server1", ["ps", "-eo", "args"]).stdout
+    assert "python3 -m reference_impl.app" in procs, procs
+    assert basic.run("router", ["ls", str(basic.dir)]).stdout.split().count("bird-router.conf")
+    assert len(registry.lab_containers(basic.name)) == len(basic.topology.nodes)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_killing_a_mux_withdraws_its_routes_and_traffic_continues(backend: str) -> None:
+    with Lab.up(BASIC, backend=backend, name=lab_name("tkill", backend)) as lab:
         dep = lab.deployment
         assert dep.vip_routes()["198.19.0.10"] == ["198.18.10.1", "198.18.10.5"]
         t0 = time.monotonic()
@@ -122,11 +179,15 @@ def test_killing_a_mux_withdraws_its_routes_and_traffic_continues() -> None:
                      "--bytes", "5000", "--sources", client_sources(lab.topology))  # fmt: skip
         assert not [r for r in recs if r["error"]], "new connections failed through mux2"
         assert lab.events[-1].action == "kill" and lab.events[-1].subject == "mux1"
+        assert not lab.processes("mux1")
+        if backend == "docker":
+            assert container_state(lab, "mux1") == "exited", "kill_node is a `docker kill`"
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("mode", ["server-nat", "gateway-nat"])
-def test_nat_modes_answer_from_the_vip(mode: str) -> None:
-    with Lab.up(BASIC, name="tnat", mode=mode) as lab:
+def test_nat_modes_answer_from_the_vip(mode: str, backend: str) -> None:
+    with Lab.up(BASIC, backend=backend, name=lab_name("tnat", backend), mode=mode) as lab:
         recs = probe(lab, "http", "--vip", "198.19.0.10", "--port", "80", "--conns", "60",
                      "--bytes", "5000", "--sources", client_sources(lab.topology))  # fmt: skip
         bad = [r for r in recs if r["error"]]
@@ -149,22 +210,25 @@ def _host_snapshot() -> dict[str, str]:
     return snap
 
 
-def test_the_host_is_identical_before_and_after_a_lab() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_host_is_identical_before_and_after_a_lab(backend: str) -> None:
     before = _host_snapshot()
-    with Lab.up(BASIC, name="thost") as lab:
+    with Lab.up(BASIC, backend=backend, name=lab_name("thost", backend)) as lab:
         assert lab.processes("router"), "no BGP daemon in the router"
     after = _host_snapshot()
     assert after == before
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_kill_9_of_the_holder_then_down_all_leaves_nothing_and_up_works_again(
-    tmp_path: Path,
+    tmp_path: Path, backend: str
 ) -> None:
+    name = lab_name("tcrash", backend)
     script = tmp_path / "hold.py"
     ready = tmp_path / "ready"
     script.write_text(
         "import sys, time\nfrom dsrconform.lab import Lab\n"
-        f"lab = Lab.start({str(BASIC)!r}, name='tcrash')\n"
+        f"lab = Lab.start({str(BASIC)!r}, name={name!r}, backend={backend!r})\n"
         f"open({str(ready)!r}, 'w').write('up')\n"
         "time.sleep(600)\n"
     )
@@ -175,17 +239,19 @@ def test_kill_9_of_the_holder_then_down_all_leaves_nothing_and_up_works_again(
             assert proc.poll() is None, "the holder died before the lab was up"
             assert time.monotonic() < deadline, "lab not up in 90 s"
             time.sleep(0.1)  # waiting for the holder's ready file, bounded by the deadline
-        assert registry.lab_namespaces("tcrash")
+        assert registry.lab_namespaces(name)
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
-    assert registry.lab_namespaces("tcrash"), "the crash should have left the lab behind"
+    assert registry.lab_namespaces(name), "the crash should have left the lab behind"
+    if backend == "docker":
+        assert len(registry.lab_containers(name)) == len(registry.lab_namespaces(name))
     res = subprocess.run([sys.executable, "-m", "dsrconform.cli", "lab", "down", "--all"],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert not list(registry.iter_leftovers())
-    assert not registry.pids_in_namespaces(registry.lab_namespaces("tcrash"))
-    with Lab.up(BASIC, name="tcrash") as lab:
+    assert not registry.pids_in_namespaces(registry.lab_namespaces(name))
+    with Lab.up(BASIC, backend=backend, name=name) as lab:
         assert lab.deployment.vip_routes()["198.19.0.10"]
 
 
