@@ -221,20 +221,24 @@ class NetnsBackend:
     def run(
         self, node: str, argv: list[str], *, timeout: float = 60, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        """Run a command inside ``node`` (as ``ip netns exec`` does, /sys included)."""
+        """Run a command inside ``node`` and wait for it (:meth:`run_argv` says how)."""
         res = subprocess.run(
-            ["ip", "netns", "exec", self.netns(node), *argv],
-            capture_output=True, text=True, timeout=timeout,
-        )  # fmt: skip
+            self.run_argv(node, argv), capture_output=True, text=True, timeout=timeout
+        )
         if check and res.returncode != 0:
             raise LabError(
                 f"{node}: {' '.join(argv)} exited {res.returncode}: {res.stderr.strip()}"
             )
         return res
 
+    def run_argv(self, node: str, argv: list[str]) -> list[str]:
+        """The host command line that runs ``argv`` inside ``node`` (``ip netns exec``, which
+        also gives the command the namespace's view of /sys)."""
+        return ["ip", "netns", "exec", self.netns(node), *argv]
+
     def exec_argv(self, node: str, argv: list[str]) -> list[str]:
         """The host command line that runs ``argv`` inside ``node`` interactively."""
-        return ["ip", "netns", "exec", self.netns(node), *argv]
+        return self.run_argv(node, argv)
 
     # --- node faults (the lab records them) ------------------------------------------------------
 
