@@ -3,6 +3,11 @@ is made visible as ``/run/netns/dsrc-<lab>.<node>``, so everything that works th
 names (links and segments, addresses, routes, sysctls, tc/XDP attach from the host, the reaper's
 process lookup) is the netns backend's, unchanged.
 
+Each node is two containers, as in a Kubernetes pod: ``dsrc-<lab>.<node>.net`` only holds the
+network namespace (it runs ``sleep``), and ``dsrc-<lab>.<node>`` runs the node's programs inside
+that namespace (``--network container:...``). So ``docker kill`` of a node ends its programs
+while its interfaces stay, and ``docker start`` brings it back into the same namespace.
+
 What differs from the netns backend:
 
 - a node's processes run *inside* its container (``docker exec``): its own file system (the
@@ -27,6 +32,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +63,10 @@ class DockerBackend(NetnsBackend):
 
     def container(self, node: str) -> str:
         return registry.ns_name(self.lab, node)
+
+    def holder(self, node: str) -> str:
+        """The container that holds ``node``'s network namespace."""
+        return registry.ns_name(self.lab, node) + ".net"
 
     @property
     def client(self) -> Any:
@@ -93,20 +103,25 @@ class DockerBackend(NetnsBackend):
     def _start(self, node: str, ref: str, labdir: Path) -> None:
         from docker.errors import APIError
 
-        name = self.container(node)
+        client = self._thread_client()
+        labels = {registry.DOCKER_LABEL: self.lab, NODE_LABEL: node}
         try:
-            c = self._thread_client().containers.run(
-                ref, ["sleep", "infinity"], name=name, hostname=node, detach=True,
-                network_mode="none", cap_add=CAPS, init=True,
-                labels={registry.DOCKER_LABEL: self.lab, NODE_LABEL: node},
+            holder = client.containers.run(
+                ref, ["sleep", "infinity"], name=self.holder(node), hostname=node, detach=True,
+                network_mode="none", init=True, labels=labels,
+            )  # fmt: skip
+            client.containers.run(
+                ref, ["sleep", "infinity"], name=self.container(node), detach=True,
+                network_mode=f"container:{self.holder(node)}", cap_add=CAPS, init=True,
+                labels=labels,
                 volumes={str(labdir): {"bind": str(labdir), "mode": "rw"},
                          str(REPO): {"bind": str(REPO), "mode": "ro"}},
                 environment={"PYTHONPATH": str(REPO)}, working_dir=str(REPO),
             )  # fmt: skip
         except APIError as e:
-            raise LabError(f"{node}: starting container {name}: {e.explanation or e}") from None
-        c.reload()
-        pid = c.attrs["State"]["Pid"]
+            raise LabError(f"{node}: starting its containers: {e.explanation or e}") from None
+        holder.reload()
+        pid = holder.attrs["State"]["Pid"]
         res = subprocess.run(["ip", "netns", "attach", self.netns(node), str(pid)],
                              capture_output=True, text=True)  # fmt: skip
         if res.returncode != 0:
@@ -140,8 +155,8 @@ class DockerBackend(NetnsBackend):
             state = self._container(node).status
             if state != "running":
                 raise LabError(
-                    f"{node}: cannot start {argv[0]}: its container is {state} (a killed docker "
-                    "node stays dead: restarting nodes needs the netns backend)"
+                    f"{node}: cannot start {argv[0]}: its container is {state}; fix: "
+                    "restart_node() first"
                 ) from None
             raise LabError(f"{node}: docker exec {argv[0]}: {e}") from None
         deadline = time.monotonic() + 5
@@ -171,9 +186,26 @@ class DockerBackend(NetnsBackend):
         except NotFound:
             raise LabError(f"{node}: container {self.container(node)} is gone") from None
 
+    def processes(self, node: str) -> list[int]:
+        """The node container's processes (not the namespace holder's)."""
+        c = self._container(node)
+        init = c.attrs.get("State", {}).get("Pid") if c.status in ("running", "paused") else 0
+        if not init:
+            return []
+        try:
+            pidns = Path(f"/proc/{init}/ns/pid").stat().st_ino
+        except OSError:
+            return []
+        out = []
+        for pid in registry.pids_in_namespaces([self.netns(node)]):
+            with suppress(OSError):
+                if Path(f"/proc/{pid}/ns/pid").stat().st_ino == pidns:
+                    out.append(pid)
+        return sorted(out)
+
     def kill(self, node: str) -> list[int]:
-        """``docker kill``: every process of the node dies at once; its namespace (held by the
-        name under /run/netns) and interfaces stay, as a dead box's cables do."""
+        """``docker kill`` of the node's container: its programs die at once; the namespace and
+        interfaces stay with the holder container, as a dead box's cables do."""
         pids = self.processes(node)
         c = self._container(node)
         if c.status == "paused":
@@ -182,6 +214,15 @@ class DockerBackend(NetnsBackend):
         c.wait(timeout=10)
         registry.kill_pids(pids)  # waits (bounded) until the host sees them gone
         return pids
+
+    def revive(self, node: str) -> None:
+        """``docker start``: the node's container runs again, in the same namespace."""
+        c = self._container(node)
+        if c.status != "running":
+            c.start()
+            c.reload()
+            if c.status != "running":
+                raise LabError(f"{node}: container {c.name} is {c.status} after docker start")
 
     def pause(self, node: str) -> list[int]:
         """``docker pause``: the node's processes are frozen (cgroup freezer)."""

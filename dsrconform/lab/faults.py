@@ -37,6 +37,8 @@ class _LabLike(Protocol):
 
     def netns(self, node: str) -> str: ...
 
+    def processes(self, node: str) -> list[int]: ...
+
 
 def link_interfaces(topo: Topology, a: str, b: str) -> tuple[str, str]:
     """(a's interface toward b, b's interface toward a), for a link or a segment host-member."""
@@ -173,7 +175,7 @@ def limit_cpu(lab: _LabLike, node: str, cpus: float) -> CpuLimit:
     v2 = (CGROUP_V2 / "cgroup.controllers").exists()
     if not v2 and not CGROUP_V1_CPU.is_dir():
         raise LabError("no cgroup cpu controller found (neither cgroup v2 nor v1 cpu)")
-    pids = sorted(registry.pids_in_namespaces([lab.netns(node)]))
+    pids = lab.processes(node)  # the node's own (a docker node's, not its namespace holder's)
     if not pids:
         raise LabError(f"{node} has no process to limit")
     base = CGROUP_V2 if v2 else CGROUP_V1_CPU

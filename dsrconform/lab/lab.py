@@ -210,6 +210,7 @@ class Lab:
     def restart_node(self, node: str) -> None:
         """Bring a killed node back: its links up, then the target restarts what runs there (a
         MUX comes back with empty state and re-announces its VIPs)."""
+        self.backend.revive(self._node(node))
         for ifname in self._ifnames(node):
             self.backend.set_link(node, ifname, True)
         if self.deployment is not None:

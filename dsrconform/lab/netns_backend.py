@@ -245,6 +245,9 @@ class NetnsBackend:
     def processes(self, node: str) -> list[int]:
         return sorted(registry.pids_in_namespaces([self.netns(node)]))
 
+    def revive(self, node: str) -> None:
+        """Make a killed node able to run processes again (a namespace needs nothing)."""
+
     def kill(self, node: str) -> list[int]:
         """SIGKILL every process of ``node``; returns their pids once they are gone."""
         pids = self.processes(node)

@@ -4,7 +4,6 @@ traffic or by BGP the way production would see it."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,16 +12,16 @@ import pytest
 
 from dsrconform.lab import Lab
 from dsrconform.lab.faults import cpu_groups
-from tests.markers import requires_root
+from tests.markers import requires_docker, requires_root
 
 pytestmark = requires_root
 BASIC = Path(__file__).resolve().parents[2] / "labs" / "basic.yaml"
 VIP = "198.19.0.10"
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    with Lab.up(BASIC, name="tfault") as lab:
+@pytest.fixture(scope="module", params=["netns", pytest.param("docker", marks=requires_docker)])
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    with Lab.up(BASIC, name="tfault", backend=request.param) as lab:
         yield lab
 
 
@@ -46,7 +45,7 @@ def curl_ok(lab: Lab, timeout: float = 2) -> bool:
 
 
 def udp(lab: Lab, flows: int, count: int) -> list[dict]:
-    argv = [sys.executable, "-m", "dsrconform.traffic.probe", "udp", "--vip", "198.19.0.11",
+    argv = [lab.python, "-m", "dsrconform.traffic.probe", "udp", "--vip", "198.19.0.11",
             "--port", "7", "--flows", str(flows), "--count", str(count), "--timeout", "0.3",
             "--sources", "198.18.1.1"]  # fmt: skip
     res = lab.run("client", argv)

@@ -159,7 +159,9 @@ def test_docker_nodes_are_containers_sharing_the_run_directory(basic: Lab) -> No
     procs = basic.run("server1", ["ps", "-eo", "args"]).stdout
     assert "python3 -m reference_impl.app" in procs, procs
     assert basic.run("router", ["ls", str(basic.dir)]).stdout.split().count("bird-router.conf")
-    assert len(registry.lab_containers(basic.name)) == len(basic.topology.nodes)
+    assert len(registry.lab_containers(basic.name)) == 2 * len(
+        basic.topology.nodes
+    )  # node + holder
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -245,7 +247,7 @@ def test_kill_9_of_the_holder_then_down_all_leaves_nothing_and_up_works_again(
         proc.wait(timeout=10)
     assert registry.lab_namespaces(name), "the crash should have left the lab behind"
     if backend == "docker":
-        assert len(registry.lab_containers(name)) == len(registry.lab_namespaces(name))
+        assert len(registry.lab_containers(name)) == 2 * len(registry.lab_namespaces(name))
     res = subprocess.run([sys.executable, "-m", "dsrconform.cli", "lab", "down", "--all"],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert res.returncode == 0, res.stderr
