@@ -88,6 +88,15 @@ def _ip_json(ns: str, *args: str) -> Any:
     return json.loads(res.stdout or "[]") if res.returncode == 0 else []
 
 
+def _tc_json(ns: str, ifname: str, hook: str) -> list[Any]:
+    res = subprocess.run(["tc", "-j", "-n", ns, "filter", "show", "dev", ifname, hook],
+                         capture_output=True, text=True)  # fmt: skip
+    try:
+        return list(json.loads(res.stdout or "[]")) if res.returncode == 0 else []
+    except ValueError:
+        return []
+
+
 def lab_status(name: str) -> dict[str, Any]:
     """What is running for lab ``name``, probed from the outside (no Lab object needed)."""
     rec = registry.LabRecord.load(name)
@@ -109,9 +118,17 @@ def lab_status(name: str) -> dict[str, Any]:
             {"ifname": lk["ifname"], "xdp_prog": lk["xdp"].get("prog", {}).get("id")}
             for lk in _ip_json(ns, "link", "show") if "xdp" in lk
         ]  # fmt: skip
+        tc = []
+        for lk in links:
+            for hook in ("ingress", "egress"):
+                for f in _tc_json(ns, lk["ifname"], hook):
+                    prog = f.get("options", {}).get("prog", {})
+                    if prog:
+                        tc.append({"ifname": lk["ifname"], "hook": hook, "tc_prog": prog.get("id"),
+                                   "name": prog.get("name")})  # fmt: skip
         nodes[node] = {
             "netns": ns, "processes": sorted(p for p, n in procs.items() if n == ns),
-            "links": links, "xdp": xdp, "routes": _ip_json(ns, "route", "show"),
+            "links": links, "xdp": xdp, "tc": tc, "routes": _ip_json(ns, "route", "show"),
         }  # fmt: skip
     bgp: dict[str, str] = {}
     ldir = registry.lab_dir(name)
@@ -140,6 +157,7 @@ def _status(args: argparse.Namespace) -> int:
                 if lk["addresses"]
             )
             xdp = "".join(f" [xdp {x['ifname']}]" for x in info["xdp"])
+            xdp += "".join(f" [tc {t['hook']} {t['ifname']} {t['name']}]" for t in info["tc"])
             print(f"  {node:10} {len(info['processes'])} proc  {addrs}{xdp}")
         for node, table in st["bgp"].items():
             print(f"  bgp on {node}:")
