@@ -47,6 +47,9 @@ from reference_impl import layout, mutants
 LAB_NET = ipaddress.IPv4Network("198.18.0.0/15")
 AGENT_SOURCE = layout.BPF_DIR / "agent.bpf.c"
 GATEWAY_SOURCE = layout.BPF_DIR / "gateway.bpf.c"
+# tc filter priority of the agent and gateway programs: after the framework's link taps
+# (dsrconform.observe.linktap, priority 1), which pass every packet on.
+TC_PRIORITY = 10
 AGENT_PROGRAMS = ("dsrc_agent_in", "dsrc_agent_eg")
 GATEWAY_PROGRAM = "dsrc_gw"
 MODES = {"encap": "MODE_ENCAP", "server-nat": "MODE_SERVER_NAT"}
@@ -211,7 +214,7 @@ class _TcProgram:
             except OSError:
                 raise LabError(f"no interface {ifname!r} in namespace {netns or 'host'}") from None
             for prog, direction in programs:
-                handle = libbpf.tc_attach(ifindex, prog.fd, direction)
+                handle = libbpf.tc_attach(ifindex, prog.fd, direction, priority=TC_PRIORITY)
                 self._attached.append(_Attachment(netns, ifname, ifindex, direction, handle))
 
     def detach(self) -> None:
@@ -223,7 +226,9 @@ class _TcProgram:
             a = self._attached.pop()
             try:
                 with enter_netns(a.netns):
-                    libbpf.tc_detach(a.ifindex, a.direction, handle=a.handle)
+                    libbpf.tc_detach(
+                        a.ifindex, a.direction, priority=TC_PRIORITY, handle=a.handle
+                    )
             except LabError:
                 continue  # the namespace was deleted, and its interfaces with it
             except BpfError as e:

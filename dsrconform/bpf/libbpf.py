@@ -54,6 +54,7 @@ def tc_action_name(retval: int) -> str:
 
 _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 _log_local = threading.local()
+_LOG_BUF_SIZE = 16 << 20
 
 
 @_PRINT_FN
@@ -61,7 +62,9 @@ def _print_cb(level: int, fmt: bytes, ap: int) -> int:
     # libbpf prints through a varargs callback; vsnprintf formats the va_list for us.
     if level > 1:  # LIBBPF_DEBUG: too chatty; WARN (0) and INFO (1) carry the verifier log.
         return 0
-    buf = ctypes.create_string_buffer(8192)
+    # One message can hold a whole verifier log (libbpf prints it with a single %s) whose last
+    # lines say why the program was refused: a buffer as large as libbpf's own log buffer.
+    buf = ctypes.create_string_buffer(_LOG_BUF_SIZE)
     _libc.vsnprintf(buf, len(buf), fmt, ap)
     sink = getattr(_log_local, "sink", None)
     if sink is not None:

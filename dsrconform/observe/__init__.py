@@ -1,0 +1,1 @@
+"""Observation: what the framework records about a lab run (taps, histories, counters)."""
