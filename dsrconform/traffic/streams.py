@@ -1,0 +1,208 @@
+"""Long-lived verified streams: N concurrent TCP connections to a VIP's ``/stream`` endpoint.
+
+Run inside a client node (``lab.run(client, [lab.python, "-m", "dsrconform.traffic.streams",
+...])``); standard library only, so it also runs in a docker node's image. Each connection binds
+a client source, connects, asks ``GET /stream?seed=S&bytes=N&rate=R``, verifies every byte it
+receives against the pattern (:mod:`dsrconform.streampattern`) and records, as JSON lines in the
+format of :mod:`dsrconform.observe.history`: the flow (its 5-tuple, known before connecting),
+connected, first_byte (with the ``X-Server-Id`` that answered), stall (no byte for longer than
+``--stall``), reset, timeout, refused, integrity_error, closed. ``t`` is ``time.monotonic()``.
+
+Bounded in count and time: ``--conns`` connections opened at ``--open-rate`` per second, each
+with a read timeout, and a ``--deadline`` for the whole run after which every connection still
+open is closed (and recorded as such). Reproducible: seeds derive from ``--seed``. Refuses any
+destination or source outside 198.18.0.0/15.
+
+    python -m dsrconform.traffic.streams --vip 198.19.0.10 --port 80 --conns 10000 \\
+        --bytes 200000 --rate 20000 --open-rate 2000 --sources 198.18.1.1,... --out h.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import resource
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from dsrconform.streampattern import PatternVerifier
+
+LAB_NET = ipaddress.IPv4Network("198.18.0.0/15")
+READ_CHUNK = 65536
+
+
+class Recorder:
+    """Writes history records as JSON lines (buffered; flushed at the end and every 1000)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.n = 0
+
+    def write(self, **rec: Any) -> None:
+        self.out.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        self.n += 1
+        if self.n % 1000 == 0:
+            self.out.flush()
+
+
+async def _stream(i: int, args: argparse.Namespace, src: str, rec: Recorder,
+                  stop: asyncio.Event, counts: dict[str, int]) -> None:  # fmt: skip
+    loop = asyncio.get_running_loop()
+    seed = args.seed * 1_000_003 + i
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    writer = None
+    received = 0
+    try:
+        sock.bind((src, 0))
+        rec.write(kind="flow", flow=i, t=time.monotonic(), proto="tcp", src=src,
+                  sport=sock.getsockname()[1], dst=args.vip, dport=args.port, seed=seed,
+                  expected_bytes=args.bytes)  # fmt: skip
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, (args.vip, args.port)), args.timeout)
+        except TimeoutError:
+            rec.write(kind="timeout", flow=i, t=time.monotonic(), phase="connect")
+            counts["timeout"] += 1
+            return
+        except ConnectionRefusedError:
+            rec.write(kind="refused", flow=i, t=time.monotonic())
+            counts["refused"] += 1
+            return
+        rec.write(kind="connected", flow=i, t=time.monotonic())
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(f"GET /stream?seed={seed}&bytes={args.bytes}&rate={args.rate} HTTP/1.1\r\n"
+                     f"Host: {args.vip}\r\nConnection: close\r\n\r\n".encode())  # fmt: skip
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), args.timeout)
+        lines = head.decode("latin-1").split("\r\n")
+        hdrs = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+        rec.write(kind="first_byte", flow=i, t=time.monotonic(), server=hdrs.get("x-server-id"))
+        ver = PatternVerifier(seed=seed)
+        last = time.monotonic()
+        reported_error = False
+        while received < args.bytes and not stop.is_set():
+            read = asyncio.ensure_future(reader.read(READ_CHUNK))
+            done, _ = await asyncio.wait({read}, timeout=args.timeout)
+            if not done:
+                read.cancel()
+                rec.write(kind="timeout", flow=i, t=time.monotonic(), phase="read",
+                          received=received)  # fmt: skip
+                counts["timeout"] += 1
+                return
+            chunk = read.result()
+            now = time.monotonic()
+            if now - last > args.stall:
+                rec.write(kind="stall", flow=i, t=last, seconds=round(now - last, 6),
+                          offset=received)  # fmt: skip
+            last = now
+            if not chunk:
+                break
+            ver.feed(chunk)
+            received += len(chunk)
+            if ver.error_offset is not None and not reported_error:
+                rec.write(kind="integrity_error", flow=i, t=now, offset=ver.error_offset)
+                counts["integrity_error"] += 1
+                reported_error = True
+        verified = received if ver.error_offset is None else ver.error_offset
+        rec.write(kind="closed", flow=i, t=time.monotonic(), received=received, verified=verified)
+        counts["closed"] += 1
+    except ConnectionResetError:
+        rec.write(kind="reset", flow=i, t=time.monotonic(), received=received)
+        counts["reset"] += 1
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as e:
+        rec.write(kind="reset", flow=i, t=time.monotonic(), received=received)
+        counts["reset"] += 1
+        counts.setdefault(f"error:{type(e).__name__}", 0)
+        counts[f"error:{type(e).__name__}"] += 1
+    finally:
+        if writer is not None:
+            writer.close()
+        else:
+            sock.close()
+
+
+async def run(
+    args: argparse.Namespace,
+    rec: Recorder,
+    progress: Callable[[dict[str, int]], None] | None = None,
+) -> dict[str, int]:
+    sources = args.sources.split(",")
+    stop = asyncio.Event()
+    counts = dict.fromkeys(("opened", "closed", "reset", "timeout", "refused",
+                            "integrity_error"), 0)  # fmt: skip
+    tasks: set[asyncio.Task[None]] = set()
+    start = time.monotonic()
+    deadline = start + args.deadline
+
+    async def opener() -> None:
+        for i in range(args.conns):
+            due = start + i / args.open_rate if args.open_rate > 0 else start
+            if due > time.monotonic():
+                await asyncio.sleep(due - time.monotonic())  # pacing the opening rate
+            if time.monotonic() > deadline:
+                return
+            t = asyncio.create_task(_stream(i, args, sources[i % len(sources)], rec, stop, counts))
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
+            counts["opened"] += 1
+
+    open_task = asyncio.create_task(opener())
+    while not (open_task.done() and not tasks):
+        await asyncio.sleep(0.2)  # a progress tick, bounded by the deadline below
+        if progress:
+            progress(counts)
+        if time.monotonic() > deadline:
+            stop.set()
+            open_task.cancel()
+            if tasks:
+                await asyncio.wait(set(tasks), timeout=args.timeout + 5)
+            break
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dsrconform.traffic.streams")
+    p.add_argument("--vip", required=True)
+    p.add_argument("--port", type=int, default=80)
+    p.add_argument("--sources", required=True, help="comma-separated client addresses")
+    p.add_argument("--conns", type=int, default=100)
+    p.add_argument("--bytes", type=int, default=100_000, help="per stream")
+    p.add_argument("--rate", type=int, default=0, help="bytes/s per stream (0: unlimited)")
+    p.add_argument("--open-rate", type=float, default=500.0, help="connections opened per second")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--stall", type=float, default=1.0, help="a gap longer than this is a stall")
+    p.add_argument("--timeout", type=float, default=10.0, help="connect / read timeout")
+    p.add_argument("--deadline", type=float, default=300.0, help="for the whole run")
+    p.add_argument("--out", default="-", help="history file (JSON lines); - for stdout")
+    args = p.parse_args(argv)
+    for a in [args.vip, *args.sources.split(",")]:
+        try:
+            ok = ipaddress.IPv4Address(a) in LAB_NET
+        except ValueError:
+            ok = False
+        if not ok:
+            print(f"streams: {a!r} is not an address in {LAB_NET}", file=sys.stderr)
+            return 2
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, max(soft, args.conns + 1024))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    out = sys.stdout if args.out == "-" else open(args.out, "w")  # noqa: SIM115
+    try:
+        rec = Recorder(out)
+        rec.write(kind="header", node=socket.gethostname(), t=time.monotonic(),
+                  stall_threshold=args.stall, seed=args.seed)  # fmt: skip
+        counts = asyncio.run(run(args, rec))
+    finally:
+        out.flush()
+        if out is not sys.stdout:
+            out.close()
+    print(json.dumps(counts), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
