@@ -58,6 +58,12 @@ def enter_netns(name: str | None) -> Iterator[None]:
         target = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         raise LabError(f"network namespace {name!r} does not exist ({path})") from None
+    st = os.fstat(target)
+    if name.startswith(LAB_PREFIX) and (st.st_dev, st.st_ino) in host_netns_ids():
+        # A lab name bound to the host's namespace (e.g. a container's pid reused by a host
+        # process between reading it and `ip netns attach`): never configure the host.
+        os.close(target)
+        raise LabError(f"namespace {name!r} is the host's own namespace; refusing to enter it")
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
         _setns(target)
@@ -123,6 +129,16 @@ def create_netns(names: list[str]) -> None:
                 _setns(own)
     finally:
         os.close(own)
+
+
+def host_netns_ids() -> set[tuple[int, int]]:
+    """(st_dev, st_ino) of the host's network namespace (pid 1's) and this process's own."""
+    ids = set()
+    for path in ("/proc/1/ns/net", "/proc/self/ns/net"):
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            ids.add((st.st_dev, st.st_ino))
+    return ids
 
 
 def unique_name(purpose: str) -> str:

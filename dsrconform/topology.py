@@ -149,8 +149,8 @@ class Service(_Model):
     port: int = Field(ge=1, le=65535)
     proto: Literal["tcp", "udp"] = "tcp"
     app_port: int | None = Field(default=None, ge=1, le=65535)
-    muxes: list[Name] | None = None
-    servers: list[Name] | None = None
+    muxes: Annotated[list[Name], Field(min_length=1)] | None = None
+    servers: Annotated[list[Name], Field(min_length=1)] | None = None
 
     @property
     def proto_number(self) -> int:
@@ -267,6 +267,33 @@ class Topology(_Model):
             for name in self.nodes:
                 if name != router and self._uplink(name, router) is None:
                     yield ("nodes", name), f"{name} has no link or segment to the router {router}"
+        seen_if: dict[tuple[str, str], str] = {}
+        for iface in self.interfaces():
+            where = f"{iface.group}"
+            key = (iface.node, iface.ifname)
+            if key in seen_if:
+                yield (
+                    ("nodes", iface.node),
+                    (
+                        f"two interfaces named {iface.ifname} in {iface.node} ({seen_if[key]} and "
+                        f"{where}); fix: rename the segment or the node"
+                    ),
+                )
+            seen_if[key] = where
+        for seg in self.segments:
+            for member in seg.members:
+                key = (seg.host, "dsrc" + member)
+                if key in seen_if:
+                    yield ("segments",), f"{member} joins two segments on {seg.host}"
+                seen_if[key] = seg.name
+        if self.mode == "gateway-nat" and roles["gateway"]:
+            gw = roles["gateway"][0]
+            for server in roles["server"]:
+                if self._uplink(server, gw) is None:
+                    yield (
+                        ("nodes", server),
+                        (f"gateway-nat: {server} shares no link or segment with the gateway {gw}"),
+                    )
         if self.mode == "gateway-nat" and not roles["gateway"]:
             yield ("mode",), "gateway-nat needs a node with role gateway"
 

@@ -226,9 +226,7 @@ class _TcProgram:
             a = self._attached.pop()
             try:
                 with enter_netns(a.netns):
-                    libbpf.tc_detach(
-                        a.ifindex, a.direction, priority=TC_PRIORITY, handle=a.handle
-                    )
+                    libbpf.tc_detach(a.ifindex, a.direction, priority=TC_PRIORITY, handle=a.handle)
             except LabError:
                 continue  # the namespace was deleted, and its interfaces with it
             except BpfError as e:

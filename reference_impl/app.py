@@ -2,8 +2,8 @@
 
 Run on every lab server (one process per server, asyncio, no threads)::
 
-    python -m reference_impl.app --server-id ID --http ADDR:PORT [--http ADDR:PORT ...]
-                                 [--udp ADDR:PORT ...] [--ready-file PATH]
+    python -m reference_impl.app --server-id ID [--http ADDR:PORT ...] [--udp ADDR:PORT ...]
+                                 [--ready-file PATH]      (at least one --http or --udp)
 
 HTTP/1.1 (a minimal server: request line and headers, no request bodies, GET only)
     ``GET /`` and ``GET /id``
@@ -570,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--server-id", required=True, type=_server_id_arg, metavar="ID")
     parser.add_argument(
-        "--http", action="append", required=True, type=_endpoint_arg, metavar="ADDR:PORT"
+        "--http", action="append", default=[], type=_endpoint_arg, metavar="ADDR:PORT"
     )
     parser.add_argument(
         "--udp", action="append", default=[], type=_endpoint_arg, metavar="ADDR:PORT"
@@ -588,7 +588,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.http and not args.udp:
+        parser.error("nothing to serve: give at least one --http or --udp ADDR:PORT")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"app[{args.server_id}] %(levelname)s: %(message)s"))
     log.addHandler(handler)

@@ -69,6 +69,9 @@ class ReferenceDeployment:
 
     def deploy(self) -> None:
         topo = self.lab.topology
+        problems = check_topology(topo)
+        if problems:
+            raise LabError("the reference stack cannot run this topology: " + "; ".join(problems))
         for server in topo.of_role("server"):
             self._server(server)
         if topo.mode == "gateway-nat":
@@ -374,3 +377,16 @@ def parse_bird_protocols(text: str) -> dict[str, dict[str, str]]:
         if m and m.group(2) == "BGP":
             rows[m.group(1)] = {"state": m.group(4), "since": m.group(5), "info": m.group(6)}
     return rows
+
+
+def check_topology(topo: Topology) -> list[str]:
+    """What the reference stack needs beyond a valid topology, checked before deploying."""
+    out = []
+    router = topo.router
+    for mux in topo.of_role("mux"):
+        if not any(set(link.ends) == {mux, router} for link in topo.links):
+            out.append(
+                f"{mux} needs a link of its own to the router {router} (its XDP program sends "
+                "encapsulated packets back over it); fix: a link, not a segment"
+            )
+    return out

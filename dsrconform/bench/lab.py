@@ -28,14 +28,12 @@ interface and no host shell of its own remains, and the bench checks again at th
 (:func:`leftovers`). ``mn -c`` is never run: it kills processes and deletes interfaces
 machine-wide, and Mininet's ``init()`` (host-wide sysctls and rlimits) is skipped.
 
-Measured here (2 vCPU, kernel 6.18, other work on the machine; medians of 5-9 rounds): ours
-~76-83 ms up / ~12-14 ms down, Mininet ~127-141 ms up (build ~116 + start ~11) / ~230-238 ms
-down: Mininet/ours 1.6-1.95x up depending on the run (short of the 2x goal), 15-19x down. Ours
-spends its up in pyroute2's ``netns.create`` (a forked helper per namespace, ~35 ms), in
-``ethtool -K tx off`` subprocesses (16 of them, ~20 ms) and in ~140 pyroute2 round trips
-(~25 ms, lookups included); its down is mostly the reaper's ``docker ps`` (~11 ms). Full stack,
-labs/basic.yaml: netns ~2.2 s up (~1.7 s of it the BGP/application readiness wait) / ~0.07 s
-down; docker ~3.0 s / ~0.25 s.
+Measured here (2 vCPU, kernel 6.18, medians of 5 rounds): ours 34.8 ms up / 15.8 ms down,
+Mininet 143 ms / 248 ms (4.1x and 15.7x). Ours creates namespaces in-process (unshare and a bind
+mount, no fork each) and turns checksum offload off by ioctl; what is left is netlink round trips
+(batching them per namespace would reach ~12 ms). Full stack, labs/basic.yaml: netns ~2.25 s up
+(~1.8 s of it the BGP/application readiness wait) / ~0.07 s down; docker ~2.8 s / ~0.24 s
+(docs/lab.md keeps the table).
 
 Use :func:`run_bench` from code, :func:`main` from the CLI, :func:`add_parser` to register
 ``bench lab``.

@@ -211,8 +211,7 @@ class DockerBackend(NetnsBackend):
         if c.status == "paused":
             c.unpause()  # a frozen process cannot die; the kill follows at once
         c.kill()
-        c.wait(timeout=10)
-        registry.kill_pids(pids)  # waits (bounded) until the host sees them gone
+        c.wait(timeout=10)  # the container's processes are gone when it has stopped
         return pids
 
     def revive(self, node: str) -> None:

@@ -17,6 +17,7 @@ hook sees those frames.)
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 from contextlib import suppress
@@ -29,6 +30,7 @@ from dsrconform.lab import registry
 from dsrconform.topology import IF_PREFIX, Topology
 
 PASS_PROGRAM = "dsrc_pass"
+_SEQ = itertools.count(1)  # one nft table per impairment, so undoing one leaves the others
 
 
 class _LabLike(Protocol):
@@ -123,7 +125,7 @@ def impair_link(lab: _LabLike, a: str, b: str, *, loss: float = 0.0, drop: bool 
                 if prog and prog != PASS_PROGRAM
                 else (dst, dst_if, "ingress")
             )
-            table = f"dsrc_imp_{ifname.replace('-', '_')}_{hook}"
+            table = f"dsrc_imp_{ifname.replace('-', '_')}_{hook}_{next(_SEQ)}"
             _nft(lab.netns(node), (
                 f"table netdev {table} {{\n  chain c {{\n"
                 f"    type filter hook {hook} device \"{ifname}\" priority 0; policy accept;\n"

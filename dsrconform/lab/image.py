@@ -193,7 +193,9 @@ def _build_locked(ref: str, progress: Progress) -> None:
         progress(f"[{time.monotonic() - start:5.0f}s] built {ref}")
     finally:
         _unmount_under(work)
-        shutil.rmtree(work, ignore_errors=True)
+        # --one-file-system: if anything is still mounted under work (a /dev bind, /proc), do
+        # not delete through it into the host.
+        subprocess.run(["rm", "-rf", "--one-file-system", str(work)], capture_output=True)
 
 
 def _debootstrap(rootfs: Path, progress: Progress, start: float) -> None:

@@ -63,6 +63,7 @@ class Lab:
         self.deployment: Any = None
         self.events: list[Event] = []
         self._paused: dict[str, list[int]] = {}
+        self._created = False  # set once this object starts creating the lab's objects
         self.ready_seconds: float | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -79,9 +80,9 @@ class Lab:
         try:
             yield lab
         finally:
-            _restore_signal_handlers(previous)
             if not keep:
-                lab.down()
+                lab.down()  # with SIGINT/SIGTERM held back until it is done
+            _restore_signal_handlers(previous)
 
     @classmethod
     def start(cls, path: str | Path, *, backend: str = "netns", mode: Mode | None = None,
@@ -108,13 +109,16 @@ class Lab:
         self.dir.mkdir(parents=True, exist_ok=True)
         previous = _install_signal_handlers()
         try:
+            self._created = True  # from here on, what exists under this name is this lab's
             self._record()
             self.backend.create(self.topology)
             self.deployment = self.target.deploy(self)
             self.ready_seconds = self.deployment.wait_ready(timeout)
             self._record()
         except BaseException as e:
-            kept = self._keep_logs()
+            kept = None
+            with suppress(Exception):
+                kept = self._keep_logs()
             self.down()
             if kept is not None and isinstance(e, LabError):
                 raise LabError(f"{e}\nlogs and configs kept in {kept}") from e
@@ -134,13 +138,20 @@ class Lab:
         return keep
 
     def down(self) -> dict[str, list[str]]:
-        """Remove everything the lab created (safe to call twice)."""
-        if self.deployment is not None:
+        """Remove everything the lab created (safe to call twice). SIGINT and SIGTERM are held
+        back meanwhile, so a second Ctrl-C cannot leave half a lab behind."""
+        held = {signal.SIGINT, signal.SIGTERM}
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        try:
             try:
-                self.deployment.close()
+                if self.deployment is not None:
+                    self.deployment.close()
             finally:
                 self.deployment = None
-        return registry.reap(self.name)
+                removed = registry.reap(self.name) if self._created else {}
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        return removed
 
     def _record(self) -> None:
         registry.LabRecord(

@@ -33,6 +33,9 @@ _ALL_NODES = {
     "net/ipv6/conf/default/disable_ipv6": "1",
     "net/ipv4/conf/all/rp_filter": "0",
     "net/ipv4/conf/default/rp_filter": "0",
+    # A next hop whose link is down leaves its ECMP group at once (not after BGP's hold time).
+    "net/ipv4/conf/all/ignore_routes_with_linkdown": "1",
+    "net/ipv4/conf/default/ignore_routes_with_linkdown": "1",
 }
 _FORWARDING = {"net/ipv4/ip_forward": "1"}
 _ROUTER = {"net/ipv4/fib_multipath_hash_policy": "1"}  # L4 hash: a flow sticks to one MUX
@@ -258,7 +261,8 @@ class NetnsBackend:
         """SIGSTOP every process of ``node``; returns the pids (for :meth:`resume`)."""
         pids = self.processes(node)
         for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
+            with suppress(ProcessLookupError):  # exited meanwhile
+                os.kill(pid, signal.SIGSTOP)
         return pids
 
     def resume(self, node: str, pids: list[int]) -> None:

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dsrconform.netns import LAB_PREFIX
+from dsrconform.errors import ConfigError
+from dsrconform.netns import LAB_PREFIX, host_netns_ids
 
 RUN_DIR = Path(os.environ.get("DSRCONFORM_RUN_DIR", "/run/dsrconform/labs"))
 NETNS_DIR = Path("/run/netns")
@@ -121,7 +122,16 @@ def _ns_inode(path: Path) -> int | None:
 
 def pids_in_namespaces(names: list[str]) -> dict[int, str]:
     """Processes whose network namespace is one of ``names`` (pid -> namespace)."""
-    inodes = {ino: n for n in names if (ino := _ns_inode(NETNS_DIR / n)) is not None}
+    host = host_netns_ids()
+    inodes = {}
+    for n in names:
+        try:
+            st = os.stat(NETNS_DIR / n)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in host:
+            continue  # a lab name that points at the host's namespace: never ours to kill in
+        inodes[st.st_ino] = n
     found: dict[int, str] = {}
     if not inodes:
         return found
@@ -182,27 +192,35 @@ def reap(lab: str | None = None) -> dict[str, list[str]]:
     removed, by kind. Safe to run twice, and on a lab that is half up."""
     from pyroute2 import netns
 
+    if lab is not None and not LAB_NAME_OK(lab):
+        # The name becomes a path under RUN_DIR: never let "/", "..", "" or a file name through.
+        raise ConfigError(
+            f"lab name {lab!r} is not valid; fix: 1-12 lower-case letters and digits, a letter "
+            "first (see `dsrconform lab status`), or --all"
+        )
     names = lab_namespaces(lab)
     if lab is None:
         names += stale_throwaways()
     # Containers first: `docker rm -f` also ends a paused (frozen) one at once, where SIGKILL
     # waits for a thaw that never comes.
-    record = LabRecord.load(lab) if lab else None
+    record = LabRecord.load(lab) if lab is not None else None
     # A lab recorded as netns has no containers: skip asking the engine (~12 ms of a teardown).
     containers = [] if record and record.backend == "netns" else _docker_containers(lab)
     if containers:
-        subprocess.run(["docker", "rm", "-f", *containers], capture_output=True, timeout=120)
+        # On a timeout, go on with namespaces and processes; `docker ps` shows what is left.
+        with suppress(subprocess.TimeoutExpired):
+            subprocess.run(["docker", "rm", "-f", *containers], capture_output=True, timeout=120)
     procs = pids_in_namespaces(names)
     kill_pids(list(procs))
     for base in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/cpu")):  # CPU limits (faults.py)
-        pattern = f"{LAB_PREFIX}{lab}.*" if lab else f"{LAB_PREFIX}*.*"
+        pattern = f"{LAB_PREFIX}{lab}.*" if lab is not None else f"{LAB_PREFIX}*.*"
         for group in base.glob(pattern) if base.is_dir() else []:
             with suppress(OSError):
                 group.rmdir()
     for n in names:
         with suppress(OSError):
             netns.remove(n)
-    labs = [lab] if lab else recorded_labs()
+    labs = [lab] if lab is not None else recorded_labs()
     dirs = []
     for name in labs:
         for p in (RUN_DIR / f"{name}.json", lab_dir(name)):

@@ -78,8 +78,18 @@ async def _http(args: argparse.Namespace) -> list[dict[str, Any]]:
         _http_one(i, sources[i % len(sources)], args.vip, args.port, args.bytes, args.timeout, sem)
         for i in range(args.conns)
     ]
-    async with asyncio.timeout(args.deadline):
-        return list(await asyncio.gather(*jobs))
+    tasks = [asyncio.ensure_future(j) for j in jobs]
+    done, pending = await asyncio.wait(tasks, timeout=args.deadline)
+    for t in pending:  # over the run's deadline: stop them, and say so in their records
+        t.cancel()
+    out = []
+    for i, t in enumerate(tasks):
+        if t in done and not t.cancelled() and t.exception() is None:
+            out.append(t.result())
+        else:
+            out.append({"i": i, "src": sources[i % len(sources)], "server": None,
+                        "verified": 0, "error": "deadline"})  # fmt: skip
+    return out
 
 
 def _udp(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -96,11 +106,17 @@ def _udp(args: argparse.Namespace) -> list[dict[str, Any]]:
             for n in range(args.count):
                 if time.monotonic() > deadline:
                     break
-                s.sendto(f"flow {i} datagram {n}".encode(), (args.vip, args.port))
+                payload = f"flow {i} datagram {n}".encode()
                 try:
+                    s.sendto(payload, (args.vip, args.port))
                     data, _ = s.recvfrom(2048)
-                    rec["servers"].append(data.split(b" ", 1)[0].decode(errors="replace"))
-                except TimeoutError:
+                    server, _, echo = data.partition(b" ")
+                    if echo != payload[:64]:
+                        rec.setdefault("mismatched", 0)
+                        rec["mismatched"] += 1  # a late reply to an earlier datagram
+                        continue
+                    rec["servers"].append(server.decode(errors="replace"))
+                except (TimeoutError, OSError):
                     rec["lost"] += 1
         out.append(rec)
     return out

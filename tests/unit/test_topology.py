@@ -81,10 +81,18 @@ BAD = [
     (
         "duplicate address",
         "server1: 198.18.20.1/24",
+        "server1: 198.18.20.254/24",
+        10,
+        r"address 198\.18\.20\.254 is already used at links\.2\.ends\.(server1|router)",
+    ),
+    (
+        "link ends in different subnets",
+        "server1: 198.18.20.1/24",
         "server1: 198.18.1.1/24",
         10,
-        r"(different subnets|already used)",
+        r"different subnets",
     ),
+    ("empty server list", "port: 80}", "port: 80, servers: []}", 12, r"at least 1 item"),
     (
         "bad node name",
         "  server1: {role: server}",
@@ -117,6 +125,37 @@ def test_bad_files_name_file_line_field_and_fix(
     msg = str(e.value)
     assert msg.startswith(f"{f}:{line}:"), f"{what}: wrong file:line in {msg!r}"
     assert re.search(pattern, msg), f"{what}: {msg!r} does not match {pattern!r}"
+
+
+def test_the_reference_stack_refuses_a_mux_behind_a_segment(tmp_path: Path) -> None:
+    from reference_impl.deploy import check_topology
+
+    f = tmp_path / "seg.yaml"
+    text = GOOD.replace("  - ends: {mux1: 198.18.10.1/30, router: 198.18.10.2/30}\n", "")
+    text += (
+        "segments:\n  - {name: lan, host: router, address: 198.18.10.254/24, "
+        "members: {mux1: 198.18.10.1/24}}\n"
+    )
+    f.write_text(text)
+    problems = check_topology(load_topology(f))
+    assert problems and "mux1 needs a link of its own to the router" in problems[0]
+    assert check_topology(load_topology(LABS / "basic.yaml")) == []
+
+
+def test_two_interfaces_with_one_name_are_refused(tmp_path: Path) -> None:
+    f = tmp_path / "names.yaml"
+    text = GOOD.replace("  server1: {role: server}\n", "  server1: {role: server}\n"
+                        "  srv: {role: server}\n")  # fmt: skip
+    text = text.replace(
+        "links:\n", "links:\n  - ends: {server1: 198.18.40.1/30, srv: 198.18.40.2/30}\n"
+    )
+    text += (
+        "segments:\n  - {name: srv, host: router, address: 198.18.30.254/24, "
+        "members: {server1: 198.18.30.1/24, srv: 198.18.30.2/24}}\n"
+    )
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=r"two interfaces named dsrc-srv in server1"):
+        load_topology(f)
 
 
 def test_duplicate_node_names_are_caught_by_yaml_mapping_rules(tmp_path: Path) -> None:
