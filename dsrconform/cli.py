@@ -4,7 +4,7 @@ Subcommands::
 
     dsrconform doctor [--json]                      can this machine run the labs? (exit 0: yes)
     dsrconform mutants [--json] [--target NAME]     the target's deliberate bugs and their catchers
-    dsrconform spec [--json]                        the requirement catalogue
+    dsrconform spec [--json | --markdown]           the requirement catalogue (SPEC.md)
     dsrconform bench mux [--target NAME] [--mutant NAME] [--seconds S] [--json]
     dsrconform lab up FILE [--backend netns] [--mode MODE] [--name NAME] [--mutant NAME]
     dsrconform lab status [NAME] [--json] | lab exec NODE -- CMD... | lab down [NAME | --all]
@@ -23,7 +23,6 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from dsrconform import __version__
@@ -63,18 +62,22 @@ def _cmd_mutants(args: argparse.Namespace) -> int:
 
 
 def _cmd_spec(args: argparse.Namespace) -> int:
-    from dsrconform.spec import REQUIREMENTS
+    from dsrconform.spec import REQUIREMENTS, render_markdown
 
     if args.json:
-        print(json.dumps([asdict(r) for r in REQUIREMENTS], indent=2))
+        print(json.dumps([r.as_dict() for r in REQUIREMENTS], indent=2))
+        return 0
+    if args.markdown:
+        sys.stdout.write(render_markdown())
         return 0
     from rich.table import Table
 
     table = Table(title="dsrconform requirements")
-    for col in ("id", "level", "statement"):
+    for col in ("id", "level", "statement", "parameters", "checker"):
         table.add_column(col, overflow="fold")
     for r in REQUIREMENTS:
-        table.add_row(r.id, r.level, r.statement)
+        params = ", ".join(f"{p.symbol}={p.default:g}{p.unit and ' ' + p.unit}" for p in r.params)
+        table.add_row(r.id, r.level, r.statement, params or "-", r.checker.partition(":")[2])
     _console().print(table)
     return 0
 
@@ -140,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_mutants)
 
     p = sub.add_parser("spec", help="list the requirement catalogue")
-    p.add_argument("--json", action="store_true", help="print the requirements as JSON")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print the requirements as JSON")
+    fmt.add_argument("--markdown", action="store_true", help="print SPEC.md (generated)")
     p.set_defaults(handler=_cmd_spec)
 
     bench = sub.add_parser("bench", help="performance benchmarks")

@@ -1,136 +1,482 @@
 """The requirement catalogue: IDs that tests, checkers, mutants, report rows and gates cite.
 
-This is the first cut, taken from the draft in ARCHITECTURE.md; the traffic/observation issue
-grows each entry with its parameters and checker and generates SPEC.md from it. IDs are stable:
-never renumber, only add.
+Each :class:`Requirement` has an ID (family and number), a level (MUST/SHOULD/MAY), a statement
+written with the symbols of its named parameters, the measurement that decides it (which
+observations, which rule), the parameters with their defaults, and the checker (a pure function
+in :mod:`dsrconform.invariants`, named ``module:function``) that returns its verdict. IDs are
+stable: never renumber, only add; a changed statement keeps its ID's meaning.
+
+``SPEC.md`` at the repository root is generated from this module, never edited by hand::
+
+    python -m dsrconform.spec --write SPEC.md     # or: dsrconform spec --markdown > SPEC.md
+    python -m dsrconform.spec --check SPEC.md     # exit 1 if it is out of date
+
+This module imports nothing heavy (``dsrconform spec`` must stay fast): checkers are named, not
+imported; :func:`dsrconform.invariants.verdict.resolve_checker` imports them when they run.
 """
 
 from __future__ import annotations
 
+import argparse
+import math
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
+
+from dsrconform.errors import ConfigError
 
 Level = Literal["MUST", "SHOULD", "MAY"]
+Family = Literal["RW", "DP", "AF", "SF", "MF", "SC", "RB"]
+LEVELS: tuple[Level, ...] = ("MUST", "SHOULD", "MAY")
+FAMILIES: dict[Family, str] = {
+    "RW": "Rewrite correctness",
+    "DP": "DSR path",
+    "AF": "Affinity",
+    "SF": "SYN flood",
+    "MF": "MUX failure",
+    "SC": "Scale-out and network changes",
+    "RB": "Robustness",
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    """A named parameter of a requirement: ``symbol`` is how the statement writes it, ``name``
+    how a checker and a caller's overrides spell it."""
+
+    name: str
+    symbol: str
+    default: float
+    unit: str
+    meaning: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "symbol": self.symbol,
+            "default": self.default,
+            "unit": self.unit,
+            "meaning": self.meaning,
+        }
 
 
 @dataclass(frozen=True)
 class Requirement:
     id: str
-    family: str
+    family: Family
     level: Level
     statement: str
+    measure: str
+    """How it is decided: the observations read and the rule applied to them."""
+    checker: str
+    """The deciding checker, ``module:function``."""
+    params: tuple[Param, ...] = ()
+
+    def defaults(self) -> dict[str, float]:
+        return {p.name: p.default for p in self.params}
+
+    def resolve_params(self, overrides: Mapping[str, Any]) -> dict[str, float]:
+        """The defaults with ``overrides`` applied; ConfigError names an unknown parameter or a
+        value that is not a finite, non-negative number."""
+        known = self.defaults()
+        out = dict(known)
+        for name, value in overrides.items():
+            if name not in known:
+                raise ConfigError(
+                    f"{self.id}: unknown parameter {name!r}; known: {', '.join(known) or 'none'}"
+                )
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"{self.id}: parameter {name} must be a number, got {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(
+                    f"{self.id}: parameter {name} must be finite and >= 0, got {value}"
+                )
+            out[name] = float(value)
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "family": self.family,
+            "level": self.level,
+            "statement": self.statement,
+            "measure": self.measure,
+            "params": [p.as_dict() for p in self.params],
+            "checker": self.checker,
+        }
 
 
-_R = Requirement
+# --- parameters shared by several requirements (each requirement carries its own copy) --------
+
+_R = Param("flood_rate", "R", 100_000, "packets/s", "spoofed SYN rate the flood must reach")
+_T = Param("flood_seconds", "T", 10, "s", "how long the flood must last")
+_G = Param(
+    "grace",
+    "G",
+    15,
+    "s",
+    "after the fault window, how long a break is still attributed to it (covers the clients' "
+    "read timeout)",
+)
+
+
+def _n(name: str, symbol: str, default: float, what: str) -> Param:
+    return Param(name, symbol, default, "", what)
+
+
+_INV = "dsrconform.invariants"
+_RW, _DP, _AF = f"{_INV}.rewrite", f"{_INV}.path", f"{_INV}.affinity"
+_SF, _MF, _SC, _RB = f"{_INV}.flood", f"{_INV}.muxfail", f"{_INV}.scale", f"{_INV}.robust"
+_BREAK = "is reset, times out, fails integrity or closes short"
+_SURVIVE = (
+    f"no connection established before it and still open at its start {_BREAK} between its "
+    "start and G s after its end"
+)
+
+_Q = Requirement
 REQUIREMENTS: tuple[Requirement, ...] = (
-    _R(
+    _Q(
         "RW-1",
         "RW",
         "MUST",
         "Replies carry the VIP:port the client addressed, in every mode and via every MUX.",
+        "Taps toward clients and histories: every TCP/UDP packet sent to the client endpoint "
+        "(address, port) of a recorded flow while that flow lived has the flow's VIP:port as "
+        "its source; decided on at least N flows whose replies were seen.",
+        f"{_RW}:check_replies_carry_vip",
+        (_n("min_flows", "N", 1, "flows with replies seen needed to decide"),),
     ),
-    _R("RW-2", "RW", "MUST", "IP and L4 checksums are valid on every packet after every rewrite."),
-    _R("RW-3", "RW", "MUST", "No server address leaks to clients."),
-    _R(
+    _Q(
+        "RW-2",
+        "RW",
+        "MUST",
+        "IP and L4 checksums are valid on every packet after every rewrite.",
+        "Taps on SUT nodes' sending side (MUX, server, gateway) and toward clients: no packet "
+        "with an invalid IPv4 checksum (outer or inner) or TCP/UDP/ICMP checksum; at least N "
+        "checksums verified. Tap records lying wholly inside a 'crafted' fault window "
+        "(deliberately bad input) are judged by RB-1 instead.",
+        f"{_RW}:check_checksums_valid",
+        (_n("min_packets", "N", 1, "verified checksums needed to decide"),),
+    ),
+    _Q(
+        "RW-3",
+        "RW",
+        "MUST",
+        "No server address leaks to clients.",
+        "Taps toward clients: no packet has a server's address as its source (outer, inner or "
+        "quoted by an ICMP error), except replies to traffic the client sent to that address; "
+        "at least N packets toward clients seen.",
+        f"{_RW}:check_no_server_address_leaks",
+        (_n("min_packets", "N", 1, "packets toward clients needed to decide"),),
+    ),
+    _Q(
         "RW-4",
         "RW",
         "MUST",
         "Per-MUX external VIPs are honoured: a reply leaves from the VIP its flow came through.",
+        "As RW-1, for the flows addressed to VIPs that only some MUXes announce (per-MUX "
+        "external VIPs); decided on at least N such flows.",
+        f"{_RW}:check_per_mux_vip_honoured",
+        (_n("min_flows", "N", 1, "flows to per-MUX VIPs with replies seen needed to decide"),),
     ),
-    _R("RW-5", "RW", "MUST", "Bytes arrive intact end to end."),
-    _R(
+    _Q(
+        "RW-5",
+        "RW",
+        "MUST",
+        "Bytes arrive intact end to end.",
+        "Histories: no integrity error; every stream that closed delivered exactly its expected "
+        "bytes, all verified against the stream pattern; at least N streams completed. Streams "
+        "cut by a reset or timeout are judged by the survival requirements.",
+        f"{_RW}:check_bytes_intact",
+        (_n("min_streams", "N", 1, "completed streams needed to decide"),),
+    ),
+    _Q(
         "RW-6",
         "RW",
         "MUST",
         "Encapsulation overhead is handled: MSS clamp or working PMTU "
         "(packet-too-big for a flow reaches its server).",
+        "Histories: every flow that sent at least U request bytes (full-sized segments toward "
+        "the VIP) succeeded. Taps: every ICMP fragmentation-needed quoting a VIP flow that "
+        "entered a MUX reached that flow's server and no other.",
+        f"{_RW}:check_encap_overhead_handled",
+        (Param("upload_bytes", "U", 4096, "bytes", "request size that needs full segments"),),
     ),
-    _R("RW-7", "RW", "SHOULD", "ICMP errors about a flow reach the flow's server."),
-    _R("DP-1", "DP", "MUST", "No server-to-client packet crosses a MUX."),
-    _R("DP-2", "DP", "SHOULD", "MUX load follows inbound traffic only."),
-    _R(
+    _Q(
+        "RW-7",
+        "RW",
+        "SHOULD",
+        "ICMP errors about a flow reach the flow's server.",
+        "Taps: every ICMP error other than fragmentation-needed (unreachable, time exceeded, "
+        "parameter problem) quoting a VIP flow that entered a MUX reached that flow's server "
+        "and no other.",
+        f"{_RW}:check_icmp_errors_reach_flow_server",
+    ),
+    _Q(
+        "DP-1",
+        "DP",
+        "MUST",
+        "No server-to-client packet crosses a MUX.",
+        "Taps on every MUX's links: no packet whose destination, outer or encapsulated, is a "
+        "client address (the clients' and the flood sources').",
+        f"{_DP}:check_return_path_bypasses_mux",
+    ),
+    _Q(
+        "DP-2",
+        "DP",
+        "SHOULD",
+        "MUX load follows inbound traffic only.",
+        "Taps: bytes the MUXes receive (their own control traffic aside) are at most (1 + s) "
+        "times the bytes clients sent to VIPs; decided once clients sent at least B bytes to "
+        "VIPs. The reply bytes are reported to show the asymmetry.",
+        f"{_DP}:check_mux_load_follows_inbound",
+        (
+            _n("slack", "s", 0.10, "allowed excess over the inbound bytes"),
+            Param("min_inbound_bytes", "B", 10_000, "bytes", "inbound bytes needed to decide"),
+        ),
+    ),
+    _Q(
         "AF-1",
         "AF",
         "MUST",
         "Every packet of a TCP connection reaches one server while the backend set is stable.",
+        "Taps on every server's receiving side, and histories when present: the packets of each "
+        "client TCP endpoint reach one server, the one the history says answered; connections "
+        "overlapping a backend change are left out; decided on at least N connections.",
+        f"{_AF}:check_connection_affinity",
+        (_n("min_flows", "N", 1, "connections needed to decide"),),
     ),
-    _R(
+    _Q(
         "AF-2",
         "AF",
         "MUST",
         "Every packet of a UDP 5-tuple reaches one server while the backend set is stable.",
+        "Histories (the server id in each reply) and, when present, taps on servers' receiving "
+        "side: each UDP 5-tuple is answered by and reaches one server; flows overlapping a "
+        "backend change are left out; decided on at least N flows.",
+        f"{_AF}:check_udp_affinity",
+        (_n("min_flows", "N", 1, "UDP flows needed to decide"),),
     ),
-    _R("AF-3", "AF", "SHOULD", "New flows spread across servers within a stated bound."),
-    _R(
+    _Q(
+        "AF-3",
+        "AF",
+        "SHOULD",
+        "New flows spread across servers within a stated bound: each of a service's k servers "
+        "answers within epsilon of 1/k of them.",
+        "Histories: for each service with at least n new flows started outside backend changes, "
+        "each backend's share of the flows' first answers is within epsilon of 1/k; the "
+        "chi-square statistic is reported. Services with fewer flows are left out; if none is "
+        "left, UNKNOWN.",
+        f"{_AF}:check_spread_within_bound",
+        (
+            _n("epsilon", "epsilon", 0.05, "allowed deviation of a share from 1/k"),
+            _n("min_samples", "n", 2000, "new flows per service needed to decide"),
+        ),
+    ),
+    _Q(
         "SF-1",
         "SF",
         "MUST",
         "Established connections survive a spoofed SYN flood of R packets/s for T s.",
+        "Fault timeline and histories: for each syn-flood window that reached 95% of R for T s "
+        f"and overlaps no backend change, {_SURVIVE}.",
+        f"{_SF}:check_established_survive_flood",
+        (_R, _T, _G),
     ),
-    _R(
+    _Q(
         "SF-2",
         "SF",
         "SHOULD",
-        "Legitimate new connections complete during a flood at the stated rate and latency.",
+        "Legitimate new connections complete during a flood of R packets/s: at least a share S "
+        "succeeds and the 99th percentile of connect latency is at most L.",
+        "Histories: of the TCP connections attempted during each syn-flood window (95% of R, "
+        "T s), the share that succeeded is at least S and the 99th percentile of the time to "
+        "connect is at most L; at least N attempts.",
+        f"{_SF}:check_new_connections_during_flood",
+        (
+            _R,
+            _T,
+            _n("min_success", "S", 0.99, "share of attempts that must succeed"),
+            Param("max_latency", "L", 1.0, "s", "99th percentile of connect latency"),
+            _n("min_attempts", "N", 50, "attempts during the flood needed to decide"),
+        ),
     ),
-    _R(
+    _Q(
         "SF-3",
         "SF",
         "SHOULD",
         "Established connections survive a flood that coincides with a backend change.",
+        "Fault timeline and histories: for each syn-flood window (95% of R, T s) that overlaps "
+        "a backend change (add, remove, drain), no connection established before both and "
+        f"still open when the first began {_BREAK} until G s after the later one ended.",
+        f"{_SF}:check_survive_flood_with_backend_change",
+        (_R, _T, _G),
     ),
-    _R("SF-4", "SF", "MUST", "The MUX keeps forwarding during a flood."),
-    _R(
+    _Q(
+        "SF-4",
+        "SF",
+        "MUST",
+        "The MUX keeps forwarding during a flood.",
+        "Histories, and taps on MUX links to tell which MUX carried each attempt: in every "
+        "I-second interval of each syn-flood window (95% of R, T s), every MUX that received "
+        "new legitimate connection attempts completed at least one of them.",
+        f"{_SF}:check_mux_forwards_during_flood",
+        (_R, _T, Param("interval", "I", 1.0, "s", "length of each interval judged")),
+    ),
+    _Q(
         "MF-1",
         "MF",
         "MUST",
         "Connections through a failed MUX survive when re-hashed to another MUX "
         "(backend set stable).",
+        "Fault timeline, taps on MUX links (which MUX carried each connection before the "
+        "failure) and histories: for each mux-fail window that overlaps no backend change, no "
+        "connection carried by the failed MUX before it and still open at its start "
+        f"{_BREAK} between its start and G s after its end.",
+        f"{_MF}:check_rehashed_connections_survive",
+        (_G,),
     ),
-    _R(
+    _Q(
         "MF-2",
         "MF",
         "MUST",
         "Connections through healthy MUXes are untouched by another MUX's failure.",
+        "As MF-1, for the connections carried only by the other MUXes: none breaks or stalls "
+        "longer than S between the failure's start and G s after its end.",
+        f"{_MF}:check_healthy_mux_connections_untouched",
+        (_G, Param("max_stall", "S", 1.0, "s", "longest stall allowed")),
     ),
-    _R(
+    _Q(
         "MF-3",
         "MF",
         "MUST",
-        "New connections recover within a stated time after the failed MUX's route is withdrawn.",
+        "New connections recover within tau after the failed MUX's route is withdrawn.",
+        "Fault timeline (mux-fail and route-withdrawn) and histories: every new connection "
+        "attempted later than tau after the withdrawal succeeds; the recovery time (start of "
+        "the last failed attempt minus the withdrawal) is reported; at least N attempts after "
+        "tau.",
+        f"{_MF}:check_new_connections_recover",
+        (
+            Param("recovery_seconds", "tau", 5.0, "s", "recovery time bound"),
+            _n("min_attempts", "N", 10, "attempts after tau needed to decide"),
+        ),
     ),
-    _R("MF-4", "MF", "MUST", "A MUX rejoining with empty state breaks no connection."),
-    _R("SC-1", "SC", "MUST", "Adding a server or a MUX breaks no established connection."),
-    _R("SC-2", "SC", "SHOULD", "A backend change remaps at most 1/(N+1) + epsilon of new flows."),
-    _R(
+    _Q(
+        "MF-4",
+        "MF",
+        "MUST",
+        "A MUX rejoining with empty state breaks no connection.",
+        f"Fault timeline (mux-rejoin) and histories: for each rejoin, {_SURVIVE}.",
+        f"{_MF}:check_rejoin_breaks_nothing",
+        (_G,),
+    ),
+    _Q(
+        "SC-1",
+        "SC",
+        "MUST",
+        "Adding a server or a MUX breaks no established connection.",
+        f"Fault timeline (backend-add, mux-add) and histories: for each addition, {_SURVIVE}.",
+        f"{_SC}:check_scale_out_breaks_nothing",
+        (_G,),
+    ),
+    _Q(
+        "SC-2",
+        "SC",
+        "SHOULD",
+        "A backend change remaps at most 1/(N+1) + epsilon of new flows "
+        "(in general: the servers changed over the larger backend count, plus epsilon).",
+        "Fault timeline (backend-add or backend-remove, with the backends before and after) and "
+        "histories: of the client 5-tuples opened both before and after the change, the share "
+        "answered by another server is at most changed / max(N_before, N_after) + epsilon; at "
+        "least n tuples. The probes must be new to the SUT each time (a stack with a connection "
+        "table keeps a reused tuple on its old server).",
+        f"{_SC}:check_minimal_remapping",
+        (
+            _n("epsilon", "epsilon", 0.05, "allowed remapping above the minimum"),
+            _n("min_samples", "n", 1000, "tuples probed before and after needed to decide"),
+        ),
+    ),
+    _Q(
         "SC-3",
         "SC",
         "MUST",
         "Draining a server moves no established connection and sends it no new one.",
+        "Fault timeline (backend-drain naming the server) and histories: no connection to the "
+        f"drained server established before the drain and open at its start {_BREAK} until G s "
+        "after the drain ends; no connection started later than W after the drain began is "
+        "answered by the drained server.",
+        f"{_SC}:check_drain",
+        (_G, Param("settle", "W", 1.0, "s", "time for the drain to reach every MUX")),
     ),
-    _R(
+    _Q(
         "SC-4",
         "SC",
         "MUST",
-        "Configuration changes apply atomically and converge on every MUX within a stated time.",
+        "Configuration changes apply atomically and converge on every MUX within tau.",
+        "Fault timeline (config-change and backend changes) and histories of repeated probes "
+        "per client 5-tuple: after the change begins, each tuple's answering server changes at "
+        "most once (never old, other, new; never back) and its last change comes within tau; "
+        "at least N tuples probed later than tau. The probes must be new to the SUT each time.",
+        f"{_SC}:check_atomic_convergence",
+        (
+            Param("converge_seconds", "tau", 2.0, "s", "convergence time bound"),
+            _n("min_tuples", "N", 20, "tuples probed after tau needed to decide"),
+        ),
     ),
-    _R(
+    _Q(
         "SC-5",
         "SC",
         "MAY",
         "A backend change followed by a MUX loss breaks no connection (breakage is measured).",
+        "Fault timeline (a backend change, then a mux-fail) and histories: of the connections "
+        "established before the backend change and open when the MUX fails (carried by that "
+        "MUX, when MUX-link taps tell), the share that breaks by G s after the failure's end is "
+        "at most B (a daisy-chaining stack such as Beamer keeps it at zero).",
+        f"{_SC}:check_change_then_mux_loss",
+        (_G, _n("max_breakage", "B", 0.0, "share of those connections allowed to break")),
     ),
-    _R(
+    _Q(
         "RB-1",
         "RB",
         "MUST",
         "Malformed and hostile packets never crash, detach or mis-forward, "
         "and are never emitted malformed.",
+        "Fault timeline (crafted windows), taps and histories: no tap on a SUT node's sending "
+        "side counts a malformed packet; of the legitimate connections attempted during and "
+        "after each crafted window, a share of at least S succeeds (the data plane is still "
+        "attached and forwarding).",
+        f"{_RB}:check_hostile_packets_harmless",
+        (_n("min_success", "S", 0.99, "share of legitimate attempts that must succeed"),),
     ),
-    _R("RB-2", "RB", "MUST", "Non-VIP traffic passes untouched."),
-    _R("RB-3", "RB", "SHOULD", "Fragments are handled consistently."),
-    _R(
-        "RB-4", "RB", "MUST", "Servers accept encapsulated traffic only from the stack's own MUXes."
+    _Q(
+        "RB-2",
+        "RB",
+        "MUST",
+        "Non-VIP traffic passes untouched.",
+        "Taps on MUX links and histories: no MUX sends an encapsulated packet whose inner "
+        "destination is not a VIP; every recorded flow to a non-VIP address succeeded.",
+        f"{_RB}:check_non_vip_untouched",
+    ),
+    _Q(
+        "RB-3",
+        "RB",
+        "SHOULD",
+        "Fragments are handled consistently.",
+        "Taps: for each (client address, VIP, protocol) whose IPv4 fragments entered a MUX, the "
+        "fragments reach one server or none, and all of them arrive or none does.",
+        f"{_RB}:check_fragments_consistent",
+    ),
+    _Q(
+        "RB-4",
+        "RB",
+        "MUST",
+        "Servers accept encapsulated traffic only from the stack's own MUXes.",
+        "Taps: for every IPIP packet reaching a server from a source that is not a MUX, no "
+        "packet answering its inner flow (to the inner source address and port) appears "
+        "afterwards on any tapped link.",
+        f"{_RB}:check_decap_only_from_muxes",
     ),
 )
 
@@ -143,3 +489,84 @@ def get(req_id: str) -> Requirement:
         return BY_ID[req_id]
     except KeyError:
         raise KeyError(f"unknown requirement {req_id!r}; known: {', '.join(BY_ID)}") from None
+
+
+# --- SPEC.md ----------------------------------------------------------------------------------
+
+
+def _num(v: float) -> str:
+    return f"{v:,.0f}" if float(v).is_integer() else f"{v:g}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_markdown(requirements: Sequence[Requirement] = REQUIREMENTS) -> str:
+    """The catalogue as Markdown: the text of ``SPEC.md``."""
+    out = [
+        "# dsrconform requirement catalogue",
+        "",
+        "<!-- Generated from dsrconform/spec.py: do not edit. Regenerate with",
+        "     `python -m dsrconform.spec --write SPEC.md`; a unit test fails when it drifts. -->",
+        "",
+        "Every requirement has an ID (stable: never renumbered), a level (MUST, SHOULD, MAY as in",
+        "RFC 2119), a statement written with the symbols of its parameters, how it is measured,",
+        "and the checker that decides it: a pure function in `dsrconform.invariants` that reads",
+        "the run's observations (connection histories, link taps, SUT counters, the fault",
+        "timeline) and answers PASS, FAIL with evidence (flows, packets, links, times), or",
+        "UNKNOWN when data is missing, incomplete (an overflowed tap) or too small to decide.",
+        "A checker that crashes answers UNKNOWN, never PASS. Parameters can be overridden per",
+        "run; the defaults are listed here. Times are CLOCK_MONOTONIC seconds.",
+        "",
+        "| ID | Level | Requirement | Checker |",
+        "| --- | --- | --- | --- |",
+    ]
+    for r in requirements:
+        fn = r.checker.partition(":")[2]
+        out.append(f"| [{r.id}](#{r.id.lower()}) | {r.level} | {_cell(r.statement)} | `{fn}` |")
+    for fam, title in FAMILIES.items():
+        members = [r for r in requirements if r.family == fam]
+        if not members:
+            continue
+        out += ["", f"## {fam}: {title}"]
+        for r in members:
+            out += ["", f"### {r.id}", "", f"**{r.level}.** {r.statement}", ""]
+            out += [f"*Measured:* {r.measure}", ""]
+            if r.params:
+                out += ["| Parameter | Name | Default | Unit | Meaning |"]
+                out += ["| --- | --- | --- | --- | --- |"]
+                for p in r.params:
+                    out.append(
+                        f"| {p.symbol} | `{p.name}` | {_num(p.default)} | {p.unit or '-'} "
+                        f"| {_cell(p.meaning)} |"
+                    )
+                out.append("")
+            out.append(f"*Checker:* `{r.checker}`")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m dsrconform.spec [--write FILE | --check FILE]`` (default: print)."""
+    ap = argparse.ArgumentParser(prog="python -m dsrconform.spec", description=__doc__)
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--write", metavar="FILE", help="write the Markdown catalogue to FILE")
+    g.add_argument("--check", metavar="FILE", help="exit 1 if FILE differs from the catalogue")
+    args = ap.parse_args(argv)
+    text = render_markdown()
+    if args.write:
+        Path(args.write).write_text(text, encoding="utf-8")
+    elif args.check:
+        p = Path(args.check)
+        if not p.exists() or p.read_text(encoding="utf-8") != text:
+            print(
+                f"{p} is out of date; fix: python -m dsrconform.spec --write {p}", file=sys.stderr
+            )
+            return 1
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

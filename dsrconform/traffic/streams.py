@@ -108,7 +108,11 @@ async def _stream(i: int, args: argparse.Namespace, src: str, rec: Recorder,
                 counts["integrity_error"] += 1
                 reported_error = True
         verified = received if ver.error_offset is None else ver.error_offset
-        rec.write(kind="closed", flow=i, t=time.monotonic(), received=received, verified=verified)
+        # "deadline": this generator cut the stream at its run deadline, not the server or the
+        # network; checkers must not read the missing bytes as a broken connection.
+        reason = "deadline" if stop.is_set() and received < args.bytes else "eof"
+        rec.write(kind="closed", flow=i, t=time.monotonic(), received=received,
+                  verified=verified, reason=reason)  # fmt: skip
         counts["closed"] += 1
     except ConnectionResetError:
         rec.write(kind="reset", flow=i, t=time.monotonic(), received=received)

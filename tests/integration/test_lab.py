@@ -23,6 +23,7 @@ from tests.markers import requires_docker, requires_root
 pytestmark = requires_root
 LABS = Path(__file__).resolve().parents[2] / "labs"
 BASIC = LABS / "basic.yaml"
+BASIC_SERVERS = ("server1", "server2", "server3")
 BACKENDS = ["netns", pytest.param("docker", marks=requires_docker)]
 
 
@@ -281,3 +282,29 @@ def test_scale_lab_comes_up_and_spreads_over_sixteen_servers() -> None:
                      "--bytes", "2000", "--sources", client_sources(lab.topology))  # fmt: skip
         assert not [r for r in recs if r["error"]]
         assert len({r["server"] for r in recs}) == 16
+
+
+def test_long_lived_streams_record_a_history_the_checkers_can_load(tmp_path: Path) -> None:
+    """dsrconform.traffic.streams from the client node: every stream verified, and its JSON-lines
+    history loads with dsrconform.observe.history (the format the checkers read)."""
+    from dsrconform.observe.history import load_history
+
+    out = tmp_path / "history.jsonl"
+    with Lab.up(BASIC, name="tstream") as lab:
+        srcs = client_sources(lab.topology)
+        res = lab.run("client", [lab.python, "-m", "dsrconform.traffic.streams", "--vip",
+                                 "198.19.0.10", "--conns", "300", "--bytes", "50000", "--rate",
+                                 "100000", "--open-rate", "1000", "--sources", srcs, "--out",
+                                 str(out), "--deadline", "60"], timeout=120)  # fmt: skip
+    counts = json.loads(res.stderr.strip().splitlines()[-1])
+    assert counts["closed"] == 300 and counts["opened"] == 300, counts
+    history = load_history(out)
+    assert len(history.flows) == 300
+    servers = Counter()
+    for flow in history.flows.values():
+        kinds = [e.kind for e in flow.events]
+        assert kinds[:2] == ["connected", "first_byte"] and kinds[-1] == "closed", kinds
+        closed = flow.events[-1]
+        assert closed.received == closed.verified == 50000
+        servers[flow.events[1].server] += 1
+    assert set(servers) == set(BASIC_SERVERS), servers

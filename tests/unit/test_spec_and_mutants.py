@@ -1,23 +1,33 @@
-"""The requirement catalogue and the reference stack's mutant catalogue agree with each other.
+"""The requirement catalogue, SPEC.md, and the reference stack's mutant catalogue agree.
 
-Every mutant cites known requirement IDs and is either caught by named packet-level checks or
-says why only a running system shows it; the reference target exposes exactly this catalogue and
-rejects unknown mutants.
+Every requirement has well-formed parameters and a checker; SPEC.md is exactly what the code
+generates; every mutant cites known requirement IDs and is either caught by named packet-level
+checks or says why only a running system shows it; the reference target exposes exactly this
+catalogue and rejects unknown mutants.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import re
+from pathlib import Path
 
 import pytest
 
-from dsrconform import spec
+from dsrconform import cli, spec
 from dsrconform.errors import ConfigError
 from dsrconform.target import Target, available_targets, load_target
 from reference_impl import mutants
 
 ID_RE = re.compile(r"^(RW|DP|AF|SF|MF|SC|RB)-\d+$")
+SPEC_MD = Path(__file__).resolve().parents[2] / "SPEC.md"
+DRAFT_IDS = (
+    [f"RW-{i}" for i in range(1, 8)]
+    + ["DP-1", "DP-2", "AF-1", "AF-2", "AF-3"]
+    + [f"{f}-{i}" for f in ("SF", "MF", "RB") for i in range(1, 5)]
+    + [f"SC-{i}" for i in range(1, 6)]
+)
 
 
 def test_requirement_ids_are_unique_and_well_formed() -> None:
@@ -28,6 +38,68 @@ def test_requirement_ids_are_unique_and_well_formed() -> None:
         assert r.id.startswith(r.family + "-")
         assert r.level in ("MUST", "SHOULD", "MAY")
         assert r.statement.endswith("."), f"{r.id}: statement should be a sentence"
+
+
+def test_every_draft_id_is_kept_with_its_level() -> None:
+    assert set(DRAFT_IDS) <= set(spec.BY_ID)
+    assert [r.id for r in spec.REQUIREMENTS if r.id in DRAFT_IDS and r.level != "MUST"] == [
+        "RW-7",
+        "DP-2",
+        "AF-3",
+        "SF-2",
+        "SF-3",
+        "SC-2",
+        "SC-5",
+        "RB-3",
+    ]
+    assert spec.get("SC-5").level == "MAY"
+    assert {r.family for r in spec.REQUIREMENTS} == set(spec.FAMILIES)
+
+
+def test_parameters_and_checkers_are_well_formed() -> None:
+    for r in spec.REQUIREMENTS:
+        assert re.match(r"^dsrconform\.invariants\.\w+:check_\w+$", r.checker), r.checker
+        names = [p.name for p in r.params]
+        assert len(names) == len(set(names)), f"{r.id}: a parameter is listed twice"
+        for p in r.params:
+            assert re.match(r"^[a-z_]+$", p.name) and p.default >= 0 and p.meaning
+            assert re.search(rf"\b{re.escape(p.symbol)}\b", r.statement + " " + r.measure), (
+                f"{r.id}: parameter {p.symbol} ({p.name}) is not used in its statement or measure"
+            )
+    assert spec.get("AF-3").defaults() == {"epsilon": 0.05, "min_samples": 2000}
+    assert {"flood_rate", "flood_seconds"} <= set(spec.get("SF-1").defaults())
+    assert "recovery_seconds" in spec.get("MF-3").defaults()
+
+
+def test_spec_md_is_generated_from_the_code() -> None:
+    assert SPEC_MD.exists(), "SPEC.md is missing; fix: python -m dsrconform.spec --write SPEC.md"
+    assert SPEC_MD.read_text(encoding="utf-8") == spec.render_markdown(), (
+        "SPEC.md is out of date; fix: python -m dsrconform.spec --write SPEC.md"
+    )
+
+
+def test_spec_module_writes_and_checks_the_markdown(tmp_path: Path) -> None:
+    out = tmp_path / "SPEC.md"
+    assert spec.main(["--check", str(out)]) == 1
+    assert spec.main(["--write", str(out)]) == 0
+    assert spec.main(["--check", str(out)]) == 0
+    text = out.read_text()
+    for r in spec.REQUIREMENTS:
+        assert f"### {r.id}" in text and r.checker in text
+
+
+def test_cli_spec_outputs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["spec", "--json"]) == 0
+    reqs = json.loads(capsys.readouterr().out)
+    sf1 = next(r for r in reqs if r["id"] == "SF-1")
+    assert sf1["checker"] == spec.get("SF-1").checker and sf1["measure"]
+    assert {p["name"]: p["default"] for p in sf1["params"]} == spec.get("SF-1").defaults()
+    assert cli.main(["spec", "--markdown"]) == 0
+    assert capsys.readouterr().out == spec.render_markdown()
+    assert cli.main(["spec"]) == 0
+    table = capsys.readouterr().out
+    assert "check_spread_within_bound" in table and "epsilon=0.05" in table
+    assert cli.main(["spec", "--json", "--markdown"]) == 2
 
 
 def test_spec_get_names_known_ids_on_a_miss() -> None:

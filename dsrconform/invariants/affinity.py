@@ -1,0 +1,193 @@
+"""Affinity (AF): each connection and UDP 5-tuple sticks to one server; new flows spread evenly.
+
+Each checker decides one requirement of :mod:`dsrconform.spec` from taps on the servers'
+receiving side, histories and the fault timeline (flows overlapping a backend change are left
+out); see :mod:`dsrconform.invariants.verdict` for the contract.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from dsrconform.invariants.observations import (
+    Endpoint,
+    FaultWindow,
+    FlowIndex,
+    LabFacts,
+    Observations,
+    describe_end,
+    overlaps_any,
+    sightings,
+    toward_role,
+)
+from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
+from dsrconform.observe.history import FlowHistory
+
+
+def _judge_tap_affinity(
+    j: Judge, obs: Observations, proto: int, *, required: bool
+) -> set[Endpoint]:
+    """Each client endpoint's packets reached one server (and the one its history names).
+    Returns the endpoints judged; without server taps: MissingData if ``required``."""
+    lab = obs.need_lab()
+    try:
+        taps = obs.need_taps(
+            j,
+            "toward a server",
+            toward_role(lab, "server"),
+            expect=lab.nodes("server"),
+            covers=lambda t: t.receiver,
+        )
+    except MissingData:
+        if required:
+            raise
+        return set()
+    changes = obs.backend_changes()
+    index = FlowIndex(obs.history)
+    judged: set[Endpoint] = set()
+    skipped = 0
+    seen = sightings(taps, lab, lambda t: t.receiver, keep=lambda r: r.payload.proto == proto)
+    for end, s in seen.items():
+        first, last = s.span()
+        if overlaps_any(changes, first, last) is not None:
+            skipped += 1
+            continue
+        judged.add(end)
+        nodes = s.nodes
+        if len(nodes) > 1:
+            info, rec = s.records[nodes[1]][0]
+            reached = ", ".join(f"{n} (from t={s.first_seen(n):.3f})" for n in nodes)
+            j.violation(
+                f"packets of one flow reached {len(nodes)} servers: {reached}",
+                flow=describe_end(end),
+                packet=rec.describe(),
+                link=info.describe(),
+                time=s.first_seen(nodes[1]),
+            )
+            continue
+        for fh in index.find(end, first, last):
+            if fh.server is not None and lab.server_node(fh.server) != nodes[0]:
+                info, rec = s.records[nodes[0]][0]
+                j.violation(
+                    f"the history says {fh.server} answered, but the packets reached {nodes[0]}",
+                    flow=fh.describe(),
+                    packet=rec.describe(),
+                    link=info.describe(),
+                    time=rec.first,
+                )
+                break
+    j.measured["tap_flows_overlapping_backend_change"] = skipped
+    return judged
+
+
+@checker("AF-1")
+def check_connection_affinity(obs: Observations, p: Params) -> Verdict:
+    """Every TCP connection's packets reach one server while the backend set is stable."""
+    j = Judge("AF-1")
+    judged = _judge_tap_affinity(j, obs, 6, required=True)
+    j.measured["connections_judged"] = len(judged)
+    j.thresholds["min_flows"] = p["min_flows"]
+    if len(judged) < p["min_flows"]:
+        j.incomplete(f"{len(judged)} connections seen by server taps ({p['min_flows']:g} needed)")
+    return j.verdict(
+        passed=f"each of {len(judged)} connections reached a single server",
+        failed=f"{j.violations} connections reached more than one server (or another one "
+        "than answered)",
+    )
+
+
+@checker("AF-2")
+def check_udp_affinity(obs: Observations, p: Params) -> Verdict:
+    """Every UDP 5-tuple is answered by, and reaches, one server while backends are stable."""
+    j = Judge("AF-2")
+    changes = obs.backend_changes()
+    judged: set[Endpoint] = set()
+    if obs.history is not None:
+        for fh in obs.history.of_proto("udp"):
+            if not fh.servers or overlaps_any(changes, fh.start.t, fh.last_t) is not None:
+                continue
+            judged.add(fh.endpoint)
+            _judge_udp_replies(j, fh)
+    if obs.lab is not None:
+        judged |= _judge_tap_affinity(j, obs, 17, required=False)
+    j.measured["udp_flows_judged"] = len(judged)
+    j.thresholds["min_flows"] = p["min_flows"]
+    if len(judged) < p["min_flows"]:
+        j.incomplete(
+            f"{len(judged)} UDP flows with replies or server taps ({p['min_flows']:g} needed)"
+        )
+    return j.verdict(
+        passed=f"each of {len(judged)} UDP flows stayed on one server",
+        failed=f"{j.violations} UDP flows were answered by or reached more than one server",
+    )
+
+
+def _judge_udp_replies(j: Judge, fh: FlowHistory) -> None:
+    first_t, first = fh.servers[0]
+    for t, server in fh.servers[1:]:
+        if server != first:
+            j.violation(
+                f"replies came from {first} (from t={first_t:.3f}) and then from {server}",
+                flow=fh.describe(),
+                time=t,
+            )
+            return
+
+
+def _new_flows(obs: Observations, changes: list[FaultWindow]) -> list[FlowHistory]:
+    history = obs.need_history()
+    return [
+        fh
+        for fh in history.flows.values()
+        if fh.server is not None and overlaps_any(changes, fh.start.t, fh.start.t) is None
+    ]
+
+
+@checker("AF-3")
+def check_spread_within_bound(obs: Observations, p: Params) -> Verdict:
+    """Each backend's share of a service's new flows is within epsilon of 1/k."""
+    j = Judge("AF-3")
+    lab = obs.need_lab()
+    eps, need = p["epsilon"], p["min_samples"]
+    j.thresholds.update(epsilon=eps, min_samples=need)
+    per_service: dict[str, Counter[str]] = {}
+    for fh in _new_flows(obs, obs.backend_changes()):
+        svc = lab.service(fh.start.dst, fh.start.dport, fh.proto_number)
+        if svc is not None and fh.server is not None:
+            per_service.setdefault(svc.name, Counter())[lab.server_node(fh.server)] += 1
+    decided = 0
+    for svc in lab.services:
+        counts = per_service.get(svc.name, Counter())
+        n = sum(counts.values())
+        j.measured[f"{svc.name}_flows"] = n
+        if n < need:
+            continue
+        decided += 1
+        _judge_spread(j, lab, svc.name, counts, eps)
+    if decided == 0:
+        most = max((sum(c.values()) for c in per_service.values()), default=0)
+        j.incomplete(f"no service had {need:g} new flows with a known server (most: {most})")
+    return j.verdict(
+        passed=f"{decided} services spread their new flows within {eps:g} of an even share",
+        failed=f"{j.violations} servers' shares of new flows are outside 1/k +- {eps:g}",
+    )
+
+
+def _judge_spread(j: Judge, lab: LabFacts, name: str, counts: Counter[str], eps: float) -> None:
+    svc = next(s for s in lab.services if s.name == name)
+    backends = lab.backends(svc)
+    n, k = sum(counts.values()), len(backends)
+    even = 1 / k
+    chi2 = sum((counts.get(b, 0) - n * even) ** 2 / (n * even) for b in backends)
+    shares = {b: counts.get(b, 0) / n for b in backends}
+    j.measured[f"{name}_max_deviation"] = round(max(abs(s - even) for s in shares.values()), 6)
+    j.measured[f"{name}_chi_square"] = round(chi2, 3)
+    for b, share in shares.items():
+        if abs(share - even) > eps:
+            j.violation(
+                f"{b} answered {share:.1%} of {n} new flows to {svc.describe()} "
+                f"(expected {even:.1%} +- {eps:.1%})"
+            )
+    for server, count in counts.items():
+        if server not in backends:
+            j.violation(f"{server} is no backend of {svc.describe()} yet answered {count} flows")

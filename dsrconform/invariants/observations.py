@@ -1,0 +1,387 @@
+"""What a checker reads: the run's observations, the lab's facts, and the fault timeline.
+
+:class:`Observations` bundles everything a run recorded; each part may be absent (a checker
+that needs an absent part answers UNKNOWN and says which). :class:`LabFacts` is the little a
+checker must know about the lab (roles, addresses, services), built from a topology with
+:meth:`LabFacts.from_topology` or written directly in tests. :class:`FaultWindow` is one entry of
+the fault timeline the chaos runner keeps (what it did, to what, from when to when).
+
+The helpers at the bottom match tap records to flows by the client's end of the 5-tuple
+(protocol, client address, client port): DSR never rewrites it, so it identifies a connection on
+every link, encapsulated or not, in every mode.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from dsrconform.invariants.verdict import Judge, MissingData
+from dsrconform.observe.history import Addr, FlowHistory, History, Time
+from dsrconform.observe.taps import CounterSnapshot, FiveTuple, TapFlow, TapInfo, TapSet
+
+if TYPE_CHECKING:
+    from dsrconform.topology import Topology
+
+Role = Literal["client", "router", "mux", "server", "gateway"]
+Endpoint = tuple[int, str, int]
+"""The client's end of a flow: (IP protocol number, client address, client port)."""
+
+FaultKind = Literal[
+    "syn-flood",
+    "mux-fail",
+    "route-withdrawn",
+    "mux-rejoin",
+    "mux-add",
+    "backend-add",
+    "backend-remove",
+    "backend-drain",
+    "config-change",
+    "crafted",
+]
+BACKEND_CHANGES: tuple[FaultKind, ...] = ("backend-add", "backend-remove", "backend-drain")
+PROTO_NUMBERS = {"tcp": 6, "udp": 17}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServiceFacts(_Model):
+    """A load-balanced service. Empty ``muxes``/``servers`` mean every MUX/server."""
+
+    name: str
+    vip: Addr
+    port: Annotated[int, Field(ge=1, le=65535)]
+    proto: Literal["tcp", "udp"] = "tcp"
+    muxes: list[str] = Field(default_factory=list)
+    servers: list[str] = Field(default_factory=list)
+
+    @property
+    def proto_number(self) -> int:
+        return PROTO_NUMBERS[self.proto]
+
+    def describe(self) -> str:
+        return f"{self.vip}:{self.port}/{self.proto}"
+
+
+class LabFacts(_Model):
+    """Roles, addresses and services of a lab: what checkers need to classify packets."""
+
+    roles: dict[str, Role]
+    addresses: dict[str, list[Addr]] = Field(default_factory=dict)
+    """Every address of each node (interfaces and extra client addresses)."""
+    services: list[ServiceFacts] = Field(default_factory=list)
+    client_networks: list[str] = Field(default_factory=list)
+    """Networks whose addresses count as clients too (the spoofed flood sources)."""
+    server_ids: dict[str, str] = Field(default_factory=dict)
+    """Server id (``X-Server-Id``, UDP reply id) -> node, where they differ."""
+
+    _clients: frozenset[str] = PrivateAttr(default=frozenset())
+    _nets: tuple[ipaddress.IPv4Network, ...] = PrivateAttr(default=())
+    _owner: dict[str, str] = PrivateAttr(default_factory=dict)
+    _vips: dict[tuple[str, int, int], ServiceFacts] = PrivateAttr(default_factory=dict)
+    _vip_addrs: frozenset[str] = PrivateAttr(default=frozenset())
+    _client_memo: dict[str, bool] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: object) -> None:
+        self._owner = {a: n for n, addrs in self.addresses.items() for a in addrs}
+        self._clients = frozenset(
+            a for a, n in self._owner.items() if self.roles.get(n) == "client"
+        )
+        self._nets = tuple(ipaddress.IPv4Network(n) for n in self.client_networks)
+        self._vips = {(s.vip, s.port, s.proto_number): s for s in self.services}
+        self._vip_addrs = frozenset(s.vip for s in self.services)
+        self._client_memo = {}
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A validated copy (the lookup caches are rebuilt, unlike pydantic's plain copy)."""
+        return self.model_validate({**self.model_dump(), **(update or {})})
+
+    @classmethod
+    def from_topology(cls, topo: Topology) -> LabFacts:
+        addresses: dict[str, list[str]] = {
+            n: list(node.addresses) for n, node in topo.nodes.items()
+        }
+        for iface in topo.interfaces():
+            addresses[iface.node].append(str(ipaddress.IPv4Interface(iface.address).ip))
+        return cls(
+            roles={n: node.role for n, node in topo.nodes.items()},
+            addresses=addresses,
+            services=[
+                ServiceFacts(
+                    name=s.name,
+                    vip=s.vip,
+                    port=s.port,
+                    proto=s.proto,
+                    muxes=list(s.muxes or []),
+                    servers=list(s.servers or []),
+                )
+                for s in topo.services
+            ],
+            client_networks=list(topo.blackhole),
+        )
+
+    def nodes(self, role: Role) -> list[str]:
+        return [n for n, r in self.roles.items() if r == role]
+
+    def role(self, node: str | None) -> Role | None:
+        return self.roles.get(node) if node is not None else None
+
+    def node_of(self, addr: str) -> str | None:
+        return self._owner.get(addr)
+
+    def role_of_address(self, addr: str) -> Role | None:
+        return self.role(self._owner.get(addr))
+
+    def is_client(self, addr: str) -> bool:
+        known = self._client_memo.get(addr)
+        if known is None:
+            ip = ipaddress.IPv4Address(addr)
+            known = addr in self._clients or any(ip in net for net in self._nets)
+            self._client_memo[addr] = known
+        return known
+
+    def is_vip(self, addr: str) -> bool:
+        return addr in self._vip_addrs
+
+    def service(self, addr: str, port: int, proto: int) -> ServiceFacts | None:
+        return self._vips.get((addr, port, proto))
+
+    def server_node(self, server_id: str) -> str:
+        return self.server_ids.get(server_id, server_id)
+
+    def backends(self, svc: ServiceFacts) -> list[str]:
+        return svc.servers or self.nodes("server")
+
+    def per_mux_services(self) -> list[ServiceFacts]:
+        """Services only some MUXes announce (the seed's per-MUX external addresses)."""
+        every = set(self.nodes("mux"))
+        return [s for s in self.services if s.muxes and set(s.muxes) != every]
+
+
+class FaultWindow(_Model):
+    """One entry of the fault timeline: what the chaos runner did, to what, when.
+
+    ``end`` is when the fault was lifted (a MUX restarted, the flood stopped); None for an
+    instant or a fault never lifted. ``rate`` is the achieved packet rate of a flood.
+    ``backends_before``/``backends_after`` list the backends (server ids) of a backend change.
+    """
+
+    kind: FaultKind
+    start: Time
+    end: Time | None = None
+    target: str | None = None
+    rate: float | None = None
+    vip: Addr | None = None
+    backends_before: list[str] | None = None
+    backends_after: list[str] | None = None
+    detail: dict[str, str | float | int] = Field(default_factory=dict)
+
+    @property
+    def stop(self) -> float:
+        return self.end if self.end is not None else self.start
+
+    def overlaps(self, other: FaultWindow) -> bool:
+        return self.start <= other.stop and other.start <= self.stop
+
+    def describe(self) -> str:
+        target = f" of {self.target}" if self.target else ""
+        span = f"t={self.start:.3f}" + (f"..{self.end:.3f}" if self.end is not None else "")
+        return f"{self.kind}{target} at {span}"
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Everything a run recorded; any part may be missing."""
+
+    lab: LabFacts | None = None
+    history: History | None = None
+    taps: TapSet | None = None
+    counters: tuple[CounterSnapshot, ...] = ()
+    faults: tuple[FaultWindow, ...] = field(default=())
+
+    def need_lab(self) -> LabFacts:
+        if self.lab is None:
+            raise MissingData("the lab's facts (roles, addresses, services)")
+        return self.lab
+
+    def need_history(self) -> History:
+        if self.history is None or not self.history.flows:
+            raise MissingData("connection histories (no flow was recorded)")
+        return self.history
+
+    def windows(self, *kinds: FaultKind) -> list[FaultWindow]:
+        return sorted((w for w in self.faults if w.kind in kinds), key=lambda w: w.start)
+
+    def need_windows(self, *kinds: FaultKind) -> list[FaultWindow]:
+        found = self.windows(*kinds)
+        if not found:
+            raise MissingData(f"a {' or '.join(kinds)} window in the fault timeline")
+        return found
+
+    def backend_changes(self) -> list[FaultWindow]:
+        return self.windows(*BACKEND_CHANGES)
+
+    def need_taps_into(self, judge: Judge, role: Role) -> list[tuple[TapInfo, list[TapFlow]]]:
+        """:meth:`need_taps` for the taps whose packets a node of ``role`` receives, expecting
+        one for every such node (what several checkers ask of MUXes and servers)."""
+        lab = self.need_lab()
+        return self.need_taps(
+            judge,
+            f"toward a {'MUX' if role == 'mux' else role}",
+            toward_role(lab, role),
+            expect=lab.nodes(role),
+            covers=lambda t: t.receiver,
+        )
+
+    def need_taps(
+        self,
+        judge: Judge,
+        what: str,
+        select: Callable[[TapInfo], bool],
+        *,
+        expect: Iterable[str] = (),
+        covers: Callable[[TapInfo], str | None] | None = None,
+    ) -> list[tuple[TapInfo, list[TapFlow]]]:
+        """The taps ``select`` accepts. None at all: MissingData. An expected node (``expect``)
+        that no accepted tap covers (``covers`` names the node a tap covers), or an overflowed
+        tap: recorded as incomplete on ``judge`` (the verdict cannot be PASS)."""
+        if self.taps is None or not self.taps.taps:
+            raise MissingData(f"link taps ({what})")
+        chosen = [(info, flows) for info, flows in self.taps.items() if select(info)]
+        if not chosen:
+            raise MissingData(f"a tap {what}")
+        if covers is not None:
+            covered = {covers(info) for info, _ in chosen}
+            for node in expect:
+                if node not in covered:
+                    judge.incomplete(f"no tap {what} for {node}")
+        for info, _ in chosen:
+            if info.overflowed:
+                judge.incomplete(
+                    f"tap {info.describe()} lost {info.lost_records} records (overflow)"
+                )
+        return chosen
+
+
+# --- tap classification and flow matching ----------------------------------------------------
+
+
+def toward_role(lab: LabFacts, role: Role) -> Callable[[TapInfo], bool]:
+    """Taps whose packets are received by a node of ``role``."""
+    return lambda t: lab.role(t.receiver) == role
+
+
+def from_role(lab: LabFacts, *roles: Role) -> Callable[[TapInfo], bool]:
+    """Taps whose packets are sent by a node of one of ``roles``."""
+    return lambda t: lab.role(t.sender) in roles
+
+
+def on_role_link(lab: LabFacts, role: Role) -> Callable[[TapInfo], bool]:
+    """Taps on a link one of whose ends is a node of ``role`` (either direction)."""
+    return lambda t: lab.role(t.node) == role or lab.role(t.peer) == role
+
+
+def mux_of_tap(lab: LabFacts, t: TapInfo) -> str | None:
+    return t.node if lab.role(t.node) == "mux" else t.peer if lab.role(t.peer) == "mux" else None
+
+
+def client_end(t: FiveTuple, lab: LabFacts) -> Endpoint | None:
+    """The client's end of a 5-tuple (source if it is a client, else destination), or None."""
+    if lab.is_client(t.src):
+        return t.proto, t.src, t.sport
+    if lab.is_client(t.dst):
+        return t.proto, t.dst, t.dport
+    return None
+
+
+def overlaps(fh: FlowHistory, first: float, last: float, slack: float = 1.0) -> bool:
+    """Could packets seen from ``first`` to ``last`` belong to this flow? (``slack`` seconds
+    after its end for the last ACKs and retransmissions.)"""
+    end = fh.ended_at
+    return fh.start.t <= last and (end is None or first <= end + slack)
+
+
+class FlowIndex:
+    """History flows by client endpoint, for matching tap records to them."""
+
+    def __init__(self, history: History | None) -> None:
+        self.by_end: dict[Endpoint, list[FlowHistory]] = {}
+        if history is not None:
+            for fh in history.flows.values():
+                self.by_end.setdefault(fh.endpoint, []).append(fh)
+
+    def find(self, end: Endpoint | None, first: float, last: float) -> list[FlowHistory]:
+        if end is None:
+            return []
+        return [fh for fh in self.by_end.get(end, []) if overlaps(fh, first, last)]
+
+
+@dataclass
+class Sighting:
+    """Where a client endpoint's packets were seen: node -> the records there."""
+
+    records: dict[str, list[tuple[TapInfo, TapFlow]]] = field(default_factory=dict)
+
+    def add(self, node: str, info: TapInfo, rec: TapFlow) -> None:
+        self.records.setdefault(node, []).append((info, rec))
+
+    @property
+    def nodes(self) -> list[str]:
+        return sorted(self.records)
+
+    def span(self) -> tuple[float, float]:
+        recs = [r for lst in self.records.values() for _, r in lst]
+        return min(r.first for r in recs), max(r.last for r in recs)
+
+    def first_seen(self, node: str) -> float:
+        return min(r.first for _, r in self.records[node])
+
+    def nodes_during(self, first: float, last: float, slack: float = 0.5) -> list[str]:
+        """Nodes with a record overlapping ``[first, last]`` (``slack`` seconds either side),
+        earliest first."""
+        hits: dict[str, float] = {}
+        for node, recs in self.records.items():
+            firsts = [
+                r.first for _, r in recs if r.first <= last + slack and first - slack <= r.last
+            ]
+            if firsts:
+                hits[node] = min(firsts)
+        return sorted(hits, key=hits.__getitem__)
+
+
+def sightings(
+    taps: list[tuple[TapInfo, list[TapFlow]]],
+    lab: LabFacts,
+    node_of: Callable[[TapInfo], str | None],
+    *,
+    keep: Callable[[TapFlow], bool] = lambda r: True,
+) -> dict[Endpoint, Sighting]:
+    """For each client endpoint, the nodes (``node_of`` a tap) whose taps saw its packets (the
+    carried 5-tuple: inner if encapsulated), keeping only records ``keep`` accepts."""
+    out: dict[Endpoint, Sighting] = {}
+    for info, flows in taps:
+        node = node_of(info)
+        if node is None:
+            continue
+        for rec in flows:
+            if not keep(rec):
+                continue
+            end = client_end(rec.payload, lab)
+            if end is not None:
+                out.setdefault(end, Sighting()).add(node, info, rec)
+    return out
+
+
+def describe_end(end: Endpoint) -> str:
+    name = {6: "tcp", 17: "udp", 1: "icmp"}.get(end[0], f"proto {end[0]}")
+    return f"{name} client {end[1]}:{end[2]}"
+
+
+def overlaps_any(windows: Iterable[FaultWindow], first: float, last: float) -> FaultWindow | None:
+    return next((w for w in windows if w.start <= last and first <= w.stop), None)

@@ -1,0 +1,377 @@
+"""Rewrite correctness (RW): what clients receive carries the right addresses, checksums, bytes.
+
+Each checker decides one requirement of :mod:`dsrconform.spec` (see its ``measure``) from taps,
+histories and the lab's facts; see :mod:`dsrconform.invariants.verdict` for the contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dsrconform.invariants.observations import (
+    Endpoint,
+    FlowIndex,
+    LabFacts,
+    Observations,
+    Role,
+    Sighting,
+    sightings,
+    toward_role,
+)
+from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
+from dsrconform.observe.history import Closed, FlowHistory, IntegrityError
+from dsrconform.observe.taps import FiveTuple, TapFlow
+
+SUT_ROLES: tuple[Role, ...] = ("mux", "server", "gateway")
+
+
+def _judge_reply_sources(
+    j: Judge, obs: Observations, p: Params, only: Callable[[FlowHistory], bool]
+) -> None:
+    """RW-1/RW-4: packets toward a recorded flow's client endpoint come from its VIP:port."""
+    lab = obs.need_lab()
+    index = FlowIndex(obs.need_history())
+    taps = obs.need_taps(
+        j,
+        "toward a client",
+        toward_role(lab, "client"),
+        expect=lab.nodes("client"),
+        covers=lambda t: t.receiver,
+    )
+    answered: set[int] = set()
+    packets = 0
+    for info, recs in taps:
+        for rec in recs:
+            if rec.proto not in (6, 17):
+                continue
+            found = index.find((rec.proto, rec.dst, rec.dport), rec.first, rec.last)
+            flows = [fh for fh in found if only(fh)]
+            if not flows:
+                continue
+            packets += rec.packets
+            right = [fh for fh in flows if (rec.src, rec.sport) == (fh.start.dst, fh.start.dport)]
+            if right:
+                answered.update(fh.id for fh in right)
+                continue
+            fh = flows[0]
+            answered.add(fh.id)
+            j.violation(
+                f"reply from {rec.src}:{rec.sport}, but the client addressed "
+                f"{fh.start.dst}:{fh.start.dport}",
+                flow=fh.describe(),
+                packet=rec.describe(),
+                link=info.describe(),
+                time=rec.first,
+                until=rec.last,
+            )
+    j.measured.update(flows_with_replies=len(answered), reply_packets=packets)
+    j.thresholds["min_flows"] = p["min_flows"]
+    if len(answered) < p["min_flows"]:
+        j.incomplete(
+            f"replies of {len(answered)} recorded flows seen by taps toward clients "
+            f"({p['min_flows']:g} needed)"
+        )
+
+
+@checker("RW-1")
+def check_replies_carry_vip(obs: Observations, p: Params) -> Verdict:
+    """Every reply toward a client endpoint of a recorded flow comes from the VIP:port the
+    client addressed."""
+    j = Judge("RW-1")
+    _judge_reply_sources(j, obs, p, lambda fh: True)
+    return j.verdict(
+        passed=f"every reply of {j.measured['flows_with_replies']} flows came from its VIP:port",
+        failed=f"{j.violations} reply records came from another address than the VIP:port",
+    )
+
+
+@checker("RW-4")
+def check_per_mux_vip_honoured(obs: Observations, p: Params) -> Verdict:
+    """As RW-1, for flows addressed to VIPs only some MUXes announce."""
+    j = Judge("RW-4")
+    lab = obs.need_lab()
+    per_mux = {(s.vip, s.port, s.proto_number) for s in lab.per_mux_services()}
+    if not per_mux:
+        raise MissingData("a service announced by only some MUXes (a per-MUX external VIP)")
+    j.measured["per_mux_vips"] = ", ".join(sorted(f"{a}:{b}" for a, b, _ in per_mux))
+    _judge_reply_sources(
+        j, obs, p, lambda fh: (fh.start.dst, fh.start.dport, fh.proto_number) in per_mux
+    )
+    return j.verdict(
+        passed="every reply to a per-MUX VIP flow came from the VIP its flow came through",
+        failed=f"{j.violations} replies to per-MUX VIP flows came from another address",
+    )
+
+
+def _in_crafted(obs: Observations, rec: TapFlow) -> bool:
+    return any(w.start <= rec.first and rec.last <= w.stop for w in obs.windows("crafted"))
+
+
+@checker("RW-2")
+def check_checksums_valid(obs: Observations, p: Params) -> Verdict:
+    """No packet a SUT node sends, nor any packet toward a client, has a bad checksum."""
+    j = Judge("RW-2")
+    lab = obs.need_lab()
+    taps = obs.need_taps(
+        j,
+        "on a SUT node's sending side or toward a client",
+        lambda t: lab.role(t.sender) in SUT_ROLES or lab.role(t.receiver) == "client",
+    )
+    verified = unchecked = skipped = 0
+    for info, recs in taps:
+        for rec in recs:
+            if _in_crafted(obs, rec):
+                skipped += rec.packets
+                continue
+            verified += rec.l3_valid + rec.l3_invalid + rec.l4_valid + rec.l4_invalid
+            unchecked += rec.l4_unchecked
+            if rec.l3_invalid or rec.l4_invalid:
+                j.violation(
+                    f"{rec.l3_invalid} packets with an invalid IPv4 checksum and "
+                    f"{rec.l4_invalid} with an invalid L4 checksum",
+                    packet=rec.describe(),
+                    link=info.describe(),
+                    time=rec.first,
+                    until=rec.last,
+                )
+    j.measured.update(
+        checksums_verified=verified, l4_unchecked=unchecked, packets_in_crafted_windows=skipped
+    )
+    j.thresholds["min_packets"] = p["min_packets"]
+    if verified < p["min_packets"]:
+        j.incomplete(f"the taps verified {verified} checksums ({p['min_packets']:g} needed)")
+    return j.verdict(
+        passed=f"all {verified} checksums verified were valid",
+        failed=f"{j.violations} tap records hold packets with invalid checksums",
+    )
+
+
+@checker("RW-3")
+def check_no_server_address_leaks(obs: Observations, p: Params) -> Verdict:
+    """No packet toward a client carries a server's address, except in a conversation the client
+    itself opened with that address."""
+    j = Judge("RW-3")
+    lab = obs.need_lab()
+    servers = {a: n for n in lab.nodes("server") for a in lab.addresses.get(n, [])}
+    if not servers:
+        raise MissingData("the servers' addresses in the lab's facts")
+    taps = obs.need_taps(
+        j,
+        "toward a client",
+        toward_role(lab, "client"),
+        expect=lab.nodes("client"),
+        covers=lambda t: t.receiver,
+    )
+    direct = _client_conversations(obs, lab)
+    packets = 0
+    for info, recs in taps:
+        for rec in recs:
+            packets += rec.packets
+            leak = _server_address_in(rec, servers)
+            if leak is None or (rec.dst, leak) in direct:
+                continue
+            j.violation(
+                f"{leak} ({servers[leak]}'s address) reached client {rec.dst}",
+                packet=rec.describe(),
+                link=info.describe(),
+                time=rec.first,
+                until=rec.last,
+            )
+    j.measured["packets_toward_clients"] = packets
+    j.thresholds["min_packets"] = p["min_packets"]
+    if packets < p["min_packets"]:
+        j.incomplete(f"taps saw {packets} packets toward clients ({p['min_packets']:g} needed)")
+    return j.verdict(
+        passed=f"no server address in {packets} packets toward clients",
+        failed=f"{j.violations} tap records toward clients carry a server's address",
+    )
+
+
+def _server_address_in(rec: TapFlow, servers: dict[str, str]) -> str | None:
+    if rec.src in servers:
+        return rec.src
+    if rec.inner is not None and rec.inner.src in servers:
+        return rec.inner.src
+    emb = rec.embedded
+    if emb is not None:
+        for a in (emb.src, emb.dst):
+            if a in servers:
+                return a
+    return None
+
+
+def _client_conversations(obs: Observations, lab: LabFacts) -> set[tuple[str, str]]:
+    """(client address, destination) pairs clients sent packets to, as taps saw them."""
+    out: set[tuple[str, str]] = set()
+    if obs.taps is None:
+        return out
+    for info, recs in obs.taps.items():
+        if lab.role(info.sender) == "client":
+            out.update((r.src, r.dst) for r in recs)
+    return out
+
+
+@checker("RW-5")
+def check_bytes_intact(obs: Observations, p: Params) -> Verdict:
+    """No integrity error; every closed stream delivered exactly its expected, verified bytes."""
+    j = Judge("RW-5")
+    history = obs.need_history()
+    complete = 0
+    for fh in history.of_proto("tcp"):
+        bad = next((e for e in fh.events if isinstance(e, IntegrityError)), None)
+        if bad is not None:
+            j.violation(
+                f"byte {bad.offset} differs from the stream pattern (server "
+                f"{fh.server or 'unknown'})",
+                flow=fh.describe(),
+                time=bad.t,
+            )
+            continue
+        end = fh.end
+        if not isinstance(end, Closed):
+            continue
+        if fh.short_close(end):
+            want = fh.start.expected_bytes
+            j.violation(
+                f"closed after {end.verified} verified bytes of {end.received} received"
+                + (f", {want} expected" if want is not None else ""),
+                flow=fh.describe(),
+                time=end.t,
+            )
+        elif end.reason == "eof":
+            complete += 1
+    j.measured["streams_completed"] = complete
+    j.thresholds["min_streams"] = p["min_streams"]
+    if complete < p["min_streams"]:
+        j.incomplete(f"{complete} streams completed ({p['min_streams']:g} needed)")
+    return j.verdict(
+        passed=f"{complete} streams delivered every expected byte intact",
+        failed=f"{j.violations} streams lost or corrupted bytes",
+    )
+
+
+def _embedded_end(emb: FiveTuple, lab: LabFacts) -> Endpoint | None:
+    """The client endpoint of the VIP flow an ICMP error quotes."""
+    if lab.service(emb.src, emb.sport, emb.proto) is not None:
+        return emb.proto, emb.dst, emb.dport
+    if lab.service(emb.dst, emb.dport, emb.proto) is not None:
+        return emb.proto, emb.src, emb.sport
+    return None
+
+
+def _judge_icmp_delivery(
+    j: Judge, obs: Observations, is_target: Callable[[TapFlow], bool], what: str
+) -> int:
+    """Every ICMP error (``is_target``) quoting a VIP flow that entered a MUX reached that
+    flow's server and no other; return how many were judged."""
+    lab = obs.need_lab()
+    mux_in = obs.need_taps_into(j, "mux")
+    srv_in = obs.need_taps_into(j, "server")
+    index = FlowIndex(obs.history)
+    carried = sightings(
+        srv_in, lab, lambda t: t.receiver, keep=lambda r: r.payload.proto in (6, 17)
+    )
+    delivered: dict[FiveTuple, set[str]] = {}
+    for info, recs in srv_in:
+        for rec in recs:
+            if rec.embedded is not None and is_target(rec) and info.receiver is not None:
+                delivered.setdefault(rec.embedded, set()).add(info.receiver)
+    judged = undetermined = 0
+    for info, recs in mux_in:
+        for rec in recs:
+            if rec.embedded is None or not is_target(rec):
+                continue
+            end = _embedded_end(rec.embedded, lab)
+            if end is None:
+                continue
+            server = _server_of(end, rec, index, carried, lab)
+            if server is None:
+                undetermined += 1
+                continue
+            judged += 1
+            got = delivered.get(rec.embedded, set())
+            if got == {server}:
+                continue
+            reached = ", ".join(sorted(got)) or "no server"
+            j.violation(
+                f"{what} about the flow of {end[1]}:{end[2]} entered {info.receiver} and reached "
+                f"{reached}; the flow's server is {server}",
+                packet=rec.describe(),
+                link=info.describe(),
+                time=rec.first,
+            )
+    j.measured[f"{what.replace(' ', '_')}_judged"] = judged
+    j.measured[f"{what.replace(' ', '_')}_server_unknown"] = undetermined
+    return judged
+
+
+def _server_of(
+    end: Endpoint, rec: TapFlow, index: FlowIndex, carried: dict[Endpoint, Sighting], lab: LabFacts
+) -> str | None:
+    """The flow's server: the one its history names, else the only one its packets reached."""
+    for fh in index.find(end, rec.first, rec.last):
+        if fh.server is not None:
+            return lab.server_node(fh.server)
+    seen = carried.get(end)
+    nodes = seen.nodes if seen is not None else []
+    return nodes[0] if len(nodes) == 1 else None
+
+
+def _is_ptb(rec: TapFlow) -> bool:
+    return rec.icmp_type == 3 and rec.icmp_code == 4
+
+
+@checker("RW-6")
+def check_encap_overhead_handled(obs: Observations, p: Params) -> Verdict:
+    """Uploads of full-sized segments succeed; fragmentation-needed reaches the flow's server."""
+    j = Judge("RW-6")
+    ptb = 0
+    try:
+        ptb = _judge_icmp_delivery(j, obs, _is_ptb, "fragmentation needed")
+    except MissingData as e:
+        j.measured["ptb_not_judged"] = "; ".join(e.what)
+    uploads = 0
+    if obs.history is not None:
+        for fh in obs.history.flows.values():
+            if fh.start.request_bytes < p["upload_bytes"]:
+                continue
+            uploads += 1
+            if not fh.succeeded():
+                j.violation(
+                    f"sending {fh.start.request_bytes} bytes to the VIP failed: "
+                    f"{_failure_text(fh)}",
+                    flow=fh.describe(),
+                    time=(fh.failure() or fh.start).t,
+                )
+    j.measured["uploads_judged"] = uploads
+    j.thresholds["upload_bytes"] = p["upload_bytes"]
+    if ptb == 0 and uploads == 0:
+        j.incomplete(
+            f"neither an upload of at least {p['upload_bytes']:g} bytes in the histories nor a "
+            "fragmentation-needed error about a VIP flow entering a MUX"
+        )
+    return j.verdict(
+        passed=f"{uploads} uploads succeeded and {ptb} fragmentation-needed errors reached "
+        "their flow's server",
+        failed=f"{j.violations} uploads failed or fragmentation-needed errors went astray",
+    )
+
+
+def _failure_text(fh: FlowHistory) -> str:
+    e = fh.failure()
+    return e.kind.replace("_", " ") if e is not None else "never established"
+
+
+@checker("RW-7")
+def check_icmp_errors_reach_flow_server(obs: Observations, p: Params) -> Verdict:
+    """ICMP errors (other than fragmentation-needed) about a VIP flow reach its server."""
+    j = Judge("RW-7")
+    n = _judge_icmp_delivery(
+        j, obs, lambda r: r.embedded is not None and not _is_ptb(r), "icmp error"
+    )
+    if n == 0:
+        j.incomplete("no ICMP error quoting a VIP flow with a known server entered a MUX")
+    return j.verdict(
+        passed=f"{n} ICMP errors reached their flow's server",
+        failed=f"{j.violations} ICMP errors did not reach (only) their flow's server",
+    )

@@ -1,0 +1,210 @@
+"""Robustness (RB): hostile input harms nothing, non-VIP traffic passes, fragments are handled
+consistently, and servers decapsulate only what their MUXes sent.
+
+``crafted`` windows of the fault timeline mark when the harness sent malformed or hostile
+packets; RB-3 expects one fragmented stream per (client address, VIP, protocol).
+"""
+
+from __future__ import annotations
+
+import math
+
+from dsrconform.invariants.flows import attempts, describe_failure
+from dsrconform.invariants.observations import Observations, Role, from_role
+from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
+from dsrconform.observe.taps import TapFlow, TapInfo
+
+SUT_ROLES: tuple[Role, ...] = ("mux", "server", "gateway")
+
+
+@checker("RB-1")
+def check_hostile_packets_harmless(obs: Observations, p: Params) -> Verdict:
+    """SUT nodes emit nothing malformed; legitimate traffic keeps succeeding."""
+    j = Judge("RB-1")
+    lab = obs.need_lab()
+    history = obs.need_history()
+    windows = obs.need_windows("crafted")
+    for info, _ in obs.need_taps(j, "on a SUT node's sending side", from_role(lab, *SUT_ROLES)):
+        if info.malformed:
+            j.violation(
+                f"{info.sender} emitted {info.malformed} malformed packets",
+                link=info.describe(),
+                time=info.started,
+                until=info.stopped,
+            )
+    later = [w.start for w in obs.faults if w.kind != "crafted"]
+    tried = []
+    for w in windows:
+        until = min((t for t in later if t > w.start), default=math.inf)
+        tried += attempts(history, w.start, until, lab=lab)
+    ok = sum(fh.succeeded() for fh in tried)
+    share = ok / len(tried) if tried else math.nan
+    j.measured.update(legitimate_attempts=len(tried), succeeded=ok, success_share=share)
+    j.thresholds["min_success"] = p["min_success"]
+    if not tried:
+        j.incomplete("no legitimate connection was attempted during or after the crafted packets")
+    elif share < p["min_success"]:
+        for fh in tried:
+            if not fh.succeeded():
+                j.violation(
+                    f"legitimate connection failed during/after crafted packets: "
+                    f"{describe_failure(fh)}",
+                    flow=fh.describe(),
+                    time=fh.start.t,
+                )
+    return j.verdict(
+        passed=f"nothing malformed emitted; {ok} of {len(tried)} legitimate connections succeeded",
+        failed=f"{j.violations} malformed emissions or failed legitimate connections",
+    )
+
+
+@checker("RB-2")
+def check_non_vip_untouched(obs: Observations, p: Params) -> Verdict:
+    """No MUX encapsulates non-VIP traffic; recorded non-VIP flows succeed."""
+    j = Judge("RB-2")
+    lab = obs.need_lab()
+    encap = to_mux = 0
+    if obs.taps is not None:
+        mux_addrs = {a for n in lab.nodes("mux") for a in lab.addresses.get(n, [])}
+        for info, recs in obs.taps.items():
+            if lab.role(info.receiver) == "mux":
+                to_mux += sum(
+                    r.packets for r in recs if not lab.is_vip(r.dst) and r.dst not in mux_addrs
+                )
+            if lab.role(info.sender) != "mux":
+                continue
+            if info.overflowed:
+                j.incomplete(f"tap {info.describe()} lost {info.lost_records} records (overflow)")
+            for rec in recs:
+                if rec.inner is None:
+                    continue
+                encap += rec.packets
+                if not lab.is_vip(rec.inner.dst):
+                    j.violation(
+                        f"{info.sender} encapsulated packets to {rec.inner.dst}, which is no VIP",
+                        packet=rec.describe(),
+                        link=info.describe(),
+                        time=rec.first,
+                        until=rec.last,
+                    )
+    flows = 0
+    if obs.history is not None:
+        for fh in obs.history.flows.values():
+            s = fh.start
+            if lab.service(s.dst, s.dport, fh.proto_number) is not None:
+                continue
+            flows += 1
+            if not fh.succeeded():
+                j.violation(
+                    f"non-VIP flow failed: {describe_failure(fh)}",
+                    flow=fh.describe(),
+                    time=fh.start.t,
+                )
+    j.measured.update(
+        non_vip_flows=flows, encapsulated_packets=encap, non_vip_packets_into_muxes=to_mux
+    )
+    if flows == 0 and (to_mux == 0 or encap == 0):
+        j.incomplete(
+            "no non-VIP flow in the histories, and no non-VIP traffic into a MUX with taps on "
+            "the MUX's sending side"
+        )
+    return j.verdict(
+        passed=f"{flows} non-VIP flows succeeded and no MUX encapsulated non-VIP traffic",
+        failed=f"{j.violations} non-VIP packets were encapsulated or non-VIP flows failed",
+    )
+
+
+FragKey = tuple[int, str, str]
+
+
+@checker("RB-3")
+def check_fragments_consistent(obs: Observations, p: Params) -> Verdict:
+    """A stream's fragments reach one server or none, all of them or none."""
+    j = Judge("RB-3")
+    lab = obs.need_lab()
+    mux_in = obs.need_taps_into(j, "mux")
+    srv_in = obs.need_taps_into(j, "server")
+    entered: dict[FragKey, int] = {}
+    first_at: dict[FragKey, tuple[TapInfo, TapFlow]] = {}
+    for info, recs in mux_in:
+        for r in recs:
+            if r.fragments and lab.is_vip(r.dst) and lab.is_client(r.src):
+                key = (r.proto, r.src, r.dst)
+                entered[key] = entered.get(key, 0) + r.fragments
+                first_at.setdefault(key, (info, r))
+    arrived: dict[FragKey, dict[str, int]] = {}
+    for info, recs in srv_in:
+        for r in recs:
+            t = r.payload
+            if r.fragments and info.receiver is not None:
+                per = arrived.setdefault((t.proto, t.src, t.dst), {})
+                per[info.receiver] = per.get(info.receiver, 0) + r.fragments
+    for key, n in entered.items():
+        per = arrived.get(key, {})
+        got = sum(per.values())
+        info, rec = first_at[key]
+        where = ", ".join(f"{s} ({c})" for s, c in sorted(per.items()))
+        if len(per) > 1:
+            j.violation(
+                f"fragments from {key[1]} to {key[2]} reached several servers: {where}",
+                packet=rec.describe(),
+                link=info.describe(),
+                time=rec.first,
+            )
+        elif 0 < got < n:
+            j.violation(
+                f"{got} of {n} fragments from {key[1]} to {key[2]} reached {where}: "
+                "some were dropped, some forwarded",
+                packet=rec.describe(),
+                link=info.describe(),
+                time=rec.first,
+            )
+    j.measured["fragmented_streams"] = len(entered)
+    if not entered:
+        j.incomplete("no IPv4 fragment from a client to a VIP entered a MUX")
+    return j.verdict(
+        passed=f"{len(entered)} fragmented streams were handled consistently",
+        failed=f"{j.violations} fragmented streams were split or partly dropped",
+    )
+
+
+@checker("RB-4")
+def check_decap_only_from_muxes(obs: Observations, p: Params) -> Verdict:
+    """IPIP from a non-MUX source reaching a server is never answered."""
+    j = Judge("RB-4")
+    lab = obs.need_lab()
+    srv_in = obs.need_taps_into(j, "server")
+    if obs.taps is None or not any(lab.role(t.sender) == "server" for t, _ in obs.taps.items()):
+        raise MissingData("a tap on a server's sending side (to see answers)")
+    mux_addrs = {a for n in lab.nodes("mux") for a in lab.addresses.get(n, [])}
+    answers: dict[tuple[int, str, int], list[tuple[TapInfo, TapFlow]]] = {}
+    for info, recs in obs.taps.items():
+        for r in recs:
+            answers.setdefault((r.payload.proto, r.payload.dst, r.payload.dport), []).append(
+                (info, r)
+            )
+    foreign = 0
+    for info, recs in srv_in:
+        for rec in recs:
+            inner = rec.inner
+            if rec.proto != 4 or inner is None or rec.src in mux_addrs:
+                continue
+            foreign += 1
+            key = (inner.proto, inner.src, inner.sport)
+            for ainfo, ans in answers.get(key, []):
+                if ans.last >= rec.first:
+                    j.violation(
+                        f"{info.receiver} accepted IPIP from {rec.src} (not a MUX): its inner "
+                        f"flow {inner.describe()} was answered",
+                        packet=ans.describe(),
+                        link=ainfo.describe(),
+                        time=ans.first,
+                    )
+                    break
+    j.measured["foreign_encapsulated_records"] = foreign
+    if foreign == 0:
+        j.incomplete("no encapsulated packet from a non-MUX source reached a server")
+    return j.verdict(
+        passed=f"none of {foreign} foreign encapsulated flows was answered",
+        failed=f"{j.violations} foreign encapsulated flows were accepted and answered",
+    )

@@ -1,0 +1,167 @@
+"""AF checkers on synthetic observations: PASS, FAIL with evidence, UNKNOWN."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dsrconform.invariants import Status, run_checker
+from dsrconform.invariants.affinity import (
+    check_connection_affinity,
+    check_spread_within_bound,
+    check_udp_affinity,
+)
+from dsrconform.invariants.observations import ServiceFacts
+from tests.unit.observations_builder import CLIENT, LAB, SERVERS, WEB, Run, encap, tcp
+
+
+def three_conns() -> Run:
+    run = Run()
+    for i, server in enumerate(SERVERS, 1):
+        run.conn(i, 10.0 + i, end_t=20.0 + i, server=server, mux="mux1" if i % 2 else "mux2")
+    return run
+
+
+def test_af1_pass() -> None:
+    v = run_checker(check_connection_affinity, three_conns().obs())
+    assert v.status == Status.PASS and v.measured["connections_judged"] == 3
+
+
+def test_af1_fail_when_a_connection_reaches_two_servers() -> None:
+    run = three_conns()
+    run.add(encap("server2-in", "mux2", "server2", tcp(CLIENT, 40001, WEB, 80), 15.5, 16.0))
+    v = run_checker(check_connection_affinity, run.obs())
+    assert v.status == Status.FAIL
+    (e,) = v.evidence
+    assert "reached 2 servers: server1 (from t=11.000), server2 (from t=15.500)" in e.message
+    assert e.flow == "tcp client 198.18.1.2:40001"
+    assert e.link is not None and e.link.startswith("server2:dsrc-router ingress")
+    assert e.time == 15.5
+
+
+def test_af1_fail_when_the_history_names_another_server() -> None:
+    run = three_conns()
+    run.conn(9, 12.0, end_t=22.0, server="server3", wire=False)
+    run.wire(CLIENT, 40009, WEB, 80, 12.0, 22.0, server="server1")
+    v = run_checker(check_connection_affinity, run.obs())
+    assert v.status == Status.FAIL
+    assert "the history says server3 answered, but the packets reached server1" in (
+        v.evidence[0].message
+    )
+
+
+def test_af1_leaves_out_connections_overlapping_a_backend_change() -> None:
+    run = three_conns()
+    run.conn(4, 30.0, end_t=40.0, server="server1")
+    run.add(encap("server2-in", "mux1", "server2", tcp(CLIENT, 40004, WEB, 80), 35.5, 36.0))
+    run.fault("backend-add", 35.0, 35.2, backends_before=SERVERS[:2], backends_after=SERVERS)
+    v = run_checker(check_connection_affinity, run.obs())
+    assert v.status == Status.PASS and v.measured["tap_flows_overlapping_backend_change"] == 1
+    assert v.measured["connections_judged"] == 3
+
+
+def test_af1_unknown_cases() -> None:
+    run = three_conns()
+    run.drop_taps("server3")
+    v = run_checker(check_connection_affinity, run.obs())
+    assert v.status == Status.UNKNOWN and "no tap toward a server for server3" in v.message
+    run = three_conns()
+    run.overflow("server1-in")
+    assert run_checker(check_connection_affinity, run.obs()).status == Status.UNKNOWN
+    run = three_conns()
+    run.drop_taps("server")
+    v = run_checker(check_connection_affinity, run.obs())
+    assert v.status == Status.UNKNOWN and "a tap toward a server" in v.message
+    v = run_checker(check_connection_affinity, Run().obs())
+    assert v.status == Status.UNKNOWN and "0 connections seen by server taps" in v.message
+
+
+def test_af2_udp_affinity() -> None:
+    run = Run()
+    run.udp(1, 10.0, ["server1"] * 5)
+    run.udp(2, 10.0, ["server2"] * 5)
+    v = run_checker(check_udp_affinity, run.obs())
+    assert v.status == Status.PASS and v.measured["udp_flows_judged"] == 2
+    run.udp(3, 10.0, ["server1", "server1", "server3", "server1"])
+    v = run_checker(check_udp_affinity, run.obs())
+    assert v.status == Status.FAIL
+    (e,) = v.evidence
+    assert e.flow == "udp 198.18.1.2:50003 > 198.19.0.11:7 (flow 3)"
+    assert "replies came from server1 (from t=10.001) and then from server3" in e.message
+    assert e.time == pytest.approx(10.201)
+
+
+def test_af2_left_out_across_backend_changes_and_unknown_without_data() -> None:
+    run = Run()
+    run.udp(1, 10.0, ["server1", "server2"])
+    run.fault("backend-remove", 10.05, 10.06, backends_before=SERVERS, backends_after=SERVERS[1:])
+    v = run_checker(check_udp_affinity, run.obs())
+    assert v.status == Status.UNKNOWN and "0 UDP flows" in v.message
+    v = run_checker(check_udp_affinity, Run().obs(lab=False, taps=False))
+    assert v.status == Status.UNKNOWN
+
+
+def spread(counts: dict[str, int], *, dst: str = WEB) -> Run:
+    run = Run()
+    i = 0
+    for server, n in counts.items():
+        for _ in range(n):
+            i += 1
+            run.conn(
+                i,
+                10.0 + i * 1e-3,
+                end_t=11.0 + i * 1e-3,
+                server=server,
+                dst=dst,
+                sport=1024 + i,
+                wire=False,
+            )
+    return run
+
+
+def test_af3_pass_and_fail() -> None:
+    v = run_checker(
+        check_spread_within_bound, spread({"server1": 700, "server2": 660, "server3": 640}).obs()
+    )
+    assert v.status == Status.PASS, v.message
+    assert v.measured["web_flows"] == 2000 and v.measured["web_max_deviation"] == 0.016667
+    v = run_checker(
+        check_spread_within_bound, spread({"server1": 1000, "server2": 500, "server3": 500}).obs()
+    )
+    assert v.status == Status.FAIL
+    assert [e.message for e in v.evidence] == [
+        f"{s} answered {share} of 2000 new flows to 198.19.0.10:80/tcp (expected 33.3% +- 5.0%)"
+        for s, share in (("server1", "50.0%"), ("server2", "25.0%"), ("server3", "25.0%"))
+    ]
+
+
+def test_af3_a_server_that_is_no_backend_fails() -> None:
+    run = spread({"server1": 30, "server2": 30, "server3": 1})
+    run.lab = LAB.model_copy(
+        update={"services": [ServiceFacts(name="web", vip=WEB, port=80, servers=SERVERS[:2])]}
+    )
+    v = run_checker(check_spread_within_bound, run.obs(), {"min_samples": 50})
+    assert v.status == Status.FAIL
+    assert "server3 is no backend of 198.19.0.10:80/tcp yet answered 1 flows" in [
+        e.message for e in v.evidence
+    ]
+
+
+def test_af3_unknown_below_the_sample_size() -> None:
+    v = run_checker(check_spread_within_bound, spread({"server1": 100, "server2": 0}).obs())
+    assert v.status == Status.UNKNOWN
+    assert "no service had 2000 new flows with a known server (most: 100)" in v.message
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(0, 400), min_size=3, max_size=3))
+def test_af3_verdict_follows_the_largest_share_deviation(counts: list[int]) -> None:
+    total = sum(counts)
+    run = spread(dict(zip(SERVERS, counts, strict=True)))
+    v = run_checker(check_spread_within_bound, run.obs(), {"min_samples": 100, "epsilon": 0.1})
+    if total < 100:
+        assert v.status == Status.UNKNOWN
+    else:
+        worst = max(abs(c / total - 1 / 3) for c in counts)
+        assert v.status == (Status.FAIL if worst > 0.1 else Status.PASS)

@@ -1,0 +1,342 @@
+"""RW and DP checkers on synthetic observations: PASS, FAIL with evidence, UNKNOWN."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dsrconform.invariants import Status, run_checker
+from dsrconform.invariants.path import (
+    check_mux_load_follows_inbound,
+    check_return_path_bypasses_mux,
+)
+from dsrconform.invariants.rewrite import (
+    check_bytes_intact,
+    check_checksums_valid,
+    check_encap_overhead_handled,
+    check_icmp_errors_reach_flow_server,
+    check_no_server_address_leaks,
+    check_per_mux_vip_honoured,
+    check_replies_carry_vip,
+)
+from dsrconform.observe.taps import FiveTuple, TapFlow
+from tests.unit.observations_builder import (
+    CLIENT,
+    EDGE,
+    LAB,
+    MUX_ADDR,
+    SERVER_ADDR,
+    WEB,
+    Run,
+    encap,
+    record,
+    tcp,
+)
+
+
+def healthy() -> Run:
+    run = Run()
+    run.conn(1, 10.0, end_t=20.0, server="server1", mux="mux1")
+    run.conn(2, 11.0, end_t=21.0, server="server2", mux="mux2", src="198.18.1.3")
+    return run
+
+
+# --- RW-1 / RW-4 -------------------------------------------------------------------------------
+
+
+def test_rw1_pass() -> None:
+    v = run_checker(check_replies_carry_vip, healthy().obs())
+    assert v.status == Status.PASS, v.message
+    assert v.measured["flows_with_replies"] == 2
+
+
+def test_rw1_fail_names_flow_packet_link_and_time() -> None:
+    run = healthy()
+    run.conn(3, 12.0, end_t=22.0, reply_src=(SERVER_ADDR["server3"], 8080))
+    v = run_checker(check_replies_carry_vip, run.obs())
+    assert v.status == Status.FAIL
+    (e,) = v.evidence
+    assert e.flow == f"tcp {CLIENT}:40003 > {WEB}:80 (flow 3)"
+    assert e.packet is not None and e.packet.startswith("tcp 198.18.20.3:8080 > 198.18.1.2:40003")
+    assert e.link == "client:dsrc-router ingress (link-client from router)"
+    assert (e.time, e.until) == (12.0, 22.0)
+    assert "reply from 198.18.20.3:8080, but the client addressed 198.19.0.10:80" in e.message
+
+
+def test_rw1_fail_even_when_another_tap_overflowed() -> None:
+    run = healthy()
+    run.conn(3, 12.0, end_t=22.0, reply_src=("198.19.0.99", 80))
+    run.overflow("client-in")
+    assert run_checker(check_replies_carry_vip, run.obs()).status == Status.FAIL
+
+
+def test_rw1_unknown_cases() -> None:
+    run = healthy()
+    run.overflow("client-in", lost=12)
+    v = run_checker(check_replies_carry_vip, run.obs())
+    assert v.status == Status.UNKNOWN and "lost 12 records (overflow)" in v.message
+    v = run_checker(check_replies_carry_vip, healthy().obs(history=False))
+    assert v.status == Status.UNKNOWN and "connection histories" in v.message
+    v = run_checker(check_replies_carry_vip, healthy().obs(lab=False))
+    assert v.status == Status.UNKNOWN and "lab's facts" in v.message
+    run = healthy()
+    run.drop_taps("client-in")
+    v = run_checker(check_replies_carry_vip, run.obs())
+    assert v.status == Status.UNKNOWN and "a tap toward a client" in v.message
+    v = run_checker(check_replies_carry_vip, healthy().obs(), {"min_flows": 3})
+    assert v.status == Status.UNKNOWN and "replies of 2 recorded flows" in v.message
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.ip_addresses(v=4).map(str), st.integers(1, 65535))
+def test_rw1_any_other_reply_source_fails(addr: str, port: int) -> None:
+    run = Run()
+    run.conn(1, 10.0, end_t=20.0, reply_src=(addr, port))
+    status = run_checker(check_replies_carry_vip, run.obs()).status
+    assert status == (Status.PASS if (addr, port) == (WEB, 80) else Status.FAIL)
+
+
+def test_rw4_per_mux_vip() -> None:
+    run = healthy()
+    run.conn(3, 12.0, end_t=22.0, dst=EDGE, mux="mux2")
+    assert run_checker(check_per_mux_vip_honoured, run.obs()).status == Status.PASS
+    run.conn(4, 13.0, end_t=23.0, dst=EDGE, mux="mux2", reply_src=(WEB, 80))
+    v = run_checker(check_per_mux_vip_honoured, run.obs())
+    assert v.status == Status.FAIL
+    assert v.evidence[0].flow is not None and "198.19.0.12:80 (flow 4)" in v.evidence[0].flow
+    v = run_checker(check_per_mux_vip_honoured, healthy().obs())  # no flow to a per-MUX VIP
+    assert v.status == Status.UNKNOWN and "replies of 0 recorded flows" in v.message
+    no_per_mux = healthy()
+    no_per_mux.lab = LAB.model_copy(update={"services": LAB.services[:2]})
+    v = run_checker(check_per_mux_vip_honoured, no_per_mux.obs())
+    assert v.status == Status.UNKNOWN and "per-MUX external VIP" in v.message
+
+
+# --- RW-2 --------------------------------------------------------------------------------------
+
+
+def test_rw2_checksums() -> None:
+    assert run_checker(check_checksums_valid, healthy().obs()).status == Status.PASS
+    run = healthy()
+    run.add(
+        encap(
+            "mux1-out",
+            "mux1",
+            "server1",
+            tcp(CLIENT, 40009, WEB, 80),
+            15.0,
+            16.0,
+            l3_valid=7,
+            l3_invalid=3,
+        )
+    )
+    v = run_checker(check_checksums_valid, run.obs())
+    assert v.status == Status.FAIL
+    (e,) = v.evidence
+    assert e.link is not None and e.link.startswith("mux1:dsrc-router egress")
+    assert e.packet is not None and "inner tcp 198.18.1.2:40009" in e.packet
+    assert "3 packets with an invalid IPv4 checksum" in e.message and e.time == 15.0
+
+
+def test_rw2_ignores_crafted_windows_and_needs_verified_checksums() -> None:
+    run = healthy()
+    run.fault("crafted", 30.0, 40.0)
+    run.add(record("client-in", tcp(WEB, 80, CLIENT, 40010), 31.0, 32.0, l4_valid=0, l4_invalid=10))
+    assert run_checker(check_checksums_valid, run.obs()).status == Status.PASS
+    bare = Run()
+    bare.add(
+        record(
+            "server1-out",
+            tcp(WEB, 80, CLIENT, 1),
+            1.0,
+            2.0,
+            l3_valid=0,
+            l4_valid=0,
+            l4_unchecked=10,
+        )
+    )
+    v = run_checker(check_checksums_valid, bare.obs())
+    assert v.status == Status.UNKNOWN and "verified 0 checksums" in v.message
+    assert v.missing == ["the taps verified 0 checksums (1 needed)"]
+
+
+# --- RW-3 --------------------------------------------------------------------------------------
+
+
+def test_rw3_server_address_leak() -> None:
+    assert run_checker(check_no_server_address_leaks, healthy().obs()).status == Status.PASS
+    run = healthy()
+    run.conn(3, 12.0, end_t=22.0, reply_src=(SERVER_ADDR["server2"], 80))
+    v = run_checker(check_no_server_address_leaks, run.obs())
+    assert v.status == Status.FAIL
+    assert "198.18.20.2 (server2's address) reached client 198.18.1.2" in v.evidence[0].message
+    # ICMP quoting a rewritten packet leaks too.
+    run = healthy()
+    run.add(
+        record(
+            "client-in",
+            FiveTuple(proto=1, src="198.18.1.254", dst=CLIENT),
+            14.0,
+            14.0,
+            icmp_type=3,
+            icmp_code=3,
+            embedded=tcp(CLIENT, 40001, SERVER_ADDR["server1"], 8080),
+        )
+    )
+    assert run_checker(check_no_server_address_leaks, run.obs()).status == Status.FAIL
+
+
+def test_rw3_direct_conversations_are_not_leaks_and_unknowns() -> None:
+    run = healthy()
+    run.add(
+        record("client-out", tcp(CLIENT, 33000, SERVER_ADDR["server1"], 22), 5.0, 6.0),
+        record("client-in", tcp(SERVER_ADDR["server1"], 22, CLIENT, 33000), 5.0, 6.0),
+    )
+    assert run_checker(check_no_server_address_leaks, run.obs()).status == Status.PASS
+    run.drop_taps("client-in")
+    assert run_checker(check_no_server_address_leaks, run.obs()).status == Status.UNKNOWN
+    no_servers = healthy()
+    no_servers.lab = LAB.model_copy(update={"roles": {"client": "client"}})
+    v = run_checker(check_no_server_address_leaks, no_servers.obs())
+    assert v.status == Status.UNKNOWN and "servers' addresses" in v.message
+
+
+# --- RW-5 --------------------------------------------------------------------------------------
+
+
+def test_rw5_bytes_intact() -> None:
+    v = run_checker(check_bytes_intact, healthy().obs())
+    assert v.status == Status.PASS and v.measured["streams_completed"] == 2
+    run = healthy()
+    run.conn(3, 12.0, end_t=22.0, end="integrity")
+    run.conn(4, 12.0, end_t=23.0, end="short")
+    v = run_checker(check_bytes_intact, run.obs())
+    assert v.status == Status.FAIL
+    integrity, short = v.evidence
+    assert "byte 5 differs from the stream pattern" in integrity.message
+    assert integrity.time == 21.999 and integrity.flow is not None and "(flow 3)" in integrity.flow
+    assert "closed after 10 verified bytes of 10 received, 1000 expected" in short.message
+
+
+def test_rw5_unknown_without_completed_streams() -> None:
+    run = Run()
+    run.conn(1, 10.0, end_t=20.0, end="reset")
+    run.conn(2, 10.0, end_t=20.0, end="deadline")  # cut by the generator: neither break nor done
+    v = run_checker(check_bytes_intact, run.obs())
+    assert v.status == Status.UNKNOWN and "0 streams completed" in v.message
+    assert run_checker(check_bytes_intact, run.obs(history=False)).status == Status.UNKNOWN
+
+
+# --- RW-6 / RW-7 -------------------------------------------------------------------------------
+
+
+def _icmp(tap: str, type_: int, code: int, at: float) -> TapFlow:
+    about = tcp(WEB, 80, CLIENT, 40001)  # the server's reply the error quotes
+    icmp = FiveTuple(proto=1, src="198.18.1.254", dst=WEB)
+    if tap.startswith("server"):
+        server = tap.split("-")[0]
+        return encap(
+            tap, "mux1", server, icmp, at, at, icmp_type=type_, icmp_code=code, embedded=about
+        )
+    return record(tap, icmp, at, at, icmp_type=type_, icmp_code=code, embedded=about)
+
+
+def test_rw6_uploads_and_packet_too_big() -> None:
+    run = healthy()
+    run.conn(3, 12.0, end_t=22.0, request_bytes=9000)
+    assert run_checker(check_encap_overhead_handled, run.obs()).status == Status.PASS
+    run.conn(4, 12.0, end_t=13.0, request_bytes=9000, end="timeout")
+    v = run_checker(check_encap_overhead_handled, run.obs())
+    assert v.status == Status.FAIL and "sending 9000 bytes to the VIP failed: timeout" in (
+        v.evidence[0].message
+    )
+    ptb = healthy()
+    ptb.add(_icmp("mux1-in", 3, 4, 15.0), _icmp("server1-in", 3, 4, 15.0))
+    v = run_checker(check_encap_overhead_handled, ptb.obs())
+    assert v.status == Status.PASS and v.measured["fragmentation_needed_judged"] == 1
+    astray = healthy()
+    astray.add(_icmp("mux1-in", 3, 4, 15.0), _icmp("server2-in", 3, 4, 15.0))
+    v = run_checker(check_encap_overhead_handled, astray.obs())
+    assert v.status == Status.FAIL
+    (e,) = v.evidence
+    assert "reached server2; the flow's server is server1" in e.message
+    assert e.link is not None and e.link.startswith("mux1:dsrc-router ingress")
+    v = run_checker(check_encap_overhead_handled, healthy().obs())
+    assert v.status == Status.UNKNOWN and "neither an upload of at least 4096 bytes" in v.message
+
+
+def test_rw7_icmp_errors_reach_the_flow_server() -> None:
+    run = healthy()
+    run.add(_icmp("mux1-in", 11, 0, 15.0), _icmp("server1-in", 11, 0, 15.0))
+    assert run_checker(check_icmp_errors_reach_flow_server, run.obs()).status == Status.PASS
+    lost = healthy()
+    lost.add(_icmp("mux1-in", 3, 3, 15.0))
+    v = run_checker(check_icmp_errors_reach_flow_server, lost.obs())
+    assert v.status == Status.FAIL and "reached no server" in v.evidence[0].message
+    v = run_checker(check_icmp_errors_reach_flow_server, healthy().obs())
+    assert v.status == Status.UNKNOWN and "no ICMP error quoting a VIP flow" in v.message
+    # A packet-too-big is RW-6's, not RW-7's.
+    ptb = healthy()
+    ptb.add(_icmp("mux1-in", 3, 4, 15.0))
+    assert run_checker(check_icmp_errors_reach_flow_server, ptb.obs()).status == Status.UNKNOWN
+
+
+# --- DP-1 / DP-2 -------------------------------------------------------------------------------
+
+
+def test_dp1_no_reply_crosses_a_mux() -> None:
+    v = run_checker(check_return_path_bypasses_mux, healthy().obs())
+    assert v.status == Status.PASS and v.measured["mux_link_packets"] == 40
+    run = healthy()
+    run.add(record("mux2-in", tcp(WEB, 80, CLIENT, 40001), 13.0, 14.0))
+    v = run_checker(check_return_path_bypasses_mux, run.obs())
+    assert v.status == Status.FAIL
+    (e,) = v.evidence
+    assert e.message == "packets to client 198.18.1.2 crossed mux2's link"
+    assert e.link == "mux2:dsrc-router ingress (link-mux2 from router)" and e.time == 13.0
+
+
+def test_dp1_encapsulated_reply_and_flood_sources_count() -> None:
+    run = healthy()
+    run.add(encap("mux1-out", "mux1", "server1", tcp(WEB, 80, "198.18.203.9", 1234), 1.0, 2.0))
+    v = run_checker(check_return_path_bypasses_mux, run.obs())
+    assert v.status == Status.FAIL and "client 198.18.203.9" in v.evidence[0].message
+
+
+def test_dp1_unknown_cases() -> None:
+    run = healthy()
+    run.drop_taps("mux2")
+    v = run_checker(check_return_path_bypasses_mux, run.obs())
+    assert v.status == Status.UNKNOWN and "no tap on a MUX's link for mux2" in v.message
+    run = healthy()
+    run.overflow("mux1-in")
+    assert run_checker(check_return_path_bypasses_mux, run.obs()).status == Status.UNKNOWN
+    v = run_checker(check_return_path_bypasses_mux, Run().obs())
+    assert v.status == Status.UNKNOWN and "no packet crossed" in v.message
+    v = run_checker(check_return_path_bypasses_mux, healthy().obs(taps=False))
+    assert v.status == Status.UNKNOWN and "link taps" in v.message
+
+
+def test_dp2_mux_load_follows_inbound() -> None:
+    small = {"min_inbound_bytes": 100}
+    v = run_checker(check_mux_load_follows_inbound, healthy().obs(), small)
+    assert v.status == Status.PASS
+    assert v.measured == {"inbound_bytes": 2000, "mux_received_bytes": 2000, "reply_bytes": 10000}
+    run = healthy()
+    run.add(record("mux1-in", tcp(WEB, 80, CLIENT, 40001), 13.0, 14.0, packets=30))
+    run.add(record("mux1-in", tcp("198.18.10.2", 179, MUX_ADDR["mux1"], 40000), 1, 99, packets=99))
+    v = run_checker(check_mux_load_follows_inbound, run.obs(), small)
+    assert v.status == Status.FAIL
+    summary, worst = v.evidence[:2]
+    assert "received 5000 bytes, more than (1 + 0.1) x 2000" in summary.message  # BGP excluded
+    assert worst.packet is not None and worst.packet.startswith("tcp 198.19.0.10:80 > 198.18.1.2")
+
+
+def test_dp2_unknown_cases() -> None:
+    v = run_checker(check_mux_load_follows_inbound, healthy().obs())
+    assert v.status == Status.UNKNOWN and "clients sent 2000 bytes to VIPs" in v.message
+    run = healthy()
+    run.add(record("mux1-in", tcp(WEB, 80, CLIENT, 40001), 13.0, 14.0, packets=300))
+    run.overflow("client-out")  # inbound undercounted: no decision, not even FAIL
+    v = run_checker(check_mux_load_follows_inbound, run.obs(), {"min_inbound_bytes": 100})
+    assert v.status == Status.UNKNOWN and "client:dsrc-router egress" in v.message
