@@ -59,6 +59,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from dsrconform.bench import progress_bars
 from dsrconform.errors import ConfigError, DsrConformError, LabError, PrivilegeError
 from dsrconform.lab import registry
 from dsrconform.topology import Topology
@@ -558,9 +559,6 @@ def main(args: argparse.Namespace) -> int:
     Progress goes to stderr, so ``--json`` output stays parseable. Exit status 1 if anything
     was left behind or a full-stack round failed (:func:`problems`).
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
-
     parts = tuple(getattr(args, "part", None) or PARTS)
     backends = tuple(dict.fromkeys(getattr(args, "backend", None) or ("netns",)))
     mininet = not getattr(args, "no_mininet", False)
@@ -571,19 +569,7 @@ def main(args: argparse.Namespace) -> int:
             tasks_wanted.append("topology:mininet")
     if "stack" in parts:
         tasks_wanted += [f"stack:{b}" for b in backends]
-    with Progress(
-        TextColumn("{task.description:<20}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        console=Console(stderr=True),
-        transient=bool(getattr(args, "json", False)),
-    ) as bar:
-        tasks = {name: bar.add_task(name, total=1.0) for name in tasks_wanted}
-
-        def progress(name: str, fraction: float) -> None:
-            if name in tasks:
-                bar.update(tasks[name], completed=fraction)
-
+    with progress_bars(tasks_wanted, transient=bool(getattr(args, "json", False))) as progress:
         summary = run_bench(
             int(getattr(args, "rounds", ROUNDS)),
             parts=parts,
@@ -593,8 +579,6 @@ def main(args: argparse.Namespace) -> int:
             settle=float(getattr(args, "settle", SETTLE)),
             progress=progress,
         )
-        for task in tasks.values():
-            bar.update(task, completed=1.0)
     if getattr(args, "json", False):
         print(json.dumps(summary, indent=2))
     else:

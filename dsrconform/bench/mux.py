@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from dsrconform.bench import progress_bars
 from dsrconform.bpf.build import compile_bpf
 from dsrconform.bpf.libbpf import (
     BPF_F_TEST_XDP_LIVE_FRAMES,
@@ -507,31 +508,16 @@ def main(args: argparse.Namespace) -> int:
     ``args``: ``target`` (default "reference"), ``mutant`` (None), ``seconds`` per case (3),
     ``json`` (False). Progress goes to stderr, so ``--json`` output stays parseable.
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
-
     seconds = float(getattr(args, "seconds", 3.0))
-    with Progress(
-        TextColumn("{task.description:<22}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        console=Console(stderr=True),
-        transient=bool(getattr(args, "json", False)),
-    ) as bar:
-        # Cases are interleaved (see schedule()), so each bar fills in steps, in turn.
-        tasks = {f"{d}-{m}": bar.add_task(f"{d}-{m}", total=1.0) for d, m in CASES}
-
-        def progress(name: str, fraction: float) -> None:
-            bar.update(tasks[name], completed=fraction)
-
+    # Cases are interleaved (see schedule()), so each bar fills in steps, in turn.
+    names = [f"{d}-{m}" for d, m in CASES]
+    with progress_bars(names, transient=bool(getattr(args, "json", False))) as progress:
         summary = run_bench(
             getattr(args, "target", None) or "reference",
             getattr(args, "mutant", None),
             seconds,
             progress=progress,
         )
-        for task in tasks.values():
-            bar.update(task, completed=1.0)
     if getattr(args, "json", False):
         print(json.dumps(summary, indent=2))
     else:
