@@ -141,3 +141,38 @@ class LinkTap:
             out[name] = sum(struct.unpack("=Q", v[:8])[0] for v in m.lookup_percpu(
                 struct.pack("=I", slot)))  # fmt: skip
         return out
+
+
+def to_records(
+    tap: LinkTap, *, node: str, link: str, peer: str | None, started: float,
+    stopped: float | None = None,
+) -> list[Any]:  # fmt: skip
+    """The tap's counts as :mod:`dsrconform.observe.taps` records (what the checkers read): one
+    ``TapInfo`` per direction, named ``<node>:<ifname>:<direction>``, and its ``TapFlow``\\ s.
+
+    The BPF overflow counter is per interface, not per direction: each direction's ``TapInfo``
+    carries it whole, so a lossy tap makes both directions answer UNKNOWN, never PASS."""
+    from dsrconform.observe import taps as t
+
+    counters = tap.counters()
+    flows = tap.flows()
+    out: list[Any] = []
+    for direction in DIRECTIONS:
+        name = f"{node}:{tap.ifname}:{direction}"
+        mine = [f for f in flows if f.direction == direction]
+        out.append(t.TapInfo(
+            tap=name, node=node, ifname=tap.ifname, link=link, peer=peer, direction=direction,
+            started=started, stopped=stopped,
+            packets=sum(f.packets for f in mine) + counters["overflow"],
+            malformed=counters["truncated"], lost_records=counters["overflow"],
+        ))  # fmt: skip
+        for f in mine:
+            flags = (0x02 if f.syn else 0) | (0x01 if f.fin else 0) | (0x04 if f.rst else 0)
+            out.append(t.TapFlow(
+                tap=name, proto=f.proto, src=f.src, dst=f.dst, sport=f.sport, dport=f.dport,
+                packets=f.packets, bytes=f.bytes, first=f.first_ns / 1e9, last=f.last_ns / 1e9,
+                l3_valid=f.packets - f.bad_l3, l3_invalid=f.bad_l3,
+                l4_valid=f.l4_checked - f.bad_l4, l4_invalid=f.bad_l4,
+                l4_unchecked=f.packets - f.l4_checked, tcp_flags=flags,
+            ))  # fmt: skip
+    return out

@@ -12,7 +12,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
 from dsrconform.netns import enter_netns, link_mac, throwaway_netns, veth_pair
-from dsrconform.observe.linktap import LinkTap
+from dsrconform.observe.linktap import LinkTap, to_records
 from tests.markers import requires_root
 
 pytestmark = requires_root
@@ -104,3 +104,26 @@ def test_taps_in_a_lab_see_encapsulation_and_leave_the_agent_working() -> None:
     assert {f.src for f in ipip} <= {"198.18.10.1", "198.18.10.5"}
     bad = [f for f in flows if f.bad_l3 or f.bad_l4]
     assert not bad, f"bad checksums on a lab link: {bad[:3]}"
+
+
+def test_tap_counts_become_the_checkers_records(pair: tuple[str, str]) -> None:
+    from dsrconform.observe.taps import TapSet
+
+    na, nb = pair
+    frames = [
+        frame(na, "dsrc-ta", nb, "dsrc-tb", IP(src=A, dst=B) / TCP(sport=41000, dport=80, flags=f))
+        for f in ("S", "A", "FA")
+    ]
+    broken = IP(src=A, dst=B) / TCP(sport=41001, dport=80, flags="A", chksum=1)
+    frames.append(frame(na, "dsrc-ta", nb, "dsrc-tb", broken))
+    with LinkTap(nb, "dsrc-tb") as tap:
+        send(na, "dsrc-ta", frames)
+        records = to_records(tap, node="server1", link="link0", peer="client", started=1.0)
+    ts = TapSet.from_records(records)
+    ingress = ts.taps["server1:dsrc-tb:ingress"]
+    assert (ingress.receiver, ingress.sender, ingress.overflowed) == ("server1", "client", False)
+    flows = {f.sport: f for f in ts.flows["server1:dsrc-tb:ingress"]}
+    good, bad = flows[41000], flows[41001]
+    assert (good.packets, good.tcp_flags, good.l4_valid, good.l4_invalid) == (3, 0x03, 3, 0)
+    assert (bad.l4_invalid, bad.l4_valid, bad.l4_unchecked) == (1, 0, 0)
+    assert good.first <= good.last
