@@ -308,3 +308,26 @@ def test_long_lived_streams_record_a_history_the_checkers_can_load(tmp_path: Pat
         assert closed.received == closed.verified == 50000
         servers[flow.events[1].server] += 1
     assert set(servers) == set(BASIC_SERVERS), servers
+
+
+def test_udp_flows_record_a_history_with_one_server_per_flow(tmp_path: Path) -> None:
+    from dsrconform.observe.history import load_history
+
+    out = tmp_path / "udp.jsonl"
+    with Lab.up(BASIC, name="tudp") as lab:
+        res = lab.run("client", [lab.python, "-m", "dsrconform.traffic.udpflows", "--vip",
+                                 "198.19.0.11", "--flows", "60", "--count", "5", "--interval",
+                                 "0.02", "--sources", client_sources(lab.topology), "--out",
+                                 str(out)], timeout=60)  # fmt: skip
+    counts = json.loads(res.stderr.strip().splitlines()[-1])
+    assert counts["sent"] == 300 and counts["replies"] == 300, counts
+    history = load_history(out)
+    assert len(history.flows) == 60
+    first_servers = set()
+    for flow in history.flows.values():
+        replies = [e for e in flow.events if e.kind == "reply"]
+        assert [e.seq for e in replies] == list(range(5)), [e.seq for e in replies]
+        servers = {e.server for e in replies}
+        assert len(servers) == 1, f"flow {flow.id} answered by {servers}"
+        first_servers |= servers
+    assert first_servers == set(BASIC_SERVERS), first_servers

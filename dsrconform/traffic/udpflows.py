@@ -1,0 +1,125 @@
+"""UDP flows: many 5-tuples sending periodically to a UDP VIP, each reply's server recorded.
+
+Run inside a client node, like :mod:`dsrconform.traffic.streams` (standard library only). Each
+flow is one socket bound to a client source: it sends ``--count`` datagrams, one every
+``--interval`` seconds, each carrying its flow and sequence number, and matches every reply to
+its datagram by the echo the reference app (and any conforming target) sends back
+(``<server-id> <first 64 bytes of the request>``). Records go out as JSON lines in the
+:mod:`dsrconform.observe.history` format: a ``flow`` record per 5-tuple, then ``sent`` and
+``reply`` (with the server id) per datagram; an unanswered datagram has no reply record.
+
+Bounded: ``--flows`` x ``--count`` datagrams and a ``--deadline`` for the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import sys
+import time
+
+from dsrconform.traffic.streams import LAB_NET, Recorder
+
+
+class _Flow(asyncio.DatagramProtocol):
+    def __init__(self, i: int, rec: Recorder, counts: dict[str, int]) -> None:
+        self.i, self.rec, self.counts = i, rec, counts
+        self.sent: dict[bytes, int] = {}  # payload[:64] -> seq
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        server, _, echo = data.partition(b" ")
+        seq = self.sent.pop(echo[:64], None)
+        if seq is None:
+            self.counts["unmatched"] += 1  # a duplicate, or not an answer to us
+            return
+        self.rec.write(kind="reply", flow=self.i, t=time.monotonic(), seq=seq,
+                       server=server.decode(errors="replace") or "?")  # fmt: skip
+        self.counts["replies"] += 1
+
+
+async def _run_flow(i: int, args: argparse.Namespace, src: str, rec: Recorder,
+                    counts: dict[str, int], deadline: float) -> None:  # fmt: skip
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((src, 0))
+    transport, proto = await loop.create_datagram_endpoint(lambda: _Flow(i, rec, counts), sock=sock)
+    try:
+        rec.write(kind="flow", flow=i, t=time.monotonic(), proto="udp", src=src,
+                  sport=sock.getsockname()[1], dst=args.vip, dport=args.port,
+                  seed=args.seed)  # fmt: skip
+        start = time.monotonic()
+        for seq in range(args.count):
+            due = start + seq * args.interval
+            if due > time.monotonic():
+                await asyncio.sleep(due - time.monotonic())  # pacing the flow's datagrams
+            if time.monotonic() > deadline:
+                break
+            payload = f"seed {args.seed} flow {i} datagram {seq}".encode()
+            proto.sent[payload[:64]] = seq
+            try:
+                transport.sendto(payload, (args.vip, args.port))
+            except OSError:
+                counts["send_errors"] += 1
+                continue
+            rec.write(kind="sent", flow=i, t=time.monotonic(), seq=seq)
+            counts["sent"] += 1
+        # Wait (bounded) for the last replies.
+        end = min(deadline, time.monotonic() + args.timeout)
+        while proto.sent and time.monotonic() < end:
+            await asyncio.sleep(0.01)  # replies arrive on the event loop; bounded by `end`
+    finally:
+        transport.close()
+
+
+async def run(args: argparse.Namespace, rec: Recorder) -> dict[str, int]:
+    sources = args.sources.split(",")
+    counts = dict.fromkeys(("sent", "replies", "unmatched", "send_errors"), 0)
+    deadline = time.monotonic() + args.deadline
+    await asyncio.gather(*(
+        _run_flow(i, args, sources[i % len(sources)], rec, counts, deadline)
+        for i in range(args.flows)
+    ))  # fmt: skip
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dsrconform.traffic.udpflows")
+    p.add_argument("--vip", required=True)
+    p.add_argument("--port", type=int, default=7)
+    p.add_argument("--sources", required=True, help="comma-separated client addresses")
+    p.add_argument("--flows", type=int, default=100)
+    p.add_argument("--count", type=int, default=10, help="datagrams per flow")
+    p.add_argument("--interval", type=float, default=0.1, help="seconds between a flow's sends")
+    p.add_argument("--timeout", type=float, default=2.0, help="wait for the last replies")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--deadline", type=float, default=120.0)
+    p.add_argument("--out", default="-")
+    args = p.parse_args(argv)
+    import ipaddress
+
+    for a in [args.vip, *args.sources.split(",")]:
+        try:
+            ok = ipaddress.IPv4Address(a) in LAB_NET
+        except ValueError:
+            ok = False
+        if not ok:
+            print(f"udpflows: {a!r} is not an address in {LAB_NET}", file=sys.stderr)
+            return 2
+    out = sys.stdout if args.out == "-" else open(args.out, "w")  # noqa: SIM115
+    try:
+        rec = Recorder(out)
+        rec.write(kind="header", node=socket.gethostname(), t=time.monotonic(),
+                  stall_threshold=1.0, seed=args.seed)  # fmt: skip
+        counts = asyncio.run(run(args, rec))
+    finally:
+        out.flush()
+        if out is not sys.stdout:
+            out.close()
+    print(json.dumps(counts), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
