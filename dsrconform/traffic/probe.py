@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import json
 import socket
 import sys
@@ -25,6 +24,7 @@ import time
 from typing import Any
 
 from dsrconform.streampattern import PatternVerifier
+from dsrconform.traffic.common import check_targets
 
 
 async def _http_one(i: int, src: str, vip: str, port: int, nbytes: int, timeout: float,
@@ -122,20 +122,6 @@ def _udp(args: argparse.Namespace) -> list[dict[str, Any]]:
     return out
 
 
-LAB_NET = ipaddress.IPv4Network("198.18.0.0/15")  # as dsrconform.configfile.LAB_NET
-
-
-def lab_address(value: str) -> str:
-    """``value`` if it is an IPv4 address inside the lab range, else a ValueError that says so."""
-    try:
-        addr = ipaddress.IPv4Address(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 address (expected a dotted quad)") from None
-    if addr not in LAB_NET:
-        raise ValueError(f"address {value} is outside the lab range {LAB_NET}")
-    return str(addr)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m dsrconform.traffic.probe")
     sub = p.add_subparsers(dest="kind", required=True)
@@ -154,12 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--flows", type=int, default=20)
     u.add_argument("--count", type=int, default=5)
     args = p.parse_args(argv)
-    for a in [args.vip, *args.sources.split(",")]:
-        try:
-            lab_address(a)
-        except ValueError as e:
-            print(f"probe: {e}", file=sys.stderr)
-            return 2
+    if not check_targets("probe", args):
+        return 2
     result = asyncio.run(_http(args)) if args.kind == "http" else _udp(args)
     json.dump(result, sys.stdout)
     return 0

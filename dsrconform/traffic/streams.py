@@ -21,33 +21,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
-import json
 import resource
 import socket
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
 
 from dsrconform.streampattern import PatternVerifier
+from dsrconform.traffic.common import Recorder, check_targets, run_recorded
 
-LAB_NET = ipaddress.IPv4Network("198.18.0.0/15")
 READ_CHUNK = 65536
-
-
-class Recorder:
-    """Writes history records as JSON lines (buffered; flushed at the end and every 1000)."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.n = 0
-
-    def write(self, **rec: Any) -> None:
-        self.out.write(json.dumps(rec, separators=(",", ":")) + "\n")
-        self.n += 1
-        if self.n % 1000 == 0:
-            self.out.flush()
 
 
 async def _stream(i: int, args: argparse.Namespace, src: str, rec: Recorder,
@@ -183,29 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--deadline", type=float, default=300.0, help="for the whole run")
     p.add_argument("--out", default="-", help="history file (JSON lines); - for stdout")
     args = p.parse_args(argv)
-    for a in [args.vip, *args.sources.split(",")]:
-        try:
-            ok = ipaddress.IPv4Address(a) in LAB_NET
-        except ValueError:
-            ok = False
-        if not ok:
-            print(f"streams: {a!r} is not an address in {LAB_NET}", file=sys.stderr)
-            return 2
+    if not check_targets("streams", args):
+        return 2
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, max(soft, args.conns + 1024))
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    out = sys.stdout if args.out == "-" else open(args.out, "w")  # noqa: SIM115
-    try:
-        rec = Recorder(out)
-        rec.write(kind="header", node=socket.gethostname(), t=time.monotonic(),
-                  stall_threshold=args.stall, seed=args.seed)  # fmt: skip
-        counts = asyncio.run(run(args, rec))
-    finally:
-        out.flush()
-        if out is not sys.stdout:
-            out.close()
-    print(json.dumps(counts), file=sys.stderr)
-    return 0
+    return run_recorded(args, run, stall=args.stall)
 
 
 if __name__ == "__main__":

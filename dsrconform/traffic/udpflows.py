@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import socket
 import sys
 import time
 
-from dsrconform.traffic.streams import LAB_NET, Recorder
+from dsrconform.traffic.common import Recorder, check_targets, run_recorded
 
 
 class _Flow(asyncio.DatagramProtocol):
@@ -97,28 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--deadline", type=float, default=120.0)
     p.add_argument("--out", default="-")
     args = p.parse_args(argv)
-    import ipaddress
-
-    for a in [args.vip, *args.sources.split(",")]:
-        try:
-            ok = ipaddress.IPv4Address(a) in LAB_NET
-        except ValueError:
-            ok = False
-        if not ok:
-            print(f"udpflows: {a!r} is not an address in {LAB_NET}", file=sys.stderr)
-            return 2
-    out = sys.stdout if args.out == "-" else open(args.out, "w")  # noqa: SIM115
-    try:
-        rec = Recorder(out)
-        rec.write(kind="header", node=socket.gethostname(), t=time.monotonic(),
-                  stall_threshold=1.0, seed=args.seed)  # fmt: skip
-        counts = asyncio.run(run(args, rec))
-    finally:
-        out.flush()
-        if out is not sys.stdout:
-            out.close()
-    print(json.dumps(counts), file=sys.stderr)
-    return 0
+    if not check_targets("udpflows", args):
+        return 2
+    return run_recorded(args, run)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from dsrconform.errors import ConfigError
 from dsrconform.observe import history as h
 from dsrconform.observe import taps as tp
-from dsrconform.traffic.streams import Recorder
+from dsrconform.traffic.common import Recorder
 
 TIMES = st.floats(0, 1e7, allow_nan=False, allow_infinity=False)
 COUNTS = st.integers(0, 2**40)
@@ -159,7 +159,7 @@ def test_counter_snapshots_roundtrip(tmp_path: Path) -> None:
 
 
 def test_the_stream_generator_writes_history_records(tmp_path: Path) -> None:
-    # dsrconform.traffic.streams writes plain JSON with its own Recorder: it must load as is.
+    # the traffic programs write plain JSON with their own Recorder: it must load as is.
     buf = io.StringIO()
     rec = Recorder(buf)
     rec.write(kind="header", node="client", t=1.0, stall_threshold=1.0, seed=1)

@@ -1,0 +1,73 @@
+"""What the traffic programs share: the lab-range check, the history recorder and the run
+harness that writes a history file. Standard library only: these programs also run inside
+docker nodes, whose image has no pydantic (dsrconform.configfile holds the same range for
+topology files)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import socket
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TextIO
+
+LAB_NET = ipaddress.IPv4Network("198.18.0.0/15")
+
+
+def outside_lab(addresses: list[str]) -> str | None:
+    """A message naming the first address that is not in the lab range, or None."""
+    for a in addresses:
+        try:
+            addr = ipaddress.IPv4Address(a)
+        except ValueError:
+            return f"{a!r} is not an IPv4 address (expected a dotted quad)"
+        if addr not in LAB_NET:
+            return f"address {a} is outside the lab range {LAB_NET}"
+    return None
+
+
+def check_targets(prog: str, args: argparse.Namespace) -> bool:
+    """``--vip`` and every ``--sources`` address in the lab range; else say so on stderr."""
+    problem = outside_lab([args.vip, *args.sources.split(",")])
+    if problem:
+        print(f"{prog}: {problem}", file=sys.stderr)
+    return problem is None
+
+
+class Recorder:
+    """Writes history records as JSON lines (buffered; flushed at the end and every 1000)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.n = 0
+
+    def write(self, **rec: Any) -> None:
+        self.out.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        self.n += 1
+        if self.n % 1000 == 0:
+            self.out.flush()
+
+
+def run_recorded(
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace, Recorder], Coroutine[Any, Any, dict[str, int]]],
+    *, stall: float = 1.0,
+) -> int:  # fmt: skip
+    """Write a history header to ``args.out`` ("-": stdout), run ``run(args, recorder)``, and
+    print its counts as one JSON line on stderr."""
+    out = sys.stdout if args.out == "-" else open(args.out, "w")  # noqa: SIM115
+    try:
+        rec = Recorder(out)
+        rec.write(kind="header", node=socket.gethostname(), t=time.monotonic(),
+                  stall_threshold=stall, seed=args.seed)  # fmt: skip
+        counts = asyncio.run(run(args, rec))
+    finally:
+        out.flush()
+        if out is not sys.stdout:
+            out.close()
+    print(json.dumps(counts), file=sys.stderr)
+    return 0
