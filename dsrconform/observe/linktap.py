@@ -2,9 +2,11 @@
 
 A tap attaches to the tc ingress and egress hooks of one interface in one namespace (priority
 1, before any target's tc programs, which it never affects: it returns TC_ACT_UNSPEC) and counts,
-per (source, destination, ports, protocol, direction): packets, bytes, first and last time,
-TCP SYN/FIN/RST, and packets with a bad IPv4 or TCP/UDP/ICMP checksum (L4 checksums on ingress
-only: at egress a locally generated packet may not have its checksum yet). Its flow table never
+per flow and direction: packets, bytes, first and last time, TCP SYN/FIN/RST, fragments, and
+packets with a bad IPv4 or TCP/UDP/ICMP checksum (L4 checksums on ingress only: at egress a
+locally generated packet may not have its checksum yet). A flow is its outer 5-tuple, plus the
+encapsulated 5-tuple of an IPIP packet and, for ICMP, the type, code and the 5-tuple an ICMP error
+quotes. Its flow table never
 evicts: a full table counts the packets it could not record (``overflow``), and a checker that
 sees overflow must answer UNKNOWN.
 
@@ -33,10 +35,22 @@ from dsrconform.netns import enter_netns
 SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "progs" / "tap.bpf.c"
 PRIORITY = 1
 DEFAULT_MAX_FLOWS = 65536
-_KEY = struct.Struct("=4s4sHHBB2x")  # struct tap_key (ports in network order)
-_VAL = struct.Struct("=10Q")  # struct tap_val
+_TUPLE = "4s4s2s2sBB2x"  # struct tap_tuple (ports in network order)
+_KEY = struct.Struct("=" + _TUPLE * 3 + "BBBx")  # struct tap_key: outer, inner, embedded, ICMP
+_VAL = struct.Struct("=11Q")  # struct tap_val
 _META = ("packets", "non_ipv4", "overflow", "truncated")  # TAP_* slots
 DIRECTIONS = ("ingress", "egress")
+
+
+Tuple5 = tuple[int, str, str, int, int]
+"""(protocol, source, destination, source port, destination port)."""
+
+
+def _tuple(raw: tuple[Any, ...]) -> tuple[Tuple5, int]:
+    """(tuple, present) from the five unpacked fields of a ``struct tap_tuple``."""
+    src, dst, sport, dport, proto, present = raw
+    return (proto, str(ipaddress.IPv4Address(src)), str(ipaddress.IPv4Address(dst)),
+            int.from_bytes(sport, "big"), int.from_bytes(dport, "big")), present  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,10 @@ class TapFlow:
     fin: int
     rst: int
     l4_checked: int  # packets whose L4 checksum was verified: ingress only (egress may be partial)
+    fragments: int = 0  # packets that were fragments (outer or encapsulated)
+    inner: Tuple5 | None = None  # the IPIP payload's 5-tuple
+    icmp: tuple[int, int] | None = None  # ICMP type and code
+    embedded: Tuple5 | None = None  # the 5-tuple an ICMP error quotes
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,23 +141,30 @@ class LinkTap:
             v = m.lookup(k)
             if v is None:
                 continue
-            src, dst, sport, dport, proto, d = _KEY.unpack(k[: _KEY.size])
-            pk, by, first, last, b3, b4, syn, fin, rst, chk = _VAL.unpack(v[: _VAL.size])
+            fields = _KEY.unpack(k[: _KEY.size])
+            (proto, src, dst, sport, dport), d = _tuple(fields[0:6])
+            inner, has_inner = _tuple(fields[6:12])
+            embedded, has_embedded = _tuple(fields[12:18])
+            icmp_type, icmp_code, is_icmp = fields[18:21]
+            pk, by, first, last, b3, b4, syn, fin, rst, chk, frag = _VAL.unpack(v[: _VAL.size])
             out.append(TapFlow(
-                str(ipaddress.IPv4Address(src)), str(ipaddress.IPv4Address(dst)),
-                int.from_bytes(struct.pack("=H", sport), "big"),
-                int.from_bytes(struct.pack("=H", dport), "big"),
-                proto, DIRECTIONS[d & 1], pk, by, first, last, b3, b4, syn, fin, rst, chk,
+                src, dst, sport, dport, proto, DIRECTIONS[d & 1], pk, by, first, last, b3, b4,
+                syn, fin, rst, chk, frag, inner if has_inner else None,
+                (icmp_type, icmp_code) if is_icmp else None,
+                embedded if has_embedded else None,
             ))  # fmt: skip
         return sorted(out, key=lambda f: (f.first_ns, f.src, f.sport, f.direction))
 
-    def counters(self) -> dict[str, int]:
-        """Packets seen, not IPv4, not recorded because the table was full, too short to parse."""
+    def counters(self, direction: str | None = None) -> dict[str, int]:
+        """Packets seen, not IPv4, not recorded because the table was full, too short to parse:
+        of one direction, or of both (None)."""
         m = self._obj.map("dsrc_tap_meta")
-        out = {}
-        for slot, name in enumerate(_META):
-            out[name] = sum(struct.unpack("=Q", v[:8])[0] for v in m.lookup_percpu(
-                struct.pack("=I", slot)))  # fmt: skip
+        dirs = DIRECTIONS if direction is None else (direction,)
+        out = dict.fromkeys(_META, 0)
+        for d in dirs:
+            for slot, name in enumerate(_META):
+                key = struct.pack("=I", slot + len(_META) * DIRECTIONS.index(d))
+                out[name] += sum(struct.unpack("=Q", v[:8])[0] for v in m.lookup_percpu(key))
         return out
 
 
@@ -150,8 +175,9 @@ def to_records(
     """The tap's counts as :mod:`dsrconform.observe.taps` records (what the checkers read): one
     ``TapInfo`` per direction, named ``<node>:<ifname>:<direction>``, and its ``TapFlow``\\ s.
 
-    The BPF overflow counter is per interface, not per direction: each direction's ``TapInfo``
-    carries it whole, so a lossy tap makes both directions answer UNKNOWN, never PASS."""
+    The overflow counter is taken for the interface, not per direction: each direction's
+    ``TapInfo`` carries both directions' losses, so a lossy tap makes both directions answer
+    UNKNOWN, never PASS. ``malformed`` is the direction's own."""
     from dsrconform.observe import taps as t
 
     counters = tap.counters()
@@ -160,19 +186,30 @@ def to_records(
     for direction in DIRECTIONS:
         name = f"{node}:{tap.ifname}:{direction}"
         mine = [f for f in flows if f.direction == direction]
+        own = tap.counters(direction)
         out.append(t.TapInfo(
             tap=name, node=node, ifname=tap.ifname, link=link, peer=peer, direction=direction,
             started=started, stopped=stopped,
-            packets=sum(f.packets for f in mine) + counters["overflow"],
-            malformed=counters["truncated"], lost_records=counters["overflow"],
+            packets=own["packets"] - own["non_ipv4"],
+            malformed=own["truncated"], lost_records=counters["overflow"],
         ))  # fmt: skip
         for f in mine:
             flags = (0x02 if f.syn else 0) | (0x01 if f.fin else 0) | (0x04 if f.rst else 0)
             out.append(t.TapFlow(
                 tap=name, proto=f.proto, src=f.src, dst=f.dst, sport=f.sport, dport=f.dport,
+                inner=_five(f.inner), embedded=_five(f.embedded), fragments=f.fragments,
+                icmp_type=f.icmp[0] if f.icmp else None, icmp_code=f.icmp[1] if f.icmp else None,
                 packets=f.packets, bytes=f.bytes, first=f.first_ns / 1e9, last=f.last_ns / 1e9,
                 l3_valid=f.packets - f.bad_l3, l3_invalid=f.bad_l3,
                 l4_valid=f.l4_checked - f.bad_l4, l4_invalid=f.bad_l4,
                 l4_unchecked=f.packets - f.l4_checked, tcp_flags=flags,
             ))  # fmt: skip
     return out
+
+
+def _five(t: Tuple5 | None) -> Any:
+    from dsrconform.observe.taps import FiveTuple
+
+    if t is None:
+        return None
+    return FiveTuple(proto=t[0], src=t[1], dst=t[2], sport=t[3], dport=t[4])

@@ -127,3 +127,68 @@ def test_tap_counts_become_the_checkers_records(pair: tuple[str, str]) -> None:
     assert (good.packets, good.tcp_flags, good.l4_valid, good.l4_invalid) == (3, 0x03, 3, 0)
     assert (bad.l4_invalid, bad.l4_valid, bad.l4_unchecked) == (1, 0, 0)
     assert good.first <= good.last
+
+
+def test_encapsulated_icmp_quoted_and_fragmented_packets_are_told_apart(
+    pair: tuple[str, str],
+) -> None:
+    """The key parts checkers need for AF-1, RW-6, RW-7, RB-3: the IPIP payload's 5-tuple (with
+    its flags and checksum), an ICMP error's quoted 5-tuple (also inside IPIP), fragments."""
+    from scapy.layers.inet import fragment
+
+    na, nb = pair
+    mux, srv, vip, cli, rtr = (
+        "198.18.10.1",
+        "198.18.20.1",
+        "198.19.0.10",
+        "198.18.1.2",
+        "198.18.1.1",
+    )
+    inner = IP(src=cli, dst=vip) / TCP(sport=42000, dport=80, flags="S")
+    bad_inner = IP(src=cli, dst=vip) / TCP(sport=42001, dport=80, flags="A", chksum=7)
+    quoted = IP(src=vip, dst=cli) / TCP(sport=80, dport=42000, flags="A")
+    icmp = IP(src=rtr, dst=vip) / ICMP(type=3, code=4, nexthopmtu=1400) / bytes(quoted)[:28]
+    big = IP(src=cli, dst=vip, id=77) / UDP(sport=5300, dport=7) / Raw(b"z" * 2400)
+    pkts = [
+        IP(src=mux, dst=srv) / inner,
+        IP(src=mux, dst=srv) / bad_inner,
+        IP(src=mux, dst=srv) / icmp,
+        icmp,
+        *fragment(big, fragsize=1000),
+    ]
+    with LinkTap(nb, "dsrc-tb") as tap:
+        send(na, "dsrc-ta", [frame(na, "dsrc-ta", nb, "dsrc-tb", p) for p in pkts])
+        flows = [f for f in tap.flows() if f.direction == "ingress"]
+        records = to_records(tap, node="server1", link="l", peer="client", started=0.0)
+    by_inner = {f.inner[3]: f for f in flows if f.inner and f.inner[0] == 6}
+    syn = by_inner[42000]
+    assert (syn.proto, syn.src, syn.dst, syn.sport, syn.dport) == (4, mux, srv, 0, 0)
+    assert syn.inner == (6, cli, vip, 42000, 80)
+    assert (syn.syn, syn.bad_l3, syn.bad_l4, syn.l4_checked) == (1, 0, 0, 1)
+    assert by_inner[42001].bad_l4 == 1, "the inner TCP checksum was not verified"
+    errors = {bool(f.inner): f for f in flows if f.embedded}
+    assert set(errors) == {True, False}, f"ICMP errors not both seen: {flows}"
+    for f in errors.values():
+        assert f.icmp == (3, 4)
+        assert f.embedded == (6, vip, cli, 80, 42000)
+        assert (f.bad_l3, f.bad_l4) == (0, 0)
+    assert errors[True].inner == (1, rtr, vip, 0, 0)
+    frags = [f for f in flows if f.fragments]
+    assert sum(f.fragments for f in frags) == 3 and sum(f.packets for f in frags) == 3
+    first = [f for f in frags if f.sport == 0 and f.dport == 0]
+    assert len(first) == 1 and first[0].src == cli, "fragments were given ports"
+    recs = [r for r in records if getattr(r, "embedded", None) and r.inner]
+    assert len(recs) == 1 and recs[0].embedded.sport == 80 and recs[0].inner.proto == 1
+    assert (recs[0].icmp_type, recs[0].icmp_code, recs[0].is_icmp_error) == (3, 4, True)
+    assert sum(getattr(r, "fragments", 0) for r in records) == 3
+
+
+def test_malformed_packets_are_counted_in_their_own_direction(pair: tuple[str, str]) -> None:
+    na, nb = pair
+    cut = frame(na, "dsrc-ta", nb, "dsrc-tb", IP(src=A, dst=B) / UDP(sport=1, dport=2))[:24]
+    with LinkTap(nb, "dsrc-tb") as tap:
+        send(na, "dsrc-ta", [cut, cut])
+        records = to_records(tap, node="server1", link="l", peer="client", started=0.0)
+    infos = {r.direction: r for r in records if r.kind == "tap"}
+    assert (infos["ingress"].malformed, infos["egress"].malformed) == (2, 0)
+    assert infos["ingress"].packets >= 2

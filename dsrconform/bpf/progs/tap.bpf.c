@@ -1,10 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 /* tap: per-flow packet accounting on one lab interface (tc ingress and egress), for checkers.
  *
- * For every IPv4 packet it updates the record of (source, destination, ports, protocol,
- * direction): packets, bytes, first and last time seen, TCP SYN/FIN/RST counts, and how many
- * packets had a bad IPv4 header checksum or a bad TCP/UDP/ICMP checksum. IPIP packets (a MUX's
- * output) are recorded under their outer header with protocol 4.
+ * For every IPv4 packet it updates the record of its flow and direction: packets, bytes, first
+ * and last time seen, TCP SYN/FIN/RST counts, fragments, and how many packets had a bad IPv4
+ * header checksum or a bad TCP/UDP/ICMP checksum. A flow is keyed by what checkers need to tell
+ * packets apart on a DSR path:
+ * - the outer 5-tuple (ports 0 for fragments and port-less protocols);
+ * - for IPIP (a MUX's output), the encapsulated 5-tuple: DSR never rewrites the client's end, so
+ *   the inner tuple ties an encapsulated packet to its connection;
+ * - for ICMP, type and code, and for ICMP errors the 5-tuple of the header they quote (which
+ *   flow the error is about), of the outer or of the encapsulated ICMP.
+ * Ports, TCP flags and the L4 checksum are those of the innermost header.
  *
  * L4 checksums are verified on ingress only: what arrives is what crossed the link. At the egress
  * hook a locally generated packet may still be CHECKSUM_PARTIAL (the stack completes it after tc),
@@ -14,11 +20,16 @@
  * is counted in TAP_OVERFLOW instead of silently evicting another flow, so a checker can answer
  * UNKNOWN rather than PASS on incomplete data.
  *
+ * Headers past the outer IPv4 one are read with bpf_skb_load_bytes into the stack: it copes with
+ * non-linear skbs and keeps the verifier's view simple (no packet-pointer range proofs at
+ * variable offsets).
+ *
  * The programs return TC_ACT_UNSPEC: the next filter on the hook (a server agent, say) still
  * runs, and without one the packet goes on as if no tap were there.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
+#include <linux/icmp.h>
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/pkt_cls.h>
@@ -34,19 +45,31 @@
 #define TAP_NON_IPV4 1  /* not IPv4 (not recorded per flow) */
 #define TAP_OVERFLOW 2  /* IPv4 packets of flows that found the table full */
 #define TAP_TRUNCATED 3 /* IPv4 packets too short to parse (counted, not per flow) */
-#define TAP_META_SLOTS 4
+#define TAP_META_PER_DIR 4 /* the slots above, for ingress, then again for egress */
+#define TAP_META_SLOTS (2 * TAP_META_PER_DIR)
 
-#define CSUM_CHUNK 256  /* bytes summed per bpf_csum_diff call */
-#define CSUM_CHUNKS 8   /* so segments up to 2048 bytes are checked; longer ones count as bad */
+#define CSUM_CHUNK 128  /* bytes summed per bpf_csum_diff call (a small stack buffer) */
+#define CSUM_CHUNKS 16  /* so segments up to 2048 bytes are checked; longer ones count as bad */
 
-struct tap_key {
+/* One header's 5-tuple (addresses and ports in network order). */
+struct tap_tuple {
 	__u32 saddr;
 	__u32 daddr;
 	__u16 sport;
 	__u16 dport;
 	__u8 proto;
-	__u8 dir;
+	__u8 present; /* outer: the direction; inner, embedded: 1 when there is one */
 	__u8 pad[2];
+};
+
+struct tap_key {
+	struct tap_tuple outer;
+	struct tap_tuple inner;    /* the IPIP payload's */
+	struct tap_tuple embedded; /* the header an ICMP error quotes */
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u8 is_icmp; /* type and code are meaningful (type 0 is echo reply) */
+	__u8 pad;
 };
 
 struct tap_val {
@@ -60,6 +83,7 @@ struct tap_val {
 	__u64 fin;       /* FIN set, */
 	__u64 rst;       /* RST set (counted with atomic adds: BPF ISA v1 has no atomic OR) */
 	__u64 l4_checked; /* packets whose L4 checksum was verified (ingress only) */
+	__u64 fragments;  /* packets that were fragments (outer or encapsulated header) */
 };
 
 struct {
@@ -76,9 +100,18 @@ struct {
 	__type(value, __u64);
 } dsrc_tap_meta SEC(".maps");
 
-static __always_inline void meta(__u32 slot)
+/* One zeroed tap_val: the initial value of a new flow record. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tap_val);
+} dsrc_tap_zero SEC(".maps");
+
+static __always_inline void meta(__u8 dir, __u32 slot)
 {
-	__u64 *c = bpf_map_lookup_elem(&dsrc_tap_meta, &slot);
+	__u32 key = slot + (dir ? TAP_META_PER_DIR : 0);
+	__u64 *c = bpf_map_lookup_elem(&dsrc_tap_meta, &key);
 
 	if (c)
 		(*c)++;
@@ -97,7 +130,7 @@ static __always_inline __u16 fold(__u64 sum)
  * cannot be read or len is too long. Bytes are copied chunk by chunk into a stack buffer
  * (bpf_skb_load_bytes copes with non-linear skbs; the verifier accepts a bounded variable size
  * on the stack where it would not on packet memory), the last chunk zero-padded to whole words. */
-static __always_inline __s64 sum_bytes(struct __sk_buff *skb, __u32 off, __u32 len)
+static __noinline __s64 sum_bytes(struct __sk_buff *skb, __u32 off, __u32 len)
 {
 	__u8 buf[CSUM_CHUNK];
 	__u64 sum = 0;
@@ -115,10 +148,10 @@ static __always_inline __s64 sum_bytes(struct __sk_buff *skb, __u32 off, __u32 l
 		n = len - done;
 		if (n > CSUM_CHUNK)
 			n = CSUM_CHUNK;
-		/* n = ((n - 1) & 255) + 1: a no-op for n in 1..256 that shows the verifier n is in
-		 * 1..256 (bpf_skb_load_bytes refuses a size that may be 0); in asm because clang,
-		 * knowing it is a no-op, would drop it. CSUM_CHUNK must stay 256 for it. */
-		asm volatile("%[n] += -1; %[n] &= 255; %[n] += 1" : [n] "+r"(n));
+		/* n = ((n - 1) & 127) + 1: a no-op for n in 1..128 that shows the verifier n is in
+		 * 1..128 (bpf_skb_load_bytes refuses a size that may be 0); in asm because clang,
+		 * knowing it is a no-op, would drop it. CSUM_CHUNK must stay 128 for it. */
+		asm volatile("%[n] += -1; %[n] &= 127; %[n] += 1" : [n] "+r"(n));
 		words = (n + 3) & (2 * CSUM_CHUNK - 4); /* whole words; the zeroed padding adds 0 */
 		if (n == 0 || words > CSUM_CHUNK)
 			return -1;
@@ -135,81 +168,162 @@ static __always_inline __s64 sum_bytes(struct __sk_buff *skb, __u32 off, __u32 l
 	return done == len ? (__s64)sum : -1;
 }
 
+/* Ports (TCP/UDP) and flags (TCP) of the L4 header at off into t; for ICMP, type and code, and
+ * for an ICMP error the 5-tuple of the header it quotes. Best effort: what cannot be read (a
+ * truncated packet) stays zero, and the packet is still counted under what was read. */
+static __always_inline void parse_l4(struct __sk_buff *skb, __u32 off, __u8 proto,
+				     struct tap_tuple *t, struct tap_key *key, __u32 *flags)
+{
+	struct iphdr q;
+	__be16 ports[2];
+	__u8 h[2];
+
+	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+		if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)))
+			return;
+		t->sport = ports[0];
+		t->dport = ports[1];
+		if (proto == IPPROTO_TCP && !bpf_skb_load_bytes(skb, off + 13, h, 1))
+			*flags = h[0];
+		return;
+	}
+	if (proto != IPPROTO_ICMP || bpf_skb_load_bytes(skb, off, h, sizeof(h)))
+		return;
+	key->is_icmp = 1;
+	key->icmp_type = h[0];
+	key->icmp_code = h[1];
+	if (h[0] != ICMP_DEST_UNREACH && h[0] != ICMP_TIME_EXCEEDED && h[0] != ICMP_PARAMETERPROB)
+		return;
+	/* An error quotes the offending IPv4 header (after its own 8 bytes) and at least 8 bytes
+	 * of that header's payload: the ports, unless it quotes a non-first fragment. */
+	if (bpf_skb_load_bytes(skb, off + 8, &q, sizeof(q)) || q.ihl < 5)
+		return;
+	key->embedded.saddr = q.saddr;
+	key->embedded.daddr = q.daddr;
+	key->embedded.proto = q.protocol;
+	key->embedded.present = 1;
+	if ((q.protocol == IPPROTO_TCP || q.protocol == IPPROTO_UDP) &&
+	    !(q.frag_off & bpf_htons(0x1fff)) &&
+	    !bpf_skb_load_bytes(skb, off + 8 + q.ihl * 4, ports, sizeof(ports))) {
+		key->embedded.sport = ports[0];
+		key->embedded.dport = ports[1];
+	}
+}
+
 static __always_inline void record(struct __sk_buff *skb, __u8 dir)
 {
-	struct tap_key key = {.dir = dir};
-	struct tap_val *v, fresh = {};
-	struct iphdr *iph;
+	struct tap_key key = {};
+	struct tap_tuple *t = &key.outer; /* the innermost header's tuple: ports go there */
+	struct tap_val *v;
+	struct iphdr *iph, in;
 	void *data, *data_end;
-	__u32 ihl, tot, l4len, flags = 0;
+	__u32 off, ihl, tot, l4len, saddr, daddr, flags = 0, zero = 0;
 	__u64 now = bpf_ktime_get_ns();
-	int bad_l3 = 0, bad_l4 = 0, checked = 0;
+	int bad_l3 = 0, bad_l4 = 0, checked = 0, frag;
+	__u8 proto;
 	__s64 s;
 
-	meta(TAP_PACKETS);
+	meta(dir, TAP_PACKETS);
 	if (skb->protocol != bpf_htons(ETH_P_IP)) {
-		meta(TAP_NON_IPV4);
+		meta(dir, TAP_NON_IPV4);
 		return;
 	}
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
 	iph = data + sizeof(struct ethhdr);
 	if ((void *)(iph + 1) > data_end || iph->ihl < 5) {
-		meta(TAP_TRUNCATED);
+		meta(dir, TAP_TRUNCATED);
 		return;
 	}
 	ihl = iph->ihl * 4;
 	tot = bpf_ntohs(iph->tot_len);
-	if (tot < ihl || ihl > 60) {
-		meta(TAP_TRUNCATED);
+	if (tot < ihl) {
+		meta(dir, TAP_TRUNCATED);
 		return;
 	}
-	key.saddr = iph->saddr;
-	key.daddr = iph->daddr;
-	key.proto = iph->protocol;
+	saddr = iph->saddr;
+	daddr = iph->daddr;
+	proto = iph->protocol;
+	key.outer.saddr = saddr;
+	key.outer.daddr = daddr;
+	key.outer.proto = proto;
+	key.outer.present = dir;
 	s = sum_bytes(skb, sizeof(struct ethhdr), ihl);
 	bad_l3 = s < 0 || fold(s) != 0xffff;
+	off = sizeof(struct ethhdr) + ihl;
 	l4len = tot - ihl;
-	if (!(iph->frag_off & bpf_htons(0x3fff))) { /* not a fragment: ports and an L4 checksum */
-		void *l4 = (void *)iph + ihl;
+	frag = !!(iph->frag_off & bpf_htons(0x3fff)); /* MF set or a non-zero offset */
+
+	if (!frag && proto == IPPROTO_IPIP) {
+		/* Encapsulated: the inner header names the connection; ports, flags and the L4
+		 * checksum are the inner packet's. An inner header that does not fit its outer
+		 * one is malformed: the packet is counted under its outer header only. */
+		if (bpf_skb_load_bytes(skb, off, &in, sizeof(in)) || in.ihl < 5 ||
+		    bpf_ntohs(in.tot_len) < in.ihl * 4 || bpf_ntohs(in.tot_len) > l4len) {
+			meta(dir, TAP_TRUNCATED);
+			goto account;
+		}
+		ihl = in.ihl * 4;
+		s = sum_bytes(skb, off, ihl);
+		bad_l3 |= s < 0 || fold(s) != 0xffff;
+		saddr = in.saddr;
+		daddr = in.daddr;
+		proto = in.protocol;
+		t = &key.inner;
+		t->saddr = saddr;
+		t->daddr = daddr;
+		t->proto = proto;
+		t->present = 1;
+		l4len = bpf_ntohs(in.tot_len) - ihl;
+		off += ihl;
+		frag = !!(in.frag_off & bpf_htons(0x3fff));
+	}
+	if (!frag) { /* a fragment has no ports and no checkable L4 checksum */
 		__u64 pseudo = 0;
 
-		if (l4 + 4 <= data_end &&
-		    (iph->protocol == IPPROTO_TCP || iph->protocol == IPPROTO_UDP)) {
-			key.sport = ((__be16 *)l4)[0];
-			key.dport = ((__be16 *)l4)[1];
-		}
-		if (iph->protocol == IPPROTO_TCP && l4 + sizeof(struct tcphdr) <= data_end)
-			flags = ((__u8 *)l4)[13];
-		if (iph->protocol == IPPROTO_TCP || iph->protocol == IPPROTO_UDP) {
+		parse_l4(skb, off, proto, t, &key, &flags);
+		if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
 			/* Pseudo-header: addresses, protocol, L4 length (network order words). */
-			pseudo = (__u64)(iph->saddr & 0xffff) + (iph->saddr >> 16) +
-				 (iph->daddr & 0xffff) + (iph->daddr >> 16) +
-				 bpf_htons(iph->protocol) + bpf_htons(l4len);
+			pseudo = (__u64)(saddr & 0xffff) + (saddr >> 16) + (daddr & 0xffff) +
+				 (daddr >> 16) + bpf_htons(proto) + bpf_htons(l4len);
 		}
-		if (iph->protocol == IPPROTO_UDP && l4 + sizeof(struct udphdr) <= data_end &&
-		    ((struct udphdr *)l4)->check == 0) {
-			bad_l4 = 0; /* UDP without a checksum: nothing to verify */
-			checked = dir == TAP_DIR_INGRESS;
-		} else if (dir == TAP_DIR_INGRESS && (iph->protocol == IPPROTO_TCP ||
-			   iph->protocol == IPPROTO_UDP || iph->protocol == IPPROTO_ICMP)) {
-			s = sum_bytes(skb, sizeof(struct ethhdr) + ihl, l4len);
+		if (proto == IPPROTO_UDP && t->sport | t->dport) {
+			__be16 ucheck = 1;
+
+			bpf_skb_load_bytes(skb, off + 6, &ucheck, sizeof(ucheck));
+			if (ucheck == 0) { /* UDP without a checksum: nothing to verify */
+				checked = dir == TAP_DIR_INGRESS;
+				goto account;
+			}
+		}
+		if (dir == TAP_DIR_INGRESS && (proto == IPPROTO_TCP || proto == IPPROTO_UDP ||
+					       proto == IPPROTO_ICMP)) {
+			s = sum_bytes(skb, off, l4len);
 			bad_l4 = s < 0 || fold(s + pseudo) != 0xffff;
 			checked = 1;
 		}
 	}
+account:
 	v = bpf_map_lookup_elem(&dsrc_tap_flows, &key);
 	if (!v) {
-		fresh.first_ns = now;
-		/* BPF_NOEXIST: a racing CPU may have inserted it; then update that one below. */
-		if (bpf_map_update_elem(&dsrc_tap_flows, &key, &fresh, BPF_NOEXIST) &&
+		struct tap_val *fresh = bpf_map_lookup_elem(&dsrc_tap_zero, &zero);
+
+		if (!fresh)
+			return;
+		/* BPF_NOEXIST: a racing CPU may have inserted it; then update that one below. The
+		 * zeroed value comes from a map: a 96-byte stack copy would not fit beside
+		 * sum_bytes' buffer in the 512-byte stack the call chain shares. */
+		if (bpf_map_update_elem(&dsrc_tap_flows, &key, fresh, BPF_NOEXIST) &&
 		    !bpf_map_lookup_elem(&dsrc_tap_flows, &key)) {
-			meta(TAP_OVERFLOW); /* table full: say so, never evict */
+			meta(dir, TAP_OVERFLOW); /* table full: say so, never evict */
 			return;
 		}
 		v = bpf_map_lookup_elem(&dsrc_tap_flows, &key);
 		if (!v)
 			return;
+		/* first_ns: whoever inserted it first; a 0 -> now race loses a few ns at worst. */
+		if (!v->first_ns)
+			v->first_ns = now;
 	}
 	__sync_fetch_and_add(&v->packets, 1);
 	__sync_fetch_and_add(&v->bytes, skb->len);
@@ -219,6 +333,7 @@ static __always_inline void record(struct __sk_buff *skb, __u8 dir)
 	__sync_fetch_and_add(&v->syn, (flags >> 1) & 1);
 	__sync_fetch_and_add(&v->fin, flags & 1);
 	__sync_fetch_and_add(&v->rst, (flags >> 2) & 1);
+	__sync_fetch_and_add(&v->fragments, frag);
 	v->last_ns = now;
 }
 
