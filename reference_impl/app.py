@@ -5,7 +5,7 @@ Run on every lab server (one process per server, asyncio, no threads)::
     python -m reference_impl.app --server-id ID [--http ADDR:PORT ...] [--udp ADDR:PORT ...]
                                  [--ready-file PATH]      (at least one --http or --udp)
 
-HTTP/1.1 (a minimal server: request line and headers, no request bodies, GET only)
+HTTP/1.1 (a minimal server: request line and headers; GET, and POST for uploads)
     ``GET /`` and ``GET /id``
         ``200``, ``text/plain``, body ``ID\\n``; the connection stays open (keep-alive) unless the
         client asked otherwise (``Connection: close``, or HTTP/1.0 without ``keep-alive``).
@@ -15,10 +15,15 @@ HTTP/1.1 (a minimal server: request line and headers, no request bodies, GET onl
         connection. ``S`` in ``0..2**64-1`` and ``N``, ``R`` in ``0..2**40``, decimal; ``seed``
         and ``bytes`` are required, ``rate`` defaults to 0 (unlimited), other parameters are
         ignored.
+    ``POST /upload`` with ``Content-Length: N`` (``N`` up to ``MAX_UPLOAD``)
+        reads exactly the ``N`` body bytes, then ``200``, ``text/plain``, body ``ID N\n``: the
+        server saw every byte of a client's upload (full-sized segments through the tunnel,
+        the encapsulation-overhead requirement). The connection then closes. No body or a
+        chunked one: ``411``; too large: ``413``.
     Errors
         ``400`` for a malformed request or a bad parameter (the body names it), ``404`` for any
-        other path, ``405`` (``Allow: GET``) for any other method; 400 and 405 close the
-        connection.
+        other path, ``405`` (``Allow: GET, POST``) for any other method or a POST elsewhere than
+        ``/upload``; 400, 405, 411 and 413 close the connection.
     Every response carries ``X-Server-Id: ID`` and ``Content-Length``.
 
 UDP, on each ``--udp`` address
@@ -67,6 +72,8 @@ STREAM_CHUNK = 16384
 """Bytes per write for an unpaced stream (bounds per-connection memory with thousands of them)."""
 PACE_HZ = 50
 """Writes per second a paced stream aims at (chunk = rate / PACE_HZ, at most STREAM_CHUNK)."""
+MAX_UPLOAD = 64 * 2**20
+"""Largest body ``POST /upload`` accepts."""
 MAX_HEAD = 16384
 """Largest request head (request line + headers) accepted."""
 MAX_HEADERS = 100
@@ -82,7 +89,14 @@ _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VERSION_RE = re.compile(r"HTTP/1\.[0-9]")
 _DIGITS_RE = re.compile(r"[0-9]{1,20}")
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    411: "Length Required",
+    413: "Content Too Large",
+}
 
 
 def udp_reply(server_id: str, request: bytes) -> bytes:
@@ -325,10 +339,15 @@ class ServerApp:
             return None
         keep_alive = request.keep_alive and not request.has_body
         try:
-            if request.method != "GET":
-                raise BadRequest(f"method {request.method} not allowed", 405)
             path, query = _split_target(request.target)
-            if path in ("/", "/id"):
+            if request.method == "POST" and path == "/upload":
+                received = await self._upload(reader, request)
+                status = 200
+                await self._respond(writer, 200, f"{self.server_id} {received}", False)
+                keep_alive = False
+            elif request.method != "GET":
+                raise BadRequest(f"method {request.method} not allowed on {path[:200]!r}", 405)
+            elif path in ("/", "/id"):
                 status = 200
                 await self._respond(writer, 200, self._id_body, keep_alive, "text/plain")
             elif path == "/stream":
@@ -347,6 +366,22 @@ class ServerApp:
             log.info("%s %s %s -> %d", _peer(writer), request.method, request.target, status)
         return keep_alive
 
+    async def _upload(self, reader: asyncio.StreamReader, request: Request) -> int:
+        """Read a ``POST /upload`` body whole (within the idle timeout); return its length."""
+        if "transfer-encoding" in request.headers or "content-length" not in request.headers:
+            raise BadRequest("POST /upload needs a Content-Length (no chunked bodies)", 411)
+        length = int(request.headers["content-length"])
+        if length > MAX_UPLOAD:
+            raise BadRequest(f"upload of {length} bytes is over the {MAX_UPLOAD} limit", 413)
+        left = length
+        async with asyncio.timeout(self.idle_timeout):
+            while left:
+                data = await reader.read(min(left, 65536))
+                if not data:
+                    raise asyncio.IncompleteReadError(b"", left)
+                left -= len(data)
+        return length
+
     def _head(self, status: int, length: int, keep_alive: bool, content_type: str) -> bytes:
         lines = [
             f"HTTP/1.1 {status} {_REASONS[status]}",
@@ -356,7 +391,7 @@ class ServerApp:
             f"Connection: {'keep-alive' if keep_alive else 'close'}",
         ]
         if status == 405:
-            lines.append("Allow: GET")
+            lines.append("Allow: GET, POST")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     async def _respond(

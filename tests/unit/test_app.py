@@ -345,9 +345,44 @@ def test_unknown_path_is_404_and_keeps_the_connection() -> None:
 def test_other_methods_are_405(method: str) -> None:
     r, closed = run(exchange(f"{method} /id HTTP/1.1\r\n\r\n".encode()))
     assert r.status == 405
-    assert r.headers["allow"] == "GET"
+    assert r.headers["allow"] == "GET, POST"
     assert r.headers["x-server-id"] == SID
     assert closed
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 200_000])
+def test_upload_reads_every_byte_then_answers_with_the_count(size: int) -> None:
+    body = bytes(i % 251 for i in range(size))
+    head = f"POST /upload HTTP/1.1\r\nContent-Length: {size}\r\n\r\n".encode()
+    r, closed = run(exchange(head + body))
+    assert r.status == 200 and r.body == f"{SID} {size}\n".encode()
+    assert closed
+
+
+def test_upload_cut_short_gets_no_answer() -> None:
+    async def main() -> bool:
+        c = await connect(ServerApp(SID))
+        c.writer.write(b"POST /upload HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
+        c.writer.write_eof()
+        eof = await at_eof(c.reader)
+        await c.finish()
+        return eof
+
+    assert run(main()), "the server answered an upload it did not receive whole"
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"POST /upload HTTP/1.1\r\n\r\n", 411),
+        (b"POST /upload HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 411),
+        (b"POST /upload HTTP/1.1\r\nContent-Length: 999999999999\r\n\r\n", 413),
+        (b"POST /stream HTTP/1.1\r\nContent-Length: 1\r\n\r\nx", 405),
+    ],
+)
+def test_bad_uploads_are_refused(head: bytes, status: int) -> None:
+    r, closed = run(exchange(head))
+    assert r.status == status and closed
 
 
 def test_request_with_body_is_answered_then_closed() -> None:
