@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections import Counter
 
 from dsrconform.invariants.observations import (
-    Endpoint,
     FaultWindow,
     FlowIndex,
     LabFacts,
@@ -26,9 +25,10 @@ from dsrconform.observe.history import FlowHistory
 
 def _judge_tap_affinity(
     j: Judge, obs: Observations, proto: int, *, required: bool
-) -> set[Endpoint]:
+) -> set[tuple[int, str, int, str, int]]:
     """Each client endpoint's packets reached one server (and the one its history names).
-    Returns the endpoints judged; without server taps: MissingData if ``required``."""
+    A client endpoint reused toward another address is another flow. Returns the flows judged
+    (client endpoint and far end); without server taps: MissingData if ``required``."""
     lab = obs.need_lab()
     try:
         taps = obs.need_taps(
@@ -44,38 +44,42 @@ def _judge_tap_affinity(
         return set()
     changes = obs.backend_changes()
     index = FlowIndex(obs.history)
-    judged: set[Endpoint] = set()
+    judged: set[tuple[int, str, int, str, int]] = set()
     skipped = 0
     seen = sightings(taps, lab, lambda t: t.receiver, keep=lambda r: r.payload.proto == proto)
-    for end, s in seen.items():
-        first, last = s.span()
-        if overlaps_any(changes, first, last) is not None:
-            skipped += 1
-            continue
-        judged.add(end)
-        nodes = s.nodes
-        if len(nodes) > 1:
-            info, rec = s.records[nodes[1]][0]
-            reached = ", ".join(f"{n} (from t={s.first_seen(n):.3f})" for n in nodes)
-            j.violation(
-                f"packets of one flow reached {len(nodes)} servers: {reached}",
-                flow=describe_end(end),
-                packet=rec.describe(),
-                link=info.describe(),
-                time=s.first_seen(nodes[1]),
-            )
-            continue
-        for fh in index.find(end, first, last):
-            if fh.server is not None and lab.server_node(fh.server) != nodes[0]:
-                info, rec = s.records[nodes[0]][0]
+    for end, by_end in seen.items():
+        for (far, far_port), s in by_end.by_far_end(lab).items():
+            first, last = s.span()
+            if overlaps_any(changes, first, last) is not None:
+                skipped += 1
+                continue
+            judged.add((*end, far, far_port))
+            nodes = s.nodes
+            if len(nodes) > 1:
+                info, rec = s.records[nodes[1]][0]
+                reached = ", ".join(f"{n} (from t={s.first_seen(n):.3f})" for n in nodes)
                 j.violation(
-                    f"the history says {fh.server} answered, but the packets reached {nodes[0]}",
-                    flow=fh.describe(),
+                    f"packets of one flow reached {len(nodes)} servers: {reached}",
+                    flow=f"{describe_end(end)} > {far}:{far_port}",
                     packet=rec.describe(),
                     link=info.describe(),
-                    time=rec.first,
+                    time=s.first_seen(nodes[1]),
                 )
-                break
+                continue
+            for fh in index.find(end, first, last):
+                if (fh.start.dst, fh.start.dport) != (far, far_port):
+                    continue  # the same client port toward another address: another flow
+                if fh.server is not None and lab.server_node(fh.server) != nodes[0]:
+                    info, rec = s.records[nodes[0]][0]
+                    j.violation(
+                        f"the history says {fh.server} answered, but the packets reached "
+                        f"{nodes[0]}",
+                        flow=fh.describe(),
+                        packet=rec.describe(),
+                        link=info.describe(),
+                        time=rec.first,
+                    )
+                    break
     j.measured["tap_flows_overlapping_backend_change"] = skipped
     return judged
 
@@ -101,12 +105,12 @@ def check_udp_affinity(obs: Observations, p: Params) -> Verdict:
     """Every UDP 5-tuple is answered by, and reaches, one server while backends are stable."""
     j = Judge("AF-2")
     changes = obs.backend_changes()
-    judged: set[Endpoint] = set()
+    judged: set[tuple[int, str, int, str, int]] = set()
     if obs.history is not None:
         for fh in obs.history.of_proto("udp"):
             if not fh.servers or overlaps_any(changes, fh.start.t, fh.last_t) is not None:
                 continue
-            judged.add(fh.endpoint)
+            judged.add((*fh.endpoint, fh.start.dst, fh.start.dport))
             _judge_udp_replies(j, fh)
     if obs.lab is not None:
         judged |= _judge_tap_affinity(j, obs, 17, required=False)

@@ -342,6 +342,17 @@ class Sighting:
     def first_seen(self, node: str) -> float:
         return min(r.first for _, r in self.records[node])
 
+    def by_far_end(self, lab: LabFacts) -> dict[tuple[str, int], Sighting]:
+        """The records split by the other end of their 5-tuple (the address and port the client
+        talks to): a client port reused toward another VIP is another connection."""
+        out: dict[tuple[str, int], Sighting] = {}
+        for node, recs in self.records.items():
+            for info, rec in recs:
+                t = rec.payload
+                far = (t.dst, t.dport) if lab.is_client(t.src) else (t.src, t.sport)
+                out.setdefault(far, Sighting()).add(node, info, rec)
+        return out
+
     def nodes_during(self, first: float, last: float, slack: float = 0.5) -> list[str]:
         """Nodes with a record overlapping ``[first, last]`` (``slack`` seconds either side),
         earliest first."""

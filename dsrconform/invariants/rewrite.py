@@ -49,9 +49,12 @@ def _judge_reply_sources(
             if not flows:
                 continue
             packets += rec.packets
-            right = [fh for fh in flows if (rec.src, rec.sport) == (fh.start.dst, fh.start.dport)]
+            # A client port may be reused toward another VIP while (or just after) a flow to
+            # this one lives: a reply is right if any flow of that client end addressed its
+            # source, and judged wrong only if none did.
+            right = [fh for fh in found if (rec.src, rec.sport) == (fh.start.dst, fh.start.dport)]
             if right:
-                answered.update(fh.id for fh in right)
+                answered.update(fh.id for fh in right if only(fh))
                 continue
             fh = flows[0]
             answered.add(fh.id)

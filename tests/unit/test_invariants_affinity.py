@@ -35,7 +35,7 @@ def test_af1_fail_when_a_connection_reaches_two_servers() -> None:
     assert v.status == Status.FAIL
     (e,) = v.evidence
     assert "reached 2 servers: server1 (from t=11.000), server2 (from t=15.500)" in e.message
-    assert e.flow == "tcp client 198.18.1.2:40001"
+    assert e.flow == "tcp client 198.18.1.2:40001 > 198.19.0.10:80"
     assert e.link is not None and e.link.startswith("server2:dsrc-router ingress")
     assert e.time == 15.5
 
@@ -49,6 +49,21 @@ def test_af1_fail_when_the_history_names_another_server() -> None:
     assert "the history says server3 answered, but the packets reached server1" in (
         v.evidence[0].message
     )
+
+
+def test_af1_a_client_port_reused_toward_another_vip_is_another_connection() -> None:
+    """Seen in a real run: one client address and port, a stream to the per-MUX VIP on one
+    server and, overlapping it, a short connection to the web VIP on another: two flows."""
+    from tests.unit.observations_builder import EDGE
+
+    run = three_conns()
+    run.conn(4, 30.0, end_t=40.0, server="server1", dst=EDGE, sport=45000)
+    run.conn(5, 39.5, end_t=39.8, server="server2", sport=45000)
+    v = run_checker(check_connection_affinity, run.obs())
+    assert v.status == Status.PASS, v.message
+    assert v.measured["connections_judged"] == 5
+    run.add(encap("server3-in", "mux1", "server3", tcp(CLIENT, 45000, EDGE, 80), 35.0, 35.1))
+    assert run_checker(check_connection_affinity, run.obs()).status == Status.FAIL
 
 
 def test_af1_leaves_out_connections_overlapping_a_backend_change() -> None:

@@ -112,6 +112,19 @@ def test_rw4_per_mux_vip() -> None:
     assert v.status == Status.UNKNOWN and "per-MUX external VIP" in v.message
 
 
+def test_rw4_a_client_port_reused_toward_another_vip_is_not_a_wrong_reply() -> None:
+    """Seen in a real run: the same client address and port, first a stream to the per-MUX
+    VIP, then a short connection to the web VIP; each flow's replies come from its own VIP."""
+    run = healthy()
+    run.conn(3, 12.0, end_t=21.0, dst=EDGE, sport=45000)
+    run.conn(4, 21.5, end_t=22.0, sport=45000)
+    for check in (check_per_mux_vip_honoured, check_replies_carry_vip):
+        v = run_checker(check, run.obs())
+        assert v.status == Status.PASS, v.message
+    run.conn(5, 13.0, end_t=23.0, dst=EDGE, sport=45000, reply_src=("198.19.0.99", 80))
+    assert run_checker(check_per_mux_vip_honoured, run.obs()).status == Status.FAIL
+
+
 # --- RW-2 --------------------------------------------------------------------------------------
 
 
