@@ -289,9 +289,16 @@ def make_backend(kind: str, lab: str) -> NetnsBackend:
 
 
 def _install_signal_handlers() -> dict[int, Any]:
-    """SIGTERM becomes KeyboardInterrupt, so ``finally`` blocks tear the lab down."""
+    """SIGTERM becomes KeyboardInterrupt, so ``finally`` blocks tear the lab down.
+
+    Only in this process: a child forked meanwhile (pyroute2's NetNS helpers are, and are
+    stopped with SIGTERM) inherits the handler, and must exit at once rather than unwind the
+    parent's stack and run its cleanup (tearing down the parent's lab) a second time."""
+    owner = os.getpid()
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != owner:
+            os._exit(128 + signum)
         raise KeyboardInterrupt(f"signal {signum}")
 
     previous: dict[int, Any] = {}
