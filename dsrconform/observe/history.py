@@ -380,6 +380,22 @@ class History:
                 fh.events.append(rec)
         return h
 
+    @classmethod
+    def merge(cls, parts: Iterable[History]) -> History:
+        """One history of several (one per generator, each numbering its flows from 0): flow
+        ids are renumbered, part by part, after the previous part's largest id."""
+        out = cls()
+        base = 0
+        for part in parts:
+            out.headers += part.headers
+            for fid, fh in part.flows.items():
+                new = base + fid
+                moved = FlowHistory(fh.start.model_copy(update={"flow": new}))
+                moved.events = [e.model_copy(update={"flow": new}) for e in fh.events]
+                out.flows[new] = moved
+            base += max(part.flows, default=-1) + 1
+        return out
+
     def records(self) -> Iterator[HistoryRecord]:
         """Headers, then each flow's start and events (the order :meth:`from_records` needs)."""
         yield from self.headers

@@ -154,7 +154,7 @@ def test_lab_facts_from_the_shipped_topology() -> None:
     assert facts.is_client("198.18.1.5") and facts.is_client("198.18.201.7")  # flood sources
     assert not facts.is_client("198.18.20.1") and facts.role_of_address("198.18.20.1") == "server"
     assert facts.is_vip("198.19.0.10") and facts.service("198.19.0.11", 7, 17) is not None
-    assert facts.per_mux_services() == []
+    assert [s.name for s in facts.per_mux_services()] == ["edge"]
     assert facts.backends(facts.services[0]) == ["server1", "server2", "server3"]
     # A changed copy rebuilds its lookups (pydantic's plain copy would keep stale caches).
     assert not facts.model_copy(update={"client_networks": []}).is_client("198.18.201.7")

@@ -1,0 +1,99 @@
+"""Taps on a running lab's links: one :class:`~dsrconform.observe.linktap.LinkTap` per interface.
+
+A :class:`LabTaps` attaches a tap (both directions) to every interface the lab's topology creates
+(or those of the nodes asked for), and turns their counts into the checkers' tap records, each
+named ``<node>:<ifname>:<direction>`` and placed on its link with the peer at the other end (a
+segment member's peer is the segment's host; a segment's bridge has none)::
+
+    with LabTaps(lab) as taps:
+        ...                      # traffic
+        tapset = taps.collect()  # a TapSet: TapInfo + TapFlow records
+
+Attaching is all or nothing: if one tap cannot attach, those already attached are removed
+before the error propagates, and leaving the context always detaches every tap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any
+
+from dsrconform.observe.linktap import DEFAULT_MAX_FLOWS, LinkTap, to_records
+from dsrconform.observe.taps import TapSet
+from dsrconform.topology import Interface
+
+__all__ = ["LabTaps"]
+
+
+class LabTaps:
+    """Taps on every interface of ``lab`` (a :class:`dsrconform.lab.Lab`) or of ``nodes``."""
+
+    def __init__(self, lab: Any, *, nodes: Iterable[str] | None = None,
+                 max_flows: int = DEFAULT_MAX_FLOWS) -> None:  # fmt: skip
+        self.lab = lab
+        wanted = set(nodes) if nodes is not None else set(lab.topology.nodes)
+        unknown = wanted - set(lab.topology.nodes)
+        if unknown:
+            from dsrconform.errors import ConfigError
+
+            raise ConfigError(
+                f"no node {', '.join(sorted(unknown))} in lab {lab.name}; "
+                f"nodes: {', '.join(lab.topology.nodes)}"
+            )
+        self.interfaces: list[Interface] = [
+            i for i in lab.topology.interfaces() if i.node in wanted
+        ]
+        self.max_flows = max_flows
+        self._taps: list[tuple[Interface, LinkTap]] = []
+        self.started: float | None = None
+
+    def attach(self) -> LabTaps:
+        try:
+            for iface in self.interfaces:
+                tap = LinkTap(self.lab.netns(iface.node), iface.ifname, max_flows=self.max_flows)
+                try:
+                    tap.attach()
+                except BaseException:
+                    tap.close()
+                    raise
+                self._taps.append((iface, tap))
+        except BaseException:
+            self.close()
+            raise
+        self.started = time.monotonic()
+        return self
+
+    def collect(self) -> TapSet:
+        """Every tap's records so far (taps keep counting: call again for a later view)."""
+        if self.started is None:
+            raise RuntimeError("LabTaps.collect() before attach()")
+        now = time.monotonic()
+        records: list[Any] = []
+        for iface, tap in self._taps:
+            records += to_records(
+                tap, node=iface.node, link=iface.group, peer=iface.peer,
+                started=self.started, stopped=now,
+            )  # fmt: skip
+        return TapSet.from_records(records, source=f"taps of lab {self.lab.name}")
+
+    def tap(self, node: str, ifname: str) -> LinkTap:
+        """The tap on ``node``'s interface ``ifname`` (to read flows while traffic runs)."""
+        for iface, tap in self._taps:
+            if (iface.node, iface.ifname) == (node, ifname):
+                return tap
+        raise KeyError(f"no tap on {node}:{ifname}")
+
+    def close(self) -> None:
+        """Detach and free every tap (a tap whose namespace is gone is simply freed)."""
+        while self._taps:
+            _, tap = self._taps.pop()
+            tap.close()
+
+    def __enter__(self) -> LabTaps:
+        return self.attach()
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:  # fmt: skip
+        self.close()

@@ -1,0 +1,238 @@
+"""A steady-state observation run: the traffic mix of the seed's services, watched on every link.
+
+:func:`observe_steady_state` drives, concurrently and from every client node of a running lab:
+
+- long-lived verified streams to every TCP service (``/stream``),
+- short connections at a target rate to the first TCP service (``/id``; enough of them for the
+  spread requirement, AF-3) and uploads of full-sized segments (``POST /upload``, RW-6),
+- UDP flows to every UDP service,
+- once streams are established, ICMP errors about some of them (fragmentation needed, time
+  exceeded, port unreachable) sent by their client toward the VIP, as a client host whose own
+  link is narrower would (RW-6, RW-7),
+
+with a :class:`~dsrconform.observe.labtaps.LabTaps` on every interface of the lab, and returns
+the :class:`~dsrconform.invariants.Observations` the checkers read: the lab's facts, the merged
+connection histories and the tap records. Nothing here knows which stack is under test: the lab
+brought its target up, the traffic uses only the service addresses of the topology.
+
+Every generator is bounded in count and time (each has a deadline, and the run waits at most
+``Mix.deadline`` plus a margin for them); the histories and tap records are also written to
+``out_dir`` when given, for a later look or a re-check.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dsrconform.errors import LabError
+from dsrconform.invariants.observations import LabFacts, Observations
+from dsrconform.observe.history import History, load_history, write_history
+from dsrconform.observe.labtaps import LabTaps
+from dsrconform.observe.taps import write_taps
+from dsrconform.topology import Service, Topology
+
+__all__ = ["Mix", "SteadyRun", "observe_steady_state"]
+
+ICMP_KINDS = (("frag-needed", 3, 4), ("time-exceeded", 11, 0), ("port-unreachable", 3, 3))
+"""(name, type, code) of the ICMP errors sent about live streams, in turn."""
+PTB_MTU = 1400
+"""Next-hop MTU the fragmentation-needed errors announce (above any TCP minimum)."""
+MARGIN = 30.0
+"""Seconds beyond a generator's own deadline before the run gives up on it."""
+
+
+@dataclass(frozen=True)
+class Mix:
+    """How much of each kind of traffic; the defaults take about ten seconds on basic.yaml."""
+
+    seed: int = 1
+    streams: int = 90
+    """Long-lived streams per TCP service."""
+    stream_bytes: int = 240_000
+    stream_rate: int = 60_000
+    """Bytes per second per stream (so each lasts stream_bytes / stream_rate seconds)."""
+    short_conns: int = 2400
+    """Short connections to the first TCP service (AF-3 decides on at least 2000)."""
+    short_rate: float = 600.0
+    uploads: int = 30
+    upload_bytes: int = 16384
+    """Bytes each upload sends: several full-sized segments (RW-6's default is 4096)."""
+    udp_flows: int = 120
+    """UDP 5-tuples per UDP service."""
+    udp_datagrams: int = 8
+    udp_interval: float = 0.25
+    icmp_errors: int = 12
+    """ICMP errors about live streams (cycling through ICMP_KINDS), each about another stream."""
+    deadline: float = 60.0
+    """Seconds each generator may run at most."""
+
+
+@dataclass
+class SteadyRun:
+    observations: Observations
+    counts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per generator job, the counts it printed (and ``icmp`` for the injected errors)."""
+    files: dict[str, Path] = field(default_factory=dict)
+    started: float = 0.0
+    stopped: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Job:
+    name: str
+    node: str
+    argv: list[str]
+
+
+def _sources(topo: Topology, node: str) -> list[str]:
+    return list(topo.nodes[node].addresses) or [topo.uplink(node).ip]
+
+
+def _jobs(topo: Topology, python: str, mix: Mix) -> list[_Job]:
+    """The generator commands, per client node and service."""
+    tcp = [s for s in topo.services if s.proto == "tcp"]
+    udp = [s for s in topo.services if s.proto == "udp"]
+    clients = [n for n, node in topo.nodes.items() if node.role == "client"]
+    if not clients or not topo.services:
+        raise LabError(f"lab {topo.name}: a steady-state run needs a client node and a service")
+    jobs: list[_Job] = []
+    for ci, client in enumerate(clients):
+        src = ",".join(_sources(topo, client))
+        seed = mix.seed * 7919 + ci
+
+        def job(name: str, module: str, svc: Service, *args: object,
+                client: str = client, src: str = src, seed: int = seed) -> None:  # fmt: skip
+            argv = [python, "-m", f"dsrconform.traffic.{module}", "--vip", svc.vip,
+                    "--port", str(svc.port), "--sources", src, "--seed", str(seed),
+                    *map(str, args), "--out", "-"]  # fmt: skip
+            jobs.append(_Job(f"{client}-{name}-{svc.name}", client, argv))
+
+        for svc in tcp:
+            job("streams", "streams", svc, "--conns", mix.streams, "--bytes", mix.stream_bytes,
+                "--rate", mix.stream_rate, "--open-rate", 200, "--timeout", 10,
+                "--deadline", mix.deadline)  # fmt: skip
+        if tcp and mix.short_conns:
+            job("short", "shortconns", tcp[0], "--count", mix.short_conns // len(clients),
+                "--rate", mix.short_rate / len(clients), "--duration", mix.deadline / 2,
+                "--deadline", mix.deadline)  # fmt: skip
+        if tcp and mix.uploads:
+            job("upload", "shortconns", tcp[-1], "--count", mix.uploads, "--rate", 20,
+                "--upload", mix.upload_bytes, "--duration", mix.deadline / 2,
+                "--deadline", mix.deadline)  # fmt: skip
+        for svc in udp:
+            job("udp", "udpflows", svc, "--flows", mix.udp_flows, "--count", mix.udp_datagrams,
+                "--interval", mix.udp_interval, "--deadline", mix.deadline)  # fmt: skip
+    return jobs
+
+
+def observe_steady_state(
+    lab: Any, mix: Mix = Mix(), *, out_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> SteadyRun:  # fmt: skip
+    """Run the mix in ``lab`` (a :class:`dsrconform.lab.Lab` that is up) and return what was
+    observed. Raises LabError if a generator could not run at all (a bad argument, a missing
+    module); traffic that failed is data, not an error: the checkers judge it."""
+    say = progress or (lambda _msg: None)
+    topo: Topology = lab.topology
+    jobs = _jobs(topo, lab.python, mix)
+    run = SteadyRun(Observations(lab=LabFacts.from_topology(topo)))
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    with LabTaps(lab) as taps, ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        run.started = time.monotonic()
+        say(f"{len(jobs)} traffic jobs on {len(taps.interfaces)} tapped interfaces")
+        limit = mix.deadline + MARGIN
+        futures = {
+            j.name: pool.submit(lab.run, j.node, j.argv, timeout=limit, check=False) for j in jobs
+        }
+        if mix.icmp_errors:
+            run.counts["icmp"] = _send_icmp_errors(lab, taps, mix, say)
+        parts: list[History] = []
+        for j in jobs:
+            res = futures[j.name].result()
+            text = res.stdout
+            counts = _last_json(res.stderr)
+            if res.returncode != 0 or counts is None:
+                raise LabError(
+                    f"traffic job {j.name} ({' '.join(j.argv[2:4])}) exited {res.returncode}: "
+                    f"{res.stderr.strip()[-500:]}"
+                )
+            run.counts[j.name] = counts
+            path = (out_dir or Path(lab.dir)) / f"history-{j.name}.jsonl"
+            path.write_text(text)
+            run.files[j.name] = path
+            parts.append(load_history(path))
+            say(f"{j.name}: {counts}")
+        run.stopped = time.monotonic()
+        tapset = taps.collect()
+    history = History.merge(parts)
+    if out_dir is not None:
+        write_history(out_dir / "history.jsonl", history)
+        write_taps(out_dir / "taps.jsonl", tapset)
+        run.files["history"] = out_dir / "history.jsonl"
+        run.files["taps"] = out_dir / "taps.jsonl"
+    run.observations = Observations(lab=run.observations.lab, history=history, taps=tapset)
+    return run
+
+
+def _last_json(stderr: str) -> dict[str, Any] | None:
+    """The counts a generator prints as its last stderr line."""
+    for line in reversed(stderr.strip().splitlines()):
+        try:
+            out = json.loads(line)
+        except ValueError:
+            continue
+        return out if isinstance(out, dict) else None
+    return None
+
+
+def _send_icmp_errors(
+    lab: Any, taps: LabTaps, mix: Mix, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """Once enough streams are established (their client's tap saw data flowing), send one ICMP
+    error about each of ``mix.icmp_errors`` of them, from the stream's client toward the VIP."""
+    from dsrconform.netns import link_mac
+    from dsrconform.traffic import crafted
+
+    topo: Topology = lab.topology
+    client = next(n for n, node in topo.nodes.items() if node.role == "client")
+    up = topo.uplink(client)
+    peer_if = topo.uplink(up.peer, client).ifname
+    tcp = {(s.vip, s.port) for s in topo.services if s.proto == "tcp"}
+    tap = taps.tap(client, up.ifname)
+    deadline = time.monotonic() + min(20.0, mix.deadline)
+    live: list[Any] = []
+    while time.monotonic() < deadline:
+        live = [
+            f for f in tap.flows()
+            if f.direction == "egress" and f.proto == 6 and (f.dst, f.dport) in tcp
+            and f.packets >= 4 and not (f.fin or f.rst)
+        ]  # fmt: skip
+        if len(live) >= mix.icmp_errors:
+            break
+        time.sleep(0.1)  # polling the tap for established streams, bounded by `deadline`
+    chosen = sorted(live, key=lambda f: (f.first_ns, f.src, f.sport))[: mix.icmp_errors]
+    packets = []
+    for i, f in enumerate(chosen):
+        flow = crafted.Flow(f.src, f.sport, f.dst, f.dport, "tcp")
+        kind = ICMP_KINDS[i % len(ICMP_KINDS)][0]
+        if kind == "frag-needed":
+            packets += crafted.icmp_frag_needed(flow, src=f.src, next_hop_mtu=PTB_MTU)
+        elif kind == "time-exceeded":
+            packets += crafted.icmp_time_exceeded(flow, src=f.src)
+        else:
+            packets += crafted.icmp_port_unreachable(flow, src=f.src)
+    frames = crafted.frame(packets, link_mac(lab.netns(client), up.ifname),
+                           link_mac(lab.netns(up.peer), peer_if))  # fmt: skip
+    sent = crafted.send_crafted(
+        lab.netns(client), up.ifname, [crafted.CraftedFrames("icmp-errors", frames)],
+        max_packets=len(frames), deadline=5.0,
+    )  # fmt: skip
+    say(f"sent {sent.sent} ICMP errors about live streams ({len(live)} were live)")
+    return {"sent": sent.sent, "failed": sent.failed, "live_streams": len(live)}
