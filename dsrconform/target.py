@@ -12,6 +12,8 @@ Contracts:
   ``ifname`` inside network namespace ``netns``, programmed with one VIP and its backends, sending
   encapsulated packets back out of the same interface toward ``next_hop_mac``; leaving the
   context detaches everything it attached.
+- ``deploy(lab)`` returns a :class:`Deployment`, whose ``counters()`` are the stack's own
+  counters (per component, never decreasing, stable names) for the checkers that read them.
 """
 
 from __future__ import annotations
@@ -89,6 +91,19 @@ class Deployment(Protocol):
         ...
 
     def status(self) -> dict[str, Any]: ...
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """The stack's own counters now: component -> counter name -> value.
+
+        Components are named after the lab node they run on (``mux1``, ``server2``, ``gw``); a
+        component the target does not have, or does not count, is absent (never an empty dict
+        standing in for "unknown"). Values are non-negative integers that never decrease over
+        the deployment's life, even across a component's restart (the target carries the old
+        instance's totals over). Names are stable: a name always means the same thing, and once
+        reported it keeps being reported. Reading must be cheap enough to call every second and
+        safe from any thread; :mod:`dsrconform.observe.counters` snapshots it into
+        :class:`~dsrconform.observe.taps.CounterSnapshot` records."""
+        ...
 
     def close(self) -> None:
         """Detach whatever the deployment attached (the lab removes namespaces and processes)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 import time
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from typing import Any, Protocol
 
 from dsrconform.errors import LabError
 from dsrconform.netns import enter_netns, link_mac
+from dsrconform.observe.counters import CounterCarry
 from dsrconform.topology import Service, Topology
 
 PASS_PROGRAM = "dsrc_pass"
@@ -64,6 +66,10 @@ class ReferenceDeployment:
     ready_files: list[Path] = field(default_factory=list)
     bird_sockets: dict[str, Path] = field(default_factory=dict)
     app_argv: dict[str, list[str]] = field(default_factory=dict)
+    # counters() may run in a sampler thread while restart() or close() replaces or closes the
+    # BPF objects it reads: both take this lock (a closed map's fd could be reused by another).
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    carry: CounterCarry = field(default_factory=CounterCarry, repr=False)
 
     # --- deploy ------------------------------------------------------------------------------
 
@@ -249,10 +255,14 @@ class ReferenceDeployment:
         topo = self.lab.topology
         role = topo.nodes[node].role
         if role == "mux":
-            old = self.muxes.pop(node, None)
-            if old is not None:
-                old.close()  # detach: the new MUX starts with an empty connection table
-            self._mux(node)
+            with self.lock:
+                old = self.muxes.pop(node, None)
+                if old is not None:
+                    # Its counters live on in the new instance's (counters() never decrease).
+                    with suppress(Exception):
+                        self.carry.retire(node, mux_counters(old))
+                    old.close()  # detach: the new MUX starts with an empty connection table
+                self._mux(node)
         if role == "server":
             self._restart_app(node)
         if node in self.bird_sockets:
@@ -333,20 +343,64 @@ class ReferenceDeployment:
         return {
             "vip_routes": self.vip_routes(),
             "bgp": self.bgp_state(),
-            "mux_stats": {m: p.stats().globals for m, p in self.muxes.items()},
+            "mux_stats": self._mux_globals(),
         }
+
+    def _mux_globals(self) -> dict[str, dict[str, int]]:
+        with self.lock:
+            return {m: p.stats().globals for m, p in self.muxes.items()}
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """The stack's counters (Deployment.counters): per MUX, its XDP program's statistics
+        (:func:`mux_counters`); per server, its agent's (``decap``, ``dnat``...); for the
+        gateway node in gateway-nat mode, the gateway program's (``gw_rewrite``, ``pass``).
+        Read from the BPF objects this deployment holds; monotonic across MUX restarts."""
+        with self.lock:
+            raw: dict[str, dict[str, int]] = {m: mux_counters(p) for m, p in self.muxes.items()}
+            for server, agent in self.agents.items():
+                raw[server] = agent.stats()
+            if self.gateway is not None:
+                raw[self.lab.topology.of_role("gateway")[0]] = self.gateway.stats()
+            return self.carry.report(raw)
 
     def close(self) -> None:
         """Detach every program this deployment attached (processes go with the lab)."""
         from dsrconform.bpf import libbpf
 
-        for prog in [*self.muxes.values(), *self.agents.values(), self.gateway]:
+        with self.lock:
+            progs = [*self.muxes.values(), *self.agents.values(), self.gateway]
+            self.muxes, self.agents, self.gateway = {}, {}, None
+        for prog in progs:
             if prog is not None:
                 with suppress(Exception):  # the namespace may be gone with its interfaces
                     prog.close()
         for router, idx in self.passers:
             with suppress(Exception), enter_netns(self.lab.netns(router)):
                 libbpf.xdp_detach(idx, mode="native")
+
+
+PROTO_NAMES = {6: "tcp", 17: "udp"}
+
+
+def mux_counters(mux: Any) -> dict[str, int]:
+    """One MUX's counters (a :class:`reference_impl.mux.MuxProgram`), per-CPU slots summed.
+
+    The named statistics (``STAT_*`` of dsr_shared.h in lower case: ``pass``, ``lru_hit``,
+    ``lru_miss``, ``lru_insert``, ``lru_insert_skipped``, ``icmp_forwarded``, ``drop_*``), the
+    derived ``tx`` (packets forwarded: every VIP's plus ``icmp_forwarded``), and per VIP and per
+    backend ``vip_packets[198.19.0.10:80/tcp]``, ``vip_bytes[...]``,
+    ``backend_packets[198.18.20.1]``, ``backend_bytes[...]``. A VIP's count is of the TCP/UDP
+    packets forwarded for it (ICMP errors count only in ``icmp_forwarded``); a backend's, of
+    the packets the MUX chose it for (ICMP errors included, and packets then dropped as
+    ``drop_too_big``/``drop_encap``). Bytes are of the inner IP packets."""
+    st = mux.stats()
+    out = dict(st.globals)
+    for (addr, port, proto), (pk, by) in st.vips.items():
+        label = f"{addr}:{port}/{PROTO_NAMES.get(proto, proto)}"
+        out[f"vip_packets[{label}]"], out[f"vip_bytes[{label}]"] = pk, by
+    for addr, (pk, by) in st.backends.items():
+        out[f"backend_packets[{addr}]"], out[f"backend_bytes[{addr}]"] = pk, by
+    return out
 
 
 _PASS: list[Any] = []  # [object, program], loaded once per process

@@ -129,6 +129,7 @@ class MuxProgram:
             self._next_backend = (self._next_backend + 1) % limit
             if idx not in used:
                 self._backend_index[addr] = idx
+                self._zero_stat(C("STAT_BACKEND_BASE") + idx)  # not the previous owner's counts
                 self.obj.map("dsrc_backends").update(layout.u32(idx), layout.backend(addr))
                 return idx
         raise libbpf.BpfError(f"more than {limit} backends")
@@ -148,6 +149,7 @@ class MuxProgram:
             if not free:
                 raise libbpf.BpfError(f"more than {C('MAX_VIPS')} VIPs")
             self._vip_index[vip] = free[0]
+            self._zero_stat(C("STAT_VIP_BASE") + free[0])  # a removed VIP's counts stay its own
             # A new incarnation: entries left by an earlier VIP at this index stop matching.
             self._vip_state[free[0]] = self._next_gen << C("VIP_STATE_GEN_SHIFT")
             self._next_gen = self._next_gen % 0xFFFF + 1
@@ -275,6 +277,12 @@ class MuxProgram:
 
     def backend_of_index(self, idx: int) -> str | None:
         return next((a for a, i in self._backend_index.items() if i == idx), None)
+
+    def _zero_stat(self, slot: int) -> None:
+        """Zero a per-VIP or per-backend counter slot before its index gets a new owner (nothing
+        counts into it meanwhile: no table or connection entry refers to the index yet)."""
+        m = self.obj.map("dsrc_stats")
+        m.update(layout.u32(slot), bytes((m.value_size + 7) // 8 * 8 * libbpf.possible_cpus()))
 
     def _sum(self, slot: int) -> tuple[int, int]:
         vals = self.obj.map("dsrc_stats").lookup_percpu(layout.u32(slot))
