@@ -287,6 +287,20 @@ def on_role_link(lab: LabFacts, role: Role) -> Callable[[TapInfo], bool]:
     return lambda t: lab.role(t.node) == role or lab.role(t.peer) == role
 
 
+def one_per_link(
+    taps: list[tuple[TapInfo, list[TapFlow]]],
+) -> list[tuple[TapInfo, list[TapFlow]]]:
+    """Of the taps at both ends of one link and direction (sender to receiver), only the
+    sending end's: summing both would count every packet twice. The sending end, because a
+    receiver's tc ingress runs after its XDP program, so it misses what XDP forwarded."""
+    egress = {(t.link, t.sender, t.receiver) for t, _ in taps if t.direction == "egress"}
+    return [
+        (t, flows)
+        for t, flows in taps
+        if t.direction == "egress" or (t.link, t.sender, t.receiver) not in egress
+    ]
+
+
 def mux_of_tap(lab: LabFacts, t: TapInfo) -> str | None:
     return t.node if lab.role(t.node) == "mux" else t.peer if lab.role(t.peer) == "mux" else None
 

@@ -11,6 +11,7 @@ from dsrconform.invariants.observations import (
     from_role,
     mux_of_tap,
     on_role_link,
+    one_per_link,
 )
 from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
 from dsrconform.observe.taps import TapFlow, TapInfo
@@ -65,6 +66,7 @@ def check_mux_load_follows_inbound(obs: Observations, p: Params) -> Verdict:
         covers=lambda t: t.sender,
     )
     mux_in = obs.need_taps_into(j, "mux")
+    client_out, mux_in = one_per_link(client_out), one_per_link(mux_in)
     lossy = [info.describe() for info, _ in client_out + mux_in if info.overflowed]
     if lossy:
         # Byte sums from a tap that lost records are biased either way: no decision at all.

@@ -9,6 +9,11 @@ segment member's peer is the segment's host; a segment's bridge has none)::
         ...                      # traffic
         tapset = taps.collect()  # a TapSet: TapInfo + TapFlow records
 
+Each link is tapped at both ends, so each packet is seen twice (by its sender's egress tap and
+its receiver's ingress tap); a byte count must take one end of a link (see
+``invariants.observations.one_per_link``). A node's ingress tap runs after its XDP program:
+what XDP forwarded (a MUX's VIP traffic) only its sender's egress tap sees.
+
 Attaching is all or nothing: if one tap cannot attach, those already attached are removed
 before the error propagates, and leaving the context always detaches every tap.
 """

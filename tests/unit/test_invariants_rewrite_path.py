@@ -345,6 +345,28 @@ def test_dp2_mux_load_follows_inbound() -> None:
     assert worst.packet is not None and worst.packet.startswith("tcp 198.19.0.10:80 > 198.18.1.2")
 
 
+def test_dp2_counts_a_link_tapped_at_both_ends_once() -> None:
+    """With a tap on every interface, the router's end of the client link sees the same
+    packets as the client's end, and the MUX's own ingress (after its XDP program) sees less
+    than the router's egress toward it: the sending end is counted, once."""
+    from dsrconform.observe.taps import TapInfo
+
+    run = healthy()
+    both = [("router-from-client", "client-out", "client", "link-client")]
+    both += [(f"router-to-{m}", f"{m}-in", m, f"link-{m}") for m in ("mux1", "mux2")]
+    for name, twin, node, link in both:
+        ingress = name.startswith("router-from")
+        run.taps[name] = TapInfo(
+            tap=name, node="router", ifname=f"dsrc-{node}", link=link, peer=node,
+            direction="ingress" if ingress else "egress", started=0.0, stopped=1000.0,
+        )  # fmt: skip
+        run.tap_records += [r.model_copy(update={"tap": name}) for r in run.tap_records
+                            if r.tap == twin]  # fmt: skip
+    v = run_checker(check_mux_load_follows_inbound, run.obs(), {"min_inbound_bytes": 100})
+    assert v.status == Status.PASS
+    assert (v.measured["inbound_bytes"], v.measured["mux_received_bytes"]) == (2000, 2000)
+
+
 def test_dp2_unknown_cases() -> None:
     v = run_checker(check_mux_load_follows_inbound, healthy().obs())
     assert v.status == Status.UNKNOWN and "clients sent 2000 bytes to VIPs" in v.message
