@@ -2,7 +2,8 @@
 # bootstrap.sh: make this checkout ready to run, on a fresh Debian 12 (bookworm), idempotently.
 #
 #   1. Debian packages: the BPF toolchain (clang, llvm, libbpf-dev, bpftool), the lab's tools
-#      (iproute2, ethtool, nftables, tcpdump, bird2 for the labs' BGP, curl), the docker
+#      (iproute2, ethtool, nftables, tcpdump, bird2 for the labs' BGP, curl, netsniff-ng for
+#      trafgen, the SYN flood baseline of `dsrconform bench traffic`), the docker
 #      backend's engine and image builder (docker.io, debootstrap) and what building the venv
 #      needs. apt is touched only when one of them is missing (checked with dpkg-query), and then
 #      needs root. The Docker engine is not started here: scripts/start-dockerd.sh does that, for
@@ -17,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PACKAGES=(clang llvm libbpf-dev bpftool iproute2 ethtool nftables tcpdump bird2 curl
-          docker.io debootstrap python3-venv python3-dev gcc make git)
+          netsniff-ng docker.io debootstrap python3-venv python3-dev gcc make git)
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.dsrconform-installed

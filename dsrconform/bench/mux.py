@@ -218,8 +218,10 @@ class BenchPrograms:
     def configure(self, template: bytes, mode: Mode) -> None:
         """Give livegen its frame and mode, and restart its flow sequence."""
         self.livegen.map("dsrc_lg_tmpl").update(bytes(4), template)
+        # Source range fields zero: livegen's default client range (198.18.1.0-7.255, ports
+        # 1024-65535). The SYN flood (dsrconform.traffic.synflood) sets its own.
         self.livegen.map("dsrc_lg_cfg").update(
-            bytes(4), struct.pack("=II", _LG_MODE[mode], ESTABLISHED_FLOWS)
+            bytes(4), struct.pack("=6I", _LG_MODE[mode], ESTABLISHED_FLOWS, 0, 0, 0, 0)
         )
         # Restart the sequence on every CPU: one u64 slot per possible CPU.
         self.livegen.map("dsrc_lg_seq").update(bytes(4), bytes(8 * possible_cpus()))

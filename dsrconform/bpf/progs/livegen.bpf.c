@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-/* livegen: the packet generator of `dsrconform bench mux`.
+/* livegen: the packet generator of `dsrconform bench mux` and of the SYN flood
+ * (dsrconform/traffic/synflood.py).
  *
  * User space runs this program with BPF_PROG_TEST_RUN and BPF_F_TEST_XDP_LIVE_FRAMES: the
  * kernel then builds `repeat` real frames from page-pool pages, runs the program on each, and
@@ -13,7 +14,10 @@
  *   ~115 M packets: connection-table misses, like a SYN flood of real clients.
  * - LG_MODE_REPEAT_FLOWS: flow number = sequence % nflows: the same nflows flows over and over,
  *   i.e. connection-table hits after the first pass.
- * The TCP flags (SYN or ACK) come from the template; user space builds it per mode.
+ * The TCP flags (SYN or ACK) and the destination come from the template; user space builds it
+ * per mode. The source range comes from dsrc_lg_cfg too (src_base, src_span, sport_base,
+ * sport_span); a span of 0 selects the bench's defaults below, so flow n is always address
+ * src_base + n % src_span, port sport_base + (n / src_span) % sport_span.
  *
  * The template holds source address 0 and source port 0, and checksums computed over those
  * zeroes, so adding the new words to the checksums is exact (RFC 1624 with old value 0).
@@ -29,7 +33,8 @@
 #define LG_MODE_NEW_FLOWS 0
 #define LG_MODE_REPEAT_FLOWS 1
 
-/* Client sources: 198.18.1.0 .. 198.18.7.255 (the bench's client range) x ports 1024..65535. */
+/* Default sources (a zero span in dsrc_lg_cfg): 198.18.1.0 .. 198.18.7.255 (the bench's client
+ * range) x ports 1024..65535. */
 #define LG_SRC_BASE 0xc6120100 /* 198.18.1.0, host order */
 #define LG_SRC_SPAN (7 * 256)
 #define LG_SPORT_BASE 1024
@@ -40,8 +45,12 @@ struct dsrc_lg_frame {
 };
 
 struct dsrc_lg_config {
-	__u32 mode;   /* LG_MODE_* */
-	__u32 nflows; /* LG_MODE_REPEAT_FLOWS: number of distinct flows (0 acts as 1) */
+	__u32 mode;       /* LG_MODE_* */
+	__u32 nflows;     /* LG_MODE_REPEAT_FLOWS: number of distinct flows (0 acts as 1) */
+	__u32 src_base;   /* first source address, host order (src_span 0: LG_SRC_BASE) */
+	__u32 src_span;   /* number of source addresses (0: LG_SRC_SPAN and LG_SRC_BASE) */
+	__u32 sport_base; /* first source port (sport_span 0: LG_SPORT_BASE) */
+	__u32 sport_span; /* number of source ports (0: LG_SPORT_SPAN and LG_SPORT_BASE) */
 };
 
 struct {
@@ -90,7 +99,7 @@ int dsrc_livegen(struct xdp_md *ctx)
 	struct tcphdr *tcp = data + ETH_HLEN + sizeof(*ip);
 	__u64 flow, *dst = data;
 	const __u64 *src;
-	__u32 saddr;
+	__u32 saddr, src_base, src_span, sport_base, sport_span;
 	__u16 sport;
 	int i;
 
@@ -110,11 +119,16 @@ int dsrc_livegen(struct xdp_md *ctx)
 	for (i = 0; i < LG_FRAME_LEN / 8; i++)
 		dst[i] = src[i];
 
+	src_base = cfg->src_span ? cfg->src_base : LG_SRC_BASE;
+	src_span = cfg->src_span ? cfg->src_span : LG_SRC_SPAN;
+	sport_base = cfg->sport_span ? cfg->sport_base : LG_SPORT_BASE;
+	sport_span = cfg->sport_span ? cfg->sport_span : LG_SPORT_SPAN;
+
 	flow = (*seq)++;
 	if (cfg->mode == LG_MODE_REPEAT_FLOWS)
 		flow = cfg->nflows ? flow % cfg->nflows : 0;
-	saddr = bpf_htonl(LG_SRC_BASE + (__u32)(flow % LG_SRC_SPAN));
-	sport = bpf_htons(LG_SPORT_BASE + (__u32)((flow / LG_SRC_SPAN) % LG_SPORT_SPAN));
+	saddr = bpf_htonl(src_base + (__u32)(flow % src_span));
+	sport = bpf_htons(sport_base + (__u32)((flow / src_span) % sport_span));
 
 	ip->saddr = saddr;
 	tcp->source = sport;

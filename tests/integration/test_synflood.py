@@ -1,0 +1,161 @@
+"""The SYN flood generator across a throwaway veth pair, counted by ``flood_sink`` on the peer.
+
+Each test builds two ``dsrc-`` namespaces joined by a veth pair, floods from one end and counts
+at the other what arrived with the flood's exact shape (source in 198.18.200.0/21, valid
+checksums): the generator's reported rate must match what was delivered. Everything is removed
+in ``finally`` (namespaces, hence the veths; XDP detached).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from dsrconform.errors import LabError
+from dsrconform.netns import LAB_PREFIX, NETNS_RUN_DIR, link_mac, throwaway_netns, veth_pair
+from dsrconform.traffic import synflood as sf
+from tests.markers import requires_root
+
+pytestmark = requires_root
+
+GEN_IF, SINK_IF = "dsrc-sf0", "dsrc-sf1"
+VIP, PORT = "198.19.0.10", 80
+
+
+@dataclass(frozen=True)
+class Pair:
+    gen: str
+    sink: str
+    sink_mac: str
+
+
+@pytest.fixture
+def pair() -> Iterator[Pair]:
+    with (
+        throwaway_netns("sfgen") as gen,
+        throwaway_netns("sfsink") as sink,
+        veth_pair(gen, GEN_IF, SINK_IF, ns_b=sink),
+    ):
+        yield Pair(gen, sink, link_mac(sink, SINK_IF))
+
+
+def _flood_into_sink(pair: Pair, **kw: object) -> tuple[sf.FloodResult, sf.SinkCounts]:
+    with sf.FloodSink(vip=VIP, port=PORT) as sink:
+        with sink.attached(pair.sink, SINK_IF):
+            before = sink.counts()
+            res = sf.flood(pair.gen, GEN_IF, dst_mac=pair.sink_mac, vip=VIP, port=PORT, **kw)  # type: ignore[arg-type]
+        # Detached: the veth's NAPI poll is over, the counters are final.
+        return res, sink.counts() - before
+
+
+def _check_delivered(res: sf.FloodResult, got: sf.SinkCounts, count: int, rate: float) -> None:
+    assert got.bad_checksum == 0, f"{got.bad_checksum} SYNs arrived with a wrong checksum"
+    assert got.other_ipv4 == 0, (
+        f"{got.other_ipv4} IPv4 packets outside the flood's shape (a source outside "
+        f"{sf.FLOOD_NET}, another destination or flags)"
+    )
+    assert res.packets == count and res.stopped_by == "count"
+    assert got.syn == count, f"the peer counted {got.syn} of {count} SYNs"
+    delivered_rate = got.syn / res.seconds
+    assert res.pps == pytest.approx(delivered_rate, rel=0.10)
+    assert res.delivered_pps == pytest.approx(delivered_rate, rel=0.10)
+    assert res.pps == pytest.approx(rate, rel=0.10), f"asked {rate:,.0f}/s, got {res.pps:,.0f}/s"
+    w = res.fault_window()
+    assert (w.kind, w.vip, w.start, w.end) == ("syn-flood", VIP, res.start, res.end)
+    assert w.rate == pytest.approx(delivered_rate, rel=0.10)
+
+
+def test_live_frames_flood_at_a_paced_rate_is_delivered_whole(pair: Pair) -> None:
+    res, got = _flood_into_sink(pair, rate=100_000, count=200_000, duration=10)
+    assert res.engine == "live-frames", res.fallback_reason
+    _check_delivered(res, got, 200_000, 100_000)
+    assert res.link_tx_dropped == 0 and res.link_xdp_xmit == 200_000
+
+
+def test_af_packet_fallback_forced(pair: Pair) -> None:
+    res, got = _flood_into_sink(pair, rate=100_000, count=200_000, duration=10,
+                                engine="af-packet")  # fmt: skip
+    assert res.engine == "af-packet"
+    _check_delivered(res, got, 200_000, 100_000)
+
+
+def test_flat_out_is_bounded_by_the_deadline(pair: Pair) -> None:
+    res, got = _flood_into_sink(pair, count=50_000_000, duration=0.5)
+    assert res.engine == "live-frames"
+    assert res.stopped_by == "deadline" and res.seconds < 1.0
+    assert got.syn == res.delivered, "link counters and the peer disagree on what arrived"
+    assert got.syn > 500_000, f"only {got.syn / res.seconds:,.0f} SYN/s flat out"
+
+
+def test_auto_falls_back_when_the_peer_cannot_take_live_frames(pair: Pair) -> None:
+    # No XDP and no GRO on the peer: a veth drops live frames, and the probe sees it.
+    res = sf.flood(pair.gen, GEN_IF, dst_mac=pair.sink_mac, vip=VIP, port=PORT, count=20_000,
+                   duration=5)  # fmt: skip
+    assert res.engine == "af-packet"
+    assert res.fallback_reason is not None and "took 0 of" in res.fallback_reason
+    assert res.packets == 20_000
+    assert res.link_tx_packets is not None and res.link_tx_packets >= 20_000
+    with pytest.raises(LabError, match="live-frames flood"):
+        sf.flood(pair.gen, GEN_IF, dst_mac=pair.sink_mac, vip=VIP, port=PORT, count=1000,
+                 duration=1, engine="live-frames")  # fmt: skip
+
+
+def test_peer_gro_lets_live_frames_through(pair: Pair) -> None:
+    res = sf.flood(pair.gen, GEN_IF, dst_mac=pair.sink_mac, vip=VIP, port=PORT, count=50_000,
+                   duration=5, peer=(pair.sink, SINK_IF))  # fmt: skip
+    assert res.engine == "live-frames", res.fallback_reason
+    assert res.link_tx_dropped == 0 and res.link_xdp_xmit == 50_000
+    assert res.link_tx_packets is not None and res.link_tx_packets >= 50_000
+    assert sf.gro_enabled(pair.sink, SINK_IF) is False, "the peer's GRO setting was not restored"
+
+
+def test_livegen_flood_config_walks_the_flood_range() -> None:
+    """Without live frames, test runs hand back each generated frame: flow n's source."""
+    template = sf.syn_template("02:00:00:00:00:02", "02:00:00:00:00:01", VIP, PORT)
+    net = ipaddress.IPv4Network(sf.FLOOD_NET)
+    seen = []
+    with sf.LiveFrames() as gen, sf.pinned_cpu(None):
+        gen.configure(template, net)
+        flow = -1
+        for repeat in (1, 1, 2046, 1, 1):
+            # A repeated run hands back the last frame: flow number (runs so far) - 1.
+            res = gen.prog.test_run(b"\xab" * sf.FRAME_LEN, repeat=repeat)
+            flow += repeat
+            assert res.retval == 3
+            src = str(ipaddress.IPv4Address(res.data[26:30]))
+            sport = struct.unpack("!H", res.data[34:36])[0]
+            want = sf.syn_frames(template, net, flow, 1)
+            assert res.data == want, f"frame {src}:{sport} differs from the prebuilt one"
+            seen.append(f"{src}:{sport}")
+    assert seen == ["198.18.200.0:1024", "198.18.200.1:1024", "198.18.207.255:1024",
+                    "198.18.200.0:1025", "198.18.200.1:1025"]  # fmt: skip
+
+
+def test_nothing_left_behind() -> None:
+    mine = f"-{os.getpid()}-"
+    names = os.listdir(NETNS_RUN_DIR) if os.path.isdir(NETNS_RUN_DIR) else []
+    assert [n for n in names if n.startswith(LAB_PREFIX) and mine in n] == []
+
+
+def test_lab_flood_from_the_client_reaches_the_router() -> None:
+    """labs/basic.yaml: the client floods the web VIP through its link to the router (GRO on at
+    the router's end for the flood, then restored); the lab still answers afterwards."""
+    from pathlib import Path
+
+    from dsrconform.lab.lab import Lab
+
+    lab_file = Path(__file__).resolve().parents[2] / "labs" / "basic.yaml"
+    with Lab.up(lab_file, name="sftest") as lab:
+        res = sf.lab_flood(lab, vip=VIP, port=PORT, rate=50_000, count=100_000, duration=10)
+        assert res.engine == "live-frames", res.fallback_reason
+        assert res.netns == lab.netns("client") and res.ifname == "dsrc-router"
+        assert res.link_xdp_xmit == 100_000 and res.delivered == 100_000
+        assert res.pps == pytest.approx(50_000, rel=0.10)
+        assert sf.gro_enabled(lab.netns("router"), "dsrc-client") is False, "GRO not restored"
+        out = lab.run("client", ["curl", "-s", "-m", "5", f"http://{VIP}/id"])
+        assert out.stdout.strip().startswith("server")

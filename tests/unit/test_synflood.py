@@ -1,0 +1,145 @@
+"""The SYN flood's pure parts: argument checks, frames, pacing, the result and its fault window."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+
+import pytest
+
+from dsrconform.errors import ConfigError
+from dsrconform.traffic import synflood as sf
+
+DST_MAC, SRC_MAC = "02:00:00:00:00:02", "02:00:00:00:00:01"
+NET = ipaddress.IPv4Network(sf.FLOOD_NET)
+
+
+def _csum_ok(data: bytes) -> bool:
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total == 0xFFFF
+
+
+def _parse(frame: bytes) -> tuple[str, int, int, int, bool, bool]:
+    """(source, source port, destination port, TCP flags, IP checksum ok, TCP checksum ok)."""
+    ip, tcp = frame[14:34], frame[34:54]
+    pseudo = ip[12:16] + ip[16:20] + struct.pack("!BBH", 0, 6, len(tcp))
+    sport, dport = struct.unpack("!HH", tcp[:4])
+    src = str(ipaddress.IPv4Address(ip[12:16]))
+    return src, sport, dport, tcp[13], _csum_ok(ip), _csum_ok(pseudo + tcp)
+
+
+def test_template_is_a_64_byte_syn_with_zero_source() -> None:
+    frame = sf.syn_template(DST_MAC, SRC_MAC, "198.19.0.10", 80)
+    assert len(frame) == sf.FRAME_LEN
+    assert frame[:12] == bytes.fromhex("020000000002020000000001")
+    assert struct.unpack("!H", frame[16:18])[0] == 40, "IPv4 total length"
+    src, sport, dport, flags, ip_ok, tcp_ok = _parse(frame)
+    assert (src, sport, dport, flags) == ("0.0.0.0", 0, 80, 0x02)
+    assert ip_ok and tcp_ok
+
+
+@pytest.mark.parametrize(
+    ("flow", "want"),
+    [(0, ("198.18.200.0", 1024)), (1, ("198.18.200.1", 1024)), (2047, ("198.18.207.255", 1024)),
+     (2048, ("198.18.200.0", 1025)), (2048 * 64512, ("198.18.200.0", 1024))],
+)  # fmt: skip
+def test_flow_sources_walk_the_range_then_the_ports(flow: int, want: tuple[str, int]) -> None:
+    assert sf.flow_source(flow, NET) == want
+
+
+def test_prebuilt_frames_match_the_flow_numbering_and_have_valid_checksums() -> None:
+    template = sf.syn_template(DST_MAC, SRC_MAC, "198.19.0.10", 80)
+    first = 2040
+    frames = sf.syn_frames(template, NET, first, 20)
+    assert len(frames) == 20 * sf.FRAME_LEN
+    for i in range(20):
+        frame = frames[i * sf.FRAME_LEN : (i + 1) * sf.FRAME_LEN]
+        src, sport, dport, flags, ip_ok, tcp_ok = _parse(frame)
+        assert (src, sport) == sf.flow_source(first + i, NET)
+        assert ipaddress.IPv4Address(src) in NET
+        assert (dport, flags, ip_ok, tcp_ok) == (80, 0x02, True, True)
+        # Everything else is the template's.
+        for lo, hi in ((0, 24), (30, 34), (36, 50), (52, sf.FRAME_LEN)):
+            assert frame[lo:hi] == template[lo:hi]
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"netns": "host"}, "lab namespace"),
+        ({"netns": None}, "lab namespace"),
+        ({"ifname": "eth0"}, "lab interface"),
+        ({"vip": "10.0.0.1"}, "outside the lab range"),
+        ({"src_net": "10.0.0.0/8"}, "outside the lab range"),
+        ({"count": 0}, "count"),
+        ({"duration": 0}, "duration"),
+        ({"duration": 1e6}, "duration"),
+        ({"rate": 0}, "rate"),
+        ({"port": 0}, "port"),
+        ({"engine": "pktgen"}, "engine"),
+    ],
+)
+def test_flood_arguments_stay_in_the_lab_and_are_bounded(kw: dict, match: str) -> None:
+    args = {"netns": "dsrc-x", "ifname": "dsrc-router", "vip": "198.19.0.10", "port": 80,
+            "src_net": sf.FLOOD_NET, "rate": None, "count": 10, "duration": 1.0}  # fmt: skip
+    args.update(kw)
+    netns, ifname = args.pop("netns"), args.pop("ifname")
+    with pytest.raises(ConfigError, match=match):
+        sf.check_flood_args(netns, ifname, **args)
+
+
+def test_flood_arguments_accepted() -> None:
+    net = sf.check_flood_args("dsrc-a", "dsrc-b", vip="198.19.0.10", port=80,
+                              src_net=sf.FLOOD_NET, rate=1e5, count=10, duration=1)  # fmt: skip
+    assert net == NET
+
+
+def test_pacer_sends_bursts_on_schedule_and_stops_at_count() -> None:
+    p = sf.Pacer(1000.0, 250, start=100.0, deadline=200.0, burst=50)
+    assert p.allowed(100.0) == 50, "the first burst goes at once"
+    p.sent += 50
+    assert p.allowed(100.01) == 0, "10 ms later only 10 are due: less than a burst"
+    assert p.wait(100.01) == pytest.approx(0.04)
+    assert p.allowed(100.05) == 50
+    p.sent += 50
+    assert p.allowed(100.5) == 150, "late: everything due so far, capped at what is left"
+    p.sent += 150
+    assert p.done(100.5)
+
+
+def test_pacer_stops_at_the_deadline_and_unpaced_allows_the_rest() -> None:
+    p = sf.Pacer(None, 1000, start=0.0, deadline=1.0, burst=64)
+    assert p.allowed(0.0) == 1000 and p.wait(0.0) == 0.0
+    assert not p.done(0.5) and p.done(1.0)
+    q = sf.Pacer(10.0, 1000, start=0.0, deadline=1.0, burst=64)
+    assert q.wait(0.0) == 0.0
+    q.sent = 64
+    assert q.wait(0.5) == pytest.approx(0.5), "the next burst is past the deadline: wait to it"
+
+
+def _result(**kw: object) -> sf.FloodResult:
+    base: dict = {"engine": "live-frames", "packets": 100_000, "start": 10.0, "end": 12.0,
+                  "vip": "198.19.0.10", "port": 80, "src_net": sf.FLOOD_NET, "netns": "dsrc-a",
+                  "ifname": "dsrc-b", "target_rate": 50_000.0, "stopped_by": "count"}  # fmt: skip
+    base.update(kw)
+    return sf.FloodResult(**base)
+
+
+def test_result_rates_and_fault_window() -> None:
+    r = _result(link_tx_packets=99_000, link_tx_dropped=1_000)
+    assert r.seconds == 2.0 and r.pps == 50_000
+    assert r.delivered == 99_000 and r.delivered_pps == 49_500
+    w = r.fault_window()
+    assert (w.kind, w.start, w.end, w.target, w.vip) == ("syn-flood", 10.0, 12.0, "198.19.0.10",
+                                                         "198.19.0.10")  # fmt: skip
+    assert w.rate == 49_500, "the fault window carries the delivered rate"
+    assert w.detail["engine"] == "live-frames"
+    d = r.as_dict()
+    assert d["pps"] == 50_000 and d["delivered"] == 99_000
+
+
+def test_result_without_link_counters_trusts_the_submitted_count() -> None:
+    r = _result(link_tx_packets=None, link_tx_dropped=None)
+    assert r.delivered == 100_000 and r.fault_window().rate == 50_000
