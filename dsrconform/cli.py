@@ -6,9 +6,12 @@ Subcommands::
     dsrconform mutants [--json] [--target NAME]     the target's deliberate bugs and their catchers
     dsrconform spec [--json | --markdown]           the requirement catalogue (SPEC.md)
     dsrconform bench mux [--target NAME] [--mutant NAME] [--seconds S] [--json]
+    dsrconform bench traffic [--quick] [--section NAME] [--json FILE]   flood, checkers, streams
     dsrconform lab up FILE [--backend netns] [--mode MODE] [--name NAME] [--mutant NAME]
     dsrconform lab status [NAME] [--json] | lab exec NODE -- CMD... | lab down [NAME | --all]
     dsrconform image build [--force] | image status [--json]   the docker backend's node image
+    dsrconform steady FILE [--mode MODE] [--mutant NAME] [--out DIR] [--quick]   observe + check
+    dsrconform check DIR [--ids ID,... | --families RW,DP] [--set REQ.PARAM=V]   re-check a run
 
 Targets are reached only through the registry (:func:`dsrconform.target.load_target`), never by
 importing a stack. Heavy modules (doctor's probes, the benchmark) are imported inside their
@@ -157,8 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(handler=_cmd_bench_mux)
     from dsrconform.bench.lab import add_parser as add_bench_lab
+    from dsrconform.bench.traffic import add_parser as add_bench_traffic
 
     add_bench_lab(bench_sub)
+    add_bench_traffic(bench_sub)
 
     img = sub.add_parser("image", help="the docker backend's node image (built locally)")
     img_sub = img.add_subparsers(dest="image", metavar="ACTION", required=True)
@@ -169,9 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_image_status)
 
+    from dsrconform.checkcli import add_parsers as add_check_parsers
     from dsrconform.lab.cli import add_parser as add_lab_parser
 
     add_lab_parser(sub)
+    add_check_parsers(sub)
     return parser
 
 

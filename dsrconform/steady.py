@@ -12,8 +12,9 @@
 
 with a :class:`~dsrconform.observe.labtaps.LabTaps` on every interface of the lab, and returns
 the :class:`~dsrconform.invariants.Observations` the checkers read: the lab's facts, the merged
-connection histories and the tap records. Nothing here knows which stack is under test: the lab
-brought its target up, the traffic uses only the service addresses of the topology.
+connection histories, the tap records and the target's counters before and after. Nothing here
+knows which stack is under test: the lab brought its target up, the traffic uses only the
+service addresses of the topology.
 
 Every generator is bounded in count and time (each has a deadline, and the run waits at most
 ``Mix.deadline`` plus a margin for them); the histories and tap records are also written to
@@ -32,9 +33,9 @@ from typing import Any
 
 from dsrconform.errors import LabError
 from dsrconform.invariants.observations import LabFacts, Observations
-from dsrconform.observe.history import History, load_history, write_history
+from dsrconform.observe.counters import snapshot
+from dsrconform.observe.history import History, load_history
 from dsrconform.observe.labtaps import LabTaps
-from dsrconform.observe.taps import write_taps
 from dsrconform.topology import Service, Topology
 
 __all__ = ["Mix", "SteadyRun", "observe_steady_state"]
@@ -144,7 +145,10 @@ def observe_steady_state(
     run = SteadyRun(Observations(lab=LabFacts.from_topology(topo)))
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
+    counters = []
     with LabTaps(lab) as taps, ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        if hasattr(lab.deployment, "counters"):
+            counters.append(snapshot(lab.deployment))
         run.started = time.monotonic()
         say(f"{len(jobs)} traffic jobs on {len(taps.interfaces)} tapped interfaces")
         limit = mix.deadline + MARGIN
@@ -171,13 +175,16 @@ def observe_steady_state(
             say(f"{j.name}: {counts}")
         run.stopped = time.monotonic()
         tapset = taps.collect()
-    history = History.merge(parts)
+        if counters:
+            counters.append(snapshot(lab.deployment))
+    run.observations = Observations(
+        lab=run.observations.lab, history=History.merge(parts), taps=tapset,
+        counters=tuple(counters),
+    )  # fmt: skip
     if out_dir is not None:
-        write_history(out_dir / "history.jsonl", history)
-        write_taps(out_dir / "taps.jsonl", tapset)
-        run.files["history"] = out_dir / "history.jsonl"
-        run.files["taps"] = out_dir / "taps.jsonl"
-    run.observations = Observations(lab=run.observations.lab, history=history, taps=tapset)
+        from dsrconform.runfiles import save_observations
+
+        run.files.update(save_observations(run.observations, out_dir))
     return run
 
 

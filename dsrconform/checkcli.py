@@ -1,0 +1,163 @@
+"""``dsrconform steady`` and ``dsrconform check``: observe a lab in steady state, judge a run.
+
+    dsrconform steady FILE [--mode MODE] [--target NAME] [--mutant NAME] [--out DIR]
+                           [--ids RW-1,DP-2 | --families RW,DP,AF] [--quick] [--json]
+    dsrconform check DIR [--ids ... | --families ...] [--set RW-6.upload_bytes=8192] [--json]
+
+``steady`` brings the lab up (netns backend), runs the steady-state traffic mix with taps on
+every link (:mod:`dsrconform.steady`), tears the lab down, checks the requirements (by default
+every RW, DP and AF one: what a steady state decides) and prints one row per requirement with
+its measured values; the observations and verdicts go to ``--out`` (default
+``results/steady-<lab>-<mode>``). ``check`` judges a saved run directory again.
+
+Exit status: 0 when every requirement checked PASSes, 1 when one FAILs or is UNKNOWN, 2 for bad
+arguments; errors (a bad topology file, a lab that cannot come up) print ``dsrconform: error``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from dsrconform.errors import ConfigError
+
+STEADY_FAMILIES = ("RW", "DP", "AF")
+
+
+def _ids(args: argparse.Namespace) -> list[str]:
+    from dsrconform import spec
+
+    if args.ids:
+        ids = [i.strip() for i in args.ids.split(",") if i.strip()]
+        for i in ids:
+            try:
+                spec.get(i)
+            except KeyError as e:
+                raise ConfigError(f"--ids: {e.args[0]}") from None
+        return ids
+    families = [f.strip().upper() for f in args.families.split(",") if f.strip()]
+    known = sorted({r.family for r in spec.REQUIREMENTS})
+    bad = [f for f in families if f not in known]
+    if bad:
+        raise ConfigError(f"--families: unknown {', '.join(bad)}; known: {', '.join(known)}")
+    return [r.id for r in spec.REQUIREMENTS if r.family in families]
+
+
+def _params(settings: list[str]) -> dict[str, dict[str, Any]]:
+    """``--set RW-6.upload_bytes=8192`` -> {"RW-6": {"upload_bytes": 8192.0}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for s in settings:
+        key, eq, value = s.partition("=")
+        req, dot, name = key.partition(".")
+        if not (eq and dot and req and name):
+            raise ConfigError(
+                f"--set {s!r}: fix: write REQ.PARAM=VALUE, e.g. RW-6.upload_bytes=8192"
+            )
+        try:
+            out.setdefault(req, {})[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"--set {s!r}: {value!r} is not a number") from None
+    return out
+
+
+def print_verdicts(verdicts: list[Any], *, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    colour = {"PASS": "green", "FAIL": "red", "UNKNOWN": "yellow"}
+    table = Table(title=title)
+    for col in ("requirement", "level", "verdict", "measured / why"):
+        table.add_column(col, overflow="fold")
+    for v in verdicts:
+        detail = v.message
+        if v.status == "FAIL" and v.evidence:
+            e = v.evidence[0]
+            detail += f"\n  e.g. {e.message}" + (f" [{e.flow}]" if e.flow else "")
+        elif v.status == "UNKNOWN" and v.missing:
+            detail += "\n  missing: " + "; ".join(v.missing[:2])
+        table.add_row(v.requirement, v.level, f"[{colour[v.status]}]{v.status}[/]", detail)
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 140)
+    console.print(table)
+
+
+def _finish(verdicts: list[Any], args: argparse.Namespace, title: str) -> int:
+    if args.json:
+        print(json.dumps([v.model_dump(mode="json") for v in verdicts], indent=1))
+    else:
+        print_verdicts(verdicts, title=title)
+    return 0 if all(v.status == "PASS" for v in verdicts) else 1
+
+
+def _cmd_steady(args: argparse.Namespace) -> int:
+    from dsrconform.invariants import check_all
+    from dsrconform.lab import Lab
+    from dsrconform.runfiles import save_observations, save_verdicts
+    from dsrconform.steady import Mix, observe_steady_state
+    from dsrconform.target import load_target
+    from dsrconform.topology import load_topology
+
+    ids = _ids(args)
+    params = _params(args.set)
+    load_target(args.target, mutant=args.mutant)  # an unknown target or mutant: before any lab
+    topo = load_topology(args.file, mode=args.mode)
+    out = Path(args.out or f"results/steady-{topo.name}-{topo.mode}")
+    mix = Mix(short_conns=300, streams=30, udp_flows=40) if args.quick else Mix()
+
+    def say(msg: str) -> None:
+        print(f"steady: {msg}", file=sys.stderr)
+
+    say(f"bringing {args.file} up ({topo.mode}, target {args.target}"
+        f"{', mutant ' + args.mutant if args.mutant else ''})")  # fmt: skip
+    with Lab.up(args.file, mode=args.mode, name=args.name, target=args.target,
+                mutant=args.mutant) as lab:  # fmt: skip
+        say(f"up in {lab.ready_seconds:.1f} s; traffic for about 10 s")
+        run = observe_steady_state(lab, mix, progress=say)
+    verdicts = check_all(run.observations, ids=ids, params=params)
+    files = save_observations(run.observations, out)
+    save_verdicts(verdicts, out)
+    say(f"observations and verdicts in {out}/ ({', '.join(p.name for p in files.values())})")
+    return _finish(verdicts, args, f"steady state: {args.file} ({topo.mode})")
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from dsrconform.invariants import check_all
+    from dsrconform.runfiles import load_observations
+
+    obs = load_observations(args.dir)
+    verdicts = check_all(obs, ids=_ids(args), params=_params(args.set))
+    return _finish(verdicts, args, f"checked {args.dir}")
+
+
+def _selection(p: argparse.ArgumentParser) -> None:
+    sel = p.add_mutually_exclusive_group()
+    sel.add_argument("--ids", metavar="ID,...", help="requirements to check, e.g. RW-1,AF-3")
+    sel.add_argument("--families", default=",".join(STEADY_FAMILIES), metavar="FAM,...",
+                     help="requirement families to check (default: RW,DP,AF)")  # fmt: skip
+    p.add_argument("--set", action="append", default=[], metavar="REQ.PARAM=VALUE",
+                   help="override a requirement's parameter (repeatable)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("steady", help="observe a lab in steady state and check RW/DP/AF")
+    p.add_argument("file", metavar="FILE", help="topology file, e.g. labs/basic.yaml")
+    p.add_argument("--mode", choices=("encap", "server-nat", "gateway-nat"), default=None,
+                   help="data-plane mode (default: the file's)")  # fmt: skip
+    p.add_argument("--name", default=None, help="lab name (default: the file's)")
+    p.add_argument("--target", default="reference", metavar="NAME", help="default: reference")
+    p.add_argument("--mutant", default=None, metavar="NAME", help="run a mutant of the target")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="run directory (default: results/steady-<lab>-<mode>)")  # fmt: skip
+    p.add_argument("--quick", action="store_true", help="less traffic (AF-3 stays UNKNOWN)")
+    _selection(p)
+    p.set_defaults(handler=_cmd_steady)
+
+    p = sub.add_parser("check", help="check the requirements over a saved run directory")
+    p.add_argument("dir", metavar="DIR", help="a run directory (steady --out)")
+    _selection(p)
+    p.set_defaults(handler=_cmd_check)

@@ -1,0 +1,58 @@
+"""Run directories: observations saved and loaded back give the same verdicts; ``dsrconform
+check`` judges a directory and says what is wrong with a bad one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dsrconform.cli import main
+from dsrconform.errors import ConfigError
+from dsrconform.invariants import check_all
+from dsrconform.runfiles import load_observations, save_observations
+from tests.unit.observations_builder import SERVER_ADDR, Run
+
+
+def a_run() -> Run:
+    run = Run()
+    run.conn(1, 10.0, end_t=20.0, server="server1", mux="mux1")
+    run.conn(2, 11.0, end_t=21.0, server="server2", mux="mux2", src="198.18.1.3")
+    run.fault("backend-add", 30.0, 31.0, backends_before=["server1"], backends_after=["server1"])
+    return run
+
+
+def test_saved_observations_load_back_to_the_same_verdicts(tmp_path: Path) -> None:
+    obs = a_run().obs()
+    files = save_observations(obs, tmp_path)
+    assert set(files) == {"lab", "history", "taps", "faults"}
+    back = load_observations(tmp_path)
+    assert back.lab == obs.lab and back.faults == obs.faults
+    assert back.history is not None and obs.history is not None
+    assert len(back.history) == len(obs.history)
+    assert [v.model_dump() for v in check_all(back)] == [v.model_dump() for v in check_all(obs)]
+
+
+def test_check_exit_status_follows_the_verdicts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    save_observations(a_run().obs(), good)
+    broken = a_run()
+    broken.conn(3, 12.0, end_t=22.0, reply_src=(SERVER_ADDR["server3"], 8080))
+    save_observations(broken.obs(), bad)
+    assert main(["check", str(good), "--ids", "RW-1,AF-1"]) == 0
+    assert main(["check", str(bad), "--ids", "RW-1", "--json"]) == 1
+    assert '"status": "FAIL"' in capsys.readouterr().out
+    assert main(["check", str(good), "--ids", "RW-9"]) == 2  # ConfigError naming the ID
+    assert "unknown requirement 'RW-9'" in capsys.readouterr().err
+
+
+def test_a_bad_run_directory_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such run directory"):
+        load_observations(tmp_path / "missing")
+    with pytest.raises(ConfigError, match=r"no lab\.json"):
+        load_observations(tmp_path)
+    (tmp_path / "lab.json").write_text('{"roles": {"a": "wizard"}}')
+    with pytest.raises(ConfigError, match=r"lab.json: roles.a: "):
+        load_observations(tmp_path)
