@@ -7,25 +7,26 @@ out); see :mod:`dsrconform.invariants.verdict` for the contract.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 from dsrconform.invariants.observations import (
     FaultWindow,
-    FlowIndex,
     LabFacts,
     Observations,
     describe_end,
     overlaps_any,
-    sightings,
     toward_role,
 )
 from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
 from dsrconform.observe.history import FlowHistory
+from dsrconform.observe.taps import FiveTuple, TapFlow, TapInfo
+
+Flow5 = tuple[int, str, int, str, int]
+"""A flow by its ends: (protocol, client address, client port, far address, far port)."""
 
 
-def _judge_tap_affinity(
-    j: Judge, obs: Observations, proto: int, *, required: bool
-) -> set[tuple[int, str, int, str, int]]:
+def _judge_tap_affinity(j: Judge, obs: Observations, proto: int, *, required: bool) -> set[Flow5]:
     """Each client endpoint's packets reached one server (and the one its history names).
     A client endpoint reused toward another address is another flow. Returns the flows judged
     (client endpoint and far end); without server taps: MissingData if ``required``."""
@@ -43,45 +44,97 @@ def _judge_tap_affinity(
             raise
         return set()
     changes = obs.backend_changes()
-    index = FlowIndex(obs.history)
-    judged: set[tuple[int, str, int, str, int]] = set()
+    index = obs.flow_index()
+    judged: set[Flow5] = set()
     skipped = 0
-    seen = sightings(taps, lab, lambda t: t.receiver, keep=lambda r: r.payload.proto == proto)
-    for end, by_end in seen.items():
-        for (far, far_port), s in by_end.by_far_end(lab).items():
-            first, last = s.span()
-            if overlaps_any(changes, first, last) is not None:
-                skipped += 1
-                continue
-            judged.add((*end, far, far_port))
-            nodes = s.nodes
-            if len(nodes) > 1:
-                info, rec = s.records[nodes[1]][0]
-                reached = ", ".join(f"{n} (from t={s.first_seen(n):.3f})" for n in nodes)
+    # AF-1 and AF-2 group the same records: once, for both protocols.
+    flows: dict[Flow5, dict[str, list[tuple[TapInfo, TapFlow]]]] = obs.derived(
+        "server_flows", lambda: _server_flows(taps, lab)
+    )
+    for key, by_node in flows.items():
+        if key[0] != proto:
+            continue
+        seen: dict[str, float] = {}
+        last = 0.0
+        for node, lst in by_node.items():
+            node_first = math.inf
+            for _, r in lst:
+                if r.first < node_first:
+                    node_first = r.first
+                if r.last > last:
+                    last = r.last
+            seen[node] = node_first
+        first = min(seen.values())
+        if changes and overlaps_any(changes, first, last) is not None:
+            skipped += 1
+            continue
+        judged.add(key)
+        nodes = sorted(by_node) if len(by_node) > 1 else list(by_node)
+        if len(nodes) > 1:
+            info, rec = by_node[nodes[1]][0]
+            reached = ", ".join(f"{n} (from t={seen[n]:.3f})" for n in nodes)
+            j.violation(
+                f"packets of one flow reached {len(nodes)} servers: {reached}",
+                flow=f"{describe_end(key[:3])} > {key[3]}:{key[4]}",
+                packet=rec.describe(),
+                link=info.describe(),
+                time=seen[nodes[1]],
+            )
+            continue
+        for fh in index.find5(key, first, last):
+            server = fh.server
+            if server is not None and lab.server_node(server) != nodes[0]:
+                info, rec = by_node[nodes[0]][0]
                 j.violation(
-                    f"packets of one flow reached {len(nodes)} servers: {reached}",
-                    flow=f"{describe_end(end)} > {far}:{far_port}",
+                    f"the history says {server} answered, but the packets reached {nodes[0]}",
+                    flow=fh.describe(),
                     packet=rec.describe(),
                     link=info.describe(),
-                    time=s.first_seen(nodes[1]),
+                    time=rec.first,
                 )
-                continue
-            for fh in index.find(end, first, last):
-                if (fh.start.dst, fh.start.dport) != (far, far_port):
-                    continue  # the same client port toward another address: another flow
-                if fh.server is not None and lab.server_node(fh.server) != nodes[0]:
-                    info, rec = s.records[nodes[0]][0]
-                    j.violation(
-                        f"the history says {fh.server} answered, but the packets reached "
-                        f"{nodes[0]}",
-                        flow=fh.describe(),
-                        packet=rec.describe(),
-                        link=info.describe(),
-                        time=rec.first,
-                    )
-                    break
+                break
     j.measured["tap_flows_overlapping_backend_change"] = skipped
     return judged
+
+
+def _server_flows(
+    taps: list[tuple[TapInfo, list[TapFlow]]], lab: LabFacts
+) -> dict[Flow5, dict[str, list[tuple[TapInfo, TapFlow]]]]:
+    """The TCP and UDP records of each flow (client end and far end of the carried 5-tuple: the
+    inner one if encapsulated), by the server that received them; one pass."""
+    flows: dict[Flow5, dict[str, list[tuple[TapInfo, TapFlow]]]] = {}
+    clients: dict[str, bool] = {}  # a local memo of lab.is_client: this loop runs per record
+
+    def is_client(addr: str) -> bool:
+        known = clients.get(addr)
+        if known is None:
+            known = clients[addr] = lab.is_client(addr)
+        return known
+
+    for info, recs in taps:
+        node = info.receiver
+        if node is None:
+            continue
+        for rec in recs:
+            inner = rec.inner
+            t: TapFlow | FiveTuple = inner if inner is not None else rec
+            proto = t.proto
+            if proto != 6 and proto != 17:
+                continue
+            if is_client(t.src):
+                key = (proto, t.src, t.sport, t.dst, t.dport)
+            elif is_client(t.dst):
+                key = (proto, t.dst, t.dport, t.src, t.sport)
+            else:
+                continue
+            by_node = flows.get(key)
+            if by_node is None:
+                flows[key] = {node: [(info, rec)]}
+            elif node in by_node:
+                by_node[node].append((info, rec))
+            else:
+                by_node[node] = [(info, rec)]
+    return flows
 
 
 @checker("AF-1")
@@ -105,7 +158,7 @@ def check_udp_affinity(obs: Observations, p: Params) -> Verdict:
     """Every UDP 5-tuple is answered by, and reaches, one server while backends are stable."""
     j = Judge("AF-2")
     changes = obs.backend_changes()
-    judged: set[tuple[int, str, int, str, int]] = set()
+    judged: set[Flow5] = set()
     if obs.history is not None:
         for fh in obs.history.of_proto("udp"):
             if not fh.servers or overlaps_any(changes, fh.start.t, fh.last_t) is not None:

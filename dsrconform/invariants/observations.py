@@ -14,6 +14,7 @@ every link, encapsulated or not, in every mode.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from dsrconform.invariants.verdict import Judge, MissingData
-from dsrconform.observe.history import Addr, FlowHistory, History, Time
+from dsrconform.observe.history import TERMINAL, Addr, FlowHistory, History, Time
 from dsrconform.observe.taps import CounterSnapshot, FiveTuple, TapFlow, TapInfo, TapSet
 
 if TYPE_CHECKING:
@@ -132,25 +133,34 @@ class LabFacts(_Model):
     def role(self, node: str | None) -> Role | None:
         return self.roles.get(node) if node is not None else None
 
+    # The lookups below run per tap record (millions in a long run): they read the private
+    # caches from __pydantic_private__ directly, since ``self._x`` on a pydantic model goes
+    # through BaseModel.__getattr__, several times slower than the lookup itself.
+
     def node_of(self, addr: str) -> str | None:
-        return self._owner.get(addr)
+        return self.__pydantic_private__["_owner"].get(addr)  # type: ignore[index]
 
     def role_of_address(self, addr: str) -> Role | None:
-        return self.role(self._owner.get(addr))
+        return self.role(self.node_of(addr))
 
     def is_client(self, addr: str) -> bool:
-        known = self._client_memo.get(addr)
+        private = self.__pydantic_private__
+        memo = private["_client_memo"]  # type: ignore[index]
+        known = memo.get(addr)
         if known is None:
             ip = ipaddress.IPv4Address(addr)
-            known = addr in self._clients or any(ip in net for net in self._nets)
-            self._client_memo[addr] = known
+            known = addr in private["_clients"] or any(  # type: ignore[index]
+                ip in net
+                for net in private["_nets"]  # type: ignore[index]
+            )
+            memo[addr] = known
         return known
 
     def is_vip(self, addr: str) -> bool:
-        return addr in self._vip_addrs
+        return addr in self.__pydantic_private__["_vip_addrs"]  # type: ignore[index]
 
     def service(self, addr: str, port: int, proto: int) -> ServiceFacts | None:
-        return self._vips.get((addr, port, proto))
+        return self.__pydantic_private__["_vips"].get((addr, port, proto))  # type: ignore[index]
 
     def server_node(self, server_id: str) -> str:
         return self.server_ids.get(server_id, server_id)
@@ -204,6 +214,20 @@ class Observations:
     taps: TapSet | None = None
     counters: tuple[CounterSnapshot, ...] = ()
     faults: tuple[FaultWindow, ...] = field(default=())
+    _derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """What several checkers derive alike from the same observations (an index of the flows,
+    the server taps' records grouped by flow), built once: the parts are never modified."""
+
+    def derived(self, key: str, build: Callable[[], Any]) -> Any:
+        """``build()``, computed once per ``key`` for these observations."""
+        if key not in self._derived:
+            self._derived[key] = build()
+        return self._derived[key]
+
+    def flow_index(self) -> FlowIndex:
+        """The history's flows by client endpoint (an empty index without a history)."""
+        index: FlowIndex = self.derived("flow_index", lambda: FlowIndex(self.history))
+        return index
 
     def need_lab(self) -> LabFacts:
         if self.lab is None:
@@ -324,16 +348,44 @@ def overlaps(fh: FlowHistory, first: float, last: float, slack: float = 1.0) -> 
 class FlowIndex:
     """History flows by client endpoint, for matching tap records to them."""
 
+    SLACK = 1.0
+    """Seconds after a flow's end its packets may still be seen (as :func:`overlaps`)."""
+
     def __init__(self, history: History | None) -> None:
         self.by_end: dict[Endpoint, list[FlowHistory]] = {}
+        # (start, end + slack or +inf, flow) per endpoint and per whole 5-tuple: find() runs
+        # once per tap record, so the spans are computed here, once.
+        self._spans: dict[Endpoint, list[tuple[float, float, FlowHistory]]] = {}
+        self._spans5: dict[tuple[int, str, int, str, int], list[tuple[float, float, FlowHistory]]]
+        self._spans5 = {}
         if history is not None:
+            number = {"tcp": 6, "udp": 17}
             for fh in history.flows.values():
-                self.by_end.setdefault(fh.endpoint, []).append(fh)
+                st = fh.start
+                proto = number[st.proto]
+                endpoint = (proto, st.src, st.sport)
+                end = next((e.t for e in fh.events if isinstance(e, TERMINAL)), None)
+                span = (st.t, math.inf if end is None else end + self.SLACK, fh)
+                found = self._spans.get(endpoint)
+                if found is None:
+                    self._spans[endpoint] = [span]
+                    self.by_end[endpoint] = [fh]
+                else:
+                    found.append(span)
+                    self.by_end[endpoint].append(fh)
+                self._spans5.setdefault((*endpoint, st.dst, st.dport), []).append(span)
 
     def find(self, end: Endpoint | None, first: float, last: float) -> list[FlowHistory]:
+        """Flows of client endpoint ``end`` that could own packets seen from first to last."""
         if end is None:
             return []
-        return [fh for fh in self.by_end.get(end, []) if overlaps(fh, first, last)]
+        return [fh for s, e, fh in self._spans.get(end, ()) if s <= last and first <= e]
+
+    def find5(
+        self, flow: tuple[int, str, int, str, int], first: float, last: float
+    ) -> list[FlowHistory]:
+        """The same for a whole 5-tuple: (protocol, client, client port, far end, its port)."""
+        return [fh for s, e, fh in self._spans5.get(flow, ()) if s <= last and first <= e]
 
 
 @dataclass

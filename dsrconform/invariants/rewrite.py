@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from dsrconform.invariants.observations import (
     Endpoint,
+    FaultWindow,
     FlowIndex,
     LabFacts,
     Observations,
@@ -20,7 +21,7 @@ from dsrconform.invariants.observations import (
 )
 from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
 from dsrconform.observe.history import Closed, FlowHistory, IntegrityError
-from dsrconform.observe.taps import FiveTuple, TapFlow
+from dsrconform.observe.taps import FiveTuple, TapFlow, TapInfo
 
 SUT_ROLES: tuple[Role, ...] = ("mux", "server", "gateway")
 
@@ -30,7 +31,8 @@ def _judge_reply_sources(
 ) -> None:
     """RW-1/RW-4: packets toward a recorded flow's client endpoint come from its VIP:port."""
     lab = obs.need_lab()
-    index = FlowIndex(obs.need_history())
+    obs.need_history()
+    index = obs.flow_index()
     taps = obs.need_taps(
         j,
         "toward a client",
@@ -40,33 +42,39 @@ def _judge_reply_sources(
     )
     answered: set[int] = set()
     packets = 0
-    for info, recs in taps:
-        for rec in recs:
-            if rec.proto not in (6, 17):
-                continue
-            found = index.find((rec.proto, rec.dst, rec.dport), rec.first, rec.last)
-            flows = [fh for fh in found if only(fh)]
-            if not flows:
-                continue
-            packets += rec.packets
-            # A client port may be reused toward another VIP while (or just after) a flow to
-            # this one lives: a reply is right if any flow of that client end addressed its
-            # source, and judged wrong only if none did.
-            right = [fh for fh in found if (rec.src, rec.sport) == (fh.start.dst, fh.start.dport)]
-            if right:
-                answered.update(fh.id for fh in right if only(fh))
-                continue
-            fh = flows[0]
-            answered.add(fh.id)
-            j.violation(
-                f"reply from {rec.src}:{rec.sport}, but the client addressed "
-                f"{fh.start.dst}:{fh.start.dport}",
-                flow=fh.describe(),
-                packet=rec.describe(),
-                link=info.describe(),
-                time=rec.first,
-                until=rec.last,
-            )
+    # RW-1 and RW-4 match the same records to the same flows: once.
+    matches: list[tuple[TapInfo, TapFlow, list[FlowHistory]]] = obs.derived(
+        "replies_to_clients",
+        lambda: [
+            (info, rec, index.find((rec.proto, rec.dst, rec.dport), rec.first, rec.last))
+            for info, recs in taps
+            for rec in recs
+            if rec.proto in (6, 17)
+        ],
+    )
+    for info, rec, found in matches:
+        flows = [fh for fh in found if only(fh)]
+        if not flows:
+            continue
+        packets += rec.packets
+        # A client port may be reused toward another VIP while (or just after) a flow to
+        # this one lives: a reply is right if any flow of that client end addressed its
+        # source, and judged wrong only if none did.
+        right = [fh for fh in found if (rec.src, rec.sport) == (fh.start.dst, fh.start.dport)]
+        if right:
+            answered.update(fh.id for fh in right if only(fh))
+            continue
+        fh = flows[0]
+        answered.add(fh.id)
+        j.violation(
+            f"reply from {rec.src}:{rec.sport}, but the client addressed "
+            f"{fh.start.dst}:{fh.start.dport}",
+            flow=fh.describe(),
+            packet=rec.describe(),
+            link=info.describe(),
+            time=rec.first,
+            until=rec.last,
+        )
     j.measured.update(flows_with_replies=len(answered), reply_packets=packets)
     j.thresholds["min_flows"] = p["min_flows"]
     if len(answered) < p["min_flows"]:
@@ -106,8 +114,8 @@ def check_per_mux_vip_honoured(obs: Observations, p: Params) -> Verdict:
     )
 
 
-def _in_crafted(obs: Observations, rec: TapFlow) -> bool:
-    return any(w.start <= rec.first and rec.last <= w.stop for w in obs.windows("crafted"))
+def _in_crafted(windows: list[FaultWindow], rec: TapFlow) -> bool:
+    return any(w.start <= rec.first and rec.last <= w.stop for w in windows)
 
 
 @checker("RW-2")
@@ -121,9 +129,10 @@ def check_checksums_valid(obs: Observations, p: Params) -> Verdict:
         lambda t: lab.role(t.sender) in SUT_ROLES or lab.role(t.receiver) == "client",
     )
     verified = unchecked = skipped = 0
+    crafted = obs.windows("crafted")
     for info, recs in taps:
         for rec in recs:
-            if _in_crafted(obs, rec):
+            if crafted and _in_crafted(crafted, rec):
                 skipped += rec.packets
                 continue
             verified += rec.l3_valid + rec.l3_invalid + rec.l4_valid + rec.l4_invalid
@@ -270,10 +279,17 @@ def _judge_icmp_delivery(
     lab = obs.need_lab()
     mux_in = obs.need_taps_into(j, "mux")
     srv_in = obs.need_taps_into(j, "server")
-    index = FlowIndex(obs.history)
-    carried = sightings(
-        srv_in, lab, lambda t: t.receiver, keep=lambda r: r.payload.proto in (6, 17)
-    )
+    index = obs.flow_index()
+    carried: dict[Endpoint, Sighting] = {}
+
+    def where_carried() -> dict[Endpoint, Sighting]:
+        # Built only if a flow's history does not name its server: it reads every record.
+        if not carried:
+            carried.update(sightings(
+                srv_in, lab, lambda t: t.receiver, keep=lambda r: r.payload.proto in (6, 17)
+            ))  # fmt: skip
+        return carried
+
     delivered: dict[FiveTuple, set[str]] = {}
     for info, recs in srv_in:
         for rec in recs:
@@ -287,7 +303,7 @@ def _judge_icmp_delivery(
             end = _embedded_end(rec.embedded, lab)
             if end is None:
                 continue
-            server = _server_of(end, rec, index, carried, lab)
+            server = _server_of(end, rec, index, where_carried, lab)
             if server is None:
                 undetermined += 1
                 continue
@@ -309,13 +325,17 @@ def _judge_icmp_delivery(
 
 
 def _server_of(
-    end: Endpoint, rec: TapFlow, index: FlowIndex, carried: dict[Endpoint, Sighting], lab: LabFacts
+    end: Endpoint,
+    rec: TapFlow,
+    index: FlowIndex,
+    carried: Callable[[], dict[Endpoint, Sighting]],
+    lab: LabFacts,
 ) -> str | None:
     """The flow's server: the one its history names, else the only one its packets reached."""
     for fh in index.find(end, rec.first, rec.last):
         if fh.server is not None:
             return lab.server_node(fh.server)
-    seen = carried.get(end)
+    seen = carried().get(end)
     nodes = seen.nodes if seen is not None else []
     return nodes[0] if len(nodes) == 1 else None
 

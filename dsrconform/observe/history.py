@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -245,6 +245,18 @@ class FlowHistory:
 
     start: FlowStart
     events: list[FlowEvent] = field(default_factory=list)
+    _memo: dict[str, tuple[int, Any]] = field(default_factory=dict, repr=False, compare=False)
+    """Answers derived from the events, valid while their count is unchanged (the checkers ask
+    the same questions of every flow, several times)."""
+
+    def _cached(self, name: str, compute: Callable[[], Any]) -> Any:
+        n = len(self.events)
+        hit = self._memo.get(name)
+        if hit is not None and hit[0] == n:
+            return hit[1]
+        value = compute()
+        self._memo[name] = (n, value)
+        return value
 
     @property
     def id(self) -> int:
@@ -271,10 +283,10 @@ class FlowHistory:
     @property
     def end(self) -> Closed | Reset | Timeout | Refused | None:
         """The event that ended the flow, if any."""
-        for e in self.events:
-            if isinstance(e, TERMINAL):
-                return e
-        return None
+        found: Closed | Reset | Timeout | Refused | None = self._cached(
+            "end", lambda: next((e for e in self.events if isinstance(e, TERMINAL)), None)
+        )
+        return found
 
     @property
     def ended_at(self) -> float | None:
@@ -287,12 +299,16 @@ class FlowHistory:
 
     @property
     def servers(self) -> list[tuple[float, str]]:
-        """Every (time, server id) that answered, in order."""
-        out: list[tuple[float, str]] = []
-        for e in self.events:
-            if isinstance(e, FirstByte | DatagramReply) and e.server is not None:
-                out.append((e.t, e.server))
-        return out
+        """Every (time, server id) that answered, in order (shared: do not modify it)."""
+        found: list[tuple[float, str]] = self._cached("servers", self._servers)
+        return found
+
+    def _servers(self) -> list[tuple[float, str]]:
+        return [
+            (e.t, e.server)
+            for e in self.events
+            if isinstance(e, FirstByte | DatagramReply) and e.server is not None
+        ]
 
     @property
     def server(self) -> str | None:

@@ -174,7 +174,9 @@ class TapFlow(_Record):
 
     @property
     def outer(self) -> FiveTuple:
-        return FiveTuple(
+        # Fields already validated: construct without validating again (checkers ask this of
+        # every record).
+        return FiveTuple.model_construct(
             proto=self.proto, src=self.src, dst=self.dst, sport=self.sport, dport=self.dport
         )
 
