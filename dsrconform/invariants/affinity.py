@@ -19,7 +19,7 @@ from dsrconform.invariants.observations import (
     toward_role,
 )
 from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
-from dsrconform.observe.history import FlowHistory
+from dsrconform.observe.history import PROTO_NUMBER, FlowHistory
 from dsrconform.observe.taps import FiveTuple, TapFlow, TapInfo
 
 Flow5 = tuple[int, str, int, str, int]
@@ -44,7 +44,7 @@ def _judge_tap_affinity(j: Judge, obs: Observations, proto: int, *, required: bo
             raise
         return set()
     changes = obs.backend_changes()
-    index = obs.flow_index()
+    spans5 = obs.flow_index().spans5
     judged: set[Flow5] = set()
     skipped = 0
     # AF-1 and AF-2 group the same records: once, for both protocols.
@@ -81,8 +81,11 @@ def _judge_tap_affinity(j: Judge, obs: Observations, proto: int, *, required: bo
                 time=seen[nodes[1]],
             )
             continue
-        for fh in index.find5(key, first, last):
-            server = fh.server
+        for s, e, fh in spans5.get(key, ()):  # index.find5, inlined: this runs per flow
+            if not (s <= last and first <= e):
+                continue
+            answered = fh.servers
+            server = answered[0][1] if answered else None
             if server is not None and lab.server_node(server) != nodes[0]:
                 info, rec = by_node[nodes[0]][0]
                 j.violation(
@@ -103,13 +106,7 @@ def _server_flows(
     """The TCP and UDP records of each flow (client end and far end of the carried 5-tuple: the
     inner one if encapsulated), by the server that received them; one pass."""
     flows: dict[Flow5, dict[str, list[tuple[TapInfo, TapFlow]]]] = {}
-    clients: dict[str, bool] = {}  # a local memo of lab.is_client: this loop runs per record
-
-    def is_client(addr: str) -> bool:
-        known = clients.get(addr)
-        if known is None:
-            known = clients[addr] = lab.is_client(addr)
-        return known
+    is_client = lab.client_test()  # this loop runs per record
 
     for info, recs in taps:
         node = info.receiver
@@ -196,7 +193,7 @@ def _new_flows(obs: Observations, changes: list[FaultWindow]) -> list[FlowHistor
     return [
         fh
         for fh in history.flows.values()
-        if fh.server is not None and overlaps_any(changes, fh.start.t, fh.start.t) is None
+        if fh.servers and (not changes or overlaps_any(changes, fh.start.t, fh.start.t) is None)
     ]
 
 
@@ -209,9 +206,10 @@ def check_spread_within_bound(obs: Observations, p: Params) -> Verdict:
     j.thresholds.update(epsilon=eps, min_samples=need)
     per_service: dict[str, Counter[str]] = {}
     for fh in _new_flows(obs, obs.backend_changes()):
-        svc = lab.service(fh.start.dst, fh.start.dport, fh.proto_number)
-        if svc is not None and fh.server is not None:
-            per_service.setdefault(svc.name, Counter())[lab.server_node(fh.server)] += 1
+        st = fh.start
+        svc = lab.service(st.dst, st.dport, PROTO_NUMBER[st.proto])
+        if svc is not None:  # _new_flows kept only flows whose server is known
+            per_service.setdefault(svc.name, Counter())[lab.server_node(fh.servers[0][1])] += 1
     decided = 0
     for svc in lab.services:
         counts = per_service.get(svc.name, Counter())

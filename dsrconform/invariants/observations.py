@@ -156,6 +156,17 @@ class LabFacts(_Model):
             memo[addr] = known
         return known
 
+    def client_test(self) -> Callable[[str], bool]:
+        """:meth:`is_client` for a hot loop: a memo lookup first, the method only on a miss."""
+        memo: dict[str, bool] = self.__pydantic_private__["_client_memo"]  # type: ignore[index]
+        is_client = self.is_client
+
+        def test(addr: str) -> bool:
+            known = memo.get(addr)
+            return known if known is not None else is_client(addr)
+
+        return test
+
     def is_vip(self, addr: str) -> bool:
         return addr in self.__pydantic_private__["_vip_addrs"]  # type: ignore[index]
 
@@ -354,10 +365,10 @@ class FlowIndex:
     def __init__(self, history: History | None) -> None:
         self.by_end: dict[Endpoint, list[FlowHistory]] = {}
         # (start, end + slack or +inf, flow) per endpoint and per whole 5-tuple: find() runs
-        # once per tap record, so the spans are computed here, once.
-        self._spans: dict[Endpoint, list[tuple[float, float, FlowHistory]]] = {}
-        self._spans5: dict[tuple[int, str, int, str, int], list[tuple[float, float, FlowHistory]]]
-        self._spans5 = {}
+        # once per tap record, so the spans are computed here, once (hot loops read them).
+        self.spans: dict[Endpoint, list[tuple[float, float, FlowHistory]]] = {}
+        self.spans5: dict[tuple[int, str, int, str, int], list[tuple[float, float, FlowHistory]]]
+        self.spans5 = {}
         if history is not None:
             number = {"tcp": 6, "udp": 17}
             for fh in history.flows.values():
@@ -366,26 +377,31 @@ class FlowIndex:
                 endpoint = (proto, st.src, st.sport)
                 end = next((e.t for e in fh.events if isinstance(e, TERMINAL)), None)
                 span = (st.t, math.inf if end is None else end + self.SLACK, fh)
-                found = self._spans.get(endpoint)
+                found = self.spans.get(endpoint)
                 if found is None:
-                    self._spans[endpoint] = [span]
+                    self.spans[endpoint] = [span]
                     self.by_end[endpoint] = [fh]
                 else:
                     found.append(span)
                     self.by_end[endpoint].append(fh)
-                self._spans5.setdefault((*endpoint, st.dst, st.dport), []).append(span)
+                key5 = (proto, st.src, st.sport, st.dst, st.dport)
+                same = self.spans5.get(key5)
+                if same is None:
+                    self.spans5[key5] = [span]
+                else:
+                    same.append(span)
 
     def find(self, end: Endpoint | None, first: float, last: float) -> list[FlowHistory]:
         """Flows of client endpoint ``end`` that could own packets seen from first to last."""
         if end is None:
             return []
-        return [fh for s, e, fh in self._spans.get(end, ()) if s <= last and first <= e]
+        return [fh for s, e, fh in self.spans.get(end, ()) if s <= last and first <= e]
 
     def find5(
         self, flow: tuple[int, str, int, str, int], first: float, last: float
     ) -> list[FlowHistory]:
         """The same for a whole 5-tuple: (protocol, client, client port, far end, its port)."""
-        return [fh for s, e, fh in self._spans5.get(flow, ()) if s <= last and first <= e]
+        return [fh for s, e, fh in self.spans5.get(flow, ()) if s <= last and first <= e]
 
 
 @dataclass

@@ -30,11 +30,12 @@ def check_return_path_bypasses_mux(obs: Observations, p: Params) -> Verdict:
         covers=lambda t: mux_of_tap(lab, t),
     )
     packets = 0
+    is_client = lab.client_test()
     for info, recs in taps:
         for rec in recs:
             packets += rec.packets
-            dst = rec.dst if lab.is_client(rec.dst) else None
-            if dst is None and rec.inner is not None and lab.is_client(rec.inner.dst):
+            dst = rec.dst if is_client(rec.dst) else None
+            if dst is None and rec.inner is not None and is_client(rec.inner.dst):
                 dst = rec.inner.dst
             if dst is not None:
                 j.violation(

@@ -27,9 +27,10 @@ SUT_ROLES: tuple[Role, ...] = ("mux", "server", "gateway")
 
 
 def _judge_reply_sources(
-    j: Judge, obs: Observations, p: Params, only: Callable[[FlowHistory], bool]
+    j: Judge, obs: Observations, p: Params, only: Callable[[FlowHistory], bool] | None
 ) -> None:
-    """RW-1/RW-4: packets toward a recorded flow's client endpoint come from its VIP:port."""
+    """RW-1/RW-4: packets toward a recorded flow's client endpoint come from its VIP:port
+    (of the flows ``only`` accepts; None: every flow)."""
     lab = obs.need_lab()
     obs.need_history()
     index = obs.flow_index()
@@ -44,25 +45,20 @@ def _judge_reply_sources(
     packets = 0
     # RW-1 and RW-4 match the same records to the same flows: once.
     matches: list[tuple[TapInfo, TapFlow, list[FlowHistory]]] = obs.derived(
-        "replies_to_clients",
-        lambda: [
-            (info, rec, index.find((rec.proto, rec.dst, rec.dport), rec.first, rec.last))
-            for info, recs in taps
-            for rec in recs
-            if rec.proto in (6, 17)
-        ],
+        "replies_to_clients", lambda: _match_to_flows(taps, index)
     )
     for info, rec, found in matches:
-        flows = [fh for fh in found if only(fh)]
+        flows = found if only is None else [fh for fh in found if only(fh)]
         if not flows:
             continue
         packets += rec.packets
         # A client port may be reused toward another VIP while (or just after) a flow to
         # this one lives: a reply is right if any flow of that client end addressed its
         # source, and judged wrong only if none did.
-        right = [fh for fh in found if (rec.src, rec.sport) == (fh.start.dst, fh.start.dport)]
+        src, sport = rec.src, rec.sport
+        right = [fh for fh in found if fh.start.dport == sport and fh.start.dst == src]
         if right:
-            answered.update(fh.id for fh in right if only(fh))
+            answered.update(fh.id for fh in right if only is None or only(fh))
             continue
         fh = flows[0]
         answered.add(fh.id)
@@ -84,12 +80,34 @@ def _judge_reply_sources(
         )
 
 
+def _match_to_flows(
+    taps: list[tuple[TapInfo, list[TapFlow]]], index: FlowIndex
+) -> list[tuple[TapInfo, TapFlow, list[FlowHistory]]]:
+    """The TCP/UDP records toward clients that belong to recorded flows, with those flows
+    (:meth:`FlowIndex.find`, inlined: this runs per record)."""
+    spans = index.spans
+    out = []
+    for info, recs in taps:
+        for rec in recs:
+            proto = rec.proto
+            if proto != 6 and proto != 17:
+                continue
+            candidates = spans.get((proto, rec.dst, rec.dport))
+            if not candidates:
+                continue
+            first, last = rec.first, rec.last
+            found = [fh for s, e, fh in candidates if s <= last and first <= e]
+            if found:
+                out.append((info, rec, found))
+    return out
+
+
 @checker("RW-1")
 def check_replies_carry_vip(obs: Observations, p: Params) -> Verdict:
     """Every reply toward a client endpoint of a recorded flow comes from the VIP:port the
     client addressed."""
     j = Judge("RW-1")
-    _judge_reply_sources(j, obs, p, lambda fh: True)
+    _judge_reply_sources(j, obs, p, None)
     return j.verdict(
         passed=f"every reply of {j.measured['flows_with_replies']} flows came from its VIP:port",
         failed=f"{j.violations} reply records came from another address than the VIP:port",
@@ -229,7 +247,9 @@ def check_bytes_intact(obs: Observations, p: Params) -> Verdict:
     j = Judge("RW-5")
     history = obs.need_history()
     complete = 0
-    for fh in history.of_proto("tcp"):
+    for fh in history.flows.values():
+        if fh.start.proto != "tcp":
+            continue
         bad = next((e for e in fh.events if isinstance(e, IntegrityError)), None)
         if bad is not None:
             j.violation(

@@ -242,11 +242,16 @@ def run_checker(
     alive, every collection the checker's own allocations trigger walks all of them, which
     tripled the checking time (records form no cycles; refcounting frees what the checker drops).
     """
-    fn = resolve_checker(check) if isinstance(check, str) else check
-    req = spec.get(fn.requirement)
-    merged = req.resolve_params(params or {})
     was_enabled = gc.isenabled()
-    gc.disable()
+    gc.disable()  # first: even resolving the checker allocates, and may trigger a collection
+    try:
+        fn = resolve_checker(check) if isinstance(check, str) else check
+        req = spec.get(fn.requirement)
+        merged = req.resolve_params(params or {})
+    except BaseException:
+        if was_enabled:
+            gc.enable()
+        raise
     try:
         verdict = fn(observations, merged)
     except Exception as e:
