@@ -7,8 +7,8 @@
 ``steady`` brings the lab up (netns backend), runs the steady-state traffic mix with taps on
 every link (:mod:`dsrconform.steady`), tears the lab down, checks the requirements (by default
 every RW, DP and AF one: what a steady state decides) and prints one row per requirement with
-its measured values; the observations and verdicts go to ``--out`` (default
-``results/steady-<lab>-<mode>``). ``check`` judges a saved run directory again.
+what it measured (``--json``: the whole verdicts); the observations and verdicts go to
+``--out`` (default ``results/steady-<lab>-<mode>``). ``check`` judges a saved run directory again.
 
 Exit status: 0 when every requirement checked PASSes, 1 when one FAILs or is UNKNOWN, 2 for bad
 arguments; errors (a bad topology file, a lab that cannot come up) print ``dsrconform: error``.
@@ -44,6 +44,26 @@ def _ids(args: argparse.Namespace) -> list[str]:
     if bad:
         raise ConfigError(f"--families: unknown {', '.join(bad)}; known: {', '.join(known)}")
     return [r.id for r in spec.REQUIREMENTS if r.family in families]
+
+
+def _selected(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """The requirements to check and their parameter overrides, all checked before anything
+    runs (a typo must not cost a lab run): no empty selection, no --set for a requirement
+    outside it, no unknown parameter."""
+    from dsrconform import spec
+
+    ids = _ids(args)
+    if not ids:
+        raise ConfigError("no requirement selected; fix: --ids RW-1,... or --families RW,DP,AF")
+    params = _params(args.set)
+    for req, ps in params.items():
+        if req not in ids:
+            raise ConfigError(
+                f"--set {req}...: {req} is not among the requirements checked "
+                f"({', '.join(ids)}); fix: select it with --ids or --families"
+            )
+        spec.get(req).resolve_params(ps)  # ConfigError naming an unknown parameter
+    return ids, params
 
 
 def _params(settings: list[str]) -> dict[str, dict[str, Any]]:
@@ -101,11 +121,10 @@ def _cmd_steady(args: argparse.Namespace) -> int:
     from dsrconform.target import load_target
     from dsrconform.topology import load_topology
 
-    ids = _ids(args)
-    params = _params(args.set)
+    ids, params = _selected(args)
     load_target(args.target, mutant=args.mutant)  # an unknown target or mutant: before any lab
     topo = load_topology(args.file, mode=args.mode)
-    out = Path(args.out or f"results/steady-{topo.name}-{topo.mode}")
+    out = Path(args.out or f"results/steady-{args.name or topo.name}-{topo.mode}")
     mix = Mix(short_conns=300, streams=30, udp_flows=40) if args.quick else Mix()
 
     def say(msg: str) -> None:
@@ -115,10 +134,10 @@ def _cmd_steady(args: argparse.Namespace) -> int:
         f"{', mutant ' + args.mutant if args.mutant else ''})")  # fmt: skip
     with Lab.up(args.file, mode=args.mode, name=args.name, target=args.target,
                 mutant=args.mutant) as lab:  # fmt: skip
-        say(f"up in {lab.ready_seconds:.1f} s; traffic for about 10 s")
+        say(f"up in {lab.ready_seconds:.1f} s; traffic for about {4 if args.quick else 10} s")
         run = observe_steady_state(lab, mix, progress=say)
+    files = save_observations(run.observations, out)  # first: a run is never lost
     verdicts = check_all(run.observations, ids=ids, params=params)
-    files = save_observations(run.observations, out)
     save_verdicts(verdicts, out)
     say(f"observations and verdicts in {out}/ ({', '.join(p.name for p in files.values())})")
     return _finish(verdicts, args, f"steady state: {args.file} ({topo.mode})")
@@ -128,8 +147,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from dsrconform.invariants import check_all
     from dsrconform.runfiles import load_observations
 
+    ids, params = _selected(args)
     obs = load_observations(args.dir)
-    verdicts = check_all(obs, ids=_ids(args), params=_params(args.set))
+    verdicts = check_all(obs, ids=ids, params=params)
     return _finish(verdicts, args, f"checked {args.dir}")
 
 

@@ -55,6 +55,11 @@ def save_observations(obs: Observations, directory: str | Path) -> dict[str, Pat
     if obs.faults:
         write_jsonl(d / FAULTS, obs.faults)
         out["faults"] = d / FAULTS
+    # A part this run does not have must not be left over from an earlier run in the same
+    # directory (a later `check` would read it as this run's).
+    for name in (LAB, HISTORY, TAPS, COUNTERS, FAULTS, VERDICTS):
+        if d / name not in out.values():
+            (d / name).unlink(missing_ok=True)
     return out
 
 

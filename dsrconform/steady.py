@@ -24,6 +24,7 @@ Every generator is bounded in count and time (each has a deadline, and the run w
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -159,7 +160,13 @@ def observe_steady_state(
             run.counts["icmp"] = _send_icmp_errors(lab, taps, mix, say)
         parts: list[History] = []
         for j in jobs:
-            res = futures[j.name].result()
+            try:
+                res = futures[j.name].result()
+            except subprocess.TimeoutExpired:
+                raise LabError(
+                    f"traffic job {j.name} ran past its deadline ({limit:.0f} s) and was "
+                    "killed; fix: a smaller Mix, or a longer Mix.deadline"
+                ) from None
             text = res.stdout
             counts = _last_json(res.stderr)
             if res.returncode != 0 or counts is None:

@@ -225,9 +225,11 @@ class Observations:
     taps: TapSet | None = None
     counters: tuple[CounterSnapshot, ...] = ()
     faults: tuple[FaultWindow, ...] = field(default=())
-    _derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     """What several checkers derive alike from the same observations (an index of the flows,
-    the server taps' records grouped by flow), built once: the parts are never modified."""
+    the server taps' records grouped by flow), built once: the parts are never modified. Not a
+    constructor argument, so a copy with other parts (``dataclasses.replace``) starts empty;
+    a key must name everything its value is built from."""
 
     def derived(self, key: str, build: Callable[[], Any]) -> Any:
         """``build()``, computed once per ``key`` for these observations."""

@@ -68,6 +68,9 @@ def check_mux_load_follows_inbound(obs: Observations, p: Params) -> Verdict:
     )
     mux_in = obs.need_taps_into(j, "mux")
     client_out, mux_in = one_per_link(client_out), one_per_link(mux_in)
+    # Said, not judged: a MUX's own ingress tap is the only one on a link (no sending-end tap)
+    # misses what an XDP program forwarded, but is complete for a MUX without XDP.
+    j.measured["mux_bytes_tapped_at"] = ", ".join(sorted(i.describe() for i, _ in mux_in))
     lossy = [info.describe() for info, _ in client_out + mux_in if info.overflowed]
     if lossy:
         # Byte sums from a tap that lost records are biased either way: no decision at all.

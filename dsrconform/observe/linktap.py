@@ -147,6 +147,14 @@ class LinkTap:
             embedded, has_embedded = _tuple(fields[12:18])
             icmp_type, icmp_code, is_icmp = fields[18:21]
             pk, by, first, last, b3, b4, syn, fin, rst, chk, frag = _VAL.unpack(v[: _VAL.size])
+            # The map is read while packets arrive: a record inserted but not yet counted, or
+            # counts torn between two atomic adds. Skip the first, keep the rest consistent.
+            if pk == 0:
+                continue
+            first = first or last
+            last = max(last, first)
+            b3, chk = min(b3, pk), min(chk, pk)
+            b4 = min(b4, chk)
             out.append(TapFlow(
                 src, dst, sport, dport, proto, DIRECTIONS[d & 1], pk, by, first, last, b3, b4,
                 syn, fin, rst, chk, frag, inner if has_inner else None,

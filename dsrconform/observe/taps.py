@@ -20,8 +20,9 @@ L4 header (truncated, bad IHL, total length beyond the frame).
 
 Checksum counts are per packet: ``l3_valid`` when every IPv4 header in it (outer and inner) has a
 correct checksum; ``l4_*`` for the innermost TCP/UDP/ICMP checksum. ``l4_unchecked`` counts
-packets whose L4 checksum could not be judged: a partial checksum left for offload
-(CHECKSUM_PARTIAL on a veth with tx offload), or a UDP checksum of zero ("none").
+packets whose L4 checksum could not be judged: a GRO/GSO super-packet (one checksum for many
+segments), a packet seen at egress (its checksum may be left for offload), or a UDP checksum of
+zero ("none").
 
 :class:`CounterSnapshot` is the SUT's own counters at one moment (per component: ``mux1``,
 ``server2``...), as the target reports them; it lives in its own file.

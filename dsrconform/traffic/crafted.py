@@ -619,8 +619,11 @@ def send_crafted(
     that cuts the sending short is named in :attr:`SendRecord.stopped_by`. ``gap`` seconds pass
     between packets. Only lab namespaces and interfaces (``dsrc`` prefix) are accepted, and
     only IPv4 frames between lab addresses (:func:`check_frame`)."""
-    if netns is not None and not netns.startswith(LAB_PREFIX):
-        raise ValueError(f"netns: {netns!r} is not a lab namespace (prefix {LAB_PREFIX})")
+    if netns is None or not netns.startswith(LAB_PREFIX):
+        raise ValueError(
+            f"netns: {netns!r} is not a lab namespace (prefix {LAB_PREFIX}); crafted packets "
+            "are never sent from the host's own namespace"
+        )
     if not ifname.startswith("dsrc"):
         raise ValueError(f"ifname: {ifname!r} is not a lab interface (prefix dsrc)")
     if count_per_frame < 1 or max_packets < 0 or deadline < 0 or gap < 0:

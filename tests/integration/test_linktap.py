@@ -186,9 +186,11 @@ def test_encapsulated_icmp_quoted_and_fragmented_packets_are_told_apart(
 def test_malformed_packets_are_counted_in_their_own_direction(pair: tuple[str, str]) -> None:
     na, nb = pair
     cut = frame(na, "dsrc-ta", nb, "dsrc-tb", IP(src=A, dst=B) / UDP(sport=1, dport=2))[:24]
+    overrun = bytearray(frame(na, "dsrc-ta", nb, "dsrc-tb", IP(src=A, dst=B) / UDP(sport=1)))
+    overrun[16:18] = (400).to_bytes(2, "big")  # total length beyond the frame
     with LinkTap(nb, "dsrc-tb") as tap:
-        send(na, "dsrc-ta", [cut, cut])
+        send(na, "dsrc-ta", [cut, cut, bytes(overrun)])
         records = to_records(tap, node="server1", link="l", peer="client", started=0.0)
     infos = {r.direction: r for r in records if r.kind == "tap"}
-    assert (infos["ingress"].malformed, infos["egress"].malformed) == (2, 0)
+    assert (infos["ingress"].malformed, infos["egress"].malformed) == (3, 0)
     assert infos["ingress"].packets >= 2

@@ -334,7 +334,12 @@ def test_dp2_mux_load_follows_inbound() -> None:
     small = {"min_inbound_bytes": 100}
     v = run_checker(check_mux_load_follows_inbound, healthy().obs(), small)
     assert v.status == Status.PASS
-    assert v.measured == {"inbound_bytes": 2000, "mux_received_bytes": 2000, "reply_bytes": 10000}
+    assert {k: v.measured[k] for k in ("inbound_bytes", "mux_received_bytes", "reply_bytes")} == {
+        "inbound_bytes": 2000,
+        "mux_received_bytes": 2000,
+        "reply_bytes": 10000,
+    }
+    assert "mux1:dsrc-router ingress" in str(v.measured["mux_bytes_tapped_at"])
     run = healthy()
     run.add(record("mux1-in", tcp(WEB, 80, CLIENT, 40001), 13.0, 14.0, packets=30))
     run.add(record("mux1-in", tcp("198.18.10.2", 179, MUX_ADDR["mux1"], 40000), 1, 99, packets=99))

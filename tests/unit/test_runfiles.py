@@ -57,3 +57,34 @@ def test_a_bad_run_directory_is_named(tmp_path: Path) -> None:
     (tmp_path / "lab.json").write_text('{"roles": {"a": "wizard"}}')
     with pytest.raises(ConfigError, match=r"lab.json: roles.a: "):
         load_observations(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--ids", ","], "no requirement selected"),
+        (["--families", ""], "no requirement selected"),
+        (["--ids", "RW-1", "--set", "RW-6.upload_bytes=1"], "RW-6 is not among"),
+        (["--ids", "RW-6", "--set", "RW-6.bogus=1"], "unknown parameter 'bogus'"),
+        (["--ids", "RW-6", "--set", "RW-6upload"], "fix: write REQ.PARAM=VALUE"),
+    ],
+)
+def test_bad_selections_are_refused_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    save_observations(a_run().obs(), tmp_path)
+    assert main(["check", str(tmp_path), *argv]) == 2
+    assert says in capsys.readouterr().err
+    # steady checks the same before bringing a lab up (this would need root otherwise)
+    assert main(["steady", "labs/basic.yaml", *argv]) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_a_part_an_earlier_run_left_is_removed(tmp_path: Path) -> None:
+    save_observations(a_run().obs(), tmp_path)
+    assert (tmp_path / "faults.jsonl").exists()
+    later = Run()
+    later.conn(1, 10.0, end_t=20.0)
+    save_observations(later.obs(), tmp_path)
+    assert not (tmp_path / "faults.jsonl").exists(), "an old run's fault windows would be read"
+    assert load_observations(tmp_path).faults == ()

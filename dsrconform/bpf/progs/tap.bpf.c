@@ -100,9 +100,10 @@ struct {
 	__type(value, __u64);
 } dsrc_tap_meta SEC(".maps");
 
-/* One zeroed tap_val: the initial value of a new flow record. */
+/* The initial value of a new flow record, per CPU: zero but for first_ns and last_ns, which
+ * are set before the insert so that a reader never sees a record without its times. */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct tap_val);
@@ -237,7 +238,9 @@ static __always_inline void record(struct __sk_buff *skb, __u8 dir)
 	}
 	ihl = iph->ihl * 4;
 	tot = bpf_ntohs(iph->tot_len);
-	if (tot < ihl) {
+	/* A total length below the header or beyond the frame (as received: a GSO packet's
+	 * headers describe one segment, so only non-GSO packets are held to it). */
+	if (tot < ihl || (!skb->gso_size && tot > skb->len - sizeof(struct ethhdr))) {
 		meta(dir, TAP_TRUNCATED);
 		return;
 	}
@@ -287,7 +290,7 @@ static __always_inline void record(struct __sk_buff *skb, __u8 dir)
 			pseudo = (__u64)(saddr & 0xffff) + (saddr >> 16) + (daddr & 0xffff) +
 				 (daddr >> 16) + bpf_htons(proto) + bpf_htons(l4len);
 		}
-		if (proto == IPPROTO_UDP && t->sport | t->dport) {
+		if (proto == IPPROTO_UDP && (t->sport | t->dport)) {
 			__be16 ucheck = 1;
 
 			bpf_skb_load_bytes(skb, off + 6, &ucheck, sizeof(ucheck));
@@ -296,8 +299,10 @@ static __always_inline void record(struct __sk_buff *skb, __u8 dir)
 				goto account;
 			}
 		}
-		if (dir == TAP_DIR_INGRESS && (proto == IPPROTO_TCP || proto == IPPROTO_UDP ||
-					       proto == IPPROTO_ICMP)) {
+		/* A GRO/GSO super-packet carries one segment's checksum (or a partial one) for
+		 * many: it cannot be verified here and counts as unchecked, not as bad. */
+		if (dir == TAP_DIR_INGRESS && !skb->gso_size &&
+		    (proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_ICMP)) {
 			s = sum_bytes(skb, off, l4len);
 			bad_l4 = s < 0 || fold(s + pseudo) != 0xffff;
 			checked = 1;
@@ -310,8 +315,10 @@ account:
 
 		if (!fresh)
 			return;
+		fresh->first_ns = now;
+		fresh->last_ns = now;
 		/* BPF_NOEXIST: a racing CPU may have inserted it; then update that one below. The
-		 * zeroed value comes from a map: a 96-byte stack copy would not fit beside
+		 * initial value comes from a map: an 88-byte stack copy would not fit beside
 		 * sum_bytes' buffer in the 512-byte stack the call chain shares. */
 		if (bpf_map_update_elem(&dsrc_tap_flows, &key, fresh, BPF_NOEXIST) &&
 		    !bpf_map_lookup_elem(&dsrc_tap_flows, &key)) {
@@ -321,20 +328,19 @@ account:
 		v = bpf_map_lookup_elem(&dsrc_tap_flows, &key);
 		if (!v)
 			return;
-		/* first_ns: whoever inserted it first; a 0 -> now race loses a few ns at worst. */
-		if (!v->first_ns)
-			v->first_ns = now;
 	}
 	__sync_fetch_and_add(&v->packets, 1);
 	__sync_fetch_and_add(&v->bytes, skb->len);
 	__sync_fetch_and_add(&v->bad_l3, bad_l3);
-	__sync_fetch_and_add(&v->bad_l4, bad_l4);
+	/* checked before bad: a reader racing with these adds never sees bad > checked. */
 	__sync_fetch_and_add(&v->l4_checked, checked);
+	__sync_fetch_and_add(&v->bad_l4, bad_l4);
 	__sync_fetch_and_add(&v->syn, (flags >> 1) & 1);
 	__sync_fetch_and_add(&v->fin, flags & 1);
 	__sync_fetch_and_add(&v->rst, (flags >> 2) & 1);
 	__sync_fetch_and_add(&v->fragments, frag);
-	v->last_ns = now;
+	if (now > v->last_ns) /* a CPU delayed since it read the clock must not move it back */
+		v->last_ns = now;
 }
 
 SEC("tc")
