@@ -114,8 +114,8 @@ def _finish(verdicts: list[Any], args: argparse.Namespace, title: str) -> int:
 
 
 def _cmd_steady(args: argparse.Namespace) -> int:
-    from dsrconform.invariants import check_all
     from dsrconform.lab import Lab
+    from dsrconform.parallelcheck import check_parallel
     from dsrconform.runfiles import save_observations, save_verdicts
     from dsrconform.steady import Mix, observe_steady_state
     from dsrconform.target import load_target
@@ -137,19 +137,19 @@ def _cmd_steady(args: argparse.Namespace) -> int:
         say(f"up in {lab.ready_seconds:.1f} s; traffic for about {4 if args.quick else 10} s")
         run = observe_steady_state(lab, mix, progress=say)
     files = save_observations(run.observations, out)  # first: a run is never lost
-    verdicts = check_all(run.observations, ids=ids, params=params)
+    verdicts = check_parallel(run.observations, ids=ids, params=params)
     save_verdicts(verdicts, out)
     say(f"observations and verdicts in {out}/ ({', '.join(p.name for p in files.values())})")
     return _finish(verdicts, args, f"steady state: {args.file} ({topo.mode})")
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from dsrconform.invariants import check_all
+    from dsrconform.parallelcheck import check_parallel
     from dsrconform.runfiles import load_observations
 
     ids, params = _selected(args)
     obs = load_observations(args.dir)
-    verdicts = check_all(obs, ids=ids, params=params)
+    verdicts = check_parallel(obs, ids=ids, params=params)
     return _finish(verdicts, args, f"checked {args.dir}")
 
 
