@@ -45,6 +45,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from scapy.utils import checksum  # the Internet checksum (RFC 1071)
+
 from dsrconform.bench import progress_bars
 from dsrconform.bpf.build import compile_bpf
 from dsrconform.bpf.libbpf import (
@@ -154,15 +156,6 @@ def schedule(rounds: int) -> list[tuple[Dut, Mode]]:
 # --- frames ----------------------------------------------------------------------------------
 
 
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def build_template(dst_mac: str, src_mac: str, vip: BenchVip, mode: Mode) -> bytes:
     """The 64-byte frame livegen copies on every run: Ethernet + IPv4 + TCP to the VIP.
 
@@ -178,9 +171,9 @@ def build_template(dst_mac: str, src_mac: str, vip: BenchVip, mode: Mode) -> byt
     ack = 0 if mode == "syn" else 1
     tcp = struct.pack("!HHIIBBHHH", 0, vip.port, 1, ack, 5 << 4, flags, 65535, 0, 0)
     pseudo = bytes(4) + dst_ip + struct.pack("!BBH", 0, 6, len(tcp))
-    tcp = tcp[:16] + struct.pack("!H", _csum(pseudo + tcp)) + tcp[18:]
+    tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0, bytes(4), dst_ip)
-    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
     frame = eth + ip + tcp
     return frame + bytes(FRAME_LEN - len(frame))
 

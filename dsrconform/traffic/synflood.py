@@ -75,6 +75,8 @@ from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+from scapy.utils import checksum  # the Internet checksum (RFC 1071)
+
 from dsrconform.errors import BpfError, ConfigError, LabError
 
 if TYPE_CHECKING:
@@ -164,15 +166,6 @@ def check_flood_args(
     return net
 
 
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def _mac(text: str) -> bytes:
     raw = bytes.fromhex(text.replace(":", "").replace("-", ""))
     if len(raw) != 6:
@@ -188,9 +181,9 @@ def syn_template(dst_mac: str, src_mac: str, vip: str, port: int) -> bytes:
     eth = _mac(dst_mac) + _mac(src_mac) + struct.pack("!H", 0x0800)
     tcp = struct.pack("!HHIIBBHHH", 0, port, 1, 0, 5 << 4, TCP_SYN, 65535, 0, 0)
     pseudo = bytes(4) + dst_ip + struct.pack("!BBH", 0, 6, len(tcp))
-    tcp = tcp[:16] + struct.pack("!H", _csum(pseudo + tcp)) + tcp[18:]
+    tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0, bytes(4), dst_ip)
-    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
     frame = eth + ip + tcp
     return frame + bytes(FRAME_LEN - len(frame))
 
