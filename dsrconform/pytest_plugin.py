@@ -17,7 +17,12 @@ The module imports nothing heavy: lab, target and spec modules load inside hooks
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +35,8 @@ OPT_LEVEL = "--dsr-level"
 OPT_SEED = "--dsr-seed"
 OPT_RESULTS = "--dsr-results"
 OPT_KEEP_LAB = "--dsr-keep-lab"
+OPT_MUTANT = "--dsr-mutant"
+DEFAULT_LAB = "labs/basic.yaml"
 
 BACKENDS = ("netns", "docker")
 MODES = ("encap", "server-nat", "gateway-nat")
@@ -37,6 +44,12 @@ LEVELS = ("MUST", "SHOULD", "MAY")  # strictest first
 MARKER = "requirement"
 
 SEED_KEY = pytest.StashKey[int]()
+VERDICTS_KEY = pytest.StashKey[list[Any]]()
+RESULTS_FILE = "verdicts.jsonl"
+
+
+class RequirementUnknown(Exception):
+    """A requirement could not be decided (data missing, a checker crashed): never a pass."""
 
 
 def _dest(opt: str) -> str:
@@ -56,7 +69,11 @@ def _seed(value: str) -> int:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup(GROUP, "dsrconform: DSR load-balancer conformance")
     group.addoption(
-        OPT_LAB, dest=_dest(OPT_LAB), metavar="FILE", help="lab topology file (labs/*.yaml)"
+        OPT_LAB,
+        dest=_dest(OPT_LAB),
+        metavar="FILE",
+        default=None,
+        help=f"lab topology file (default: {DEFAULT_LAB} of the rootdir)",
     )
     group.addoption(
         OPT_BACKEND,
@@ -100,6 +117,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         default=None,
         help="directory for verdicts, evidence and reports",
+    )
+    group.addoption(
+        OPT_MUTANT,
+        dest=_dest(OPT_MUTANT),
+        metavar="NAME",
+        default=None,
+        help="run a mutant of the target instead (`dsrconform mutants` lists them)",
     )
     group.addoption(
         OPT_KEEP_LAB,
@@ -162,3 +186,101 @@ def pytest_collection_modifyitems(
 def dsr_seed(request: pytest.FixtureRequest) -> int:
     """The run's seed (``--dsr-seed`` or the random one printed in the header)."""
     return request.config.stash[SEED_KEY]
+
+
+# --- fixtures: the lab, the steady-state observations, checking with verdicts on the report ------
+
+
+def _lab_name(config: pytest.Config) -> str:
+    """One lab per pytest-xdist worker (``suite0``, ``suite1``...), never shared: a worker
+    tears down only its own."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return "suite" + "".join(c for c in worker if c.isdigit())[:6]
+
+
+@pytest.fixture(scope="session")
+def dsr_lab(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Session scope. The lab of ``--dsr-lab`` (default labs/basic.yaml) brought up with the
+    target (``--dsr-target``, ``--dsr-mutant``), backend and mode asked for; torn down at the
+    end of the session unless ``--dsr-keep-lab``. Needs root (the test is skipped without)."""
+    from dsrconform.lab import Lab
+
+    if os.geteuid() != 0:
+        pytest.skip("the dsrconform lab needs root (network namespaces, BPF)")
+    config = request.config
+    path = config.getoption(_dest(OPT_LAB)) or str(config.rootpath / DEFAULT_LAB)
+    with Lab.up(
+        path,
+        backend=config.getoption(_dest(OPT_BACKEND)),
+        mode=config.getoption(_dest(OPT_MODE)),
+        name=_lab_name(config),
+        target=config.getoption(_dest(OPT_TARGET)),
+        mutant=config.getoption(_dest(OPT_MUTANT)),
+        keep=config.getoption(_dest(OPT_KEEP_LAB)),
+    ) as lab:
+        yield lab
+
+
+@pytest.fixture(scope="session")
+def dsr_steady(request: pytest.FixtureRequest, dsr_lab: Any, dsr_seed: int) -> Any:
+    """Session scope; depends on ``dsr_lab`` and ``dsr_seed``. One steady-state run
+    (:func:`dsrconform.steady.observe_steady_state`, the default mix, seeded) on the lab; its
+    run directory goes to ``<--dsr-results>/steady`` when a results directory is given."""
+    from dsrconform.steady import Mix, observe_steady_state
+
+    results = request.config.getoption(_dest(OPT_RESULTS))
+    out = Path(results) / "steady" if results else None
+    return observe_steady_state(dsr_lab, Mix(seed=dsr_seed), out_dir=out)
+
+
+@pytest.fixture
+def dsr_check(request: pytest.FixtureRequest) -> Callable[..., list[Any]]:
+    """Function scope. ``dsr_check(observations, "RW-1", ..., params=None)`` runs the
+    requirements' checkers, attaches the verdicts to the test's report (and the results
+    directory's verdicts.jsonl), and ends the test: FAIL as a failure with the evidence,
+    UNKNOWN as :class:`RequirementUnknown` (never a pass)."""
+    from dsrconform.invariants import Status, check_all
+
+    def check(observations: Any, *ids: str, params: Any = None) -> list[Any]:
+        __tracebackhide__ = True
+        verdicts = check_all(observations, ids=ids, params=params)
+        request.node.stash.setdefault(VERDICTS_KEY, []).extend(verdicts)
+        failed = [v for v in verdicts if v.status == Status.FAIL]
+        unknown = [v for v in verdicts if v.status == Status.UNKNOWN]
+        if failed:
+            pytest.fail("\n".join(_describe(v) for v in failed + unknown), pytrace=False)
+        if unknown:
+            raise RequirementUnknown("\n".join(_describe(v) for v in unknown))
+        return verdicts
+
+    return check
+
+
+def _describe(v: Any) -> str:
+    lines = [f"{v.requirement} {v.status}: {v.message}"]
+    if v.thresholds:
+        lines.append(f"  measured {v.measured} against {v.thresholds}")
+    lines += [f"  missing: {m}" for m in v.missing]
+    for e in v.evidence[:5]:
+        where = " | ".join(x for x in (e.flow, e.packet, e.link) if x)
+        lines.append(f"  evidence: {e.message}" + (f" [{where}]" if where else ""))
+    return "\n".join(lines)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    if call.when != "call":
+        return
+    verdicts = item.stash.get(VERDICTS_KEY, [])
+    if not verdicts:
+        return
+    report = outcome.get_result()
+    rows = [v.model_dump(mode="json") for v in verdicts]
+    report.user_properties.append(("dsrconform_verdicts", rows))
+    results = item.config.getoption(_dest(OPT_RESULTS))
+    if results:
+        Path(results).mkdir(parents=True, exist_ok=True)
+        with (Path(results) / RESULTS_FILE).open("a") as f:
+            for row in rows:
+                f.write(json.dumps({"test": item.nodeid, **row}) + "\n")

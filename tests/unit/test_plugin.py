@@ -101,3 +101,50 @@ def test_level_deselects_less_strict_requirements(pytester: pytest.Pytester) -> 
     pytester.runpytest().assert_outcomes(passed=4)
     pytester.runpytest("--dsr-level", "SHOULD").assert_outcomes(passed=3, deselected=1)
     pytester.runpytest("--dsr-level", "MUST").assert_outcomes(passed=2, deselected=2)
+
+
+CHECKS = """
+import pytest
+from tests.unit.observations_builder import SERVER_ADDR, Run
+
+def obs(broken=False):
+    run = Run()
+    run.conn(1, 10.0, end_t=20.0, server="server1", mux="mux1")
+    if broken:
+        run.conn(2, 11.0, end_t=21.0, reply_src=(SERVER_ADDR["server3"], 8080))
+    return run.obs()
+
+@pytest.mark.requirement("RW-1")
+def test_pass(dsr_check):
+    dsr_check(obs(), "RW-1")
+
+@pytest.mark.requirement("RW-1")
+def test_fail(dsr_check):
+    dsr_check(obs(broken=True), "RW-1")
+
+@pytest.mark.requirement("RW-1")
+def test_unknown(dsr_check):
+    dsr_check(obs(), "RW-1", params={"RW-1": {"min_flows": 5}})
+"""
+
+
+def test_dsr_check_passes_fails_and_never_passes_unknown(pytester: pytest.Pytester) -> None:
+    import json
+
+    pytester.makepyfile(test_checks=CHECKS)
+    results = pytester.path / "results"
+    result = pytester.runpytest_inprocess("--dsr-results", str(results), "-rf")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*RW-1 FAIL: *",
+            "*evidence: reply from 198.18.20.3:8080*",
+            "*RequirementUnknown: RW-1 UNKNOWN: cannot decide*",
+        ]
+    )
+    rows = [json.loads(x) for x in (results / "verdicts.jsonl").read_text().splitlines()]
+    assert [(r["test"].split("::")[1], r["status"]) for r in rows] == [
+        ("test_pass", "PASS"),
+        ("test_fail", "FAIL"),
+        ("test_unknown", "UNKNOWN"),
+    ]

@@ -1,0 +1,23 @@
+"""Steady state: every RW, DP and AF requirement over one steady-state run of the lab.
+
+One run of the traffic mix (streams, short connections, uploads, UDP flows, ICMP errors about
+live streams) with taps on every link (``dsr_steady``, once per session), then one test per
+requirement, each citing it: a FAIL shows the evidence, an UNKNOWN says what was missing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dsrconform import spec
+
+STEADY = [r.id for r in spec.REQUIREMENTS if r.family in ("RW", "DP", "AF")]
+
+
+@pytest.mark.parametrize(
+    "req", [pytest.param(r, marks=pytest.mark.requirement(r), id=r) for r in STEADY]
+)
+def test_steady_state(req: str, dsr_steady: Any, dsr_check: Any) -> None:
+    dsr_check(dsr_steady.observations, req)

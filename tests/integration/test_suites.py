@@ -1,0 +1,39 @@
+"""The suites as users run them (root): `pytest suites/...` with the plugin's options brings the
+reference stack up, and every verdict lands in the results directory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.markers import requires_root
+
+pytestmark = requires_root
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_suite(tmp: Path, *args: str) -> tuple[int, list[dict[str, str]], str]:
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "suites/test_steady_state.py", "--dsr-results", str(tmp), "--dsr-seed", "3", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    path = tmp / "verdicts.jsonl"
+    rows = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+    return res.returncode, rows, res.stdout[-3000:]
+
+
+def test_the_steady_state_suite_passes_on_the_reference_stack(tmp_path: Path) -> None:
+    rc, rows, out = run_suite(tmp_path)
+    assert rc == 0, out
+    assert len(rows) == 12 and {r["status"] for r in rows} == {"PASS"}, out
+    assert (tmp_path / "steady" / "taps.jsonl").exists()
+
+
+def test_the_suite_fails_a_mutant_on_the_requirement_it_names(tmp_path: Path) -> None:
+    rc, rows, out = run_suite(tmp_path, "--dsr-mutant", "outer-csum-missing", "-k", "RW-2")
+    assert rc == 1, out
+    assert [(r["requirement"], r["status"]) for r in rows] == [("RW-2", "FAIL")], out
+    assert "invalid IPv4 checksum" in out
