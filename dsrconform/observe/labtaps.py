@@ -37,7 +37,11 @@ class LabTaps:
 
     def __init__(self, lab: Any, *, nodes: Iterable[str] | None = None,
                  max_flows: int = DEFAULT_MAX_FLOWS) -> None:  # fmt: skip
+        """The lab topology's first black-holed network (the SYN flood's sources) is aggregated
+        into one record per flow shape (see :class:`LinkTap`), so a flood never overflows."""
         self.lab = lab
+        holes = list(getattr(lab.topology, "blackhole", []) or [])
+        self.aggregate: str | None = holes[0] if holes else None
         wanted = set(nodes) if nodes is not None else set(lab.topology.nodes)
         unknown = wanted - set(lab.topology.nodes)
         if unknown:
@@ -57,7 +61,8 @@ class LabTaps:
     def attach(self) -> LabTaps:
         try:
             for iface in self.interfaces:
-                tap = LinkTap(self.lab.netns(iface.node), iface.ifname, max_flows=self.max_flows)
+                tap = LinkTap(self.lab.netns(iface.node), iface.ifname, max_flows=self.max_flows,
+                              aggregate=self.aggregate)  # fmt: skip
                 try:
                     tap.attach()
                 except BaseException:

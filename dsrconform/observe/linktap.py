@@ -85,10 +85,17 @@ class TapFlow:
 class LinkTap:
     """A tap on ``ifname`` inside namespace ``netns`` (None: this namespace)."""
 
-    def __init__(self, netns: str | None, ifname: str, *,
-                 max_flows: int = DEFAULT_MAX_FLOWS) -> None:  # fmt: skip
+    def __init__(self, netns: str | None, ifname: str, *, max_flows: int = DEFAULT_MAX_FLOWS,
+                 aggregate: str | None = None) -> None:  # fmt: skip
+        """``aggregate``: a network (a SYN flood's spoofed sources) whose addresses are recorded
+        as the network's own address with port 0: one record for the whole flood."""
         self.netns, self.ifname = netns, ifname
-        self._obj = libbpf.BpfObject(compile_bpf(SOURCE), max_entries={"dsrc_tap_flows": max_flows})
+        defines: dict[str, int] = {}
+        if aggregate is not None:
+            net = ipaddress.IPv4Network(aggregate)
+            defines = {"TAP_AGG_NET": int(net.network_address), "TAP_AGG_MASK": int(net.netmask)}
+        obj = compile_bpf(SOURCE, defines)
+        self._obj = libbpf.BpfObject(obj, max_entries={"dsrc_tap_flows": max_flows})
         self._ifindex: int | None = None
         self._attached: list[str] = []
 

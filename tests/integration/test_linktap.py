@@ -194,3 +194,20 @@ def test_malformed_packets_are_counted_in_their_own_direction(pair: tuple[str, s
     infos = {r.direction: r for r in records if r.kind == "tap"}
     assert (infos["ingress"].malformed, infos["egress"].malformed) == (3, 0)
     assert infos["ingress"].packets >= 2
+
+
+def test_an_aggregated_network_makes_one_record_for_a_whole_flood(pair: tuple[str, str]) -> None:
+    na, nb = pair
+    flood = [
+        frame(na, "dsrc-ta", nb, "dsrc-tb",
+              IP(src=f"198.18.{200 + i % 8}.{i % 251}", dst=B) / TCP(sport=1024 + i, flags="S"))
+        for i in range(600)
+    ]  # fmt: skip
+    legit = frame(na, "dsrc-ta", nb, "dsrc-tb", IP(src=A, dst=B) / TCP(sport=40000, flags="S"))
+    with LinkTap(nb, "dsrc-tb", max_flows=16, aggregate="198.18.200.0/21") as tap:
+        send(na, "dsrc-ta", [*flood, legit])
+        flows = [f for f in tap.flows() if f.direction == "ingress"]
+        counters = tap.counters()
+    assert counters["overflow"] == 0
+    by_src = {(f.src, f.sport): f.packets for f in flows}
+    assert by_src == {("198.18.200.0", 0): 600, (A, 40000): 1}

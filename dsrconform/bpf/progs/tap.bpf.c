@@ -211,6 +211,23 @@ static __always_inline void parse_l4(struct __sk_buff *skb, __u32 off, __u8 prot
 	}
 }
 
+#ifdef TAP_AGG_MASK
+/* Aggregation (built with -DTAP_AGG_NET=... -DTAP_AGG_MASK=..., host order): an address in that
+ * network (a SYN flood's spoofed sources) is recorded as the network's address with port 0, so
+ * a flood of millions of 5-tuples makes a few records instead of overflowing the table. */
+static __always_inline void aggregate(struct tap_tuple *t)
+{
+	if ((bpf_ntohl(t->saddr) & TAP_AGG_MASK) == TAP_AGG_NET) {
+		t->saddr = bpf_htonl(TAP_AGG_NET);
+		t->sport = 0;
+	}
+	if ((bpf_ntohl(t->daddr) & TAP_AGG_MASK) == TAP_AGG_NET) {
+		t->daddr = bpf_htonl(TAP_AGG_NET);
+		t->dport = 0;
+	}
+}
+#endif
+
 static __always_inline void record(struct __sk_buff *skb, __u8 dir)
 {
 	struct tap_key key = {};
@@ -309,6 +326,11 @@ static __always_inline void record(struct __sk_buff *skb, __u8 dir)
 		}
 	}
 account:
+#ifdef TAP_AGG_MASK
+	aggregate(&key.outer);
+	aggregate(&key.inner);
+	aggregate(&key.embedded);
+#endif
 	v = bpf_map_lookup_elem(&dsrc_tap_flows, &key);
 	if (!v) {
 		struct tap_val *fresh = bpf_map_lookup_elem(&dsrc_tap_zero, &zero);
