@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from dsrconform.errors import LabError
-from dsrconform.invariants.observations import LabFacts, Observations
+from dsrconform.invariants.observations import FaultWindow, LabFacts, Observations
 from dsrconform.observe.counters import snapshot
 from dsrconform.observe.history import History, load_history
 from dsrconform.observe.labtaps import LabTaps
@@ -133,13 +133,19 @@ def _jobs(topo: Topology, python: str, mix: Mix) -> list[_Job]:
     return jobs
 
 
+Fault = Callable[[Any, Callable[[str], None]], list[FaultWindow]]
+"""A fault injected while the traffic runs: ``fault(lab, say)`` does it (bounded in time) and
+returns its windows for the fault timeline."""
+
+
 def observe_steady_state(
     lab: Any, mix: Mix = Mix(), *, out_dir: Path | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, fault: Fault | None = None,
 ) -> SteadyRun:  # fmt: skip
     """Run the mix in ``lab`` (a :class:`dsrconform.lab.Lab` that is up) and return what was
-    observed. Raises LabError if a generator could not run at all (a bad argument, a missing
-    module); traffic that failed is data, not an error: the checkers judge it."""
+    observed; with ``fault``, inject it (from this thread) once the traffic is under way.
+    Raises LabError if a generator could not run at all (a bad argument, a missing module);
+    traffic that failed is data, not an error: the checkers judge it."""
     say = progress or (lambda _msg: None)
     topo: Topology = lab.topology
     jobs = _jobs(topo, lab.python, mix)
@@ -158,6 +164,7 @@ def observe_steady_state(
         }
         if mix.icmp_errors:
             run.counts["icmp"] = _send_icmp_errors(lab, taps, mix, say)
+        windows = fault(lab, say) if fault is not None else []
         parts: list[History] = []
         for j in jobs:
             try:
@@ -186,7 +193,7 @@ def observe_steady_state(
             counters.append(snapshot(lab.deployment))
     run.observations = Observations(
         lab=run.observations.lab, history=History.merge(parts), taps=tapset,
-        counters=tuple(counters),
+        counters=tuple(counters), faults=tuple(windows),
     )  # fmt: skip
     if out_dir is not None:
         from dsrconform.runfiles import save_observations

@@ -124,6 +124,8 @@ def _server_flows(
                 key = (proto, t.dst, t.dport, t.src, t.sport)
             else:
                 continue
+            if key[2] == 0:
+                continue  # no client port: a fragment, or a flood aggregated by the tap
             by_node = flows.get(key)
             if by_node is None:
                 flows[key] = {node: [(info, rec)]}

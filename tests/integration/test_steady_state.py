@@ -72,3 +72,25 @@ def test_mutant_fails_the_requirements_it_names(mutant: str, lab_file: str, mode
     verdicts = check_all(run.observations, ids=named)
     not_failed = [v for v in verdicts if v.status != Status.FAIL]
     assert not not_failed, f"{mutant}: counts {run.counts}\n" + explain(not_failed)
+
+
+def test_a_fault_injected_during_the_traffic_lands_in_the_timeline(tmp_path: Path) -> None:
+    """The plumbing the flood suite builds on: a short, slow SYN flood during the traffic, the
+    taps aggregating its spoofed sources (no overflow), its window in the observations."""
+    from dsrconform.scenarios import syn_flood
+
+    with Lab.up(LABS / "basic.yaml", name="tssf") as lab:
+        run = observe_steady_state(
+            lab, SMALL, out_dir=tmp_path, fault=syn_flood(delay=1.0, seconds=2.0, rate=20_000)
+        )
+    (window,) = run.observations.faults
+    assert window.kind == "syn-flood" and window.end is not None
+    assert window.rate is not None and 10_000 < window.rate <= 20_500
+    assert window.end - window.start >= 1.9
+    taps = run.observations.taps
+    assert taps is not None and not any(info.overflowed for info in taps.taps.values())
+    flood = [f for flows in taps.flows.values() for f in flows if f.src == "198.18.200.0"]
+    assert flood and all(f.sport == 0 for f in flood)
+    verdicts = check_all(run.observations, ids=["AF-1", "RW-1", "DP-1"])
+    assert all(v.status == Status.PASS for v in verdicts), explain(verdicts)
+    assert (tmp_path / "faults.jsonl").exists()

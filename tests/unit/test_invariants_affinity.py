@@ -66,6 +66,17 @@ def test_af1_a_client_port_reused_toward_another_vip_is_another_connection() -> 
     assert run_checker(check_connection_affinity, run.obs()).status == Status.FAIL
 
 
+def test_af1_a_flood_aggregated_by_the_tap_is_not_a_connection() -> None:
+    """Taps record a SYN flood's spoofed sources as one network address with port 0; the MUX
+    spreads those SYNs over every server, which says nothing about any connection."""
+    run = three_conns()
+    for server in SERVERS:
+        run.add(encap(f"{server}-in", "mux1", server, tcp("198.18.200.0", 0, WEB, 80), 30.0, 40.0))
+    v = run_checker(check_connection_affinity, run.obs())
+    assert v.status == Status.PASS, v.message
+    assert v.measured["connections_judged"] == 3
+
+
 def test_af1_leaves_out_connections_overlapping_a_backend_change() -> None:
     run = three_conns()
     run.conn(4, 30.0, end_t=40.0, server="server1")
