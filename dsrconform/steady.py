@@ -92,6 +92,11 @@ class _Job:
     argv: list[str]
 
 
+def traffic_clients(topo: Topology) -> list[str]:
+    """The client nodes that run the traffic mix (not those marked ``traffic: false``)."""
+    return [n for n, node in topo.nodes.items() if node.role == "client" and node.traffic]
+
+
 def _sources(topo: Topology, node: str) -> list[str]:
     return list(topo.nodes[node].addresses) or [topo.uplink(node).ip]
 
@@ -100,9 +105,11 @@ def _jobs(topo: Topology, python: str, mix: Mix) -> list[_Job]:
     """The generator commands, per client node and service."""
     tcp = [s for s in topo.services if s.proto == "tcp"]
     udp = [s for s in topo.services if s.proto == "udp"]
-    clients = [n for n, node in topo.nodes.items() if node.role == "client"]
+    clients = traffic_clients(topo)
     if not clients or not topo.services:
-        raise LabError(f"lab {topo.name}: a steady-state run needs a client node and a service")
+        raise LabError(
+            f"lab {topo.name}: a steady-state run needs a client node with traffic and a service"
+        )
     jobs: list[_Job] = []
     for ci, client in enumerate(clients):
         src = ",".join(_sources(topo, client))
@@ -222,7 +229,7 @@ def _send_icmp_errors(
     from dsrconform.traffic import crafted
 
     topo: Topology = lab.topology
-    client = next(n for n, node in topo.nodes.items() if node.role == "client")
+    client = traffic_clients(topo)[0]
     up = topo.uplink(client)
     peer_if = topo.uplink(up.peer, client).ifname
     tcp = {(s.vip, s.port) for s in topo.services if s.proto == "tcp"}

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dsrconform.configfile import LAB_NET, lab_address, load_model
 
@@ -101,11 +101,21 @@ class _Model(BaseModel):
 
 class Node(_Model):
     """A lab host. Per-role fields: ``addresses`` (client: extra source addresses on its uplink),
-    ``asn`` (router and mux: the BGP AS number)."""
+    ``asn`` (router and mux: the BGP AS number), ``traffic`` (client: false for a client that
+    runs no traffic mix, a SYN flood's source, so the flood shares no link with the clients)."""
 
     role: Role
     addresses: list[LabAddr] = Field(default_factory=list)
     asn: int | None = Field(default=None, ge=1, le=4294967294)
+    traffic: bool = True
+
+    @model_validator(mode="after")
+    def _traffic_is_for_clients(self) -> Node:
+        if not self.traffic and self.role != "client":
+            raise ValueError(
+                f"traffic: false is for client nodes; fix: remove it from a {self.role}"
+            )
+        return self
 
 
 class Link(_Model):

@@ -827,13 +827,18 @@ def lab_flood(lab: Any, *, vip: str, port: int = 80, count: int, duration: float
               rate: float | None = None, node: str | None = None, engine: EngineChoice = "auto",
               enable_peer_napi: bool = True, progress: ProgressFn | None = None,
               ) -> FloodResult:  # fmt: skip
-    """Flood from a lab's client node (default: the first client) out of its link to the
+    """Flood from a lab's client node (default: a client marked ``traffic: false``, else the
+    first client) out of its link to the
     router, with the router's MAC as destination. ``enable_peer_napi``: GRO on at the router's
     end for the flood, so the live-frames engine's frames are delivered."""
     from dsrconform.netns import link_mac
 
     topo = lab.topology
-    node = node or topo.of_role("client")[0]
+    # A client with no traffic mix (``traffic: false``) if the lab has one: a flood from the
+    # legitimate clients' own link competes with their traffic for the router's receive ring
+    # and reaches less than half its rate.
+    quiet = [n for n in topo.of_role("client") if not topo.nodes[n].traffic]
+    node = node or (quiet or topo.of_role("client"))[0]
     up = topo.uplink(node)
     router_if = next(i.ifname for i in topo.interfaces()
                      if i.node == up.peer and i.peer == node)  # fmt: skip

@@ -39,8 +39,8 @@ def test_up_status_exec_down() -> None:
         assert st.returncode == 0, st.stderr
         (status,) = json.loads(st.stdout)
         assert status["record"]["mode"] == "server-nat"
-        assert set(status["nodes"]) == {"client", "router", "mux1", "mux2", "server1", "server2",
-                                        "server3", "gw"}  # fmt: skip
+        assert set(status["nodes"]) == {"client", "flood", "router", "mux1", "mux2", "server1",
+                                        "server2", "server3", "gw"}  # fmt: skip
         assert status["nodes"]["mux1"]["xdp"], "no XDP program on mux1"
         assert set(status["bgp"]) == {"router", "mux1", "mux2"}, status["bgp"]
         sessions = {node: out.count("Established") for node, out in status["bgp"].items()}

@@ -142,9 +142,10 @@ def test_nothing_left_behind() -> None:
     assert [n for n in names if n.startswith(LAB_PREFIX) and mine in n] == []
 
 
-def test_lab_flood_from_the_client_reaches_the_router() -> None:
-    """labs/basic.yaml: the client floods the web VIP through its link to the router (GRO on at
-    the router's end for the flood, then restored); the lab still answers afterwards."""
+def test_lab_flood_from_the_flood_node_reaches_the_router() -> None:
+    """labs/basic.yaml: its flood node (a client with no traffic) floods the web VIP through its
+    link to the router (GRO on at the router's end for the flood, then restored); the lab still
+    answers the legitimate client afterwards."""
     from pathlib import Path
 
     from dsrconform.lab.lab import Lab
@@ -153,9 +154,9 @@ def test_lab_flood_from_the_client_reaches_the_router() -> None:
     with Lab.up(lab_file, name="sftest") as lab:
         res = sf.lab_flood(lab, vip=VIP, port=PORT, rate=50_000, count=100_000, duration=10)
         assert res.engine == "live-frames", res.fallback_reason
-        assert res.netns == lab.netns("client") and res.ifname == "dsrc-router"
+        assert res.netns == lab.netns("flood") and res.ifname == "dsrc-router"
         assert res.link_xdp_xmit == 100_000 and res.delivered == 100_000
         assert res.pps == pytest.approx(50_000, rel=0.10)
-        assert sf.gro_enabled(lab.netns("router"), "dsrc-client") is False, "GRO not restored"
+        assert sf.gro_enabled(lab.netns("router"), "dsrc-flood") is False, "GRO not restored"
         out = lab.run("client", ["curl", "-s", "-m", "5", f"http://{VIP}/id"])
         assert out.stdout.strip().startswith("server")

@@ -7,9 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from dsrconform.errors import ConfigError
-from dsrconform.topology import load_topology
+from dsrconform.topology import Node, load_topology
 
 LABS = Path(__file__).resolve().parents[2] / "labs"
 
@@ -173,3 +174,13 @@ def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
         load_topology(f)
     with pytest.raises(ConfigError, match="cannot read"):
         load_topology(tmp_path / "missing.yaml")
+
+
+def test_a_client_without_traffic_is_the_flood_source_and_only_clients_may_be() -> None:
+    from dsrconform.steady import traffic_clients
+
+    topo = load_topology(LABS / "basic.yaml")
+    assert topo.of_role("client") == ["client", "flood"]
+    assert traffic_clients(topo) == ["client"]
+    with pytest.raises(ValidationError, match="traffic: false is for client nodes"):
+        Node(role="server", traffic=False)
