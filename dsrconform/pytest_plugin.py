@@ -233,6 +233,23 @@ def dsr_steady(request: pytest.FixtureRequest, dsr_lab: Any, dsr_seed: int) -> A
     return observe_steady_state(dsr_lab, Mix(seed=dsr_seed), out_dir=out)
 
 
+@pytest.fixture(scope="session")
+def dsr_flood(request: pytest.FixtureRequest, dsr_lab: Any, dsr_seed: int) -> Any:
+    """Session scope; depends on ``dsr_lab`` and ``dsr_seed``. One run of the flood mix
+    (:data:`dsrconform.scenarios.FLOOD_MIX`: long streams, new connections all along) with a
+    12 s spoofed SYN flood from the lab's flood node (:func:`dsrconform.scenarios.syn_flood`);
+    its run directory goes to ``<--dsr-results>/flood`` when a results directory is given."""
+    from dataclasses import replace
+
+    from dsrconform.scenarios import FLOOD_MIX, syn_flood
+    from dsrconform.steady import observe_steady_state
+
+    results = request.config.getoption(_dest(OPT_RESULTS))
+    out = Path(results) / "flood" if results else None
+    mix = replace(FLOOD_MIX, seed=dsr_seed)
+    return observe_steady_state(dsr_lab, mix, out_dir=out, fault=syn_flood())
+
+
 @pytest.fixture
 def dsr_check(request: pytest.FixtureRequest) -> Callable[..., list[Any]]:
     """Function scope. ``dsr_check(observations, "RW-1", ..., params=None)`` runs the

@@ -26,11 +26,13 @@ FLOOD_MIX = Mix(
 connections at a steady rate all along (SF-1, SF-2, SF-4)."""
 
 
-def syn_flood(*, delay: float = 4.0, seconds: float = 10.0, rate: float = 130_000) -> Fault:
+def syn_flood(*, delay: float = 4.0, seconds: float = 12.0, rate: float = 130_000) -> Fault:
     """A spoofed SYN flood from the lab's black-holed network at the first TCP VIP, ``delay``
     seconds after the traffic started, for ``seconds`` at ``rate`` packets/s (paced: unpaced,
     the generator submits millions per second of which the lab's router forwards ~150 k and the
-    flood ends early at its packet bound); its window carries the rate delivered."""
+    flood ends early at its packet bound); its window carries the rate delivered. 12 s by
+    default: the SF requirements judge floods of at least 10 s, and a run's window can come out
+    a little shorter than asked (seen: 9.4 s of a 10 s flood)."""
 
     def inject(lab: Any, say: Callable[[str], None]) -> list[FaultWindow]:
         from dsrconform.traffic.synflood import lab_flood
@@ -38,7 +40,7 @@ def syn_flood(*, delay: float = 4.0, seconds: float = 10.0, rate: float = 130_00
         svc = next(s for s in lab.topology.services if s.proto == "tcp")
         time.sleep(delay)  # the fault's schedule (streams established first), not a wait for state
         say(f"SYN flood at {svc.vip}:{svc.port} for {seconds:g} s")
-        result = lab_flood(lab, vip=svc.vip, port=svc.port, count=int(rate * seconds * 1.1),
+        result = lab_flood(lab, vip=svc.vip, port=svc.port, count=int(rate * seconds * 1.2),
                            duration=seconds, rate=rate)  # fmt: skip
         window: FaultWindow = result.fault_window()
         say(f"flood: {window.rate or 0:,.0f} packets/s for {window.stop - window.start:.1f} s")

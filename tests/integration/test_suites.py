@@ -14,10 +14,11 @@ pytestmark = requires_root
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run_suite(tmp: Path, *args: str) -> tuple[int, list[dict[str, str]], str]:
+def run_suite(tmp: Path, *args: str, suite: str = "suites/test_steady_state.py"
+              ) -> tuple[int, list[dict[str, str]], str]:  # fmt: skip
     res = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "suites/test_steady_state.py", "--dsr-results", str(tmp), "--dsr-seed", "3", *args],
+         suite, "--dsr-results", str(tmp), "--dsr-seed", "3", *args],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     path = tmp / "verdicts.jsonl"
@@ -37,3 +38,15 @@ def test_the_suite_fails_a_mutant_on_the_requirement_it_names(tmp_path: Path) ->
     assert rc == 1, out
     assert [(r["requirement"], r["status"]) for r in rows] == [("RW-2", "FAIL")], out
     assert "invalid IPv4 checksum" in out
+
+
+def test_the_syn_flood_suite_passes_on_the_reference_stack(tmp_path: Path) -> None:
+    rc, rows, out = run_suite(tmp_path, suite="suites/test_syn_flood.py")
+    assert rc == 0, out
+    assert [(r["requirement"], r["status"]) for r in rows] == [
+        ("SF-1", "PASS"),
+        ("SF-2", "PASS"),
+        ("SF-4", "PASS"),
+    ], out
+    (window,) = [json.loads(x) for x in (tmp_path / "flood" / "faults.jsonl").read_text().split()]
+    assert window["kind"] == "syn-flood" and window["rate"] >= 95_000, window
