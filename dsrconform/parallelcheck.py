@@ -22,16 +22,15 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from dsrconform import spec
 from dsrconform.invariants import Observations, Verdict, check_all
-from dsrconform.invariants.verdict import unknown
+from dsrconform.invariants.verdict import VERDICT_LIST, unknown
 
 __all__ = ["PARALLEL_MIN_RECORDS", "check_parallel", "split"]
 
 PARALLEL_MIN_RECORDS = 200_000
-_VERDICTS = TypeAdapter(list[Verdict])
 
 
 def _size(obs: Observations) -> int:
@@ -73,7 +72,7 @@ def check_parallel(
         try:
             os.close(rfd)
             gc.disable()  # a collection would write to (and so copy) every page of the heap
-            data = _VERDICTS.dump_json(check_all(observations, ids=theirs, params=params))
+            data = VERDICT_LIST.dump_json(check_all(observations, ids=theirs, params=params))
             view = memoryview(data)
             while view:
                 view = view[os.write(wfd, view) :]
@@ -101,7 +100,7 @@ def _child_verdicts(data: bytes, wait_status: int, ids: list[str]) -> list[Verdi
         problem = f"the checking process exited with {os.waitstatus_to_exitcode(wait_status)}"
     else:
         try:
-            verdicts = _VERDICTS.validate_json(data)
+            verdicts = VERDICT_LIST.validate_json(data)
         except ValidationError as e:
             problem = f"the checking process sent unreadable verdicts ({e.error_count()} errors)"
         else:

@@ -21,7 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from dsrconform.errors import ConfigError
 from dsrconform.invariants.observations import FaultWindow, LabFacts, Observations
-from dsrconform.invariants.verdict import Verdict
+from dsrconform.invariants.verdict import VERDICT_LIST, Verdict
 from dsrconform.observe.history import History, load_history, write_history
 from dsrconform.observe.jsonl import read_jsonl, write_jsonl
 from dsrconform.observe.taps import TapSet, load_counters_jsonl, load_taps, write_taps
@@ -32,7 +32,6 @@ LAB, HISTORY, TAPS, COUNTERS, FAULTS, VERDICTS = (
     "lab.json", "history.jsonl", "taps.jsonl", "counters.jsonl", "faults.jsonl", "verdicts.json",
 )  # fmt: skip
 _FAULT = TypeAdapter(FaultWindow)
-_VERDICTS = TypeAdapter(list[Verdict])
 
 
 def save_observations(obs: Observations, directory: str | Path) -> dict[str, Path]:
@@ -92,5 +91,5 @@ def load_observations(directory: str | Path) -> Observations:
 
 def save_verdicts(verdicts: list[Verdict], directory: str | Path) -> Path:
     path = Path(directory) / VERDICTS
-    path.write_bytes(_VERDICTS.dump_json(verdicts, indent=1) + b"\n")
+    path.write_bytes(VERDICT_LIST.dump_json(verdicts, indent=1) + b"\n")
     return path

@@ -81,7 +81,7 @@ def _judge_tap_affinity(j: Judge, obs: Observations, proto: int, *, required: bo
                 time=seen[nodes[1]],
             )
             continue
-        for s, e, fh in spans5.get(key, ()):  # index.find5, inlined: this runs per flow
+        for s, e, fh in spans5.get(key, ()):  # the flow index by whole 5-tuple: this runs per flow
             if not (s <= last and first <= e):
                 continue
             answered = fh.servers

@@ -351,41 +351,31 @@ def client_end(t: FiveTuple, lab: LabFacts) -> Endpoint | None:
     return None
 
 
-def overlaps(fh: FlowHistory, first: float, last: float, slack: float = 1.0) -> bool:
-    """Could packets seen from ``first`` to ``last`` belong to this flow? (``slack`` seconds
-    after its end for the last ACKs and retransmissions.)"""
-    end = fh.ended_at
-    return fh.start.t <= last and (end is None or first <= end + slack)
-
-
 class FlowIndex:
     """History flows by client endpoint, for matching tap records to them."""
 
     SLACK = 1.0
-    """Seconds after a flow's end its packets may still be seen (as :func:`overlaps`)."""
+    """Seconds after a flow's end its packets may still be seen (the last ACKs and
+    retransmissions)."""
 
     def __init__(self, history: History | None) -> None:
-        self.by_end: dict[Endpoint, list[FlowHistory]] = {}
         # (start, end + slack or +inf, flow) per endpoint and per whole 5-tuple: find() runs
         # once per tap record, so the spans are computed here, once (hot loops read them).
         self.spans: dict[Endpoint, list[tuple[float, float, FlowHistory]]] = {}
         self.spans5: dict[tuple[int, str, int, str, int], list[tuple[float, float, FlowHistory]]]
         self.spans5 = {}
         if history is not None:
-            number = {"tcp": 6, "udp": 17}
             for fh in history.flows.values():
                 st = fh.start
-                proto = number[st.proto]
+                proto = PROTO_NUMBERS[st.proto]
                 endpoint = (proto, st.src, st.sport)
                 end = next((e.t for e in fh.events if isinstance(e, TERMINAL)), None)
                 span = (st.t, math.inf if end is None else end + self.SLACK, fh)
                 found = self.spans.get(endpoint)
                 if found is None:
                     self.spans[endpoint] = [span]
-                    self.by_end[endpoint] = [fh]
                 else:
                     found.append(span)
-                    self.by_end[endpoint].append(fh)
                 key5 = (proto, st.src, st.sport, st.dst, st.dport)
                 same = self.spans5.get(key5)
                 if same is None:
@@ -398,12 +388,6 @@ class FlowIndex:
         if end is None:
             return []
         return [fh for s, e, fh in self.spans.get(end, ()) if s <= last and first <= e]
-
-    def find5(
-        self, flow: tuple[int, str, int, str, int], first: float, last: float
-    ) -> list[FlowHistory]:
-        """The same for a whole 5-tuple: (protocol, client, client port, far end, its port)."""
-        return [fh for s, e, fh in self.spans5.get(flow, ()) if s <= last and first <= e]
 
 
 @dataclass
@@ -425,17 +409,6 @@ class Sighting:
 
     def first_seen(self, node: str) -> float:
         return min(r.first for _, r in self.records[node])
-
-    def by_far_end(self, lab: LabFacts) -> dict[tuple[str, int], Sighting]:
-        """The records split by the other end of their 5-tuple (the address and port the client
-        talks to): a client port reused toward another VIP is another connection."""
-        out: dict[tuple[str, int], Sighting] = {}
-        for node, recs in self.records.items():
-            for info, rec in recs:
-                t = rec.payload
-                far = (t.dst, t.dport) if lab.is_client(t.src) else (t.src, t.sport)
-                out.setdefault(far, Sighting()).add(node, info, rec)
-        return out
 
     def nodes_during(self, first: float, last: float, slack: float = 0.5) -> list[str]:
         """Nodes with a record overlapping ``[first, last]`` (``slack`` seconds either side),

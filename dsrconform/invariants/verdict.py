@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from dsrconform import spec
 from dsrconform.errors import ConfigError
@@ -99,6 +99,10 @@ class Verdict(BaseModel):
     @property
     def passed(self) -> bool:
         return self.status == Status.PASS
+
+
+VERDICT_LIST: TypeAdapter[list[Verdict]] = TypeAdapter(list[Verdict])
+"""Verdicts to and from JSON (run directories, the checking child of check_parallel)."""
 
 
 class MissingData(Exception):
