@@ -12,6 +12,7 @@ import math
 from dsrconform.invariants.flows import attempts, describe_failure
 from dsrconform.invariants.observations import Observations, Role, from_role
 from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
+from dsrconform.observe.history import FlowHistory
 from dsrconform.observe.taps import TapFlow, TapInfo
 
 SUT_ROLES: tuple[Role, ...] = ("mux", "server", "gateway")
@@ -33,10 +34,11 @@ def check_hostile_packets_harmless(obs: Observations, p: Params) -> Verdict:
                 until=info.stopped,
             )
     later = [w.start for w in obs.faults if w.kind != "crafted"]
-    tried = []
+    seen: dict[int, FlowHistory] = {}  # overlapping windows: each attempt counted once
     for w in windows:
         until = min((t for t in later if t > w.start), default=math.inf)
-        tried += attempts(history, w.start, until, lab=lab)
+        seen.update((id(fh), fh) for fh in attempts(history, w.start, until, lab=lab))
+    tried = list(seen.values())
     ok = sum(fh.succeeded() for fh in tried)
     share = ok / len(tried) if tried else math.nan
     j.measured.update(legitimate_attempts=len(tried), succeeded=ok, success_share=share)

@@ -42,6 +42,13 @@ def test_rb1_pass() -> None:
     assert v.status == Status.PASS and v.measured["legitimate_attempts"] == 20
 
 
+def test_rb1_counts_each_attempt_once_over_overlapping_windows() -> None:
+    run = crafted_run(failing=1)
+    run.fault("crafted", 105.0, 106.0)  # a second sending: attempts from 105 on are in both
+    v = run_checker(check_hostile_packets_harmless, run.obs())
+    assert v.measured["legitimate_attempts"] == 20 and v.measured["succeeded"] == 19
+
+
 def test_rb1_fail_on_malformed_emission() -> None:
     run = crafted_run()
     run.taps["mux1-out"] = tap_info("mux1-out", malformed=3)
