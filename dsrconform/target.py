@@ -14,6 +14,9 @@ Contracts:
   context detaches everything it attached.
 - ``deploy(lab)`` returns a :class:`Deployment`, whose ``counters()`` are the stack's own
   counters (per component, never decreasing, stable names) for the checkers that read them.
+- ``Deployment.set_backends(service, servers, draining=...)`` changes a service's active and
+  draining servers on the running stack, every MUX atomically, and the change outlives MUX
+  restarts; ``Deployment.backends(service)`` reads the current sets.
 """
 
 from __future__ import annotations
@@ -103,6 +106,55 @@ class Deployment(Protocol):
         reported it keeps being reported. Reading must be cheap enough to call every second and
         safe from any thread; :mod:`dsrconform.observe.counters` snapshots it into
         :class:`~dsrconform.observe.taps.CounterSnapshot` records."""
+        ...
+
+    def set_backends(
+        self, service: str, servers: Sequence[str], *, draining: Sequence[str] = ()
+    ) -> None:
+        """Change the servers of ``service`` on the running stack (scale out, scale in, drain).
+
+        ``service`` is a topology service name; ``servers`` and ``draining`` are server node
+        names. After the call, for every MUX that serves the service:
+
+        - **active** (``servers``): the servers new connections are spread over. Not empty. A
+          server may be one the service did not start with only if it runs the service's
+          application (in a topology without a ``servers:`` list on the service, every server
+          does).
+        - **draining** (``draining``): receives no new connection, but every connection
+          established to it when the call was made keeps reaching it (its packets are still
+          forwarded to it) until it ends. Must not overlap ``servers``.
+        - **removed** (a server of the previous sets in neither): receives no new connection;
+          its established connections may break (that is what removing means).
+
+        A *new connection* is one whose first packet (TCP SYN, or a UDP flow's first datagram)
+        reaches the MUX after the call returns, on a 5-tuple the MUX carries no connection for.
+        A client reusing the 5-tuple of a connection the MUX still remembers is that connection
+        as far as the MUX can tell, and may be kept on its server (connection affinity wins).
+        A connection is *established* once a packet after its SYN (the handshake's ACK) has
+        crossed the MUX; one whose handshake straddles the call (SYN before, ACK after) may end
+        up on either side or break: that window is one round trip.
+        Established connections to a draining server survive only as long as the MUX carrying
+        them keeps its state: a MUX restart, or the router moving them to another MUX, gives
+        them the same fate as any connection whose server the current table no longer picks.
+
+        Each MUX switches atomically (a packet sees the old sets or the new ones, never a mix);
+        the call returns once every MUX serving the service has the new sets. MUXes switch one
+        after another, so for a moment two MUXes may disagree; a suite must not expect more.
+        The sets persist for the deployment's life: a MUX that restarts later (``restart``, or
+        :meth:`dsrconform.lab.Lab.restart_node`) comes back with the current sets (draining
+        included), never the topology's original ones. Services not named are untouched.
+
+        Raises :class:`~dsrconform.errors.ConfigError`, changing nothing, for an unknown service
+        or server (the message names it and lists the known ones), an empty ``servers``, a
+        server in both lists, or a server that does not run the service's application.
+        """
+        ...
+
+    def backends(self, service: str) -> dict[str, list[str]]:
+        """The current sets of ``service``: ``{"active": [...], "draining": [...]}``, server node
+        names sorted (the topology's servers of the service until :meth:`set_backends` changes
+        them). ConfigError for an unknown service. The framework records it before and after
+        a change (``backends_before`` / ``backends_after``)."""
         ...
 
     def close(self) -> None:

@@ -7,8 +7,10 @@ Per node role, in this order:
   encap mode, and the HTTP/UDP application (``python -m reference_impl.app``);
 - the **gateway** (gateway-nat only): the stateless source rewrite on its server-facing ingress;
 - every **MUX**: the XDP MUX on its link to the router, programmed with the services it fronts
-  and their servers, plus a pass-through XDP program on the router's end of that link (XDP_TX
-  frames reach a veth peer only when the peer runs native XDP: KERNEL_NOTES.md);
+  and their current servers (the topology's until :meth:`ReferenceDeployment.set_backends`
+  changes them; a restarted MUX gets the current ones), plus a pass-through XDP program on the
+  router's end of that link (XDP_TX frames reach a veth peer only when the peer runs native XDP:
+  KERNEL_NOTES.md);
 - **BGP** (BIRD 2): the router peers with every MUX and installs each VIP as an ECMP route over
   the MUXes announcing it; a MUX announces its VIPs from the moment its BIRD runs.
 
@@ -22,12 +24,13 @@ import re
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from dsrconform.errors import LabError
+from dsrconform.errors import ConfigError, LabError
 from dsrconform.netns import enter_netns, link_mac
 from dsrconform.observe.counters import CounterCarry
 from dsrconform.topology import Service, Topology
@@ -70,6 +73,9 @@ class ReferenceDeployment:
     # BPF objects it reads: both take this lock (a closed map's fd could be reused by another).
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     carry: CounterCarry = field(default_factory=CounterCarry, repr=False)
+    # Service name -> {"active": [...], "draining": [...]} (server names), once set_backends
+    # changed it (else the topology's servers, none draining). Read under the lock.
+    backend_sets: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     # --- deploy ------------------------------------------------------------------------------
 
@@ -186,13 +192,19 @@ class ReferenceDeployment:
                         "address": s.vip,
                         "port": s.port,
                         "proto": s.proto,
-                        "backends": [topo.uplink(b).ip for b in topo.servers_of(s)],
+                        "backends": self._addrs(self.backends(s.name)["active"]),
                     }
                     for s in topo.services_of_mux(mux)
                 ],
             }
         )
         prog = MuxProgram(cfg, mutant=self.mutant)
+        for s in topo.services_of_mux(mux):  # draining servers keep their index (same table)
+            sets = self.backends(s.name)
+            if sets["draining"]:
+                prog.set_backends(
+                    _vip_key(s), self._addrs(sets["active"]), self._addrs(sets["draining"])
+                )
         prog.attach(self.lab.netns(mux), up.ifname)
         self.muxes[mux] = prog
         # The router's end of the link must run native XDP for the MUX's XDP_TX to arrive.
@@ -250,8 +262,85 @@ class ReferenceDeployment:
             self.lab.spawn(node, ["bird", "-f", "-c", str(conf), "-s", str(sock)],
                            log=f"bird-{node}.log")  # fmt: skip
 
+    # --- backend changes (Deployment.set_backends) ------------------------------------------------
+
+    def _service(self, name: str) -> Service:
+        topo = self.lab.topology
+        for s in topo.services:
+            if s.name == name:
+                return s
+        known = ", ".join(s.name for s in topo.services)
+        raise ConfigError(f"unknown service {name!r}; services of lab {self.lab.name}: {known}")
+
+    def _addrs(self, servers: Sequence[str]) -> list[str]:
+        return [self.lab.topology.uplink(n).ip for n in servers]
+
+    def backends(self, service: str) -> dict[str, list[str]]:
+        """The current sets of ``service`` (Deployment.backends): server names, sorted."""
+        svc = self._service(service)
+        with self.lock:
+            cur = self.backend_sets.get(svc.name)
+            if cur is None:
+                return {"active": sorted(self.lab.topology.servers_of(svc)), "draining": []}
+            return {k: list(v) for k, v in cur.items()}
+
+    def set_backends(
+        self, service: str, servers: Sequence[str], *, draining: Sequence[str] = ()
+    ) -> None:
+        """Make ``servers`` the active set of ``service`` and ``draining`` its draining set on
+        every MUX that serves it (Deployment.set_backends): each MUX's table flips atomically
+        (:meth:`reference_impl.mux.MuxProgram.set_backends`); draining servers keep their
+        backend index, so the connection-table entries of their flows still forward to them.
+        The sets are remembered: a MUX restarted later is programmed with them."""
+        topo = self.lab.topology
+        svc = self._service(service)
+        active = _server_names(service, "servers", servers)
+        drain = _server_names(service, "draining", draining)
+        known, runs = topo.of_role("server"), topo.servers_of(svc)
+        for name in [*active, *drain]:
+            if name not in known:
+                raise ConfigError(
+                    f"service {service!r}: no server {name!r} in lab {self.lab.name}; "
+                    f"servers: {', '.join(known)}"
+                )
+            if name not in runs:
+                raise ConfigError(
+                    f"service {service!r}: server {name!r} does not run its application; "
+                    f"servers that do: {', '.join(runs)}"
+                )
+        if not active:
+            raise ConfigError(
+                f"service {service!r}: an empty active set would leave VIP {svc.vip}:{svc.port} "
+                "with no server for new connections; fix: keep at least one server active"
+            )
+        both = sorted(set(active) & set(drain))
+        if both:
+            raise ConfigError(
+                f"service {service!r}: {', '.join(both)} listed as both active and draining; "
+                "fix: list each server in one of them"
+            )
+        key = _vip_key(svc)
+        with self.lock:
+            # Recorded first: a MUX restarted from here on gets the new sets.
+            self.backend_sets[svc.name] = {"active": sorted(active), "draining": sorted(drain)}
+            for mux in topo.of_role("mux"):
+                prog = self.muxes.get(mux)
+                if prog is None or svc not in topo.services_of_mux(mux):
+                    continue
+                before = mux_counters(prog)
+                prog.set_backends(key, self._addrs(active), self._addrs(drain))
+                # A released backend's counters restart at 0 if it comes back (a new index):
+                # carry its totals, so backend_packets[...] never goes back.
+                after = mux_counters(prog)
+                gone = {
+                    k: v for k, v in before.items() if k.startswith("backend_") and k not in after
+                }
+                if gone:
+                    self.carry.retire(mux, gone)
+
     def restart(self, node: str) -> None:
-        """Start again what runs on ``node`` after it was killed (its links are up again)."""
+        """Start again what runs on ``node`` after it was killed (its links are up again); a
+        MUX comes back with the services' current backend sets (:meth:`set_backends`)."""
         topo = self.lab.topology
         role = topo.nodes[node].role
         if role == "mux":
@@ -380,6 +469,20 @@ class ReferenceDeployment:
 
 
 PROTO_NAMES = {6: "tcp", 17: "udp"}
+
+
+def _vip_key(svc: Service) -> tuple[str, int, int]:
+    return (svc.vip, svc.port, svc.proto_number)
+
+
+def _server_names(service: str, what: str, names: Sequence[str]) -> list[str]:
+    """``names`` without repeats, in order; a bare string is refused (it is a sequence too)."""
+    if isinstance(names, str):
+        raise ConfigError(
+            f"service {service!r}: {what} must be a list of server names, not the string "
+            f"{names!r}; fix: [{names!r}]"
+        )
+    return list(dict.fromkeys(names))
 
 
 def mux_counters(mux: Any) -> dict[str, int]:

@@ -10,7 +10,9 @@ Usage::
 Table changes are atomic per VIP: the new Maglev table is written into the standby half of
 ``dsrc_ring`` and then one word (``dsrc_active[vip]``, the VIP's state) flips. Backend indices are
 never reused while unused ones remain, so a stale connection-table entry cannot silently point at
-a new server; a removed backend's slot is zeroed and its flows fall back to Maglev.
+a new server; a removed backend's slot is zeroed and its flows fall back to Maglev. A *draining*
+backend (``set_backends(vip, active, draining=[...])``) is out of the Maglev table but keeps its
+index, so connection-table entries still forward its established flows to it.
 
 The state word also carries the VIP's incarnation (connection-table entries of a removed VIP stop
 matching) and the SYN-lookup flag: after a table change, entries may disagree with the new table,
@@ -99,7 +101,8 @@ class MuxProgram:
         self._next_gen = 1
         self._vip_meta: dict[VipKey, tuple[int, int]] = {}  # published: (vip index, backends)
         self._vip_half = 0  # live half of dsrc_vip_slots
-        self._vip_backends: dict[VipKey, list[str]] = {}
+        self._vip_backends: dict[VipKey, list[str]] = {}  # in the Maglev table
+        self._vip_draining: dict[VipKey, list[str]] = {}  # out of it, index kept for entries
         self._backend_index: dict[str, int] = {}
         self._next_backend = 0
         self._attached: tuple[str | None, int, str] | None = None
@@ -135,15 +138,31 @@ class MuxProgram:
         raise libbpf.BpfError(f"more than {limit} backends")
 
     def _release_unused_backends(self) -> None:
+        """Zero the slot of every backend no VIP uses, active or draining: entries pointing to
+        it fall back to Maglev. A draining backend stays, so its entries keep forwarding."""
         live = {b for bes in self._vip_backends.values() for b in bes}
+        live |= {b for bes in self._vip_draining.values() for b in bes}
         for addr in [a for a in self._backend_index if a not in live]:
             idx = self._backend_index.pop(addr)
             self.obj.map("dsrc_backends").update(layout.u32(idx), bytes(8))
 
-    def set_backends(self, vip: VipKey, backends: Sequence[str]) -> None:
-        """Create or update a VIP service with this backend set, atomically."""
+    def set_backends(
+        self, vip: VipKey, backends: Sequence[str], draining: Sequence[str] = ()
+    ) -> None:
+        """Create or update a VIP service with this backend set, atomically.
+
+        ``draining``: backends that get no new flow (they are not in the Maglev table) but keep
+        their index, so the connection-table entries of their established flows still forward
+        to them; a backend in neither list that no other VIP uses is released (its entries fall
+        back to Maglev). The table flip sets the SYN-lookup flag whenever the table changes, and
+        :meth:`refresh_syn_lookup` keeps it while any entry names a draining backend (such an
+        entry never agrees with a table that does not contain it)."""
         addr, port, _proto = vip
         VipConfig(address=addr, port=port, backends=list(backends))  # validates addresses
+        VipConfig(address=addr, port=port, backends=sorted(set(draining)))
+        both = sorted(set(backends) & set(draining))
+        if both:
+            raise ValueError(f"backends both active and draining: {', '.join(both)}")
         if vip not in self._vip_index:
             free = sorted(set(range(C("MAX_VIPS"))) - set(self._vip_index.values()))
             if not free:
@@ -155,6 +174,11 @@ class MuxProgram:
             self._next_gen = self._next_gen % 0xFFFF + 1
         vi = self._vip_index[vip]
         names = sorted(set(backends))
+        # Draining backends keep (or get) an index before the flip: the entries made from the
+        # old table keep resolving to them while the new table sends new flows elsewhere.
+        self._vip_draining[vip] = sorted(set(draining))
+        for b in self._vip_draining[vip]:
+            self._alloc_backend(b)
         self._vip_backends[vip] = names
         idx = [self._alloc_backend(b) for b in names]
         self._write_table(
@@ -246,6 +270,9 @@ class MuxProgram:
                 continue
             if backend not in live_backends:
                 continue  # a removed server's entry falls back to Maglev: it agrees
+            # A draining server keeps its index (live) but is in no table: its entries always
+            # disagree, so the flag stays while any remains and a reused tuple's SYN still
+            # follows its entry, as its ACK will.
             saddr, daddr, sport, dport = struct.unpack("!IIHH", k[:12])
             h = flow_hash(saddr, daddr, sport, dport, k[12], self.settings.hash_seed)
             if self._vip_table[vi][ring_slot(h, ring)] != backend:
@@ -264,6 +291,7 @@ class MuxProgram:
     def remove_vip(self, vip: VipKey) -> None:
         vi = self._vip_index.pop(vip)
         self._vip_backends.pop(vip, None)
+        self._vip_draining.pop(vip, None)
         self._publish_vips({k: v for k, v in self._vip_meta.items() if k != vip})
         # Incarnation 0: the VIP's connection-table entries stop matching at once.
         self.obj.map("dsrc_active").update(layout.u32(vi), layout.u32(0))

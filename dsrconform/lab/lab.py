@@ -22,7 +22,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,6 +227,21 @@ class Lab:
         if self.deployment is not None:
             self.deployment.restart(node)
         self._event("restart", node)
+
+    def set_backends(
+        self, service: str, servers: Sequence[str], *, draining: Sequence[str] = ()
+    ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        """Change ``service``'s active and draining servers on every MUX that serves it
+        (:meth:`dsrconform.target.Deployment.set_backends` says what each set means); recorded
+        as a ``backends`` event. Returns the sets before and after (``{"active": [...],
+        "draining": [...]}``). ConfigError for a bad service or server, with nothing changed."""
+        if self.deployment is None:
+            raise LabError(f"lab {self.name} has no deployment to change backends on")
+        before = self.deployment.backends(service)
+        self.deployment.set_backends(service, servers, draining=draining)
+        after = self.deployment.backends(service)
+        self._event("backends", service, f"active {after['active']} draining {after['draining']}")
+        return before, after
 
     def impair_link(self, a: str, b: str, *, loss: float = 0.0, drop: bool = False,
                     rate_kbit: int | None = None, direction: str = "both") -> Any:  # fmt: skip
