@@ -121,12 +121,15 @@ def check_drain(obs: Observations, p: Params) -> Verdict:
         if target is None:
             j.incomplete(f"{w.describe()} does not name the drained server")
             continue
-        on_it = [fh for fh in history.flows.values() if fh.server == target]
+        # A drain names the service's VIP when it drains one service only: the server keeps
+        # serving the others.
+        flows = [fh for fh in history.flows.values() if w.vip is None or fh.start.dst == w.vip]
+        on_it = [fh for fh in flows if fh.server == target]
         judged += judge_survival(
             j, history, on_it, w.start, w.stop + p["grace"], what=f"the drain of {target}"
         )
         until = _until_next(obs, w, ("backend-add", "config-change"))
-        for fh in history.flows.values():
+        for fh in flows:
             if not w.start + p["settle"] <= fh.start.t < until or fh.server is None:
                 continue
             fresh += 1

@@ -24,7 +24,7 @@ from dsrconform.invariants.scale import (
     check_minimal_remapping,
     check_scale_out_breaks_nothing,
 )
-from tests.unit.observations_builder import CLIENT, SERVERS, WEB, Run
+from tests.unit.observations_builder import CLIENT, EDGE, SERVERS, WEB, Run
 
 FLOOD = {"rate": 120_000.0}
 
@@ -357,6 +357,16 @@ def test_sc3_drain() -> None:
     broken = drain_run()
     broken.conn(2, 60.0, end_t=101.0, end="reset", server="server2")
     assert run_checker(check_drain, broken.obs()).status == Status.FAIL
+
+
+def test_sc3_drain_of_one_service_leaves_its_others_alone() -> None:
+    run = drain_run()
+    run.faults[0] = run.faults[0].model_copy(update={"vip": WEB})
+    run.conn(20, 108.0, end_t=109.0, server="server2", dst=EDGE)  # another service: fine
+    assert run_checker(check_drain, run.obs()).status == Status.PASS
+    run.conn(21, 109.0, end_t=110.0, server="server2")  # the drained service: not fine
+    v = run_checker(check_drain, run.obs())
+    assert v.status == Status.FAIL and len(v.evidence) == 1
 
 
 def test_sc3_unknown_without_new_connections() -> None:
