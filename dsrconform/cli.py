@@ -12,6 +12,9 @@ Subcommands::
     dsrconform image build [--force] | image status [--json]   the docker backend's node image
     dsrconform steady FILE [--mode MODE] [--mutant NAME] [--out DIR] [--quick]   observe + check
     dsrconform check DIR [--ids ID,... | --families RW,DP] [--set REQ.PARAM=V]   re-check a run
+    dsrconform run [--suite NAME ...] [--target NAME] [--mutant NAME] [--level MUST] [--seed N]
+                   [--lab FILE] [--backend B] [--mode M] [--results DIR] [--keep-lab]
+                   [-- PYTEST-ARGS...]              the suites through pytest, a status each
 
 Targets are reached only through the registry (:func:`dsrconform.target.load_target`), never by
 importing a stack. Heavy modules (doctor's probes, the benchmark) are imported inside their
@@ -176,9 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from dsrconform.checkcli import add_parsers as add_check_parsers
     from dsrconform.lab.cli import add_parser as add_lab_parser
+    from dsrconform.runcli import add_parser as add_run_parser
 
     add_lab_parser(sub)
     add_check_parsers(sub)
+    add_run_parser(sub)
     return parser
 
 

@@ -9,7 +9,13 @@ What it adds to every pytest run in an environment where dsrconform is installed
   :mod:`dsrconform.spec`; an unknown ID stops collection with a usage error naming the test;
 - ``--dsr-level``: tests whose requirements are all below that level are deselected;
 - one seed per run, random unless ``--dsr-seed`` is given, shown in the report header so any run
-  can be replayed, and available to tests as the ``dsr_seed`` fixture.
+  can be replayed, and available to tests as the ``dsr_seed`` fixture;
+- verdicts: ``dsr_check`` attaches them to the test's report; a FAIL is a test failure, an
+  UNKNOWN (:class:`RequirementUnknown`) is reported as an *error* (``N error``, ``-rE``), never
+  a pass nor a failure; at the end a ``dsrconform: requirements`` section of the terminal
+  summary gives one line per requirement, and with ``--dsr-results DIR`` the run leaves
+  ``DIR/verdicts.jsonl`` (one verdict a line, appended as tests end, by every xdist worker)
+  and ``DIR/summary.json`` (written once, by the controller: see :func:`summarize`).
 
 The module imports nothing heavy: lab, target and spec modules load inside hooks, only when used.
 """
@@ -20,7 +26,8 @@ import argparse
 import json
 import os
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +52,16 @@ MARKER = "requirement"
 
 SEED_KEY = pytest.StashKey[int]()
 VERDICTS_KEY = pytest.StashKey[list[Any]]()
+RUN_KEY = pytest.StashKey["_RunRecord"]()
 RESULTS_FILE = "verdicts.jsonl"
+SUMMARY_FILE = "summary.json"
+
+# user_properties of the test reports (they travel from xdist workers to the controller)
+PROP_VERDICTS = "dsrconform_verdicts"  # call report: the verdicts' JSON rows
+PROP_REQUIREMENTS = "dsrconform_requirements"  # every report: the IDs the test cites
+PROP_UNKNOWN = "dsrconform_unknown"  # call report: the test ended on RequirementUnknown
+
+STATUS_RANK = {"PASS": 0, "UNKNOWN": 1, "FAIL": 2}  # worst wins
 
 
 class RequirementUnknown(Exception):
@@ -140,6 +156,13 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     seed = config.getoption(_dest(OPT_SEED))
     config.stash[SEED_KEY] = seed if seed is not None else random.SystemRandom().randrange(2**32)
+    config.stash[RUN_KEY] = record = _RunRecord()
+    config.pluginmanager.register(record, "dsrconform-run-record")
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    """True inside a pytest-xdist worker (the controller and plain runs have no workerinput)."""
+    return hasattr(config, "workerinput")
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -191,6 +214,10 @@ def dsr_seed(request: pytest.FixtureRequest) -> int:
 # --- fixtures: the lab, the steady-state observations, checking with verdicts on the report ------
 
 
+def _lab_path(config: pytest.Config) -> str:
+    return config.getoption(_dest(OPT_LAB)) or str(config.rootpath / DEFAULT_LAB)
+
+
 def _lab_name(config: pytest.Config) -> str:
     """One lab per pytest-xdist worker (``suite0``, ``suite1``...), never shared: a worker
     tears down only its own."""
@@ -208,9 +235,8 @@ def dsr_lab(request: pytest.FixtureRequest) -> Iterator[Any]:
     if os.geteuid() != 0:
         pytest.skip("the dsrconform lab needs root (network namespaces, BPF)")
     config = request.config
-    path = config.getoption(_dest(OPT_LAB)) or str(config.rootpath / DEFAULT_LAB)
     with Lab.up(
-        path,
+        _lab_path(config),
         backend=config.getoption(_dest(OPT_BACKEND)),
         mode=config.getoption(_dest(OPT_MODE)),
         name=_lab_name(config),
@@ -222,32 +248,53 @@ def dsr_lab(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def dsr_steady(request: pytest.FixtureRequest, dsr_lab: Any, dsr_seed: int) -> Any:
-    """Session scope; depends on ``dsr_lab`` and ``dsr_seed``. One steady-state run
-    (:func:`dsrconform.steady.observe_steady_state`, the default mix, seeded) on the lab; its
-    run directory goes to ``<--dsr-results>/steady`` when a results directory is given."""
-    from dsrconform.steady import Mix, observe_steady_state
-
-    results = request.config.getoption(_dest(OPT_RESULTS))
-    out = Path(results) / "steady" if results else None
-    return observe_steady_state(dsr_lab, Mix(seed=dsr_seed), out_dir=out)
-
-
-@pytest.fixture(scope="session")
-def dsr_flood(request: pytest.FixtureRequest, dsr_lab: Any, dsr_seed: int) -> Any:
-    """Session scope; depends on ``dsr_lab`` and ``dsr_seed``. One run of the flood mix
-    (:data:`dsrconform.scenarios.FLOOD_MIX`: long streams, new connections all along) with a
-    12 s spoofed SYN flood from the lab's flood node (:func:`dsrconform.scenarios.syn_flood`);
-    its run directory goes to ``<--dsr-results>/flood`` when a results directory is given."""
+def dsr_scenario(
+    request: pytest.FixtureRequest, dsr_lab: Any, dsr_seed: int
+) -> Callable[[str], Any]:
+    """Session scope; depends on ``dsr_lab`` and ``dsr_seed``. ``dsr_scenario(name)`` runs the
+    scenario ``name`` of :data:`dsrconform.scenarios.SCENARIOS` (a traffic mix, seeded, with its
+    fault) on the lab once per session and returns the :class:`~dsrconform.steady.SteadyRun`
+    (``.observations`` for ``dsr_check``); later calls return the same run. Its run directory
+    goes to ``<--dsr-results>/<name>`` when a results directory is given. An unknown name is a
+    usage error listing the known ones."""
     from dataclasses import replace
 
-    from dsrconform.scenarios import FLOOD_MIX, syn_flood
+    from dsrconform.scenarios import SCENARIOS
     from dsrconform.steady import observe_steady_state
 
     results = request.config.getoption(_dest(OPT_RESULTS))
-    out = Path(results) / "flood" if results else None
-    mix = replace(FLOOD_MIX, seed=dsr_seed)
-    return observe_steady_state(dsr_lab, mix, out_dir=out, fault=syn_flood())
+    runs: dict[str, Any] = {}
+
+    def run(name: str) -> Any:
+        if name not in runs:
+            if name not in SCENARIOS:
+                raise pytest.UsageError(
+                    f"unknown dsrconform scenario {name!r}; known: {', '.join(SCENARIOS)}"
+                )
+            sc = SCENARIOS[name]
+            out = Path(results) / name if results else None
+            fault = sc.fault() if sc.fault is not None else None
+            runs[name] = observe_steady_state(
+                dsr_lab, replace(sc.mix, seed=dsr_seed), out_dir=out, fault=fault
+            )
+        return runs[name]
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def dsr_steady(dsr_scenario: Callable[[str], Any]) -> Any:
+    """Session scope; depends on ``dsr_scenario``. The ``steady`` scenario's run: the default
+    mix (:class:`dsrconform.steady.Mix`), no fault."""
+    return dsr_scenario("steady")
+
+
+@pytest.fixture(scope="session")
+def dsr_flood(dsr_scenario: Callable[[str], Any]) -> Any:
+    """Session scope; depends on ``dsr_scenario``. The ``syn-flood`` scenario's run: long
+    streams and new connections all along (:data:`dsrconform.scenarios.FLOOD_MIX`) with a 12 s
+    spoofed SYN flood from the lab's flood node (:func:`dsrconform.scenarios.syn_flood`)."""
+    return dsr_scenario("syn-flood")
 
 
 @pytest.fixture
@@ -255,7 +302,7 @@ def dsr_check(request: pytest.FixtureRequest) -> Callable[..., list[Any]]:
     """Function scope. ``dsr_check(observations, "RW-1", ..., params=None)`` runs the
     requirements' checkers, attaches the verdicts to the test's report (and the results
     directory's verdicts.jsonl), and ends the test: FAIL as a failure with the evidence,
-    UNKNOWN as :class:`RequirementUnknown` (never a pass)."""
+    UNKNOWN as :class:`RequirementUnknown`, which pytest reports as an error (never a pass)."""
     from dsrconform.invariants import Status, check_all
 
     def check(observations: Any, *ids: str, params: Any = None) -> list[Any]:
@@ -284,20 +331,221 @@ def _describe(v: Any) -> str:
     return "\n".join(lines)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    ids = requirement_ids(item)
+    if ids:
+        report.user_properties.append((PROP_REQUIREMENTS, ids))
     if call.when != "call":
-        return
+        return report
+    unknown = call.excinfo is not None and call.excinfo.errisinstance(RequirementUnknown)
+    if report.failed and unknown:
+        report.user_properties.append((PROP_UNKNOWN, True))
     verdicts = item.stash.get(VERDICTS_KEY, [])
     if not verdicts:
-        return
-    report = outcome.get_result()
+        return report
     rows = [v.model_dump(mode="json") for v in verdicts]
-    report.user_properties.append(("dsrconform_verdicts", rows))
+    report.user_properties.append((PROP_VERDICTS, rows))
     results = item.config.getoption(_dest(OPT_RESULTS))
     if results:
         Path(results).mkdir(parents=True, exist_ok=True)
         with (Path(results) / RESULTS_FILE).open("a") as f:
             for row in rows:
                 f.write(json.dumps({"test": item.nodeid, **row}) + "\n")
+    return report
+
+
+def _prop(report: pytest.TestReport, name: str) -> Any:
+    return next((v for k, v in report.user_properties if k == name), None)
+
+
+def _is_unknown(report: pytest.TestReport) -> bool:
+    return report.when == "call" and report.failed and bool(_prop(report, PROP_UNKNOWN))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(
+    report: pytest.TestReport, config: pytest.Config
+) -> tuple[str, str, str] | None:
+    """An UNKNOWN is an error, not a failure: counted as ``error``, listed by ``-rE`` and under
+    ERRORS (``ERROR at call of ...``) with its longrepr (what was missing). The report stays
+    ``failed``, so the exit status is 1 and ``-x``, ``--lf`` treat it as not passed."""
+    if _is_unknown(report):
+        return "error", "E", "ERROR"
+    return None
+
+
+# --- the run's summary: per requirement, the worst status over the tests citing it -------------
+
+
+class _RunRecord:
+    """What the session saw, on the controller (or a run without xdist): the start time and, per
+    test, the requirement IDs it cites, its verdict rows and its phases' outcomes."""
+
+    def __init__(self) -> None:
+        self.started = _now()
+        self.tests: dict[str, dict[str, Any]] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """On the xdist controller this sees every worker's reports, user_properties included."""
+        ids = _prop(report, PROP_REQUIREMENTS) or []
+        rows = _prop(report, PROP_VERDICTS) or []
+        if not ids and not rows:
+            return
+        test = self.tests.setdefault(report.nodeid, {"ids": [], "verdicts": [], "phases": {}})
+        test["ids"] += [i for i in ids if i not in test["ids"]]
+        test["verdicts"] += rows
+        test["phases"][report.when] = (_outcome(report), _crash_line(report))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _outcome(report: pytest.TestReport) -> str:
+    """passed, failed, error (setup/teardown failure, or an UNKNOWN), skipped."""
+    if report.failed and (report.when != "call" or _is_unknown(report)):
+        return "error"
+    return report.outcome
+
+
+def _crash_line(report: pytest.TestReport) -> str:
+    """The first line of why a report did not pass ("" when it passed)."""
+    if report.passed:
+        return ""
+    longrepr: Any = report.longrepr
+    if isinstance(longrepr, tuple | list) and len(longrepr) == 3:  # a skip: (path, line, reason)
+        text = str(longrepr[2])
+    elif getattr(longrepr, "reprcrash", None) is not None:
+        text = longrepr.reprcrash.message
+    else:
+        text = str(longrepr or "")
+    return _one_line(text)
+
+
+def _one_line(text: str, width: int = 200) -> str:
+    line = text.strip().partition("\n")[0]
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+OUTCOME_STATUS = {"passed": "PASS", "failed": "FAIL", "error": "UNKNOWN", "skipped": "UNKNOWN"}
+OUTCOME_RANK = {"passed": 0, "skipped": 1, "error": 2, "failed": 3}
+
+
+def _test_statuses(test: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Requirement ID -> (status, one-line message) as decided by one test.
+
+    The test's verdicts decide the requirements they are about (the worst verdict of each).
+    A requirement the test cites but has no verdict for takes the test's outcome: passed is
+    PASS, failed is FAIL, an error or a skip is UNKNOWN (it was not decided). A test that
+    failed although every verdict it recorded PASSed failed for another reason (an assertion
+    of its own): each requirement it cites is then FAIL too."""
+    phases: dict[str, tuple[str, str]] = test["phases"]
+    worst, why = max(phases.values(), key=lambda p: OUTCOME_RANK[p[0]])
+    call = phases.get("call", ("", ""))
+    out: dict[str, tuple[str, str]] = {}
+    for row in test["verdicts"]:
+        req, status = row["requirement"], row["status"]
+        if req not in out or STATUS_RANK[status] > STATUS_RANK[out[req][0]]:
+            out[req] = (status, _one_line(row["message"]))
+    unexplained = call[0] == "failed" and all(s == "PASS" for s, _ in out.values())
+    for req in test["ids"]:
+        if req not in out:
+            status = OUTCOME_STATUS[worst]
+            out[req] = (status, why or "test passed (no verdict recorded)")
+        elif unexplained:
+            out[req] = ("FAIL", call[1])
+    return out
+
+
+def summarize(tests: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per requirement ID (catalogue order): its level, the worst status over the tests citing
+    it (FAIL > UNKNOWN > PASS) with that test's one-line message, and every test with its own
+    outcome, status and message. Only requirements some test of the run cited or checked."""
+    from dsrconform.spec import BY_ID, REQUIREMENTS
+
+    per: dict[str, list[dict[str, Any]]] = {}
+    for nodeid, test in tests.items():
+        phases = test["phases"]
+        outcome = max((p[0] for p in phases.values()), key=OUTCOME_RANK.__getitem__)
+        for req, (status, message) in _test_statuses(test).items():
+            row = {"test": nodeid, "outcome": outcome, "status": status, "message": message}
+            per.setdefault(req, []).append(row)
+    order = {r.id: n for n, r in enumerate(REQUIREMENTS)}
+    out: dict[str, dict[str, Any]] = {}
+    for req in sorted(per, key=lambda r: (order.get(r, len(order)), r)):
+        rows = per[req]
+        worst = max(rows, key=lambda r: STATUS_RANK[r["status"]])  # the first of the worst
+        level = BY_ID[req].level if req in BY_ID else None
+        out[req] = {
+            "level": level,
+            "status": worst["status"],
+            "message": worst["message"],
+            "tests": rows,
+        }
+    return out
+
+
+def _results_dir(config: pytest.Config) -> Path | None:
+    results = config.getoption(_dest(OPT_RESULTS))
+    return Path(results) if results else None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A rerun into the same results directory starts afresh: the previous run's verdicts.jsonl
+    (appended to by every test) and summary.json go first. The controller only: xdist workers
+    start after this and append from the start."""
+    results = _results_dir(session.config)
+    if results is None or _is_worker(session.config):
+        return
+    for name in (RESULTS_FILE, SUMMARY_FILE):
+        (results / name).unlink(missing_ok=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    results = _results_dir(config)
+    if results is None or _is_worker(config):
+        return
+    record = config.stash[RUN_KEY]
+    summary = {
+        "run": {
+            "seed": config.stash[SEED_KEY],
+            "target": config.getoption(_dest(OPT_TARGET)),
+            "mutant": config.getoption(_dest(OPT_MUTANT)),
+            "backend": config.getoption(_dest(OPT_BACKEND)),
+            "mode": config.getoption(_dest(OPT_MODE)),
+            "lab": _lab_path(config),
+            "level": config.getoption(_dest(OPT_LEVEL)),
+            "started": record.started,
+            "stopped": _now(),
+            "exit_status": int(exitstatus),
+            "pytest_args": list(config.invocation_params.args),
+        },
+        "requirements": summarize(record.tests),
+    }
+    results.mkdir(parents=True, exist_ok=True)
+    tmp = results / (SUMMARY_FILE + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    tmp.replace(results / SUMMARY_FILE)
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
+) -> None:
+    """One line per requirement (ID, level, status, why), when some test recorded a verdict."""
+    if _is_worker(config):
+        return
+    tests = config.stash[RUN_KEY].tests
+    if not any(t["verdicts"] for t in tests.values()):
+        return
+    tr = terminalreporter
+    tr.write_sep("=", "dsrconform: requirements")
+    colour = {"PASS": {"green": True}, "FAIL": {"red": True}, "UNKNOWN": {"yellow": True}}
+    for req, row in summarize(tests).items():
+        tr.write(f"{req:<6} {row['level'] or '?':<6} ")
+        tr.write(f"{row['status']:<7}", bold=True, **colour[row["status"]])
+        tr.line(" " + _one_line(row["message"], 100))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from dsrconform import pytest_plugin as plugin
@@ -133,18 +135,207 @@ def test_dsr_check_passes_fails_and_never_passes_unknown(pytester: pytest.Pytest
 
     pytester.makepyfile(test_checks=CHECKS)
     results = pytester.path / "results"
-    result = pytester.runpytest_inprocess("--dsr-results", str(results), "-rf")
-    result.assert_outcomes(passed=1, failed=2)
+    result = pytester.runpytest_inprocess("--dsr-results", str(results), "-rfE", "-v")
+    result.assert_outcomes(passed=1, failed=1, errors=1)  # UNKNOWN: an error, not a failure
     result.stdout.fnmatch_lines(
         [
+            "*::test_pass PASSED*",
+            "*::test_fail FAILED*",
+            "*::test_unknown ERROR*",
+            "*ERROR at call of test_unknown*",
+            "*RequirementUnknown: RW-1 UNKNOWN: cannot decide*",
+            "*missing: replies of 1 recorded flows*",  # the evidence stays in the longrepr
             "*RW-1 FAIL: *",
             "*evidence: reply from 198.18.20.3:8080*",
-            "*RequirementUnknown: RW-1 UNKNOWN: cannot decide*",
         ]
     )
+    result.stdout.fnmatch_lines(
+        [
+            "*short test summary info*",
+            "FAILED test_checks.py::test_fail - *RW-1 FAIL*",
+            "ERROR test_checks.py::test_unknown - *RequirementUnkn*",
+        ]
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
     rows = [json.loads(x) for x in (results / "verdicts.jsonl").read_text().splitlines()]
     assert [(r["test"].split("::")[1], r["status"]) for r in rows] == [
         ("test_pass", "PASS"),
         ("test_fail", "FAIL"),
         ("test_unknown", "UNKNOWN"),
     ]
+
+
+# RW-7 is SHOULD, AF-1 MUST, RW-3 MUST (dsrconform.spec); obs() passes RW-1, RW-3, AF-1 and is
+# UNKNOWN for RW-4.
+MORE = """
+
+@pytest.mark.requirement("RW-7")
+def test_no_verdict():
+    pass
+
+@pytest.mark.requirement("AF-1")
+def test_skipped():
+    pytest.skip("needs root")
+
+@pytest.mark.requirement("RW-3", "RW-4")
+def test_own_assert_after_a_pass(dsr_check):
+    dsr_check(obs(), "RW-3")
+    assert 1 == 2, "own check"
+
+@pytest.mark.requirement("AF-1")
+def test_af1(dsr_check):
+    dsr_check(obs(), "AF-1")
+"""
+
+
+def _summary(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict[str, Any]]:
+    import json
+
+    results = pytester.path / "results"
+    result = pytester.runpytest_inprocess("--dsr-results", str(results), *args)
+    return result, json.loads((results / "summary.json").read_text())
+
+
+def test_summary_json_worst_status_per_requirement(pytester: pytest.Pytester) -> None:
+    from datetime import datetime
+
+    pytester.makepyfile(test_checks=CHECKS + MORE)
+    result, summary = _summary(pytester, "--dsr-seed", "77", "--dsr-mutant", "bug")
+    result.assert_outcomes(passed=3, failed=2, errors=1, skipped=1)
+    reqs = summary["requirements"]
+    assert list(reqs) == ["RW-1", "RW-3", "RW-4", "RW-7", "AF-1"]  # catalogue order
+    rw1 = reqs["RW-1"]
+    assert (rw1["level"], rw1["status"]) == ("MUST", "FAIL")  # FAIL > UNKNOWN > PASS
+    assert rw1["message"].startswith("1 reply records came from another address")
+    assert [(t["test"].split("::")[1], t["outcome"], t["status"]) for t in rw1["tests"]] == [
+        ("test_pass", "passed", "PASS"),
+        ("test_fail", "failed", "FAIL"),
+        ("test_unknown", "error", "UNKNOWN"),
+    ]
+    # the test failed on its own assertion although RW-3's verdict PASSed: RW-3 and RW-4 fail
+    assert reqs["RW-3"]["status"] == reqs["RW-4"]["status"] == "FAIL"
+    assert "own check" in reqs["RW-3"]["message"]
+    assert (reqs["RW-7"]["level"], reqs["RW-7"]["status"]) == ("SHOULD", "PASS")
+    # a skip decides nothing: UNKNOWN is worse than the PASS of test_af1
+    af1 = reqs["AF-1"]
+    assert (af1["status"], af1["message"]) == ("UNKNOWN", "Skipped: needs root")
+    assert [t["status"] for t in af1["tests"]] == ["UNKNOWN", "PASS"]
+    run = summary["run"]
+    assert run["seed"] == 77
+    assert (run["target"], run["mutant"], run["backend"], run["mode"]) == (
+        "reference",
+        "bug",
+        "netns",
+        None,
+    )
+    assert run["lab"] == str(pytester.path / "labs/basic.yaml")
+    assert run["level"] == "MAY"
+    assert run["exit_status"] == pytest.ExitCode.TESTS_FAILED
+    started, stopped = (datetime.fromisoformat(run[k]) for k in ("started", "stopped"))
+    assert started <= stopped and started.tzinfo is not None
+    # the terminal section: one line per requirement
+    result.stdout.fnmatch_lines(
+        [
+            "*= dsrconform: requirements =*",
+            "RW-1   MUST   FAIL    1 reply records came from another address than the VIP:port",
+            "RW-3   MUST   FAIL    AssertionError: own check",
+            "RW-4   MUST   FAIL    AssertionError: own check",
+            "RW-7   SHOULD PASS    test passed (no verdict recorded)",
+            "AF-1   MUST   UNKNOWN Skipped: needs root",
+        ]
+    )
+
+
+def test_summary_follows_the_level_filter_and_exit_status(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_checks=CHECKS + MORE)
+    result, summary = _summary(pytester, "--dsr-level", "MUST", "-k", "test_pass or no_verdict")
+    result.assert_outcomes(passed=1, deselected=6)
+    assert list(summary["requirements"]) == ["RW-1"]  # RW-7 (SHOULD) was deselected
+    assert summary["requirements"]["RW-1"]["status"] == "PASS"
+    assert (summary["run"]["level"], summary["run"]["exit_status"]) == ("MUST", 0)
+
+
+def test_no_terminal_section_without_a_verdict(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_checks=CHECKS + MORE)
+    result, summary = _summary(pytester, "-k", "no_verdict or skipped")
+    result.assert_outcomes(passed=1, skipped=1)
+    assert "dsrconform: requirements" not in result.stdout.str()
+    assert list(summary["requirements"]) == ["RW-7", "AF-1"]  # summary.json all the same
+
+
+def test_no_summary_without_results_dir(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_checks=CHECKS)
+    result = pytester.runpytest_inprocess("-k", "test_pass")
+    result.assert_outcomes(passed=1, deselected=2)
+    result.stdout.fnmatch_lines(["*= dsrconform: requirements =*", "RW-1   MUST   PASS    *"])
+    assert not list(pytester.path.rglob("summary.json"))
+    assert not list(pytester.path.rglob("verdicts.jsonl"))
+
+
+def _stale(results: Any) -> None:
+    results.mkdir()
+    (results / "verdicts.jsonl").write_text('{"test": "old::test", "status": "FAIL"}\n')
+    (results / "summary.json").write_text("{}")
+
+
+def test_a_rerun_does_not_append_to_stale_verdicts(pytester: pytest.Pytester) -> None:
+    import json
+
+    pytester.makepyfile(test_checks=CHECKS)
+    results = pytester.path / "results"
+    _stale(results)
+    result = pytester.runpytest_inprocess("--dsr-results", str(results), "-k", "test_pass")
+    result.assert_outcomes(passed=1, deselected=2)
+    rows = [json.loads(x) for x in (results / "verdicts.jsonl").read_text().splitlines()]
+    assert [(r["test"].split("::")[-1], r["status"]) for r in rows] == [("test_pass", "PASS")]
+    assert list(json.loads((results / "summary.json").read_text())["requirements"]) == ["RW-1"]
+
+
+def test_an_xdist_worker_neither_clears_nor_writes_the_summary(pytester: pytest.Pytester) -> None:
+    # A worker is recognised by config.workerinput (set by pytest-xdist); fake one.
+    pytester.makeconftest(
+        "def pytest_configure(config):\n    config.workerinput = {'workerid': 'gw0'}\n"
+    )
+    pytester.makepyfile(test_checks=CHECKS)
+    results = pytester.path / "results"
+    _stale(results)
+    result = pytester.runpytest_inprocess("--dsr-results", str(results), "-k", "test_pass")
+    result.assert_outcomes(passed=1, deselected=2)
+    lines = (results / "verdicts.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and "old::test" in lines[0]  # appended to, not cleared
+    assert (results / "summary.json").read_text() == "{}"  # the controller writes it
+    assert "dsrconform: requirements" not in result.stdout.str()
+
+
+def test_summary_is_the_same_from_reports_sent_by_an_xdist_worker(
+    pytester: pytest.Pytester,
+) -> None:
+    # pytest-xdist ships reports to the controller through pytest_report_to_serializable; a
+    # JSON round trip is stricter still (tuples come back as lists).
+    import json
+
+    pytester.makepyfile(test_checks=CHECKS + MORE)
+    rec = pytester.inline_run("-k", "not test_pass")
+    reports = [r for r in rec.getreports("pytest_runtest_logreport") if r.when]
+    config = pytester.parseconfig()
+    hook = config.hook
+
+    def trip(r: pytest.TestReport) -> Any:
+        data = json.loads(json.dumps(hook.pytest_report_to_serializable(config=config, report=r)))
+        return hook.pytest_report_from_serializable(config=config, data=data)
+
+    local, remote = plugin._RunRecord(), plugin._RunRecord()
+    for r in reports:
+        local.pytest_runtest_logreport(r)
+        remote.pytest_runtest_logreport(trip(r))
+    summary = plugin.summarize(remote.tests)
+    assert summary == plugin.summarize(local.tests)
+    assert {k: v["status"] for k, v in summary.items()} == {
+        "RW-1": "FAIL",
+        "RW-3": "FAIL",
+        "RW-4": "FAIL",
+        "RW-7": "PASS",
+        "AF-1": "UNKNOWN",
+    }
+    unknown = next(r for r in reports if r.nodeid.endswith("test_unknown") and r.when == "call")
+    assert hook.pytest_report_teststatus(report=trip(unknown), config=config)[0] == "error"

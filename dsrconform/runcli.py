@@ -1,0 +1,257 @@
+"""``dsrconform run``: the conformance suites through pytest, then a verdict per requirement.
+
+    dsrconform run [--suite NAME ...] [--target NAME] [--mutant NAME] [--level MUST|SHOULD|MAY]
+                   [--lab FILE] [--backend netns|docker] [--mode MODE] [--seed N]
+                   [--results DIR] [--keep-lab] [-- PYTEST-OPTIONS...]
+
+It runs ``sys.executable -m pytest`` on the repository's ``suites/`` (all of it, or
+``suites/test_<NAME>.py`` per ``--suite``) as a child process whose output goes straight to the
+terminal, one line per test (``-v``), with the ``--dsr-*`` options of the pytest plugin mapped
+from its own; the command is printed first so it can be rerun by hand. Arguments after ``--``
+go to pytest verbatim (and win over the mapped ones). The results directory (default
+``results/run``) loses a previous run's ``verdicts.jsonl`` and ``summary.json`` first; the
+plugin writes them again, and the table printed at the end is read from ``summary.json``.
+
+Exit status: 0 when every requirement decided by the run at or above ``--level`` (default
+MUST) PASSed, 1 when one of them is FAIL or UNKNOWN; pytest's own code when pytest did not run
+the tests through (2 interrupted, 3 internal error, 4 usage error, 5 no test collected); 2 for
+bad arguments, such as an unknown suite. A requirement no test of the run cites is not judged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dsrconform.errors import ConfigError
+
+LEVELS = ("MUST", "SHOULD", "MAY")  # strictest first, as dsrconform.spec.LEVELS
+MODES = ("encap", "server-nat", "gateway-nat")
+BACKENDS = ("netns", "docker")
+DEFAULT_RESULTS = "results/run"
+SUMMARY_FILE = "summary.json"  # as dsrconform.pytest_plugin (not imported: it imports pytest)
+VERDICTS_FILE = "verdicts.jsonl"
+PYTEST_RAN = (0, 1)  # pytest exit codes of a run that went through: all passed, some did not
+
+
+def repo_root() -> Path:
+    """The checkout the package runs from: the parent of the ``dsrconform`` package directory."""
+    return Path(__file__).resolve().parent.parent
+
+
+def suites_dir(root: Path | None = None) -> Path:
+    return (root or repo_root()) / "suites"
+
+
+def available_suites(directory: Path) -> list[str]:
+    """Suite names, from the ``test_<name>.py`` files present."""
+    return sorted(p.stem.removeprefix("test_") for p in directory.glob("test_*.py"))
+
+
+def suite_paths(names: Sequence[str], directory: Path) -> list[Path]:
+    """The files of the suites named (``steady_state`` -> ``test_steady_state.py``; a
+    ``test_`` prefix or ``.py`` suffix is accepted), or the whole directory when none is."""
+    if not directory.is_dir():
+        raise ConfigError(
+            f"no suites directory at {directory}; `dsrconform run` needs a checkout of the "
+            f"repository (pip install -e .)"
+        )
+    if not names:
+        return [directory]
+    known = available_suites(directory)
+    out: list[Path] = []
+    for name in names:
+        stem = name.removesuffix(".py").removeprefix("test_")
+        if stem not in known:
+            raise ConfigError(
+                f"--suite {name!r}: no such suite in {directory}; available: "
+                f"{', '.join(known) or '(none)'}"
+            )
+        path = directory / f"test_{stem}.py"
+        if path not in out:
+            out.append(path)
+    return out
+
+
+def pytest_argv(
+    args: argparse.Namespace, directory: Path, python: str = sys.executable
+) -> list[str]:
+    """The pytest command line for ``args`` (parsed by :func:`add_parser`'s parser)."""
+    argv = [python, "-m", "pytest", *map(str, suite_paths(args.suite, directory))]
+    argv += ["-p", "no:cacheprovider", "-v", "-o", "console_output_style=progress"]
+    argv += ["--dsr-level", args.level, "--dsr-results", str(Path(args.results).absolute())]
+    optional: list[tuple[str, Any]] = [
+        ("--dsr-target", args.target),
+        ("--dsr-mutant", args.mutant),
+        ("--dsr-lab", None if args.lab is None else Path(args.lab).absolute()),
+        ("--dsr-backend", args.backend),
+        ("--dsr-mode", args.mode),
+        ("--dsr-seed", args.seed),
+    ]
+    for opt, value in optional:
+        if value is not None:
+            argv += [opt, str(value)]
+    if args.keep_lab:
+        argv.append("--dsr-keep-lab")
+    return argv + extra_args(args.pytest_args)
+
+
+def extra_args(rest: Sequence[str]) -> list[str]:
+    """What follows ``--`` (argparse keeps the ``--`` itself in a REMAINDER argument)."""
+    if not rest:
+        return []
+    if rest[0] != "--":
+        raise ConfigError(
+            f"unexpected argument {rest[0]!r}; pytest options go after `--`, e.g. "
+            f"dsrconform run --suite steady_state -- -x -k RW"
+        )
+    return list(rest[1:])
+
+
+def clear_results(results: Path) -> None:
+    """Remove a previous run's verdicts.jsonl and summary.json (nothing else)."""
+    for name in (VERDICTS_FILE, SUMMARY_FILE):
+        (results / name).unlink(missing_ok=True)
+
+
+def load_summary(results: Path) -> dict[str, Any] | None:
+    path = results / SUMMARY_FILE
+    if not path.is_file():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def gating(summary: Mapping[str, Any], level: str) -> dict[str, dict[str, Any]]:
+    """The summary's requirements at or above ``level`` (MUST is above SHOULD, above MAY)."""
+    lowest = LEVELS.index(level)
+    return {
+        req: row
+        for req, row in summary["requirements"].items()
+        if row["level"] in LEVELS and LEVELS.index(row["level"]) <= lowest
+    }
+
+
+def exit_code(summary: Mapping[str, Any] | None, level: str, pytest_code: int) -> int:
+    """0 if every requirement at or above ``level`` PASSed, 1 if one FAILed or is UNKNOWN;
+    pytest's own code when it did not run the tests through (interrupted, internal or usage
+    error, nothing collected, killed: 128 + signal). With no summary (the plugin did not run)
+    the run decided nothing: 1. With no requirement at or above the level: pytest's code."""
+    if pytest_code < 0:  # killed by a signal
+        return 128 - pytest_code
+    if pytest_code not in PYTEST_RAN:
+        return pytest_code
+    if summary is None:
+        return 1
+    rows = gating(summary, level)
+    if not rows:
+        return pytest_code
+    return 0 if all(r["status"] == "PASS" for r in rows.values()) else 1
+
+
+def print_summary(summary: Mapping[str, Any], level: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    colour = {"PASS": "green", "FAIL": "red", "UNKNOWN": "yellow"}
+    counted = gating(summary, level)
+    dim = len(counted) < len(summary["requirements"])
+    table = Table(caption=f"dim: less strict than {level}, not counted" if dim else None)
+    for col in ("requirement", "level", "status"):
+        table.add_column(col)
+    for req, row in summary["requirements"].items():
+        status = f"[{colour.get(row['status'], 'white')}]{row['status']}[/]"
+        style = None if req in counted else "dim"
+        table.add_row(req, row["level"] or "?", status, style=style)
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 100)
+    console.print(table)
+
+
+def run_pytest(argv: Sequence[str]) -> int:
+    """Run pytest in the foreground; a ^C reaches it too (same process group), so wait for it
+    to tear its lab down and report instead of killing it."""
+    proc = subprocess.Popen(list(argv))
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            continue
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    directory = suites_dir()
+    argv = pytest_argv(args, directory)  # ConfigError for an unknown suite, before anything runs
+    if args.target is not None or args.mutant is not None:  # unknown: now, not in every setup
+        from dsrconform.target import load_target
+
+        load_target(args.target or "reference", mutant=args.mutant)
+    if args.lab is not None and not Path(args.lab).is_file():
+        raise ConfigError(f"--lab {args.lab}: no such file")
+    results = Path(args.results)
+    clear_results(results)
+    print(shlex.join(argv), flush=True)
+    code = run_pytest(argv)
+    summary = load_summary(results)
+    if summary is None:
+        print(
+            f"dsrconform: error: pytest wrote no {results / SUMMARY_FILE} "
+            f"(exit {code}); was the dsrconform plugin disabled?",
+            file=sys.stderr,
+        )
+    elif summary["requirements"]:
+        print_summary(summary, args.level)
+    status = exit_code(summary, args.level, code)
+    if summary is not None:
+        rows = gating(summary, args.level).values()
+        counts = {s: sum(r["status"] == s for r in rows) for s in ("PASS", "FAIL", "UNKNOWN")}
+        print(
+            f"{len(rows)} requirement(s) at {args.level} or stricter: "
+            + ", ".join(f"{n} {s}" for s, n in counts.items())
+            + f"; summary in {results / SUMMARY_FILE}; exit {status}"
+        )
+    return status
+
+
+def _seed(value: str) -> int:
+    try:
+        seed = int(value, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes an integer, got {value!r}") from None
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {seed}")
+    return seed
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the conformance suites (pytest) and print a verdict per requirement",
+        description="Run suites/ through pytest with the dsrconform plugin; "
+        "arguments after -- go to pytest.",
+    )
+    p.add_argument("--suite", action="append", default=[], metavar="NAME",
+                   help="suites/test_NAME.py only (repeatable; default: every suite)")  # fmt: skip
+    p.add_argument("--target", default=None, metavar="NAME", help="default: reference")
+    p.add_argument("--mutant", default=None, metavar="NAME", help="run a mutant of the target")
+    p.add_argument("--level", choices=LEVELS, default="MUST",
+                   help="lowest requirement level tested and counted (default: MUST)")  # fmt: skip
+    p.add_argument("--lab", default=None, metavar="FILE", help="default: labs/basic.yaml")
+    p.add_argument("--backend", choices=BACKENDS, default=None, help="default: netns")
+    p.add_argument("--mode", choices=MODES, default=None,
+                   help="rewrite mode (default: every mode the suite covers)")  # fmt: skip
+    p.add_argument("--seed", type=_seed, default=None, metavar="N",
+                   help="seed of every random choice (default: random, shown)")  # fmt: skip
+    p.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR",
+                   help=f"where results go (default: {DEFAULT_RESULTS})")  # fmt: skip
+    p.add_argument("--keep-lab", action="store_true", help="leave the lab up after the run")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="-- PYTEST-OPTIONS",
+                   help="passed to pytest verbatim")  # fmt: skip
+    p.set_defaults(handler=_cmd_run)

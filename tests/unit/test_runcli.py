@@ -1,0 +1,214 @@
+"""``dsrconform run`` without a lab: its options mapped to pytest's, suites, the exit status."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dsrconform import cli, runcli
+from dsrconform.errors import ConfigError
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return cli.build_parser().parse_args(["run", *argv])
+
+
+@pytest.fixture
+def suites(tmp_path: Path) -> Path:
+    d = tmp_path / "suites"
+    d.mkdir()
+    for name in ("test_steady_state.py", "test_syn_flood.py", "conftest.py", "helper.py"):
+        (d / name).write_text("")
+    return d
+
+
+FIXED = ["-p", "no:cacheprovider", "-v", "-o", "console_output_style=progress"]
+
+
+def test_defaults_run_every_suite_at_must(suites: Path) -> None:
+    results = str(Path("results/run").absolute())
+    assert runcli.pytest_argv(parse(), suites, python="PY") == [
+        *("PY", "-m", "pytest", str(suites)),
+        *FIXED,
+        *("--dsr-level", "MUST", "--dsr-results", results),
+    ]
+
+
+def test_every_option_maps_to_the_plugin(suites: Path, tmp_path: Path) -> None:
+    args = parse(
+        *("--suite", "syn_flood", "--suite", "test_steady_state.py", "--suite", "syn_flood"),
+        *("--target", "acme", "--mutant", "no-rewrite", "--level", "SHOULD"),
+        *("--lab", "labs/x.yaml", "--backend", "docker", "--mode", "gateway-nat"),
+        *("--seed", "0x10", "--results", str(tmp_path / "out"), "--keep-lab"),
+        *("--", "-x", "-k", "RW and not RW-6", "--", "--dsr-seed", "3"),
+    )
+    assert runcli.pytest_argv(args, suites, python="PY") == [
+        *("PY", "-m", "pytest"),
+        *(str(suites / "test_syn_flood.py"), str(suites / "test_steady_state.py")),  # no dup
+        *FIXED,
+        *("--dsr-level", "SHOULD", "--dsr-results", str(tmp_path / "out")),
+        *("--dsr-target", "acme", "--dsr-mutant", "no-rewrite"),
+        *("--dsr-lab", str(Path("labs/x.yaml").absolute())),
+        *("--dsr-backend", "docker", "--dsr-mode", "gateway-nat", "--dsr-seed", "16"),
+        "--dsr-keep-lab",
+        *("-x", "-k", "RW and not RW-6", "--", "--dsr-seed", "3"),  # verbatim, after ours
+    ]
+
+
+def test_unknown_suite_lists_the_available_ones(suites: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        runcli.pytest_argv(parse("--suite", "steady_state", "--suite", "helper"), suites)
+    assert str(e.value).endswith("available: steady_state, syn_flood")
+    assert "'helper'" in str(e.value)
+
+
+def test_unknown_suite_is_a_usage_error_before_pytest_runs(
+    suites: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(runcli, "repo_root", lambda: suites.parent)
+    monkeypatch.setattr(runcli, "run_pytest", lambda argv: pytest.fail("pytest ran"))
+    assert cli.main(["run", "--suite", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dsrconform: error: --suite 'nope': no such suite")
+    assert "available: steady_state, syn_flood" in err
+
+
+def test_the_real_suites_directory_is_found_from_the_package() -> None:
+    directory = runcli.suites_dir()
+    assert directory == Path(runcli.__file__).resolve().parent.parent / "suites"
+    assert "steady_state" in runcli.available_suites(directory)
+
+
+def test_pytest_options_need_the_double_dash(suites: Path) -> None:
+    with pytest.raises(ConfigError, match="after `--`"):
+        runcli.extra_args(["-x"])
+    with pytest.raises(ConfigError, match="'steady_state'"):
+        runcli.pytest_argv(parse("steady_state"), suites)
+    assert runcli.extra_args(["--"]) == []
+    assert runcli.extra_args([]) == []
+
+
+@pytest.mark.parametrize(
+    "argv", [("--level", "must"), ("--seed", "-1"), ("--seed", "x"), ("--backend", "vm"), ("-x",)]
+)
+def test_bad_options_are_usage_errors(argv: tuple[str, ...]) -> None:
+    assert cli.main(["run", *argv]) == 2
+
+
+# --- exit status from summary.json ---------------------------------------------------------------
+
+
+def summary(**statuses: tuple[str, str]) -> dict[str, Any]:
+    """summary(RW_1=("MUST", "PASS"), ...) in the plugin's summary.json shape."""
+    reqs = {
+        k.replace("_", "-"): {"level": lvl, "status": st, "message": "m", "tests": []}
+        for k, (lvl, st) in statuses.items()
+    }
+    return {"run": {"exit_status": 0}, "requirements": reqs}
+
+
+ALL_PASS = summary(RW_1=("MUST", "PASS"), RW_7=("SHOULD", "PASS"), SC_5=("MAY", "PASS"))
+
+
+@pytest.mark.parametrize(
+    ("statuses", "level", "code"),
+    [
+        ({}, "MUST", 0),
+        ({"RW_1": "FAIL"}, "MUST", 1),
+        ({"RW_1": "UNKNOWN"}, "MUST", 1),
+        ({"RW_7": "FAIL"}, "MUST", 0),  # SHOULD does not count at MUST
+        ({"RW_7": "FAIL"}, "SHOULD", 1),
+        ({"RW_7": "UNKNOWN"}, "MAY", 1),
+        ({"SC_5": "FAIL"}, "SHOULD", 0),
+        ({"SC_5": "FAIL"}, "MAY", 1),
+    ],
+)
+def test_exit_status_counts_the_level_and_stricter(
+    statuses: dict[str, str], level: str, code: int
+) -> None:
+    s = json.loads(json.dumps(ALL_PASS))
+    for k, st in statuses.items():
+        s["requirements"][k.replace("_", "-")]["status"] = st
+    assert runcli.exit_code(s, level, 1 if statuses else 0) == code
+
+
+@pytest.mark.parametrize("pytest_code", [2, 3, 4, 5])
+def test_pytest_not_running_through_wins(pytest_code: int) -> None:
+    assert runcli.exit_code(ALL_PASS, "MUST", pytest_code) == pytest_code
+    assert runcli.exit_code(None, "MUST", pytest_code) == pytest_code
+
+
+def test_exit_status_without_anything_to_judge() -> None:
+    assert runcli.exit_code(None, "MUST", 0) == 1  # no summary: nothing was decided
+    only_may = summary(SC_5=("MAY", "FAIL"))
+    assert runcli.exit_code(only_may, "MUST", 0) == 0  # nothing at MUST: pytest's own code
+    assert runcli.exit_code(only_may, "MUST", 1) == 1
+    assert runcli.exit_code(ALL_PASS, "MUST", -9) == 137  # pytest killed by SIGKILL
+
+
+# --- the whole command with a stand-in for pytest ------------------------------------------------
+
+
+def test_run_clears_old_results_prints_the_command_and_the_table(
+    suites: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    results = tmp_path / "res"
+    results.mkdir()
+    (results / "verdicts.jsonl").write_text("old\n")
+    (results / "summary.json").write_text(json.dumps(ALL_PASS))
+    (results / "steady").mkdir()
+    seen: list[list[str]] = []
+
+    def fake_pytest(argv: list[str]) -> int:
+        assert not (results / "verdicts.jsonl").exists(), "a previous run's verdicts remain"
+        assert not (results / "summary.json").exists(), "a previous run's summary remains"
+        seen.append(argv)
+        s = summary(RW_1=("MUST", "PASS"), AF_1=("MUST", "UNKNOWN"), RW_7=("SHOULD", "FAIL"))
+        (results / "summary.json").write_text(json.dumps(s))
+        return 1
+
+    monkeypatch.setattr(runcli, "repo_root", lambda: suites.parent)
+    monkeypatch.setattr(runcli, "run_pytest", fake_pytest)
+    code = cli.main(["run", "--results", str(results), "--seed", "5", "--", "-x"])
+    out = capsys.readouterr().out
+    assert code == 1  # AF-1 (MUST) is UNKNOWN
+    assert (results / "steady").is_dir()  # only the two files are cleared
+    assert len(seen) == 1 and seen[0][-3:] == ["--dsr-seed", "5", "-x"]
+    assert shlex.split(out.splitlines()[0]) == seen[0]  # the command, on one line, first
+    assert "2 requirement(s) at MUST or stricter: 1 PASS, 0 FAIL, 1 UNKNOWN" in out
+    cells = [line.replace("│", " ").split() for line in out.splitlines()]
+    rows = {c[0]: (c[1], c[2]) for c in cells if len(c) == 3 and c[0][:3] in ("RW-", "AF-")}
+    assert rows == {
+        "RW-1": ("MUST", "PASS"),
+        "AF-1": ("MUST", "UNKNOWN"),
+        "RW-7": ("SHOULD", "FAIL"),
+    }
+
+
+def test_run_without_a_summary_is_not_a_pass(
+    suites: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(runcli, "repo_root", lambda: suites.parent)
+    monkeypatch.setattr(runcli, "run_pytest", lambda argv: 0)
+    assert cli.main(["run", "--results", str(tmp_path / "r")]) == 1
+    assert "pytest wrote no" in capsys.readouterr().err
+
+
+def test_unknown_mutant_is_rejected_before_pytest(
+    suites: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(runcli, "repo_root", lambda: suites.parent)
+    monkeypatch.setattr(runcli, "run_pytest", lambda argv: pytest.fail("pytest ran"))
+    assert cli.main(["run", "--mutant", "no-such-bug"]) == ConfigError.exit_code
+    assert "unknown mutant 'no-such-bug'" in capsys.readouterr().err
