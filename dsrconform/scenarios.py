@@ -1,21 +1,42 @@
 """Faults injected into a running traffic mix, and the mixes that go with them.
 
-Each scenario is a :data:`dsrconform.steady.Fault` (``fault(lab, say) -> [FaultWindow]``) and a
-:class:`~dsrconform.steady.Mix` shaped for it, used by the suites with
-:func:`dsrconform.steady.observe_steady_state`. Nothing here knows the stack under test: faults
-act on the lab (its nodes, links, client addresses), never on the target.
+Each scenario is a :class:`Scenario`: a :class:`~dsrconform.steady.Mix` shaped for it and a
+:data:`dsrconform.steady.Fault` (``fault(lab, say) -> [FaultWindow]``), run by
+:func:`dsrconform.steady.observe_steady_state`; :data:`SCENARIOS` names them for the suites (the
+pytest plugin's ``dsr_scenario`` fixture runs each at most once per session). Nothing here knows
+the stack under test: faults act on the lab (its nodes, links, client addresses) and read the
+lab's border router, never the target.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Literal
 
+from dsrconform.errors import LabError
 from dsrconform.invariants.observations import FaultWindow
-from dsrconform.steady import Fault, Mix
+from dsrconform.steady import Fault, Mix, traffic_clients
+from dsrconform.topology import Topology
 
-__all__ = ["FLOOD_MIX", "syn_flood"]
+__all__ = [
+    "CHAOS_MIX",
+    "FLOOD_MIX",
+    "HOSTILE_MIX",
+    "SCENARIOS",
+    "Scenario",
+    "drain_during",
+    "failover_mux",
+    "hostile_packets",
+    "mux_failure",
+    "remove_then_mux_loss",
+    "scale_changes",
+    "syn_flood",
+    "together",
+]
 
 FLOOD_MIX = Mix(
     streams=60, stream_bytes=600_000, stream_rate=20_000,  # 30 s streams: open across the flood
@@ -24,6 +45,15 @@ FLOOD_MIX = Mix(
 )  # fmt: skip
 """Long streams established before the flood and open after it (plus the grace), and new
 connections at a steady rate all along (SF-1, SF-2, SF-4)."""
+
+CHAOS_MIX = Mix(
+    streams=60, stream_bytes=560_000, stream_rate=20_000,  # 28 s streams: across fail and rejoin
+    short_conns=1300, short_rate=50.0,  # ~26 s of new connections: before, during and after
+    uploads=0, udp_flows=40, udp_datagrams=26, udp_interval=1.0, icmp_errors=0, deadline=60.0,
+)  # fmt: skip
+"""Streams and UDP flows open for ~28 s, new connections all along: open from before a MUX
+fails until after it is back (MF-1..MF-4: the failure starts ~5 s in, the MUX is down ~8 s
+after its withdrawal), or across a series of backend changes (SC-1, SC-3, SC-5)."""
 
 
 def syn_flood(*, delay: float = 4.0, seconds: float = 12.0, rate: float = 130_000) -> Fault:
@@ -47,3 +77,338 @@ def syn_flood(*, delay: float = 4.0, seconds: float = 12.0, rate: float = 130_00
         return [window]
 
     return inject
+
+
+def failover_mux(topo: Topology) -> str:
+    """The MUX a failure scenario fails by default: the last one every service of which another
+    MUX also serves (failing a per-MUX VIP's only MUX takes the service down, which no
+    requirement asks to survive)."""
+    muxes = topo.of_role("mux")
+    for mux in reversed(muxes):
+        if all(
+            any(other != mux and svc in topo.services_of_mux(other) for other in muxes)
+            for svc in topo.services_of_mux(mux)
+        ):
+            return mux
+    raise LabError(
+        f"lab {topo.name}: no MUX can fail with its services still served by another MUX; "
+        "fix: a topology with at least two MUXes announcing each VIP of one of them"
+    )
+
+
+def mux_failure(
+    how: Literal["kill", "hang"], *, mux: str | None = None, delay: float = 5.0,
+    down: float = 8.0, timeout: float = 20.0,
+) -> Fault:  # fmt: skip
+    """Fail a MUX ``delay`` seconds after the traffic started and bring it back ``down`` seconds
+    after the border router withdrew its routes.
+
+    ``kill``: every process of the MUX node killed and its links down (its BGP session is lost);
+    it is restarted with empty state (windows: ``mux-fail`` from the kill to the restart,
+    ``route-withdrawn`` when the router's routes stopped using it, ``mux-rejoin`` from the
+    restart until its routes are back). ``hang``: its processes stopped (SIGSTOP, the data plane
+    keeps running) until the BGP hold timer expires, then resumed with its state intact (no
+    rejoin window: MF-4 is about an empty state). Either way the fault returns only once the
+    router's VIP routes are as before, so the next scenario starts on a whole lab; a route that
+    does not change within ``timeout`` is a LabError."""
+
+    def inject(lab: Any, say: Callable[[str], None]) -> list[FaultWindow]:
+        from dsrconform.observe.routes import vip_next_hops, wait_routes
+
+        target = mux or failover_mux(lab.topology)
+        addr = lab.topology.uplink(target).ip
+        before = vip_next_hops(lab)
+        if not any(addr in hops for hops in before.values()):
+            raise LabError(f"{target} ({addr}) carries no VIP route before its failure: {before}")
+        time.sleep(delay)  # the fault's schedule (streams established first), not a wait for state
+        say(f"{how} {target}")
+        start = time.monotonic()
+        if how == "kill":
+            lab.kill_node(target)
+        else:
+            lab.pause_node(target)
+        try:
+            withdrawn, _ = wait_routes(
+                lab, lambda hops: all(addr not in h for h in hops.values()),
+                timeout=timeout, what=f"the withdrawal of {target}'s routes after its {how}",
+            )  # fmt: skip
+            say(f"{target}'s routes withdrawn {withdrawn - start:.2f} s after the {how}")
+            time.sleep(down)  # the fault's schedule: how long the MUX stays failed
+        finally:
+            back = time.monotonic()
+            if how == "kill":
+                lab.restart_node(target)
+            else:
+                lab.resume_node(target)
+        returned, _ = wait_routes(
+            lab, lambda hops: hops == before, timeout=timeout,
+            what=f"the return of {target}'s routes after its {how} ended",
+        )  # fmt: skip
+        say(f"{target} back; its routes returned {returned - back:.2f} s later")
+        windows = [
+            FaultWindow(kind="mux-fail", start=start, end=back, target=target, detail={"how": how}),
+            FaultWindow(kind="route-withdrawn", start=withdrawn, target=target),
+        ]
+        if how == "kill":
+            windows.append(FaultWindow(kind="mux-rejoin", start=back, end=returned, target=target))
+        return windows
+
+    return inject
+
+
+HOSTILE_MIX = Mix(
+    streams=40, stream_bytes=300_000, stream_rate=20_000,  # 15 s streams, open across the sending
+    short_conns=900, short_rate=40.0,  # ~22 s of new connections: RB-1's legitimate attempts
+    uploads=0, udp_flows=40, udp_datagrams=20, udp_interval=1.0, icmp_errors=0, deadline=45.0,
+)  # fmt: skip
+"""Legitimate traffic all along while hostile packets are sent (RB-1..RB-4)."""
+
+
+def hostile_packets(*, delay: float = 4.0, repeats: int = 20) -> Fault:
+    """Malformed and hostile packets, each frame sent ``repeats`` times, ``delay`` seconds after
+    the traffic started, as a ``crafted`` window per sending:
+
+    - every crafted case but the ICMP errors (which quote live flows: RW-6/RW-7 in steady state)
+      at every service, from a traffic client through the router, and straight from the
+      router's link into each MUX serving it (the router's own stack drops some cases);
+    - non-VIP packets (ICMP echo, TCP SYN, UDP) to a MUX's and a server's own address, from the
+      router's link into each MUX (RB-2: passed, never encapsulated);
+    - each service's SYN or datagram IPIP-encapsulated by a client (not a MUX) to every server
+      (RB-4: never decapsulated, so never answered)."""
+
+    def inject(lab: Any, say: Callable[[str], None]) -> list[FaultWindow]:
+        from dsrconform.netns import link_mac
+        from dsrconform.traffic import crafted
+
+        topo = lab.topology
+        client, router = traffic_clients(topo)[0], topo.router
+        src = (topo.nodes[client].addresses or [topo.uplink(client).ip])[0]
+        cases = [n for n in crafted.CASE_NAMES if not n.startswith("icmp-")]
+        windows: list[FaultWindow] = []
+
+        def send(node: str, peer: str, frames: list[Any], what: str) -> int:
+            out_if = topo.uplink(node, peer).ifname
+            if frames and isinstance(frames[0], bytes):
+                frames = [crafted.CraftedFrames(what, tuple(frames))]
+            rec = crafted.send_crafted(
+                lab.netns(node), out_if, frames, count_per_frame=repeats, max_packets=20_000,
+                deadline=10.0,
+            )  # fmt: skip
+            windows.append(rec.fault_window(peer, what=what))
+            return rec.sent
+
+        def framed(node: str, peer: str, packets: list[Any]) -> list[bytes]:
+            out_if, in_if = topo.uplink(node, peer).ifname, topo.uplink(peer, node).ifname
+            return crafted.frame(
+                packets, link_mac(lab.netns(node), out_if), link_mac(lab.netns(peer), in_if)
+            )
+
+        time.sleep(delay)  # the fault's schedule (traffic under way first), not a wait for state
+        sent = 0
+        for svc in topo.services:
+            flow = crafted.Flow(src, 1, svc.vip, svc.port, svc.proto)
+            muxes = [m for m in topo.of_role("mux") if svc in topo.services_of_mux(m)]
+            for entry in [None, *muxes]:
+                inj = crafted.lab_injection(
+                    topo, lab.netns, flow, cases, client_node=client, entry_mux=entry
+                )
+                node = client if entry is None else router
+                sent += send(node, inj.target, inj.frames, f"malformed at {svc.name}")
+        server_addrs = [topo.uplink(s).ip for s in topo.of_role("server")]
+        for mux in topo.of_role("mux"):
+            pkts = crafted.non_vip_packets(src, topo.uplink(mux).ip)
+            pkts += crafted.non_vip_packets(src, server_addrs[0])
+            sent += send(router, mux, framed(router, mux, pkts), "non-VIP")
+        foreign = [
+            p
+            for addr in server_addrs
+            for svc in topo.services
+            for p in crafted.foreign_ipip(
+                crafted.Flow(src, crafted.next_probe_port(), svc.vip, svc.port, svc.proto),
+                outer_src=src,
+                server=addr,
+            )
+        ]
+        sent += send(client, router, framed(client, router, foreign), "foreign-ipip")
+        say(f"sent {sent} hostile packets in {len(windows)} windows")
+        return windows
+
+    return inject
+
+
+def together(*faults: Fault) -> Fault:
+    """Run ``faults`` at once (each in its own thread, each on its own schedule); their windows
+    together. The first error is raised once every fault has ended (so none is left running)."""
+
+    def inject(lab: Any, say: Callable[[str], None]) -> list[FaultWindow]:
+        with ThreadPoolExecutor(max_workers=len(faults)) as pool:
+            futures = [pool.submit(f, lab, say) for f in faults]
+            wait(futures)
+        return [w for f in futures for w in f.result()]
+
+    return inject
+
+
+def _first_tcp_service(topo: Topology) -> Any:
+    svc = next((s for s in topo.services if s.proto == "tcp"), None)
+    if svc is None:
+        raise LabError(f"lab {topo.name}: a backend-change scenario needs a TCP service")
+    return svc
+
+
+def _backends_fault(
+    steps: Callable[..., list[FaultWindow]],
+    *, need: int = 3,
+) -> Fault:  # fmt: skip
+    """A fault of backend changes on the lab's first TCP service: ``steps(change, servers, lab,
+    say)`` calls ``change(kind, active, draining=(), target=None)`` for each change (which
+    returns its window) and returns the windows; whatever happens, the service gets its
+    starting sets back."""
+
+    def inject(lab: Any, say: Callable[[str], None]) -> list[FaultWindow]:
+        svc = _first_tcp_service(lab.topology)
+        start_sets = lab.deployment.backends(svc.name)
+        servers = list(start_sets["active"])
+        if len(servers) < need or start_sets["draining"]:
+            raise LabError(
+                f"service {svc.name}: the backend-change scenarios need {need} active servers "
+                f"and none draining to start from, got {start_sets}"
+            )
+
+        def change(
+            kind: str, active: list[str], *, draining: tuple[str, ...] = (),
+            target: str | None = None,
+        ) -> FaultWindow:  # fmt: skip
+            t = time.monotonic()
+            before, after = lab.set_backends(svc.name, active, draining=draining)
+            w = FaultWindow.model_validate(
+                {"kind": kind, "start": t, "end": time.monotonic(), "target": target,
+                 "vip": svc.vip, "backends_before": before["active"],
+                 "backends_after": after["active"]}
+            )  # fmt: skip
+            drain = f", draining {', '.join(after['draining'])}" if after["draining"] else ""
+            say(f"{svc.name}: {kind} {target or ''} -> {', '.join(after['active'])}{drain}")
+            return w
+
+        try:
+            return steps(change, servers, lab, say)
+        finally:
+            if lab.deployment.backends(svc.name) != start_sets:
+                lab.set_backends(svc.name, start_sets["active"], draining=())
+
+    return inject
+
+
+def scale_changes(*, delay: float = 5.0, step: float = 4.0, drain_for: float = 6.0) -> Fault:
+    """On the first TCP service, ``delay`` s after the traffic started and ``step`` s apart:
+    remove its last server, add it back, drain its second server for ``drain_for`` s, then make
+    it active again (windows ``backend-remove``, ``backend-add``, ``backend-drain`` from the
+    drain until the server is back, ``backend-add``)."""
+
+    def steps(change: Callable[..., FaultWindow], servers: list[str], *_: Any) -> list[FaultWindow]:
+        gone, drained = servers[-1], servers[1]
+        time.sleep(delay)  # the fault's schedule (streams established first), not a wait
+        out = [change("backend-remove", [s for s in servers if s != gone], target=gone)]
+        time.sleep(step)  # the schedule: connections opened without it, then it comes back
+        out.append(change("backend-add", servers, target=gone))
+        time.sleep(step)
+        drain = change(
+            "backend-drain", [s for s in servers if s != drained], draining=(drained,),
+            target=drained,
+        )  # fmt: skip
+        time.sleep(drain_for)  # the schedule: how long the drain lasts
+        back = change("backend-add", servers, target=drained)
+        return [*out, drain.model_copy(update={"end": back.start}), back]
+
+    return _backends_fault(steps)
+
+
+def drain_during(*, delay: float = 8.0, drain_for: float = 4.0) -> Fault:
+    """Drain the first TCP service's last server ``delay`` s after the traffic started and make
+    it active again ``drain_for`` s later (with :func:`syn_flood`: a flood coinciding with
+    backend changes, SF-3)."""
+
+    def steps(change: Callable[..., FaultWindow], servers: list[str], *_: Any) -> list[FaultWindow]:
+        drained = servers[-1]
+        time.sleep(delay)  # the fault's schedule: inside the flood
+        drain = change(
+            "backend-drain", servers[:-1], draining=(drained,), target=drained
+        )  # fmt: skip
+        time.sleep(drain_for)  # the schedule: how long the drain lasts
+        back = change("backend-add", servers, target=drained)
+        return [drain.model_copy(update={"end": back.start}), back]
+
+    return _backends_fault(steps)
+
+
+def remove_then_mux_loss(*, delay: float = 5.0, gap: float = 3.0) -> Fault:
+    """Remove the first TCP service's last server, then ``gap`` s later kill the failover MUX
+    and bring it back as :func:`mux_failure` does (SC-5: connections established before the
+    change lose their MUX's state); the server comes back once the MUX has."""
+
+    def steps(
+        change: Callable[..., FaultWindow], servers: list[str], lab: Any,
+        say: Callable[[str], None],
+    ) -> list[FaultWindow]:  # fmt: skip
+        time.sleep(delay)  # the fault's schedule (streams established first), not a wait
+        removed = change("backend-remove", servers[:-1], target=servers[-1])
+        return [removed, *mux_failure("kill", delay=gap)(lab, say)]
+
+    return _backends_fault(steps)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named traffic mix with an optional fault, as the suites run it."""
+
+    name: str
+    mix: Mix
+    fault: Callable[[], Fault] | None
+    """Builds the fault (a fresh one per run); None for plain steady state."""
+    about: str
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("steady", Mix(), None, "the steady-state mix, no fault (RW, DP, AF)"),
+        Scenario("syn-flood", FLOOD_MIX, syn_flood, "a 12 s spoofed SYN flood (SF-1, SF-2, SF-4)"),
+        Scenario(
+            "mux-kill",
+            CHAOS_MIX,
+            partial(mux_failure, "kill"),
+            "a MUX killed, withdrawn, restarted empty (MF-1..MF-4)",
+        ),
+        Scenario(
+            "mux-hang",
+            CHAOS_MIX,
+            partial(mux_failure, "hang"),
+            "a MUX hung until its BGP hold timer expires, then resumed (MF-1..MF-3)",
+        ),
+        Scenario(
+            "scale",
+            CHAOS_MIX,
+            scale_changes,
+            "a server removed and added back, another drained and made active again (SC-1, SC-3)",
+        ),
+        Scenario(
+            "flood-scale",
+            FLOOD_MIX,
+            lambda: together(syn_flood(), drain_during()),
+            "a SYN flood during which a server is drained and made active again (SF-3)",
+        ),
+        Scenario(
+            "scale-mux-loss",
+            CHAOS_MIX,
+            remove_then_mux_loss,
+            "a server removed, then a MUX killed and restarted (SC-5: breakage measured)",
+        ),
+        Scenario(
+            "hostile",
+            HOSTILE_MIX,
+            hostile_packets,
+            "malformed, non-VIP and foreign-IPIP packets during traffic (RB-1..RB-4)",
+        ),
+    )
+}
+"""The scenarios the suites run, by name."""

@@ -303,6 +303,26 @@ def unknown_protocols(flow: Flow, protos: Sequence[int] = (253, 254)) -> list[Pa
     return out
 
 
+def foreign_ipip(flow: Flow, *, outer_src: str, server: str) -> list[Packet]:
+    """``flow``'s SYN (or UDP datagram) to the VIP, IPIP-encapsulated by ``outer_src`` (not a
+    MUX) straight to ``server``: what someone bypassing the load balancer would send (RB-4). A
+    server that decapsulates it answers the inner flow; one that does not, does not."""
+    outer = IP(src=_lab_addr(outer_src, "outer_src"), dst=_lab_addr(server, "server"), proto=4)
+    return [IP(bytes(outer / vip_packet(flow, _with_mark(flow, "foreign-ipip"))))]
+
+
+def non_vip_packets(client: str, dst: str, *, port: int = 8080, sport: int = 20000) -> list[Packet]:
+    """Packets from ``client`` to ``dst``, an address that is no VIP (a MUX's own, a server's):
+    an ICMP echo, a TCP SYN and a UDP datagram to ``port`` (RB-2: a MUX passes them untouched,
+    never encapsulates them)."""
+    src, to = _lab_addr(client, "client"), _lab_addr(dst, "dst")
+    return [
+        IP(bytes(IP(src=src, dst=to) / ICMP(type=8, id=sport, seq=1) / Raw(MARK))),
+        IP(bytes(IP(src=src, dst=to) / TCP(sport=_port(sport, "sport"), dport=port, flags="S"))),
+        IP(bytes(IP(src=src, dst=to) / UDP(sport=sport, dport=port) / Raw(MARK + b":non-vip"))),
+    ]
+
+
 # --- ICMP errors about a live flow ---------------------------------------------------------------
 
 

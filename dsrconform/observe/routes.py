@@ -1,0 +1,66 @@
+"""The border router's routes to the VIPs, read from its kernel: which MUXes it sends each VIP to.
+
+The lab's router is the lab's, not the target's: whatever routing daemon the target runs there,
+what decides where client packets go is the router's kernel FIB. This module reads it
+(``RTM_GETROUTE`` through pyroute2 inside the router's namespace) so fault scenarios can time a
+MUX's withdrawal and its return (MF-3 measures recovery from the withdrawal), without knowing
+anything of the stack under test.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from dsrconform.errors import LabError
+from dsrconform.netns import enter_netns
+
+__all__ = ["vip_next_hops", "wait_routes"]
+
+POLL = 0.02
+"""Seconds between reads while waiting: a route change is timed to within this."""
+
+NextHops = dict[str, list[str]]
+
+
+def vip_next_hops(lab: Any) -> NextHops:
+    """VIP -> sorted next-hop addresses of the router's /32 route to it ([] when it has none)."""
+    from pyroute2 import IPRoute
+
+    topo = lab.topology
+    vips = {s.vip for s in topo.services}
+    out: dict[str, list[str]] = {v: [] for v in vips}
+    with enter_netns(lab.netns(topo.router)):
+        ipr = IPRoute()
+    with ipr:
+        for r in ipr.get_routes(family=2):
+            dst = r.get_attr("RTA_DST")
+            if r["dst_len"] != 32 or dst not in vips:
+                continue
+            gw = r.get_attr("RTA_GATEWAY")
+            if gw:
+                out[dst].append(gw)
+            for nh in r.get_attr("RTA_MULTIPATH") or []:
+                if nh.get_attr("RTA_GATEWAY"):
+                    out[dst].append(nh.get_attr("RTA_GATEWAY"))
+    return {v: sorted(h) for v, h in out.items()}
+
+
+def wait_routes(
+    lab: Any, ok: Callable[[NextHops], bool], *, timeout: float, what: str
+) -> tuple[float, NextHops]:
+    """Poll the router's VIP routes until ``ok(next_hops)``; return (monotonic time it first
+    held, the routes then). Raises LabError naming ``what`` and the last routes seen at the
+    deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = time.monotonic()
+        hops = vip_next_hops(lab)
+        if ok(hops):
+            return now, hops
+        if now >= deadline:
+            raise LabError(
+                f"{what}: not seen within {timeout:g} s; the router's VIP routes: {hops}"
+            )
+        time.sleep(POLL)  # polling the FIB, bounded by the deadline
