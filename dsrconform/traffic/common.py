@@ -70,4 +70,8 @@ def run_recorded(
         if out is not sys.stdout:
             out.close()
     print(json.dumps(counts), file=sys.stderr)
+    if counts.get("generator_errors"):
+        print(f"{counts['generator_errors']} flows failed inside this generator (a bug, see the "
+              "tracebacks above): its history is incomplete", file=sys.stderr)  # fmt: skip
+        return 3
     return 0

@@ -25,9 +25,10 @@ import resource
 import socket
 import sys
 import time
+import traceback
 from collections.abc import Callable
 
-from dsrconform.streampattern import PatternVerifier
+from dsrconform.streampattern import SEED_MAX, PatternVerifier
 from dsrconform.traffic.common import Recorder, check_targets, run_recorded
 
 READ_CHUNK = 65536
@@ -36,7 +37,7 @@ READ_CHUNK = 65536
 async def _stream(i: int, args: argparse.Namespace, src: str, rec: Recorder,
                   stop: asyncio.Event, counts: dict[str, int]) -> None:  # fmt: skip
     loop = asyncio.get_running_loop()
-    seed = args.seed * 1_000_003 + i
+    seed = (args.seed * 1_000_003 + i) % (SEED_MAX + 1)  # any --seed gives pattern seeds
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setblocking(False)
     writer = None
@@ -64,6 +65,11 @@ async def _stream(i: int, args: argparse.Namespace, src: str, rec: Recorder,
         lines = head.decode("latin-1").split("\r\n")
         hdrs = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
         rec.write(kind="first_byte", flow=i, t=time.monotonic(), server=hdrs.get("x-server-id"))
+        status = lines[0].split(" ")[1] if len(lines[0].split(" ")) > 1 else "?"
+        if status != "200":  # the server refused the stream: not one byte of it will verify
+            rec.write(kind="integrity_error", flow=i, t=time.monotonic(), offset=0)
+            counts["integrity_error"] += 1
+            return
         ver = PatternVerifier(seed=seed)
         last = time.monotonic()
         reported_error = False
@@ -105,6 +111,9 @@ async def _stream(i: int, args: argparse.Namespace, src: str, rec: Recorder,
         counts["reset"] += 1
         counts.setdefault(f"error:{type(e).__name__}", 0)
         counts[f"error:{type(e).__name__}"] += 1
+    except Exception:  # a bug of this generator, not the stack's: fail the run loudly
+        traceback.print_exc(file=sys.stderr)
+        counts["generator_errors"] = counts.get("generator_errors", 0) + 1
     finally:
         if writer is not None:
             writer.close()
