@@ -42,11 +42,17 @@ def judge_survival(
     end = history.end_time
     if end is not None and end < start:
         j.incomplete(f"the history ends at t={end:.3f}, before {what} began")
-    judged = 0
+    judged = unterminated = 0
     for fh in flows:
         if not fh.alive_at(start):
             continue
         judged += 1
+        if fh.start.proto == "tcp" and fh.ended_at is None:
+            # Every TCP flow of a finished history ends (closed, even if cut at the generator's
+            # deadline, or broken); one without an end was lost by its recorder, and judging
+            # it "alive" would pass it whatever happened to it.
+            unterminated += 1
+            continue
         e = fh.first_break(start, until)
         if e is not None:
             j.violation(
@@ -75,6 +81,11 @@ def judge_survival(
                         until=ev.t + ev.seconds,
                     )
                     break
+    if unterminated:
+        j.incomplete(
+            f"{unterminated} connections open at {what} have no end in the history (their "
+            "generator stopped recording them): their survival is unknown"
+        )
     return judged
 
 

@@ -42,6 +42,11 @@ def check_scale_out_breaks_nothing(obs: Observations, p: Params) -> Verdict:
     )
 
 
+def _tuple(fh: FlowHistory) -> TupleKey:
+    s = fh.start
+    return (s.proto, s.src, s.sport, s.dst, s.dport)
+
+
 def _by_tuple(history: History, vip: str | None = None) -> dict[TupleKey, list[FlowHistory]]:
     """Flows with a known server, by 5-tuple, in start order."""
     out: dict[TupleKey, list[FlowHistory]] = {}
@@ -49,7 +54,7 @@ def _by_tuple(history: History, vip: str | None = None) -> dict[TupleKey, list[F
         s = fh.start
         if fh.server is None or (vip is not None and s.dst != vip):
             continue
-        out.setdefault((s.proto, s.src, s.sport, s.dst, s.dport), []).append(fh)
+        out.setdefault(_tuple(fh), []).append(fh)
     for flows in out.values():
         flows.sort(key=lambda fh: fh.start.t)
     return out
@@ -115,7 +120,7 @@ def check_drain(obs: Observations, p: Params) -> Verdict:
     """Connections to a drained server survive; no connection started after W goes to it."""
     j = Judge("SC-3")
     history = obs.need_history()
-    judged = fresh = 0
+    judged = fresh = reused = 0
     for w in obs.need_windows("backend-drain"):
         target = w.target
         if target is None:
@@ -129,8 +134,14 @@ def check_drain(obs: Observations, p: Params) -> Verdict:
             j, history, on_it, w.start, w.stop + p["grace"], what=f"the drain of {target}"
         )
         until = _until_next(obs, w, ("backend-add", "config-change"))
+        # A client reusing a 5-tuple used before the drain may be kept on its old server (the
+        # stack remembers it: connection affinity wins); that is not a new connection.
+        used_before = {_tuple(fh) for fh in flows if fh.start.t < w.start}
         for fh in flows:
             if not w.start + p["settle"] <= fh.start.t < until or fh.server is None:
+                continue
+            if _tuple(fh) in used_before:
+                reused += 1
                 continue
             fresh += 1
             if fh.server == target:
@@ -141,7 +152,9 @@ def check_drain(obs: Observations, p: Params) -> Verdict:
                     flow=fh.describe(),
                     time=first.t if first is not None else fh.start.t,
                 )
-    j.measured.update(connections_judged=judged, new_connections_judged=fresh)
+    j.measured.update(
+        connections_judged=judged, new_connections_judged=fresh, reused_tuples_skipped=reused
+    )
     j.thresholds.update(grace=p["grace"], settle=p["settle"])
     if judged == 0:
         j.incomplete("no connection to the drained server was open when the drain began")
@@ -237,7 +250,7 @@ def check_change_then_mux_loss(obs: Observations, p: Params) -> Verdict:
         seen = carried_by(j, obs)
     except MissingData:
         seen = {}
-    total = pairs = 0
+    total = pairs = unterminated = 0
     broken: list[tuple[FlowHistory, FlowEvent, str]] = []
     for f in obs.need_windows("mux-fail"):
         c = next((x for x in reversed(changes) if x.start < f.start), None)
@@ -249,6 +262,9 @@ def check_change_then_mux_loss(obs: Observations, p: Params) -> Verdict:
             if est is None or est >= c.start or not fh.alive_at(f.start):
                 continue
             if seen and f.target is not None and f.target not in muxes_before(fh, seen, f.start):
+                continue
+            if fh.start.proto == "tcp" and fh.ended_at is None:
+                unterminated += 1  # lost by its recorder (see judge_survival)
                 continue
             total += 1
             e = fh.first_break(f.start, f.stop + p["grace"])
@@ -262,6 +278,8 @@ def check_change_then_mux_loss(obs: Observations, p: Params) -> Verdict:
     if share > p["max_breakage"]:  # breakage within the bound is measured, not a violation
         for fh, e, when in broken:
             j.violation(f"{describe_event(fh, e)} {when}", flow=fh.describe(), time=e.t)
+    if unterminated:
+        j.incomplete(f"{unterminated} connections have no end in the history: survival unknown")
     if total == 0:
         j.incomplete("no connection established before the change was open when the MUX failed")
     return j.verdict(

@@ -41,6 +41,14 @@ def flood_run(**fault: object) -> Run:
 # --- SF-1 --------------------------------------------------------------------------------------
 
 
+def test_sf1_a_connection_without_an_end_is_unknown_not_survived() -> None:
+    run = flood_run()
+    run.conn(3, 52.0, server="server3")  # its recorder lost it: no end event
+    v = run_checker(check_established_survive_flood, run.obs())
+    assert v.status == Status.UNKNOWN
+    assert "1 connections open at the flood have no end in the history" in v.message
+
+
 def test_sf1_pass_and_fail() -> None:
     v = run_checker(check_established_survive_flood, flood_run().obs())
     assert v.status == Status.PASS and v.measured["connections_judged"] == 2
@@ -367,6 +375,16 @@ def test_sc3_drain_of_one_service_leaves_its_others_alone() -> None:
     run.conn(21, 109.0, end_t=110.0, server="server2")  # the drained service: not fine
     v = run_checker(check_drain, run.obs())
     assert v.status == Status.FAIL and len(v.evidence) == 1
+
+
+def test_sc3_a_reused_tuple_is_no_new_connection() -> None:
+    run = drain_run()
+    run.conn(30, 90.0, end_t=91.0, server="server2", sport=41000)  # before the drain
+    run.conn(31, 108.0, end_t=109.0, server="server2", sport=41000)  # the same tuple again
+    v = run_checker(check_drain, run.obs())
+    assert v.status == Status.PASS and v.measured["reused_tuples_skipped"] == 1
+    run.conn(32, 109.0, end_t=110.0, server="server2", sport=41001)  # a new tuple: violation
+    assert run_checker(check_drain, run.obs()).status == Status.FAIL
 
 
 def test_sc3_unknown_without_new_connections() -> None:
