@@ -160,6 +160,9 @@ def observe_steady_state(
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     counters = []
+    if hasattr(lab, "fresh_client_ports"):
+        lo, hi = lab.fresh_client_ports()
+        say(f"client ports {lo}-{hi}: new to the stack under test")
     with LabTaps(lab) as taps, ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         if hasattr(lab.deployment, "counters"):
             counters.append(snapshot(lab.deployment))

@@ -46,6 +46,10 @@ class Event:
     detail: str = ""
 
 
+PORT_BLOCKS = 8
+"""Client port ranges a lab cycles through, one per traffic run (see Lab.fresh_client_ports)."""
+
+
 class Lab:
     """A lab that is up. Create it with :meth:`up` (a context manager) or :meth:`start`."""
 
@@ -63,6 +67,7 @@ class Lab:
         self.deployment: Any = None
         self.events: list[Event] = []
         self._paused: dict[str, list[int]] = {}
+        self._port_blocks = 0  # client port ranges handed out by fresh_client_ports()
         self._created = False  # set once this object starts creating the lab's objects
         self.ready_seconds: float | None = None
 
@@ -242,6 +247,24 @@ class Lab:
         after = self.deployment.backends(service)
         self._event("backends", service, f"active {after['active']} draining {after['draining']}")
         return before, after
+
+    def fresh_client_ports(self) -> tuple[int, int]:
+        """Give every client node a local port range no earlier run on this lab used (the next
+        of :data:`PORT_BLOCKS` blocks of 32768-65535, cycling) and return it. A stateful MUX
+        keeps a client 5-tuple it remembers on that tuple's old server, which is correct, but a
+        run that reused a tuple from an earlier run could not tell a new connection from an old
+        one; with a fresh range every connection of a run is new to the stack (the crafted
+        packets' probe ports, 20000-29999, stay outside every range)."""
+        from dsrconform.lab.netns_backend import set_sysctls
+        from dsrconform.netns import enter_netns
+
+        size = (65536 - 32768) // PORT_BLOCKS
+        lo = 32768 + (self._port_blocks % PORT_BLOCKS) * size
+        self._port_blocks += 1
+        for node in self.topology.of_role("client"):
+            with enter_netns(self.netns(node)):
+                set_sysctls({"net/ipv4/ip_local_port_range": f"{lo} {lo + size - 1}"})
+        return lo, lo + size - 1
 
     def impair_link(self, a: str, b: str, *, loss: float = 0.0, drop: bool = False,
                     rate_kbit: int | None = None, direction: str = "both") -> Any:  # fmt: skip

@@ -53,7 +53,8 @@ def tx_checksum_off(sock: socket.socket, dev: str) -> None:
     fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
 
 
-def _sysctl(values: dict[str, str]) -> None:
+def set_sysctls(values: dict[str, str]) -> None:
+    """Write ``/proc/sys`` values (paths relative to it) in the calling thread's namespace."""
     for path, value in values.items():
         with open(f"/proc/sys/{path}", "w") as f:  # the calling thread's namespace
             f.write(value)
@@ -105,11 +106,11 @@ class NetnsBackend:
             ipr = {n: stack.enter_context(self._ipr(n)) for n in topo.nodes}
             for node, spec in topo.nodes.items():
                 with enter_netns(self.netns(node)):
-                    _sysctl(_ALL_NODES)
+                    set_sysctls(_ALL_NODES)
                     if spec.role in ("router", "gateway"):
-                        _sysctl(_FORWARDING)
+                        set_sysctls(_FORWARDING)
                     if spec.role == "router":
-                        _sysctl(_ROUTER)
+                        set_sysctls(_ROUTER)
                 lo = ipr[node].link_lookup(ifname="lo")[0]
                 ipr[node].link("set", index=lo, state="up")
             self._links(topo, ipr)

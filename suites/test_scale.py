@@ -1,0 +1,34 @@
+"""Scale-out and network changes: adding a server breaks nothing (SC-1), a drain moves no
+established connection and sends the drained server no new one (SC-3), a flood coinciding with
+backend changes breaks nothing (SF-3), and a backend change followed by a MUX loss, whose
+breakage is measured (SC-5, a MAY: a stack without daisy-chained state is allowed to break
+some).
+
+Three scenarios (``dsr_scenario``, each once per session) change the first TCP service's
+backends through the target protocol (``Deployment.set_backends``) while streams, UDP flows and
+new connections run: ``scale`` (a server removed and added back, another drained and made
+active again), ``flood-scale`` (a drain and its undoing inside a 12 s SYN flood) and
+``scale-mux-loss`` (a server removed, then a MUX killed and restarted).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+CASES = [
+    ("scale", "SC-1"),
+    ("scale", "SC-3"),
+    ("flood-scale", "SF-3"),
+    ("flood-scale", "SC-3"),
+    ("scale-mux-loss", "SC-5"),
+]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "req"),
+    [pytest.param(s, r, marks=pytest.mark.requirement(r), id=f"{s}-{r}") for s, r in CASES],
+)
+def test_scale(scenario: str, req: str, dsr_scenario: Any, dsr_check: Any) -> None:
+    dsr_check(dsr_scenario(scenario).observations, req)
