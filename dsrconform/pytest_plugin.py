@@ -8,6 +8,7 @@ What it adds to every pytest run in an environment where dsrconform is installed
 - the marker ``@pytest.mark.requirement("RW-1", ...)`` tying a test to requirement IDs of
   :mod:`dsrconform.spec`; an unknown ID stops collection with a usage error naming the test;
 - ``--dsr-level``: tests whose requirements are all below that level are deselected;
+  ``--dsr-requirement ID,...``: tests citing none of those IDs are deselected;
 - one seed per run, random unless ``--dsr-seed`` is given, shown in the report header so any run
   can be replayed, and available to tests as the ``dsr_seed`` fixture;
 - verdicts: ``dsr_check`` attaches them to the test's report; a FAIL is a test failure, an
@@ -43,6 +44,7 @@ OPT_SEED = "--dsr-seed"
 OPT_RESULTS = "--dsr-results"
 OPT_KEEP_LAB = "--dsr-keep-lab"
 OPT_MUTANT = "--dsr-mutant"
+OPT_REQUIREMENT = "--dsr-requirement"
 DEFAULT_LAB = "labs/basic.yaml"
 
 BACKENDS = ("netns", "docker")
@@ -142,6 +144,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run a mutant of the target instead (`dsrconform mutants` lists them)",
     )
     group.addoption(
+        OPT_REQUIREMENT,
+        dest=_dest(OPT_REQUIREMENT),
+        action="append",
+        default=[],
+        metavar="ID[,ID...]",
+        help="run only the tests citing one of these requirement IDs (repeatable)",
+    )
+    group.addoption(
         OPT_KEEP_LAB,
         dest=_dest(OPT_KEEP_LAB),
         action="store_true",
@@ -186,6 +196,14 @@ def pytest_collection_modifyitems(
     from dsrconform.spec import BY_ID
 
     lowest = LEVELS.index(config.getoption(_dest(OPT_LEVEL)))
+    wanted = {i.strip() for v in config.getoption(_dest(OPT_REQUIREMENT)) for i in v.split(",")}
+    wanted.discard("")
+    bad = sorted(wanted - set(BY_ID))
+    if bad:
+        raise pytest.UsageError(
+            f"{OPT_REQUIREMENT}: unknown requirement ID(s) {', '.join(map(repr, bad))}; "
+            "`dsrconform spec` lists the known ones"
+        )
     keep: list[pytest.Item] = []
     drop: list[pytest.Item] = []
     for item in items:
@@ -196,7 +214,8 @@ def pytest_collection_modifyitems(
                 f"{item.nodeid}: unknown requirement ID(s) {', '.join(map(repr, unknown))}; "
                 f"`dsrconform spec` lists the known ones"
             )
-        if ids and all(LEVELS.index(BY_ID[i].level) > lowest for i in ids):
+        below = bool(ids) and all(LEVELS.index(BY_ID[i].level) > lowest for i in ids)
+        if below or (wanted and not wanted.intersection(ids)):
             drop.append(item)
         else:
             keep.append(item)

@@ -97,6 +97,8 @@ def pytest_argv(
     for opt, value in optional:
         if value is not None:
             argv += [opt, str(value)]
+    for ids in args.requirement:
+        argv += ["--dsr-requirement", ids]
     if args.keep_lab:
         argv.append("--dsr-keep-lab")
     return argv + extra_args(args.pytest_args)
@@ -243,6 +245,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--mutant", default=None, metavar="NAME", help="run a mutant of the target")
     p.add_argument("--level", choices=LEVELS, default="MUST",
                    help="lowest requirement level tested and counted (default: MUST)")  # fmt: skip
+    p.add_argument(
+        "--requirement",
+        action="append",
+        default=[],
+        metavar="ID[,ID...]",
+        help="only the tests citing one of these requirement IDs (repeatable)",
+    )
     p.add_argument("--lab", default=None, metavar="FILE", help="default: labs/basic.yaml")
     p.add_argument("--backend", choices=BACKENDS, default=None, help="default: netns")
     p.add_argument("--mode", choices=MODES, default=None,

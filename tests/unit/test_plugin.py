@@ -105,6 +105,38 @@ def test_level_deselects_less_strict_requirements(pytester: pytest.Pytester) -> 
     pytester.runpytest("--dsr-level", "MUST").assert_outcomes(passed=2, deselected=2)
 
 
+def test_requirement_option_keeps_only_tests_citing_one_of_them(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.requirement("RW-1")
+        def test_rw1():
+            pass
+
+        @pytest.mark.requirement("MF-1", "AF-1")
+        def test_mf1_af1():
+            pass
+
+        @pytest.mark.requirement("RB-4")
+        def test_rb4():
+            pass
+
+        def test_unmarked():
+            pass
+        """
+    )
+    result = pytester.runpytest("-v", "--dsr-requirement", "AF-1,RB-4")
+    result.assert_outcomes(passed=2, deselected=2)
+    result.stdout.fnmatch_lines(["*test_mf1_af1 PASSED*", "*test_rb4 PASSED*"])
+    pytester.runpytest("--dsr-requirement", "RW-1", "--dsr-requirement", "RB-4").assert_outcomes(
+        passed=2, deselected=2
+    )
+    bad = pytester.runpytest("--dsr-requirement", "XX-9")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--dsr-requirement: unknown requirement ID(s) 'XX-9'*"])
+
+
 CHECKS = """
 import pytest
 from tests.unit.observations_builder import SERVER_ADDR, Run

@@ -45,6 +45,7 @@ def test_every_option_maps_to_the_plugin(suites: Path, tmp_path: Path) -> None:
         *("--target", "acme", "--mutant", "no-rewrite", "--level", "SHOULD"),
         *("--lab", "labs/x.yaml", "--backend", "docker", "--mode", "gateway-nat"),
         *("--seed", "0x10", "--results", str(tmp_path / "out"), "--keep-lab"),
+        *("--requirement", "MF-1,AF-1", "--requirement", "RB-4"),
         *("--", "-x", "-k", "RW and not RW-6", "--", "--dsr-seed", "3"),
     )
     assert runcli.pytest_argv(args, suites, python="PY") == [
@@ -55,6 +56,7 @@ def test_every_option_maps_to_the_plugin(suites: Path, tmp_path: Path) -> None:
         *("--dsr-target", "acme", "--dsr-mutant", "no-rewrite"),
         *("--dsr-lab", str(Path("labs/x.yaml").absolute())),
         *("--dsr-backend", "docker", "--dsr-mode", "gateway-nat", "--dsr-seed", "16"),
+        *("--dsr-requirement", "MF-1,AF-1", "--dsr-requirement", "RB-4"),
         "--dsr-keep-lab",
         *("-x", "-k", "RW and not RW-6", "--", "--dsr-seed", "3"),  # verbatim, after ours
     ]
