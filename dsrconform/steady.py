@@ -69,6 +69,8 @@ class Mix:
     """UDP 5-tuples per UDP service."""
     udp_datagrams: int = 8
     udp_interval: float = 0.25
+    udp_no_checksum_every: int = 4
+    """Every K-th UDP flow asks for replies without a UDP checksum (0: none)."""
     icmp_errors: int = 12
     """ICMP errors about live streams (cycling through ICMP_KINDS), each about another stream."""
     deadline: float = 60.0
@@ -136,7 +138,8 @@ def _jobs(topo: Topology, python: str, mix: Mix) -> list[_Job]:
                 "--deadline", mix.deadline)  # fmt: skip
         for svc in udp:
             job("udp", "udpflows", svc, "--flows", mix.udp_flows, "--count", mix.udp_datagrams,
-                "--interval", mix.udp_interval, "--deadline", mix.deadline)  # fmt: skip
+                "--interval", mix.udp_interval, "--deadline", mix.deadline,
+                "--no-checksum-every", mix.udp_no_checksum_every)  # fmt: skip
     return jobs
 
 

@@ -30,7 +30,9 @@ UDP, on each ``--udp`` address
     Every datagram is answered, to its sender, with ``udp_reply(ID, request)``, that is the bytes
     ``ID.encode("ascii") + b" " + request[:64]``: the server identity, one space, then the first
     (at most) 64 bytes of the request, unchanged. ``ID`` contains no space, so the reply splits
-    unambiguously at the first space.
+    unambiguously at the first space. A request starting with ``nocsum `` is answered with the
+    UDP checksum field 0 ("no checksum", as RFC 768 allows over IPv4), so a target's rewrite of
+    such replies (which must keep it 0) is exercised.
 
 ``--ready-file PATH``
     Once every socket is bound the process writes ``ready\\n`` to PATH atomically (a temporary
@@ -52,6 +54,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import sys
 import tempfile
 import urllib.parse
@@ -66,6 +69,9 @@ log = logging.getLogger("reference_impl.app")
 
 MAX_BYTES = 2**40
 """Largest ``bytes`` (and ``rate``) accepted by ``/stream``."""
+NO_CHECKSUM_PREFIX = b"nocsum "
+"""A UDP request starting with this is answered without a UDP checksum (field 0)."""
+SO_NO_CHECK = 11  # Linux <asm-generic/socket.h>: send UDP without a checksum
 UDP_ECHO_MAX = 64
 """How many request bytes a UDP reply echoes."""
 STREAM_CHUNK = 16384
@@ -478,8 +484,20 @@ class UdpResponder(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        if self.transport is not None:
-            self.transport.sendto(udp_reply(self.server_id, data), addr)
+        if self.transport is None:
+            return
+        reply = udp_reply(self.server_id, data)
+        if not data.startswith(NO_CHECKSUM_PREFIX):
+            self.transport.sendto(reply, addr)
+            return
+        # The kernel leaves the checksum field 0 while SO_NO_CHECK is set; a datagram transport
+        # sends at once (it queues only when the socket would block, never on a lab link).
+        sock = self.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 1)
+        try:
+            self.transport.sendto(reply, addr)
+        finally:
+            sock.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 0)
 
     def error_received(self, exc: Exception) -> None:
         log.error("udp: %s: %s", type(exc).__name__, exc)

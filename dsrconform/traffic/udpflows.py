@@ -8,6 +8,9 @@ its datagram by the echo the reference app (and any conforming target) sends bac
 :mod:`dsrconform.observe.history` format: a ``flow`` record per 5-tuple, then ``sent`` and
 ``reply`` (with the server id) per datagram; an unanswered datagram has no reply record.
 
+With ``--no-checksum-every K``, every K-th flow starts its datagrams with ``nocsum ``, which the
+reference app answers without a UDP checksum (a rewrite must keep such a checksum 0).
+
 Bounded: ``--flows`` x ``--count`` datagrams and a ``--deadline`` for the run.
 """
 
@@ -55,7 +58,8 @@ async def _run_flow(i: int, args: argparse.Namespace, src: str, rec: Recorder,
                 await asyncio.sleep(due - time.monotonic())  # pacing the flow's datagrams
             if time.monotonic() > deadline:
                 break
-            payload = f"seed {args.seed} flow {i} datagram {seq}".encode()
+            ask = "nocsum " if args.no_checksum_every and i % args.no_checksum_every == 0 else ""
+            payload = f"{ask}seed {args.seed} flow {i} datagram {seq}".encode()
             proto.sent[payload[:64]] = seq
             try:
                 transport.sendto(payload, (args.vip, args.port))
@@ -93,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=0.1, help="seconds between a flow's sends")
     p.add_argument("--timeout", type=float, default=2.0, help="wait for the last replies")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--no-checksum-every",
+        type=int,
+        default=0,
+        metavar="K",
+        help="every K-th flow asks for replies without a UDP checksum (0: none)",
+    )
     p.add_argument("--deadline", type=float, default=120.0)
     p.add_argument("--out", default="-")
     args = p.parse_args(argv)

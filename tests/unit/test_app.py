@@ -417,6 +417,37 @@ def test_udp_responder_answers_the_sender() -> None:
     assert transport.sent == [(b"srv-7 " + b"x" * 64, ("198.18.0.9", 4000))]
 
 
+class NoCheckSocket:
+    """Records SO_NO_CHECK as the responder sets it."""
+
+    def __init__(self) -> None:
+        self.no_check = 0
+
+    def setsockopt(self, level: int, opt: int, value: int) -> None:
+        assert (level, opt) == (socket.SOL_SOCKET, appmod.SO_NO_CHECK)
+        self.no_check = value
+
+
+def test_udp_responder_answers_nocsum_requests_without_a_checksum() -> None:
+    sock = NoCheckSocket()
+    states: list[int] = []
+
+    class Transport(FakeDatagramTransport):
+        def get_extra_info(self, name: str, default: Any = None) -> Any:
+            return sock if name == "socket" else default
+
+        def sendto(self, data: Any, addr: Any = None) -> None:
+            states.append(sock.no_check)  # the option as the datagram leaves
+            super().sendto(data, addr)
+
+    responder, transport = UdpResponder(SID), Transport()
+    responder.connection_made(transport)
+    responder.datagram_received(b"nocsum seed 1 flow 0", ("198.18.0.9", 4000))
+    responder.datagram_received(b"seed 1 flow 1", ("198.18.0.9", 4001))
+    assert states == [1, 0] and sock.no_check == 0  # only the asking datagram, then reset
+    assert transport.sent[0][0] == b"srv-7 nocsum seed 1 flow 0"
+
+
 def test_udp_responder_on_a_real_datagram_endpoint(tmp_path: Path) -> None:
     """The same protocol under asyncio's own datagram transport, over AF_UNIX (no IP)."""
 
