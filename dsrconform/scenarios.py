@@ -35,16 +35,20 @@ __all__ = [
     "remove_then_mux_loss",
     "scale_changes",
     "syn_flood",
+    "then",
     "together",
 ]
 
 FLOOD_MIX = Mix(
     streams=60, stream_bytes=600_000, stream_rate=20_000,  # 30 s streams: open across the flood
     short_conns=1400, short_rate=50.0,  # ~28 s of new connections, 500 during a 10 s flood
-    uploads=0, udp_flows=40, udp_datagrams=20, udp_interval=1.0, icmp_errors=0, deadline=60.0,
+    uploads=0, udp_flows=40, udp_datagrams=3, udp_interval=22.0, icmp_errors=0, deadline=60.0,
 )  # fmt: skip
-"""Long streams established before the flood and open after it (plus the grace), and new
-connections at a steady rate all along (SF-1, SF-2, SF-4)."""
+"""Long streams established before the flood and open after it (plus the grace), new
+connections at a steady rate all along (SF-1, SF-2, SF-4), and UDP flows idle across the whole
+flood (datagrams at 0, 22 and 44 s; the flood runs from ~4 to ~17 s): a stack whose flood
+evicts the state of idle flows shows it when the datagram at 22 s meets a backend change
+(SF-1: a drain from the flood's end for 8 s; SF-3: a drain from ~13 s, inside the flood)."""
 
 CHAOS_MIX = Mix(
     streams=60, stream_bytes=560_000, stream_rate=20_000,  # 28 s streams: across fail and rejoin
@@ -236,6 +240,15 @@ def hostile_packets(*, delay: float = 4.0, repeats: int = 20) -> Fault:
     return inject
 
 
+def then(*faults: Fault) -> Fault:
+    """Run ``faults`` one after the other; their windows together."""
+
+    def inject(lab: Any, say: Callable[[str], None]) -> list[FaultWindow]:
+        return [w for f in faults for w in f(lab, say)]
+
+    return inject
+
+
 def together(*faults: Fault) -> Fault:
     """Run ``faults`` at once (each in its own thread, each on its own schedule); their windows
     together. The first error is raised once every fault has ended (so none is left running)."""
@@ -257,46 +270,62 @@ def _first_tcp_service(topo: Topology) -> Any:
 
 
 def _backends_fault(
-    steps: Callable[..., list[FaultWindow]],
-    *, need: int = 3,
-) -> Fault:  # fmt: skip
-    """A fault of backend changes on the lab's first TCP service: ``steps(change, servers, lab,
-    say)`` calls ``change(kind, active, draining=(), target=None)`` for each change (which
-    returns its window) and returns the windows; whatever happens, the service gets its
-    starting sets back."""
+    steps: Callable[..., list[FaultWindow]], *, need: int = 3, every_service: bool = False
+) -> Fault:
+    """A fault of backend changes: ``steps(change, servers, lab, say)`` calls
+    ``change(kind, active, draining=(), target=None)`` for each change and returns the windows.
+    ``servers`` are the first TCP service's; ``change`` applies to that service, or with
+    ``every_service`` to every service, each keeping its servers outside ``servers`` and those
+    of ``draining`` it has (one window per service changed, the first TCP service's first).
+    Whatever happens, every service gets its starting sets back."""
 
     def inject(lab: Any, say: Callable[[str], None]) -> list[FaultWindow]:
-        svc = _first_tcp_service(lab.topology)
-        start_sets = lab.deployment.backends(svc.name)
-        servers = list(start_sets["active"])
-        if len(servers) < need or start_sets["draining"]:
+        first = _first_tcp_service(lab.topology)
+        services = [first] + (
+            [s for s in lab.topology.services if s is not first] if every_service else []
+        )
+        start = {s.name: lab.deployment.backends(s.name) for s in services}
+        servers = list(start[first.name]["active"])
+        if len(servers) < need or start[first.name]["draining"]:
             raise LabError(
-                f"service {svc.name}: the backend-change scenarios need {need} active servers "
-                f"and none draining to start from, got {start_sets}"
+                f"service {first.name}: the backend-change scenarios need {need} active "
+                f"servers and none draining to start from, got {start[first.name]}"
             )
 
         def change(
             kind: str, active: list[str], *, draining: tuple[str, ...] = (),
             target: str | None = None,
-        ) -> FaultWindow:  # fmt: skip
-            t = time.monotonic()
-            before, after = lab.set_backends(svc.name, active, draining=draining)
-            w = FaultWindow.model_validate(
-                {"kind": kind, "start": t, "end": time.monotonic(), "target": target,
-                 "vip": svc.vip, "backends_before": before["active"],
-                 "backends_after": after["active"]}
-            )  # fmt: skip
-            drain = f", draining {', '.join(after['draining'])}" if after["draining"] else ""
-            say(f"{svc.name}: {kind} {target or ''} -> {', '.join(after['active'])}{drain}")
-            return w
+        ) -> list[FaultWindow]:  # fmt: skip
+            out = []
+            for svc in services:
+                own = start[svc.name]["active"]
+                act = [x for x in own if x in active or x not in servers]
+                drn = tuple(x for x in draining if x in own)
+                if not act:
+                    continue
+                t = time.monotonic()
+                before, after = lab.set_backends(svc.name, act, draining=drn)
+                out.append(FaultWindow.model_validate(
+                    {"kind": kind, "start": t, "end": time.monotonic(), "target": target,
+                     "vip": svc.vip, "backends_before": before["active"],
+                     "backends_after": after["active"]}
+                ))  # fmt: skip
+                drain = f", draining {', '.join(after['draining'])}" if after["draining"] else ""
+                say(f"{svc.name}: {kind} {target or ''} -> {', '.join(after['active'])}{drain}")
+            return out
 
         try:
             return steps(change, servers, lab, say)
         finally:
-            if lab.deployment.backends(svc.name) != start_sets:
-                lab.set_backends(svc.name, start_sets["active"], draining=())
+            for svc in services:
+                if lab.deployment.backends(svc.name) != start[svc.name]:
+                    lab.set_backends(svc.name, start[svc.name]["active"], draining=())
 
     return inject
+
+
+def _ended(windows: list[FaultWindow], at: float) -> list[FaultWindow]:
+    return [w.model_copy(update={"end": at}) for w in windows]
 
 
 def scale_changes(*, delay: float = 5.0, step: float = 4.0, drain_for: float = 6.0) -> Fault:
@@ -305,12 +334,13 @@ def scale_changes(*, delay: float = 5.0, step: float = 4.0, drain_for: float = 6
     it active again (windows ``backend-remove``, ``backend-add``, ``backend-drain`` from the
     drain until the server is back, ``backend-add``)."""
 
-    def steps(change: Callable[..., FaultWindow], servers: list[str], *_: Any) -> list[FaultWindow]:
+    def steps(change: Callable[..., list[FaultWindow]], servers: list[str], *_: Any
+              ) -> list[FaultWindow]:  # fmt: skip
         gone, drained = servers[-1], servers[1]
         time.sleep(delay)  # the fault's schedule (streams established first), not a wait
-        out = [change("backend-remove", [s for s in servers if s != gone], target=gone)]
+        out = change("backend-remove", [s for s in servers if s != gone], target=gone)
         time.sleep(step)  # the schedule: connections opened without it, then it comes back
-        out.append(change("backend-add", servers, target=gone))
+        out += change("backend-add", servers, target=gone)
         time.sleep(step)
         drain = change(
             "backend-drain", [s for s in servers if s != drained], draining=(drained,),
@@ -318,27 +348,27 @@ def scale_changes(*, delay: float = 5.0, step: float = 4.0, drain_for: float = 6
         )  # fmt: skip
         time.sleep(drain_for)  # the schedule: how long the drain lasts
         back = change("backend-add", servers, target=drained)
-        return [*out, drain.model_copy(update={"end": back.start}), back]
+        return [*out, *_ended(drain, back[0].start), *back]
 
     return _backends_fault(steps)
 
 
 def drain_during(*, delay: float = 8.0, drain_for: float = 4.0) -> Fault:
-    """Drain the first TCP service's last server ``delay`` s after the traffic started and make
-    it active again ``drain_for`` s later (with :func:`syn_flood`: a flood coinciding with
-    backend changes, SF-3)."""
+    """Drain the first TCP service's last server from every service ``delay`` s after the
+    traffic started and make it active again ``drain_for`` s later. With :func:`syn_flood`: a
+    flood coinciding with backend changes (SF-3), or a change shortly after a flood, which
+    shows whether the flood destroyed the state of established flows (SF-1)."""
 
-    def steps(change: Callable[..., FaultWindow], servers: list[str], *_: Any) -> list[FaultWindow]:
+    def steps(change: Callable[..., list[FaultWindow]], servers: list[str], *_: Any
+              ) -> list[FaultWindow]:  # fmt: skip
         drained = servers[-1]
-        time.sleep(delay)  # the fault's schedule: inside the flood
-        drain = change(
-            "backend-drain", servers[:-1], draining=(drained,), target=drained
-        )  # fmt: skip
+        time.sleep(delay)  # the fault's schedule
+        drain = change("backend-drain", servers[:-1], draining=(drained,), target=drained)
         time.sleep(drain_for)  # the schedule: how long the drain lasts
         back = change("backend-add", servers, target=drained)
-        return [drain.model_copy(update={"end": back.start}), back]
+        return [*_ended(drain, back[0].start), *back]
 
-    return _backends_fault(steps)
+    return _backends_fault(steps, every_service=True)
 
 
 def remove_then_mux_loss(*, delay: float = 5.0, gap: float = 3.0) -> Fault:
@@ -347,12 +377,12 @@ def remove_then_mux_loss(*, delay: float = 5.0, gap: float = 3.0) -> Fault:
     change lose their MUX's state); the server comes back once the MUX has."""
 
     def steps(
-        change: Callable[..., FaultWindow], servers: list[str], lab: Any,
+        change: Callable[..., list[FaultWindow]], servers: list[str], lab: Any,
         say: Callable[[str], None],
     ) -> list[FaultWindow]:  # fmt: skip
         time.sleep(delay)  # the fault's schedule (streams established first), not a wait
         removed = change("backend-remove", servers[:-1], target=servers[-1])
-        return [removed, *mux_failure("kill", delay=gap)(lab, say)]
+        return [*removed, *mux_failure("kill", delay=gap)(lab, say)]
 
     return _backends_fault(steps)
 
@@ -372,7 +402,12 @@ SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
         Scenario("steady", Mix(), None, "the steady-state mix, no fault (RW, DP, AF)"),
-        Scenario("syn-flood", FLOOD_MIX, syn_flood, "a 12 s spoofed SYN flood (SF-1, SF-2, SF-4)"),
+        Scenario(
+            "syn-flood",
+            FLOOD_MIX,
+            lambda: then(syn_flood(), drain_during(delay=0.5, drain_for=8.0)),
+            "a 12 s spoofed SYN flood, then a drain that shows lost state (SF-1, SF-2, SF-4)",
+        ),
         Scenario(
             "mux-kill",
             CHAOS_MIX,
@@ -394,7 +429,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "flood-scale",
             FLOOD_MIX,
-            lambda: together(syn_flood(), drain_during()),
+            lambda: together(syn_flood(), drain_during(delay=13.0, drain_for=12.0)),
             "a SYN flood during which a server is drained and made active again (SF-3)",
         ),
         Scenario(
