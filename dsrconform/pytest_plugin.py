@@ -238,10 +238,10 @@ def _lab_path(config: pytest.Config) -> str:
 
 
 def _lab_name(config: pytest.Config) -> str:
-    """One lab per pytest-xdist worker (``suite0``, ``suite1``...), never shared: a worker
-    tears down only its own."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    return "suite" + "".join(c for c in worker if c.isdigit())[:6]
+    """One lab per pytest process (``s<pid>``: each pytest-xdist worker, and each of two runs
+    at once, gets its own), never shared: a process tears down only its own. A crashed run's
+    lab is found by ``dsrconform lab down --all`` (the reaper)."""
+    return f"s{os.getpid()}"
 
 
 @pytest.fixture(scope="session")
