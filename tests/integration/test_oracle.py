@@ -40,8 +40,9 @@ WHERE: dict[str, tuple[str, str]] = {
 NOT_CAUGHT_YET: dict[str, str] = {
     "modulo-hash": "SC-2 has no suite yet: it needs tuple probes new to a stateful MUX",
     "in-place-table": "SC-4 has no suite yet: it needs tuple probes new to a stateful MUX",
-    "syn-skips-conn-table": "needs clients reusing a 5-tuple across a backend change (AF-1); "
-    "SC-1 (connections open at an addition) cannot see a bug of SYNs",
+    "syn-skips-conn-table": "its bug breaks a client reusing a 5-tuple across a backend change; "
+    "the taps aggregate a 5-tuple over the run, so AF-1 skips such a tuple as overlapping the "
+    "change, and SC-1 judges only connections open at an addition",
 }
 """Mutants no suite catches yet, with why (strict xfails: see the module docstring)."""
 
