@@ -79,6 +79,28 @@ def test_unknown_mutant_is_rejected_before_the_benchmark(
     assert "dsrconform mutants" in err  # the message names where to find the known ones
 
 
+def test_bench_suites_times_one_run_per_backend_and_round(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dsrconform.bench import suites
+
+    calls: list[tuple[str, str, str | None, int]] = []
+
+    def fake(backend: str, level: str, lab: str | None, seed: int) -> dict[str, object]:
+        calls.append((backend, level, lab, seed))
+        ok = backend == "netns"
+        return {"backend": backend, "seconds": 1.0, "exit": 0 if ok else 1,
+                "requirements": {"RW-1": "PASS" if ok else "FAIL"}}  # fmt: skip
+
+    monkeypatch.setattr(suites, "time_run", fake)
+    code, out, _ = run(capsys, "bench", "suites", "--backend", "netns", "--rounds", "2",
+                       "--seed", "7", "--json")  # fmt: skip
+    assert code == 0 and [r["seconds"] for r in json.loads(out)] == [1.0, 1.0]
+    assert calls == [("netns", "MUST", None, 7), ("netns", "MUST", None, 8)]
+    code, _, err = run(capsys, "bench", "suites", "--backend", "docker", "--level", "MAY")
+    assert code == 1 and "docker: 1.0 s" in err and "0/1 requirements PASS" in err
+
+
 def test_bench_requires_what(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, _ = run(capsys, "bench")
     assert code == 2

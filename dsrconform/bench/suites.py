@@ -1,0 +1,80 @@
+"""``dsrconform bench suites``: wall time of the conformance suites, per lab backend.
+
+Each round is one ``dsrconform run`` (a separate process, as a CI gate runs it: lab up, every
+scenario, checks, lab down) at ``--level`` (default MUST) on the lab file given, timed from
+start to exit; the exit status and the per-requirement statuses come from its ``summary.json``.
+The issue's target: the MUST suite on ``labs/basic.yaml`` with the netns backend within
+:data:`TARGET_SECONDS` on a 2-core machine, so it fits a CI gate. A benchmark, not a test: it
+reports, it does not fail on the time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+TARGET_SECONDS = 300.0
+BACKENDS = ("netns", "docker")
+
+
+def time_run(backend: str, level: str, lab: str | None, seed: int) -> dict[str, Any]:
+    """One ``dsrconform run`` on ``backend``: seconds, exit status, statuses per requirement."""
+    with tempfile.TemporaryDirectory(prefix="dsrc-bench-suites-") as tmp:
+        argv = [sys.executable, "-m", "dsrconform.cli", "run", "--backend", backend,
+                "--level", level, "--seed", str(seed), "--results", tmp]  # fmt: skip
+        if lab is not None:
+            argv += ["--lab", lab]
+        start = time.monotonic()
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=3600, check=False)
+        seconds = time.monotonic() - start
+        path = Path(tmp) / "summary.json"
+        summary = json.loads(path.read_text()) if path.exists() else {"requirements": {}}
+    statuses = {req: row["status"] for req, row in summary["requirements"].items()}
+    return {
+        "backend": backend,
+        "level": level,
+        "seconds": round(seconds, 1),
+        "exit": res.returncode,
+        "requirements": statuses,
+        "tail": "" if res.returncode == 0 else res.stdout[-2000:] + res.stderr[-2000:],
+    }
+
+
+def main(args: argparse.Namespace) -> int:
+    results = []
+    for backend in args.backend or ["netns"]:
+        for n in range(args.rounds):
+            print(f"bench suites: {backend} round {n + 1}/{args.rounds} ...", file=sys.stderr)
+            r = time_run(backend, args.level, args.lab, seed=args.seed + n)
+            results.append(r)
+            passed = sum(s == "PASS" for s in r["requirements"].values())
+            print(
+                f"  {backend}: {r['seconds']:.1f} s (target {TARGET_SECONDS:.0f} s), exit "
+                f"{r['exit']}, {passed}/{len(r['requirements'])} requirements PASS",
+                file=sys.stderr,
+            )
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0 if all(r["exit"] == 0 for r in results) else 1
+
+
+def add_parser(bench_subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``bench suites`` under ``dsrconform bench``; its handler is :func:`main`."""
+    p: argparse.ArgumentParser = bench_subparsers.add_parser(
+        "suites", help="wall time of `dsrconform run` per lab backend (needs root)"
+    )
+    p.add_argument("--backend", choices=BACKENDS, action="append", default=None,
+                   help="repeat for both (default: netns)")  # fmt: skip
+    p.add_argument("--level", choices=("MUST", "SHOULD", "MAY"), default="MUST")
+    p.add_argument("--lab", default=None, metavar="FILE", help="default: labs/basic.yaml")
+    p.add_argument("--rounds", type=int, default=1, metavar="N")
+    p.add_argument("--seed", type=int, default=1, metavar="N", help="first round's seed")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(handler=main)
+    return p
