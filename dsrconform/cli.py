@@ -14,7 +14,8 @@ Subcommands::
     dsrconform steady FILE [--mode MODE] [--mutant NAME] [--out DIR] [--quick]   observe + check
     dsrconform check DIR [--ids ID,... | --families RW,DP] [--set REQ.PARAM=V]   re-check a run
     dsrconform run [--suite NAME ...] [--target NAME] [--mutant NAME] [--level MUST] [--seed N]
-                   [--lab FILE] [--backend B] [--mode M] [--results DIR] [--keep-lab]
+                   [--requirement ID,...] [--lab FILE] [--backend B] [--mode M]
+                   [--results DIR] [--keep-lab]
                    [-- PYTEST-ARGS...]              the suites through pytest, a status each
 
 Targets are reached only through the registry (:func:`dsrconform.target.load_target`), never by

@@ -70,6 +70,11 @@ class RequirementUnknown(Exception):
     """A requirement could not be decided (data missing, a checker crashed): never a pass."""
 
 
+class ScenarioFailed(RequirementUnknown):
+    """The scenario a test judges could not run (a fault or a generator failed): its
+    requirements are undecided, reported as an error like any UNKNOWN."""
+
+
 def _dest(opt: str) -> str:
     return opt.removeprefix("--").replace("-", "_")
 
@@ -112,7 +117,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest=_dest(OPT_MODE),
         choices=MODES,
         default=None,
-        help="rewrite mode of the servers (default: every mode the suite covers)",
+        help="rewrite mode of the servers (default: the lab file's)",
     )
     group.addoption(
         OPT_LEVEL,
@@ -272,10 +277,12 @@ def dsr_scenario(
 ) -> Callable[[str], Any]:
     """Session scope; depends on ``dsr_lab`` and ``dsr_seed``. ``dsr_scenario(name)`` runs the
     scenario ``name`` of :data:`dsrconform.scenarios.SCENARIOS` (a traffic mix, seeded, with its
-    fault) on the lab once per session and returns the :class:`~dsrconform.steady.SteadyRun`
-    (``.observations`` for ``dsr_check``); later calls return the same run. Its run directory
-    goes to ``<--dsr-results>/<name>`` when a results directory is given. An unknown name is a
-    usage error listing the known ones."""
+    fault) on the lab at most once per session and returns the
+    :class:`~dsrconform.steady.SteadyRun` (``.observations`` for ``dsr_check``); later calls
+    return the same run. Its run directory goes to ``<--dsr-results>/<name>`` when a results
+    directory is given. A scenario that fails is not run again: this and every later call
+    raise :class:`ScenarioFailed` (reported as an error, its requirements UNKNOWN) with the
+    first failure. An unknown name fails the test, listing the known ones."""
     from dataclasses import replace
 
     from dsrconform.scenarios import SCENARIOS
@@ -283,19 +290,25 @@ def dsr_scenario(
 
     results = request.config.getoption(_dest(OPT_RESULTS))
     runs: dict[str, Any] = {}
+    failed: dict[str, str] = {}
 
     def run(name: str) -> Any:
+        __tracebackhide__ = True
+        if name not in SCENARIOS:
+            pytest.fail(f"unknown dsrconform scenario {name!r}; known: {', '.join(SCENARIOS)}")
+        if name in failed:
+            raise ScenarioFailed(f"scenario {name} failed earlier in this session: {failed[name]}")
         if name not in runs:
-            if name not in SCENARIOS:
-                raise pytest.UsageError(
-                    f"unknown dsrconform scenario {name!r}; known: {', '.join(SCENARIOS)}"
-                )
             sc = SCENARIOS[name]
             out = Path(results) / name if results else None
-            fault = sc.fault() if sc.fault is not None else None
-            runs[name] = observe_steady_state(
-                dsr_lab, replace(sc.mix, seed=dsr_seed), out_dir=out, fault=fault
-            )
+            try:
+                fault = sc.fault() if sc.fault is not None else None
+                runs[name] = observe_steady_state(
+                    dsr_lab, replace(sc.mix, seed=dsr_seed), out_dir=out, fault=fault
+                )
+            except Exception as e:
+                failed[name] = f"{type(e).__name__}: {e}"
+                raise ScenarioFailed(f"scenario {name} failed: {failed[name]}") from e
         return runs[name]
 
     return run
@@ -312,7 +325,8 @@ def dsr_steady(dsr_scenario: Callable[[str], Any]) -> Any:
 def dsr_flood(dsr_scenario: Callable[[str], Any]) -> Any:
     """Session scope; depends on ``dsr_scenario``. The ``syn-flood`` scenario's run: long
     streams and new connections all along (:data:`dsrconform.scenarios.FLOOD_MIX`) with a 12 s
-    spoofed SYN flood from the lab's flood node (:func:`dsrconform.scenarios.syn_flood`)."""
+    spoofed SYN flood from the lab's flood node (:func:`dsrconform.scenarios.syn_flood`), then
+    a drain of one server from every service."""
     return dsr_scenario("syn-flood")
 
 

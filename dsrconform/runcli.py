@@ -1,8 +1,8 @@
 """``dsrconform run``: the conformance suites through pytest, then a verdict per requirement.
 
     dsrconform run [--suite NAME ...] [--target NAME] [--mutant NAME] [--level MUST|SHOULD|MAY]
-                   [--lab FILE] [--backend netns|docker] [--mode MODE] [--seed N]
-                   [--results DIR] [--keep-lab] [-- PYTEST-OPTIONS...]
+                   [--requirement ID,...] [--lab FILE] [--backend netns|docker] [--mode MODE]
+                   [--seed N] [--results DIR] [--keep-lab] [-- PYTEST-OPTIONS...]
 
 It runs ``sys.executable -m pytest`` on the repository's ``suites/`` (all of it, or
 ``suites/test_<NAME>.py`` per ``--suite``) as a child process whose output goes straight to the
@@ -255,7 +255,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--lab", default=None, metavar="FILE", help="default: labs/basic.yaml")
     p.add_argument("--backend", choices=BACKENDS, default=None, help="default: netns")
     p.add_argument("--mode", choices=MODES, default=None,
-                   help="rewrite mode (default: every mode the suite covers)")  # fmt: skip
+                   help="rewrite mode (default: the lab file's)")  # fmt: skip
     p.add_argument("--seed", type=_seed, default=None, metavar="N",
                    help="seed of every random choice (default: random, shown)")  # fmt: skip
     p.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR",

@@ -71,7 +71,7 @@ def syn_flood(*, delay: float = 4.0, seconds: float = 12.0, rate: float = 130_00
     def inject(lab: Any, say: Callable[[str], None]) -> list[FaultWindow]:
         from dsrconform.traffic.synflood import lab_flood
 
-        svc = next(s for s in lab.topology.services if s.proto == "tcp")
+        svc = _first_tcp_service(lab.topology)
         time.sleep(delay)  # the fault's schedule (streams established first), not a wait for state
         say(f"SYN flood at {svc.vip}:{svc.port} for {seconds:g} s")
         result = lab_flood(lab, vip=svc.vip, port=svc.port, count=int(rate * seconds * 1.2),
@@ -111,8 +111,9 @@ def mux_failure(
     it is restarted with empty state (windows: ``mux-fail`` from the kill to the restart,
     ``route-withdrawn`` when the router's routes stopped using it, ``mux-rejoin`` from the
     restart until its routes are back). ``hang``: its processes stopped (SIGSTOP, the data plane
-    keeps running) until the BGP hold timer expires, then resumed with its state intact (no
-    rejoin window: MF-4 is about an empty state). Either way the fault returns only once the
+    keeps running; the router withdraws it when the BGP hold timer expires), resumed ``down``
+    seconds after the withdrawal with its state intact (no rejoin window: MF-4 is about an
+    empty state). Either way the fault returns only once the
     router's VIP routes are as before, so the next scenario starts on a whole lab; a route that
     does not change within ``timeout`` is a LabError."""
 
@@ -127,11 +128,11 @@ def mux_failure(
         time.sleep(delay)  # the fault's schedule (streams established first), not a wait for state
         say(f"{how} {target}")
         start = time.monotonic()
-        if how == "kill":
-            lab.kill_node(target)
-        else:
-            lab.pause_node(target)
-        try:
+        try:  # whatever fails from here on, the MUX is brought back
+            if how == "kill":
+                lab.kill_node(target)
+            else:
+                lab.pause_node(target)
             withdrawn, _ = wait_routes(
                 lab, lambda hops: all(addr not in h for h in hops.values()),
                 timeout=timeout, what=f"the withdrawal of {target}'s routes after its {how}",
@@ -251,12 +252,16 @@ def then(*faults: Fault) -> Fault:
 
 def together(*faults: Fault) -> Fault:
     """Run ``faults`` at once (each in its own thread, each on its own schedule); their windows
-    together. The first error is raised once every fault has ended (so none is left running)."""
+    together. Once every fault has ended (so none is left running), the error of the first
+    failed fault in ``faults``' order is raised, and any other is reported through ``say``."""
 
     def inject(lab: Any, say: Callable[[str], None]) -> list[FaultWindow]:
         with ThreadPoolExecutor(max_workers=len(faults)) as pool:
             futures = [pool.submit(f, lab, say) for f in faults]
             wait(futures)
+        errors = [e for f in futures if (e := f.exception()) is not None]
+        for e in errors[1:]:  # the first is raised; the others must not vanish
+            say(f"another fault running at the same time failed too: {type(e).__name__}: {e}")
         return [w for f in futures for w in f.result()]
 
     return inject
@@ -317,11 +322,24 @@ def _backends_fault(
         try:
             return steps(change, servers, lab, say)
         finally:
-            for svc in services:
-                if lab.deployment.backends(svc.name) != start[svc.name]:
-                    lab.set_backends(svc.name, start[svc.name]["active"], draining=())
+            _restore(lab, start, say)
 
     return inject
+
+
+def _restore(lab: Any, start: dict[str, dict[str, list[str]]], say: Callable[[str], None]) -> None:
+    """Give every service its starting sets back, each on its own (one failing does not keep
+    the others changed); a failure is reported and raised once all were tried."""
+    failed: list[str] = []
+    for name, sets in start.items():
+        try:
+            if lab.deployment.backends(name) != sets:
+                lab.set_backends(name, sets["active"], draining=sets["draining"])
+        except Exception as e:
+            failed.append(f"{name}: {type(e).__name__}: {e}")
+    if failed:
+        say("could not restore the backends of " + "; ".join(failed))
+        raise LabError("backend sets not restored after a scenario: " + "; ".join(failed))
 
 
 def _ended(windows: list[FaultWindow], at: float) -> list[FaultWindow]:
@@ -341,7 +359,7 @@ def scale_changes(*, delay: float = 5.0, step: float = 4.0, drain_for: float = 6
         out = change("backend-remove", [s for s in servers if s != gone], target=gone)
         time.sleep(step)  # the schedule: connections opened without it, then it comes back
         out += change("backend-add", servers, target=gone)
-        time.sleep(step)
+        time.sleep(step)  # the schedule: the server back a while before another is drained
         drain = change(
             "backend-drain", [s for s in servers if s != drained], draining=(drained,),
             target=drained,
@@ -371,10 +389,12 @@ def drain_during(*, delay: float = 8.0, drain_for: float = 4.0) -> Fault:
     return _backends_fault(steps, every_service=True)
 
 
-def remove_then_mux_loss(*, delay: float = 5.0, gap: float = 3.0) -> Fault:
+def remove_then_mux_loss(*, delay: float = 5.0, gap: float = 3.0, hold: float = 15.0) -> Fault:
     """Remove the first TCP service's last server, then ``gap`` s later kill the failover MUX
     and bring it back as :func:`mux_failure` does (SC-5: connections established before the
-    change lose their MUX's state); the server comes back once the MUX has."""
+    change lose their MUX's state); the server is added back ``hold`` s after the MUX is back
+    (past SC-5's default grace, so nothing else changes while it is judged; its own
+    ``backend-add`` window)."""
 
     def steps(
         change: Callable[..., list[FaultWindow]], servers: list[str], lab: Any,
@@ -382,7 +402,9 @@ def remove_then_mux_loss(*, delay: float = 5.0, gap: float = 3.0) -> Fault:
     ) -> list[FaultWindow]:  # fmt: skip
         time.sleep(delay)  # the fault's schedule (streams established first), not a wait
         removed = change("backend-remove", servers[:-1], target=servers[-1])
-        return [*removed, *mux_failure("kill", delay=gap)(lab, say)]
+        failed = mux_failure("kill", delay=gap)(lab, say)
+        time.sleep(hold)  # the schedule: no other change inside SC-5's grace after the MUX is back
+        return [*removed, *failed, *change("backend-add", servers, target=servers[-1])]
 
     return _backends_fault(steps)
 

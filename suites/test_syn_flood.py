@@ -2,9 +2,11 @@
 every MUX keeps forwarding (SF-1, SF-2, SF-4).
 
 One run of the flood mix (``dsr_flood``, once per session): streams established first and
-open across the flood, new connections at a steady rate all along, and a 12 s SYN flood from
-198.18.200.0/21 (black-holed at the router) sent from the lab's flood node. The flood during a
-backend change (SF-3) comes with the scale-out scenarios.
+open across the flood, new connections at a steady rate all along, UDP flows idle across it,
+and a 12 s SYN flood from 198.18.200.0/21 (black-holed at the router) sent from the lab's flood
+node, followed by an 8 s drain of one server from every service: a drain breaks nothing on a
+correct stack, but shows a flood that destroyed the state of established flows (SF-1). The
+flood during a backend change (SF-3) is in test_scale.py.
 """
 
 from __future__ import annotations

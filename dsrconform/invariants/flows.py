@@ -27,6 +27,13 @@ def describe_event(fh: FlowHistory, e: FlowEvent) -> str:
     return e.kind.replace("_", " ")
 
 
+def unterminated(fh: FlowHistory) -> bool:
+    """A TCP flow without an end: every TCP flow of a finished history ends (closed, even if
+    cut at its generator's deadline, or broken), so one without was lost by its recorder, and
+    judging it "alive" would pass it whatever happened to it."""
+    return fh.start.proto == "tcp" and fh.ended_at is None
+
+
 def judge_survival(
     j: Judge,
     history: History,
@@ -42,16 +49,13 @@ def judge_survival(
     end = history.end_time
     if end is not None and end < start:
         j.incomplete(f"the history ends at t={end:.3f}, before {what} began")
-    judged = unterminated = 0
+    judged = lost = 0
     for fh in flows:
         if not fh.alive_at(start):
             continue
         judged += 1
-        if fh.start.proto == "tcp" and fh.ended_at is None:
-            # Every TCP flow of a finished history ends (closed, even if cut at the generator's
-            # deadline, or broken); one without an end was lost by its recorder, and judging
-            # it "alive" would pass it whatever happened to it.
-            unterminated += 1
+        if unterminated(fh):
+            lost += 1
             continue
         e = fh.first_break(start, until)
         if e is not None:
@@ -81,9 +85,9 @@ def judge_survival(
                         until=ev.t + ev.seconds,
                     )
                     break
-    if unterminated:
+    if lost:
         j.incomplete(
-            f"{unterminated} connections open at {what} have no end in the history (their "
+            f"{lost} connections open at {what} have no end in the history (their "
             "generator stopped recording them): their survival is unknown"
         )
     return judged

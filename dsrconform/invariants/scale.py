@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from dsrconform.invariants.flows import describe_event, judge_survival
+from dsrconform.invariants.flows import describe_event, judge_survival, unterminated
 from dsrconform.invariants.muxfail import carried_by, muxes_before
 from dsrconform.invariants.observations import BACKEND_CHANGES, FaultWindow, Observations
 from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
@@ -134,13 +134,18 @@ def check_drain(obs: Observations, p: Params) -> Verdict:
             j, history, on_it, w.start, w.stop + p["grace"], what=f"the drain of {target}"
         )
         until = _until_next(obs, w, ("backend-add", "config-change"))
-        # A client reusing a 5-tuple used before the drain may be kept on its old server (the
-        # stack remembers it: connection affinity wins); that is not a new connection.
-        used_before = {_tuple(fh) for fh in flows if fh.start.t < w.start}
+        # A client reusing a 5-tuple whose last connection before the drain was on the drained
+        # server may be kept there (the stack remembers it: connection affinity wins); that is
+        # not a new connection. A reused tuple that was elsewhere has no such excuse.
+        last_before: dict[TupleKey, tuple[float, str | None]] = {}
+        for fh in flows:
+            key, t = _tuple(fh), fh.start.t
+            if t < w.start and t >= last_before.get(key, (-math.inf, None))[0]:
+                last_before[key] = (t, fh.server)
         for fh in flows:
             if not w.start + p["settle"] <= fh.start.t < until or fh.server is None:
                 continue
-            if _tuple(fh) in used_before:
+            if last_before.get(_tuple(fh), (0.0, None))[1] == target:
                 reused += 1
                 continue
             fresh += 1
@@ -250,7 +255,7 @@ def check_change_then_mux_loss(obs: Observations, p: Params) -> Verdict:
         seen = carried_by(j, obs)
     except MissingData:
         seen = {}
-    total = pairs = unterminated = 0
+    total = pairs = lost = 0
     broken: list[tuple[FlowHistory, FlowEvent, str]] = []
     for f in obs.need_windows("mux-fail"):
         c = next((x for x in reversed(changes) if x.start < f.start), None)
@@ -263,8 +268,8 @@ def check_change_then_mux_loss(obs: Observations, p: Params) -> Verdict:
                 continue
             if seen and f.target is not None and f.target not in muxes_before(fh, seen, f.start):
                 continue
-            if fh.start.proto == "tcp" and fh.ended_at is None:
-                unterminated += 1  # lost by its recorder (see judge_survival)
+            if unterminated(fh):
+                lost += 1
                 continue
             total += 1
             e = fh.first_break(f.start, f.stop + p["grace"])
@@ -278,8 +283,8 @@ def check_change_then_mux_loss(obs: Observations, p: Params) -> Verdict:
     if share > p["max_breakage"]:  # breakage within the bound is measured, not a violation
         for fh, e, when in broken:
             j.violation(f"{describe_event(fh, e)} {when}", flow=fh.describe(), time=e.t)
-    if unterminated:
-        j.incomplete(f"{unterminated} connections have no end in the history: survival unknown")
+    if lost:
+        j.incomplete(f"{lost} connections have no end in the history: survival unknown")
     if total == 0:
         j.incomplete("no connection established before the change was open when the MUX failed")
     return j.verdict(

@@ -46,7 +46,7 @@ class Event:
     detail: str = ""
 
 
-PORT_BLOCKS = 8
+PORT_BLOCKS = 16
 """Client port ranges a lab cycles through, one per traffic run (see Lab.fresh_client_ports)."""
 
 
@@ -249,8 +249,9 @@ class Lab:
         return before, after
 
     def fresh_client_ports(self) -> tuple[int, int]:
-        """Give every client node a local port range no earlier run on this lab used (the next
-        of :data:`PORT_BLOCKS` blocks of 32768-65535, cycling) and return it. A stateful MUX
+        """Give every client node a local port range the last :data:`PORT_BLOCKS` - 1 runs on
+        this lab did not use (the next of that many blocks of 32768-65535, cycling: the suites
+        run 8 scenarios a session) and return it. A stateful MUX
         keeps a client 5-tuple it remembers on that tuple's old server, which is correct, but a
         run that reused a tuple from an earlier run could not tell a new connection from an old
         one; with a fresh range every connection of a run is new to the stack (the crafted

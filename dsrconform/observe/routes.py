@@ -21,11 +21,17 @@ __all__ = ["vip_next_hops", "wait_routes"]
 POLL = 0.02
 """Seconds between reads while waiting: a route change is timed to within this."""
 
+RTNH_F_DEAD, RTNH_F_LINKDOWN = 1, 16  # <linux/rtnetlink.h>
+UNUSABLE = RTNH_F_DEAD | RTNH_F_LINKDOWN
+"""A next hop with either flag is still listed but not used (the lab's router ignores routes
+over a link that is down), so it counts as withdrawn from the moment the kernel flags it."""
+
 NextHops = dict[str, list[str]]
 
 
 def vip_next_hops(lab: Any) -> NextHops:
-    """VIP -> sorted next-hop addresses of the router's /32 route to it ([] when it has none)."""
+    """VIP -> sorted next-hop addresses the router's /32 route to it uses ([] when none): next
+    hops flagged dead or link-down are left out."""
     from pyroute2 import IPRoute
 
     topo = lab.topology
@@ -39,10 +45,10 @@ def vip_next_hops(lab: Any) -> NextHops:
             if r["dst_len"] != 32 or dst not in vips:
                 continue
             gw = r.get_attr("RTA_GATEWAY")
-            if gw:
+            if gw and not r["flags"] & UNUSABLE:
                 out[dst].append(gw)
             for nh in r.get_attr("RTA_MULTIPATH") or []:
-                if nh.get_attr("RTA_GATEWAY"):
+                if nh.get_attr("RTA_GATEWAY") and not nh["flags"] & UNUSABLE:
                     out[dst].append(nh.get_attr("RTA_GATEWAY"))
     return {v: sorted(h) for v, h in out.items()}
 

@@ -48,7 +48,6 @@ def test_the_syn_flood_suite_passes_on_the_reference_stack(tmp_path: Path) -> No
         ("SF-2", "PASS"),
         ("SF-4", "PASS"),
     ], out
-    (window,) = [
-        json.loads(x) for x in (tmp_path / "syn-flood" / "faults.jsonl").read_text().split()
-    ]
-    assert window["kind"] == "syn-flood" and window["rate"] >= 95_000, window
+    windows = [json.loads(x) for x in (tmp_path / "syn-flood" / "faults.jsonl").read_text().split()]
+    (window,) = [w for w in windows if w["kind"] == "syn-flood"]  # then the drain's windows
+    assert window["rate"] >= 95_000, window

@@ -385,6 +385,11 @@ def test_sc3_a_reused_tuple_is_no_new_connection() -> None:
     assert v.status == Status.PASS and v.measured["reused_tuples_skipped"] == 1
     run.conn(32, 109.0, end_t=110.0, server="server2", sport=41001)  # a new tuple: violation
     assert run_checker(check_drain, run.obs()).status == Status.FAIL
+    elsewhere = drain_run()
+    elsewhere.conn(33, 90.0, end_t=91.0, server="server1", sport=41002)  # before: server1
+    elsewhere.conn(34, 108.0, end_t=109.0, server="server2", sport=41002)  # now the drained one
+    v = run_checker(check_drain, elsewhere.obs())
+    assert v.status == Status.FAIL and v.measured["reused_tuples_skipped"] == 0
 
 
 def test_sc3_unknown_without_new_connections() -> None:

@@ -137,6 +137,63 @@ def test_requirement_option_keeps_only_tests_citing_one_of_them(pytester: pytest
     bad.stderr.fnmatch_lines(["*--dsr-requirement: unknown requirement ID(s) 'XX-9'*"])
 
 
+def test_a_failed_scenario_runs_once_and_leaves_its_tests_undecided(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+        import dsrconform.steady
+
+        CALLS = []
+
+        def broken(lab, mix, **kw):
+            CALLS.append(mix.seed)
+            raise RuntimeError("the MUX never came back")
+
+        @pytest.fixture(scope="session")
+        def dsr_lab(monkeypatch_session):
+            return object()
+
+        @pytest.fixture(scope="session")
+        def monkeypatch_session():
+            mp = pytest.MonkeyPatch()
+            mp.setattr(dsrconform.steady, "observe_steady_state", broken)
+            yield mp
+            mp.undo()
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+        from conftest import CALLS
+
+        @pytest.mark.requirement("MF-1")
+        def test_one(dsr_scenario):
+            dsr_scenario("mux-kill")
+
+        @pytest.mark.requirement("MF-2")
+        def test_two(dsr_scenario):
+            dsr_scenario("mux-kill")
+
+        def test_ran_once():
+            assert len(CALLS) == 1
+
+        def test_unknown_name(dsr_scenario):
+            dsr_scenario("no-such-scenario")
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--dsr-seed", "5", "-rE")
+    result.assert_outcomes(passed=1, failed=1, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*scenario mux-kill failed: RuntimeError: the MUX never came back*",
+            "*scenario mux-kill failed earlier in this session: RuntimeError*",
+            "*unknown dsrconform scenario 'no-such-scenario'; known: steady, syn-flood*",
+        ]
+    )
+
+
 CHECKS = """
 import pytest
 from tests.unit.observations_builder import SERVER_ADDR, Run
