@@ -23,7 +23,6 @@ The module imports nothing heavy: lab, target and spec modules load inside hooks
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -33,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from dsrconform.runopts import BACKENDS, LEVELS, MODES, SUMMARY_FILE, VERDICTS_FILE, parse_seed
 
 GROUP = "dsrconform"
 OPT_LAB = "--dsr-lab"
@@ -47,16 +48,12 @@ OPT_MUTANT = "--dsr-mutant"
 OPT_REQUIREMENT = "--dsr-requirement"
 DEFAULT_LAB = "labs/basic.yaml"
 
-BACKENDS = ("netns", "docker")
-MODES = ("encap", "server-nat", "gateway-nat")
-LEVELS = ("MUST", "SHOULD", "MAY")  # strictest first
 MARKER = "requirement"
 
 SEED_KEY = pytest.StashKey[int]()
 VERDICTS_KEY = pytest.StashKey[list[Any]]()
 RUN_KEY = pytest.StashKey["_RunRecord"]()
-RESULTS_FILE = "verdicts.jsonl"
-SUMMARY_FILE = "summary.json"
+RESULTS_FILE = VERDICTS_FILE
 
 # user_properties of the test reports (they travel from xdist workers to the controller)
 PROP_VERDICTS = "dsrconform_verdicts"  # call report: the verdicts' JSON rows
@@ -77,16 +74,6 @@ class ScenarioFailed(RequirementUnknown):
 
 def _dest(opt: str) -> str:
     return opt.removeprefix("--").replace("-", "_")
-
-
-def _seed(value: str) -> int:
-    try:
-        seed = int(value, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"takes an integer, got {value!r}") from None
-    if seed < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {seed}")
-    return seed
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -129,7 +116,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         OPT_SEED,
         dest=_dest(OPT_SEED),
-        type=_seed,
+        type=parse_seed,
         default=None,
         metavar="N",
         help="seed for every random choice (default: random, printed in the header)",

@@ -30,13 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from dsrconform.errors import ConfigError
+from dsrconform.runopts import BACKENDS, LEVELS, MODES, SUMMARY_FILE, VERDICTS_FILE, parse_seed
 
-LEVELS = ("MUST", "SHOULD", "MAY")  # strictest first, as dsrconform.spec.LEVELS
-MODES = ("encap", "server-nat", "gateway-nat")
-BACKENDS = ("netns", "docker")
 DEFAULT_RESULTS = "results/run"
-SUMMARY_FILE = "summary.json"  # as dsrconform.pytest_plugin (not imported: it imports pytest)
-VERDICTS_FILE = "verdicts.jsonl"
 PYTEST_RAN = (0, 1)  # pytest exit codes of a run that went through: all passed, some did not
 
 
@@ -222,16 +218,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return status
 
 
-def _seed(value: str) -> int:
-    try:
-        seed = int(value, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"takes an integer, got {value!r}") from None
-    if seed < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {seed}")
-    return seed
-
-
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "run",
@@ -256,7 +242,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--backend", choices=BACKENDS, default=None, help="default: netns")
     p.add_argument("--mode", choices=MODES, default=None,
                    help="rewrite mode (default: the lab file's)")  # fmt: skip
-    p.add_argument("--seed", type=_seed, default=None, metavar="N",
+    p.add_argument("--seed", type=parse_seed, default=None, metavar="N",
                    help="seed of every random choice (default: random, shown)")  # fmt: skip
     p.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR",
                    help=f"where results go (default: {DEFAULT_RESULTS})")  # fmt: skip

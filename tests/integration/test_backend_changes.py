@@ -9,9 +9,8 @@ entry (Deployment.set_backends), and these checks are about new connections.
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 from dsrconform.errors import ConfigError
 from dsrconform.lab import Lab
 from tests.markers import requires_root
+from tests.waiting import wait_for
 
 pytestmark = requires_root
 BASIC = Path(__file__).resolve().parents[2] / "labs" / "basic.yaml"
@@ -40,14 +40,6 @@ def restore(lab: Lab) -> Iterator[None]:
     for svc in lab.topology.services:
         if lab.deployment.backends(svc.name) != ALL:
             lab.set_backends(svc.name, SERVERS)
-
-
-def wait_for(cond: Callable[[], bool], seconds: float, what: str) -> float:
-    start = time.monotonic()
-    while not cond():
-        assert time.monotonic() - start < seconds, f"{what} not within {seconds} s"
-        time.sleep(0.05)  # polling a condition, bounded by the deadline above
-    return time.monotonic() - start
 
 
 def addr(lab: Lab, server: str) -> str:

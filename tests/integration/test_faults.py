@@ -4,8 +4,7 @@ traffic or by BGP the way production would see it."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from dsrconform.lab import Lab
 from dsrconform.lab.faults import cpu_groups
 from tests.markers import requires_docker, requires_root
+from tests.waiting import wait_for
 
 pytestmark = requires_root
 BASIC = Path(__file__).resolve().parents[2] / "labs" / "basic.yaml"
@@ -23,14 +23,6 @@ VIP = "198.19.0.10"
 def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     with Lab.up(BASIC, name="tfault", backend=request.param) as lab:
         yield lab
-
-
-def wait_for(cond: Callable[[], bool], seconds: float, what: str) -> float:
-    start = time.monotonic()
-    while not cond():
-        assert time.monotonic() - start < seconds, f"{what} not within {seconds} s"
-        time.sleep(0.05)  # polling a condition, bounded by the deadline above
-    return time.monotonic() - start
 
 
 def routes(lab: Lab) -> list[str]:

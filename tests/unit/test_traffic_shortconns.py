@@ -5,11 +5,10 @@ servers on loopback (the CLI refuses loopback; the core takes it only when told 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from dsrconform.observe import history as h
 from dsrconform.traffic import shortconns as sc
 from dsrconform.traffic.common import Recorder
 from reference_impl.app import ServerApp
+from tests.unit.loopback import Handler, loopback_server
 
 LAB_ARGS = ["--vip", "198.19.0.10", "--sources", "198.18.1.2,198.18.1.3"]
 SUMMARY_KEYS = {"attempted", "succeeded", "failed", "failures", "cut", "success_rate", "span_s",
@@ -271,17 +271,6 @@ def test_an_unknown_outcome_is_an_error() -> None:
 
 # --- whole runs on loopback -----------------------------------------------------------------------
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-@contextlib.asynccontextmanager
-async def _server(handler: Handler) -> AsyncIterator[int]:
-    srv = await asyncio.start_server(handler, "127.0.0.1", 0)
-    try:
-        yield srv.sockets[0].getsockname()[1]
-    finally:
-        srv.close()
-
 
 async def _drive(tmp_path: Path, port: int, *extra: str) -> tuple[dict[str, Any], h.History]:
     """Run the core against 127.0.0.1:port; its counts, and the history it recorded."""
@@ -300,7 +289,7 @@ def test_a_run_against_the_reference_app_succeeds_and_loads(tmp_path: Path) -> N
     app = ServerApp("s1", linger=1.0)
 
     async def go() -> tuple[dict[str, Any], h.History]:
-        async with _server(app.handle_http) as port:
+        async with loopback_server(app.handle_http) as port:
             try:
                 return await _drive(tmp_path, port, "--rate", "2000", "--count", "200",
                                     "--timeout", "5", "--max-in-flight", "50",
@@ -328,7 +317,7 @@ def test_uploads_reach_the_reference_app_whole(tmp_path: Path) -> None:
     app = ServerApp("s1", linger=1.0)
 
     async def go() -> tuple[dict[str, Any], h.History]:
-        async with _server(app.handle_http) as port:
+        async with loopback_server(app.handle_http) as port:
             try:
                 return await _drive(tmp_path, port, "--rate", "500", "--count", "20",
                                     "--timeout", "5", "--upload", "70000")  # fmt: skip
@@ -388,7 +377,7 @@ async def _reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
 def test_wrong_answers_are_failures(handler: Handler, failure: str, kinds: list[str],
                                     tmp_path: Path) -> None:  # fmt: skip
     async def go() -> tuple[dict[str, Any], h.History]:
-        async with _server(handler) as port:
+        async with loopback_server(handler) as port:
             return await _drive(tmp_path, port, "--rate", "1000", "--count", "20", "--timeout",
                                 "5")  # fmt: skip
 

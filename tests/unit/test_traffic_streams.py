@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +15,7 @@ from dsrconform.streampattern import SEED_MAX
 from dsrconform.traffic import common, streams
 from dsrconform.traffic.common import Recorder
 from reference_impl.app import ServerApp
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-@contextlib.asynccontextmanager
-async def _server(handler: Handler) -> AsyncIterator[int]:
-    srv = await asyncio.start_server(handler, "127.0.0.1", 0)
-    try:
-        yield srv.sockets[0].getsockname()[1]
-    finally:
-        srv.close()
+from tests.unit.loopback import Handler, loopback_server
 
 
 def _args(port: int, **kw: Any) -> argparse.Namespace:
@@ -40,7 +28,7 @@ def _drive(tmp_path: Path, handler: Handler, **kw: Any) -> tuple[dict[str, int],
     out = tmp_path / "h.jsonl"
 
     async def go() -> dict[str, int]:
-        async with _server(handler) as port:
+        async with loopback_server(handler) as port:
             with out.open("w") as f:
                 rec = Recorder(f)
                 rec.write(kind="header", node="t", t=0.0, stall_threshold=5.0, seed=1)
