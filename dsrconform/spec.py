@@ -405,9 +405,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "Draining a server moves no established connection and sends it no new one.",
         "Fault timeline (backend-drain naming the server) and histories: no connection to the "
         f"drained server established before the drain and open at its start {_BREAK} until G s "
-        "after the drain ends; no connection started later than W after the drain began, on a "
-        "5-tuple not used before it (a reused tuple may follow the stack's memory of it), is "
-        "answered by the drained server; a drain naming a VIP judges that service only.",
+        "after the drain ends; no connection started later than W after the drain began is "
+        "answered by the drained server, unless its 5-tuple is one the stack remembers there (a "
+        "connection on it reached that server before W, and every one since); a drain naming "
+        "a VIP judges that service only.",
         f"{_SC}:check_drain",
         (_G, Param("settle", "W", 1.0, "s", "time for the drain to reach every MUX")),
     ),

@@ -47,6 +47,16 @@ def _tuple(fh: FlowHistory) -> TupleKey:
     return (s.proto, s.src, s.sport, s.dst, s.dport)
 
 
+def _by_tuple_all(flows: Iterable[FlowHistory]) -> dict[TupleKey, list[FlowHistory]]:
+    """``flows`` by 5-tuple, each list in start order."""
+    out: dict[TupleKey, list[FlowHistory]] = {}
+    for fh in flows:
+        out.setdefault(_tuple(fh), []).append(fh)
+    for lst in out.values():
+        lst.sort(key=lambda fh: fh.start.t)
+    return out
+
+
 def _by_tuple(history: History, vip: str | None = None) -> dict[TupleKey, list[FlowHistory]]:
     """Flows with a known server, by 5-tuple, in start order."""
     out: dict[TupleKey, list[FlowHistory]] = {}
@@ -134,18 +144,26 @@ def check_drain(obs: Observations, p: Params) -> Verdict:
             j, history, on_it, w.start, w.stop + p["grace"], what=f"the drain of {target}"
         )
         until = _until_next(obs, w, ("backend-add", "config-change"))
-        # A client reusing a 5-tuple whose last connection before the drain was on the drained
-        # server may be kept there (the stack remembers it: connection affinity wins); that is
-        # not a new connection. A reused tuple that was elsewhere has no such excuse.
-        last_before: dict[TupleKey, tuple[float, str | None]] = {}
+        # A client reusing a 5-tuple the stack remembers on the drained server may be kept
+        # there (connection affinity wins): that is no new connection. A tuple is remembered
+        # there when a connection on it reached the drained server before the drain settled
+        # (W), and stays so while every later connection on it is kept there too.
+        kept: set[int] = set()
+        settled = w.start + p["settle"]
+        for tuple_flows in _by_tuple_all(flows).values():
+            pinned = False
+            for fh in tuple_flows:
+                on_target = fh.server == target
+                if fh.start.t < settled:
+                    pinned = on_target
+                elif on_target and pinned:
+                    kept.add(id(fh))
+                else:
+                    pinned = False
         for fh in flows:
-            key, t = _tuple(fh), fh.start.t
-            if t < w.start and t >= last_before.get(key, (-math.inf, None))[0]:
-                last_before[key] = (t, fh.server)
-        for fh in flows:
-            if not w.start + p["settle"] <= fh.start.t < until or fh.server is None:
+            if not settled <= fh.start.t < until or fh.server is None:
                 continue
-            if last_before.get(_tuple(fh), (0.0, None))[1] == target:
+            if id(fh) in kept:
                 reused += 1
                 continue
             fresh += 1

@@ -385,6 +385,10 @@ def test_sc3_a_reused_tuple_is_no_new_connection() -> None:
     assert v.status == Status.PASS and v.measured["reused_tuples_skipped"] == 1
     run.conn(32, 109.0, end_t=110.0, server="server2", sport=41001)  # a new tuple: violation
     assert run_checker(check_drain, run.obs()).status == Status.FAIL
+    during = drain_run()  # first used just after the drain began, before it settled
+    during.conn(35, 100.2, end_t=100.3, server="server2", sport=41003)
+    during.conn(36, 110.0, end_t=111.0, server="server2", sport=41003)  # kept there: fine
+    assert run_checker(check_drain, during.obs()).status == Status.PASS
     elsewhere = drain_run()
     elsewhere.conn(33, 90.0, end_t=91.0, server="server1", sport=41002)  # before: server1
     elsewhere.conn(34, 108.0, end_t=109.0, server="server2", sport=41002)  # now the drained one
