@@ -407,8 +407,8 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         f"drained server established before the drain and open at its start {_BREAK} until G s "
         "after the drain ends; no connection started later than W after the drain began is "
         "answered by the drained server, unless its 5-tuple is one the stack remembers there (a "
-        "connection on it reached that server before W, and every one since); a drain naming "
-        "a VIP judges that service only.",
+        "connection on it reached that server before W: MUXes keep state); a drain naming a "
+        "VIP judges that service only.",
         f"{_SC}:check_drain",
         (_G, Param("settle", "W", 1.0, "s", "time for the drain to reach every MUX")),
     ),

@@ -146,20 +146,19 @@ def check_drain(obs: Observations, p: Params) -> Verdict:
         until = _until_next(obs, w, ("backend-add", "config-change"))
         # A client reusing a 5-tuple the stack remembers on the drained server may be kept
         # there (connection affinity wins): that is no new connection. A tuple is remembered
-        # there when a connection on it reached the drained server before the drain settled
-        # (W), and stays so while every later connection on it is kept there too.
+        # there once a connection on it reached the drained server before the drain settled
+        # (W). It stays remembered even if a later connection went elsewhere: state is per
+        # MUX, and the router may carry one connection of the tuple through another MUX
+        # (seen when a flood delayed BGP keepalives) while the first MUX keeps its entry.
         kept: set[int] = set()
         settled = w.start + p["settle"]
         for tuple_flows in _by_tuple_all(flows).values():
             pinned = False
             for fh in tuple_flows:
-                on_target = fh.server == target
                 if fh.start.t < settled:
-                    pinned = on_target
-                elif on_target and pinned:
+                    pinned = pinned or fh.server == target
+                elif pinned and fh.server == target:
                     kept.add(id(fh))
-                else:
-                    pinned = False
         for fh in flows:
             if not settled <= fh.start.t < until or fh.server is None:
                 continue

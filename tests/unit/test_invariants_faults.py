@@ -389,6 +389,12 @@ def test_sc3_a_reused_tuple_is_no_new_connection() -> None:
     during.conn(35, 100.2, end_t=100.3, server="server2", sport=41003)
     during.conn(36, 110.0, end_t=111.0, server="server2", sport=41003)  # kept there: fine
     assert run_checker(check_drain, during.obs()).status == Status.PASS
+    via_other_mux = drain_run()  # remembered by one MUX while another carried it elsewhere once
+    via_other_mux.conn(37, 90.0, end_t=91.0, server="server2", sport=41004)
+    via_other_mux.conn(38, 108.0, end_t=108.5, server="server1", sport=41004, mux="mux2")
+    via_other_mux.conn(39, 112.0, end_t=112.5, server="server2", sport=41004)
+    v = run_checker(check_drain, via_other_mux.obs())
+    assert v.status == Status.PASS and v.measured["reused_tuples_skipped"] == 1
     elsewhere = drain_run()
     elsewhere.conn(33, 90.0, end_t=91.0, server="server1", sport=41002)  # before: server1
     elsewhere.conn(34, 108.0, end_t=109.0, server="server2", sport=41002)  # now the drained one
