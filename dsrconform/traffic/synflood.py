@@ -113,6 +113,7 @@ MAX_CALLS = 50_000_000  # bound on send calls, whatever the clock says
 
 PROGS_DIR = Path(__file__).resolve().parent.parent / "bpf" / "progs"
 _LG_MODE_NEW_FLOWS = 0
+_LG_MODE_REPEAT_FLOWS = 1
 _SOL_PACKET = 263
 _PACKET_QDISC_BYPASS = 20
 
@@ -133,6 +134,8 @@ def check_flood_args(
     count: int,
     duration: float,
     engine: str = "auto",
+    sport_base: int = SPORT_BASE,
+    repeat: int = 0,
 ) -> ipaddress.IPv4Network:
     """ConfigError unless the flood stays in the lab: a ``dsrc-`` namespace and interface,
     addresses in 198.18.0.0/15, and finite bounds. Returns the source network."""
@@ -163,6 +166,13 @@ def check_flood_args(
         raise ConfigError(f"flood rate {rate}: expected a positive packets/s (or None)")
     if engine not in ENGINES:
         raise ConfigError(f"flood engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if not SPORT_BASE <= sport_base <= 65535:
+        raise ConfigError(f"flood source port base {sport_base}: expected {SPORT_BASE}..65535")
+    if not 0 <= repeat <= min(POOL_FRAMES, net.num_addresses * (65536 - sport_base)):
+        raise ConfigError(
+            f"flood repeat {repeat}: expected 0 (a new flow per packet) up to "
+            f"{min(POOL_FRAMES, net.num_addresses * (65536 - sport_base))} distinct flows"
+        )
     return net
 
 
@@ -188,11 +198,16 @@ def syn_template(dst_mac: str, src_mac: str, vip: str, port: int) -> bytes:
     return frame + bytes(FRAME_LEN - len(frame))
 
 
-def flow_source(flow: int, net: ipaddress.IPv4Network) -> tuple[str, int]:
-    """(source address, source port) of flow number ``flow``: what livegen writes."""
+def flow_source(
+    flow: int, net: ipaddress.IPv4Network, *, sport_base: int = SPORT_BASE, repeat: int = 0
+) -> tuple[str, int]:
+    """(source address, source port) of packet number ``flow``: what livegen writes. With
+    ``repeat`` the same ``repeat`` flows come round again (livegen's repeat mode)."""
+    if repeat:
+        flow %= repeat
     span = net.num_addresses
     addr = int(net.network_address) + flow % span
-    return str(ipaddress.IPv4Address(addr)), SPORT_BASE + (flow // span) % SPORT_SPAN
+    return str(ipaddress.IPv4Address(addr)), sport_base + (flow // span) % (65536 - sport_base)
 
 
 def _csum_add(csum: int, add: int) -> int:
@@ -202,11 +217,15 @@ def _csum_add(csum: int, add: int) -> int:
     return ~s & 0xFFFF
 
 
-def syn_frames(template: bytes, net: ipaddress.IPv4Network, first: int, n: int) -> bytes:
+def syn_frames(
+    template: bytes, net: ipaddress.IPv4Network, first: int, n: int, *,
+    sport_base: int = SPORT_BASE,
+) -> bytes:  # fmt: skip
     """Frames of flows ``first .. first+n-1``, back to back (``n * 64`` bytes), built as livegen
     builds them: the template with the flow's source written and the checksums patched."""
     base = int(net.network_address)
     span = net.num_addresses
+    sport_span = 65536 - sport_base
     ip_check = struct.unpack_from("!H", template, 24)[0]
     tcp_check = struct.unpack_from("!H", template, 50)[0]
     out = bytearray(template * n)
@@ -214,7 +233,7 @@ def syn_frames(template: bytes, net: ipaddress.IPv4Network, first: int, n: int) 
     for i in range(n):
         flow = first + i
         saddr = base + flow % span
-        sport = SPORT_BASE + (flow // span) % SPORT_SPAN
+        sport = sport_base + (flow // span) % sport_span
         words = (saddr >> 16) + (saddr & 0xFFFF)
         off = i * FRAME_LEN
         pack("!HI", out, off + 24, _csum_add(ip_check, words), saddr)
@@ -456,13 +475,16 @@ class LiveFrames:
         self.obj: BpfObject = BpfObject(compile_bpf(PROGS_DIR / "livegen.bpf.c"))
         self.prog = self.obj.program("dsrc_livegen")
 
-    def configure(self, template: bytes, net: ipaddress.IPv4Network) -> None:
-        """Template, source range, and the flow sequence restarted on every CPU."""
+    def configure(self, template: bytes, net: ipaddress.IPv4Network, *,
+                  sport_base: int = SPORT_BASE, repeat: int = 0) -> None:  # fmt: skip
+        """Template, source range (``repeat``: that many flows over and over, else a new flow
+        per packet), and the flow sequence restarted on every CPU."""
         from dsrconform.bpf.libbpf import possible_cpus
 
         self.obj.map("dsrc_lg_tmpl").update(bytes(4), template)
-        cfg = struct.pack("=6I", _LG_MODE_NEW_FLOWS, 0, int(net.network_address),
-                          net.num_addresses, SPORT_BASE, SPORT_SPAN)  # fmt: skip
+        mode = _LG_MODE_REPEAT_FLOWS if repeat else _LG_MODE_NEW_FLOWS
+        cfg = struct.pack("=6I", mode, repeat, int(net.network_address), net.num_addresses,
+                          sport_base, 65536 - sport_base)  # fmt: skip
         self.obj.map("dsrc_lg_cfg").update(bytes(4), cfg)
         self.obj.map("dsrc_lg_seq").update(bytes(4), bytes(8 * possible_cpus()))
 
@@ -572,14 +594,16 @@ class _Runner:
     reserves its packets from the shared pacer under a lock, then sends them."""
 
     def __init__(self, send: SendFn, pacer: Pacer, *, max_chunk: int, first_chunk: int,
-                 duration: float, progress: ProgressFn | None) -> None:  # fmt: skip
+                 duration: float, progress: ProgressFn | None,
+                 stop: threading.Event | None = None) -> None:  # fmt: skip
         self.send, self.pacer = send, pacer
         self.max_chunk, self.chunk, self.duration = max_chunk, first_chunk, duration
         self.progress = progress
         self.lock = threading.Lock()
         self.last_end = pacer.start
         self.error: BaseException | None = None
-        self.stop = threading.Event()  # set when the caller is interrupted: workers finish now
+        # Set by the caller (or when it is interrupted): the workers finish now.
+        self.stop = stop if stop is not None else threading.Event()
 
     def _take(self) -> tuple[int, float]:
         """(packets reserved, 0) or (0, seconds to wait); (-1, 0) when done."""
@@ -673,6 +697,9 @@ def flood(
     cpu: int | None = None,
     progress: ProgressFn | None = None,
     live: LiveFrames | None = None,
+    sport_base: int = SPORT_BASE,
+    repeat: int = 0,
+    stop: threading.Event | None = None,
 ) -> FloodResult:
     """Flood ``vip:port`` with spoofed SYNs out of ``ifname`` in ``netns``; see the module doc.
 
@@ -680,12 +707,17 @@ def flood(
     the interface's own. ``peer``: the other end ``(netns, ifname)``; given, GRO is turned on
     there for the flood (and restored), so a veth delivers live frames. ``cpu``: the one CPU the
     sending thread runs on (default: the lowest allowed). ``live``: a loaded :class:`LiveFrames`
-    to reuse across floods. Returns when ``count`` packets went or ``duration`` passed.
+    to reuse across floods. ``sport_base``: the first source port. ``repeat``: send the same
+    ``repeat`` flows over and over (repeated probes of fixed 5-tuples) instead of a new flow
+    per packet. ``stop``: an event that ends the flood early when set. Returns when ``count``
+    packets went, ``duration`` passed or ``stop`` was set.
     """
     from dsrconform.netns import link_mac
 
     net = check_flood_args(netns, ifname, vip=vip, port=port, src_net=src_net, rate=rate,
-                           count=count, duration=duration, engine=engine)  # fmt: skip
+                           count=count, duration=duration, engine=engine,
+                           sport_base=sport_base, repeat=repeat)  # fmt: skip
+    space = _FlowSpace(net, sport_base, repeat)
     template = syn_template(dst_mac, src_mac or link_mac(netns, ifname), vip, port)
     ifindex = _ifindex(netns, ifname)
     fallback: str | None = None
@@ -695,9 +727,9 @@ def flood(
             gen = live if live is not None else _load_live(engine)
             try:
                 if gen is not None:
-                    result, fallback = _flood_live(gen, netns, ifname, ifindex, template, net,
+                    result, fallback = _flood_live(gen, netns, ifname, ifindex, template, space,
                                                    vip, port, rate, count, duration, engine,
-                                                   progress, chosen)  # fmt: skip
+                                                   progress, chosen, stop)  # fmt: skip
                     if result is not None:
                         return result
                 else:
@@ -705,15 +737,15 @@ def flood(
             finally:
                 if own and gen is not None:
                     gen.close()
-        pool = min(count, POOL_FRAMES)
-        frames = syn_frames(template, net, 0, pool)
+        pool = repeat or min(count, POOL_FRAMES)
+        frames = syn_frames(template, net, 0, pool, sport_base=sport_base)
         sock = PacketSocket(netns, ifname, frames)
         try:
             before = link_stats(netns, ifname)
             start = time.monotonic()
             pacer = Pacer(rate, count, start, start + duration, _burst(rate))
             runner = _Runner(sock.send, pacer, max_chunk=MMSG_MAX, first_chunk=MMSG_MAX,
-                             duration=duration, progress=progress)  # fmt: skip
+                             duration=duration, progress=progress, stop=stop)  # fmt: skip
             end = runner.run(contextlib.nullcontext)
         finally:
             sock.close()
@@ -741,14 +773,23 @@ def _settled_stats(netns: str, ifname: str) -> LinkCounters:
     return link_stats(netns, ifname)
 
 
+class _FlowSpace(NamedTuple):
+    """The flows a flood sends: source network, first source port, repeated flows (0: none)."""
+
+    net: ipaddress.IPv4Network
+    sport_base: int
+    repeat: int
+
+
 def _flood_live(gen: LiveFrames, netns: str, ifname: str, ifindex: int, template: bytes,
-                net: ipaddress.IPv4Network, vip: str, port: int, rate: float | None, count: int,
+                space: _FlowSpace, vip: str, port: int, rate: float | None, count: int,
                 duration: float, engine: str, progress: ProgressFn | None, cpu: int,
-                ) -> tuple[FloodResult | None, str | None]:  # fmt: skip
+                stop: threading.Event | None) -> tuple[FloodResult | None, str | None]:  # fmt: skip
     """The live-frames flood, or (None, why) when ``auto`` should fall back."""
     from dsrconform.netns import enter_netns
 
-    gen.configure(template, net)
+    net = space.net
+    gen.configure(template, net, sport_base=space.sport_base, repeat=space.repeat)
     ctx = xdp_md(ifindex)
     before = link_stats(netns, ifname)
     start = time.monotonic()
@@ -790,11 +831,12 @@ def _flood_live(gen: LiveFrames, netns: str, ifname: str, ifindex: int, template
             yield
 
     runner = _Runner(send, pacer, max_chunk=LIVE_MAX_CHUNK, first_chunk=LIVE_FIRST_CHUNK,
-                     duration=duration, progress=progress)  # fmt: skip
+                     duration=duration, progress=progress, stop=stop)  # fmt: skip
     end = runner.run(enter, threads=LIVE_THREADS)
     after = _settled_stats(netns, ifname)
+    flows = min(pacer.sent, space.repeat) if space.repeat else pacer.sent
     return _result("live-frames", pacer, start, end, before, after, vip, port, net, netns, ifname,
-                   rate, None, pacer.sent), None  # fmt: skip
+                   rate, None, flows), None  # fmt: skip
 
 
 def _result(engine: Engine, pacer: Pacer, start: float, end: float, before: LinkCounters,
@@ -826,11 +868,12 @@ def _result(engine: Engine, pacer: Pacer, start: float, end: float, before: Link
 def lab_flood(lab: Any, *, vip: str, port: int = 80, count: int, duration: float,
               rate: float | None = None, node: str | None = None, engine: EngineChoice = "auto",
               enable_peer_napi: bool = True, progress: ProgressFn | None = None,
-              ) -> FloodResult:  # fmt: skip
+              src_net: str = FLOOD_NET, sport_base: int = SPORT_BASE, repeat: int = 0,
+              stop: threading.Event | None = None) -> FloodResult:  # fmt: skip
     """Flood from a lab's client node (default: a client marked ``traffic: false``, else the
-    first client) out of its link to the
-    router, with the router's MAC as destination. ``enable_peer_napi``: GRO on at the router's
-    end for the flood, so the live-frames engine's frames are delivered."""
+    first client) out of its link to the router, with the router's MAC as destination.
+    ``enable_peer_napi``: GRO on at the router's end for the flood, so the live-frames engine's
+    frames are delivered. ``src_net``, ``sport_base``, ``repeat``, ``stop``: as :func:`flood`."""
     from dsrconform.netns import link_mac
 
     topo = lab.topology
@@ -855,6 +898,10 @@ def lab_flood(lab: Any, *, vip: str, port: int = 80, count: int, duration: float
         engine=engine,
         peer=(peer_ns, router_if) if enable_peer_napi else None,
         progress=progress,
+        src_net=src_net,
+        sport_base=sport_base,
+        repeat=repeat,
+        stop=stop,
     )
 
 

@@ -65,9 +65,32 @@ def test_prebuilt_frames_match_the_flow_numbering_and_have_valid_checksums() -> 
             assert frame[lo:hi] == template[lo:hi]
 
 
+def test_repeated_flows_come_round_again_from_their_own_port() -> None:
+    """The tuple probes' numbering: ``repeat`` flows from ``sport_base``, over and over."""
+    probes = ipaddress.IPv4Network("198.18.208.0/21")
+    assert sf.flow_source(0, probes, sport_base=7000, repeat=2048) == ("198.18.208.0", 7000)
+    assert sf.flow_source(2047, probes, sport_base=7000, repeat=2048) == ("198.18.215.255", 7000)
+    assert sf.flow_source(2048, probes, sport_base=7000, repeat=2048) == ("198.18.208.0", 7000)
+    assert sf.flow_source(2049, probes, sport_base=7000, repeat=4096) == ("198.18.208.1", 7001)
+    # The last port wraps to the base, not past 65535.
+    assert sf.flow_source(2048, probes, sport_base=65535) == ("198.18.208.0", 65535)
+    template = sf.syn_template(DST_MAC, SRC_MAC, "198.19.0.10", 80)
+    frames = sf.syn_frames(template, probes, 2046, 4, sport_base=7000)
+    got = [_parse(frames[i * sf.FRAME_LEN : (i + 1) * sf.FRAME_LEN]) for i in range(4)]
+    assert [(g[0], g[1]) for g in got] == [
+        ("198.18.215.254", 7000), ("198.18.215.255", 7000), ("198.18.208.0", 7001),
+        ("198.18.208.1", 7001),
+    ]  # fmt: skip
+    assert all(g[4] and g[5] for g in got), "checksums patched for the port too"
+
+
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
+        ({"sport_base": 80}, "source port base"),
+        ({"sport_base": 65536}, "source port base"),
+        ({"repeat": -1}, "repeat"),
+        ({"repeat": 70_000}, "repeat"),
         ({"netns": "host"}, "lab namespace"),
         ({"netns": None}, "lab namespace"),
         ({"ifname": "eth0"}, "lab interface"),
