@@ -388,10 +388,12 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "A backend change remaps at most 1/(N+1) + epsilon of new flows "
         "(in general: the servers changed over the larger backend count, plus epsilon).",
         "Fault timeline (backend-add or backend-remove, with the backends before and after) and "
-        "histories: of the client 5-tuples opened both before and after the change, the share "
-        "answered by another server is at most changed / max(N_before, N_after) + epsilon; at "
-        "least n tuples. The probes must be new to the SUT each time (a stack with a connection "
-        "table keeps a reused tuple on its old server).",
+        "taps on the links out of each MUX: of the tuple probes (repeated bare SYNs of fixed "
+        "5-tuples from the lab's probe network, which no stack keeps state for) sent both before "
+        "the change began and after it ended, the share sent to another server afterwards is at "
+        "most changed / max(N_before, N_after) + epsilon; at least n tuples. No tuple moving at "
+        "all where some should is UNKNOWN (the change was not applied, or the stack keeps state "
+        "for bare SYNs).",
         f"{_SC}:check_minimal_remapping",
         (
             _n("epsilon", "epsilon", 0.05, "allowed remapping above the minimum"),
@@ -417,13 +419,18 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "SC",
         "MUST",
         "Configuration changes apply atomically and converge on every MUX within tau.",
-        "Fault timeline (config-change and backend changes) and histories of repeated probes "
-        "per client 5-tuple: after the change begins, each tuple's answering server changes at "
-        "most once (never old, other, new; never back) and its last change comes within tau; "
-        "at least N tuples probed later than tau. The probes must be new to the SUT each time.",
+        "Fault timeline (config-change and backend changes) and taps on the links out of each "
+        "MUX, for the tuple probes sent before the change began and after it ended (repeated "
+        "bare SYNs of fixed 5-tuples): each MUX sends each tuple to at most two servers, one "
+        "after the other (never old, other, new; never back); its change comes within tau of "
+        "the change's start; and one instant separates every tuple's last packet to its old "
+        "server from every tuple's first to its new one on that MUX, within S (a table "
+        "rewritten in place sends some tuples to new servers while others still go to old "
+        "ones); at least N tuples probed later than tau.",
         f"{_SC}:check_atomic_convergence",
         (
             Param("converge_seconds", "tau", 2.0, "s", "convergence time bound"),
+            Param("atomic_slack", "S", 0.005, "s", "timing slack of the one-instant check"),
             _n("min_tuples", "N", 20, "tuples probed after tau needed to decide"),
         ),
     ),

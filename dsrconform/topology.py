@@ -178,7 +178,9 @@ class Topology(_Model):
     links: list[Link] = Field(default_factory=list)
     segments: list[Segment] = Field(default_factory=list)
     services: list[Service] = Field(default_factory=list)
-    blackhole: list[str] = Field(default_factory=lambda: ["198.18.200.0/21"])
+    blackhole: list[str] = Field(default_factory=lambda: ["198.18.200.0/21", "198.18.208.0/21"])
+    """Networks the border router drops: spoofed sources nothing may answer. The first is the
+    SYN flood's (the taps aggregate it), the second the tuple probes' (SC-2, SC-4)."""
 
     @field_validator("blackhole")
     @classmethod

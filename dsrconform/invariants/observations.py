@@ -79,11 +79,14 @@ class LabFacts(_Model):
     services: list[ServiceFacts] = Field(default_factory=list)
     client_networks: list[str] = Field(default_factory=list)
     """Networks whose addresses count as clients too (the spoofed flood sources)."""
+    probe_networks: list[str] = Field(default_factory=list)
+    """Networks the tuple probes come from (SC-2, SC-4): a source there is a probe."""
     server_ids: dict[str, str] = Field(default_factory=dict)
     """Server id (``X-Server-Id``, UDP reply id) -> node, where they differ."""
 
     _clients: frozenset[str] = PrivateAttr(default=frozenset())
     _nets: tuple[ipaddress.IPv4Network, ...] = PrivateAttr(default=())
+    _probe_nets: tuple[ipaddress.IPv4Network, ...] = PrivateAttr(default=())
     _owner: dict[str, str] = PrivateAttr(default_factory=dict)
     _vips: dict[tuple[str, int, int], ServiceFacts] = PrivateAttr(default_factory=dict)
     _vip_addrs: frozenset[str] = PrivateAttr(default=frozenset())
@@ -95,6 +98,7 @@ class LabFacts(_Model):
             a for a, n in self._owner.items() if self.roles.get(n) == "client"
         )
         self._nets = tuple(ipaddress.IPv4Network(n) for n in self.client_networks)
+        self._probe_nets = tuple(ipaddress.IPv4Network(n) for n in self.probe_networks)
         self._vips = {(s.vip, s.port, s.proto_number): s for s in self.services}
         self._vip_addrs = frozenset(s.vip for s in self.services)
         self._client_memo = {}
@@ -125,6 +129,7 @@ class LabFacts(_Model):
                 for s in topo.services
             ],
             client_networks=list(topo.blackhole),
+            probe_networks=list(topo.blackhole[1:2]),
         )
 
     def nodes(self, role: Role) -> list[str]:
@@ -166,6 +171,13 @@ class LabFacts(_Model):
             return known if known is not None else is_client(addr)
 
         return test
+
+    def is_probe(self, addr: str) -> bool:
+        """Is ``addr`` a tuple probe's source?"""
+        if not self.probe_networks:
+            return False
+        ip = ipaddress.IPv4Address(addr)
+        return any(ip in net for net in self.__pydantic_private__["_probe_nets"])  # type: ignore[index]
 
     def is_vip(self, addr: str) -> bool:
         return addr in self.__pydantic_private__["_vip_addrs"]  # type: ignore[index]

@@ -3,23 +3,36 @@ clean, changes are atomic and converge, and the breakage of a change followed by
 
 Backend changes are ``backend-add``/``backend-remove``/``backend-drain`` windows of the fault
 timeline (``backends_before``/``backends_after`` list server ids; a drain's ``target`` is the
-server). SC-2 and SC-4 compare the server answering the same client 5-tuple over time, so the
-traffic must probe with tuples the SUT holds no state for (a stack with a connection table keeps
-a reused tuple on its old server, which is correct and would hide the change).
+server). SC-2 and SC-4 compare the server each new flow of the same client 5-tuple reaches over
+time, so they read repeated bare-SYN probes (:mod:`dsrconform.traffic.tupleprobes`), which the SUT
+keeps no state for (a stack with a connection table keeps a reused connection's tuple on its old
+server, which is correct and would hide the change): the taps on the links out of each MUX show
+which server each probe tuple was sent to, from when to when (:func:`probe_paths`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from dsrconform.invariants.flows import describe_event, judge_survival, unterminated
 from dsrconform.invariants.muxfail import carried_by, muxes_before
-from dsrconform.invariants.observations import BACKEND_CHANGES, FaultWindow, Observations
+from dsrconform.invariants.observations import (
+    BACKEND_CHANGES,
+    PROTO_NUMBERS,
+    FaultKind,
+    FaultWindow,
+    Observations,
+    from_role,
+)
 from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
-from dsrconform.observe.history import FirstByte, FlowEvent, FlowHistory, History
+from dsrconform.observe.history import FirstByte, FlowEvent, FlowHistory
 
 TupleKey = tuple[str, str, int, str, int]
+ProbeTuple = tuple[int, str, int, str, int]
+"""A probe's 5-tuple: (IP protocol number, source, source port, destination, port)."""
+_PROTO_NAMES = {n: name for name, n in PROTO_NUMBERS.items()}
 
 
 @checker("SC-1")
@@ -57,24 +70,98 @@ def _by_tuple_all(flows: Iterable[FlowHistory]) -> dict[TupleKey, list[FlowHisto
     return out
 
 
-def _by_tuple(history: History, vip: str | None = None) -> dict[TupleKey, list[FlowHistory]]:
-    """Flows with a known server, by 5-tuple, in start order."""
-    out: dict[TupleKey, list[FlowHistory]] = {}
-    for fh in history.flows.values():
-        s = fh.start
-        if fh.server is None or (vip is not None and s.dst != vip):
+@dataclass(frozen=True)
+class ProbeSpan:
+    """A probe tuple's packets that one MUX sent to one server: from ``first`` to ``last``."""
+
+    server: str
+    first: float
+    last: float
+    packets: int
+
+
+ProbePaths = dict[ProbeTuple, dict[str, list[ProbeSpan]]]
+"""Probe tuple -> MUX -> the servers it sent the tuple's packets to, earliest first."""
+
+
+def probe_paths(j: Judge, obs: Observations) -> ProbePaths:
+    """Where each tuple probe went: the encapsulated packets from a probe source (the lab's
+    probe networks) on the taps of the links out of each MUX, by tuple, MUX and server (the
+    outer destination). A MUX's XDP_TX bypasses its own tc egress, so the receiving end's tap
+    sees them; both ends' records of one server are merged."""
+    lab = obs.need_lab()
+    if not lab.probe_networks:
+        raise MissingData("the lab's tuple-probe network (the topology's second blackhole)")
+    taps = obs.need_taps(
+        j, "on a link out of a MUX", from_role(lab, "mux"), expect=lab.nodes("mux"),
+        covers=lambda t: t.sender,
+    )  # fmt: skip
+
+    def build() -> ProbePaths:
+        spans: dict[tuple[ProbeTuple, str, str], ProbeSpan] = {}
+        for info, recs in taps:
+            mux = info.sender
+            if mux is None:
+                continue
+            for r in recs:
+                inner = r.inner
+                if inner is None or not lab.is_probe(inner.src):
+                    continue
+                server = lab.node_of(r.dst)
+                if server is None or lab.role(server) != "server":
+                    continue
+                key = ((inner.proto, inner.src, inner.sport, inner.dst, inner.dport), mux, server)
+                old = spans.get(key)
+                if old is not None:  # the same packets at the link's other end
+                    r_first, r_last = min(old.first, r.first), max(old.last, r.last)
+                    span = ProbeSpan(server, r_first, r_last, max(old.packets, r.packets))
+                else:
+                    span = ProbeSpan(server, r.first, r.last, r.packets)
+                spans[key] = span
+        out: ProbePaths = {}
+        for (tup, mux, _), span in spans.items():
+            out.setdefault(tup, {}).setdefault(mux, []).append(span)
+        for per_mux in out.values():
+            for lst in per_mux.values():
+                lst.sort(key=lambda x: x.first)
+        return out
+
+    paths: ProbePaths = obs.derived("probe_paths", build)
+    return paths
+
+
+_CHANGES: tuple[FaultKind, ...] = ("config-change", *BACKEND_CHANGES)
+
+
+def probed_around(
+    obs: Observations, paths: ProbePaths, w: FaultWindow, *, after: float
+) -> ProbePaths:
+    """The probe tuples that judge change ``w``: to its VIP (if it names one), of its probe
+    set (``probe_sport`` in its detail, if noted), probed before it began and after ``after``,
+    and while no other change began."""
+    sport = w.detail.get("probe_sport")
+    others = [x.start for x in obs.windows(*_CHANGES) if x != w]
+    out: ProbePaths = {}
+    for tup, per_mux in paths.items():
+        if (w.vip is not None and tup[3] != w.vip) or (sport is not None and tup[2] != sport):
             continue
-        out.setdefault(_tuple(fh), []).append(fh)
-    for flows in out.values():
-        flows.sort(key=lambda fh: fh.start.t)
+        spans = [x for lst in per_mux.values() for x in lst]
+        first, last = min(x.first for x in spans), max(x.last for x in spans)
+        if first < w.start and last > after and not any(first <= t <= last for t in others):
+            out[tup] = per_mux
     return out
+
+
+def _describe_tuple(tup: ProbeTuple) -> str:
+    proto, src, sport, dst, dport = tup
+    return f"{_PROTO_NAMES.get(proto, proto)} {src}:{sport} -> {dst}:{dport}"
 
 
 @checker("SC-2")
 def check_minimal_remapping(obs: Observations, p: Params) -> Verdict:
-    """Share of tuples answered by another server after a change <= changed/N + epsilon."""
+    """Share of probe tuples answered by another server after a change <= changed/N + eps."""
     j = Judge("SC-2")
-    history = obs.need_history()
+    paths = probe_paths(j, obs)
     eps, need = p["epsilon"], p["min_samples"]
     j.thresholds.update(epsilon=eps, min_samples=need)
     decided = 0
@@ -83,34 +170,43 @@ def check_minimal_remapping(obs: Observations, p: Params) -> Verdict:
             j.incomplete(f"{w.describe()} does not list the backends before and after")
             continue
         before, after = set(w.backends_before), set(w.backends_after)
-        ideal = len(before ^ after) / max(len(before), len(after), 1)
-        pairs = []
-        for flows in _by_tuple(history, w.vip).values():
-            old = [fh for fh in flows if fh.start.t < w.start]
-            new = [fh for fh in flows if fh.start.t >= w.stop]
-            if old and new:
-                pairs.append((old[-1], new[0]))
-        j.measured[f"tuples_probed@{w.start:.3f}"] = len(pairs)
+        changed = len(before ^ after)
+        ideal = changed / max(len(before), len(after), 1)
+        pairs: list[tuple[ProbeTuple, ProbeSpan, ProbeSpan]] = []
+        for tup, per_mux in probed_around(obs, paths, w, after=w.stop).items():
+            spans = [x for lst in per_mux.values() for x in lst]
+            old = min(spans, key=lambda x: x.first)
+            new = max(spans, key=lambda x: x.last)
+            pairs.append((tup, old, new))
+        at = f"@{w.start:.3f}"
+        j.measured["tuples_probed" + at] = len(pairs)
         if len(pairs) < need:
             j.incomplete(f"{len(pairs)} tuples probed before and after {w.describe()} ({need:g})")
             continue
-        decided += 1
-        moved = [(a, b) for a, b in pairs if a.server != b.server]
+        moved = [(tup, a, b) for tup, a, b in pairs if a.server != b.server]
         share = len(moved) / len(pairs)
-        j.measured[f"remapped_share@{w.start:.3f}"] = round(share, 6)
-        j.thresholds[f"max_share@{w.start:.3f}"] = round(ideal + eps, 6)
+        j.measured["remapped_share" + at] = round(share, 6)
+        j.thresholds["max_share" + at] = round(ideal + eps, 6)
+        if not moved and changed and len(pairs) * ideal >= 5:
+            j.incomplete(
+                f"no probed tuple moved after {w.describe()}: the change was not applied, or "
+                "the stack keeps state for bare SYNs (the probes were not new to it)"
+            )
+            continue
+        decided += 1
         if share <= ideal + eps:
             continue
         j.violation(
             f"{w.describe()} remapped {share:.1%} of {len(pairs)} probed tuples; minimal "
             f"{ideal:.1%} + {eps:.1%} allowed"
         )
-        for a, b in moved:
+        for tup, a, b in moved:
             if a.server in after and b.server not in after - before:
                 j.violation(
-                    f"moved from {a.server} (still a backend) to {b.server}",
-                    flow=b.describe(),
-                    time=b.start.t,
+                    f"moved from {a.server} (still a backend) to {b.server}: last sent to "
+                    f"{a.server} at {a.last:.3f}, to {b.server} from {b.first:.3f}",
+                    flow=_describe_tuple(tup),
+                    time=b.first,
                 )
     if decided == 0:
         j.incomplete("no backend change had enough tuples probed before and after")
@@ -191,44 +287,74 @@ def check_drain(obs: Observations, p: Params) -> Verdict:
 
 @checker("SC-4")
 def check_atomic_convergence(obs: Observations, p: Params) -> Verdict:
-    """Each probed tuple changes server at most once after a change, within tau."""
+    """Per MUX, every probe tuple changes server at most once, all at one instant, within tau."""
     j = Judge("SC-4")
-    history = obs.need_history()
-    tau = p["converge_seconds"]
-    j.thresholds.update(converge_seconds=tau, min_tuples=p["min_tuples"])
-    tuples = _by_tuple(history)
+    paths = probe_paths(j, obs)
+    tau, slack = p["converge_seconds"], p["atomic_slack"]
+    j.thresholds.update(converge_seconds=tau, atomic_slack=slack, min_tuples=p["min_tuples"])
     slowest = 0.0
-    for w in obs.need_windows("config-change", *BACKEND_CHANGES):
-        until = _until_next(obs, w, ("config-change", *BACKEND_CHANGES))
-        settled = changed = 0
-        for flows in tuples.values():
-            before = [fh for fh in flows if fh.start.t < w.start][-1:]
-            after = [fh for fh in flows if w.start <= fh.start.t < until]
-            if not after:
-                continue
-            runs = _runs(before + after)
-            if any(fh.start.t >= w.start + tau for fh in after):
-                settled += 1
-            if len(runs) > 1:
+    for w in obs.need_windows(*_CHANGES):
+        at = f"@{w.start:.3f}"
+        # A drain's window lasts until the server is back: its change is at its start.
+        judged = probed_around(obs, paths, w, after=w.start)
+        settled = sum(
+            1 for per_mux in judged.values()
+            if any(x.last >= w.start + tau for lst in per_mux.values() for x in lst)
+        )  # fmt: skip
+        changed = 0
+        # Per MUX: when each changed tuple was last sent to its old server, and first to its
+        # new one. An atomic flip lies between the two for every tuple at once.
+        flips: dict[str, list[tuple[ProbeTuple, ProbeSpan, ProbeSpan]]] = {}
+        for tup, per_mux in judged.items():
+            for mux, spans in per_mux.items():
+                if len(spans) < 2:
+                    continue
                 changed += 1
-                slowest = max(slowest, runs[-1].start.t - w.start)
-            if len(runs) > 2:
-                path = " -> ".join(str(fh.server) for fh in runs)
+                path = " -> ".join(x.server for x in spans)
+                if len(spans) > 2:
+                    j.violation(
+                        f"{mux} sent it to {path} around {w.describe()}: not one atomic change",
+                        flow=_describe_tuple(tup),
+                        time=spans[2].first,
+                    )
+                    continue
+                old, new = spans
+                if old.last > new.first:
+                    j.violation(
+                        f"{mux} sent it to {old.server}, {new.server}, and {old.server} again "
+                        f"({new.first:.3f}..{old.last:.3f}) around {w.describe()}: not one "
+                        "atomic change",
+                        flow=_describe_tuple(tup),
+                        time=new.first,
+                    )
+                    continue
+                flips.setdefault(mux, []).append((tup, old, new))
+                delay = new.first - w.start
+                slowest = max(slowest, delay)
+                if delay > tau:
+                    j.violation(
+                        f"{mux} moved it from {old.server} to {new.server} {delay:.3f} s after "
+                        f"{w.describe()} began (more than {tau:g} s)",
+                        flow=_describe_tuple(tup),
+                        time=new.first,
+                    )
+        for mux, moves in sorted(flips.items()):
+            late = max(moves, key=lambda m: m[1].last)  # still sent to its old server
+            early = min(moves, key=lambda m: m[2].first)  # already sent to its new server
+            tear = late[1].last - early[2].first
+            j.measured[f"tear_seconds{at}:{mux}"] = round(max(tear, 0.0), 6)
+            if tear > slack:
                 j.violation(
-                    f"answered by {path} after {w.describe()}: not one atomic change",
-                    flow=runs[2].describe(),
-                    time=runs[2].start.t,
+                    f"{mux} sent {_describe_tuple(early[0])} to its new server "
+                    f"{early[2].server} at {early[2].first:.3f} but {_describe_tuple(late[0])} "
+                    f"to its old server {late[1].server} until {late[1].last:.3f}, {tear:.3f} s "
+                    f"later, around {w.describe()}: the table was neither the old nor the new "
+                    f"one (allowed: {slack:g} s)",
+                    flow=_describe_tuple(late[0]),
+                    time=late[1].last,
                 )
-            elif len(runs) == 2 and runs[1].start.t - w.start > tau:
-                j.violation(
-                    f"moved from {runs[0].server} to {runs[1].server} "
-                    f"{runs[1].start.t - w.start:.3f} s after {w.describe()} began "
-                    f"(more than {tau:g} s)",
-                    flow=runs[1].describe(),
-                    time=runs[1].start.t,
-                )
-        j.measured[f"tuples_settled@{w.start:.3f}"] = settled
-        j.measured[f"tuples_changed@{w.start:.3f}"] = changed
+        j.measured["tuples_settled" + at] = settled
+        j.measured["tuples_changed" + at] = changed
         if settled < p["min_tuples"]:
             j.incomplete(
                 f"{settled} tuples probed later than tau after {w.describe()} "
@@ -239,20 +365,12 @@ def check_atomic_convergence(obs: Observations, p: Params) -> Verdict:
                 f"no probed tuple changed server after {w.describe()}: the change was not applied "
                 "or the probes were not new to the SUT"
             )
-    j.measured["slowest_convergence_seconds"] = slowest
+    j.measured["slowest_convergence_seconds"] = round(slowest, 6)
     return j.verdict(
-        passed=f"every probed tuple changed at most once, within {slowest:.3f} s",
-        failed=f"{j.violations} tuples changed server more than once or later than tau",
+        passed=f"every probed tuple changed at most once, per MUX all at one instant, within "
+        f"{slowest:.3f} s",
+        failed=f"{j.violations} violations of atomic convergence",
     )
-
-
-def _runs(flows: list[FlowHistory]) -> list[FlowHistory]:
-    """The first flow of each run of consecutive flows answered by the same server."""
-    out: list[FlowHistory] = []
-    for fh in flows:
-        if not out or fh.server != out[-1].server:
-            out.append(fh)
-    return out
 
 
 def _expected_moves(w: FaultWindow, tuples: int) -> float:

@@ -67,7 +67,8 @@ LAB = LabFacts(
         ServiceFacts(name="echo", vip=UDP_VIP, port=7, proto="udp"),
         ServiceFacts(name="edge", vip=EDGE, port=80, proto="tcp", muxes=["mux2"]),
     ],
-    client_networks=["198.18.200.0/21"],
+    client_networks=["198.18.200.0/21", "198.18.208.0/21"],
+    probe_networks=["198.18.208.0/21"],
 )
 
 # tap name -> (node, peer, direction)
@@ -124,6 +125,11 @@ def record(tap: str, t: FiveTuple, first: float, last: float, **kw: Any) -> TapF
         last=last,
         **base,
     )
+
+
+def probe_tuple(i: int, *, sport: int = 5000, vip: str = WEB) -> FiveTuple:
+    """Tuple probe ``i``'s 5-tuple: from 198.18.208.0/21 + i to ``vip``:80."""
+    return tcp(f"198.18.{208 + i // 256}.{i % 256}", sport, vip, 80)
 
 
 def encap(
@@ -279,6 +285,15 @@ class Run:
 
     def add(self, *recs: TapFlow) -> None:
         self.tap_records += recs
+
+    def probe(self, i: int, path: list[tuple[str, str, float, float]], *, sport: int = 5000,
+              vip: str = WEB) -> FiveTuple:  # fmt: skip
+        """Tuple probe ``i`` (source 198.18.208.0/21 + i): for each (MUX, server, first, last)
+        of ``path``, a record of its encapsulated SYNs on that MUX's outbound tap."""
+        t = probe_tuple(i, sport=sport, vip=vip)
+        for mux, server, first, last in path:
+            self.add(encap(f"{mux}-out", mux, server, t, first, last, tcp_flags=0x02))
+        return t
 
     def overflow(self, tap: str, lost: int = 7) -> None:
         self.taps[tap] = tap_info(tap, lost=lost)

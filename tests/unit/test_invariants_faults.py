@@ -18,10 +18,8 @@ from dsrconform.invariants.muxfail import (
     check_rejoin_breaks_nothing,
 )
 from dsrconform.invariants.scale import (
-    check_atomic_convergence,
     check_change_then_mux_loss,
     check_drain,
-    check_minimal_remapping,
     check_scale_out_breaks_nothing,
 )
 from tests.unit.observations_builder import CLIENT, EDGE, SERVERS, WEB, Run
@@ -299,45 +297,6 @@ def test_sc1_scale_out() -> None:
     assert run_checker(check_scale_out_breaks_nothing, Run().obs()).status == Status.UNKNOWN
 
 
-# --- SC-2 --------------------------------------------------------------------------------------
-
-
-def remap_run(moved: int, tuples: int = 200) -> Run:
-    """``tuples`` probes before (t=50) and after (t=150) a backend-add at 100; ``moved`` of
-    them are answered by another server afterwards (server3 when new, else server2)."""
-    run = Run()
-    run.fault("backend-add", 100.0, 101.0, backends_before=SERVERS[:2], backends_after=SERVERS)
-    for i in range(tuples):
-        before = "server1" if i % 2 else "server2"
-        after = before
-        if i < moved:  # mostly to the new server3, some between the old ones
-            after = "server3" if i % 3 else ("server2" if before == "server1" else "server1")
-        run.conn(2 * i, 50.0, end_t=50.1, server=before, sport=20000 + i, wire=False)
-        run.conn(2 * i + 1, 150.0, end_t=150.1, server=after, sport=20000 + i, wire=False)
-    return run
-
-
-def test_sc2_minimal_remapping() -> None:
-    v = run_checker(check_minimal_remapping, remap_run(70).obs(), {"min_samples": 100})
-    assert v.status == Status.PASS and v.measured["remapped_share@100.000"] == 0.35
-    v = run_checker(check_minimal_remapping, remap_run(90).obs(), {"min_samples": 100})
-    assert v.status == Status.FAIL
-    assert "remapped 45.0% of 200 probed tuples; minimal 33.3% + 5.0% allowed" in (
-        v.evidence[0].message
-    )
-    assert any("(still a backend)" in e.message for e in v.evidence[1:])
-
-
-def test_sc2_unknown_cases() -> None:
-    v = run_checker(check_minimal_remapping, remap_run(70).obs())
-    assert v.status == Status.UNKNOWN and "200 tuples probed before and after" in v.message
-    run = remap_run(70)
-    run.faults = []
-    run.fault("backend-add", 100.0, 101.0)
-    v = run_checker(check_minimal_remapping, run.obs(), {"min_samples": 100})
-    assert v.status == Status.UNKNOWN and "does not list the backends" in v.message
-
-
 # --- SC-3 --------------------------------------------------------------------------------------
 
 
@@ -408,47 +367,6 @@ def test_sc3_unknown_without_new_connections() -> None:
     run.fault("backend-drain", 100.0, 130.0, target="server2")
     v = run_checker(check_drain, run.obs())
     assert v.status == Status.UNKNOWN and "no connection was started after the drain" in v.message
-
-
-# --- SC-4 --------------------------------------------------------------------------------------
-
-
-def probes(run: Run, tuple_id: int, servers: list[tuple[float, str]]) -> None:
-    for k, (t, server) in enumerate(servers):
-        run.conn(
-            tuple_id * 100 + k, t, end_t=t + 0.05, server=server, sport=30000 + tuple_id, wire=False
-        )
-
-
-def test_sc4_atomic_and_converged() -> None:
-    run = Run()
-    run.fault("config-change", 100.0)
-    probes(run, 1, [(99.0, "server1"), (100.5, "server1"), (101.0, "server2"), (103.0, "server2")])
-    probes(run, 2, [(99.0, "server3"), (100.5, "server3"), (103.0, "server3")])
-    v = run_checker(check_atomic_convergence, run.obs(), {"min_tuples": 2})
-    assert v.status == Status.PASS and v.measured["slowest_convergence_seconds"] == 1.0
-    probes(run, 3, [(99.0, "server1"), (100.5, "server3"), (101.0, "server2"), (103, "server2")])
-    probes(run, 4, [(99.0, "server1"), (102.5, "server1"), (104.0, "server2")])
-    v = run_checker(check_atomic_convergence, run.obs(), {"min_tuples": 2})
-    assert v.status == Status.FAIL
-    flapped, late = v.evidence
-    assert "answered by server1 -> server3 -> server2 after config-change" in flapped.message
-    assert flapped.time == 101.0
-    assert "moved from server1 to server2 4.000 s after" in late.message and late.time == 104.0
-
-
-def test_sc4_unknown_cases() -> None:
-    run = Run()
-    run.fault("config-change", 100.0)
-    probes(run, 1, [(99.0, "server1"), (103.0, "server1")])
-    v = run_checker(check_atomic_convergence, run.obs())
-    assert v.status == Status.UNKNOWN and "1 tuples probed later than tau" in v.message
-    sticky = Run()
-    sticky.fault("backend-add", 100.0, backends_before=SERVERS[:2], backends_after=SERVERS)
-    for i in range(30):
-        probes(sticky, i, [(99.0, "server1"), (103.0, "server1")])
-    v = run_checker(check_atomic_convergence, sticky.obs())
-    assert v.status == Status.UNKNOWN and "no probed tuple changed server" in v.message
 
 
 # --- SC-5 --------------------------------------------------------------------------------------

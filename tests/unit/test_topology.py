@@ -57,7 +57,7 @@ def test_good_file_and_defaults(tmp_path: Path) -> None:
     f = tmp_path / "t.yaml"
     f.write_text(GOOD)
     topo = load_topology(f)
-    assert topo.mode == "encap" and topo.blackhole == ["198.18.200.0/21"]
+    assert topo.mode == "encap" and topo.blackhole == ["198.18.200.0/21", "198.18.208.0/21"]
     assert topo.uplink("server1").peer_ip == "198.18.20.254"
     assert load_topology(f, mode="server-nat").mode == "server-nat"
 

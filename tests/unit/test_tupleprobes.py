@@ -1,0 +1,52 @@
+"""Tuple probes' pure parts: where they come from, and a change that cannot be probed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from dsrconform.errors import ConfigError
+from dsrconform.invariants.observations import FaultWindow, LabFacts
+from dsrconform.scenarios import _probed
+from dsrconform.topology import load_topology
+from dsrconform.traffic.tupleprobes import probe_net, probing
+
+BASIC = Path(__file__).resolve().parents[2] / "labs" / "basic.yaml"
+
+
+def test_probes_come_from_the_second_black_holed_network() -> None:
+    topo = load_topology(BASIC)
+    assert probe_net(topo) == "198.18.208.0/21"
+    facts = LabFacts.from_topology(topo)
+    assert facts.probe_networks == ["198.18.208.0/21"]
+    assert facts.is_probe("198.18.215.255") and facts.is_client("198.18.215.255")
+    assert not facts.is_probe("198.18.200.1") and not facts.is_probe("198.18.1.2")
+
+
+def test_a_lab_without_a_probe_network_says_which_field_to_fix() -> None:
+    topo = load_topology(BASIC).model_copy(update={"blackhole": ["198.18.200.0/21"]})
+    with pytest.raises(ConfigError, match=r"lab basic: .*second black-holed network .*'blackhole'"):
+        probe_net(topo)
+    assert not LabFacts.from_topology(topo).is_probe("198.18.208.1")
+
+
+def test_too_many_probe_flows_for_the_network_is_refused_before_sending() -> None:
+    lab = SimpleNamespace(topology=load_topology(BASIC))
+    want = re.escape("4096 flows from 198.18.208.0/21: expected 1..2048")
+    with (
+        pytest.raises(ConfigError, match=want),
+        probing(lab, vip="198.19.0.10", port=80, flows=4096),
+    ):
+        pass
+
+
+def test_an_unprobed_change_still_happens_and_says_why() -> None:
+    topo = load_topology(BASIC).model_copy(update={"blackhole": ["198.18.200.0/21"]})
+    said: list[str] = []
+    window = FaultWindow(kind="backend-add", start=1.0, end=2.0)
+    out = _probed(SimpleNamespace(topology=topo), said.append, lambda: [window])
+    assert out == [window]
+    assert len(said) == 1 and said[0].startswith("change not probed: lab basic:")
