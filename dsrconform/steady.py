@@ -62,6 +62,9 @@ class Mix:
     short_conns: int = 2400
     """Short connections to the first TCP service (AF-3 decides on at least 2000)."""
     short_rate: float = 600.0
+    short_reuse_ports: int = 0
+    """With N > 0, the short connections bind N fixed local ports per source, cycling (the
+    same 5-tuples again and again, across any backend change: AF-1); 0: the kernel's choice."""
     uploads: int = 30
     upload_bytes: int = 16384
     """Bytes each upload sends: several full-sized segments (RW-6's default is 4096)."""
@@ -103,8 +106,10 @@ def _sources(topo: Topology, node: str) -> list[str]:
     return list(topo.nodes[node].addresses) or [topo.uplink(node).ip]
 
 
-def _jobs(topo: Topology, python: str, mix: Mix) -> list[_Job]:
-    """The generator commands, per client node and service."""
+def _jobs(topo: Topology, python: str, mix: Mix,
+          reuse: tuple[int, int] | None = None) -> list[_Job]:  # fmt: skip
+    """The generator commands, per client node and service; ``reuse``: the short
+    connections' fixed local ports (first, last), if they reuse ports."""
     tcp = [s for s in topo.services if s.proto == "tcp"]
     udp = [s for s in topo.services if s.proto == "udp"]
     clients = traffic_clients(topo)
@@ -131,7 +136,8 @@ def _jobs(topo: Topology, python: str, mix: Mix) -> list[_Job]:
         if tcp and mix.short_conns:
             job("short", "shortconns", tcp[0], "--count", mix.short_conns // len(clients),
                 "--rate", mix.short_rate / len(clients), "--duration", mix.deadline / 2,
-                "--deadline", mix.deadline)  # fmt: skip
+                "--deadline", mix.deadline,
+                *(["--reuse-ports", f"{reuse[0]}-{reuse[1]}"] if reuse else []))  # fmt: skip
         if tcp and mix.uploads:
             job("upload", "shortconns", tcp[-1], "--count", mix.uploads, "--rate", 20,
                 "--upload", mix.upload_bytes, "--duration", mix.deadline / 2,
@@ -158,14 +164,17 @@ def observe_steady_state(
     traffic that failed is data, not an error: the checkers judge it."""
     say = progress or (lambda _msg: None)
     topo: Topology = lab.topology
-    jobs = _jobs(topo, lab.python, mix)
+    reuse: tuple[int, int] | None = None
+    if hasattr(lab, "fresh_client_ports"):
+        lo, hi = lab.fresh_client_ports(reserve=mix.short_reuse_ports)
+        if mix.short_reuse_ports:
+            reuse = (hi - mix.short_reuse_ports + 1, hi)
+        say(f"client ports {lo}-{hi}: new to the stack under test")
+    jobs = _jobs(topo, lab.python, mix, reuse)
     run = SteadyRun(Observations(lab=LabFacts.from_topology(topo)))
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     counters = []
-    if hasattr(lab, "fresh_client_ports"):
-        lo, hi = lab.fresh_client_ports()
-        say(f"client ports {lo}-{hi}: new to the stack under test")
     with LabTaps(lab) as taps, ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         if hasattr(lab.deployment, "counters"):
             counters.append(snapshot(lab.deployment))

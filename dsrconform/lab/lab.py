@@ -248,23 +248,27 @@ class Lab:
         self._event("backends", service, f"active {after['active']} draining {after['draining']}")
         return before, after
 
-    def fresh_client_ports(self) -> tuple[int, int]:
+    def fresh_client_ports(self, reserve: int = 0) -> tuple[int, int]:
         """Give every client node a local port range the last :data:`PORT_BLOCKS` - 1 runs on
         this lab did not use (the next of that many blocks of 32768-65535, cycling: the suites
         run 8 scenarios a session) and return it. A stateful MUX
         keeps a client 5-tuple it remembers on that tuple's old server, which is correct, but a
         run that reused a tuple from an earlier run could not tell a new connection from an old
         one; with a fresh range every connection of a run is new to the stack (the crafted
-        packets' probe ports, 20000-29999, stay outside every range)."""
+        packets' probe ports, 20000-29999, stay outside every range). The block's last
+        ``reserve`` ports are left out of the kernel's range: the run's own fixed ports (a
+        traffic generator that reuses ports binds them)."""
         from dsrconform.lab.netns_backend import set_sysctls
         from dsrconform.netns import enter_netns
 
         size = (65536 - 32768) // PORT_BLOCKS
+        if not 0 <= reserve <= size // 2:
+            raise ValueError(f"reserve {reserve}: expected 0..{size // 2} ports of a {size} block")
         lo = 32768 + (self._port_blocks % PORT_BLOCKS) * size
         self._port_blocks += 1
         for node in self.topology.of_role("client"):
             with enter_netns(self.netns(node)):
-                set_sysctls({"net/ipv4/ip_local_port_range": f"{lo} {lo + size - 1}"})
+                set_sysctls({"net/ipv4/ip_local_port_range": f"{lo} {lo + size - 1 - reserve}"})
         return lo, lo + size - 1
 
     def impair_link(self, a: str, b: str, *, loss: float = 0.0, drop: bool = False,

@@ -23,6 +23,12 @@ id's, unknown in advance); ``closed`` says ``received`` body bytes, of which ``v
 ``<id>\\n``. So :meth:`FlowHistory.succeeded` holds exactly for a connection that connected, got
 the id and closed, and a completed short connection is never judged a stream closed short.
 
+With ``--reuse-ports LO-HI`` each connection binds one of those local ports (the sources take
+turns, each cycling through the ports), so the same 5-tuples come back again and again, as from
+clients that reuse ports: a connection's tuple may be one the stack remembers from an earlier
+connection, across a backend change (AF-1). A port whose last connection has not closed yet is
+skipped for the kernel's choice (``reuse_busy``).
+
 Pacing: connection ``i`` is due at ``start + i / rate`` (:func:`schedule`, absolute times, so no
 drift); a late opener catches up at once, but never has more than ``--max-in-flight``
 connections open. Bounded: no connection is opened after ``--count`` of them, after
@@ -297,6 +303,15 @@ def _check_reply(head: bytes, body: bytes, upload: int = 0) -> tuple[str | None,
     return server, None
 
 
+def _reused_port(i: int, args: argparse.Namespace) -> int:
+    """Connection ``i``'s fixed local port with ``--reuse-ports`` (the sources take turns, and
+    each cycles through the ports), else 0 (the kernel's choice)."""
+    if args.reuse_ports is None:
+        return 0
+    lo, hi = args.reuse_ports
+    return lo + (i // len(args.sources.split(","))) % (hi - lo + 1)
+
+
 async def _connection(i: int, src: str, args: argparse.Namespace, rec: Recorder,
                       outcomes: list[Outcome], counts: dict[str, int]) -> None:  # fmt: skip
     loop = asyncio.get_running_loop()
@@ -315,7 +330,17 @@ async def _connection(i: int, src: str, args: argparse.Namespace, rec: Recorder,
 
     try:
         try:
-            sock.bind((src, 0))
+            port = _reused_port(i, args)
+            if port:
+                try:
+                    sock.bind((src, port))
+                except OSError as e:  # its last connection has not closed yet: a new port
+                    if e.errno != errno.EADDRINUSE:
+                        raise
+                    counts["reuse_busy"] = counts.get("reuse_busy", 0) + 1
+                    port = 0
+            if not port:
+                sock.bind((src, 0))
         except OSError as e:
             counts["bind_errors"] += 1
             counts[f"error:{type(e).__name__}"] = counts.get(f"error:{type(e).__name__}", 0) + 1
@@ -441,9 +466,23 @@ def parser() -> argparse.ArgumentParser:
                    help="for the whole run (default: duration + timeout + 5)")  # fmt: skip
     p.add_argument("--upload", type=int, default=0, metavar="BYTES",
                    help="POST /upload this many bytes, not GET /id (0: no upload)")  # fmt: skip
+    p.add_argument("--reuse-ports", type=_port_range, default=None, metavar="LO-HI",
+                   help="bind each connection to one of these local ports, cycling: the same "
+                   "5-tuples again and again (keep them out of ip_local_port_range)")  # fmt: skip
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default="-", help="history file (JSON lines); - for stdout")
     return p
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    lo, sep, hi = text.partition("-")
+    try:
+        a, b = int(lo), int(hi if sep else lo)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LO-HI, e.g. 30000-30015") from None
+    if not 1024 <= a <= b <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 1024 <= LO <= HI <= 65535")
+    return a, b
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -313,6 +313,37 @@ def test_a_run_against_the_reference_app_succeeds_and_loads(tmp_path: Path) -> N
         assert isinstance(closed, h.Closed) and closed.received == closed.verified == 3  # "s1\n"
 
 
+def test_reused_ports_bring_the_same_tuples_back(tmp_path: Path) -> None:
+    """With --reuse-ports every connection binds one of the fixed ports: the same 5-tuples again
+    and again, each one's earlier connection closed before it comes back."""
+    app = ServerApp("s1", linger=0.05)
+
+    async def go() -> tuple[dict[str, Any], h.History]:
+        async with loopback_server(app.handle_http) as port:
+            try:
+                return await _drive(tmp_path, port, "--rate", "50", "--count", "24",
+                                    "--timeout", "5", "--reuse-ports", "41000-41002",
+                                    "--seed", "3")  # fmt: skip
+            finally:
+                await app.close_connections()
+
+    counts, hist = asyncio.run(go())
+    assert counts["succeeded"] == 24, counts
+    tuples = [(fh.start.src, fh.start.sport) for fh in hist.flows.values()]
+    busy = counts.get("reuse_busy", 0)
+    assert sum(41000 <= sport <= 41002 for _, sport in tuples) == 24 - busy
+    assert busy <= 2, counts
+    assert len(set(tuples)) <= 6 + busy, "2 sources x 3 ports, reused"
+
+
+@pytest.mark.parametrize("bad", ["x-y", "100-200", "41002-41000", "65535-65536"])
+def test_a_bad_reuse_port_range_is_refused(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert sc.parse_args([*LAB_ARGS, "--reuse-ports", "41000"]).reuse_ports == (41000, 41000)
+    with pytest.raises(SystemExit) as e:
+        sc.parse_args([*LAB_ARGS, "--reuse-ports", bad])
+    assert e.value.code == 2 and "--reuse-ports" in capsys.readouterr().err
+
+
 def test_uploads_reach_the_reference_app_whole(tmp_path: Path) -> None:
     app = ServerApp("s1", linger=1.0)
 
