@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
 
 from dsrconform.invariants.observations import (
     FaultWindow,
@@ -66,7 +67,14 @@ def _judge_tap_affinity(j: Judge, obs: Observations, proto: int, *, required: bo
             seen[node] = node_first
         first = min(seen.values())
         if changes and overlaps_any(changes, first, last) is not None:
-            skipped += 1
+            # The taps add up a 5-tuple over the whole run: a client reusing it after a
+            # backend change has one record per server spanning both connections. Judge each
+            # of its connections that overlaps no change by the servers certainly reached
+            # during it instead (a record whose first or last packet falls inside it).
+            if _judge_reused_tuple(j, key, by_node, spans5.get(key, ()), changes):
+                judged.add(key)
+            else:
+                skipped += 1
             continue
         judged.add(key)
         nodes = sorted(by_node) if len(by_node) > 1 else list(by_node)
@@ -97,6 +105,41 @@ def _judge_tap_affinity(j: Judge, obs: Observations, proto: int, *, required: bo
                 )
                 break
     j.measured["tap_flows_overlapping_backend_change"] = skipped
+    return judged
+
+
+def _judge_reused_tuple(
+    j: Judge,
+    key: Flow5,
+    by_node: dict[str, list[tuple[TapInfo, TapFlow]]],
+    spans: Iterable[tuple[float, float, FlowHistory]],
+    changes: list[FaultWindow],
+) -> bool:
+    """For a 5-tuple whose records span a backend change: each history connection on it that
+    overlaps no change must have reached one server. Returns whether any was judged."""
+    judged = False
+    for s, e, fh in spans:
+        if overlaps_any(changes, s, e) is not None:
+            continue
+        judged = True
+        inside: dict[str, tuple[float, TapInfo, TapFlow]] = {}
+        for node, lst in by_node.items():
+            for info, r in lst:
+                t = r.first if s <= r.first <= e else r.last if s <= r.last <= e else None
+                if t is not None and (node not in inside or t < inside[node][0]):
+                    inside[node] = (t, info, r)
+        if len(inside) > 1:
+            order = sorted(inside, key=lambda n: inside[n][0])
+            t, info, rec = inside[order[1]]
+            reached = ", ".join(f"{n} (at t={inside[n][0]:.3f})" for n in order)
+            j.violation(
+                f"packets of one connection on a reused 5-tuple reached {len(order)} servers: "
+                f"{reached}",
+                flow=fh.describe(),
+                packet=rec.describe(),
+                link=info.describe(),
+                time=t,
+            )
     return judged
 
 

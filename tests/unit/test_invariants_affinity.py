@@ -87,6 +87,42 @@ def test_af1_leaves_out_connections_overlapping_a_backend_change() -> None:
     assert v.measured["connections_judged"] == 3
 
 
+def reused_tuple_run(*, split: bool) -> Run:
+    """A client reuses a 5-tuple after a backend change: the taps have one record per server
+    for both connections. ``split``: the second connection's SYN reached server2 and its ACK
+    the old entry's server1 (a MUX whose SYNs skip the connection table)."""
+    run = three_conns()
+    t = tcp(CLIENT, 45000, WEB, 80)
+    run.fault("backend-add", 25.0, 25.2, backends_before=SERVERS[:2], backends_after=SERVERS)
+    run.conn(4, 10.0, end_t=20.0, server="server1", sport=45000, wire=False)
+    run.conn(5, 30.0, end_t=30.05, end="reset" if split else "closed",
+             server="server2" if split else "server1", sport=45000, wire=False)  # fmt: skip
+    if split:
+        run.add(encap("server1-in", "mux1", "server1", t, 10.0, 30.02))
+        run.add(encap("server2-in", "mux1", "server2", t, 30.001, 30.001, packets=1))
+    else:
+        run.add(encap("server1-in", "mux1", "server1", t, 10.0, 30.05))
+    return run
+
+
+def test_af1_judges_each_connection_of_a_tuple_reused_across_a_change() -> None:
+    v = run_checker(check_connection_affinity, reused_tuple_run(split=False).obs())
+    assert v.status == Status.PASS and v.measured["connections_judged"] == 4
+    v = run_checker(check_connection_affinity, reused_tuple_run(split=True).obs())
+    assert v.status == Status.FAIL
+    (e,) = v.evidence
+    assert e.message == (
+        "packets of one connection on a reused 5-tuple reached 2 servers: server2 (at "
+        "t=30.001), server1 (at t=30.020)"
+    )
+    assert e.time == 30.02 and e.flow is not None and e.flow.endswith("(flow 5)")
+    # The reused tuple's first connection went to server1 before the change: not a split.
+    run = reused_tuple_run(split=True)
+    run.records = [r for r in run.records if getattr(r, "flow", None) != 5]
+    v = run_checker(check_connection_affinity, run.obs())
+    assert v.status == Status.PASS and v.measured["tap_flows_overlapping_backend_change"] == 0
+
+
 def test_af1_unknown_cases() -> None:
     run = three_conns()
     run.drop_taps("server3")
