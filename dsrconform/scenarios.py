@@ -13,11 +13,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Literal
 
-from dsrconform.errors import LabError
+from dsrconform.errors import ConfigError, LabError
 from dsrconform.invariants.observations import FaultWindow
 from dsrconform.steady import Fault, Mix, traffic_clients
 from dsrconform.topology import Topology
@@ -26,6 +27,7 @@ __all__ = [
     "CHAOS_MIX",
     "FLOOD_MIX",
     "HOSTILE_MIX",
+    "SCALE_MIX",
     "SCENARIOS",
     "Scenario",
     "drain_during",
@@ -58,6 +60,12 @@ CHAOS_MIX = Mix(
 """Streams and UDP flows open for ~28 s, new connections all along: open from before a MUX
 fails until after it is back (MF-1..MF-4: the failure starts ~5 s in, the MUX is down ~8 s
 after its withdrawal), or across a series of backend changes (SC-1, SC-3, SC-5)."""
+
+SCALE_MIX = replace(CHAOS_MIX, short_reuse_ports=16)
+"""CHAOS_MIX whose short connections cycle through 16 fixed local ports per client address: each
+5-tuple comes back every ~2 s, across every backend change, as from clients that reuse ports.
+A connection on a tuple the stack remembers must reach one server, the one it remembers (AF-1:
+a MUX whose SYNs skip the connection table sends the SYN to the new server, the ACK to the old)."""
 
 
 def syn_flood(*, delay: float = 4.0, seconds: float = 12.0, rate: float = 130_000) -> Fault:
@@ -346,26 +354,67 @@ def _ended(windows: list[FaultWindow], at: float) -> list[FaultWindow]:
     return [w.model_copy(update={"end": at}) for w in windows]
 
 
-def scale_changes(*, delay: float = 5.0, step: float = 4.0, drain_for: float = 6.0) -> Fault:
+PROBE_LEAD = 0.8
+"""Seconds of tuple probes before a probed change: every tuple's server before it."""
+PROBE_TAIL = 2.6
+"""Seconds of tuple probes after a probed change: past SC-4's convergence bound (tau, 2 s)."""
+
+
+def _probed(lab: Any, say: Callable[[str], None], make: Callable[[], list[FaultWindow]]
+            ) -> list[FaultWindow]:  # fmt: skip
+    """``make()`` (a backend change of the first TCP service) inside a set of tuple probes
+    toward that service (:func:`~dsrconform.traffic.tupleprobes.probing`), its windows
+    noting the probe set. A lab without a probe network, or probes that fail, leave the change
+    unprobed (SC-2 and SC-4 then answer UNKNOWN), said through ``say``."""
+    from dsrconform.traffic.tupleprobes import probing
+
+    svc = _first_tcp_service(lab.topology)
+    with ExitStack() as stack:
+        try:
+            run = stack.enter_context(probing(lab, vip=svc.vip, port=svc.port))
+        except ConfigError as e:
+            say(f"change not probed: {e}")
+            return make()
+        time.sleep(PROBE_LEAD)  # the schedule: probes before the change
+        out = make()
+        time.sleep(PROBE_TAIL)  # the schedule: probes after it
+    if run.error is not None:
+        say(f"tuple probes failed ({run.error}): SC-2 and SC-4 cannot judge this change")
+        return out
+    assert run.result is not None
+    say(f"probed {run.flows} tuples around it at {run.result.delivered_pps:,.0f} packets/s")
+    return [w.model_copy(update={"detail": {**w.detail, **run.detail()}}) for w in out]
+
+
+def scale_changes(*, delay: float = 5.0, step: float = 4.0, drain_for: float = 6.0,
+                  probe: bool = True) -> Fault:  # fmt: skip
     """On the first TCP service, ``delay`` s after the traffic started and ``step`` s apart:
     remove its last server, add it back, drain its second server for ``drain_for`` s, then make
     it active again (windows ``backend-remove``, ``backend-add``, ``backend-drain`` from the
-    drain until the server is back, ``backend-add``)."""
+    drain until the server is back, ``backend-add``). With ``probe``, each change happens
+    inside its own set of tuple probes (:func:`_probed`; SC-2, SC-4)."""
 
-    def steps(change: Callable[..., list[FaultWindow]], servers: list[str], *_: Any
-              ) -> list[FaultWindow]:  # fmt: skip
+    def steps(change: Callable[..., list[FaultWindow]], servers: list[str], lab: Any,
+              say: Callable[[str], None]) -> list[FaultWindow]:  # fmt: skip
         gone, drained = servers[-1], servers[1]
-        time.sleep(delay)  # the fault's schedule (streams established first), not a wait
-        out = change("backend-remove", [s for s in servers if s != gone], target=gone)
-        time.sleep(step)  # the schedule: connections opened without it, then it comes back
-        out += change("backend-add", servers, target=gone)
-        time.sleep(step)  # the schedule: the server back a while before another is drained
-        drain = change(
+        begun = time.monotonic()
+
+        def at(offset: float, make: Callable[[], list[FaultWindow]]) -> list[FaultWindow]:
+            # The fault's schedule (not a wait for anything): each change at its offset from
+            # the start, its probes starting PROBE_LEAD earlier.
+            lead = PROBE_LEAD if probe else 0.0
+            time.sleep(max(0.0, begun + offset - lead - time.monotonic()))
+            return _probed(lab, say, make) if probe else make()
+
+        out = at(delay, lambda: change("backend-remove", [s for s in servers if s != gone],
+                                       target=gone))  # fmt: skip
+        out += at(delay + step, lambda: change("backend-add", servers, target=gone))
+        drain = at(delay + 2 * step, lambda: change(
             "backend-drain", [s for s in servers if s != drained], draining=(drained,),
             target=drained,
-        )  # fmt: skip
-        time.sleep(drain_for)  # the schedule: how long the drain lasts
-        back = change("backend-add", servers, target=drained)
+        ))  # fmt: skip
+        back = at(delay + 2 * step + drain_for,
+                  lambda: change("backend-add", servers, target=drained))  # fmt: skip
         return [*out, *_ended(drain, back[0].start), *back]
 
     return _backends_fault(steps)
@@ -444,9 +493,10 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "scale",
-            CHAOS_MIX,
+            SCALE_MIX,
             scale_changes,
-            "a server removed and added back, another drained and made active again (SC-1, SC-3)",
+            "a server removed and added back, another drained and made active again, each "
+            "change inside tuple probes (SC-1..SC-4, AF-1)",
         ),
         Scenario(
             "flood-scale",

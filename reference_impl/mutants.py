@@ -73,8 +73,10 @@ CATALOGUE: tuple[Mutant, ...] = (
         "mux",
         "Bare SYNs never consult the connection table, even after a backend change: a client "
         "reusing a 5-tuple whose entry predates the change sends its SYN to the new server and "
-        "its ACK to the old one, and the connection never opens.",
-        ("SC-1", "AF-1"),
+        "its ACK to the old one, and the connection never opens. (It breaks no connection "
+        "established before a change, so SC-1 cannot see it: the packets of one new connection "
+        "reach two servers, which AF-1 judges.)",
+        ("AF-1",),
         defines={"MUTANT_SYN_SKIPS_TABLE": 1},
         caught_by=(f"{_MUX}:check_reused_tuple_syn_follows_entry",),
     ),

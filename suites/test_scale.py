@@ -1,14 +1,19 @@
-"""Scale-out and network changes: adding a server breaks nothing (SC-1), a drain moves no
-established connection and sends the drained server no new one (SC-3), a flood coinciding with
-backend changes breaks nothing (SF-3), and a backend change followed by a MUX loss, whose
-breakage is measured (SC-5, a MAY: a stack without daisy-chained state is allowed to break
-some).
+"""Scale-out and network changes: adding a server breaks nothing (SC-1), a backend change
+remaps no more new flows than it must (SC-2), a drain moves no established connection and sends
+the drained server no new one (SC-3), every change applies atomically on each MUX and converges
+within tau (SC-4), a flood coinciding with backend changes breaks nothing (SF-3), and a backend
+change followed by a MUX loss, whose breakage is measured (SC-5, a MAY: a stack without
+daisy-chained state is allowed to break some).
 
 Three scenarios (``dsr_scenario``, each once per session) change the first TCP service's
 backends through the target protocol (``Deployment.set_backends``) while streams, UDP flows and
 new connections run: ``scale`` (a server removed and added back, another drained and made
-active again), ``flood-scale`` (a drain and its undoing inside a 12 s SYN flood) and
-``scale-mux-loss`` (a server removed, then a MUX killed and restarted).
+active again; each change inside its own set of tuple probes, repeated bare SYNs of 2,048 fixed
+5-tuples at 50 k/s that the stack keeps no state for, whose servers the taps out of each MUX
+record: SC-2, SC-4; and short connections that reuse 16 local ports per client address, so
+each connection on a remembered 5-tuple must reach one server: AF-1), ``flood-scale`` (a drain
+and its undoing inside a 12 s SYN flood) and ``scale-mux-loss`` (a server removed, then a MUX
+killed and restarted).
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ import pytest
 
 CASES = [
     ("scale", "SC-1"),
+    ("scale", "SC-2"),
     ("scale", "SC-3"),
+    ("scale", "SC-4"),
+    ("scale", "AF-1"),
     ("flood-scale", "SF-3"),
     ("flood-scale", "SC-3"),
     ("scale-mux-loss", "SC-5"),

@@ -37,17 +37,8 @@ WHERE: dict[str, tuple[str, str]] = {
 }
 """Lab file and mode a mutant's bug shows in (default: basic.yaml, encap)."""
 
-NOT_CAUGHT_YET: dict[str, str] = {
-    "modulo-hash": "SC-2 has no suite yet: it needs tuple probes new to a stateful MUX",
-    "in-place-table": "SC-4 has no suite yet: it needs tuple probes new to a stateful MUX",
-    "syn-skips-conn-table": "its bug breaks a client reusing a 5-tuple across a backend change; "
-    "the taps aggregate a 5-tuple over the run, so AF-1 skips such a tuple as overlapping the "
-    "change, and SC-1 judges only connections open at an addition",
-}
+NOT_CAUGHT_YET: dict[str, str] = {}
 """Mutants no suite catches yet, with why (strict xfails: see the module docstring)."""
-
-NO_SUITE_YET = {"SC-2", "SC-4"}
-"""Requirements no suite judges yet (they need tuple probes new to a stateful MUX)."""
 
 
 def run_suites(tmp: Path, *args: str) -> tuple[int, dict[str, Any], str]:
@@ -97,6 +88,6 @@ def test_the_correct_stack_passes_every_must_five_times_alike(tmp_path: Path) ->
         )
         got = statuses(summary)
         assert rc == 0 and set(got.values()) == {"PASS"}, f"seed {seed}:\n{out}"
-        assert set(got) == must - NO_SUITE_YET, f"seed {seed}: judged {sorted(got)}"
+        assert set(got) == must, f"seed {seed}: judged {sorted(got)}"
         runs.append(got)
     assert all(r == runs[0] for r in runs), runs
