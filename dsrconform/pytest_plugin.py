@@ -33,7 +33,15 @@ from typing import Any
 
 import pytest
 
-from dsrconform.runopts import BACKENDS, LEVELS, MODES, SUMMARY_FILE, VERDICTS_FILE, parse_seed
+from dsrconform.runopts import (
+    BACKENDS,
+    LEVELS,
+    MODES,
+    SUMMARY_FILE,
+    VERDICTS_FILE,
+    choice_list,
+    parse_seed,
+)
 
 GROUP = "dsrconform"
 OPT_LAB = "--dsr-lab"
@@ -88,9 +96,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         OPT_BACKEND,
         dest=_dest(OPT_BACKEND),
-        choices=BACKENDS,
-        default="netns",
-        help="where the lab runs: network namespaces (default) or Docker containers",
+        type=choice_list(BACKENDS),
+        default=("netns",),
+        metavar="NAME[,NAME]",
+        help="where the lab runs: network namespaces (netns, default) or Docker containers "
+        "(docker); both (netns,docker) runs every lab test on each",
     )
     group.addoption(
         OPT_TARGET,
@@ -102,9 +112,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         OPT_MODE,
         dest=_dest(OPT_MODE),
-        choices=MODES,
+        type=choice_list(MODES),
         default=None,
-        help="rewrite mode of the servers (default: the lab file's)",
+        metavar="MODE[,MODE...]",
+        help=f"rewrite mode of the servers, {'/'.join(MODES)} (default: the lab file's); "
+        "several run every lab test in each",
     )
     group.addoption(
         OPT_LEVEL,
@@ -171,9 +183,11 @@ def pytest_report_header(config: pytest.Config) -> str:
     seed = config.stash[SEED_KEY]
     given = config.getoption(_dest(OPT_SEED)) is not None
     how = "given" if given else f"random; replay with {OPT_SEED} {seed}"
+    backends = ",".join(config.getoption(_dest(OPT_BACKEND)))
+    modes = ",".join(config.getoption(_dest(OPT_MODE)) or ("the lab file's",))
     return (
-        f"dsrconform: target={config.getoption(_dest(OPT_TARGET))} "
-        f"backend={config.getoption(_dest(OPT_BACKEND))} seed={seed} ({how})"
+        f"dsrconform: target={config.getoption(_dest(OPT_TARGET))} backend={backends} "
+        f"mode={modes} seed={seed} ({how})"
     )
 
 
@@ -225,22 +239,62 @@ def dsr_seed(request: pytest.FixtureRequest) -> int:
 # --- fixtures: the lab, the steady-state observations, checking with verdicts on the report ------
 
 
+Platform = tuple[str, str | None]
+"""Where a lab test runs: (backend, rewrite mode or None for the lab file's)."""
+
+
+def platforms(config: pytest.Config) -> list[Platform]:
+    """Every (backend, mode) the run asks for (``--dsr-backend`` x ``--dsr-mode``)."""
+    modes: tuple[str | None, ...] = config.getoption(_dest(OPT_MODE)) or (None,)
+    return [(b, m) for b in config.getoption(_dest(OPT_BACKEND)) for m in modes]
+
+
+def _platform_id(p: Platform) -> str:
+    return f"{p[0]}-{p[1] or 'lab-mode'}"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that needs the lab runs once per (backend, mode) asked for, when more than
+    one is (ids like ``[...-netns-server-nat]``; with one, test ids stay as they are). The
+    parameter is session-scoped, so pytest groups the tests by it: one lab is up at a time."""
+    if "dsr_platform" not in metafunc.fixturenames:
+        return
+    combos = platforms(metafunc.config)
+    if len(combos) > 1:
+        metafunc.parametrize("dsr_platform", combos, indirect=True, scope="session",
+                             ids=[_platform_id(c) for c in combos])  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def dsr_platform(request: pytest.FixtureRequest) -> Platform:
+    """Session scope, parametrised (see :func:`pytest_generate_tests`). The (backend, mode)
+    this test's lab runs on: the only one asked for, or this parameter's."""
+    param: Platform | None = getattr(request, "param", None)
+    return param if param is not None else platforms(request.config)[0]
+
+
 def _lab_path(config: pytest.Config) -> str:
     return config.getoption(_dest(OPT_LAB)) or str(config.rootpath / DEFAULT_LAB)
 
 
-def _lab_name(config: pytest.Config) -> str:
+def _lab_name(config: pytest.Config, platform: Platform | None = None) -> str:
     """One lab per pytest process (``s<pid>``: each pytest-xdist worker, and each of two runs
-    at once, gets its own), never shared: a process tears down only its own. A crashed run's
-    lab is found by ``dsrconform lab down --all`` (the reaper)."""
-    return f"s{os.getpid()}"
+    at once, gets its own) and platform (``s<pid>p<n>`` when the run asks for several), never
+    shared: a process tears down only its own. A crashed run's lab is found by
+    ``dsrconform lab down --all`` (the reaper)."""
+    combos = platforms(config)
+    if platform is None or len(combos) == 1:
+        return f"s{os.getpid()}"
+    return f"s{os.getpid()}p{combos.index(platform)}"
 
 
 @pytest.fixture(scope="session")
-def dsr_lab(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """Session scope. The lab of ``--dsr-lab`` (default labs/basic.yaml) brought up with the
-    target (``--dsr-target``, ``--dsr-mutant``), backend and mode asked for; torn down at the
-    end of the session unless ``--dsr-keep-lab``. Needs root (the test is skipped without)."""
+def dsr_lab(request: pytest.FixtureRequest, dsr_platform: Platform) -> Iterator[Any]:
+    """Session scope; depends on ``dsr_platform``. The lab of ``--dsr-lab`` (default
+    labs/basic.yaml) brought up with the target (``--dsr-target``, ``--dsr-mutant``) on the
+    platform's backend and mode; torn down at the end of the session (or when the next
+    platform's tests start) unless ``--dsr-keep-lab``. Needs root (the test is skipped
+    without)."""
     from dsrconform.lab import Lab
 
     if os.geteuid() != 0:
@@ -248,9 +302,9 @@ def dsr_lab(request: pytest.FixtureRequest) -> Iterator[Any]:
     config = request.config
     with Lab.up(
         _lab_path(config),
-        backend=config.getoption(_dest(OPT_BACKEND)),
-        mode=config.getoption(_dest(OPT_MODE)),
-        name=_lab_name(config),
+        backend=dsr_platform[0],
+        mode=dsr_platform[1],
+        name=_lab_name(config, dsr_platform),
         target=config.getoption(_dest(OPT_TARGET)),
         mutant=config.getoption(_dest(OPT_MUTANT)),
         keep=config.getoption(_dest(OPT_KEEP_LAB)),
@@ -536,8 +590,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             "seed": config.stash[SEED_KEY],
             "target": config.getoption(_dest(OPT_TARGET)),
             "mutant": config.getoption(_dest(OPT_MUTANT)),
-            "backend": config.getoption(_dest(OPT_BACKEND)),
-            "mode": config.getoption(_dest(OPT_MODE)),
+            "backend": ",".join(config.getoption(_dest(OPT_BACKEND))),
+            "mode": ",".join(config.getoption(_dest(OPT_MODE)) or ()) or None,
             "lab": _lab_path(config),
             "level": config.getoption(_dest(OPT_LEVEL)),
             "started": record.started,

@@ -30,7 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from dsrconform.errors import ConfigError
-from dsrconform.runopts import BACKENDS, LEVELS, MODES, SUMMARY_FILE, VERDICTS_FILE, parse_seed
+from dsrconform.runopts import (
+    BACKENDS,
+    LEVELS,
+    MODES,
+    SUMMARY_FILE,
+    VERDICTS_FILE,
+    choice_list,
+    parse_seed,
+)
 
 DEFAULT_RESULTS = "results/run"
 PYTEST_RAN = (0, 1)  # pytest exit codes of a run that went through: all passed, some did not
@@ -86,8 +94,8 @@ def pytest_argv(
         ("--dsr-target", args.target),
         ("--dsr-mutant", args.mutant),
         ("--dsr-lab", None if args.lab is None else Path(args.lab).absolute()),
-        ("--dsr-backend", args.backend),
-        ("--dsr-mode", args.mode),
+        ("--dsr-backend", None if args.backend is None else ",".join(args.backend)),
+        ("--dsr-mode", None if args.mode is None else ",".join(args.mode)),
         ("--dsr-seed", args.seed),
     ]
     for opt, value in optional:
@@ -239,9 +247,10 @@ def add_parser(sub: Any) -> None:
         help="only the tests citing one of these requirement IDs (repeatable)",
     )
     p.add_argument("--lab", default=None, metavar="FILE", help="default: labs/basic.yaml")
-    p.add_argument("--backend", choices=BACKENDS, default=None, help="default: netns")
-    p.add_argument("--mode", choices=MODES, default=None,
-                   help="rewrite mode (default: the lab file's)")  # fmt: skip
+    p.add_argument("--backend", type=choice_list(BACKENDS), default=None, metavar="NAME[,NAME]",
+                   help="netns or docker, or both (default: netns)")  # fmt: skip
+    p.add_argument("--mode", type=choice_list(MODES), default=None, metavar="MODE[,MODE...]",
+                   help="rewrite mode(s) (default: the lab file's)")  # fmt: skip
     p.add_argument("--seed", type=parse_seed, default=None, metavar="N",
                    help="seed of every random choice (default: random, shown)")  # fmt: skip
     p.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR",

@@ -28,8 +28,50 @@ def test_options_appear_in_help(pytester: pytest.Pytester) -> None:
 def test_header_shows_given_seed_and_fixture_sees_it(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_seed(dsr_seed):\n    assert dsr_seed == 1234\n")
     result = pytester.runpytest("--dsr-seed", "1234", "--dsr-target", "acme")
-    result.stdout.fnmatch_lines(["dsrconform: target=acme backend=netns seed=1234 (given)"])
+    result.stdout.fnmatch_lines(
+        ["dsrconform: target=acme backend=netns mode=the lab file's seed=1234 (given)"]
+    )
     result.assert_outcomes(passed=1)
+
+
+def test_lab_tests_run_once_per_backend_and_mode_asked_for(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        SEEN = []
+
+        def test_platform(dsr_platform):
+            SEEN.append(dsr_platform)
+
+        def test_no_lab():
+            pass
+
+        def test_grouped_by_platform():
+            assert SEEN == sorted(set(SEEN), key=SEEN.index)  # each platform's tests together
+        """
+    )
+    result = pytester.runpytest("-v", "--dsr-backend", "netns,docker", "--dsr-mode",
+                                "encap,server-nat")  # fmt: skip
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(
+        ["*backend=netns,docker mode=encap,server-nat*",
+         "*test_platform?netns-encap? PASSED*", "*test_platform?docker-server-nat? PASSED*"],
+        consecutive=False,
+    )  # fmt: skip
+    one = pytester.runpytest("-v", "--dsr-mode", "gateway-nat")
+    one.assert_outcomes(passed=3)
+    one.stdout.fnmatch_lines(["*::test_platform PASSED*"])  # one platform: ids unchanged
+
+
+@pytest.mark.parametrize(
+    ("opt", "value"),
+    [("--dsr-backend", "vm"), ("--dsr-mode", "encap,nat"), ("--dsr-backend", "netns,netns")],
+)
+def test_bad_backend_or_mode_is_a_usage_error(
+    pytester: pytest.Pytester, opt: str, value: str
+) -> None:
+    result = pytester.runpytest(opt, value)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{opt}*"])
 
 
 def test_header_prints_a_random_seed_to_replay(pytester: pytest.Pytester) -> None:

@@ -43,7 +43,7 @@ def test_every_option_maps_to_the_plugin(suites: Path, tmp_path: Path) -> None:
     args = parse(
         *("--suite", "syn_flood", "--suite", "test_steady_state.py", "--suite", "syn_flood"),
         *("--target", "acme", "--mutant", "no-rewrite", "--level", "SHOULD"),
-        *("--lab", "labs/x.yaml", "--backend", "docker", "--mode", "gateway-nat"),
+        *("--lab", "labs/x.yaml", "--backend", "docker,netns", "--mode", "gateway-nat"),
         *("--seed", "0x10", "--results", str(tmp_path / "out"), "--keep-lab"),
         *("--requirement", "MF-1,AF-1", "--requirement", "RB-4"),
         *("--", "-x", "-k", "RW and not RW-6", "--", "--dsr-seed", "3"),
@@ -55,7 +55,7 @@ def test_every_option_maps_to_the_plugin(suites: Path, tmp_path: Path) -> None:
         *("--dsr-level", "SHOULD", "--dsr-results", str(tmp_path / "out")),
         *("--dsr-target", "acme", "--dsr-mutant", "no-rewrite"),
         *("--dsr-lab", str(Path("labs/x.yaml").absolute())),
-        *("--dsr-backend", "docker", "--dsr-mode", "gateway-nat", "--dsr-seed", "16"),
+        *("--dsr-backend", "docker,netns", "--dsr-mode", "gateway-nat", "--dsr-seed", "16"),
         *("--dsr-requirement", "MF-1,AF-1", "--dsr-requirement", "RB-4"),
         "--dsr-keep-lab",
         *("-x", "-k", "RW and not RW-6", "--", "--dsr-seed", "3"),  # verbatim, after ours
@@ -96,7 +96,15 @@ def test_pytest_options_need_the_double_dash(suites: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [("--level", "must"), ("--seed", "-1"), ("--seed", "x"), ("--backend", "vm"), ("-x",)]
+    "argv",
+    [
+        ("--level", "must"),
+        ("--seed", "-1"),
+        ("--seed", "x"),
+        ("--backend", "vm"),
+        ("--mode", "encap,encap"),
+        ("-x",),
+    ],
 )
 def test_bad_options_are_usage_errors(argv: tuple[str, ...]) -> None:
     assert cli.main(["run", *argv]) == 2
