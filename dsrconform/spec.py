@@ -244,7 +244,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "Every packet of a TCP connection reaches one server while the backend set is stable.",
         "Taps on every server's receiving side, and histories when present: the packets of each "
         "client TCP endpoint reach one server, the one the history says answered; connections "
-        "overlapping a backend change are left out; decided on at least N connections.",
+        "overlapping a backend change are left out; a 5-tuple reused across a change (the taps "
+        "add a tuple up over the run) is judged per connection that overlaps none, by the "
+        "servers certainly reached during it (a record whose first or last packet falls "
+        "inside); tuple probes are no connections; decided on at least N connections.",
         f"{_AF}:check_connection_affinity",
         (_n("min_flows", "N", 1, "connections needed to decide"),),
     ),
@@ -420,13 +423,15 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "MUST",
         "Configuration changes apply atomically and converge on every MUX within tau.",
         "Fault timeline (config-change and backend changes) and taps on the links out of each "
-        "MUX, for the tuple probes sent before the change began and after it ended (repeated "
+        "MUX, for the tuple probes sent before the change began and after it (repeated "
         "bare SYNs of fixed 5-tuples): each MUX sends each tuple to at most two servers, one "
-        "after the other (never old, other, new; never back); its change comes within tau of "
-        "the change's start; and one instant separates every tuple's last packet to its old "
-        "server from every tuple's first to its new one on that MUX, within S (a table "
-        "rewritten in place sends some tuples to new servers while others still go to old "
-        "ones); at least N tuples probed later than tau.",
+        "after the other (never old, other, new; never back, give or take S); its change comes "
+        "within tau of the change's start; no MUX sends a tuple to a removed or drained server "
+        "later than tau; a MUX that moves none of its tuples where about five or more should "
+        "move, while another MUX moves its own, never applied the change; and one instant "
+        "separates every tuple's last packet to its old server from every tuple's first to its "
+        "new one on that MUX, within S (a table rewritten in place sends some tuples to new "
+        "servers while others still go to old ones); at least N tuples probed later than tau.",
         f"{_SC}:check_atomic_convergence",
         (
             Param("converge_seconds", "tau", 2.0, "s", "convergence time bound"),

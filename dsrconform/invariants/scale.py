@@ -305,10 +305,28 @@ def check_atomic_convergence(obs: Observations, p: Params) -> Verdict:
         # Per MUX: when each changed tuple was last sent to its old server, and first to its
         # new one. An atomic flip lies between the two for every tuple at once.
         flips: dict[str, list[tuple[ProbeTuple, ProbeSpan, ProbeSpan]]] = {}
+        # Per MUX: tuples probed past tau, and those it changed (a MUX that never applies the
+        # change moves none of them while the others do).
+        per_mux_settled: dict[str, int] = {}
+        per_mux_changed: dict[str, int] = {}
+        gone = set(w.backends_before or ()) - set(w.backends_after or ())
         for tup, per_mux in judged.items():
             for mux, spans in per_mux.items():
+                if spans[-1].last >= w.start + tau:
+                    per_mux_settled[mux] = per_mux_settled.get(mux, 0) + 1
+                stale = next((x for x in spans if x.server in gone), None)
+                if stale is not None and stale.last > w.start + tau:
+                    j.violation(
+                        f"{mux} still sent it to {stale.server}, no backend after "
+                        f"{w.describe()}, {stale.last - w.start:.3f} s after the change began "
+                        f"(more than {tau:g} s)",
+                        flow=_describe_tuple(tup),
+                        time=stale.last,
+                    )
+                    continue
                 if len(spans) < 2:
                     continue
+                per_mux_changed[mux] = per_mux_changed.get(mux, 0) + 1
                 changed += 1
                 path = " -> ".join(x.server for x in spans)
                 if len(spans) > 2:
@@ -319,10 +337,10 @@ def check_atomic_convergence(obs: Observations, p: Params) -> Verdict:
                     )
                     continue
                 old, new = spans
-                if old.last > new.first:
+                if old.last > new.first + slack:
                     j.violation(
                         f"{mux} sent it to {old.server}, {new.server}, and {old.server} again "
-                        f"({new.first:.3f}..{old.last:.3f}) around {w.describe()}: not one "
+                        f"({new.first:.6f}..{old.last:.6f}) around {w.describe()}: not one "
                         "atomic change",
                         flow=_describe_tuple(tup),
                         time=new.first,
@@ -344,10 +362,10 @@ def check_atomic_convergence(obs: Observations, p: Params) -> Verdict:
             tear = late[1].last - early[2].first
             j.measured[f"tear_seconds{at}:{mux}"] = round(max(tear, 0.0), 6)
             if tear > slack:
-                j.violation(
+                j.violation(  # (times to the microsecond: the taps' clock is the host's)
                     f"{mux} sent {_describe_tuple(early[0])} to its new server "
-                    f"{early[2].server} at {early[2].first:.3f} but {_describe_tuple(late[0])} "
-                    f"to its old server {late[1].server} until {late[1].last:.3f}, {tear:.3f} s "
+                    f"{early[2].server} at {early[2].first:.6f} but {_describe_tuple(late[0])} "
+                    f"to its old server {late[1].server} until {late[1].last:.6f}, {tear:.6f} s "
                     f"later, around {w.describe()}: the table was neither the old nor the new "
                     f"one (allowed: {slack:g} s)",
                     flow=_describe_tuple(late[0]),
@@ -355,6 +373,15 @@ def check_atomic_convergence(obs: Observations, p: Params) -> Verdict:
                 )
         j.measured["tuples_settled" + at] = settled
         j.measured["tuples_changed" + at] = changed
+        if changed and w.kind in BACKEND_CHANGES:
+            for mux, n in sorted(per_mux_settled.items()):
+                if per_mux_changed.get(mux, 0) == 0 and _expected_moves(w, n) >= 5:
+                    j.violation(
+                        f"{mux} sent none of its {n} probed tuples to another server after "
+                        f"{w.describe()}, where about {_expected_moves(w, n):.0f} should have "
+                        "moved and other MUXes moved theirs: the change never reached it",
+                        time=w.start + tau,
+                    )
         if settled < p["min_tuples"]:
             j.incomplete(
                 f"{settled} tuples probed later than tau after {w.describe()} "

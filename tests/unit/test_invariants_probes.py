@@ -61,10 +61,17 @@ def test_sc2_minimal_remapping_passes_and_excess_fails() -> None:
 def test_sc2_judges_each_tuple_across_muxes() -> None:
     """The router may carry a tuple through another MUX: old and new are the earliest and the
     latest server, whichever MUX sent the tuple there."""
-    run = remove_run(0)
-    for i in range(150):
-        run.probe(i, [("mux1", "server1", 99.0, 100.5), ("mux2", "server1", 100.6, 102.5)])
+    run = remove_run(300)
+    for i in range(30):  # mux1 sent it to server1, then mux2 to server2: it moved
+        run.probe(1000 + i, [("mux1", "server1", 99.0, 100.05), ("mux2", "server2", 100.3, 102.5)])
     v = run_checker(check_minimal_remapping, run.obs(), {"min_samples": 100})
+    assert v.status == Status.FAIL
+    assert v.measured["remapped_share@100.000"] == pytest.approx(130 / 330, abs=1e-6)
+    assert "moved from server1 (still a backend) to server2" in v.evidence[1].message
+    still = remove_run(0)
+    for i in range(150):
+        still.probe(i, [("mux1", "server1", 99.0, 100.5), ("mux2", "server1", 100.6, 102.5)])
+    v = run_checker(check_minimal_remapping, still.obs(), {"min_samples": 100})
     # Nothing moved where a third of the tuples should have: not a PASS.
     assert v.status == Status.UNKNOWN
     assert "the stack keeps state for bare SYNs" in v.message
@@ -144,8 +151,8 @@ def test_sc4_torn_table_fails() -> None:
     (e,) = v.evidence
     assert e.message.startswith(
         "mux1 sent tcp 198.18.209.244:5000 -> 198.19.0.10:80 to its new server server2 at "
-        "100.091 but tcp 198.18.209.245:5000 -> 198.19.0.10:80 to its old server server2 until "
-        "100.130, 0.039 s later"
+        "100.091000 but tcp 198.18.209.245:5000 -> 198.19.0.10:80 to its old server server2 "
+        "until 100.130000, 0.039000 s later"
     )
     assert "the table was neither the old nor the new one" in e.message and e.time == 100.130
     assert v.measured["tear_seconds@100.000:mux1"] == pytest.approx(0.039)
@@ -157,15 +164,19 @@ def test_sc4_torn_table_fails() -> None:
 
 def test_sc4_back_and_forth_three_servers_and_late_changes_fail() -> None:
     run = two_mux_run()
-    run.probe(600, [("mux2", "server1", 99.0, 100.5), ("mux2", "server2", 100.16, 102.5)])
+    run.probe(600, [("mux2", "server1", 99.0, 102.4), ("mux2", "server2", 100.16, 102.5)])
     run.probe(601, [("mux2", "server1", 99.0, 100.14), ("mux2", "server3", 100.16, 100.3),
                     ("mux2", "server2", 100.31, 102.5)])  # fmt: skip
     run.probe(602, [("mux1", "server1", 99.0, 102.0), ("mux1", "server2", 102.3, 102.5)])
-    v = run_checker(check_atomic_convergence, run.obs(), {"atomic_slack": 10.0})
+    # (A slack that lets tuple 602's late move pass the one-instant check.)
+    v = run_checker(check_atomic_convergence, run.obs(), {"atomic_slack": 2.0})
     assert v.status == Status.FAIL
     assert len(v.evidence) == 3
     back, three, late = sorted(v.evidence, key=lambda e: e.time or 0.0)
-    assert "mux2 sent it to server1, server2, and server1 again (100.160..100.500)" in back.message
+    assert (
+        "mux2 sent it to server1, server2, and server1 again (100.160000..102.400000)"
+        in back.message
+    )
     assert "mux2 sent it to server1 -> server3 -> server2 around backend-remove" in three.message
     assert three.time == 100.31
     assert "mux1 moved it from server1 to server2 2.300 s after backend-remove" in late.message
@@ -193,3 +204,46 @@ def test_sc4_judges_a_drain_by_its_start() -> None:
     v = run_checker(check_atomic_convergence, run.obs())
     assert v.status == Status.PASS, v.message
     assert v.measured["tuples_settled@100.000"] == 60
+
+
+def test_sc4_back_and_forth_within_the_slack_is_timing_not_a_change() -> None:
+    run = two_mux_run()
+    run.probe(600, [("mux2", "server3", 99.0, 100.15105), ("mux2", "server1", 100.151, 102.5)])
+    assert run_checker(check_atomic_convergence, run.obs()).status == Status.PASS
+    v = run_checker(check_atomic_convergence, run.obs(), {"atomic_slack": 0.00001})
+    assert v.status == Status.FAIL and "and server3 again (100.151000..100.151050)" in (
+        v.evidence[0].message
+    )
+
+
+def test_sc4_a_mux_that_never_applies_the_change_fails() -> None:
+    """mux1 flips; mux2 keeps sending server3's tuples to the removed server3."""
+    run = remove_run(0)
+    for i in range(120):
+        mux, old = ("mux1" if i % 2 else "mux2"), SERVERS[i % 3]
+        if old == "server3" and mux == "mux1":
+            run.probe(i, [(mux, old, 99.0, 100.09), (mux, SERVERS[i % 2], 100.1, 102.5)])
+        else:
+            run.probe(i, [(mux, old, 99.0, 102.5)])
+    v = run_checker(check_atomic_convergence, run.obs())
+    assert v.status == Status.FAIL
+    stale = [
+        e for e in v.evidence if "mux2 still sent it to server3, no backend after" in e.message
+    ]
+    assert len(stale) == 20 and stale[0].time == 102.5
+    # An addition names no server that must not be used: the MUX that moved nothing is caught
+    # by its count alone.
+    add = remove_run(0)
+    add.faults[0] = add.faults[0].model_copy(
+        update={"kind": "backend-add", "backends_before": SERVERS[:2], "backends_after": SERVERS}
+    )
+    for i in range(120):
+        mux, old = ("mux1" if i % 2 else "mux2"), SERVERS[i % 2]
+        if i % 3 == 0 and mux == "mux1":
+            add.probe(i, [(mux, old, 99.0, 100.09), (mux, "server3", 100.1, 102.5)])
+        else:
+            add.probe(i, [(mux, old, 99.0, 102.5)])
+    v = run_checker(check_atomic_convergence, add.obs())
+    assert v.status == Status.FAIL
+    (e,) = v.evidence
+    assert e.message.startswith("mux2 sent none of its 60 probed tuples to another server")
