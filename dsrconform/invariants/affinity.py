@@ -2,7 +2,8 @@
 
 Each checker decides one requirement of :mod:`dsrconform.spec` from taps on the servers'
 receiving side, histories and the fault timeline (flows overlapping a backend change are left
-out); see :mod:`dsrconform.invariants.verdict` for the contract.
+out, but each connection of a 5-tuple reused across a change is judged on its own; tuple probes
+are no flows); see :mod:`dsrconform.invariants.verdict` for the contract.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def _judge_tap_affinity(j: Judge, obs: Observations, proto: int, *, required: bo
             # backend change has one record per server spanning both connections. Judge each
             # of its connections that overlaps no change by the servers certainly reached
             # during it instead (a record whose first or last packet falls inside it).
-            if _judge_reused_tuple(j, key, by_node, spans5.get(key, ()), changes):
+            if _judge_reused_tuple(j, lab, by_node, spans5.get(key, ()), changes):
                 judged.add(key)
             else:
                 skipped += 1
@@ -110,31 +111,52 @@ def _judge_tap_affinity(j: Judge, obs: Observations, proto: int, *, required: bo
 
 def _judge_reused_tuple(
     j: Judge,
-    key: Flow5,
+    lab: LabFacts,
     by_node: dict[str, list[tuple[TapInfo, TapFlow]]],
     spans: Iterable[tuple[float, float, FlowHistory]],
     changes: list[FaultWindow],
 ) -> bool:
     """For a 5-tuple whose records span a backend change: each history connection on it that
-    overlaps no change must have reached one server. Returns whether any was judged."""
+    overlaps no change must have reached one server, the one the history names. A connection
+    is judged by the servers certainly reached during it, from its start to its end (plus the
+    index's slack, but never past the tuple's next connection): those with a record whose
+    first or last packet falls inside. A split shows on the last connection to reach the old
+    server (a record's last packet moves on with every connection). Returns whether any
+    connection was judged."""
     judged = False
-    for s, e, fh in spans:
+    ordered = sorted(spans, key=lambda x: x[0])
+    for n, (s, e, fh) in enumerate(ordered):
+        if n + 1 < len(ordered):  # the next connection's packets come after its start
+            e = min(e, ordered[n + 1][0] - 1e-6)
         if overlaps_any(changes, s, e) is not None:
             continue
-        judged = True
         inside: dict[str, tuple[float, TapInfo, TapFlow]] = {}
         for node, lst in by_node.items():
             for info, r in lst:
                 t = r.first if s <= r.first <= e else r.last if s <= r.last <= e else None
                 if t is not None and (node not in inside or t < inside[node][0]):
                     inside[node] = (t, info, r)
-        if len(inside) > 1:
-            order = sorted(inside, key=lambda n: inside[n][0])
+        if not inside:
+            continue  # no packet certainly of this connection: not judged
+        judged = True
+        order = sorted(inside, key=lambda node: inside[node][0])
+        if len(order) > 1:
             t, info, rec = inside[order[1]]
-            reached = ", ".join(f"{n} (at t={inside[n][0]:.3f})" for n in order)
+            reached = ", ".join(f"{node} (at t={inside[node][0]:.3f})" for node in order)
             j.violation(
                 f"packets of one connection on a reused 5-tuple reached {len(order)} servers: "
                 f"{reached}",
+                flow=fh.describe(),
+                packet=rec.describe(),
+                link=info.describe(),
+                time=t,
+            )
+            continue
+        answered = fh.servers
+        if answered and lab.server_node(answered[0][1]) != order[0]:
+            t, info, rec = inside[order[0]]
+            j.violation(
+                f"the history says {answered[0][1]} answered, but the packets reached {order[0]}",
                 flow=fh.describe(),
                 packet=rec.describe(),
                 link=info.describe(),
@@ -150,6 +172,7 @@ def _server_flows(
     inner one if encapsulated), by the server that received them; one pass."""
     flows: dict[Flow5, dict[str, list[tuple[TapInfo, TapFlow]]]] = {}
     is_client = lab.client_test()  # this loop runs per record
+    probes: dict[str, bool] = {}
 
     for info, recs in taps:
         node = info.receiver
@@ -169,6 +192,11 @@ def _server_flows(
                 continue
             if key[2] == 0:
                 continue  # no client port: a fragment, or a flood aggregated by the tap
+            probe = probes.get(key[1])
+            if probe is None:
+                probe = probes[key[1]] = lab.is_probe(key[1])
+            if probe:
+                continue  # a tuple probe (SC-2, SC-4): bare SYNs, no connection
             by_node = flows.get(key)
             if by_node is None:
                 flows[key] = {node: [(info, rec)]}

@@ -13,7 +13,16 @@ from dsrconform.invariants.affinity import (
     check_udp_affinity,
 )
 from dsrconform.invariants.observations import ServiceFacts
-from tests.unit.observations_builder import CLIENT, LAB, SERVERS, WEB, Run, encap, tcp
+from tests.unit.observations_builder import (
+    CLIENT,
+    LAB,
+    SERVERS,
+    WEB,
+    Run,
+    encap,
+    probe_tuple,
+    tcp,
+)
 
 
 def three_conns() -> Run:
@@ -121,6 +130,40 @@ def test_af1_judges_each_connection_of_a_tuple_reused_across_a_change() -> None:
     run.records = [r for r in run.records if getattr(r, "flow", None) != 5]
     v = run_checker(check_connection_affinity, run.obs())
     assert v.status == Status.PASS and v.measured["tap_flows_overlapping_backend_change"] == 0
+
+
+def test_af1_a_reused_tuple_moving_legitimately_between_connections_is_no_split() -> None:
+    """The next connection on the tuple starts within the index's slack after the last one
+    ended, on another server (its MUX had no entry): each connection stays on one server."""
+    run = three_conns()
+    t = tcp(CLIENT, 45000, WEB, 80)
+    run.fault("backend-add", 5.0, 5.2, backends_before=SERVERS[:2], backends_after=SERVERS)
+    run.conn(4, 1.0, end_t=2.0, server="server1", sport=45000, wire=False)
+    run.conn(6, 10.0, end_t=20.0, server="server1", sport=45000, wire=False)
+    run.conn(7, 20.5, end_t=30.0, server="server2", sport=45000, wire=False)
+    run.add(encap("server1-in", "mux1", "server1", t, 1.0, 20.0))
+    run.add(encap("server2-in", "mux2", "server2", t, 20.5, 30.0))
+    v = run_checker(check_connection_affinity, run.obs())
+    assert v.status == Status.PASS, v.evidence
+    # The history naming another server than the packets reached is caught here too.
+    run.records = [r for r in run.records if getattr(r, "flow", None) != 7]
+    run.conn(7, 20.5, end_t=30.0, server="server3", sport=45000, wire=False)
+    v = run_checker(check_connection_affinity, run.obs())
+    assert v.status == Status.FAIL
+    assert v.evidence[0].message == (
+        "the history says server3 answered, but the packets reached server2"
+    )
+
+
+def test_af1_tuple_probes_are_no_connections() -> None:
+    run = three_conns()
+    probe = probe_tuple(7)  # bare SYNs that moved between servers: SC-4's, not AF-1's
+    run.add(encap("server1-in", "mux1", "server1", probe, 10.0, 11.0))
+    run.add(encap("server2-in", "mux1", "server2", probe, 11.5, 12.0))
+    v = run_checker(check_connection_affinity, run.obs())
+    assert v.status == Status.PASS and v.measured["connections_judged"] == 3
+    run.lab = LAB.model_copy(update={"probe_networks": []})
+    assert run_checker(check_connection_affinity, run.obs()).status == Status.FAIL
 
 
 def test_af1_unknown_cases() -> None:
