@@ -255,7 +255,7 @@ def _platform_id(p: Platform) -> str:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every test that needs the lab runs once per (backend, mode) asked for, when more than
-    one is (ids like ``[...-netns-server-nat]``; with one, test ids stay as they are). The
+    one is (ids like ``[netns-server-nat-...]``; with one, test ids stay as they are). The
     parameter is session-scoped, so pytest groups the tests by it: one lab is up at a time."""
     if "dsr_platform" not in metafunc.fixturenames:
         return
@@ -314,14 +314,16 @@ def dsr_lab(request: pytest.FixtureRequest, dsr_platform: Platform) -> Iterator[
 
 @pytest.fixture(scope="session")
 def dsr_scenario(
-    request: pytest.FixtureRequest, dsr_lab: Any, dsr_seed: int
+    request: pytest.FixtureRequest, dsr_lab: Any, dsr_seed: int, dsr_platform: Platform
 ) -> Callable[[str], Any]:
-    """Session scope; depends on ``dsr_lab`` and ``dsr_seed``. ``dsr_scenario(name)`` runs the
-    scenario ``name`` of :data:`dsrconform.scenarios.SCENARIOS` (a traffic mix, seeded, with its
-    fault) on the lab at most once per session and returns the
+    """Session scope; depends on ``dsr_lab``, ``dsr_seed`` and ``dsr_platform``.
+    ``dsr_scenario(name)`` runs the scenario ``name`` of
+    :data:`dsrconform.scenarios.SCENARIOS` (a traffic mix, seeded, with its fault) on the lab
+    at most once per session and platform and returns the
     :class:`~dsrconform.steady.SteadyRun` (``.observations`` for ``dsr_check``); later calls
     return the same run. Its run directory goes to ``<--dsr-results>/<name>`` when a results
-    directory is given. A scenario that fails is not run again: this and every later call
+    directory is given (``<--dsr-results>/<backend>-<mode>/<name>`` when the run asks for
+    several platforms). A scenario that fails is not run again: this and every later call
     raise :class:`ScenarioFailed` (reported as an error, its requirements UNKNOWN) with the
     first failure. An unknown name fails the test, listing the known ones."""
     from dataclasses import replace
@@ -330,6 +332,8 @@ def dsr_scenario(
     from dsrconform.steady import observe_steady_state
 
     results = request.config.getoption(_dest(OPT_RESULTS))
+    if results and len(platforms(request.config)) > 1:
+        results = str(Path(results) / _platform_id(dsr_platform))
     runs: dict[str, Any] = {}
     failed: dict[str, str] = {}
 

@@ -381,8 +381,8 @@ def _probed(lab: Any, say: Callable[[str], None], make: Callable[[], list[FaultW
     if run.error is not None:
         say(f"tuple probes failed ({run.error}): SC-2 and SC-4 cannot judge this change")
         return out
-    assert run.result is not None
-    say(f"probed {run.flows} tuples around it at {run.result.delivered_pps:,.0f} packets/s")
+    pps = run.result.delivered_pps if run.result is not None else 0.0
+    say(f"probed {run.flows} tuples around it at {pps:,.0f} packets/s")
     return [w.model_copy(update={"detail": {**w.detail, **run.detail()}}) for w in out]
 
 
@@ -403,7 +403,11 @@ def scale_changes(*, delay: float = 5.0, step: float = 4.0, drain_for: float = 6
             # The fault's schedule (not a wait for anything): each change at its offset from
             # the start, its probes starting PROBE_LEAD earlier.
             lead = PROBE_LEAD if probe else 0.0
-            time.sleep(max(0.0, begun + offset - lead - time.monotonic()))
+            late = time.monotonic() - (begun + offset - lead)
+            if late > 0.5:
+                say(f"the change due at {offset:g} s starts {late:.1f} s late (the previous one "
+                    "took longer than its step)")  # fmt: skip
+            time.sleep(max(0.0, -late))
             return _probed(lab, say, make) if probe else make()
 
         out = at(delay, lambda: change("backend-remove", [s for s in servers if s != gone],

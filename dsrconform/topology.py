@@ -256,6 +256,17 @@ class Topology(_Model):
         for name in self.nodes:
             for a in self.nodes[name].addresses:
                 yield from self._dup(seen_addr, a + "/32", ("nodes", name, "addresses"))
+        holes = [ipaddress.IPv4Network(n) for n in self.blackhole]
+        for a, loc in seen_addr.items():
+            ip = ipaddress.IPv4Interface(a).ip
+            for k, net in enumerate(holes):
+                if ip in net:
+                    yield (
+                        loc,
+                        f"address {ip} is inside blackhole[{k}] {net}, which the router drops; "
+                        "fix: use another address, or list other black-holed networks under "
+                        "'blackhole'",
+                    )
         names = [s.name for s in self.services]
         keys: set[tuple[str, int, str]] = set()
         for i, svc in enumerate(self.services):

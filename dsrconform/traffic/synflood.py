@@ -303,7 +303,7 @@ class FloodResult:
     netns: str
     ifname: str
     target_rate: float | None
-    stopped_by: Literal["count", "deadline"]
+    stopped_by: Literal["count", "deadline", "stop"]
     link_tx_packets: int | None = None
     link_tx_dropped: int | None = None
     link_xdp_xmit: int | None = None
@@ -751,7 +751,7 @@ def flood(
             sock.close()
         after = _settled_stats(netns, ifname)
         return _result("af-packet", pacer, start, end, before, after, vip, port, net, netns,
-                       ifname, rate, fallback, min(pool, pacer.sent))  # fmt: skip
+                       ifname, rate, fallback, min(pool, pacer.sent), stop)  # fmt: skip
 
 
 def _burst(rate: float | None) -> int:
@@ -836,13 +836,13 @@ def _flood_live(gen: LiveFrames, netns: str, ifname: str, ifindex: int, template
     after = _settled_stats(netns, ifname)
     flows = min(pacer.sent, space.repeat) if space.repeat else pacer.sent
     return _result("live-frames", pacer, start, end, before, after, vip, port, net, netns, ifname,
-                   rate, None, flows), None  # fmt: skip
+                   rate, None, flows, stop), None  # fmt: skip
 
 
 def _result(engine: Engine, pacer: Pacer, start: float, end: float, before: LinkCounters,
             after: LinkCounters, vip: str, port: int, net: ipaddress.IPv4Network, netns: str,
             ifname: str, rate: float | None, fallback: str | None, flows: int,
-            ) -> FloodResult:  # fmt: skip
+            stop: threading.Event | None = None) -> FloodResult:  # fmt: skip
     delta = after - before
     return FloodResult(
         engine=engine,
@@ -855,7 +855,11 @@ def _result(engine: Engine, pacer: Pacer, start: float, end: float, before: Link
         netns=netns,
         ifname=ifname,
         target_rate=rate,
-        stopped_by="count" if pacer.sent >= pacer.count else "deadline",
+        stopped_by="count"
+        if pacer.sent >= pacer.count
+        else "stop"
+        if stop is not None and stop.is_set()
+        else "deadline",
         link_tx_packets=delta.tx_packets,
         link_tx_dropped=delta.tx_dropped,
         link_xdp_xmit=delta.xdp_xmit,

@@ -39,27 +39,34 @@ def test_lab_tests_run_once_per_backend_and_mode_asked_for(pytester: pytest.Pyte
         """
         SEEN = []
 
-        def test_platform(dsr_platform):
+        def test_a(dsr_platform):
+            SEEN.append(dsr_platform)
+
+        def test_b(dsr_platform):
             SEEN.append(dsr_platform)
 
         def test_no_lab():
             pass
 
-        def test_grouped_by_platform():
-            assert SEEN == sorted(set(SEEN), key=SEEN.index)  # each platform's tests together
+        def test_zz_last():
+            # Each platform's tests together (one lab up at a time), each platform once.
+            assert len(SEEN) == 8
+            firsts = [p for n, p in enumerate(SEEN) if n == 0 or SEEN[n - 1] != p]
+            assert firsts == [("netns", "encap"), ("netns", "server-nat"),
+                              ("docker", "encap"), ("docker", "server-nat")]
         """
     )
-    result = pytester.runpytest("-v", "--dsr-backend", "netns,docker", "--dsr-mode",
-                                "encap,server-nat")  # fmt: skip
-    result.assert_outcomes(passed=6)
+    result = pytester.runpytest("-v", "-p", "no:randomly", "--dsr-backend", "netns,docker",
+                                "--dsr-mode", "encap,server-nat")  # fmt: skip
+    result.assert_outcomes(passed=10)
     result.stdout.fnmatch_lines(
         ["*backend=netns,docker mode=encap,server-nat*",
-         "*test_platform?netns-encap? PASSED*", "*test_platform?docker-server-nat? PASSED*"],
+         "*test_a?netns-encap? PASSED*", "*test_b?docker-server-nat? PASSED*"],
         consecutive=False,
     )  # fmt: skip
     one = pytester.runpytest("-v", "--dsr-mode", "gateway-nat")
-    one.assert_outcomes(passed=3)
-    one.stdout.fnmatch_lines(["*::test_platform PASSED*"])  # one platform: ids unchanged
+    one.assert_outcomes(failed=1, passed=3)  # test_zz_last counts 8
+    one.stdout.fnmatch_lines(["*::test_a PASSED*"])  # one platform: ids unchanged
 
 
 @pytest.mark.parametrize(

@@ -87,6 +87,13 @@ BAD = [
         r"address 198\.18\.20\.254 is already used at links\.2\.ends\.(server1|router)",
     ),
     (
+        "address inside a black-holed network",
+        "client: 198.18.1.1/24, router: 198.18.1.254/24",
+        "client: 198.18.208.1/24, router: 198.18.208.254/24",
+        8,
+        r"address 198\.18\.208\.1 is inside blackhole\[1\] 198\.18\.208\.0/21.*fix",
+    ),
+    (
         "link ends in different subnets",
         "server1: 198.18.20.1/24",
         "server1: 198.18.1.1/24",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -50,3 +52,53 @@ def test_an_unprobed_change_still_happens_and_says_why() -> None:
     out = _probed(SimpleNamespace(topology=topo), said.append, lambda: [window])
     assert out == [window]
     assert len(said) == 1 and said[0].startswith("change not probed: lab basic:")
+
+
+class FakeSender:
+    """Stands in for lab_flood: starts (progress), then sends until told to stop."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.fail, self.kw, self.stopped = fail, {}, False
+
+    def __call__(self, lab: object, **kw: object) -> Any:
+        self.kw = kw
+        if self.fail:
+            raise RuntimeError("no live frames here")
+        kw["progress"](0.0)  # type: ignore[operator]
+        self.stopped = kw["stop"].wait(10)  # type: ignore[attr-defined]
+        return SimpleNamespace(delivered_pps=49_000.04)
+
+
+def test_probing_sends_repeated_tuples_until_the_block_ends(monkeypatch: Any) -> None:
+    from dsrconform.traffic import tupleprobes
+
+    fake = FakeSender()
+    monkeypatch.setattr(tupleprobes, "lab_flood", fake)
+    lab = SimpleNamespace(topology=load_topology(BASIC))
+    with probing(lab, vip="198.19.0.10", port=80) as first:
+        assert fake.kw["repeat"] == 2048 and fake.kw["src_net"] == "198.18.208.0/21"
+    assert fake.stopped and first.result is not None and first.error is None
+    with probing(lab, vip="198.19.0.10", port=80) as second:
+        pass
+    assert second.sport == first.sport + 1, "every probe set is new to the stack"
+    assert first.detail() == {
+        "probe_net": "198.18.208.0/21",
+        "probe_sport": first.sport,
+        "probe_pps": 49_000.0,
+    }
+
+
+def test_a_failing_sender_or_body_leaves_nothing_running(monkeypatch: Any) -> None:
+    from dsrconform.traffic import tupleprobes
+
+    lab = SimpleNamespace(topology=load_topology(BASIC))
+    monkeypatch.setattr(tupleprobes, "lab_flood", FakeSender(fail=True))
+    with probing(lab, vip="198.19.0.10", port=80) as run:
+        pass  # the change goes on
+    assert run.error == "RuntimeError: no live frames here" and run.result is None
+    fake = FakeSender()
+    monkeypatch.setattr(tupleprobes, "lab_flood", fake)
+    with pytest.raises(KeyError), probing(lab, vip="198.19.0.10", port=80):
+        raise KeyError("the change failed")
+    assert fake.stopped, "the sender was stopped and joined"
+    assert not [t for t in threading.enumerate() if t.name.startswith("dsrc-probes")]
