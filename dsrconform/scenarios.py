@@ -10,6 +10,7 @@ lab's border router, never the target.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -32,6 +33,7 @@ __all__ = [
     "Scenario",
     "drain_during",
     "failover_mux",
+    "flood_then_drain",
     "hostile_packets",
     "mux_failure",
     "remove_then_mux_loss",
@@ -68,13 +70,16 @@ A connection on a tuple the stack remembers must reach one server, the one it re
 a MUX whose SYNs skip the connection table sends the SYN to the new server, the ACK to the old)."""
 
 
-def syn_flood(*, delay: float = 4.0, seconds: float = 12.0, rate: float = 130_000) -> Fault:
+def syn_flood(*, delay: float = 4.0, seconds: float = 12.0, rate: float = 130_000,
+              ended: threading.Event | None = None) -> Fault:  # fmt: skip
     """A spoofed SYN flood from the lab's black-holed network at the first TCP VIP, ``delay``
     seconds after the traffic started, for ``seconds`` at ``rate`` packets/s (paced: unpaced,
     the generator submits millions per second of which the lab's router forwards ~150 k and the
     flood ends early at its packet bound); its window carries the rate delivered. 12 s by
     default: the SF requirements judge floods of at least 10 s, and a run's window can come out
-    a little shorter than asked (seen: 9.4 s of a 10 s flood)."""
+    a little shorter than asked (seen: 9.4 s of a 10 s flood). ``ended`` is set once the
+    flood's time is up (or it failed), before the sender has wound down (which took seconds
+    once, on a loaded machine): what must follow the flood closely waits on it."""
 
     def inject(lab: Any, say: Callable[[str], None]) -> list[FaultWindow]:
         from dsrconform.traffic.synflood import lab_flood
@@ -82,8 +87,17 @@ def syn_flood(*, delay: float = 4.0, seconds: float = 12.0, rate: float = 130_00
         svc = _first_tcp_service(lab.topology)
         time.sleep(delay)  # the fault's schedule (streams established first), not a wait for state
         say(f"SYN flood at {svc.vip}:{svc.port} for {seconds:g} s")
-        result = lab_flood(lab, vip=svc.vip, port=svc.port, count=int(rate * seconds * 1.2),
-                           duration=seconds, rate=rate)  # fmt: skip
+
+        def progress(done: float) -> None:
+            if ended is not None and done >= 1.0:
+                ended.set()
+
+        try:
+            result = lab_flood(lab, vip=svc.vip, port=svc.port, count=int(rate * seconds * 1.2),
+                               duration=seconds, rate=rate, progress=progress)  # fmt: skip
+        finally:
+            if ended is not None:
+                ended.set()
         window: FaultWindow = result.fault_window()
         say(f"flood: {window.rate or 0:,.0f} packets/s for {window.stop - window.start:.1f} s")
         return [window]
@@ -424,15 +438,33 @@ def scale_changes(*, delay: float = 5.0, step: float = 4.0, drain_for: float = 6
     return _backends_fault(steps)
 
 
-def drain_during(*, delay: float = 8.0, drain_for: float = 4.0) -> Fault:
+FLOOD_END_TIMEOUT = 120.0
+"""Seconds a fault waits at most for the flood it follows to end."""
+
+
+def flood_then_drain(*, gap: float = 0.5, drain_for: float = 8.0, delay: float = 4.0,
+                     seconds: float = 12.0) -> Fault:  # fmt: skip
+    """A :func:`syn_flood`, then :func:`drain_during` ``gap`` s after the flood's time is up
+    (not after its sender wound down, which can take seconds): the drain must meet the flood
+    mix's idle UDP flows' datagram at 22 s (SF-1)."""
+    ended = threading.Event()
+    return together(syn_flood(delay=delay, seconds=seconds, ended=ended),
+                    drain_during(delay=gap, drain_for=drain_for, after=ended))  # fmt: skip
+
+
+def drain_during(*, delay: float = 8.0, drain_for: float = 4.0,
+                 after: threading.Event | None = None) -> Fault:  # fmt: skip
     """Drain the first TCP service's last server from every service ``delay`` s after the
     traffic started and make it active again ``drain_for`` s later. With :func:`syn_flood`: a
     flood coinciding with backend changes (SF-3), or a change shortly after a flood, which
-    shows whether the flood destroyed the state of established flows (SF-1)."""
+    shows whether the flood destroyed the state of established flows (SF-1). With ``after``,
+    ``delay`` counts from when that event is set (waited on, with a deadline)."""
 
     def steps(change: Callable[..., list[FaultWindow]], servers: list[str], *_: Any
               ) -> list[FaultWindow]:  # fmt: skip
         drained = servers[-1]
+        if after is not None and not after.wait(FLOOD_END_TIMEOUT):
+            raise LabError(f"the flood the drain follows did not end in {FLOOD_END_TIMEOUT:g} s")
         time.sleep(delay)  # the fault's schedule
         drain = change("backend-drain", servers[:-1], draining=(drained,), target=drained)
         time.sleep(drain_for)  # the schedule: how long the drain lasts
@@ -480,7 +512,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "syn-flood",
             FLOOD_MIX,
-            lambda: then(syn_flood(), drain_during(delay=0.5, drain_for=8.0)),
+            flood_then_drain,
             "a 12 s spoofed SYN flood, then a drain that shows lost state (SF-1, SF-2, SF-4)",
         ),
         Scenario(

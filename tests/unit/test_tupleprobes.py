@@ -1,4 +1,5 @@
-"""Tuple probes' pure parts: where they come from, and a change that cannot be probed."""
+"""Tuple probes and the scenarios' schedules, without a lab: where the probes come from, their
+sender's lifecycle, a change that cannot be probed, a drain that follows a flood's end."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dsrconform.invariants.observations import FaultWindow, LabFacts
 from dsrconform.scenarios import _probed
 from dsrconform.topology import load_topology
 from dsrconform.traffic.tupleprobes import probe_net, probing
+from tests.waiting import wait_for
 
 BASIC = Path(__file__).resolve().parents[2] / "labs" / "basic.yaml"
 
@@ -102,3 +104,42 @@ def test_a_failing_sender_or_body_leaves_nothing_running(monkeypatch: Any) -> No
         raise KeyError("the change failed")
     assert fake.stopped, "the sender was stopped and joined"
     assert not [t for t in threading.enumerate() if t.name.startswith("dsrc-probes")]
+
+
+def test_the_drain_follows_the_flood_s_end_not_its_sender_s_wind_down(monkeypatch: Any) -> None:
+    """flood_then_drain (the syn-flood scenario): the drain starts when the flood's time is up,
+    though the sender took long to return (seen once on a loaded machine: 7 s)."""
+    from dsrconform import scenarios
+    from dsrconform.invariants.observations import FaultWindow
+    from dsrconform.traffic import synflood
+
+    returned = threading.Event()
+    changes: list[tuple[list[str], bool]] = []
+
+    def slow_flood(lab: object, **kw: Any) -> Any:
+        kw["progress"](1.0)  # the flood's time is up ...
+        wait_for(lambda: bool(changes), 5.0, "the drain")
+        returned.set()  # ... and only now does the sender return
+        window = FaultWindow(kind="syn-flood", start=0.0, end=1.0, rate=1.0)
+        return SimpleNamespace(fault_window=lambda: window)
+
+    class Deployment:
+        sets = {"active": ["server1", "server2", "server3"], "draining": []}
+
+        def backends(self, name: str) -> dict[str, list[str]]:
+            return {k: list(v) for k, v in self.sets.items()}
+
+    dep = Deployment()
+
+    def set_backends(name: str, active: list[str], draining: tuple[str, ...] = ()) -> Any:
+        changes.append((list(active), returned.is_set()))
+        before = dep.backends(name)
+        dep.sets = {"active": list(active), "draining": list(draining)}
+        return before, dep.backends(name)
+
+    monkeypatch.setattr(synflood, "lab_flood", slow_flood)
+    lab = SimpleNamespace(topology=load_topology(BASIC), deployment=dep, set_backends=set_backends)
+    fault = scenarios.flood_then_drain(gap=0.0, drain_for=0.0, delay=0.0, seconds=1.0)
+    windows = fault(lab, lambda _msg: None)
+    assert changes[0] == (["server1", "server2"], False), "drained before the sender returned"
+    assert windows[0].kind == "syn-flood" and "backend-drain" in {w.kind for w in windows}
