@@ -52,6 +52,25 @@ def _multiarch_include() -> list[str]:
     return [f"-I{inc}"] if triplet and inc.is_dir() else []
 
 
+def clang_command(src: Path, defines: Mapping[str, str | int] | None = None) -> list[str]:
+    """clang and its flags for the BPF source ``src`` (without the input and output). Sources
+    include kernel UAPI and libbpf headers only: a glibc header (one that pulls in
+    ``features.h``) would want the 32-bit glibc headers under ``-target bpf``."""
+    return [
+        clang_path(),
+        "-O2",
+        "-g",
+        "-target",
+        "bpf",
+        "-Wall",
+        "-Werror",
+        "-Wno-unused-function",
+        *_multiarch_include(),
+        f"-I{src.parent}",
+        *[f"-D{k}={v}" for k, v in sorted((defines or {}).items())],
+    ]
+
+
 def compile_bpf(source: str | Path, defines: Mapping[str, str | int] | None = None) -> Path:
     """Compile ``source`` (a ``.bpf.c`` file) and return the path of the cached object."""
     src = Path(source).resolve()
@@ -68,21 +87,7 @@ def compile_bpf(source: str | Path, defines: Mapping[str, str | int] | None = No
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        clang_path(),
-        "-O2",
-        "-g",
-        "-target",
-        "bpf",
-        "-Wall",
-        "-Werror",
-        "-Wno-unused-function",
-        *_multiarch_include(),
-        f"-I{src.parent}",
-        *[f"-D{k}={v}" for k, v in defs],
-        "-c",
-        str(src),
-    ]
+    cmd = [*clang_command(src, dict(defs)), "-c", str(src)]
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".o.tmp")
     os.close(fd)
     try:

@@ -7,6 +7,19 @@
 #include <linux/types.h>
 #include <bpf/bpf_helpers.h>
 
+/* The ICMP header, spelled out: <linux/icmp.h> pulls in glibc's <sys/socket.h> (through
+ * <linux/if.h>), which under -target bpf wants the 32-bit glibc headers (gnu/stubs-32.h) that a
+ * plain Debian install lacks. The 4 bytes after the checksum vary by type (unused here). */
+struct icmphdr {
+	__u8 type;
+	__u8 code;
+	__be16 checksum;
+	__be32 rest;
+};
+
+#define ICMP_DEST_UNREACH 3
+#define ICMP_TIME_EXCEEDED 11
+
 /* MurmurHash3's finaliser: a few multiplies, no loops, no tables: cheap in the fast path. */
 static __always_inline __u32 fmix32(__u32 h)
 {

@@ -29,7 +29,6 @@
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
-#include <linux/icmp.h>
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/pkt_cls.h>
@@ -37,6 +36,13 @@
 #include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+
+/* The ICMP types the tap reads, spelled out: <linux/icmp.h> pulls in glibc's <sys/socket.h>
+ * (through <linux/if.h>), which under -target bpf wants the 32-bit glibc headers
+ * (gnu/stubs-32.h) that a plain Debian install lacks. */
+#define ICMP_DEST_UNREACH 3
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
 
 #define TAP_DIR_INGRESS 0
 #define TAP_DIR_EGRESS 1
