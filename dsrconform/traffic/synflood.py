@@ -38,9 +38,13 @@ raises.
 
 Bounded: ``count`` packets and ``duration`` seconds, whichever comes first (both required).
 ``rate`` paces the flood in bursts (one test run or one ``sendmmsg`` per ~:data:`TICK` s) against
-``time.monotonic()``; ``None`` sends as fast as the engine goes. The result reports what was
-submitted, what the interface's counters say the peer took in, and the matching fault-timeline
-entry (:meth:`FloodResult.fault_window`)::
+``time.monotonic()``; ``None`` sends as fast as the engine goes. A paced flood that falls behind
+catches up in test runs of about :data:`PACED_CHUNK_SECONDS` at most, by the speed the last run
+went, none reaching past the deadline (unbounded, one run of 340 k frames went on 3 s past its
+flood's end, into the backend change meant to follow it). ``progress`` gets the share done as
+the flood goes, and 1.0 once, when the last run returned: the flood is over. The result
+reports what was submitted, what the interface's counters say the peer took in, and the
+matching fault-timeline entry (:meth:`FloodResult.fault_window`)::
 
     from dsrconform.traffic.synflood import flood, lab_flood
 
@@ -99,6 +103,7 @@ MAX_COUNT = 10_000_000_000
 MAX_SECONDS = 3600.0
 TICK = 0.002  # paced floods: bursts of at least TICK seconds' worth (and one batch)
 CHUNK_SECONDS = 0.03  # unpaced floods: test runs sized to about this long, from the rate seen
+PACED_CHUNK_SECONDS = 1.0  # paced floods: test runs of at most about this long
 LIVE_BATCH = 64  # frames per live-frames batch (the kernel flushes the veth ring after each)
 LIVE_FIRST_CHUNK = 16_384
 LIVE_MAX_CHUNK = 1_000_000
@@ -118,6 +123,7 @@ _SOL_PACKET = 263
 _PACKET_QDISC_BYPASS = 20
 
 ProgressFn = Callable[[float], None]
+PROGRESS_BELOW_DONE = 0.999  # what a worker reports at most: 1.0 means the flood is over
 
 
 # --- arguments and frames (pure) -----------------------------------------------------------------
@@ -287,11 +293,12 @@ class Pacer:
 @dataclass(frozen=True)
 class FloodResult:
     """What a flood did. ``packets`` were submitted from ``start`` to ``end`` (monotonic, from
-    the first frame to the last). The ``link_*`` fields are the sending interface's counter
-    deltas over the flood (None when unreadable): on a veth, ``tx_packets`` counts what the
-    peer took in (other traffic on the link included), ``tx_dropped`` what it refused;
-    ``xdp_xmit``/``xdp_xmit_errors`` (ethtool's ``tx_queue_*_xdp_xmit``) count the live frames
-    the peer's queue accepted and refused (a full ring)."""
+    the first send call to the return of the last: its frames went by then). The ``link_*``
+    fields are the sending interface's counter deltas over the flood (None when unreadable):
+    on a veth, ``tx_packets`` counts what the peer took in (other traffic on the link
+    included), ``tx_dropped`` what it refused; ``xdp_xmit``/``xdp_xmit_errors`` (ethtool's
+    ``tx_queue_*_xdp_xmit``) count the live frames the peer's queue accepted and refused (a
+    full ring)."""
 
     engine: Engine
     packets: int
@@ -488,14 +495,13 @@ class LiveFrames:
         self.obj.map("dsrc_lg_cfg").update(bytes(4), cfg)
         self.obj.map("dsrc_lg_seq").update(bytes(4), bytes(8 * possible_cpus()))
 
-    def send(self, template: bytes, ctx: bytes, n: int) -> tuple[int, float]:
-        """One test run of ``n`` live frames (in the calling thread's namespace); returns
-        (n, seconds the frames took: the kernel's per-run average times n)."""
+    def send(self, template: bytes, ctx: bytes, n: int) -> int:
+        """One test run of ``n`` live frames (in the calling thread's namespace); returns n."""
         from dsrconform.bpf.libbpf import BPF_F_TEST_XDP_LIVE_FRAMES
 
-        res = self.prog.test_run(template, ctx=ctx, repeat=n, flags=BPF_F_TEST_XDP_LIVE_FRAMES,
-                                 batch_size=LIVE_BATCH)  # fmt: skip
-        return n, res.duration_ns * n / 1e9
+        self.prog.test_run(template, ctx=ctx, repeat=n, flags=BPF_F_TEST_XDP_LIVE_FRAMES,
+                           batch_size=LIVE_BATCH)  # fmt: skip
+        return n
 
     def close(self) -> None:
         self.obj.close()
@@ -565,7 +571,7 @@ class PacketSocket:
             self._msgs[i].msg_hdr.msg_iovlen = 1
         self._next = 0
 
-    def send(self, n: int) -> tuple[int, None]:
+    def send(self, n: int) -> int:
         """Send up to ``n`` frames (one sendmmsg call, at most MMSG_MAX); returns how many."""
         k = min(n, MMSG_MAX, self.n - self._next)
         ptr = ctypes.addressof(self._msgs) + self._next * ctypes.sizeof(_Mmsghdr)
@@ -573,10 +579,10 @@ class PacketSocket:
         if sent < 0:
             err = ctypes.get_errno()
             if err in (11, 105):  # EAGAIN, ENOBUFS: the device is busy, try again
-                return 0, None
+                return 0
             raise LabError(f"sendmmsg on AF_PACKET socket: {os.strerror(err)}")
         self._next = (self._next + sent) % self.n
-        return sent, None
+        return sent
 
     def close(self) -> None:
         self.sock.close()
@@ -585,7 +591,7 @@ class PacketSocket:
 # --- the flood -----------------------------------------------------------------------------------
 
 
-SendFn = Callable[[int], tuple[int, float | None]]
+SendFn = Callable[[int], int]
 """``send(n)``: send up to n frames; returns (sent, seconds the frames took or None)."""
 
 
@@ -602,6 +608,7 @@ class _Runner:
         self.lock = threading.Lock()
         self.last_end = pacer.start
         self.error: BaseException | None = None
+        self.speed: float | None = None  # frames/s of the last call, by the wall clock
         # Set by the caller (or when it is interrupted): the workers finish now.
         self.stop = stop if stop is not None else threading.Event()
 
@@ -617,6 +624,12 @@ class _Runner:
                 return 0, pacer.wait(now)
             if pacer.rate is None:
                 n = min(n, self.chunk)
+            else:
+                # Catching up after falling behind: runs of bounded length, none reaching past
+                # the deadline at the speed the last run went (by the wall clock).
+                speed = min(pacer.rate, self.speed or pacer.rate)
+                ahead = min(PACED_CHUNK_SECONDS, max(pacer.deadline - now, 0.0))
+                n = min(n, max(pacer.burst, int(speed * ahead)))
             n = min(n, self.max_chunk)
             pacer.sent += n
             return n, 0.0
@@ -634,22 +647,27 @@ class _Runner:
                         continue
                     t0 = time.monotonic()
                     try:
-                        sent, active = self.send(n)
+                        sent = self.send(n)
                     finally:
                         t1 = time.monotonic()
                     with self.lock:
                         pacer.sent -= n - sent
-                        # The frames went out during the call's active part (a live-frames run
-                        # then waits in the kernel): the flood ends when the last frame went.
-                        end = t1 if active is None else min(t1, t0 + active)
-                        self.last_end = max(self.last_end, end)
-                        if pacer.rate is None and sent > 0:
-                            seen = sent / max(t1 - t0, 1e-6)
-                            left = max(pacer.deadline - t1, 0.0)
-                            self.chunk = max(LIVE_BATCH, int(seen * min(CHUNK_SECONDS, left)))
+                        # The flood ends when the last call returned. Not by the kernel's own
+                        # run time (a test run's duration): it leaves out the time the run was
+                        # preempted and the frames' softirq processing; on a loaded machine a
+                        # run's frames went over 3-4 times that, and a window ending there was
+                        # seconds short.
+                        self.last_end = max(self.last_end, t1)
+                        if sent > 0:
+                            self.speed = sent / max(t1 - t0, 1e-6)
+                            if pacer.rate is None:
+                                ahead = min(CHUNK_SECONDS, max(pacer.deadline - t1, 0.0))
+                                self.chunk = max(LIVE_BATCH, int(self.speed * ahead))
                         done = pacer.sent / pacer.count
                     if self.progress is not None:
-                        self.progress(min(1.0, max(done, (t1 - pacer.start) / self.duration)))
+                        # 1.0 is reported once, by run(), when the flood is over.
+                        share = max(done, (t1 - pacer.start) / self.duration)
+                        self.progress(min(PROGRESS_BELOW_DONE, share))
         except BaseException as e:
             with self.lock:
                 if self.error is None:
@@ -657,8 +675,9 @@ class _Runner:
 
     def run(self, enter: Callable[[], contextlib.AbstractContextManager[Any]],
             threads: int = 1) -> float:  # fmt: skip
-        """Run ``threads`` workers (each inside ``enter()``); returns when the last frame went.
-        A worker's exception is raised here once all have stopped."""
+        """Run ``threads`` workers (each inside ``enter()``); returns when the last call
+        returned (the flood's end), having reported progress 1.0. A worker's exception is
+        raised here once all have stopped."""
         if threads <= 1:
             self.worker(enter)
         else:
@@ -677,6 +696,8 @@ class _Runner:
                 raise
         if self.error is not None:
             raise self.error
+        if self.progress is not None:
+            self.progress(1.0)
         return self.last_end
 
 
@@ -797,7 +818,7 @@ def _flood_live(gen: LiveFrames, netns: str, ifname: str, ifindex: int, template
     with enter_netns(netns):
         probe = min(PROBE_FRAMES, count)
         try:
-            pacer.sent += gen.send(template, ctx, probe)[0]
+            pacer.sent += gen.send(template, ctx, probe)
         except BpfError as e:
             if engine == "live-frames":
                 raise
@@ -820,7 +841,7 @@ def _flood_live(gen: LiveFrames, netns: str, ifname: str, ifindex: int, template
             raise LabError(f"live-frames flood: {why}")
         return None, why
 
-    def send(n: int) -> tuple[int, float]:
+    def send(n: int) -> int:
         return gen.send(template, ctx, n)
 
     @contextmanager

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import struct
+import threading
+from types import SimpleNamespace
 
 import pytest
 
 from dsrconform.errors import ConfigError
 from dsrconform.traffic import synflood as sf
+from tests.waiting import wait_for
 
 DST_MAC, SRC_MAC = "02:00:00:00:00:02", "02:00:00:00:00:01"
 NET = ipaddress.IPv4Network(sf.FLOOD_NET)
@@ -140,6 +144,72 @@ def test_pacer_stops_at_the_deadline_and_unpaced_allows_the_rest() -> None:
     assert q.wait(0.0) == 0.0
     q.sent = 64
     assert q.wait(0.5) == pytest.approx(0.5), "the next burst is past the deadline: wait to it"
+
+
+class FakeClock:
+    """A monotonic clock that moves only when the fake sender says its frames took time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_a_paced_flood_that_falls_behind_catches_up_in_bounded_runs(monkeypatch) -> None:
+    """The sender manages 100 k/s of the 130 k/s asked: the pacer's backlog grows, but no test
+    run carries more than PACED_CHUNK_SECONDS at the rate asked, nor reaches (by more than one
+    burst) past the deadline, so the last frame goes close to the flood's end."""
+    clock = FakeClock()
+    monkeypatch.setattr(sf, "time", SimpleNamespace(monotonic=clock.monotonic))
+    rate, duration, actual = 130_000.0, 10.0, 100_000.0
+    pacer = sf.Pacer(rate, 10**9, start=0.0, deadline=duration, burst=sf._burst(rate))
+    runs: list[tuple[float, int]] = []
+
+    def send(n: int) -> int:
+        runs.append((clock.now, n))
+        clock.now += n / actual
+        return n
+
+    runner = sf._Runner(send, pacer, max_chunk=sf.LIVE_MAX_CHUNK, first_chunk=16_384,
+                        duration=duration, progress=None)  # fmt: skip
+    end = runner.run(contextlib.nullcontext)
+    assert max(n for _, n in runs) <= rate * sf.PACED_CHUNK_SECONDS
+    for at, n in runs:
+        assert n <= max(pacer.burst, rate * (duration - at)) + 1, f"{n} frames at {at:.3f} s"
+    assert end - duration < 0.1, f"the last frame went {end - duration:.3f} s past the deadline"
+    assert pacer.sent == pytest.approx(actual * duration, rel=0.02), "it still sent flat out"
+
+
+def test_progress_reaches_one_once_when_the_last_run_returned() -> None:
+    """Two workers; one is stuck in its last test run past the deadline (as runs were, for
+    seconds, on a loaded machine, their frames still going). Progress 1.0 (what the drain
+    after a flood waits on) is reported once, after that run returned, never by a worker."""
+    stuck_in, returned = threading.Event(), threading.Event()
+    seen: list[tuple[float, bool]] = []
+    calls = 0
+    lock = threading.Lock()
+
+    def send(n: int) -> int:
+        nonlocal calls
+        with lock:
+            calls += 1
+            stuck = calls == 3
+        if stuck:
+            stuck_in.set()
+            # Past the deadline, so the other worker has ended meanwhile.
+            wait_for(lambda: sf.time.monotonic() > pacer.deadline + 0.1, 5.0, "the deadline")
+            returned.set()
+        return n
+
+    now = sf.time.monotonic()
+    pacer = sf.Pacer(2000.0, 10**6, start=now, deadline=now + 0.3, burst=10)
+    runner = sf._Runner(send, pacer, max_chunk=1000, first_chunk=10, duration=0.3,
+                        progress=lambda share: seen.append((share, returned.is_set())))  # fmt: skip
+    runner.run(contextlib.nullcontext, threads=2)
+    assert stuck_in.is_set()
+    assert [s for s, _ in seen].count(1.0) == 1 and seen[-1] == (1.0, True)
+    assert max(s for s, _ in seen[:-1]) < 1.0
 
 
 def _result(**kw: object) -> sf.FloodResult:
