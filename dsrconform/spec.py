@@ -110,7 +110,10 @@ class Requirement:
 
 # --- parameters shared by several requirements (each requirement carries its own copy) --------
 
-_R = Param("flood_rate", "R", 100_000, "packets/s", "spoofed SYN rate the flood must reach")
+# R's default is what the reference lab's flood reaches on a 2-vCPU machine with margin while
+# the flood mix runs (measured: 60-105 k/s delivered, flood asked 130 k/s; ~130 k/s idle); a
+# stack on real hardware should be judged with a higher one (``params=``).
+_R = Param("flood_rate", "R", 50_000, "packets/s", "spoofed SYN rate the flood must reach")
 _T = Param("flood_seconds", "T", 10, "s", "how long the flood must last")
 _G = Param(
     "grace",

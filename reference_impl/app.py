@@ -76,8 +76,10 @@ UDP_ECHO_MAX = 64
 """How many request bytes a UDP reply echoes."""
 STREAM_CHUNK = 16384
 """Bytes per write for an unpaced stream (bounds per-connection memory with thousands of them)."""
-PACE_HZ = 50
-"""Writes per second a paced stream aims at (chunk = rate / PACE_HZ, at most STREAM_CHUNK)."""
+PACE_HZ = 10
+"""Writes per second a paced stream aims at (chunk = rate / PACE_HZ, at most STREAM_CHUNK). 10,
+not 50: a lab's 60 slow streams at 50 writes/s kept its servers and stream clients busy enough
+to cost the SYN flood scenario a third of its rate on 2 vCPUs."""
 MAX_UPLOAD = 64 * 2**20
 """Largest body ``POST /upload`` accepts."""
 MAX_HEAD = 16384

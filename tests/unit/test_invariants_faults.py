@@ -63,7 +63,7 @@ def test_sf1_pass_and_fail() -> None:
 def test_sf1_unknown_weak_flood_no_connections_or_backend_change() -> None:
     v = run_checker(check_established_survive_flood, flood_run(rate=1000.0).obs())
     assert v.status == Status.UNKNOWN
-    assert "reached 1,000 packets/s for 12.0 s (needed: 95% of 100,000 packets/s" in v.message
+    assert "reached 1,000 packets/s for 12.0 s (needed: 95% of 50,000 packets/s" in v.message
     short = Run()
     short.conn(1, 50.0, end_t=200.0)
     short.fault("syn-flood", 100.0, 105.0, **FLOOD)
