@@ -70,3 +70,14 @@ def test_the_bpf_default_table_size_is_the_control_planes() -> None:
     from reference_impl.layout import C
 
     assert C("DEFAULT_RING_SIZE") == maglev.DEFAULT_TABLE_SIZE
+
+
+def test_a_remembered_table_is_a_fresh_list_each_time() -> None:
+    """Tables are remembered per set (every MUX builds the same one); a caller changing the
+    list it got changes nothing for the next caller."""
+    names = ["s1", "s2", "s3"]
+    first = maglev.build_table(names, 251)
+    first[0] = 99
+    again = maglev.build_table(list(reversed(names)), 251)
+    assert again[0] != 99 and again == maglev.build_table(names, 251)
+    assert all(0 <= i < 3 for i in again)
