@@ -77,9 +77,9 @@ def syn_flood(*, delay: float = 4.0, seconds: float = 12.0, rate: float = 130_00
     the generator submits millions per second of which the lab's router forwards ~150 k and the
     flood ends early at its packet bound); its window carries the rate delivered. 12 s by
     default: the SF requirements judge floods of at least 10 s, and a run's window can come out
-    a little shorter than asked (seen: 9.4 s of a 10 s flood). ``ended`` is set once the
-    flood's time is up (or it failed), before the sender has wound down (which took seconds
-    once, on a loaded machine): what must follow the flood closely waits on it."""
+    a little shorter than asked (seen: 9.4 s of a 10 s flood). ``ended`` is set when the
+    flood's last send returned (its window's end; or when it failed), before lab_flood has
+    put the router's link back: what must follow the flood closely waits on it."""
 
     def inject(lab: Any, say: Callable[[str], None]) -> list[FaultWindow]:
         from dsrconform.traffic.synflood import lab_flood
@@ -444,9 +444,9 @@ FLOOD_END_TIMEOUT = 120.0
 
 def flood_then_drain(*, gap: float = 0.5, drain_for: float = 8.0, delay: float = 4.0,
                      seconds: float = 12.0) -> Fault:  # fmt: skip
-    """A :func:`syn_flood`, then :func:`drain_during` ``gap`` s after the flood's time is up
-    (not after its sender wound down, which can take seconds): the drain must meet the flood
-    mix's idle UDP flows' datagram at 22 s (SF-1)."""
+    """A :func:`syn_flood`, then :func:`drain_during` ``gap`` s after the flood's last send
+    returned (so it overlaps no flood window): the drain must meet the flood mix's idle UDP
+    flows' datagram at 22 s (SF-1)."""
     ended = threading.Event()
     return together(syn_flood(delay=delay, seconds=seconds, ended=ended),
                     drain_during(delay=gap, drain_for=drain_for, after=ended))  # fmt: skip
