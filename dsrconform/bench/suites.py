@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,26 +25,42 @@ BACKENDS = ("netns", "docker")
 
 
 def time_run(backend: str, level: str, lab: str | None, seed: int) -> dict[str, Any]:
-    """One ``dsrconform run`` on ``backend``: seconds, exit status, statuses per requirement."""
-    with tempfile.TemporaryDirectory(prefix="dsrc-bench-suites-") as tmp:
-        argv = [sys.executable, "-m", "dsrconform.cli", "run", "--backend", backend,
-                "--level", level, "--seed", str(seed), "--results", tmp]  # fmt: skip
-        if lab is not None:
-            argv += ["--lab", lab]
-        start = time.monotonic()
+    """One ``dsrconform run`` on ``backend``: seconds, exit status, statuses per requirement.
+
+    The run writes its results to a fresh ``dsrc-bench-suites-*`` directory under the temp dir.
+    A run that passed leaves nothing; one that did not keeps its directory (``results`` in the
+    returned row), so which requirement failed, and its evidence, can be read afterwards
+    (``dsrconform report``): an intermittent failure is not seen twice on demand.
+    """
+    tmp = tempfile.mkdtemp(prefix="dsrc-bench-suites-")
+    argv = [sys.executable, "-m", "dsrconform.cli", "run", "--backend", backend,
+            "--level", level, "--seed", str(seed), "--results", tmp]  # fmt: skip
+    if lab is not None:
+        argv += ["--lab", lab]
+    start = time.monotonic()
+    try:
         res = subprocess.run(argv, capture_output=True, text=True, timeout=3600, check=False)
-        seconds = time.monotonic() - start
-        path = Path(tmp) / "summary.json"
-        summary = json.loads(path.read_text()) if path.exists() else {"requirements": {}}
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    seconds = time.monotonic() - start
+    path = Path(tmp) / "summary.json"
+    summary = json.loads(path.read_text()) if path.exists() else {"requirements": {}}
     statuses = {req: row["status"] for req, row in summary["requirements"].items()}
-    return {
+    row: dict[str, Any] = {
         "backend": backend,
         "level": level,
+        "seed": seed,
         "seconds": round(seconds, 1),
         "exit": res.returncode,
         "requirements": statuses,
         "tail": "" if res.returncode == 0 else res.stdout[-2000:] + res.stderr[-2000:],
     }
+    if res.returncode == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        row["results"] = tmp
+    return row
 
 
 def main(args: argparse.Namespace) -> int:
@@ -59,6 +76,10 @@ def main(args: argparse.Namespace) -> int:
                 f"{r['exit']}, {passed}/{len(r['requirements'])} requirements PASS",
                 file=sys.stderr,
             )
+            if r["exit"] != 0:
+                bad = [f"{req} {s}" for req, s in r["requirements"].items() if s != "PASS"]
+                print(f"  not PASS: {', '.join(bad) or 'no summary written'}; seed "
+                      f"{r['seed']}; results kept in {r['results']}", file=sys.stderr)  # fmt: skip
     if args.json:
         print(json.dumps(results, indent=2))
     return 0 if all(r["exit"] == 0 for r in results) else 1

@@ -89,8 +89,9 @@ def test_bench_suites_times_one_run_per_backend_and_round(
     def fake(backend: str, level: str, lab: str | None, seed: int) -> dict[str, object]:
         calls.append((backend, level, lab, seed))
         ok = backend == "netns"
-        return {"backend": backend, "seconds": 1.0, "exit": 0 if ok else 1,
-                "requirements": {"RW-1": "PASS" if ok else "FAIL"}}  # fmt: skip
+        row = {"backend": backend, "seed": seed, "seconds": 1.0, "exit": 0 if ok else 1,
+               "requirements": {"RW-1": "PASS", "SF-1": "PASS" if ok else "UNKNOWN"}}  # fmt: skip
+        return row if ok else row | {"results": "/tmp/dsrc-bench-suites-x"}
 
     monkeypatch.setattr(suites, "time_run", fake)
     code, out, _ = run(capsys, "bench", "suites", "--backend", "netns", "--rounds", "2",
@@ -98,7 +99,41 @@ def test_bench_suites_times_one_run_per_backend_and_round(
     assert code == 0 and [r["seconds"] for r in json.loads(out)] == [1.0, 1.0]
     assert calls == [("netns", "MUST", None, 7), ("netns", "MUST", None, 8)]
     code, _, err = run(capsys, "bench", "suites", "--backend", "docker", "--level", "MAY")
-    assert code == 1 and "docker: 1.0 s" in err and "0/1 requirements PASS" in err
+    assert code == 1 and "docker: 1.0 s" in err and "1/2 requirements PASS" in err
+    # a run that did not pass names what did not, its seed, and where its results were kept
+    assert "not PASS: SF-1 UNKNOWN; seed 1; results kept in /tmp/dsrc-bench-suites-x" in err
+
+
+@pytest.mark.parametrize("exit_code", [0, 1])
+def test_bench_suites_keeps_the_results_of_a_run_that_did_not_pass(
+    exit_code: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from dsrconform.bench import suites
+
+    monkeypatch.setattr(suites.tempfile, "tempdir", str(tmp_path))
+    seen: list[list[str]] = []
+
+    def fake_run(argv: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        seen.append(argv)
+        results = Path(argv[argv.index("--results") + 1])
+        status = "PASS" if exit_code == 0 else "FAIL"
+        (results / "summary.json").write_text(
+            json.dumps({"requirements": {"RW-1": {"status": status}}})
+        )
+        return subprocess.CompletedProcess(argv, exit_code, "", "")
+
+    monkeypatch.setattr(suites.subprocess, "run", fake_run)
+    row = suites.time_run("docker", "MUST", None, seed=3)
+    assert row["requirements"] == {"RW-1": "PASS" if exit_code == 0 else "FAIL"}
+    assert seen[0][seen[0].index("--seed") + 1] == "3" and row["seed"] == 3
+    left = list(tmp_path.glob("dsrc-bench-suites-*"))
+    if exit_code == 0:
+        assert left == [] and "results" not in row
+    else:
+        assert [str(p) for p in left] == [row["results"]]
+        assert (Path(row["results"]) / "summary.json").exists()
 
 
 def test_bench_requires_what(capsys: pytest.CaptureFixture[str]) -> None:
