@@ -69,6 +69,9 @@ class ReferenceDeployment:
     ready_files: list[Path] = field(default_factory=list)
     bird_sockets: dict[str, Path] = field(default_factory=dict)
     app_argv: dict[str, list[str]] = field(default_factory=dict)
+    # Every long-running process started in the lab, by its log's name: (node, host pid). A
+    # restart replaces the entry. wait_ready() fails at once, naming it, when one has exited.
+    daemons: dict[str, tuple[str, int]] = field(default_factory=dict)
     # counters() may run in a sampler thread while restart() or close() replaces or closes the
     # BPF objects it reads: both take this lock (a closed map's fd could be reused by another).
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -141,7 +144,7 @@ class ReferenceDeployment:
         ready.unlink(missing_ok=True)
         self.ready_files.append(ready)
         self.app_argv[server] = [*argv, "--ready-file", str(ready)]
-        self.lab.spawn(server, self.app_argv[server], log=f"app-{server}.log")
+        self._spawn(server, self.app_argv[server], log=f"app-{server}.log")
 
     def _gateway(self) -> None:
         from reference_impl.agent import GatewayConfig, GatewayMapping, GatewayProgram
@@ -259,8 +262,8 @@ class ReferenceDeployment:
             sock = self.lab.dir / f"bird-{node}.ctl"
             conf.write_text(text)
             self.bird_sockets[node] = sock
-            self.lab.spawn(node, ["bird", "-f", "-c", str(conf), "-s", str(sock)],
-                           log=f"bird-{node}.log")  # fmt: skip
+            self._spawn(node, ["bird", "-f", "-c", str(conf), "-s", str(sock)],
+                        log=f"bird-{node}.log")  # fmt: skip
 
     # --- backend changes (Deployment.set_backends) ------------------------------------------------
 
@@ -358,8 +361,8 @@ class ReferenceDeployment:
             sock = self.bird_sockets[node]
             conf = self.lab.dir / f"bird-{node}.conf"
             sock.unlink(missing_ok=True)
-            self.lab.spawn(node, ["bird", "-f", "-c", str(conf), "-s", str(sock)],
-                           log=f"bird-{node}.log")  # fmt: skip
+            self._spawn(node, ["bird", "-f", "-c", str(conf), "-s", str(sock)],
+                        log=f"bird-{node}.log")  # fmt: skip
 
     def _restart_app(self, server: str) -> None:
         argv = self.app_argv.get(server)
@@ -367,9 +370,29 @@ class ReferenceDeployment:
             return
         ready = self.lab.dir / f"app-{server}.ready"
         ready.unlink(missing_ok=True)
-        self.lab.spawn(server, argv, log=f"app-{server}.log")
+        self._spawn(server, argv, log=f"app-{server}.log")
+
+    def _spawn(self, node: str, argv: list[str], *, log: str) -> None:
+        self.daemons[log] = (node, self.lab.spawn(node, argv, log=log))
 
     # --- readiness and status -------------------------------------------------------------------
+
+    def dead_daemons(self) -> list[str]:
+        """The daemons started in the lab that have exited, each with the end of its log."""
+        from dsrconform.lab.registry import pid_running
+
+        out = []
+        for log, (node, pid) in sorted(self.daemons.items()):
+            if pid and pid_running(pid):
+                continue
+            path = self.lab.dir / log
+            try:
+                tail = " | ".join(path.read_text(errors="replace").strip().splitlines()[-3:])
+            except OSError:
+                tail = ""
+            what = log.removesuffix(".log").split("-", 1)[0]
+            out.append(f"{what} on {node} exited ({log}: {tail or 'empty'})")
+        return out
 
     def vip_routes(self) -> dict[str, list[str]]:
         """The router's kernel routes for each VIP: VIP -> next-hop addresses."""
@@ -402,7 +425,8 @@ class ReferenceDeployment:
 
     def wait_ready(self, timeout: float = 30.0) -> float:
         """Wait until every application is listening and the router has every VIP's ECMP route
-        over all the MUXes announcing it (BGP converged). Returns the seconds waited."""
+        over all the MUXes announcing it (BGP converged). Returns the seconds waited; raises
+        :class:`LabError` at the deadline, or as soon as a daemon it waits on has exited."""
         start = time.monotonic()
         deadline = start + timeout
         want = self.expected_routes()
@@ -411,6 +435,9 @@ class ReferenceDeployment:
             routes = self.vip_routes()
             if not missing_apps and routes == want:
                 return time.monotonic() - start
+            dead = self.dead_daemons()
+            if dead:  # it will not get ready: say so now, and why, rather than at the deadline
+                raise LabError(f"lab {self.lab.name} cannot get ready: {'; '.join(dead)}")
             if time.monotonic() > deadline:
                 raise LabError(
                     f"lab {self.lab.name} not ready after {timeout:.0f} s: apps not listening: "

@@ -160,14 +160,19 @@ def kill_pids(pids: list[int], *, deadline_s: float = 5.0) -> None:
                 if done:
                     break
             except ChildProcessError:
-                # Not our child: gone once /proc says so (a zombie still has a stat line).
-                stat = Path(f"/proc/{pid}/stat")
-                try:
-                    if stat.read_text().split(") ", 1)[1][0] == "Z":
-                        break
-                except (OSError, IndexError):
+                if not pid_running(pid):  # not our child: gone once /proc says so
                     break
             time.sleep(0.01)  # polling a process's exit, bounded by the deadline above
+
+
+def pid_running(pid: int) -> bool:
+    """Whether ``pid`` is a running (or stopped) process: not gone and not a zombie, which
+    still has a ``/proc`` entry until its parent reaps it (a lab's daemons are children of the
+    process that spawned them, which does not wait on them)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] not in "ZX"
+    except (OSError, IndexError):
+        return False
 
 
 def _docker_containers(lab: str | None) -> list[str]:

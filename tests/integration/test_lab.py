@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from dsrconform.errors import LabError
 from dsrconform.lab import Lab, registry
 from dsrconform.topology import Topology
 from tests.markers import requires_docker, requires_root
@@ -220,6 +222,26 @@ def test_the_host_is_identical_before_and_after_a_lab(backend: str) -> None:
         assert lab.processes("router"), "no BGP daemon in the router"
     after = _host_snapshot()
     assert after == before
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_daemon_that_dies_at_start_fails_lab_up_at_once_naming_it(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A BGP daemon that exits on a bad configuration: lab up fails naming it and its log's
+    last words, instead of waiting out the readiness deadline, and leaves nothing behind."""
+    import reference_impl.deploy as deploy
+
+    monkeypatch.setattr(deploy, "BIRD_COMMON", deploy.BIRD_COMMON + "not bird syntax;\n")
+    before = _host_snapshot()
+    with pytest.raises(LabError) as e:
+        Lab.start(BASIC, backend=backend, name=lab_name("tdead", backend), timeout=120)
+    msg = str(e.value)
+    kept = Path(msg.rsplit("logs and configs kept in ", 1)[1].strip())
+    shutil.rmtree(kept)
+    assert "cannot get ready: " in msg and "bird on router exited" in msg
+    assert "syntax error" in msg  # the end of its log says why
+    assert _host_snapshot() == before
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
