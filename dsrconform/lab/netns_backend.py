@@ -38,7 +38,15 @@ _ALL_NODES = {
     "net/ipv4/conf/default/ignore_routes_with_linkdown": "1",
 }
 _FORWARDING = {"net/ipv4/ip_forward": "1"}
-_ROUTER = {"net/ipv4/fib_multipath_hash_policy": "1"}  # L4 hash: a flow sticks to one MUX
+# ECMP on the 5-tuple read from each packet, as a border router hashes it: a 5-tuple always
+# reaches the same MUX. Policy 1 ("L4") is not that: it takes the hash already on the packet,
+# which a sender's TCP socket sets from its random per-socket txhash (re-drawn on timeouts), so
+# a 5-tuple reused by a later connection, or a RST the client sends without a socket, could
+# reach another MUX. Seen in CI: a false AF-1 FAIL. Policy 3 hashes the fields chosen below.
+_ROUTER = {
+    "net/ipv4/fib_multipath_hash_policy": "3",
+    "net/ipv4/fib_multipath_hash_fields": "0x0037",  # src and dst IP, IP protocol, both ports
+}
 
 
 SIOCETHTOOL = 0x8946

@@ -131,6 +131,28 @@ def _wait_routes(lab: Lab, vip: str, want: list[str], seconds: float) -> float:
     return time.monotonic() - t0
 
 
+def test_a_reused_five_tuple_always_reaches_the_same_mux(basic: Lab) -> None:
+    """The router hashes the 5-tuple itself (not the sender socket's per-connection hash):
+    20 connections in a row from one client port all go through one MUX."""
+    code = (
+        "import socket, struct\n"
+        "for _ in range(20):\n"
+        "    s = socket.socket()\n"
+        "    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))\n"
+        "    s.bind(('0.0.0.0', 41000)); s.settimeout(5)\n"
+        "    s.connect(('198.19.0.10', 80)); s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\n"
+        "    assert s.recv(100); s.close()  # RST: no TIME_WAIT, the port is free at once\n"
+    )
+    key = "vip_packets[198.19.0.10:80/tcp]"
+    before = basic.deployment.counters()
+    basic.run(basic.topology.of_role("client")[0], [basic.python, "-c", code], timeout=60)
+    after = basic.deployment.counters()
+    moved = {m: after[m].get(key, 0) - before[m].get(key, 0) for m in ("mux1", "mux2")}
+    assert sum(moved.values()) >= 20 * 3, moved  # each connection: SYN, ACK+request, RST
+    assert sorted(moved.values())[0] == 0, f"one 5-tuple went through both MUXes: {moved}"
+
+
 def test_a_paused_mux_is_withdrawn_on_hold_expiry_and_comes_back_on_resume(basic: Lab) -> None:
     both = ["198.18.10.1", "198.18.10.5"]
     _wait_routes(basic, "198.19.0.10", both, 10)
@@ -210,7 +232,7 @@ def _host_snapshot() -> dict[str, str]:
     }  # fmt: skip
     snap = {k: subprocess.run(c, capture_output=True, text=True).stdout for k, c in cmds.items()}
     for key in ("ipv4/ip_forward", "ipv4/conf/all/rp_filter", "ipv6/conf/all/disable_ipv6",
-                "ipv4/fib_multipath_hash_policy"):  # fmt: skip
+                "ipv4/fib_multipath_hash_policy", "ipv4/fib_multipath_hash_fields"):  # fmt: skip
         snap[key] = Path(f"/proc/sys/net/{key}").read_text()
     return snap
 
