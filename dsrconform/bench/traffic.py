@@ -65,6 +65,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -506,6 +507,7 @@ def synthetic_observations(tap_records: int, *, lab_file: Path = LAB_FILE, seed:
                        dport=t.dport, packets=packets, bytes=nbytes, first=first, last=last,
                        l3_valid=packets, l4_valid=packets, tcp_flags=flags, **kw)  # fmt: skip
 
+    turns: Counter[str] = Counter()
     for i in range(flows):
         udp = udp_svcs and i % 10 == 9
         svc = udp_svcs[0] if udp else tcp_svcs[i % len(tcp_svcs)]
@@ -513,7 +515,11 @@ def synthetic_observations(tap_records: int, *, lab_file: Path = LAB_FILE, seed:
         sport = 1024 + (i // len(sources)) % 64000
         proto = 17 if udp else 6
         mux = (svc.muxes or muxes)[rnd.randrange(len(svc.muxes or muxes))]
-        server = (svc.servers or servers)[hash((src, sport)) % len(svc.servers or servers)]
+        # Each service's flows over its servers in turn: an even spread (AF-3), the same in
+        # every process (hash() of a str is salted per process, and gave some an uneven one).
+        pool = svc.servers or servers
+        server = pool[turns[svc.name] % len(pool)]
+        turns[svc.name] += 1
         t0 = i * span / flows
         t1 = t0 + 2.0
         fwd = FiveTuple(proto=proto, src=src, dst=svc.vip, sport=sport, dport=svc.port)
