@@ -71,7 +71,8 @@ def _judge_tap_affinity(j: Judge, obs: Observations, proto: int, *, required: bo
             # The taps add up a 5-tuple over the whole run: a client reusing it after a
             # backend change has one record per server spanning both connections. Judge each
             # of its connections that overlaps no change by the servers certainly reached
-            # during it instead (a record whose first or last packet falls inside it).
+            # during it instead (a record, or a span of one, whose first or last packet falls
+            # inside it).
             if _judge_reused_tuple(j, lab, by_node, spans5.get(key, ()), changes):
                 judged.add(key)
             else:
@@ -119,9 +120,11 @@ def _judge_reused_tuple(
     """For a 5-tuple whose records span a backend change: each history connection on it that
     overlaps no change must have reached one server, the one the history names. A connection
     is judged by the servers certainly reached during it, from its start to its end (plus the
-    index's slack, but never past the tuple's next connection): those with a record whose
-    first or last packet falls inside. A split shows on the last connection to reach the old
-    server (a record's last packet moves on with every connection). Returns whether any
+    index's slack, but never past the tuple's next connection): those with a record, or a span
+    of one (its tap's packets between two lab events), whose first or last packet falls
+    inside. With spans, a split shows on the tuple's first connection after a change (each
+    server's span after it starts there); without, only on the last connection to reach the
+    old server (a record's last packet moves on with every connection). Returns whether any
     connection was judged."""
     judged = False
     ordered = sorted(spans, key=lambda x: x[0])
@@ -133,9 +136,11 @@ def _judge_reused_tuple(
         inside: dict[str, tuple[float, TapInfo, TapFlow]] = {}
         for node, lst in by_node.items():
             for info, r in lst:
-                t = r.first if s <= r.first <= e else r.last if s <= r.last <= e else None
-                if t is not None and (node not in inside or t < inside[node][0]):
-                    inside[node] = (t, info, r)
+                for part in r.parts:
+                    a, b = part.first, part.last
+                    t = a if s <= a <= e else b if s <= b <= e else None
+                    if t is not None and (node not in inside or t < inside[node][0]):
+                        inside[node] = (t, info, r)
         if not inside:
             continue  # no packet certainly of this connection: not judged
         judged = True

@@ -11,7 +11,8 @@ For scripts::
 Teardown runs in ``finally`` and on SIGINT/SIGTERM; whatever a crashed run left behind is found
 by name and removed by ``dsrconform lab down --all`` (:func:`dsrconform.lab.registry.reap`).
 Every node operation (kill, pause, resume, link down/up) is recorded in :attr:`Lab.events` with a
-monotonic timestamp, for the checkers that later judge what traffic saw.
+monotonic timestamp, for the checkers that later judge what traffic saw, and passed to each
+callable in :attr:`Lab.listeners` (the lab's taps start a new period on each).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,8 @@ class Lab:
         self.dir = registry.lab_dir(self.name)
         self.deployment: Any = None
         self.events: list[Event] = []
+        self.listeners: list[Callable[[Event], None]] = []
+        """Called with each event as it is recorded (in the thread that caused it)."""
         self._paused: dict[str, list[int]] = {}
         self._port_blocks = 0  # client port ranges handed out by fresh_client_ports()
         self._created = False  # set once this object starts creating the lab's objects
@@ -190,7 +193,10 @@ class Lab:
     # --- faults (each reversible and recorded) ---------------------------------------------------
 
     def _event(self, action: str, subject: str, detail: str = "") -> None:
-        self.events.append(Event(time.monotonic(), action, subject, detail))
+        event = Event(time.monotonic(), action, subject, detail)
+        self.events.append(event)
+        for listener in list(self.listeners):
+            listener(event)
 
     def processes(self, node: str) -> list[int]:
         return self.backend.processes(self._node(node))

@@ -14,6 +14,10 @@ its receiver's ingress tap); a byte count must take one end of a link (see
 ``invariants.observations.one_per_link``). A node's ingress tap runs after its XDP program:
 what XDP forwarded (a MUX's VIP traffic) only its sender's egress tap sees.
 
+While attached, the taps start a new period at every event the lab records (a backend change,
+a node killed or restarted, a link down: :attr:`dsrconform.lab.Lab.listeners`), so a flow's
+records keep where its packets went between two events (``TapFlow.spans``).
+
 Attaching is all or nothing: if one tap cannot attach, those already attached are removed
 before the error propagates, and leaving the context always detaches every tap.
 """
@@ -72,8 +76,19 @@ class LabTaps:
         except BaseException:
             self.close()
             raise
+        listeners = getattr(self.lab, "listeners", None)
+        if listeners is not None and self._on_event not in listeners:
+            listeners.append(self._on_event)
         self.started = time.monotonic()
         return self
+
+    def _on_event(self, event: Any) -> None:
+        self.new_period()
+
+    def new_period(self) -> None:
+        """Every tap starts its next period (see :meth:`LinkTap.new_period`)."""
+        for _, tap in self._taps:
+            tap.new_period()
 
     def collect(self) -> TapSet:
         """Every tap's records so far (taps keep counting: call again for a later view)."""
@@ -97,6 +112,9 @@ class LabTaps:
 
     def close(self) -> None:
         """Detach and free every tap (a tap whose namespace is gone is simply freed)."""
+        listeners = getattr(self.lab, "listeners", None)
+        if listeners is not None and self._on_event in listeners:
+            listeners.remove(self._on_event)
         while self._taps:
             _, tap = self._taps.pop()
             tap.close()

@@ -10,6 +10,12 @@ quotes. Its flow table never
 evicts: a full table counts the packets it could not record (``overflow``), and a checker that
 sees overflow must answer UNKNOWN.
 
+:meth:`LinkTap.new_period` starts a new period (a :class:`~dsrconform.observe.labtaps.LabTaps`
+does at each lab event: a backend change, a node killed). The tap keeps each period's packets of
+a flow apart; :meth:`LinkTap.flows` gives one record per flow still, with the ``spans`` (first
+and last time, packets) of the periods it had packets in when there were several: a 5-tuple a
+client reuses across a backend change then shows where its packets went after the change.
+
     with LinkTap("dsrc-basic.router", "dsrc-mux1") as tap:
         ...  # traffic
         flows = tap.flows()         # TapFlow records
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -36,7 +43,7 @@ SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "progs" / "tap.bpf.c"
 PRIORITY = 1
 DEFAULT_MAX_FLOWS = 65536
 _TUPLE = "4s4s2s2sBB2x"  # struct tap_tuple (ports in network order)
-_KEY = struct.Struct("=" + _TUPLE * 3 + "BBBx")  # struct tap_key: outer, inner, embedded, ICMP
+_KEY = struct.Struct("=" + _TUPLE * 3 + "BBBxI")  # struct tap_key: 3 tuples, ICMP, period
 _VAL = struct.Struct("=11Q")  # struct tap_val
 _META = ("packets", "non_ipv4", "overflow", "truncated")  # TAP_* slots
 DIRECTIONS = ("ingress", "egress")
@@ -51,6 +58,10 @@ def _tuple(raw: tuple[Any, ...]) -> tuple[Tuple5, int]:
     src, dst, sport, dport, proto, present = raw
     return (proto, str(ipaddress.IPv4Address(src)), str(ipaddress.IPv4Address(dst)),
             int.from_bytes(sport, "big"), int.from_bytes(dport, "big")), present  # fmt: skip
+
+
+Span = tuple[int, int, int]
+"""(first_ns, last_ns, packets) of a flow within one period of its tap."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,7 @@ class TapFlow:
     inner: Tuple5 | None = None  # the IPIP payload's 5-tuple
     icmp: tuple[int, int] | None = None  # ICMP type and code
     embedded: Tuple5 | None = None  # the 5-tuple an ICMP error quotes
+    spans: tuple[Span, ...] = ()  # per period with packets, in period order, if more than one
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,6 +110,9 @@ class LinkTap:
         self._obj = libbpf.BpfObject(obj, max_entries={"dsrc_tap_flows": max_flows})
         self._ifindex: int | None = None
         self._attached: list[str] = []
+        self.period = 0
+        self._period_lock = threading.Lock()  # lab events may come from several fault threads
+        self._closed = False
 
     def attach(self) -> LinkTap:
         from pyroute2 import IPRoute
@@ -127,6 +142,8 @@ class LinkTap:
                 continue
 
     def close(self) -> None:
+        with self._period_lock:  # a lab event racing with close starts no period on a freed map
+            self._closed = True
         try:
             self.detach()
         finally:
@@ -139,35 +156,37 @@ class LinkTap:
                  tb: TracebackType | None) -> None:  # fmt: skip
         self.close()
 
+    def new_period(self) -> int:
+        """Start the next period: packets from now on make records of their own (merged back
+        by :meth:`flows`, which keeps each period's span). Returns the new period's number
+        (once closed, a no-op)."""
+        with self._period_lock:  # numbered and written together: a period never goes back
+            if self._closed:
+                return self.period
+            self.period += 1
+            self._obj.map("dsrc_tap_period").update(struct.pack("=I", 0),
+                                                    struct.pack("=I", self.period))  # fmt: skip
+            return self.period
+
     # --- reading ------------------------------------------------------------------------------
 
     def flows(self) -> list[TapFlow]:
+        """One record per flow and direction, its periods' records added up (with their spans
+        when there are several)."""
         m = self._obj.map("dsrc_tap_flows")
-        out = []
+        parts: dict[tuple[Any, ...], list[tuple[int, tuple[int, ...]]]] = {}
         for k in list(m.keys()):
             v = m.lookup(k)
             if v is None:
                 continue
             fields = _KEY.unpack(k[: _KEY.size])
-            (proto, src, dst, sport, dport), d = _tuple(fields[0:6])
-            inner, has_inner = _tuple(fields[6:12])
-            embedded, has_embedded = _tuple(fields[12:18])
-            icmp_type, icmp_code, is_icmp = fields[18:21]
-            pk, by, first, last, b3, b4, syn, fin, rst, chk, frag = _VAL.unpack(v[: _VAL.size])
+            counts = _VAL.unpack(v[: _VAL.size])
             # The map is read while packets arrive: a record inserted but not yet counted, or
             # counts torn between two atomic adds. Skip the first, keep the rest consistent.
-            if pk == 0:
+            if counts[0] == 0:
                 continue
-            first = first or last
-            last = max(last, first)
-            b3, chk = min(b3, pk), min(chk, pk)
-            b4 = min(b4, chk)
-            out.append(TapFlow(
-                src, dst, sport, dport, proto, DIRECTIONS[d & 1], pk, by, first, last, b3, b4,
-                syn, fin, rst, chk, frag, inner if has_inner else None,
-                (icmp_type, icmp_code) if is_icmp else None,
-                embedded if has_embedded else None,
-            ))  # fmt: skip
+            parts.setdefault(fields[:21], []).append((fields[21], counts))
+        out = [_merged(fields, periods) for fields, periods in parts.items()]
         return sorted(out, key=lambda f: (f.first_ns, f.src, f.sport, f.direction))
 
     def counters(self, direction: str | None = None) -> dict[str, int]:
@@ -181,6 +200,31 @@ class LinkTap:
                 key = struct.pack("=I", slot + len(_META) * DIRECTIONS.index(d))
                 out[name] += sum(struct.unpack("=Q", v[:8])[0] for v in m.lookup_percpu(key))
         return out
+
+
+def _merged(fields: tuple[Any, ...], periods: list[tuple[int, tuple[int, ...]]]) -> TapFlow:
+    """One flow's record from its periods' records (key fields without the period)."""
+    (proto, src, dst, sport, dport), d = _tuple(fields[0:6])
+    inner, has_inner = _tuple(fields[6:12])
+    embedded, has_embedded = _tuple(fields[12:18])
+    icmp_type, icmp_code, is_icmp = fields[18:21]
+    total = [0] * 9  # packets, bytes, bad_l3, bad_l4, syn, fin, rst, checked, fragments
+    spans: list[Span] = []
+    for _, (pk, by, first, last, b3, b4, syn, fin, rst, chk, frag) in sorted(periods):
+        first = first or last
+        last = max(last, first)
+        b3, chk = min(b3, pk), min(chk, pk)
+        b4 = min(b4, chk)
+        for i, n in enumerate((pk, by, b3, b4, syn, fin, rst, chk, frag)):
+            total[i] += n
+        spans.append((first, last, pk))
+    pk, by, b3, b4, syn, fin, rst, chk, frag = total
+    return TapFlow(
+        src, dst, sport, dport, proto, DIRECTIONS[d & 1], pk, by,
+        min(s[0] for s in spans), max(s[1] for s in spans), b3, b4, syn, fin, rst, chk, frag,
+        inner if has_inner else None, (icmp_type, icmp_code) if is_icmp else None,
+        embedded if has_embedded else None, tuple(spans) if len(spans) > 1 else (),
+    )  # fmt: skip
 
 
 def to_records(
@@ -218,6 +262,8 @@ def to_records(
                 l3_valid=f.packets - f.bad_l3, l3_invalid=f.bad_l3,
                 l4_valid=f.l4_checked - f.bad_l4, l4_invalid=f.bad_l4,
                 l4_unchecked=f.packets - f.l4_checked, tcp_flags=flags,
+                spans=tuple(t.TapSpan(first=a / 1e9, last=b / 1e9, packets=n)
+                            for a, b, n in f.spans) or None,
             ))  # fmt: skip
     return out
 

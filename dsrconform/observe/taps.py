@@ -13,6 +13,12 @@ ICMP error quotes (``embedded``). A tap file holds one :class:`TapInfo` per tap,
      "sport":40001,"dport":80,"packets":812,"bytes":42224,"first":1001.5,"last":1059.9,
      "l3_valid":812,"l4_valid":812,"tcp_flags":24}
 
+A flow record that spans several of its tap's periods (a tap starts one at every lab event: a
+backend change, a node killed) may list them in ``spans``, each with its own first and last time
+and packets, in period order: ``"spans":[{"first":1001.5,"last":1020.1,"packets":400},
+{"first":1024.2,"last":1059.9,"packets":412}]``. Without it a record says only when its flow's
+first and last packets were seen over the whole run.
+
 ``lost_records`` is the tap's overflow counter: packets it saw but could not account (its flow
 map full, its ring buffer overrun). A tap that lost records says so, and a checker that needs
 it then cannot answer PASS. ``malformed`` counts packets it could not parse as IPv4 and their
@@ -48,6 +54,7 @@ __all__ = [
     "TapInfo",
     "TapRecord",
     "TapSet",
+    "TapSpan",
     "load_counters_jsonl",
     "load_jsonl",
     "load_taps",
@@ -131,6 +138,14 @@ class TapInfo(_Record):
         )
 
 
+class TapSpan(_Record):
+    """A flow record's packets within one period of its tap (between two lab events)."""
+
+    first: Time
+    last: Time
+    packets: Annotated[int, Field(ge=1)]
+
+
 class TapFlow(_Record):
     """Packets of one flow seen by one tap."""
 
@@ -160,6 +175,9 @@ class TapFlow(_Record):
     """OR of the TCP flags of every packet (of the innermost TCP header)."""
     fragments: Count = 0
     """Packets that were IPv4 fragments (MF set or a non-zero offset)."""
+    spans: tuple[TapSpan, ...] | None = None
+    """The record's packets per period of its tap, in period order, when it spans several
+    (periods are started by lab events: a backend change, a node killed)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> TapFlow:
@@ -171,7 +189,23 @@ class TapFlow(_Record):
             raise ValueError("l4_valid + l4_invalid + l4_unchecked exceed packets")
         if self.fragments > self.packets:
             raise ValueError("fragments exceed packets")
+        if self.spans is not None:
+            if sum(p.packets for p in self.spans) != self.packets:
+                raise ValueError("the spans' packets do not add up to the record's")
+            for p in self.spans:
+                if not self.first <= p.first <= p.last <= self.last:
+                    raise ValueError(
+                        f"span {p.first}..{p.last} is not within the record's {self.first}.."
+                        f"{self.last} (or ends before it starts)"
+                    )
         return self
+
+    @property
+    def parts(self) -> tuple[TapSpan, ...]:
+        """The record's spans, or the whole record as one span."""
+        if self.spans:
+            return self.spans
+        return (TapSpan.model_construct(first=self.first, last=self.last, packets=self.packets),)
 
     @property
     def outer(self) -> FiveTuple:

@@ -170,3 +170,26 @@ def test_bad_backend_changes_are_refused_and_change_nothing(
         lab.set_backends(service, servers, draining=draining)
     assert lab.deployment.backends("web") == ALL
     assert len(lab.events) == events, "a refused change was recorded"
+
+
+def test_the_labs_taps_start_a_period_at_each_backend_change(lab: Lab) -> None:
+    """A flow with packets before and after a change keeps both spans in its one tap record
+    (AF-1 judges a reused tuple's connections by them); the taps leave the lab's listeners."""
+    from dsrconform.observe.labtaps import LabTaps
+
+    dst = addr(lab, "server1")
+    send = [lab.python, "-c",
+            "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+            "s.bind(('198.18.1.2', 45999)); "
+            f"[s.sendto(b'x', ('{dst}', 9)) for _ in range(3)]"]  # fmt: skip
+    with LabTaps(lab, nodes=["client"]) as taps:
+        lab.run("client", send, timeout=10)
+        lab.set_backends("web", ["server1", "server2"])
+        lab.run("client", send, timeout=10)
+        tapset = taps.collect()
+    assert lab.listeners == []
+    up = lab.topology.uplink("client").ifname
+    (rec,) = [f for f in tapset.flows[f"client:{up}:egress"] if f.sport == 45999]
+    assert rec.packets == 6 and rec.spans is not None
+    assert [s.packets for s in rec.spans] == [3, 3]
+    assert rec.spans[0].last < lab.events[-1].t < rec.spans[1].first

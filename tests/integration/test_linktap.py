@@ -211,3 +211,30 @@ def test_an_aggregated_network_makes_one_record_for_a_whole_flood(pair: tuple[st
     assert counters["overflow"] == 0
     by_src = {(f.src, f.sport): f.packets for f in flows}
     assert by_src == {("198.18.200.0", 0): 600, (A, 40000): 1}
+
+
+def test_periods_split_a_flow_into_spans_of_one_record(pair: tuple[str, str]) -> None:
+    """Packets of one flow before and after new_period() make one record with two spans (an
+    empty period in between leaves none); a flow seen in one period only has no spans."""
+    from dsrconform.observe.taps import TapSet
+
+    na, nb = pair
+
+    def udp(sport: int, n: int) -> list[bytes]:
+        return [frame(na, "dsrc-ta", nb, "dsrc-tb", IP(src=A, dst=B) / UDP(sport=sport, dport=7))
+                for _ in range(n)]  # fmt: skip
+
+    with LinkTap(nb, "dsrc-tb") as tap:
+        send(na, "dsrc-ta", udp(7000, 2) + udp(7001, 1))
+        assert (tap.new_period(), tap.new_period()) == (1, 2)
+        send(na, "dsrc-ta", udp(7000, 3))
+        flows = {(f.sport, f.direction): f for f in tap.flows()}
+        records = to_records(tap, node="server1", link="link0", peer="client", started=1.0)
+    both, once = flows[(7000, "ingress")], flows[(7001, "ingress")]
+    assert both.packets == 5 and [s[2] for s in both.spans] == [2, 3]
+    assert both.first_ns == both.spans[0][0] and both.last_ns == both.spans[1][1]
+    assert both.spans[0][1] <= both.spans[1][0]
+    assert once.packets == 1 and once.spans == ()
+    rec = {f.sport: f for f in TapSet.from_records(records).flows["server1:dsrc-tb:ingress"]}
+    assert rec[7000].spans is not None and [s.packets for s in rec[7000].spans] == [2, 3]
+    assert rec[7001].spans is None

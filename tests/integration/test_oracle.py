@@ -37,14 +37,7 @@ WHERE: dict[str, tuple[str, str]] = {
 }
 """Lab file and mode a mutant's bug shows in (default: basic.yaml, encap)."""
 
-NOT_CAUGHT_YET: dict[str, str] = {
-    "syn-skips-conn-table": (
-        "AF-1 saw it only through the lab router's old per-socket ECMP hash (policy 1), which "
-        "spread a reused tuple over both MUXes; with the 5-tuple hash a reused tuple keeps its "
-        "MUX, and the taps, which add a tuple up over the run, show the split SYN/ACK of a "
-        "mid-run connection on neither end of a record. Needs per-connection tap records."
-    ),
-}
+NOT_CAUGHT_YET: dict[str, str] = {}
 """Mutants no suite catches yet, with why (strict xfails: see the module docstring)."""
 
 

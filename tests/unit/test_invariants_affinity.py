@@ -155,6 +155,59 @@ def test_af1_a_reused_tuple_moving_legitimately_between_connections_is_no_split(
     )
 
 
+def split_mid_run(*, spans: bool, split: bool = True) -> Run:
+    """What the ``syn-skips-conn-table`` mutant does to a reused tuple in the scale scenario:
+    the tuple's MUX entry names server1 all along; while server3 is out (22-26 s) Maglev maps
+    the tuple to server2, so connection 5's SYN reaches server2 and its ACK server1; once
+    server3 is back the tuple maps to server1 again and connection 6 is whole. Over the run,
+    server1's record starts before and ends after connection 5: only the record's spans (its
+    tap's periods, started at each change) place its ACK inside it."""
+    run = three_conns()
+    t = tcp(CLIENT, 45000, WEB, 80)
+    run.fault("backend-remove", 22.0, 22.2, backends_before=SERVERS, backends_after=SERVERS[:2])
+    run.fault("backend-add", 26.0, 26.2, backends_before=SERVERS[:2], backends_after=SERVERS)
+    run.conn(4, 10.0, end_t=20.0, server="server1", sport=45000, wire=False)
+    run.conn(5, 24.0, end_t=24.05, end="reset" if split else "closed",
+             server="server2" if split else "server1", sport=45000, wire=False)  # fmt: skip
+    run.conn(6, 30.0, end_t=30.05, server="server1", sport=45000, wire=False)
+    parts = [(10.0, 20.0, 8), (24.02, 24.02, 1), (30.0, 30.05, 8)]
+    if not split:
+        parts[1] = (24.0, 24.05, 8)
+    extra = {"spans": [{"first": a, "last": b, "packets": n} for a, b, n in parts]} if spans else {}
+    run.add(encap("server1-in", "mux1", "server1", t, 10.0, 30.05,
+                  packets=sum(n for *_, n in parts), **extra))  # fmt: skip
+    if split:
+        run.add(encap("server2-in", "mux1", "server2", t, 24.001, 24.001, packets=1))
+    return run
+
+
+def test_af1_a_split_mid_run_shows_in_the_spans_of_the_taps_periods() -> None:
+    v = run_checker(check_connection_affinity, split_mid_run(spans=True).obs())
+    assert v.status == Status.FAIL
+    (e,) = v.evidence
+    assert e.message == (
+        "packets of one connection on a reused 5-tuple reached 2 servers: server2 (at "
+        "t=24.001), server1 (at t=24.020)"
+    )
+    assert e.flow is not None and e.flow.endswith("(flow 5)") and e.time == 24.02
+    # The same stack with the same spans but no split: each connection on one server.
+    v = run_checker(check_connection_affinity, split_mid_run(spans=True, split=False).obs())
+    assert v.status == Status.PASS, v.evidence
+    # ...and connection 5 was judged by its span: a history naming server3 for it FAILs.
+    run = split_mid_run(spans=True, split=False)
+    run.records = [r for r in run.records if getattr(r, "flow", None) != 5]
+    run.conn(5, 24.0, end_t=24.05, server="server3", sport=45000, wire=False)
+    v = run_checker(check_connection_affinity, run.obs())
+    assert v.status == Status.FAIL
+    assert v.evidence[0].message == (
+        "the history says server3 answered, but the packets reached server1"
+    )
+    # Without spans the records say nothing about connection 5 but server2's SYN: it is
+    # judged on that alone, and passes (why taps keep periods).
+    v = run_checker(check_connection_affinity, split_mid_run(spans=False).obs())
+    assert v.status == Status.PASS, v.evidence
+
+
 def test_af1_tuple_probes_are_no_connections() -> None:
     run = three_conns()
     probe = probe_tuple(7)  # bare SYNs that moved between servers: SC-4's, not AF-1's

@@ -103,6 +103,12 @@ def tap_flows(draw: st.DrawFn) -> tp.TapFlow:
     first = draw(TIMES)
     l3 = draw(st.integers(0, packets))
     l4 = draw(st.integers(0, packets))
+    last = first + draw(st.floats(0, 1e4, allow_nan=False))
+    spans = None
+    if packets > 1 and draw(st.booleans()):  # two periods: one at each end
+        k = draw(st.integers(1, packets - 1))
+        spans = (tp.TapSpan(first=first, last=first, packets=k),
+                 tp.TapSpan(first=last, last=last, packets=packets - k))  # fmt: skip
     return tp.TapFlow(
         tap=draw(IDS),
         proto=draw(st.integers(0, 255)),
@@ -117,13 +123,14 @@ def tap_flows(draw: st.DrawFn) -> tp.TapFlow:
         packets=packets,
         bytes=draw(COUNTS),
         first=first,
-        last=first + draw(st.floats(0, 1e4, allow_nan=False)),
+        last=last,
         l3_valid=l3,
         l3_invalid=packets - l3,
         l4_valid=l4,
         l4_invalid=draw(st.integers(0, packets - l4)),
         tcp_flags=draw(st.integers(0, 255)),
         fragments=draw(st.integers(0, packets)),
+        spans=spans,
     )
 
 
@@ -322,6 +329,23 @@ def test_tap_flow_counts_cannot_exceed_packets() -> None:
             tp.TapFlow.model_validate({**base, **bad})
     with pytest.raises(ValueError, match="not an IPv4 address"):
         tp.TapFlow.model_validate({**base, "src": "fe80::1"})
+
+
+def test_tap_flow_spans_add_up_and_lie_within_the_record() -> None:
+    base = {"tap": "a", "proto": 6, "src": "198.18.1.2", "dst": "198.19.0.10", "packets": 5,
+            "bytes": 1, "first": 1.0, "last": 9.0}  # fmt: skip
+    good = [{"first": 1.0, "last": 2.0, "packets": 2}, {"first": 8.0, "last": 9.0, "packets": 3}]
+    rec = tp.TapFlow.model_validate({**base, "spans": good})
+    assert [(p.first, p.packets) for p in rec.parts] == [(1.0, 2), (8.0, 3)]
+    assert [(p.first, p.last, p.packets) for p in tp.TapFlow.model_validate(base).parts] == [
+        (1.0, 9.0, 5)
+    ]
+    with pytest.raises(ValueError, match="do not add up"):
+        tp.TapFlow.model_validate({**base, "spans": good[:1]})
+    for bad in ({"first": 0.5, "last": 2.0}, {"first": 8.0, "last": 9.5}, {"first": 3, "last": 2}):
+        spans = [{**good[0], **bad}, good[1]]
+        with pytest.raises(ValueError, match="not within"):
+            tp.TapFlow.model_validate({**base, "spans": spans})
 
 
 def test_tcp_flags_text() -> None:

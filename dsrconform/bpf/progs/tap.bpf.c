@@ -12,6 +12,12 @@
  *   flow the error is about), of the outer or of the encapsulated ICMP.
  * Ports, TCP flags and the L4 checksum are those of the innermost header.
  *
+ * Records are also keyed by the tap's period, a number user space raises at each event of the
+ * lab (a backend change, a node killed): a flow's packets in each period make their own record,
+ * with their own first and last time. User space merges them into one record per flow that
+ * keeps the periods' spans, so a 5-tuple a client reuses across a change shows which servers
+ * its packets reached after the change, not only over the whole run.
+ *
  * L4 checksums are verified on ingress only: what arrives is what crossed the link. At the egress
  * hook a locally generated packet may still be CHECKSUM_PARTIAL (the stack completes it after tc),
  * which a tap cannot tell from a broken one; l4_checked says how many packets were verified.
@@ -76,6 +82,7 @@ struct tap_key {
 	__u8 icmp_code;
 	__u8 is_icmp; /* type and code are meaningful (type 0 is echo reply) */
 	__u8 pad;
+	__u32 period; /* dsrc_tap_period when the packet was seen */
 };
 
 struct tap_val {
@@ -105,6 +112,14 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } dsrc_tap_meta SEC(".maps");
+
+/* The current period (one slot, written by user space; 0 until the first lab event). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} dsrc_tap_period SEC(".maps");
 
 /* The initial value of a new flow record, per CPU: zero but for first_ns and last_ns, which
  * are set before the insert so that a reader never sees a record without its times. */
@@ -239,6 +254,7 @@ static __always_inline void record(struct __sk_buff *skb, __u8 dir)
 	struct tap_key key = {};
 	struct tap_tuple *t = &key.outer; /* the innermost header's tuple: ports go there */
 	struct tap_val *v;
+	__u32 *period;
 	struct iphdr *iph, in;
 	void *data, *data_end;
 	__u32 off, ihl, tot, l4len, saddr, daddr, flags = 0, zero = 0;
@@ -337,6 +353,12 @@ account:
 	aggregate(&key.inner);
 	aggregate(&key.embedded);
 #endif
+	/* Read after the clock: a packet timed just before user space raises the period may land
+	 * in the next one, so periods may overlap by a packet's processing time, never leave a
+	 * packet out. */
+	period = bpf_map_lookup_elem(&dsrc_tap_period, &zero);
+	if (period)
+		key.period = *period;
 	v = bpf_map_lookup_elem(&dsrc_tap_flows, &key);
 	if (!v) {
 		struct tap_val *fresh = bpf_map_lookup_elem(&dsrc_tap_zero, &zero);
