@@ -114,17 +114,35 @@ def reused_tuple_run(*, split: bool) -> Run:
     return run
 
 
-def test_af1_judges_each_connection_of_a_tuple_reused_across_a_change() -> None:
-    v = run_checker(check_connection_affinity, reused_tuple_run(split=False).obs())
-    assert v.status == Status.PASS and v.measured["connections_judged"] == 4
-    v = run_checker(check_connection_affinity, reused_tuple_run(split=True).obs())
+def assert_flow5_split(run: Run, syn_t: float, ack_t: float) -> None:
+    """AF-1 FAILs ``run`` with one piece of evidence: connection 5's SYN reached server2 at
+    ``syn_t``, the rest server1 from ``ack_t``."""
+    v = run_checker(check_connection_affinity, run.obs())
     assert v.status == Status.FAIL
     (e,) = v.evidence
     assert e.message == (
         "packets of one connection on a reused 5-tuple reached 2 servers: server2 (at "
-        "t=30.001), server1 (at t=30.020)"
+        f"t={syn_t:.3f}), server1 (at t={ack_t:.3f})"
     )
-    assert e.time == 30.02 and e.flow is not None and e.flow.endswith("(flow 5)")
+    assert e.time == ack_t and e.flow is not None and e.flow.endswith("(flow 5)")
+
+
+def assert_misnamed(run: Run, flow: int, span: tuple[float, float], *, reached: str) -> None:
+    """With the history of reused-tuple connection ``flow`` saying server3 answered, AF-1 FAILs
+    ``run``: the packets reached ``reached`` (so that connection was judged)."""
+    run.records = [r for r in run.records if getattr(r, "flow", None) != flow]
+    run.conn(flow, span[0], end_t=span[1], server="server3", sport=45000, wire=False)
+    v = run_checker(check_connection_affinity, run.obs())
+    assert v.status == Status.FAIL
+    assert v.evidence[0].message == (
+        f"the history says server3 answered, but the packets reached {reached}"
+    )
+
+
+def test_af1_judges_each_connection_of_a_tuple_reused_across_a_change() -> None:
+    v = run_checker(check_connection_affinity, reused_tuple_run(split=False).obs())
+    assert v.status == Status.PASS and v.measured["connections_judged"] == 4
+    assert_flow5_split(reused_tuple_run(split=True), 30.001, 30.02)
     # The reused tuple's first connection went to server1 before the change: not a split.
     run = reused_tuple_run(split=True)
     run.records = [r for r in run.records if getattr(r, "flow", None) != 5]
@@ -146,13 +164,7 @@ def test_af1_a_reused_tuple_moving_legitimately_between_connections_is_no_split(
     v = run_checker(check_connection_affinity, run.obs())
     assert v.status == Status.PASS, v.evidence
     # The history naming another server than the packets reached is caught here too.
-    run.records = [r for r in run.records if getattr(r, "flow", None) != 7]
-    run.conn(7, 20.5, end_t=30.0, server="server3", sport=45000, wire=False)
-    v = run_checker(check_connection_affinity, run.obs())
-    assert v.status == Status.FAIL
-    assert v.evidence[0].message == (
-        "the history says server3 answered, but the packets reached server2"
-    )
+    assert_misnamed(run, 7, (20.5, 30.0), reached="server2")
 
 
 def split_mid_run(*, spans: bool, split: bool = True) -> Run:
@@ -182,26 +194,13 @@ def split_mid_run(*, spans: bool, split: bool = True) -> Run:
 
 
 def test_af1_a_split_mid_run_shows_in_the_spans_of_the_taps_periods() -> None:
-    v = run_checker(check_connection_affinity, split_mid_run(spans=True).obs())
-    assert v.status == Status.FAIL
-    (e,) = v.evidence
-    assert e.message == (
-        "packets of one connection on a reused 5-tuple reached 2 servers: server2 (at "
-        "t=24.001), server1 (at t=24.020)"
-    )
-    assert e.flow is not None and e.flow.endswith("(flow 5)") and e.time == 24.02
+    assert_flow5_split(split_mid_run(spans=True), 24.001, 24.02)
     # The same stack with the same spans but no split: each connection on one server.
     v = run_checker(check_connection_affinity, split_mid_run(spans=True, split=False).obs())
     assert v.status == Status.PASS, v.evidence
     # ...and connection 5 was judged by its span: a history naming server3 for it FAILs.
     run = split_mid_run(spans=True, split=False)
-    run.records = [r for r in run.records if getattr(r, "flow", None) != 5]
-    run.conn(5, 24.0, end_t=24.05, server="server3", sport=45000, wire=False)
-    v = run_checker(check_connection_affinity, run.obs())
-    assert v.status == Status.FAIL
-    assert v.evidence[0].message == (
-        "the history says server3 answered, but the packets reached server1"
-    )
+    assert_misnamed(run, 5, (24.0, 24.05), reached="server1")
     # Without spans the records say nothing about connection 5 but server2's SYN: it is
     # judged on that alone, and passes (why taps keep periods).
     v = run_checker(check_connection_affinity, split_mid_run(spans=False).obs())
