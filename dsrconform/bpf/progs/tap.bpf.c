@@ -22,9 +22,11 @@
  * hook a locally generated packet may still be CHECKSUM_PARTIAL (the stack completes it after tc),
  * which a tap cannot tell from a broken one; l4_checked says how many packets were verified.
  *
- * Honest accounting: the flow table is a plain hash map, never LRU. When it is full, the packet
- * is counted in TAP_OVERFLOW instead of silently evicting another flow, so a checker can answer
- * UNKNOWN rather than PASS on incomplete data.
+ * Honest accounting: the flow table is a plain hash map, never LRU. When it is full (or, not
+ * preallocated, an entry cannot be allocated), the packet is counted in TAP_OVERFLOW instead of
+ * silently evicting another flow, so a checker can answer UNKNOWN rather than PASS on incomplete
+ * data. Entries are allocated as flows appear (BPF_F_NO_PREALLOC): a tap on every interface of a
+ * lab, each sized for the busiest, would otherwise pin ~50 MB of kernel memory apiece.
  *
  * Headers past the outer IPv4 one are read with bpf_skb_load_bytes into the stack: it copes with
  * non-linear skbs and keeps the verifier's view simple (no packet-pointer range proofs at
@@ -101,7 +103,8 @@ struct tap_val {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536); /* set at load time */
+	__uint(max_entries, 262144); /* set at load time */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct tap_key);
 	__type(value, struct tap_val);
 } dsrc_tap_flows SEC(".maps");
