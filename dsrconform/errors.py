@@ -28,7 +28,7 @@ class ConfigError(DsrConformError):
 class PrivilegeError(DsrConformError):
     """The operation needs privileges this process does not have (root, CAP_NET_ADMIN, CAP_BPF).
 
-    Fix: run as root (``sudo``), or run ``dsrconform doctor`` to see what is missing.
+    Fix: run as root, or run ``dsrconform doctor`` to see what is missing.
     """
 
     exit_code = 3
@@ -57,6 +57,22 @@ class BpfError(DsrConformError):
         if verifier_log:
             message = f"{message}\n--- verifier log ---\n{verifier_log.rstrip()}\n--- end ---"
         super().__init__(message)
+
+
+class FeatureUnavailableError(BpfError):
+    """The kernel refuses a feature although this process holds the privileges it needs.
+
+    Example: ``BPF_PROG_TEST_RUN`` with ``BPF_F_TEST_XDP_LIVE_FRAMES`` fails with EPERM for root
+    on some kernels (root there lacks CAP_SYS_RESOURCE), while plain test runs work. That is not
+    "run as root": ``feature`` names what is missing (a key of
+    :data:`dsrconform.features.FEATURES`), so a caller can fall back to a slower way or answer
+    UNKNOWN naming it.
+    Fix: ``dsrconform doctor`` shows every feature's probe and what its absence costs.
+    """
+
+    def __init__(self, message: str, *, feature: str, errno: int = 0) -> None:
+        self.feature = feature
+        super().__init__(message, errno=errno)
 
 
 class BuildError(DsrConformError):

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from dsrconform.errors import BpfError, PrivilegeError, ToolMissingError
+from dsrconform.errors import BpfError, FeatureUnavailableError, PrivilegeError, ToolMissingError
 
 # --- library loading -------------------------------------------------------------------------
 
@@ -180,12 +180,69 @@ def possible_cpus() -> int:
     return int(n)
 
 
-def _check(ret: int, what: str) -> int:
+_EPERM, _EACCES, _EINVAL, _EOPNOTSUPP, _ENOTSUPP = 1, 13, 22, 95, 524
+
+# What an operation refused by a privileged process means: the feature (a key of
+# dsrconform.features.FEATURES) and how to say it.
+_REFUSED_FEATURE = {
+    "test-run-live": ("live-frames", "BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES"),
+    "test-run": ("bpf-test-run", "BPF_PROG_TEST_RUN"),
+    "xdp-attach": ("xdp-native-veth", "native XDP attach"),
+    "tc-attach": ("tc-clsact", "tc clsact/cls_bpf attach"),
+}
+
+
+def classify_error(
+    err: int, what: str, *, op: str = "", caps: int | None = None
+) -> BpfError | PrivilegeError:
+    """The error a failed libbpf call means, by errno, operation and this process's privileges.
+
+    ``op``: ``test-run-live``, ``test-run``, ``xdp-attach``, ``tc-attach``, ``load`` or ``""``
+    (map and other calls). EPERM/EACCES is a :class:`PrivilegeError` ("run as root") only when
+    the process lacks CAP_BPF (or CAP_SYS_ADMIN) or CAP_NET_ADMIN. When it holds them, the
+    kernel refuses the operation itself: some kernels refuse live frames to root without
+    CAP_SYS_RESOURCE. That, and an operation the kernel does not support (EOPNOTSUPP,
+    ENOTSUPP; EINVAL for the live-frames flag, which older kernels reject), is a
+    :class:`FeatureUnavailableError` naming the feature, so callers can fall back. Anything
+    else is a plain :class:`BpfError`.
+    """
+    from dsrconform import caps as capmod
+
+    if caps is None:
+        caps = capmod.effective_caps()
+    reason = os.strerror(err)
+    if err in (_EPERM, _EACCES) and not capmod.bpf_privileged(caps):
+        lacks = capmod.missing_names(caps, (capmod.CAP_BPF, capmod.CAP_NET_ADMIN))
+        return PrivilegeError(
+            f"{what}: {reason}; this process lacks {', '.join(lacks)}: run as root "
+            "(`dsrconform doctor` shows what is missing)"
+        )
+    feature = _REFUSED_FEATURE.get(op)
+    unsupported = err in (_EOPNOTSUPP, _ENOTSUPP) or (err == _EINVAL and op == "test-run-live")
+    if feature is not None and (err in (_EPERM, _EACCES) or unsupported):
+        key, name = feature
+        if unsupported:
+            why = f"this kernel does not support {name} ({reason})"
+        else:
+            lacking = capmod.missing_names(caps, (capmod.CAP_SYS_RESOURCE, capmod.CAP_PERFMON))
+            held = f"; it lacks {', '.join(lacking)}" if lacking else ""
+            why = (
+                f"the kernel refuses {name} ({reason}) although this process holds CAP_BPF and "
+                f"CAP_NET_ADMIN (CapEff 0x{caps:x}{held}): a kernel policy, not a missing root"
+            )
+        return FeatureUnavailableError(f"{what}: {why}", feature=key, errno=err)
+    if err in (_EPERM, _EACCES):
+        return BpfError(
+            f"{what}: {reason}, although this process holds CAP_BPF and CAP_NET_ADMIN "
+            f"(CapEff 0x{caps:x}): the kernel's policy refuses it",
+            errno=err,
+        )
+    return BpfError(f"{what}: {reason}", errno=err)
+
+
+def _check(ret: int, what: str, *, op: str = "") -> int:
     if ret < 0:
-        err = -ret
-        if err in (1, 13):  # EPERM, EACCES
-            raise PrivilegeError(f"{what}: {os.strerror(err)}; BPF needs root or CAP_BPF")
-        raise BpfError(f"{what}: {os.strerror(err)}", errno=err)
+        raise classify_error(-ret, what, op=op)
     return ret
 
 
@@ -232,7 +289,9 @@ class Program:
         opts.repeat = repeat
         opts.flags = flags
         opts.batch_size = batch_size
-        _check(L.bpf_prog_test_run_opts(self.fd, ctypes.byref(opts)), f"test run of {self.name}")
+        op = "test-run-live" if live else "test-run"
+        what = f"{'live-frames ' if live else ''}test run of {self.name}"
+        _check(L.bpf_prog_test_run_opts(self.fd, ctypes.byref(opts)), what, op=op)
         out = dout.raw[: opts.data_size_out] if dout is not None else b""
         return TestRunResult(retval=opts.retval, data=out, duration_ns=opts.duration)
 
@@ -375,10 +434,10 @@ class BpfObject:
             _log_local.sink = None
         if ret < 0:
             err = -ret
-            if err in (1, 13) and os.geteuid() != 0:
-                raise PrivilegeError(
-                    f"loading {self.path} needs root or CAP_BPF+CAP_NET_ADMIN: {os.strerror(err)}"
-                )
+            error = classify_error(err, f"loading {self.path}", op="load")
+            if isinstance(error, PrivilegeError):
+                raise error
+            # A privileged process's EACCES/EINVAL at load time is the verifier's: keep its log.
             raise BpfError(
                 f"the kernel refused to load {self.path}: {os.strerror(err)}",
                 errno=err,
@@ -432,7 +491,8 @@ class BpfObject:
 def xdp_attach(ifindex: int, prog_fd: int, *, mode: str = "native") -> None:
     """Attach an XDP program; ``mode`` is ``native`` (driver) or ``generic`` (skb)."""
     flags = XDP_FLAGS_DRV_MODE if mode == "native" else XDP_FLAGS_SKB_MODE
-    _check(lib().bpf_xdp_attach(ifindex, prog_fd, flags, None), f"XDP attach to ifindex {ifindex}")
+    what = f"{mode} XDP attach to ifindex {ifindex}"
+    _check(lib().bpf_xdp_attach(ifindex, prog_fd, flags, None), what, op="xdp-attach")
 
 
 def xdp_detach(ifindex: int, *, mode: str = "native") -> None:
@@ -459,9 +519,10 @@ def tc_attach(ifindex: int, prog_fd: int, direction: str, *, priority: int = 1) 
     hook = _hook(ifindex, direction)
     ret = L.bpf_tc_hook_create(ctypes.byref(hook))
     if ret < 0 and ret != -17:  # EEXIST: the clsact qdisc is already there
-        _check(ret, f"creating clsact on ifindex {ifindex}")
+        _check(ret, f"creating clsact on ifindex {ifindex}", op="tc-attach")
     opts = _BpfTcOpts(sz=ctypes.sizeof(_BpfTcOpts), prog_fd=prog_fd, priority=priority, handle=1)
-    _check(L.bpf_tc_attach(ctypes.byref(hook), ctypes.byref(opts)), f"tc {direction} attach")
+    ret = L.bpf_tc_attach(ctypes.byref(hook), ctypes.byref(opts))
+    _check(ret, f"tc {direction} attach", op="tc-attach")
     return int(opts.handle)
 
 
