@@ -394,9 +394,11 @@ def _probed(lab: Any, say: Callable[[str], None], make: Callable[[], list[FaultW
         time.sleep(PROBE_TAIL)  # the schedule: probes after it
     if run.error is not None:
         say(f"tuple probes failed ({run.error}): SC-2 and SC-4 cannot judge this change")
-        return out
-    pps = run.result.delivered_pps if run.result is not None else 0.0
-    say(f"probed {run.flows} tuples around it at {pps:,.0f} packets/s")
+    else:
+        pps = run.result.delivered_pps if run.result is not None else 0.0
+        say(f"probed {run.flows} tuples around it at {pps:,.0f} packets/s")
+    # Failed probes are noted too (``probe_error``): the checkers then say why they could not
+    # judge the change, not only that no tuple was probed.
     return [w.model_copy(update={"detail": {**w.detail, **run.detail()}}) for w in out]
 
 

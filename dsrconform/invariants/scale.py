@@ -152,6 +152,16 @@ def probed_around(
     return out
 
 
+def probes_failed(j: Judge, w: FaultWindow) -> bool:
+    """True (and ``w`` noted as undecidable, with the probe sender's own error) when the tuple
+    probes around change ``w`` failed: its window carries ``probe_error``."""
+    error = w.detail.get("probe_error")
+    if error is None:
+        return False
+    j.incomplete(f"the tuple probes around {w.describe()} failed: {error}")
+    return True
+
+
 def _describe_tuple(tup: ProbeTuple) -> str:
     proto, src, sport, dst, dport = tup
     return f"{_PROTO_NAMES.get(proto, proto)} {src}:{sport} -> {dst}:{dport}"
@@ -168,6 +178,8 @@ def check_minimal_remapping(obs: Observations, p: Params) -> Verdict:
     for w in obs.need_windows("backend-add", "backend-remove"):
         if w.backends_before is None or w.backends_after is None:
             j.incomplete(f"{w.describe()} does not list the backends before and after")
+            continue
+        if probes_failed(j, w):
             continue
         before, after = set(w.backends_before), set(w.backends_after)
         changed = len(before ^ after)
@@ -294,6 +306,8 @@ def check_atomic_convergence(obs: Observations, p: Params) -> Verdict:
     j.thresholds.update(converge_seconds=tau, atomic_slack=slack, min_tuples=p["min_tuples"])
     slowest = 0.0
     for w in obs.need_windows(*_CHANGES):
+        if probes_failed(j, w):
+            continue
         at = f"@{w.start:.3f}"
         # A drain's window lasts until the server is back: its change is at its start.
         judged = probed_around(obs, paths, w, after=w.start)

@@ -82,6 +82,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from scapy.utils import checksum  # the Internet checksum (RFC 1071)
 
 from dsrconform.errors import BpfError, ConfigError, LabError
+from dsrconform.features import FLOOD_ENGINES, pick_engine
 
 if TYPE_CHECKING:
     from dsrconform.bpf.libbpf import BpfObject
@@ -353,6 +354,7 @@ class FloodResult:
             vip=self.vip,
             detail={
                 "engine": self.engine,
+                **({"engine_fallback": self.fallback_reason} if self.fallback_reason else {}),
                 "packets": self.packets,
                 "submitted_pps": round(self.pps, 1),
                 "port": self.port,
@@ -741,9 +743,13 @@ def flood(
     space = _FlowSpace(net, sport_base, repeat)
     template = syn_template(dst_mac, src_mac or link_mac(netns, ifname), vip, port)
     ifindex = _ifindex(netns, ifname)
-    fallback: str | None = None
+    # The best engine this kernel has, by its probes (dsrconform.features; cached per process):
+    # a kernel that refuses live frames goes straight to AF_PACKET, saying why. A forced engine
+    # it lacks raises FeatureUnavailableError naming the feature.
+    choice = pick_engine(engine, FLOOD_ENGINES[:2])
+    fallback = choice.why
     with peer_napi(peer), pinned_cpu(cpu) as chosen:
-        if engine in ("auto", "live-frames"):
+        if choice.engine == "live-frames":
             own = live is None
             gen = live if live is not None else _load_live(engine)
             try:

@@ -87,6 +87,10 @@ class ProbeRun:
         out: dict[str, str | float | int] = {"probe_net": self.src_net, "probe_sport": self.sport}
         if self.result is not None:
             out["probe_pps"] = round(self.result.delivered_pps, 1)
+            out["probe_engine"] = self.result.engine
+        if self.error is not None:
+            # The checkers that read these probes (SC-2, SC-4) answer UNKNOWN with this error.
+            out["probe_error"] = self.error
         return out
 
 

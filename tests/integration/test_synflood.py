@@ -4,6 +4,10 @@ Each test builds two ``dsrc-`` namespaces joined by a veth pair, floods from one
 at the other what arrived with the flood's exact shape (source in 198.18.200.0/21, valid
 checksums): the generator's reported rate must match what was delivered. Everything is removed
 in ``finally`` (namespaces, hence the veths; XDP detached).
+
+Engine-specific tests skip with the feature probe's reason where the kernel lacks the engine
+(``need_feature``); the AF_PACKET path is tested everywhere, forced by argument or by disabling
+live frames the way a refusing kernel does (``DSRCONFORM_DISABLE_FEATURES``).
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from dsrconform.errors import LabError
+from dsrconform.errors import FeatureUnavailableError, LabError
+from dsrconform.lab.lab import Lab
 from dsrconform.netns import LAB_PREFIX, NETNS_RUN_DIR, link_mac, throwaway_netns, veth_pair
 from dsrconform.traffic import synflood as sf
-from tests.markers import requires_root
+from tests.markers import need_feature, requires_root
 
 pytestmark = requires_root
 
@@ -71,6 +76,7 @@ def _check_delivered(res: sf.FloodResult, got: sf.SinkCounts, count: int, rate: 
 
 
 def test_live_frames_flood_at_a_paced_rate_is_delivered_whole(pair: Pair) -> None:
+    need_feature("live-frames")
     res, got = _flood_into_sink(pair, rate=100_000, count=200_000, duration=10)
     assert res.engine == "live-frames", res.fallback_reason
     _check_delivered(res, got, 200_000, 100_000)
@@ -84,9 +90,11 @@ def test_af_packet_fallback_forced(pair: Pair) -> None:
     _check_delivered(res, got, 200_000, 100_000)
 
 
-def test_flat_out_is_bounded_by_the_deadline(pair: Pair) -> None:
-    res, got = _flood_into_sink(pair, count=50_000_000, duration=0.5)
-    assert res.engine == "live-frames"
+@pytest.mark.parametrize("engine", ["live-frames", "af-packet"])
+def test_flat_out_is_bounded_by_the_deadline(pair: Pair, engine: sf.EngineChoice) -> None:
+    need_feature(engine)
+    res, got = _flood_into_sink(pair, count=50_000_000, duration=0.5, engine=engine)
+    assert res.engine == engine
     assert res.stopped_by == "deadline" and res.seconds < 1.0
     assert got.syn == res.delivered, "link counters and the peer disagree on what arrived"
     # Arrived, unpaced; how fast is a benchmark's question (`dsrconform bench traffic`, flood
@@ -94,7 +102,25 @@ def test_flat_out_is_bounded_by_the_deadline(pair: Pair) -> None:
     assert got.syn > 0 and res.target_rate is None
 
 
+def test_auto_takes_af_packet_when_the_kernel_refuses_live_frames(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a kernel that refuses live frames does, on any kernel: the probe says no, auto
+    sends with AF_PACKET and says why; forcing live frames names the missing feature."""
+    monkeypatch.setenv("DSRCONFORM_DISABLE_FEATURES", "live-frames")
+    res, got = _flood_into_sink(pair, rate=50_000, count=20_000, duration=10)
+    assert res.engine == "af-packet"
+    assert res.fallback_reason is not None and "live-frames: disabled by" in res.fallback_reason
+    assert res.fault_window().detail["engine_fallback"] == res.fallback_reason
+    _check_delivered(res, got, 20_000, 50_000)
+    with pytest.raises(FeatureUnavailableError, match="engine live-frames forced") as e:
+        sf.flood(pair.gen, GEN_IF, dst_mac=pair.sink_mac, vip=VIP, port=PORT, count=1000,
+                 duration=1, engine="live-frames")  # fmt: skip
+    assert e.value.feature == "live-frames"
+
+
 def test_auto_falls_back_when_the_peer_cannot_take_live_frames(pair: Pair) -> None:
+    need_feature("live-frames")
     # No XDP and no GRO on the peer: a veth drops live frames, and the probe sees it.
     res = sf.flood(pair.gen, GEN_IF, dst_mac=pair.sink_mac, vip=VIP, port=PORT, count=20_000,
                    duration=5)  # fmt: skip
@@ -108,6 +134,7 @@ def test_auto_falls_back_when_the_peer_cannot_take_live_frames(pair: Pair) -> No
 
 
 def test_peer_gro_lets_live_frames_through(pair: Pair) -> None:
+    need_feature("live-frames")
     res = sf.flood(pair.gen, GEN_IF, dst_mac=pair.sink_mac, vip=VIP, port=PORT, count=50_000,
                    duration=5, peer=(pair.sink, SINK_IF))  # fmt: skip
     assert res.engine == "live-frames", res.fallback_reason
@@ -146,19 +173,32 @@ def test_nothing_left_behind() -> None:
 
 def test_lab_flood_from_the_flood_node_reaches_the_router() -> None:
     """labs/basic.yaml: its flood node (a client with no traffic) floods the web VIP through its
-    link to the router (GRO on at the router's end for the flood, then restored); the lab still
-    answers the legitimate client afterwards."""
+    link to the router (GRO on at the router's end for the flood, then restored), with each
+    engine this kernel has; the lab still answers the legitimate client afterwards."""
     from pathlib import Path
 
-    from dsrconform.lab.lab import Lab
+    from dsrconform.features import probe
 
+    engines = [e for e in ("live-frames", "af-packet") if probe(e).ok]
+    assert engines, "no flood engine works here: " + probe("af-packet").reason
     lab_file = Path(__file__).resolve().parents[2] / "labs" / "basic.yaml"
     with Lab.up(lab_file, name="sftest") as lab:
-        res = sf.lab_flood(lab, vip=VIP, port=PORT, rate=50_000, count=100_000, duration=10)
-        assert res.engine == "live-frames", res.fallback_reason
-        assert res.netns == lab.netns("flood") and res.ifname == "dsrc-router"
-        assert res.link_xdp_xmit == 100_000 and res.delivered == 100_000
-        assert res.pps == pytest.approx(50_000, rel=0.10)
-        assert sf.gro_enabled(lab.netns("router"), "dsrc-flood") is False, "GRO not restored"
-        out = lab.run("client", ["curl", "-s", "-m", "5", f"http://{VIP}/id"])
-        assert out.stdout.strip().startswith("server")
+        for engine in engines:
+            _flood_the_lab(lab, engine)
+
+
+def _flood_the_lab(lab: Lab, engine: sf.EngineChoice) -> None:
+    res = sf.lab_flood(lab, vip=VIP, port=PORT, rate=50_000, count=100_000, duration=10,
+                       engine=engine)  # fmt: skip
+    assert res.engine == engine, res.fallback_reason
+    assert res.netns == lab.netns("flood") and res.ifname == "dsrc-router"
+    assert res.delivered == 100_000
+    if engine == "live-frames":
+        assert res.link_xdp_xmit == 100_000
+    else:
+        assert res.link_tx_dropped == 0 and res.link_tx_packets is not None
+        assert res.link_tx_packets >= 100_000
+    assert res.pps == pytest.approx(50_000, rel=0.10)
+    assert sf.gro_enabled(lab.netns("router"), "dsrc-flood") is False, "GRO not restored"
+    out = lab.run("client", ["curl", "-s", "-m", "5", f"http://{VIP}/id"])
+    assert out.stdout.strip().startswith("server")

@@ -247,3 +247,28 @@ def test_sc4_a_mux_that_never_applies_the_change_fails() -> None:
     assert v.status == Status.FAIL
     (e,) = v.evidence
     assert e.message.startswith("mux2 sent none of its 60 probed tuples to another server")
+
+
+# --- probes that failed -------------------------------------------------------------------------
+
+
+def _probes_failed(run: Run) -> Run:
+    """The window of a change whose tuple probes failed: the sender's own error noted, no probe
+    record (what a kernel that refuses every probe engine leaves)."""
+    error = "FeatureUnavailableError: no flood engine works on this machine: live-frames: ..."
+    run.faults[0] = run.faults[0].model_copy(
+        update={"detail": {"probe_sport": 6000, "probe_error": error}}
+    )
+    return run
+
+
+@pytest.mark.parametrize("checker", [check_minimal_remapping, check_atomic_convergence])
+def test_failed_probes_are_unknown_with_the_senders_own_error(checker: object) -> None:
+    v = run_checker(checker, _probes_failed(remove_run(0)).obs(), {})  # type: ignore[arg-type]
+    assert v.status == Status.UNKNOWN
+    assert "tuple probes around" in v.message and "failed: FeatureUnavailableError" in v.message
+    assert "no flood engine works on this machine" in v.message
+    # Even with records of another probe set that would decide it, the failed change is not
+    # judged by them: it stays undecided, naming why.
+    v = run_checker(checker, _probes_failed(remove_run(300)).obs(), {})  # type: ignore[arg-type]
+    assert v.status == Status.UNKNOWN and "failed: FeatureUnavailableError" in v.message
