@@ -7,12 +7,14 @@ broken probe cannot hide the others. A *required* failure means the network-name
 run (no privileges, no XDP, no compiler, no libbpf) and makes ``doctor`` exit non-zero with the
 exit code of the error class behind it (:class:`~dsrconform.errors.PrivilegeError`,
 :class:`~dsrconform.errors.ToolMissingError`, else 1). A failed optional check is a warning: the
-Docker engine, bpffs, BTF, tc and a few tools are needed only by some backends or suites.
+Docker engine, bpffs and a few tools are needed only by some backends or suites.
 
-The XDP probe is real: it compiles ``bpf/progs/xdp_pass.bpf.c``, makes a throwaway namespace
-``dsrc-doctor-*`` with a veth pair ``dsrc-dra``/``dsrc-drb``, attaches the program natively,
-reads its id back, detaches it, and removes the namespace in ``finally``. Nothing touches the
-host's interfaces and nothing is mounted.
+Every kernel feature the suites, traffic and benches use gets a row of its own from
+:mod:`dsrconform.features`: a real attempt each (native XDP and XDP_TX over a veth, live frames,
+tc, ``bpf_skb_adjust_room``, AF_PACKET, trafgen, nftables netdev, BTF, cgroup CPU limits), in
+throwaway ``dsrc-feat-*`` namespaces removed in ``finally``; a missing feature's row says what
+its absence costs (the engine that replaces it, or the requirements that become UNKNOWN).
+Nothing touches the host's interfaces and nothing is mounted.
 
 Usage::
 
@@ -35,22 +37,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec
 
+from dsrconform.caps import CAP_BPF, CAP_NAMES, CAP_NET_ADMIN, CAP_SYS_ADMIN, effective_caps
 from dsrconform.errors import DsrConformError, PrivilegeError, ToolMissingError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-PROBE_SOURCE = Path(__file__).parent / "bpf" / "progs" / "xdp_pass.bpf.c"
-PROBE_XDP_PROG = "dsrc_pass"
-PROBE_TC_PROG = "dsrc_tc_ok"
-PROBE_VETH = ("dsrc-dra", "dsrc-drb")
 BPFFS = "/sys/fs/bpf"
-BTF_VMLINUX = "/sys/kernel/btf/vmlinux"
 LIVE_FRAMES_KERNEL = (5, 18)
-ROOT_FIX = "run as root, e.g. `sudo .venv/bin/dsrconform doctor`"
+ROOT_FIX = "run as root, e.g. `.venv/bin/dsrconform doctor` in a root shell"
 
 # Capability bits (linux/capability.h) the lab needs in the effective set.
-REQUIRED_CAPS = {12: "CAP_NET_ADMIN", 21: "CAP_SYS_ADMIN", 39: "CAP_BPF"}
+REQUIRED_CAPS = {b: CAP_NAMES[b] for b in (CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_BPF)}
 
 
 @dataclass(frozen=True)
@@ -67,6 +65,7 @@ class CheckResult:
     fix: str = ""
     required: bool = True
     exit_code: int = 1
+    feature: str | None = None  # the dsrconform.features key of a feature probe's row
 
     @property
     def status(self) -> str:
@@ -82,6 +81,7 @@ class CheckResult:
             "required": self.required,
             "detail": self.detail,
             "fix": "" if self.ok else self.fix,
+            **({"feature": self.feature} if self.feature else {}),
         }
 
 
@@ -117,14 +117,6 @@ def check(
 
 
 # --- privileges and kernel --------------------------------------------------------------------
-
-
-def effective_caps(status_text: str) -> int:
-    """The CapEff bitmask from the text of ``/proc/<pid>/status``."""
-    m = re.search(r"^CapEff:\s*([0-9a-fA-F]+)\s*$", status_text, re.M)
-    if not m:
-        raise ValueError("no CapEff line in /proc/self/status")
-    return int(m.group(1), 16)
 
 
 @check("privileges", fix=ROOT_FIX)
@@ -186,18 +178,6 @@ def check_bpffs(mounts_text: str | None = None) -> CheckResult:
     )
 
 
-@check("BTF", required=False)
-def check_btf(path: str = BTF_VMLINUX) -> CheckResult:
-    present = os.path.exists(path)
-    return CheckResult(
-        "BTF",
-        present,
-        f"{path} ({os.path.getsize(path) // 1024} KiB)" if present else f"{path} missing",
-        "boot a kernel built with CONFIG_DEBUG_INFO_BTF=y (Debian's kernels are)",
-        required=False,
-    )
-
-
 # --- compiler and libraries -------------------------------------------------------------------
 
 
@@ -228,86 +208,37 @@ def check_libbpf(include_dir: str = "/usr/include/bpf") -> CheckResult:
     return CheckResult("libbpf", True, f"libbpf.so {version}, headers in {include_dir}")
 
 
-# --- real BPF probes --------------------------------------------------------------------------
+# --- kernel features: one real attempt each (dsrconform.features) ------------------------------
 
 
-@check("XDP native attach", fix=ROOT_FIX)
-def check_xdp_attach() -> CheckResult:
-    """Attach ``dsrc_pass`` natively to a veth in a throwaway namespace, read its id, detach."""
-    from dsrconform.bpf import libbpf
-    from dsrconform.bpf.build import compile_bpf
-    from dsrconform.netns import enter_netns, throwaway_netns, veth_pair
+def feature_check(key: str) -> Check:
+    """A row for kernel feature ``key``: its probe's result, and what its absence costs (the
+    fix column). Required features gate the exit code; the others degrade what they serve."""
+    from dsrconform.features import FEATURES
 
-    obj_path = compile_bpf(PROBE_SOURCE)
-    with (
-        libbpf.BpfObject(obj_path) as obj,
-        throwaway_netns("doctor") as ns,
-        veth_pair(ns, *PROBE_VETH) as (ifindex, _peer),
-        enter_netns(ns),
-    ):
-        prog = obj.program(PROBE_XDP_PROG)
-        libbpf.xdp_attach(ifindex, prog.fd, mode="native")
-        try:
-            attached = libbpf.xdp_query_id(ifindex)
-        finally:
-            libbpf.xdp_detach(ifindex)
-        left = libbpf.xdp_query_id(ifindex)
-    if not attached or left:
+    feature = FEATURES[key]
+
+    @check(feature.title, required=feature.required, fix=feature.when_missing)
+    def run() -> CheckResult:
+        from dsrconform.features import probe
+
+        res = probe(key)
         return CheckResult(
-            "XDP native attach",
-            False,
-            f"attach reported success but query saw id {attached}, {left} after detach",
-            "report this kernel: native XDP on veth is required",
+            feature.title,
+            res.ok,
+            res.detail,
+            f"without it: {feature.when_missing}",
+            feature.required,
+            feature=key,
         )
-    return CheckResult(
-        "XDP native attach", True, f"prog id {attached} on veth {PROBE_VETH[0]} in {ns}, detached"
-    )
+
+    return run
 
 
-# A minimal Ethernet + IPv4 frame: the program never reads it, the kernel wants >= 14 bytes.
-_PROBE_FRAME = bytes.fromhex("ffffffffffff0200000000010800") + bytes(50)
+def _feature_checks() -> tuple[Check, ...]:
+    from dsrconform.features import FEATURES
 
-
-@check("BPF_PROG_TEST_RUN", fix=ROOT_FIX)
-def check_prog_test_run() -> CheckResult:
-    from dsrconform.bpf import libbpf
-    from dsrconform.bpf.build import compile_bpf
-
-    with libbpf.BpfObject(compile_bpf(PROBE_SOURCE)) as obj:
-        res = obj.program(PROBE_XDP_PROG).test_run(_PROBE_FRAME)
-    verdict = libbpf.XDP_ACTIONS.get(res.retval, str(res.retval))
-    ok = res.retval == 2
-    return CheckResult(
-        "BPF_PROG_TEST_RUN",
-        ok,
-        f"{PROBE_XDP_PROG} returned {verdict}" + ("" if ok else " (expected XDP_PASS)"),
-        "report this kernel: BPF_PROG_TEST_RUN for XDP is required by the packet-level checks",
-    )
-
-
-@check(
-    "tc clsact attach",
-    required=False,
-    fix="needs a kernel with cls_bpf and clsact (the server agent uses them); run as root",
-)
-def check_tc_attach() -> CheckResult:
-    """Attach ``dsrc_tc_ok`` to clsact ingress of a veth in a throwaway namespace, then remove."""
-    from dsrconform.bpf import libbpf
-    from dsrconform.bpf.build import compile_bpf
-    from dsrconform.netns import enter_netns, throwaway_netns, veth_pair
-
-    with (
-        libbpf.BpfObject(compile_bpf(PROBE_SOURCE)) as obj,
-        throwaway_netns("doctor") as ns,
-        veth_pair(ns, *PROBE_VETH) as (ifindex, _peer),
-        enter_netns(ns),
-    ):
-        try:
-            handle = libbpf.tc_attach(ifindex, obj.program(PROBE_TC_PROG).fd, "ingress")
-            libbpf.tc_detach(ifindex, "ingress", handle=handle)
-        finally:
-            libbpf.tc_hook_destroy(ifindex)
-    return CheckResult("tc clsact attach", True, f"cls_bpf on clsact ingress in {ns}, removed")
+    return tuple(feature_check(k) for k in FEATURES)
 
 
 # --- command-line tools -----------------------------------------------------------------------
@@ -354,7 +285,7 @@ TOOL_CHECKS: tuple[Check, ...] = (
 
 DOCKER_FIX = (
     "only the docker backend needs it: `apt-get install docker.io`, then start the engine "
-    "with `sudo scripts/start-dockerd.sh` (or `systemctl start docker`)"
+    "with `scripts/start-dockerd.sh` as root (or `systemctl start docker`)"
 )
 
 
@@ -384,13 +315,10 @@ def check_docker() -> CheckResult:
 CHECKS: tuple[Check, ...] = (
     check_privileges,
     check_kernel,
-    check_btf,
     check_bpffs,
     check_clang,
     check_libbpf,
-    check_prog_test_run,
-    check_xdp_attach,
-    check_tc_attach,
+    *_feature_checks(),
     *TOOL_CHECKS,
     check_docker,
 )
@@ -428,8 +356,15 @@ def print_table(results: Sequence[CheckResult], console: Console | None = None) 
     failed = [r.name for r in results if r.required and not r.ok]
     if failed:
         console.print(f"[bold red]netns lab cannot run[/]: fix {', '.join(failed)} (see 'fix').")
+        return
+    degraded = [r.name for r in results if r.feature and not r.ok]
+    if degraded:
+        console.print(
+            f"[yellow]netns lab can run, without[/] {', '.join(degraded)}: "
+            "each row's 'fix' says what that costs."
+        )
     else:
-        console.print("[green]netns lab can run.[/]")
+        console.print("[green]netns lab can run, with every feature.[/]")
 
 
 def main(

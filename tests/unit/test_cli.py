@@ -197,7 +197,7 @@ def test_privileges_from_capeff() -> None:
     bad = doctor.check_privileges(USER_STATUS)
     assert (bad.ok, bad.status, bad.required) == (False, "FAIL", True)
     assert bad.exit_code == PrivilegeError.exit_code
-    assert "CAP_BPF" in bad.detail and "sudo" in bad.fix
+    assert "CAP_BPF" in bad.detail and "run as root" in bad.fix
     partial = doctor.check_privileges(NET_ADMIN_ONLY)
     assert not partial.ok
     assert "CAP_SYS_ADMIN" in partial.detail and "CAP_NET_ADMIN" not in partial.detail
@@ -218,9 +218,21 @@ def test_kernel_release_parsing() -> None:
     assert old.status == "warn" and "5.18" in old.fix
 
 
-def test_btf_missing_is_a_warning(tmp_path: Path) -> None:
-    r = doctor.check_btf(str(tmp_path / "no-vmlinux"))
-    assert r.status == "warn" and "CONFIG_DEBUG_INFO_BTF" in r.fix
+def test_a_missing_feature_is_a_warning_saying_what_it_costs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dsrconform import features
+
+    monkeypatch.setattr(features, "BTF_VMLINUX", tmp_path / "no-vmlinux")
+    features.clear_cache()
+    try:
+        r = doctor.feature_check("btf")()
+    finally:
+        features.clear_cache()
+    assert (r.status, r.feature) == ("warn", "btf")
+    assert "FileNotFoundError" in r.detail
+    assert r.fix == "without it: " + features.FEATURES["btf"].when_missing
+    assert r.as_dict()["feature"] == "btf"
 
 
 def test_missing_tool_names_its_package() -> None:
@@ -250,6 +262,6 @@ def test_a_crashing_check_becomes_a_failed_row() -> None:
 def test_every_registered_check_is_named_and_unique() -> None:
     names = [c.check_name for c in doctor.CHECKS]  # type: ignore[attr-defined]
     assert len(names) == len(set(names))
-    for required in ("privileges", "clang", "libbpf", "XDP native attach", "BPF_PROG_TEST_RUN"):
+    for required in ("privileges", "clang", "libbpf", "native XDP on veth", "BPF_PROG_TEST_RUN"):
         assert required in names
     assert "docker engine" in names
