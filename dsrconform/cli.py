@@ -162,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="reference", metavar="NAME", help="default: reference")
     p.add_argument("--mutant", default=None, metavar="NAME", help="benchmark a mutant instead")
     p.add_argument("--seconds", type=float, default=3.0, metavar="S", help="default: 3")
+    p.add_argument(
+        "--generator",
+        choices=("auto", "live-frames", "af-packet"),
+        default="auto",
+        help="frame generator (default: the best this kernel has; `doctor` shows them)",
+    )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(handler=_cmd_bench_mux)
     from dsrconform.bench.lab import add_parser as add_bench_lab

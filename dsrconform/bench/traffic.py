@@ -3,8 +3,9 @@
 Four sections, each printing its headline as it finishes and stored in the JSON result:
 
 ``flood``
-    SYN flood packets/s delivered: our generator (:mod:`dsrconform.traffic.synflood`,
-    live-frames engine) against ``trafgen`` (netsniff-ng) in the same harness: two throwaway
+    SYN flood packets/s delivered: our generator (:mod:`dsrconform.traffic.synflood`, with
+    the best engine this kernel has: live frames, else AF_PACKET; named in the result) against
+    ``trafgen`` (netsniff-ng) in the same harness: two throwaway
     namespaces and a veth pair, the same 64-byte SYN to 198.19.0.10:80 from 198.18.200.0/21, the
     same duration, one CPU each (trafgen ``--cpus 1``; ours pinned), rounds alternating
     ours-trafgen, trafgen-ours (ABBA). The receiving end is ``flood_sink.bpf.c`` (native XDP on
@@ -316,7 +317,7 @@ def _ours_run(lab: _FloodLab, sink: FloodSink, seconds: float,
         try:
             box["result"] = flood(lab.gen_ns, GEN_IF, dst_mac=lab.sink_mac, vip=FLOOD_VIP,
                                   port=FLOOD_PORT, count=int(MAX_FLOOD_PPS * seconds),
-                                  duration=seconds, engine="live-frames")  # fmt: skip
+                                  duration=seconds)  # fmt: skip
         except BaseException as e:
             box["error"] = e
 
@@ -433,6 +434,9 @@ def flood_summary(runs: list[dict[str, Any]], seconds: float, rounds: int, *,
                                        for r in runs if r["side"] == side)  # fmt: skip
     ours, theirs = out["ours_pps"], out["trafgen_pps"]
     out["ratio"] = ours / theirs if ours and theirs else None
+    # The engine ours used: the best this kernel has (live frames, else AF_PACKET).
+    engines = sorted({r["engine"] for r in runs if r["side"] == "ours" and "engine" in r})
+    out["ours_engine"] = ", ".join(engines) or None
     if trafgen_missing:
         out["trafgen_missing"] = "trafgen not found; fix: apt-get install -y netsniff-ng"
     return out
@@ -947,7 +951,8 @@ def run_bench(sections: Sequence[str] = SECTIONS, *, quick: bool = False,
         secs, rounds = (QUICK_FLOOD_SECONDS, QUICK_FLOOD_ROUNDS) if quick else (
             FLOOD_SECONDS, FLOOD_ROUNDS)  # fmt: skip
         f = summary["flood"] = bench_flood(secs, rounds, ticker("flood"))
-        print(f"1. SYN flood: ours {_mpps(f['ours_pps'])}, trafgen {_mpps(f['trafgen_pps'])}, "
+        print(f"1. SYN flood: ours ({f['ours_engine']}) {_mpps(f['ours_pps'])}, "
+              f"trafgen {_mpps(f['trafgen_pps'])}, "
               f"ratio {_x(f['ratio'])}")  # fmt: skip
     if "checkers" in sections:
         c = summary["checkers"] = bench_checkers(
@@ -1026,7 +1031,7 @@ def _render(summary: dict[str, Any]) -> None:
         table.add_row(
             "SYN flood, ours",
             _mpps(f["ours_pps"]),
-            f"live frames, delivered, {f['rounds']} rounds x {f['seconds_per_run']:g} s",
+            f"{f.get('ours_engine')}, delivered, {f['rounds']} rounds x {f['seconds_per_run']:g} s",
         )
         table.add_row(
             "SYN flood, trafgen",
