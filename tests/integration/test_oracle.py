@@ -1,6 +1,12 @@
 """The oracle (root): the suites, run as users run them, FAIL every requirement each mutant of
-the reference stack names, and pass every MUST on the correct stack, five runs in a row with
-identical verdicts.
+the reference stack names, and pass every MUST on the correct stack.
+
+The correct stack runs once here; its stability proof (five runs in a row with identical
+verdicts) is a benchmark, run and reported, not CI's: ``dsrconform bench suites --runs 5``
+(five full runs cost ~20 minutes of a 2-core CI). Where this kernel has live frames, the
+requirements judged by floods and tuple probes run once more with live frames disabled, as a
+kernel that refuses them does, and must pass alike; where it lacks them, the main run already
+used AF_PACKET.
 
 Each run is ``pytest suites/`` in a subprocess with the plugin's options and ``--dsr-results``,
 judged from the ``summary.json`` it leaves (the worst status per requirement over the tests
@@ -13,6 +19,7 @@ stays open while it is), and the day a suite catches it the xfail fails until it
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -41,12 +48,14 @@ NOT_CAUGHT_YET: dict[str, str] = {}
 """Mutants no suite catches yet, with why (strict xfails: see the module docstring)."""
 
 
-def run_suites(tmp: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+def run_suites(
+    tmp: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], str]:
     """``pytest suites`` with ``args``; (exit status, summary.json, the output's tail)."""
     res = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "suites",
          "--dsr-results", str(tmp), *args],
-        cwd=REPO, capture_output=True, text=True, timeout=1200,
+        cwd=REPO, capture_output=True, text=True, timeout=1200, env=env,
     )  # fmt: skip
     path = tmp / "summary.json"
     summary = json.loads(path.read_text()) if path.exists() else {"requirements": {}}
@@ -79,15 +88,45 @@ def test_every_mutant_fails_each_requirement_it_names(mutant: Any, tmp_path: Pat
     ), out
 
 
-def test_the_correct_stack_passes_every_must_five_times_alike(tmp_path: Path) -> None:
+def test_the_correct_stack_passes_every_must(tmp_path: Path) -> None:
     must = {r.id for r in spec.REQUIREMENTS if r.level == "MUST"}
-    runs = []
-    for seed in range(1, 6):
-        rc, summary, out = run_suites(
-            tmp_path / str(seed), "--dsr-level", "MUST", "--dsr-seed", str(seed)
+    rc, summary, out = run_suites(tmp_path, "--dsr-level", "MUST", "--dsr-seed", "1")
+    got = statuses(summary)
+    assert rc == 0 and set(got.values()) == {"PASS"}, out
+    assert set(got) == must, f"judged {sorted(got)}"
+
+
+FLOOD_AND_PROBE_REQUIREMENTS = ("SF-1", "SF-2", "SF-4", "SC-2", "SC-4")
+"""The MUST requirements whose traffic is a flood or tuple probes (the engines' consumers)."""
+
+
+def test_flood_and_probe_verdicts_alike_without_live_frames(tmp_path: Path) -> None:
+    from dsrconform.features import DISABLE_ENV, probe
+
+    if not probe("live-frames").ok:
+        pytest.skip(
+            "this kernel lacks live frames, so the correct stack's MUST run above already "
+            f"flooded and probed with AF_PACKET ({probe('live-frames').reason})"
         )
-        got = statuses(summary)
-        assert rc == 0 and set(got.values()) == {"PASS"}, f"seed {seed}:\n{out}"
-        assert set(got) == must, f"seed {seed}: judged {sorted(got)}"
-        runs.append(got)
-    assert all(r == runs[0] for r in runs), runs
+    env = {**os.environ, DISABLE_ENV: "live-frames"}
+    reqs = [r for r in FLOOD_AND_PROBE_REQUIREMENTS if spec.get(r).level == "MUST"]
+    rc, summary, out = run_suites(
+        tmp_path, "--dsr-level", "MUST", "--dsr-seed", "2", "--dsr-requirement", ",".join(reqs),
+        env=env,
+    )  # fmt: skip
+    got = statuses(summary)
+    assert rc == 0 and got == dict.fromkeys(reqs, "PASS"), out
+    engines = _flood_engines(tmp_path)
+    assert engines == {"af-packet"}, f"floods and probes used {engines}"
+
+
+def _flood_engines(results: Path) -> set[str]:
+    """The engines the runs' floods and tuple probes used, from their fault windows."""
+    found: set[str] = set()
+    for path in results.rglob("faults.jsonl"):
+        for line in path.read_text().splitlines():
+            detail = json.loads(line).get("detail") or {}
+            for key in ("engine", "probe_engine"):
+                if key in detail:
+                    found.add(detail[key])
+    return found

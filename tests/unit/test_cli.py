@@ -96,12 +96,37 @@ def test_bench_suites_times_one_run_per_backend_and_round(
     monkeypatch.setattr(suites, "time_run", fake)
     code, out, _ = run(capsys, "bench", "suites", "--backend", "netns", "--rounds", "2",
                        "--seed", "7", "--json")  # fmt: skip
-    assert code == 0 and [r["seconds"] for r in json.loads(out)] == [1.0, 1.0]
+    assert code == 0 and [r["seconds"] for r in json.loads(out)["runs"]] == [1.0, 1.0]
+    assert json.loads(out)["stability"]["netns"] == {
+        "runs": 2,
+        "passed": 2,
+        "identical": True,
+        "differ": [],
+        "seconds": [1.0, 1.0],
+    }
     assert calls == [("netns", "MUST", None, 7), ("netns", "MUST", None, 8)]
     code, _, err = run(capsys, "bench", "suites", "--backend", "docker", "--level", "MAY")
     assert code == 1 and "docker: 1.0 s" in err and "1/2 requirements PASS" in err
     # a run that did not pass names what did not, its seed, and where its results were kept
     assert "not PASS: SF-1 UNKNOWN; seed 1; results kept in /tmp/dsrc-bench-suites-x" in err
+
+
+def test_bench_suites_runs_fail_the_stability_proof_when_verdicts_differ(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dsrconform.bench import suites
+
+    def fake(backend: str, level: str, lab: str | None, seed: int) -> dict[str, object]:
+        # Every run exits 0, but the third judged SC-4 UNKNOWN where the others passed it
+        # (a MAY-level gate would let that through): the proof is about identical verdicts.
+        sc4 = "UNKNOWN" if seed == 3 else "PASS"
+        return {"backend": backend, "seed": seed, "seconds": 2.0, "exit": 0,
+                "requirements": {"RW-1": "PASS", "SC-4": sc4}}  # fmt: skip
+
+    monkeypatch.setattr(suites, "time_run", fake)
+    code, _, err = run(capsys, "bench", "suites", "--runs", "5")
+    assert code == 1
+    assert "netns: 5/5 runs passed, verdicts DIFFERENT (SC-4)" in err
 
 
 @pytest.mark.parametrize("exit_code", [0, 1])
