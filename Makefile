@@ -1,4 +1,4 @@
-# dsrconform: the two commands are `sudo make demo` and `sudo make test` (see README.md).
+# dsrconform: the two commands are `make demo` and `make test`, as root (see README.md).
 # Every target bootstraps first (scripts/bootstrap.sh: Debian packages, .venv, editable install),
 # which does nothing when the checkout is already set up.
 

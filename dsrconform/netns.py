@@ -171,7 +171,7 @@ def veth_pair(
     """Create veth ``name_a``/``name_b`` (a in ``ns``, b in ``ns_b`` or ``ns``), both up.
 
     Yields the two ifindexes (each valid inside its own namespace). Transmit checksum offload is
-    turned off on both ends: native XDP drops CHECKSUM_PARTIAL state (see KERNEL_NOTES.md).
+    turned off on both ends: native XDP drops CHECKSUM_PARTIAL state (see docs/kernel.md).
     """
     from pyroute2 import NetNS
 

@@ -10,7 +10,7 @@ Per node role, in this order:
   and their current servers (the topology's until :meth:`ReferenceDeployment.set_backends`
   changes them; a restarted MUX gets the current ones), plus a pass-through XDP program on the
   router's end of that link (XDP_TX frames reach a veth peer only when the peer runs native XDP:
-  KERNEL_NOTES.md);
+  docs/kernel.md);
 - **BGP** (BIRD 2): the router peers with every MUX and installs each VIP as an ECMP route over
   the MUXes announcing it; a MUX announces its VIPs from the moment its BIRD runs.
 

@@ -35,7 +35,7 @@ for pkg in "${PACKAGES[@]}"; do
   [[ $status == "install ok installed" ]] || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
-  [[ $EUID -eq 0 ]] || die "missing Debian packages: ${missing[*]}; run as root (sudo make ...) \
+  [[ $EUID -eq 0 ]] || die "missing Debian packages: ${missing[*]}; run as root (make ... in a root shell) \
 or install them with: apt-get install ${missing[*]}"
   say "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -22,9 +22,10 @@ mux/reflector per mode; the goal is >= 0.8. Each case's budget is split into rou
 and MUX alternating (:func:`schedule`), so the machine's drift hits both sides of a ratio. Every
 round attaches afresh, and the counter is read after the receiving program is detached (which
 waits for the veth's NAPI poll): no frame of one round is counted in another, and no sleep is
-needed. Measured here (2 vCPU, kernel 6.18): reflector ~3.8-4.0 M packets/s; KERNEL_NOTES.md's
-~2.2 M/s matches what this harness shows with ``kernel.bpf_stats_enabled=1`` (reported as a
-warning).
+needed. Measured here (2 vCPU, kernel 6.18, live frames): reflector ~3.8-4.0 M packets/s; the
+~2.2 M/s of docs/kernel.md matches what this harness shows with ``kernel.bpf_stats_enabled=1``
+(reported as a warning). With the AF_PACKET generator (a kernel that refuses live frames):
+reflector ~0.5 M/s, the generator's own limit.
 
 Use :func:`run_bench` from code (``dut="reflector"`` puts the reflector in the MUX's place, to
 check the harness without a target), :func:`main` from the CLI.

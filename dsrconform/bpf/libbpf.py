@@ -1,7 +1,8 @@
 """A small, typed ctypes binding over the system libbpf (libbpf.so.1, 1.1 or newer).
 
-Why ctypes: the PyPI bindings could not attach XDP or run tests here (KERNEL_NOTES.md), and the
-distribution's libbpf is the one the kernel is tested with. Only what dsrconform needs is bound:
+Why ctypes: the PyPI package ``pylibbpf`` could not attach XDP or run tests here (no fds, no
+test run), and the distribution's libbpf is the one the kernel is tested with. Only what
+dsrconform needs is bound:
 
 - :class:`BpfObject` opens and loads a compiled object (map sizes can be set before load), and
   gives :class:`Program` and :class:`Map` handles. A verifier rejection raises

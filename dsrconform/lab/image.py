@@ -76,8 +76,8 @@ def docker_client(timeout: int = 60) -> Any:
     except (DockerException, RequestException) as e:
         where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         raise LabError(
-            f"the Docker engine is not reachable at {where} ({e}); fix: `sudo "
-            "scripts/start-dockerd.sh` (install it first: `apt-get install docker.io`)"
+            f"the Docker engine is not reachable at {where} ({e}); fix: run "
+            "`scripts/start-dockerd.sh` as root (install it first: `apt-get install docker.io`)"
         ) from None
     return client
 

@@ -16,7 +16,7 @@ Two engines send the frames out of one interface of a lab namespace:
     whatever its size (the page pool's teardown), so two threads pinned to the same CPU take
     turns (:data:`LIVE_THREADS`). A veth delivers live frames only if its peer has NAPI (native
     XDP, or GRO on: ``peer=``); otherwise they vanish without a counter moving
-    (KERNEL_NOTES.md, "XDP on veth").
+    (docs/kernel.md, "XDP on veth").
 ``af-packet``
     An ``AF_PACKET`` raw socket with ``PACKET_QDISC_BYPASS``, sending a pool of prebuilt frames
     (at most :data:`POOL_FRAMES` flows, cycled) with ``sendmmsg(2)`` through ctypes. Slower, but

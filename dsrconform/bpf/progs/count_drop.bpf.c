@@ -5,7 +5,7 @@
  *
  * It must be a *native* XDP program for two reasons: native XDP_TX on a veth is delivered only
  * when the peer veth runs native XDP (otherwise the reflected frames are silently lost, see
- * KERNEL_NOTES.md "XDP on veth"), and counting here is the only honest figure: the generator's
+ * docs/kernel.md "XDP on veth"), and counting here is the only honest figure: the generator's
  * submitted count says nothing about what survived the DUT and the veth rings. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>

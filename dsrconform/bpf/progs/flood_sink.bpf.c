@@ -14,7 +14,7 @@
  * - FS_SLOT_NON_IPV4: the rest (IPv6 neighbour discovery of the link coming up).
  *
  * Being native XDP it also enables the veth's NAPI, which live-frames XDP_TX from the peer
- * needs to be delivered at all (KERNEL_NOTES.md, "XDP on veth"). */
+ * needs to be delivered at all (docs/kernel.md, "XDP on veth"). */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
