@@ -22,9 +22,9 @@ pytestmark = requires_root
 def _lab_leftovers() -> list[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True)
-    return [
-        line.split()[0] for line in out.stdout.splitlines() if line.startswith("dsrc-feat")
-    ] + [line for line in links.stdout.splitlines() if "dsrc-f" in line]
+    namespaces = [n.split()[0] for n in out.stdout.splitlines() if n.startswith("dsrc-feat")]
+    probe_links = [n for n in links.stdout.splitlines() if any(v in n for v in features.PROBE_VETH)]
+    return namespaces + probe_links
 
 
 def test_required_checks_pass_and_probes_clean_up() -> None:
