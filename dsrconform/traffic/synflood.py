@@ -81,7 +81,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from scapy.utils import checksum  # the Internet checksum (RFC 1071)
 
-from dsrconform.errors import BpfError, ConfigError, LabError
+from dsrconform.errors import BpfError, ConfigError, DsrConformError, LabError
 from dsrconform.features import FLOOD_ENGINES, pick_engine
 
 if TYPE_CHECKING:
@@ -388,6 +388,7 @@ class LinkCounters(NamedTuple):
 def link_stats(netns: str, ifname: str) -> LinkCounters:
     """The transmit counters of ``ifname`` in ``netns`` (None for what is unreadable)."""
     from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
 
     from dsrconform.netns import enter_netns
 
@@ -400,8 +401,10 @@ def link_stats(netns: str, ifname: str) -> LinkCounters:
         stats = links[0].get_attr("IFLA_STATS64") if links else None
         if stats is not None:
             tx, dropped = int(stats["tx_packets"]), int(stats["tx_dropped"])
-    except Exception:
-        pass
+    except (OSError, NetlinkError, LabError):
+        # Unreadable (the interface is gone): None, which the result reports as unknown and
+        # FloodResult.delivered treats as nothing known to be dropped.
+        tx = dropped = None
     out = subprocess.run(["ip", "netns", "exec", netns, "ethtool", "-S", ifname],
                          capture_output=True, text=True, check=False)  # fmt: skip
     for line in out.stdout.splitlines():
@@ -751,7 +754,7 @@ def flood(
     with peer_napi(peer), pinned_cpu(cpu) as chosen:
         if choice.engine == "live-frames":
             own = live is None
-            gen = live if live is not None else _load_live(engine)
+            gen, fallback = (live, None) if live is not None else _load_live(engine)
             try:
                 if gen is not None:
                     result, fallback = _flood_live(gen, netns, ifname, ifindex, template, space,
@@ -759,8 +762,6 @@ def flood(
                                                    progress, chosen, stop)  # fmt: skip
                     if result is not None:
                         return result
-                else:
-                    fallback = "livegen could not be loaded"
             finally:
                 if own and gen is not None:
                     gen.close()
@@ -785,13 +786,14 @@ def _burst(rate: float | None) -> int:
     return LIVE_BATCH if rate is None else max(LIVE_BATCH, int(rate * TICK))
 
 
-def _load_live(engine: str) -> LiveFrames | None:
+def _load_live(engine: str) -> tuple[LiveFrames | None, str | None]:
+    """livegen loaded, or (None, why) when ``auto`` may fall back (a forced engine raises)."""
     try:
-        return LiveFrames()
-    except Exception:
+        return LiveFrames(), None
+    except DsrConformError as e:
         if engine == "live-frames":
             raise
-        return None
+        return None, f"livegen could not be loaded: {type(e).__name__}: {e}"
 
 
 def _settled_stats(netns: str, ifname: str) -> LinkCounters:

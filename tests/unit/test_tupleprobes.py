@@ -68,7 +68,7 @@ class FakeSender:
             raise RuntimeError("no live frames here")
         kw["progress"](0.0)  # type: ignore[operator]
         self.stopped = kw["stop"].wait(10)  # type: ignore[attr-defined]
-        return SimpleNamespace(delivered_pps=49_000.04)
+        return SimpleNamespace(delivered_pps=49_000.04, engine="af-packet")
 
 
 def test_probing_sends_repeated_tuples_until_the_block_ends(monkeypatch: Any) -> None:
@@ -87,6 +87,7 @@ def test_probing_sends_repeated_tuples_until_the_block_ends(monkeypatch: Any) ->
         "probe_net": "198.18.208.0/21",
         "probe_sport": first.sport,
         "probe_pps": 49_000.0,
+        "probe_engine": "af-packet",
     }
 
 
@@ -98,6 +99,8 @@ def test_a_failing_sender_or_body_leaves_nothing_running(monkeypatch: Any) -> No
     with probing(lab, vip="198.19.0.10", port=80) as run:
         pass  # the change goes on
     assert run.error == "RuntimeError: no live frames here" and run.result is None
+    # What the change's window records: the checkers report this error (SC-2, SC-4 UNKNOWN).
+    assert run.detail()["probe_error"] == "RuntimeError: no live frames here"
     fake = FakeSender()
     monkeypatch.setattr(tupleprobes, "lab_flood", fake)
     with pytest.raises(KeyError), probing(lab, vip="198.19.0.10", port=80):
