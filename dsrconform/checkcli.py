@@ -118,11 +118,11 @@ def _cmd_steady(args: argparse.Namespace) -> int:
     from dsrconform.parallelcheck import check_parallel
     from dsrconform.runfiles import save_observations, save_verdicts
     from dsrconform.steady import Mix, observe_steady_state
-    from dsrconform.target import load_target
+    from dsrconform.target import check_mutant
     from dsrconform.topology import load_topology
 
     ids, params = _selected(args)
-    load_target(args.target, mutant=args.mutant)  # an unknown target or mutant: before any lab
+    check_mutant(args.target, args.mutant)  # an unknown target or mutant: before any lab
     topo = load_topology(args.file, mode=args.mode)
     out = Path(args.out or f"results/steady-{args.name or topo.name}-{topo.mode}")
     mix = Mix(short_conns=300, streams=30, udp_flows=40) if args.quick else Mix()

@@ -172,6 +172,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SEED_KEY] = seed if seed is not None else random.SystemRandom().randrange(2**32)
     config.stash[RUN_KEY] = record = _RunRecord()
     config.pluginmanager.register(record, "dsrconform-run-record")
+    mutant = config.getoption(_dest(OPT_MUTANT))
+    if mutant is not None:  # an unknown one: now, not as an error in every lab test's setup
+        from dsrconform.errors import ConfigError
+        from dsrconform.target import check_mutant
+
+        try:
+            check_mutant(config.getoption(_dest(OPT_TARGET)), mutant)
+        except ConfigError as e:
+            raise pytest.UsageError(f"{OPT_MUTANT}: {e}") from None
 
 
 def _is_worker(config: pytest.Config) -> bool:

@@ -196,9 +196,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     directory = suites_dir()
     argv = pytest_argv(args, directory)  # ConfigError for an unknown suite, before anything runs
     if args.target is not None or args.mutant is not None:  # unknown: now, not in every setup
-        from dsrconform.target import load_target
+        from dsrconform.target import check_mutant
 
-        load_target(args.target or "reference", mutant=args.mutant)
+        check_mutant(args.target or "reference", args.mutant)
     if args.lab is not None and not Path(args.lab).is_file():
         raise ConfigError(f"--lab {args.lab}: no such file")
     results = Path(args.results)

@@ -166,6 +166,25 @@ def available_targets() -> list[str]:
     return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
 
 
+def check_mutant(target_name: str, mutant: str | None) -> MutantInfo | None:
+    """The :class:`MutantInfo` of ``mutant`` among the mutants target ``target_name`` lists
+    (None for the correct stack), checked before anything is built or brought up: every command
+    and fixture that takes a mutant name calls this first, so an unknown target or mutant is a
+    ConfigError (exit 2) naming the target's mutants, whatever the target's own constructor
+    would accept."""
+    infos = load_target(target_name).mutants()
+    if mutant is None:
+        return None
+    for info in infos:
+        if info.name == mutant:
+            return info
+    names = ", ".join(i.name for i in infos) or "none"
+    raise ConfigError(
+        f"unknown mutant {mutant!r} of target {target_name!r}; its mutants "
+        f"(`dsrconform mutants --target {target_name}`): {names}"
+    )
+
+
 def load_target(name: str = "reference", *, mutant: str | None = None) -> Target:
     """Instantiate the target registered as ``name`` (optionally as mutant ``mutant``)."""
     eps = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}

@@ -97,6 +97,9 @@ class Lab:
               name: str | None = None, target: str = "reference", mutant: str | None = None,
               timeout: float = 60.0) -> Lab:  # fmt: skip
         """Bring the lab up and return it (the caller owns :meth:`down`)."""
+        from dsrconform.target import check_mutant
+
+        check_mutant(target, mutant)  # an unknown target or mutant: before anything exists
         topo = load_topology(path, mode=mode)  # a bad file fails here, before anything exists
         if name is not None:
             if not registry.LAB_NAME_OK(name):

@@ -338,7 +338,7 @@ def test_summary_json_worst_status_per_requirement(pytester: pytest.Pytester) ->
     from datetime import datetime
 
     pytester.makepyfile(test_checks=CHECKS + MORE)
-    result, summary = _summary(pytester, "--dsr-seed", "77", "--dsr-mutant", "bug")
+    result, summary = _summary(pytester, "--dsr-seed", "77", "--dsr-mutant", "modulo-hash")
     result.assert_outcomes(passed=3, failed=2, errors=1, skipped=1)
     reqs = summary["requirements"]
     assert list(reqs) == ["RW-1", "RW-3", "RW-4", "RW-7", "AF-1"]  # catalogue order
@@ -362,7 +362,7 @@ def test_summary_json_worst_status_per_requirement(pytester: pytest.Pytester) ->
     assert run["seed"] == 77
     assert (run["target"], run["mutant"], run["backend"], run["mode"]) == (
         "reference",
-        "bug",
+        "modulo-hash",
         "netns",
         None,
     )

@@ -1,0 +1,121 @@
+"""An unknown mutant is refused before any lab or pytest runs, by ``run``, ``steady``,
+``lab up`` and the plugin's ``--dsr-mutant`` alike, whatever the target's constructor accepts:
+the framework checks the name against the target's own ``mutants()``
+(:func:`dsrconform.target.check_mutant`)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from dsrconform import cli, runcli, target
+from dsrconform.errors import ConfigError
+from dsrconform.target import MutantInfo, check_mutant
+
+
+class LenientTarget:
+    """A target whose constructor takes any mutant name (nothing obliges a target to check)."""
+
+    name = "lenient"
+
+    def __init__(self, mutant: str | None = None) -> None:
+        self.mutant = mutant
+
+    def mutants(self) -> list[MutantInfo]:
+        return [MutantInfo("real-bug", "a bug it has", ("RW-1",), "mux", system_level="why")]
+
+    def mux_for_bench(self, **kw: Any) -> Any:
+        raise AssertionError("not in these tests")
+
+    def deploy(self, lab: Any) -> Any:
+        raise AssertionError("a lab was deployed")
+
+
+@pytest.fixture
+def lenient(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Registers ``lenient`` beside the installed targets."""
+    real = importlib.metadata.entry_points
+
+    def entry_points(*, group: str) -> list[Any]:
+        eps: list[Any] = list(real(group=group))
+        if group == target.ENTRY_POINT_GROUP:
+            eps.append(SimpleNamespace(name="lenient", load=lambda: LenientTarget))
+        return eps
+
+    monkeypatch.setattr(target, "entry_points", entry_points)
+    yield
+
+
+@pytest.fixture
+def no_lab(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fails the test if anything starts bringing a lab up or runs pytest."""
+    from dsrconform.lab.lab import Lab
+
+    def brought_up(*a: Any, **kw: Any) -> None:
+        pytest.fail("a lab started coming up")
+
+    monkeypatch.setattr(Lab, "_bring_up", brought_up)
+    monkeypatch.setattr(runcli, "run_pytest", lambda argv: pytest.fail("pytest ran"))
+
+
+def test_check_mutant_knows_the_targets_mutants(lenient: None) -> None:
+    assert check_mutant("lenient", None) is None
+    info = check_mutant("lenient", "real-bug")
+    assert info is not None and info.name == "real-bug"
+    with pytest.raises(ConfigError) as e:
+        check_mutant("lenient", "nope")
+    assert str(e.value) == (
+        "unknown mutant 'nope' of target 'lenient'; its mutants "
+        "(`dsrconform mutants --target lenient`): real-bug"
+    )
+    with pytest.raises(ConfigError, match="unknown target 'acme'"):
+        check_mutant("acme", "real-bug")
+
+
+def test_the_reference_targets_mutants_are_known() -> None:
+    names = [m.name for m in target.load_target("reference").mutants()]
+    assert check_mutant("reference", names[0]) is not None
+    with pytest.raises(ConfigError, match=f"its mutants .*: {names[0]}, "):
+        check_mutant("reference", "no-such-bug")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--target", "lenient", "--mutant", "nope"],
+        ["steady", "labs/basic.yaml", "--target", "lenient", "--mutant", "nope"],
+        ["lab", "up", "labs/basic.yaml", "--target", "lenient", "--mutant", "nope"],
+    ],
+    ids=["run", "steady", "lab-up"],
+)
+def test_an_unknown_mutant_is_refused_before_any_lab(
+    lenient: None, no_lab: None, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    assert cli.main(argv) == ConfigError.exit_code
+    err = capsys.readouterr().err
+    assert err.startswith("dsrconform: error: unknown mutant 'nope' of target 'lenient'")
+    assert err.rstrip().endswith(": real-bug")
+
+
+def test_lab_start_checks_the_mutant_before_the_topology(
+    lenient: None, no_lab: None, tmp_path: Any
+) -> None:
+    from dsrconform.lab.lab import Lab
+
+    with pytest.raises(ConfigError, match="unknown mutant 'nope'"):
+        Lab.start(tmp_path / "no-such-lab.yaml", target="lenient", mutant="nope")
+
+
+def test_the_plugin_refuses_an_unknown_mutant_as_a_usage_error(
+    lenient: None, pytester: pytest.Pytester
+) -> None:
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest_inprocess("--dsr-target", "lenient", "--dsr-mutant", "nope")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--dsr-mutant: unknown mutant 'nope' of target 'lenient'*"])
+    ok = pytester.runpytest_inprocess("--dsr-target", "lenient", "--dsr-mutant", "real-bug")
+    ok.assert_outcomes(passed=1)
