@@ -15,7 +15,9 @@ plugin writes them again, and the table printed at the end is read from ``summar
 Exit status: 0 when every requirement decided by the run at or above ``--level`` (default
 MUST) PASSed, 1 when one of them is FAIL or UNKNOWN; pytest's own code when pytest did not run
 the tests through (2 interrupted, 3 internal error, 4 usage error, 5 no test collected); 2 for
-bad arguments, such as an unknown suite. A requirement no test of the run cites is not judged.
+bad arguments (an unknown suite, requirement ID, target or mutant, a lab file that does not load
+in a mode asked for), refused before pytest starts. A requirement no test of the run cites is
+not judged.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsrconform.errors import ConfigError
 from dsrconform.runopts import (
@@ -39,6 +41,9 @@ from dsrconform.runopts import (
     choice_list,
     parse_seed,
 )
+
+if TYPE_CHECKING:
+    from dsrconform.topology import Mode
 
 DEFAULT_RESULTS = "results/run"
 PYTEST_RAN = (0, 1)  # pytest exit codes of a run that went through: all passed, some did not
@@ -192,15 +197,45 @@ def run_pytest(argv: Sequence[str]) -> int:
             continue
 
 
+def check_requirements(values: Sequence[str]) -> list[str]:
+    """The requirement IDs of the ``--requirement`` options, each one of the catalogue's
+    (ConfigError naming those that are not)."""
+    from dsrconform.spec import BY_ID
+
+    ids = list(dict.fromkeys(i.strip() for v in values for i in v.split(",") if i.strip()))
+    if values and not ids:
+        raise ConfigError(
+            "--requirement: no requirement ID given; fix: e.g. --requirement RW-1,AF-1 "
+            "(`dsrconform spec` lists them)"
+        )
+    bad = [i for i in ids if i not in BY_ID]
+    if bad:
+        raise ConfigError(
+            f"--requirement: unknown requirement ID(s) {', '.join(map(repr, bad))}; "
+            "`dsrconform spec` lists the valid ones"
+        )
+    return ids
+
+
+def check_lab(path: str, modes: Sequence[Mode] | None) -> None:
+    """Load the lab file as the run will, in each mode asked for: its ConfigError (file, line,
+    field) now rather than as an error in every lab test's setup."""
+    from dsrconform.topology import load_topology
+
+    for mode in modes or (None,):
+        load_topology(path, mode=mode)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     directory = suites_dir()
     argv = pytest_argv(args, directory)  # ConfigError for an unknown suite, before anything runs
+    check_requirements(args.requirement)
     if args.target is not None or args.mutant is not None:  # unknown: now, not in every setup
         from dsrconform.target import check_mutant
 
         check_mutant(args.target or "reference", args.mutant)
-    if args.lab is not None and not Path(args.lab).is_file():
-        raise ConfigError(f"--lab {args.lab}: no such file")
+    if args.lab is not None:
+        check_lab(args.lab, args.mode)
     results = Path(args.results)
     clear_results(results)
     print(shlex.join(argv), flush=True)

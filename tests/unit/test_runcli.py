@@ -222,3 +222,47 @@ def test_unknown_mutant_is_rejected_before_pytest(
     monkeypatch.setattr(runcli, "run_pytest", lambda argv: pytest.fail("pytest ran"))
     assert cli.main(["run", "--mutant", "no-such-bug"]) == ConfigError.exit_code
     assert "unknown mutant 'no-such-bug'" in capsys.readouterr().err
+
+
+# --- bad input refused before pytest runs (exit 2, nothing started) -------------------------------
+
+
+@pytest.fixture
+def no_pytest(suites: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runcli, "repo_root", lambda: suites.parent)
+    monkeypatch.setattr(runcli, "run_pytest", lambda argv: pytest.fail("pytest ran"))
+
+
+def test_a_bad_lab_file_is_refused_with_its_error(
+    no_pytest: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nnodes: 3\n")
+    assert cli.main(["run", "--lab", str(bad), "--results", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dsrconform: error: {bad}:2: nodes:")  # the topology loader's message
+    assert not (tmp_path / "r").exists()
+    assert cli.main(["run", "--lab", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
+
+
+def test_a_lab_file_is_checked_in_every_mode_asked_for(
+    no_pytest: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lab = str(Path(__file__).resolve().parents[2] / "labs" / "scale.yaml")  # has no gateway
+    assert cli.main(["run", "--lab", lab, "--mode", "encap,gateway-nat"]) == 2
+    assert "--mode gateway-nat: gateway-nat needs a node with role gateway" in (
+        capsys.readouterr().err
+    )
+
+
+def test_an_unknown_requirement_is_refused_naming_it(
+    no_pytest: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["run", "--requirement", "RW-1,XX-99", "--requirement", "RB-4, YY-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dsrconform: error: --requirement: unknown requirement ID(s) 'XX-99',")
+    assert "'YY-1'" in err and "'RW-1'" not in err
+    assert "`dsrconform spec`" in err
+    assert cli.main(["run", "--requirement", ","]) == 2
+    assert "--requirement" in capsys.readouterr().err
