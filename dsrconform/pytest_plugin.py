@@ -18,7 +18,8 @@ What it adds to every pytest run in an environment where dsrconform is installed
   ``DIR/verdicts.jsonl`` (one verdict a line, appended as tests end, by every xdist worker)
   and ``DIR/summary.json`` (written once, by the controller: see :func:`summarize`).
 
-The module imports nothing heavy: lab, target and spec modules load inside hooks, only when used.
+The module imports nothing heavy (the catalogue's levels and what ``dsrconform run`` shares with
+it, light modules): lab, target and checker modules load inside hooks, only when used.
 """
 
 from __future__ import annotations
@@ -33,15 +34,16 @@ from typing import Any
 
 import pytest
 
+from dsrconform.runcli import DEFAULT_LEVEL, STATUS_COLOUR, STATUS_RANK, at_or_above
 from dsrconform.runopts import (
     BACKENDS,
-    LEVELS,
     MODES,
     SUMMARY_FILE,
     VERDICTS_FILE,
     choice_list,
     parse_seed,
 )
+from dsrconform.spec import LEVELS
 
 GROUP = "dsrconform"
 OPT_LAB = "--dsr-lab"
@@ -67,8 +69,6 @@ RESULTS_FILE = VERDICTS_FILE
 PROP_VERDICTS = "dsrconform_verdicts"  # call report: the verdicts' JSON rows
 PROP_REQUIREMENTS = "dsrconform_requirements"  # every report: the IDs the test cites
 PROP_UNKNOWN = "dsrconform_unknown"  # call report: the test ended on RequirementUnknown
-
-STATUS_RANK = {"PASS": 0, "UNKNOWN": 1, "FAIL": 2}  # worst wins
 
 
 class RequirementUnknown(Exception):
@@ -122,8 +122,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         OPT_LEVEL,
         dest=_dest(OPT_LEVEL),
         choices=LEVELS,
-        default="MAY",
-        help="lowest requirement level to test: MUST runs only MUST tests (default: MAY, all)",
+        default=DEFAULT_LEVEL,
+        help="lowest requirement level to test: tests citing only less strict requirements are "
+        f"deselected (default: {DEFAULT_LEVEL}, as `dsrconform run`; MAY: every test)",
     )
     group.addoption(
         OPT_SEED,
@@ -210,7 +211,7 @@ def pytest_collection_modifyitems(
 ) -> None:
     from dsrconform.spec import BY_ID
 
-    lowest = LEVELS.index(config.getoption(_dest(OPT_LEVEL)))
+    lowest = config.getoption(_dest(OPT_LEVEL))
     wanted = {i.strip() for v in config.getoption(_dest(OPT_REQUIREMENT)) for i in v.split(",")}
     wanted.discard("")
     bad = sorted(wanted - set(BY_ID))
@@ -229,7 +230,7 @@ def pytest_collection_modifyitems(
                 f"{item.nodeid}: unknown requirement ID(s) {', '.join(map(repr, unknown))}; "
                 f"`dsrconform spec` lists the known ones"
             )
-        below = bool(ids) and all(LEVELS.index(BY_ID[i].level) > lowest for i in ids)
+        below = bool(ids) and not any(at_or_above(BY_ID[i].level, lowest) for i in ids)
         if below or (wanted and not wanted.intersection(ids)):
             drop.append(item)
         else:
@@ -631,8 +632,7 @@ def pytest_terminal_summary(
         return
     tr = terminalreporter
     tr.write_sep("=", "dsrconform: requirements")
-    colour = {"PASS": {"green": True}, "FAIL": {"red": True}, "UNKNOWN": {"yellow": True}}
     for req, row in summarize(tests).items():
         tr.write(f"{req:<6} {row['level'] or '?':<6} ")
-        tr.write(f"{row['status']:<7}", bold=True, **colour[row["status"]])
+        tr.write(f"{row['status']:<7}", bold=True, **{STATUS_COLOUR[row["status"]]: True})
         tr.line(" " + _one_line(row["message"], 100))

@@ -34,19 +34,35 @@ from typing import TYPE_CHECKING, Any
 from dsrconform.errors import ConfigError
 from dsrconform.runopts import (
     BACKENDS,
-    LEVELS,
     MODES,
     SUMMARY_FILE,
     VERDICTS_FILE,
     choice_list,
     parse_seed,
 )
+from dsrconform.spec import LEVELS, Level
 
 if TYPE_CHECKING:
     from dsrconform.topology import Mode
 
 DEFAULT_RESULTS = "results/run"
 PYTEST_RAN = (0, 1)  # pytest exit codes of a run that went through: all passed, some did not
+
+DEFAULT_LEVEL: Level = "MUST"
+"""The lowest requirement level a run tests and counts unless told otherwise: the default of
+``dsrconform run --level`` and of the plugin's ``--dsr-level``, and the level ``dsrconform
+steady --quick`` gates on."""
+
+STATUS_RANK = {"PASS": 0, "UNKNOWN": 1, "FAIL": 2}
+"""Worst wins, when several verdicts decide one requirement (tests of a run, scenarios)."""
+STATUS_COLOUR = {"PASS": "green", "FAIL": "red", "UNKNOWN": "yellow"}
+
+
+def at_or_above(level: str | None, lowest: str) -> bool:
+    """Whether a requirement of ``level`` is as strict as ``lowest`` or stricter (MUST is above
+    SHOULD, above MAY); an unknown level (None) is not."""
+    rank: dict[str | None, int] = {lv: n for n, lv in enumerate(LEVELS)}
+    return level in rank and rank[level] <= rank[lowest]
 
 
 def repo_root() -> Path:
@@ -141,11 +157,8 @@ def load_summary(results: Path) -> dict[str, Any] | None:
 
 def gating(summary: Mapping[str, Any], level: str) -> dict[str, dict[str, Any]]:
     """The summary's requirements at or above ``level`` (MUST is above SHOULD, above MAY)."""
-    lowest = LEVELS.index(level)
     return {
-        req: row
-        for req, row in summary["requirements"].items()
-        if row["level"] in LEVELS and LEVELS.index(row["level"]) <= lowest
+        req: row for req, row in summary["requirements"].items() if at_or_above(row["level"], level)
     }
 
 
@@ -170,14 +183,13 @@ def print_summary(summary: Mapping[str, Any], level: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    colour = {"PASS": "green", "FAIL": "red", "UNKNOWN": "yellow"}
     counted = gating(summary, level)
     dim = len(counted) < len(summary["requirements"])
     table = Table(caption=f"dim: less strict than {level}, not counted" if dim else None)
     for col in ("requirement", "level", "status"):
         table.add_column(col)
     for req, row in summary["requirements"].items():
-        status = f"[{colour.get(row['status'], 'white')}]{row['status']}[/]"
+        status = f"[{STATUS_COLOUR.get(row['status'], 'white')}]{row['status']}[/]"
         style = None if req in counted else "dim"
         table.add_row(req, row["level"] or "?", status, style=style)
     console = Console()
@@ -272,8 +284,12 @@ def add_parser(sub: Any) -> None:
                    help="suites/test_NAME.py only (repeatable; default: every suite)")  # fmt: skip
     p.add_argument("--target", default=None, metavar="NAME", help="default: reference")
     p.add_argument("--mutant", default=None, metavar="NAME", help="run a mutant of the target")
-    p.add_argument("--level", choices=LEVELS, default="MUST",
-                   help="lowest requirement level tested and counted (default: MUST)")  # fmt: skip
+    p.add_argument(
+        "--level",
+        choices=LEVELS,
+        default=DEFAULT_LEVEL,
+        help=f"lowest requirement level tested and counted (default: {DEFAULT_LEVEL})",
+    )
     p.add_argument(
         "--requirement",
         action="append",

@@ -149,9 +149,10 @@ def test_level_deselects_less_strict_requirements(pytester: pytest.Pytester) -> 
             pass
         """
     )
-    pytester.runpytest().assert_outcomes(passed=4)
+    pytester.runpytest("--dsr-level", "MAY").assert_outcomes(passed=4)
     pytester.runpytest("--dsr-level", "SHOULD").assert_outcomes(passed=3, deselected=1)
     pytester.runpytest("--dsr-level", "MUST").assert_outcomes(passed=2, deselected=2)
+    pytester.runpytest().assert_outcomes(passed=2, deselected=2)  # MUST, as dsrconform run
 
 
 def test_requirement_option_keeps_only_tests_citing_one_of_them(pytester: pytest.Pytester) -> None:
@@ -338,7 +339,9 @@ def test_summary_json_worst_status_per_requirement(pytester: pytest.Pytester) ->
     from datetime import datetime
 
     pytester.makepyfile(test_checks=CHECKS + MORE)
-    result, summary = _summary(pytester, "--dsr-seed", "77", "--dsr-mutant", "modulo-hash")
+    result, summary = _summary(
+        pytester, "--dsr-seed", "77", "--dsr-mutant", "modulo-hash", "--dsr-level", "MAY"
+    )
     result.assert_outcomes(passed=3, failed=2, errors=1, skipped=1)
     reqs = summary["requirements"]
     assert list(reqs) == ["RW-1", "RW-3", "RW-4", "RW-7", "AF-1"]  # catalogue order
@@ -395,7 +398,7 @@ def test_summary_follows_the_level_filter_and_exit_status(pytester: pytest.Pytes
 
 def test_no_terminal_section_without_a_verdict(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_checks=CHECKS + MORE)
-    result, summary = _summary(pytester, "-k", "no_verdict or skipped")
+    result, summary = _summary(pytester, "-k", "no_verdict or skipped", "--dsr-level", "MAY")
     result.assert_outcomes(passed=1, skipped=1)
     assert "dsrconform: requirements" not in result.stdout.str()
     assert list(summary["requirements"]) == ["RW-7", "AF-1"]  # summary.json all the same
@@ -453,7 +456,7 @@ def test_summary_is_the_same_from_reports_sent_by_an_xdist_worker(
     import json
 
     pytester.makepyfile(test_checks=CHECKS + MORE)
-    rec = pytester.inline_run("-k", "not test_pass")
+    rec = pytester.inline_run("-k", "not test_pass", "--dsr-level", "MAY")
     reports = [r for r in rec.getreports("pytest_runtest_logreport") if r.when]
     config = pytester.parseconfig()
     hook = config.hook

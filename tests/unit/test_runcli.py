@@ -266,3 +266,9 @@ def test_an_unknown_requirement_is_refused_naming_it(
     assert "`dsrconform spec`" in err
     assert cli.main(["run", "--requirement", ","]) == 2
     assert "--requirement" in capsys.readouterr().err
+
+
+def test_run_and_the_plugin_default_to_the_same_level(pytester: pytest.Pytester) -> None:
+    assert runcli.DEFAULT_LEVEL == "MUST"
+    assert parse().level == runcli.DEFAULT_LEVEL
+    assert pytester.parseconfig().getoption("dsr_level") == runcli.DEFAULT_LEVEL

@@ -3,13 +3,18 @@ check`` judges a directory and says what is wrong with a bad one."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from dsrconform.cli import main
 from dsrconform.errors import ConfigError
 from dsrconform.invariants import check_all
+from dsrconform.invariants.verdict import Evidence, Status, Verdict
 from dsrconform.runfiles import load_observations, save_observations
 from tests.unit.observations_builder import SERVER_ADDR, Run
 
@@ -88,3 +93,55 @@ def test_a_part_an_earlier_run_left_is_removed(tmp_path: Path) -> None:
     save_observations(later.obs(), tmp_path)
     assert not (tmp_path / "faults.jsonl").exists(), "an old run's fault windows would be read"
     assert load_observations(tmp_path).faults == ()
+
+
+def _verdict(req: str, status: str) -> Verdict:
+    from dsrconform import spec
+
+    extra: dict[str, Any] = {}
+    if status == "FAIL":
+        extra["evidence"] = [Evidence(message="seen")]
+    if status == "UNKNOWN":
+        extra["missing"] = ["too few flows"]
+    level = spec.get(req).level
+    return Verdict(requirement=req, level=level, status=Status(status), message="m", **extra)
+
+
+@pytest.fixture
+def fake_steady(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Verdict]:
+    """``dsrconform steady`` without a lab: the run's checks give the verdicts in the list."""
+    import dsrconform.parallelcheck
+    import dsrconform.steady
+    from dsrconform.lab import Lab
+
+    verdicts: list[Verdict] = []
+
+    @contextmanager
+    def up(*a: Any, **kw: Any) -> Iterator[Any]:
+        yield SimpleNamespace(ready_seconds=1.0)
+
+    monkeypatch.setattr(Lab, "up", up)
+
+    def observe(lab: Any, mix: Any, progress: Any) -> Any:
+        return SimpleNamespace(observations=a_run().obs())
+
+    monkeypatch.setattr(dsrconform.steady, "observe_steady_state", observe)
+    monkeypatch.setattr(dsrconform.parallelcheck, "check_parallel", lambda *a, **kw: verdicts)
+    monkeypatch.chdir(tmp_path)
+    return verdicts
+
+
+def test_steady_quick_gates_on_the_level_run_gates_on(
+    fake_steady: list[Verdict], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --quick has too few flows for AF-3 (SHOULD): UNKNOWN, not counted at MUST, as in `run`
+    lab = str(Path(__file__).resolve().parents[2] / "labs" / "basic.yaml")
+    fake_steady += [_verdict("RW-1", "PASS"), _verdict("AF-3", "UNKNOWN")]
+    assert main(["steady", lab, "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "less strict than MUST" in out
+    assert main(["steady", lab]) == 1  # without --quick every requirement checked counts
+    fake_steady[0] = _verdict("RW-1", "FAIL")
+    assert main(["steady", lab, "--quick"]) == 1
+    fake_steady[:] = [_verdict("AF-3", "UNKNOWN")]  # only less strict ones asked for: they count
+    assert main(["steady", lab, "--quick", "--ids", "AF-3"]) == 1
