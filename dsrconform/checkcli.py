@@ -8,7 +8,12 @@
 every link (:mod:`dsrconform.steady`), tears the lab down, checks the requirements (by default
 every RW, DP and AF one: what a steady state decides) and prints one row per requirement with
 what it measured (``--json``: the whole verdicts); the observations and verdicts go to
-``--out`` (default ``results/steady-<lab>-<mode>``). ``check`` judges a saved run directory again.
+``--out`` (default ``results/steady-<lab>-<mode>``). ``check`` judges a saved run directory again:
+a scenario's of ``dsrconform run`` on the requirements the suites checked on it (its
+requirements.json), a ``steady`` one on RW, DP and AF, unless ``--ids``/``--families`` say
+otherwise; given the results directory of ``dsrconform run``, every scenario's in turn, then
+the worst status per requirement over them (``--json``: ``{"scenarios": {...},
+"requirements": {...}}``). See :func:`_plan`.
 
 Exit status: 0 when every requirement checked PASSes, 1 when one FAILs or is UNKNOWN, 2 for bad
 arguments; errors (a bad topology file, a lab that cannot come up) print ``dsrconform: error``.
@@ -22,16 +27,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dsrconform.errors import ConfigError
-from dsrconform.runcli import DEFAULT_LEVEL, STATUS_COLOUR, at_or_above
+from dsrconform.runcli import DEFAULT_LEVEL, STATUS_COLOUR, STATUS_RANK, at_or_above
 
 STEADY_FAMILIES = ("RW", "DP", "AF")
 
 
 def _ids(args: argparse.Namespace) -> list[str]:
+    """The requirements ``--ids`` or ``--families`` select (default: the steady families)."""
     from dsrconform import spec
 
     if args.ids:
@@ -42,7 +49,8 @@ def _ids(args: argparse.Namespace) -> list[str]:
             except KeyError as e:
                 raise ConfigError(f"--ids: {e.args[0]}") from None
         return ids
-    families = [f.strip().upper() for f in args.families.split(",") if f.strip()]
+    given = ",".join(STEADY_FAMILIES) if args.families is None else args.families
+    families = [f.strip().upper() for f in given.split(",") if f.strip()]
     known = sorted({r.family for r in spec.REQUIREMENTS})
     bad = [f for f in families if f not in known]
     if bad:
@@ -54,12 +62,17 @@ def _selected(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[str, 
     """The requirements to check and their parameter overrides, all checked before anything
     runs (a typo must not cost a lab run): no empty selection, no --set for a requirement
     outside it, no unknown parameter."""
-    from dsrconform import spec
-
     ids = _ids(args)
     if not ids:
         raise ConfigError("no requirement selected; fix: --ids RW-1,... or --families RW,DP,AF")
     params = _params(args.set)
+    _check_overrides(params, ids)
+    return ids, params
+
+
+def _check_overrides(params: dict[str, dict[str, Any]], ids: list[str]) -> None:
+    from dsrconform import spec
+
     for req, ps in params.items():
         if req not in ids:
             raise ConfigError(
@@ -67,7 +80,6 @@ def _selected(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[str, 
                 f"({', '.join(ids)}); fix: select it with --ids or --families"
             )
         spec.get(req).resolve_params(ps)  # ConfigError naming an unknown parameter
-    return ids, params
 
 
 def _params(settings: list[str]) -> dict[str, dict[str, Any]]:
@@ -165,21 +177,165 @@ def _cmd_steady(args: argparse.Namespace) -> int:
     return _finish(verdicts, args, f"steady state: {args.file} ({topo.mode})", level)
 
 
+@dataclass(frozen=True)
+class _Judging:
+    """One run directory ``check`` judges: with which requirements and parameters."""
+
+    label: str
+    """The directory as given, or a scenario's path inside a results directory."""
+    directory: Path
+    ids: list[str]
+    params: dict[str, dict[str, Any]]
+
+
+def _plan(args: argparse.Namespace) -> list[_Judging]:
+    """What ``check DIR`` judges, all decided before any checker runs.
+
+    A run directory whose requirements.json records what its scenario decides (a scenario of
+    ``dsrconform run``) is judged on those requirements, with the parameters the suites gave;
+    ``--ids``/``--families`` judge others instead, and without either record or selection a
+    run directory is judged on RW, DP and AF (a ``steady`` run). Over a results directory of
+    ``dsrconform run``, each scenario is judged on what it records, narrowed to the selection
+    when there is one (scenarios deciding none of it are left out). ``--set`` overrides
+    parameters of requirements judged somewhere."""
+    from dsrconform import spec
+    from dsrconform.runfiles import REQUIREMENTS, is_results_dir, load_requirements, scenario_dirs
+
+    d = Path(args.dir)
+    explicit = bool(args.ids) or args.families is not None
+    selected = _ids(args) if explicit else None
+    if selected == []:
+        raise ConfigError("no requirement selected; fix: --ids RW-1,... or --families RW,DP,AF")
+    overrides = _params(args.set)
+    plan: list[_Judging] = []
+    if not is_results_dir(d):
+        decided = load_requirements(d) if d.is_dir() else None
+        if selected is not None or decided is None:
+            plan.append(_Judging(str(d), d, selected or _ids(args), {}))
+        else:
+            plan.append(_Judging(str(d), d, list(decided.requirements), decided.params))
+    else:
+        unrecorded = []
+        for sd in scenario_dirs(d):
+            rel = sd.relative_to(d).as_posix()
+            decided = load_requirements(sd)
+            if decided is None:
+                if selected is None:
+                    unrecorded.append(rel)
+                else:
+                    plan.append(_Judging(rel, sd, selected, {}))
+                continue
+            ids = [i for i in decided.requirements if selected is None or i in selected]
+            if ids:
+                plan.append(_Judging(rel, sd, ids, decided.params))
+        if unrecorded:
+            raise ConfigError(
+                f"{d}: {', '.join(unrecorded)}: no {REQUIREMENTS} saying which requirements "
+                "the scenario decides (a run from before dsrconform recorded it); fix: choose "
+                "them with --ids or --families, or judge one scenario directory at a time"
+            )
+        if not plan:
+            raise ConfigError(
+                f"{d}: no scenario decides {', '.join(selected or ())}; fix: "
+                f"--ids among those its scenarios record in {REQUIREMENTS}"
+            )
+    for j in plan:
+        for i in j.ids:
+            try:
+                spec.get(i)
+            except KeyError as e:
+                raise ConfigError(f"{j.directory / REQUIREMENTS}: {e.args[0]}") from None
+    _check_overrides(overrides, list(dict.fromkeys(i for j in plan for i in j.ids)))
+    return [_Judging(j.label, j.directory, j.ids, _merge(j.params, overrides, j.ids)) for j in plan]
+
+
+def _merge(
+    recorded: dict[str, dict[str, Any]], overrides: dict[str, dict[str, Any]], ids: list[str]
+) -> dict[str, dict[str, Any]]:
+    """The recorded parameters of ``ids`` with ``--set`` on top."""
+    out = {req: dict(ps) for req, ps in recorded.items() if req in ids}
+    for req, ps in overrides.items():
+        if req in ids:
+            out[req] = {**out.get(req, {}), **ps}
+    return out
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     from dsrconform.parallelcheck import check_parallel
-    from dsrconform.runfiles import load_observations
+    from dsrconform.runfiles import is_results_dir, load_observations
 
-    ids, params = _selected(args)
-    obs = load_observations(args.dir)
-    verdicts = check_parallel(obs, ids=ids, params=params)
-    return _finish(verdicts, args, f"checked {args.dir}")
+    plan = _plan(args)
+    if not is_results_dir(args.dir):
+        (one,) = plan
+        verdicts = check_parallel(load_observations(one.directory), ids=one.ids, params=one.params)
+        return _finish(verdicts, args, f"checked {args.dir}")
+    judged = []
+    for j in plan:
+        obs = load_observations(j.directory)
+        judged.append((j, check_parallel(obs, ids=j.ids, params=j.params)))
+    return _finish_results(judged, args)
 
 
-def _selection(p: argparse.ArgumentParser) -> None:
+def worst_per_requirement(judged: list[tuple[_Judging, list[Any]]]) -> dict[str, dict[str, Any]]:
+    """Per requirement (catalogue order): its level, the worst status over the scenarios that
+    decide it (FAIL > UNKNOWN > PASS) and each scenario's status."""
+    from dsrconform.spec import REQUIREMENTS
+
+    out: dict[str, dict[str, Any]] = {}
+    for j, verdicts in judged:
+        for v in verdicts:
+            row = out.setdefault(
+                v.requirement, {"level": v.level, "status": "PASS", "scenarios": {}}
+            )
+            row["scenarios"][j.label] = str(v.status)
+            if STATUS_RANK[v.status] > STATUS_RANK[row["status"]]:
+                row["status"] = str(v.status)
+    order = {r.id: n for n, r in enumerate(REQUIREMENTS)}
+    return {req: out[req] for req in sorted(out, key=lambda r: (order.get(r, len(order)), r))}
+
+
+def _finish_results(judged: list[tuple[_Judging, list[Any]]], args: argparse.Namespace) -> int:
+    """Print each scenario's verdicts, then the worst status per requirement; exit 0 when every
+    verdict PASSed."""
+    worst = worst_per_requirement(judged)
+    if args.json:
+        scenarios = {
+            j.label: {
+                "dir": str(j.directory),
+                "verdicts": [v.model_dump(mode="json") for v in verdicts],
+            }
+            for j, verdicts in judged
+        }
+        print(json.dumps({"scenarios": scenarios, "requirements": worst}, indent=1))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        for j, verdicts in judged:
+            print_verdicts(verdicts, title=f"scenario {j.label} ({j.directory})")
+        table = Table(title=f"{args.dir}: worst status per requirement over its scenarios")
+        for col in ("requirement", "level", "status", "scenarios"):
+            table.add_column(col, overflow="fold")
+        for req, row in worst.items():
+            status = f"[{STATUS_COLOUR[row['status']]}]{row['status']}[/]"
+            each = ", ".join(f"{label} {st}" for label, st in row["scenarios"].items())
+            table.add_row(req, row["level"], status, each)
+        console = Console()
+        if not console.is_terminal:
+            console.width = max(console.width, 140)
+        console.print(table)
+    return 0 if all(row["status"] == "PASS" for row in worst.values()) else 1
+
+
+def _selection(p: argparse.ArgumentParser, default: str = ",".join(STEADY_FAMILIES)) -> None:
     sel = p.add_mutually_exclusive_group()
     sel.add_argument("--ids", metavar="ID,...", help="requirements to check, e.g. RW-1,AF-3")
-    sel.add_argument("--families", default=",".join(STEADY_FAMILIES), metavar="FAM,...",
-                     help="requirement families to check (default: RW,DP,AF)")  # fmt: skip
+    sel.add_argument(
+        "--families",
+        default=None,
+        metavar="FAM,...",
+        help=f"requirement families to check (default: {default})",
+    )
     p.add_argument("--set", action="append", default=[], metavar="REQ.PARAM=VALUE",
                    help="override a requirement's parameter (repeatable)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the verdicts as JSON")
@@ -205,6 +361,11 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(handler=_cmd_steady)
 
     p = sub.add_parser("check", help="check the requirements over a saved run directory")
-    p.add_argument("dir", metavar="DIR", help="a run directory (steady --out)")
-    _selection(p)
+    p.add_argument(
+        "dir",
+        metavar="DIR",
+        help="a run directory (steady --out, or a scenario's of `dsrconform run`), or the "
+        "results directory of `dsrconform run` (each scenario judged on its requirements)",
+    )
+    _selection(p, "the requirements the directory records its scenario decides, else RW,DP,AF")
     p.set_defaults(handler=_cmd_check)

@@ -63,6 +63,8 @@ MARKER = "requirement"
 SEED_KEY = pytest.StashKey[int]()
 VERDICTS_KEY = pytest.StashKey[list[Any]]()
 RUN_KEY = pytest.StashKey["_RunRecord"]()
+SCENARIO_DIRS_KEY = pytest.StashKey[list[tuple[Any, str, Path]]]()
+"""(observations, scenario name, run directory) of each scenario run saved this session."""
 RESULTS_FILE = VERDICTS_FILE
 
 # user_properties of the test reports (they travel from xdist workers to the controller)
@@ -364,6 +366,9 @@ def dsr_scenario(
             except Exception as e:
                 failed[name] = f"{type(e).__name__}: {e}"
                 raise ScenarioFailed(f"scenario {name} failed: {failed[name]}") from e
+            if out is not None:
+                saved = request.config.stash.setdefault(SCENARIO_DIRS_KEY, [])
+                saved.append((runs[name].observations, name, out))
         return runs[name]
 
     return run
@@ -390,11 +395,15 @@ def dsr_check(request: pytest.FixtureRequest) -> Callable[..., list[Any]]:
     """Function scope. ``dsr_check(observations, "RW-1", ..., params=None)`` runs the
     requirements' checkers, attaches the verdicts to the test's report (and the results
     directory's verdicts.jsonl), and ends the test: FAIL as a failure with the evidence,
-    UNKNOWN as :class:`RequirementUnknown`, which pytest reports as an error (never a pass)."""
+    UNKNOWN as :class:`RequirementUnknown`, which pytest reports as an error (never a pass).
+    When ``observations`` are a scenario run's saved under ``--dsr-results``, its run directory
+    records the IDs (and ``params``) in its requirements.json, so ``dsrconform check`` judges
+    each scenario again on what the suites judged it on."""
     from dsrconform.invariants import Status, check_all
 
     def check(observations: Any, *ids: str, params: Any = None) -> list[Any]:
         __tracebackhide__ = True
+        _record_scenario_requirements(request.config, observations, ids, params)
         verdicts = check_all(observations, ids=ids, params=params)
         request.node.stash.setdefault(VERDICTS_KEY, []).extend(verdicts)
         failed = [v for v in verdicts if v.status == Status.FAIL]
@@ -406,6 +415,17 @@ def dsr_check(request: pytest.FixtureRequest) -> Callable[..., list[Any]]:
         return verdicts
 
     return check
+
+
+def _record_scenario_requirements(
+    config: pytest.Config, observations: Any, ids: tuple[str, ...], params: Any
+) -> None:
+    from dsrconform.runfiles import record_requirements
+
+    for obs, name, out in config.stash.get(SCENARIO_DIRS_KEY, []):
+        if obs is observations:
+            given = {r: p for r, p in (params or {}).items() if r in ids}
+            record_requirements(out, name, ids, given)
 
 
 def _describe(v: Any) -> str:

@@ -480,3 +480,87 @@ def test_summary_is_the_same_from_reports_sent_by_an_xdist_worker(
     }
     unknown = next(r for r in reports if r.nodeid.endswith("test_unknown") and r.when == "call")
     assert hook.pytest_report_teststatus(report=trip(unknown), config=config)[0] == "error"
+
+
+SCENARIO_CONFTEST = """
+import pytest
+from types import SimpleNamespace
+import dsrconform.steady
+from dsrconform.runfiles import save_observations
+from tests.unit.observations_builder import Run
+
+def fake_run(lab, mix, *, out_dir=None, fault=None, **kw):
+    run = Run()
+    run.conn(1, 10.0, end_t=20.0, server="server1", mux="mux1")
+    obs = run.obs()
+    if out_dir is not None:
+        save_observations(obs, out_dir)
+    return SimpleNamespace(observations=obs)
+
+@pytest.fixture(scope="session")
+def dsr_lab(patched):
+    return object()
+
+@pytest.fixture(scope="session")
+def patched():
+    mp = pytest.MonkeyPatch()
+    mp.setattr(dsrconform.steady, "observe_steady_state", fake_run)
+    yield mp
+    mp.undo()
+"""
+
+
+def test_each_scenario_directory_records_the_requirements_checked_on_it(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from dsrconform.cli import main
+
+    pytester.makeconftest(SCENARIO_CONFTEST)
+    pytester.makepyfile(
+        """
+        import pytest
+        from tests.unit.observations_builder import Run
+
+        @pytest.mark.requirement("AF-1")
+        def test_af1(dsr_scenario, dsr_check):
+            dsr_check(dsr_scenario("mux-kill").observations, "AF-1")
+
+        @pytest.mark.requirement("RW-1")
+        def test_rw1(dsr_scenario, dsr_check):
+            obs = dsr_scenario("mux-kill").observations
+            dsr_check(obs, "RW-1", params={"RW-1": {"min_flows": 1}})
+
+        @pytest.mark.requirement("RW-3")
+        def test_steady(dsr_steady, dsr_check):
+            dsr_check(dsr_steady.observations, "RW-3")
+
+        @pytest.mark.requirement("RW-2")
+        def test_not_a_scenario(dsr_check):
+            dsr_check(Run().obs(), "RW-2")  # no scenario's: recorded nowhere
+        """
+    )
+    results = pytester.path / "results"
+    result = pytester.runpytest_inprocess("--dsr-results", str(results), "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3, errors=1)  # RW-2 of an empty run: UNKNOWN
+    recorded = {
+        p.parent.name: json.loads(p.read_text()) for p in results.glob("*/requirements.json")
+    }
+    assert recorded == {
+        "mux-kill": {
+            "scenario": "mux-kill",
+            "requirements": ["RW-1", "AF-1"],
+            "params": {"RW-1": {"min_flows": 1.0}},
+        },
+        "steady": {"scenario": "steady", "requirements": ["RW-3"], "params": {}},
+    }
+    capsys.readouterr()
+    assert main(["check", str(results), "--json"]) == 0
+    checked = json.loads(capsys.readouterr().out)
+    assert {
+        k: [v["requirement"] for v in s["verdicts"]] for k, s in checked["scenarios"].items()
+    } == {
+        "mux-kill": ["RW-1", "AF-1"],
+        "steady": ["RW-3"],
+    }
