@@ -16,7 +16,9 @@ What it adds to every pytest run in an environment where dsrconform is installed
   a pass nor a failure; at the end a ``dsrconform: requirements`` section of the terminal
   summary gives one line per requirement, and with ``--dsr-results DIR`` the run leaves
   ``DIR/verdicts.jsonl`` (one verdict a line, appended as tests end, by every xdist worker)
-  and ``DIR/summary.json`` (written once, by the controller: see :func:`summarize`).
+  and ``DIR/summary.json`` (written once, by the controller: see :func:`summarize`);
+- progress while a lab comes up or a scenario runs (:class:`Progress`): a line per phase with
+  the seconds elapsed, and on a terminal one every few seconds in between.
 
 The module imports nothing heavy (the catalogue's levels and what ``dsrconform run`` shares with
 it, light modules): lab, target and checker modules load inside hooks, only when used.
@@ -27,9 +29,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import threading
+import time
 from collections.abc import Callable, Generator, Iterator
+from contextlib import ExitStack, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import pytest
@@ -312,15 +318,22 @@ def dsr_lab(request: pytest.FixtureRequest, dsr_platform: Platform) -> Iterator[
     if os.geteuid() != 0:
         pytest.skip("the dsrconform lab needs root (network namespaces, BPF)")
     config = request.config
-    with Lab.up(
-        _lab_path(config),
-        backend=dsr_platform[0],
-        mode=dsr_platform[1],
-        name=_lab_name(config, dsr_platform),
-        target=config.getoption(_dest(OPT_TARGET)),
-        mutant=config.getoption(_dest(OPT_MUTANT)),
-        keep=config.getoption(_dest(OPT_KEEP_LAB)),
-    ) as lab:
+    name = _lab_name(config, dsr_platform)
+    about = f"{_lab_path(config)}, {dsr_platform[0]}, {dsr_platform[1] or 'its mode'}"
+    with ExitStack() as stack:
+        with Progress(config, f"lab {name}", about) as progress:
+            lab = stack.enter_context(
+                Lab.up(
+                    _lab_path(config),
+                    backend=dsr_platform[0],
+                    mode=dsr_platform[1],
+                    name=name,
+                    target=config.getoption(_dest(OPT_TARGET)),
+                    mutant=config.getoption(_dest(OPT_MUTANT)),
+                    keep=config.getoption(_dest(OPT_KEEP_LAB)),
+                )
+            )
+            progress.last = f"up (ready {lab.ready_seconds or 0:.1f} s after deploying)"
         yield lab
 
 
@@ -359,10 +372,15 @@ def dsr_scenario(
             sc = SCENARIOS[name]
             out = Path(results) / name if results else None
             try:
-                fault = sc.fault() if sc.fault is not None else None
-                runs[name] = observe_steady_state(
-                    dsr_lab, replace(sc.mix, seed=dsr_seed), out_dir=out, fault=fault
-                )
+                with Progress(request.config, f"scenario {name}", sc.about) as progress:
+                    fault = sc.fault() if sc.fault is not None else None
+                    runs[name] = observe_steady_state(
+                        dsr_lab,
+                        replace(sc.mix, seed=dsr_seed),
+                        out_dir=out,
+                        fault=fault,
+                        progress=progress.say,
+                    )
             except Exception as e:
                 failed[name] = f"{type(e).__name__}: {e}"
                 raise ScenarioFailed(f"scenario {name} failed: {failed[name]}") from e
@@ -372,6 +390,82 @@ def dsr_scenario(
         return runs[name]
 
     return run
+
+
+PROGRESS_EVERY = 5.0
+"""Seconds between the progress lines of a step still running, on a terminal."""
+
+
+def _heartbeat(tr: Any) -> float | None:
+    """How often to say a step is still running: every PROGRESS_EVERY s on a terminal, never
+    otherwise (a log gets a line per phase only)."""
+    return PROGRESS_EVERY if tr is not None and bool(tr.isatty) else None
+
+
+class Progress:
+    """Progress lines while a long step of a fixture runs (a lab coming up, a scenario), so a
+    run is not a minute of silence: ``dsrconform: <subject> <elapsed> s  <phase>``, one when it
+    starts, one per phase (:meth:`say`, the ``progress`` callback of
+    :func:`dsrconform.steady.observe_steady_state`), one when it ends (:attr:`last`, or how it
+    failed) and, on a terminal, one every :data:`PROGRESS_EVERY` s in between.
+
+    The step runs inside a test's setup or call, whose output pytest captures: lines go
+    through the terminal reporter with capturing suspended for the write (as pytest's live
+    logging does), under a lock, from this thread or the ticker's, which stops before the
+    step returns. Nothing is written in an xdist worker (its terminal is not shown)."""
+
+    def __init__(self, config: pytest.Config, subject: str, about: str = "") -> None:
+        self.subject = subject
+        self.about = about
+        self.phase = "starting"
+        self.last = "done"
+        """The end line, when the step ends without an exception."""
+        worker = _is_worker(config)
+        self._tr = None if worker else config.pluginmanager.get_plugin("terminalreporter")
+        self._capman = config.pluginmanager.get_plugin("capturemanager")
+        self._every = _heartbeat(self._tr)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._t0 = time.monotonic()
+
+    def __enter__(self) -> Progress:
+        self._t0 = time.monotonic()
+        self._write("starting" + (f": {self.about}" if self.about else ""))
+        if self._tr is not None and self._every:
+            self._ticker = threading.Thread(target=self._tick, name="dsr-progress", daemon=True)
+            self._ticker.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        self._write(self.last if exc is None else f"failed: {type(exc).__name__}: {exc}")
+
+    def say(self, message: str) -> None:
+        """A new phase: say so now."""
+        self.phase = message
+        self._write(message)
+
+    def _tick(self) -> None:
+        while self._every and not self._stop.wait(self._every):
+            self._write(f"(running) {self.phase}")
+
+    def _write(self, message: str) -> None:
+        if self._tr is None:
+            return
+        elapsed = time.monotonic() - self._t0
+        line = _one_line(f"dsrconform: {self.subject} {elapsed:6.1f} s  {message}", 160)
+        with self._lock:
+            suspended = self._capman.global_and_fixture_disabled() if self._capman else None
+            with suspended or nullcontext():
+                self._tr.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -564,3 +565,95 @@ def test_each_scenario_directory_records_the_requirements_checked_on_it(
         "mux-kill": ["RW-1", "AF-1"],
         "steady": ["RW-3"],
     }
+
+
+PROGRESS_CONFTEST = """
+import time
+import pytest
+from types import SimpleNamespace
+import dsrconform.steady
+
+def fake_run(lab, mix, *, progress, **kw):
+    progress("traffic under way")
+    time.sleep(0.4)
+    progress("kill mux2")
+    return SimpleNamespace(observations=None)
+
+@pytest.fixture(scope="session")
+def dsr_lab(patched):
+    return object()
+
+@pytest.fixture(scope="session")
+def patched():
+    mp = pytest.MonkeyPatch()
+    mp.setattr(dsrconform.steady, "observe_steady_state", fake_run)
+    yield mp
+    mp.undo()
+"""
+
+PROGRESS_TEST = """
+def test_scenario(dsr_scenario):
+    print("the test's own output stays captured")
+    dsr_scenario("mux-kill")
+"""
+
+
+def test_a_running_scenario_says_what_it_is_doing(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeconftest(PROGRESS_CONFTEST)
+    pytester.makepyfile(PROGRESS_TEST)
+    monkeypatch.setattr(plugin, "_heartbeat", lambda tr: 0.1)  # a terminal, but quicker
+    result = pytester.runpytest_inprocess("-v", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_scenario ",
+            "dsrconform: scenario mux-kill    0.0 s  starting: a MUX killed, withdrawn, *",
+            "dsrconform: scenario mux-kill    0.0 s  traffic under way",
+            "dsrconform: scenario mux-kill    0.? s  (running) traffic under way",
+            "dsrconform: scenario mux-kill    0.? s  kill mux2",
+            "dsrconform: scenario mux-kill    0.? s  done",
+            "*::test_scenario PASSED*",
+        ]
+    )
+    assert "stays captured" not in result.stdout.str()
+
+
+def test_progress_off_a_terminal_is_a_line_per_phase(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(PROGRESS_CONFTEST)
+    pytester.makepyfile(PROGRESS_TEST)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")  # not a terminal
+    result.assert_outcomes(passed=1)
+    lines = [x.split(" s  ")[1] for x in result.outlines if x.startswith("dsrconform: scenario")]
+    assert [x.split(":")[0] for x in lines] == [
+        "starting",
+        "traffic under way",
+        "kill mux2",
+        "done",
+    ]
+
+
+def test_a_lab_coming_up_says_so(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from contextlib import contextmanager
+    from types import SimpleNamespace
+
+    from dsrconform.lab import Lab
+
+    @contextmanager
+    def up(*a: Any, **kw: Any) -> Iterator[Any]:
+        yield SimpleNamespace(ready_seconds=2.5)
+
+    monkeypatch.setattr(Lab, "up", up)
+    monkeypatch.setattr(plugin.os, "geteuid", lambda: 0)
+    pytester.makepyfile("def test_lab(dsr_lab):\n    pass\n")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "dsrconform: lab s*    0.0 s  starting: */labs/basic.yaml, netns, its mode",
+            "dsrconform: lab s*    0.0 s  up (ready 2.5 s after deploying)",
+        ]
+    )
