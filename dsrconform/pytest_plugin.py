@@ -40,7 +40,13 @@ from typing import Any
 
 import pytest
 
-from dsrconform.runcli import DEFAULT_LEVEL, STATUS_COLOUR, STATUS_RANK, at_or_above
+from dsrconform.runcli import (
+    DEFAULT_LAB,
+    DEFAULT_LEVEL,
+    STATUS_COLOUR,
+    STATUS_RANK,
+    at_or_above,
+)
 from dsrconform.runopts import (
     BACKENDS,
     MODES,
@@ -62,7 +68,6 @@ OPT_RESULTS = "--dsr-results"
 OPT_KEEP_LAB = "--dsr-keep-lab"
 OPT_MUTANT = "--dsr-mutant"
 OPT_REQUIREMENT = "--dsr-requirement"
-DEFAULT_LAB = "labs/basic.yaml"
 
 MARKER = "requirement"
 

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from dsrconform.topology import Mode
 
 DEFAULT_RESULTS = "results/run"
+DEFAULT_LAB = "labs/basic.yaml"
+"""The lab a run brings up unless told otherwise, relative to the repository (pytest's rootdir)."""
 PYTEST_RAN = (0, 1)  # pytest exit codes of a run that went through: all passed, some did not
 
 DEFAULT_LEVEL: Level = "MUST"
@@ -297,7 +299,7 @@ def add_parser(sub: Any) -> None:
         metavar="ID[,ID...]",
         help="only the tests citing one of these requirement IDs (repeatable)",
     )
-    p.add_argument("--lab", default=None, metavar="FILE", help="default: labs/basic.yaml")
+    p.add_argument("--lab", default=None, metavar="FILE", help=f"default: {DEFAULT_LAB}")
     p.add_argument("--backend", type=choice_list(BACKENDS), default=None, metavar="NAME[,NAME]",
                    help="netns or docker, or both (default: netns)")  # fmt: skip
     p.add_argument("--mode", type=choice_list(MODES), default=None, metavar="MODE[,MODE...]",
