@@ -313,7 +313,7 @@ def _finish_results(judged: list[tuple[_Judging, list[Any]]], args: argparse.Nam
 
         for j, verdicts in judged:
             print_verdicts(verdicts, title=f"scenario {j.label} ({j.directory})")
-        table = Table(title=f"{args.dir}: worst status per requirement over its scenarios")
+        table = Table(title=f"worst status per requirement ({len(judged)} scenarios)")
         for col in ("requirement", "level", "status", "scenarios"):
             table.add_column(col, overflow="fold")
         for req, row in worst.items():

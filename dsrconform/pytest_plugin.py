@@ -412,7 +412,7 @@ class Progress:
     run is not a minute of silence: ``dsrconform: <subject> <elapsed> s  <phase>``, one when it
     starts, one per phase (:meth:`say`, the ``progress`` callback of
     :func:`dsrconform.steady.observe_steady_state`), one when it ends (:attr:`last`, or how it
-    failed) and, on a terminal, one every :data:`PROGRESS_EVERY` s in between.
+    failed) and, on a terminal, one after every :data:`PROGRESS_EVERY` s without one.
 
     The step runs inside a test's setup or call, whose output pytest captures: lines go
     through the terminal reporter with capturing suspended for the write (as pytest's live
@@ -432,7 +432,7 @@ class Progress:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
-        self._t0 = time.monotonic()
+        self._t0 = self._said = time.monotonic()
 
     def __enter__(self) -> Progress:
         self._t0 = time.monotonic()
@@ -459,8 +459,11 @@ class Progress:
         self._write(message)
 
     def _tick(self) -> None:
-        while self._every and not self._stop.wait(self._every):
-            self._write(f"(running) {self.phase}")
+        """A line when nothing was said for ``_every`` s (a phase line resets the wait)."""
+        every = self._every or PROGRESS_EVERY
+        while not self._stop.wait(max(0.0, self._said + every - time.monotonic())):
+            if time.monotonic() >= self._said + every:
+                self._write(f"(running) {self.phase}")
 
     def _write(self, message: str) -> None:
         if self._tr is None:
@@ -471,6 +474,7 @@ class Progress:
             suspended = self._capman.global_and_fixture_disabled() if self._capman else None
             with suspended or nullcontext():
                 self._tr.write_line(line)
+            self._said = time.monotonic()
 
 
 @pytest.fixture(scope="session")

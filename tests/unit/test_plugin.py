@@ -618,6 +618,10 @@ def test_a_running_scenario_says_what_it_is_doing(
         ]
     )
     assert "stays captured" not in result.stdout.str()
+    said = [x.split(" s  ")[1] for x in result.outlines if x.startswith("dsrconform: scenario")]
+    running = said[2:-2]  # a line per 0.1 s of silence only: none right after a phase
+    assert said[1:2] + said[-2:] == ["traffic under way", "kill mux2", "done"]
+    assert running and set(running) == {"(running) traffic under way"}
 
 
 def test_progress_off_a_terminal_is_a_line_per_phase(pytester: pytest.Pytester) -> None:
