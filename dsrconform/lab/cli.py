@@ -2,7 +2,10 @@
 
 ``lab up`` returns once the lab is ready (BGP converged, applications listening) and leaves it
 running: the BPF programs stay attached to the lab's interfaces and the daemons run in the lab's
-namespaces until ``lab down``. ``lab down --all`` also reaps what crashed runs left behind.
+namespaces until ``lab down`` (the lab is *detached*: it outlives ``lab up``). ``lab down --all``
+removes every lab whose owner process is gone (detached labs, what crashed runs left behind,
+throwaway namespaces of dead processes) and lists, without touching them, the labs whose owner
+still runs (a pytest session's, another ``dsrconform run``'s); ``--force`` removes those too.
 """
 
 from __future__ import annotations
@@ -45,9 +48,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--name", default=None, help="lab name (needed when several are up)")
     p.set_defaults(handler=_exec)
 
-    p = lab_sub.add_parser("down", help="tear a lab down (--all: every lab and every leftover)")
+    p = lab_sub.add_parser(
+        "down", help="tear a lab down (--all: every lab whose owner is gone, and every leftover)"
+    )
     p.add_argument("name", nargs="?", default=None)
     p.add_argument("--all", action="store_true")
+    p.add_argument(
+        "--force", action="store_true", help="with --all: also the labs whose owner still runs"
+    )
     p.set_defaults(handler=_down)
 
 
@@ -56,7 +64,8 @@ def _up(args: argparse.Namespace) -> int:
 
     start = time.monotonic()
     lab = Lab.start(args.file, backend=args.backend, mode=args.mode, name=args.name,
-                    target=args.target, mutant=args.mutant, timeout=args.timeout)  # fmt: skip
+                    target=args.target, mutant=args.mutant, timeout=args.timeout,
+                    detach=True)  # fmt: skip
     took = time.monotonic() - start
     topo = lab.topology
     print(f"lab {lab.name} is up ({took:.1f} s; BGP converged {lab.ready_seconds:.1f} s after "
@@ -73,9 +82,9 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _running(name: str | None) -> list[str]:
-    recorded = registry.recorded_labs()
-    live = sorted({registry.lab_of_ns(n) or "" for n in registry.lab_namespaces()} - {""})
-    names = sorted(set(recorded) | set(live))
+    """The labs that are up (have namespaces; a record alone is what a crash left), or just
+    ``name``'s (a ConfigError naming those that are up when it is not)."""
+    names = registry.labs_up()
     if name is not None:
         if name not in names:
             raise ConfigError(f"no lab {name!r} is up (up: {', '.join(names) or 'none'})")
@@ -136,7 +145,15 @@ def lab_status(name: str) -> dict[str, Any]:
         res = subprocess.run(["birdc", "-s", str(sock), "show", "protocols"],
                              capture_output=True, text=True, timeout=10)  # fmt: skip
         bgp[sock.stem.removeprefix("bird-")] = res.stdout.strip()
-    return {"name": name, "record": rec.__dict__ if rec else None, "nodes": nodes, "bgp": bgp}
+    state = registry.owner_state(rec)
+    owner = {"state": state, "text": registry.owner_text(rec, state)}
+    return {
+        "name": name,
+        "record": rec.__dict__ if rec else None,
+        "nodes": nodes,
+        "bgp": bgp,
+        "owner": owner,
+    }
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -149,7 +166,8 @@ def _status(args: argparse.Namespace) -> int:
     for st in out:
         rec = st["record"] or {}
         print(f"lab {st['name']}: backend {rec.get('backend', '?')}, mode {rec.get('mode', '?')}, "
-              f"target {rec.get('target', '?')}, from {rec.get('topology', '?')}")  # fmt: skip
+              f"target {rec.get('target', '?')}, from {rec.get('topology', '?')}; "
+              f"{st['owner']['text']}")  # fmt: skip
         for node, info in st["nodes"].items():
             addrs = ", ".join(
                 f"{lk['ifname']} {' '.join(lk['addresses'])}"
@@ -178,7 +196,10 @@ def _exec(args: argparse.Namespace) -> int:
     if not labs:
         raise ConfigError("no lab is up; fix: `dsrconform lab up labs/basic.yaml` first")
     if len(labs) > 1:
-        raise ConfigError(f"several labs are up ({', '.join(labs)}); fix: pass --name")
+        raise ConfigError(
+            f"several labs are up ({', '.join(labs)}): which one? fix: dsrconform lab exec "
+            f"--name LAB {args.node} -- {' '.join(cmd)}  (LAB one of {', '.join(labs)})"
+        )
     ns = registry.ns_name(labs[0], args.node)
     if not (registry.NETNS_DIR / ns).exists():
         nodes = [n.split(".", 1)[1] for n in registry.lab_namespaces(labs[0])]
@@ -195,7 +216,31 @@ def _exec(args: argparse.Namespace) -> int:
 def _down(args: argparse.Namespace) -> int:
     if args.all == (args.name is not None):
         raise ConfigError("give a lab name or --all (not both)")
-    removed = registry.reap(None if args.all else args.name)
+    if args.force and not args.all:
+        raise ConfigError("--force goes with --all (a lab named is removed whoever owns it)")
+    if args.all:
+        removed, skipped = registry.reap_all(force=args.force)
+        for lab, why in skipped.items():
+            print(f"skipped lab {lab}: {why}; `dsrconform lab down --all --force` removes it")
+    else:
+        _known(args.name)
+        removed = registry.reap(args.name)
     what = ", ".join(f"{len(v)} {k}" for k, v in removed.items() if v) or "nothing"
     print(f"removed {what}")
     return 0
+
+
+def _known(name: str) -> None:
+    """A ConfigError, naming the labs there are, unless lab ``name`` has something on the
+    machine (namespaces, a record, containers)."""
+    registry.check_name(name)
+    if registry.lab_namespaces(name) or registry.LabRecord.load(name) is not None:
+        return
+    if registry.lab_containers(name):  # a docker lab's leftovers without a namespace
+        return
+    labs = sorted(set(registry.labs_up()) | set(registry.recorded_labs()))
+    raise ConfigError(
+        f"no lab {name!r} to tear down (labs: {', '.join(labs) or 'none'}); fix: "
+        "`dsrconform lab status` lists them, `dsrconform lab down --all` removes every lab "
+        "whose owner is gone"
+    )

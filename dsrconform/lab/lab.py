@@ -8,8 +8,10 @@ For scripts::
         print(lab.run("client", ["curl", "-s", "http://198.19.0.10/id"]).stdout)
         lab.kill_node("mux1")                        # BGP session loss; traffic moves on
 
-Teardown runs in ``finally`` and on SIGINT/SIGTERM; whatever a crashed run left behind is found
-by name and removed by ``dsrconform lab down --all`` (:func:`dsrconform.lab.registry.reap`).
+Teardown runs in ``finally`` and on SIGINT/SIGTERM. A lab belongs to the process that brought
+it up (its owner), unless it was brought up to outlive it (``lab up``, ``Lab.up(keep=True)``:
+``detach``). Whatever a crashed run left behind is found by name and removed by ``dsrconform
+lab down --all``, which skips labs whose owner still runs (:mod:`dsrconform.lab.registry`).
 Every node operation (kill, pause, resume, link down/up) is recorded in :attr:`Lab.events` with a
 monotonic timestamp, for the checkers that later judge what traffic saw, and passed to each
 callable in :attr:`Lab.listeners` (the lab's taps start a new period on each).
@@ -72,7 +74,9 @@ class Lab:
         self._paused: dict[str, list[int]] = {}
         self._port_blocks = 0  # client port ranges handed out by fresh_client_ports()
         self._created = False  # set once this object starts creating the lab's objects
+        self.created = time.time()
         self.ready_seconds: float | None = None
+        self.detached = False  # brought up to outlive this process (Lab.start(detach=True))
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -81,9 +85,10 @@ class Lab:
     def up(cls, path: str | Path, *, backend: str = "netns", mode: Mode | None = None,
            name: str | None = None, target: str = "reference", mutant: str | None = None,
            keep: bool = False, timeout: float = 60.0) -> Iterator[Lab]:  # fmt: skip
-        """Bring the lab up, yield it, tear it down (unless ``keep``) whatever happens."""
+        """Bring the lab up, yield it, tear it down (unless ``keep``) whatever happens. A kept
+        lab outlives this process (``detach``, :meth:`start`)."""
         lab = cls.start(path, backend=backend, mode=mode, name=name, target=target,
-                        mutant=mutant, timeout=timeout)  # fmt: skip
+                        mutant=mutant, timeout=timeout, detach=keep)  # fmt: skip
         previous = _install_signal_handlers()
         try:
             yield lab
@@ -95,8 +100,10 @@ class Lab:
     @classmethod
     def start(cls, path: str | Path, *, backend: str = "netns", mode: Mode | None = None,
               name: str | None = None, target: str = "reference", mutant: str | None = None,
-              timeout: float = 60.0) -> Lab:  # fmt: skip
-        """Bring the lab up and return it (the caller owns :meth:`down`)."""
+              timeout: float = 60.0, detach: bool = False) -> Lab:  # fmt: skip
+        """Bring the lab up and return it (the caller owns :meth:`down`). The lab belongs to
+        this process (its record says so); ``detach=True`` (``lab up``): the lab outlives this
+        process, until ``lab down``."""
         from dsrconform.target import check_mutant
 
         check_mutant(target, mutant)  # an unknown target or mutant: before anything exists
@@ -108,15 +115,18 @@ class Lab:
                 )
             topo = topo.model_copy(update={"name": name})
         lab = cls(topo, backend=backend, target=target, mutant=mutant, source=str(path))
-        lab._bring_up(timeout)
+        lab._bring_up(timeout, detach=detach)
         return lab
 
-    def _bring_up(self, timeout: float) -> None:
+    def _bring_up(self, timeout: float, *, detach: bool = False) -> None:
         if registry.lab_namespaces(self.name):
+            rec = registry.LabRecord.load(self.name)
+            owner = registry.owner_text(rec, registry.owner_state(rec))
             raise LabError(
-                f"lab {self.name!r} is already up (or was left behind by a crash); "
+                f"lab {self.name!r} is already up ({owner}); "
                 f"fix: `dsrconform lab down {self.name}`, or pick another --name"
             )
+        self.detached = detach
         self.dir.mkdir(parents=True, exist_ok=True)
         previous = _install_signal_handlers()
         try:
@@ -168,7 +178,8 @@ class Lab:
         registry.LabRecord(
             name=self.name, topology=self.source, backend=self.backend.kind,
             mode=self.topology.mode, target=self.target.name, mutant=self.target.mutant,
-            owner_pid=os.getpid(), created=time.time(),
+            owner_pid=os.getpid(), created=self.created,
+            owner_start=registry.process_start(os.getpid()), detached=self.detached,
             nodes={n: self.netns(n) for n in self.topology.nodes},
             info={"ready_seconds": self.ready_seconds},
         ).save()  # fmt: skip

@@ -11,6 +11,18 @@ same ``dsrc-<lab>.<node>`` names), finds lab namespaces by name, stops every pro
 namespace is one of them (these can only be processes the lab started inside its own
 namespaces), deletes the namespaces and the lab's run directory. It touches nothing else: the host's
 interfaces and processes in other namespaces are never looked at twice.
+
+Owners: the record names the process that brought the lab up (``owner_pid``, with its start
+time so that a reused pid is not mistaken for it) and whether the lab outlives it on purpose
+(``detached``: ``lab up``, ``Lab.up(keep=True)``). From that, each lab found on the machine is
+(:func:`owner_state`):
+
+- ``alive``: its owner runs. ``lab down --all`` skips it (``--force`` removes it);
+- ``dead``: its owner is gone without tearing it down (SIGKILL, a crash): ``lab down --all``
+  removes it;
+- ``detached``: its owner is gone on purpose (or the record predates owner tracking): only
+  ``lab down NAME`` or ``lab down --all`` removes it;
+- ``unrecorded``: namespaces or containers without a record: ``lab down --all`` removes them.
 """
 
 from __future__ import annotations
@@ -22,9 +34,9 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +47,8 @@ RUN_DIR = Path(os.environ.get("DSRCONFORM_RUN_DIR", "/run/dsrconform/labs"))
 NETNS_DIR = Path("/run/netns")
 DOCKER_LABEL = "dsrconform.lab"
 _THROWAWAY_RE = re.compile(rf"^{LAB_PREFIX}[a-z0-9-]+-(\d+)-\d+$")
+# Owner states (see the module docstring).
+ALIVE, DEAD, DETACHED, UNRECORDED = "alive", "dead", "detached", "unrecorded"
 
 
 def LAB_NAME_OK(name: str) -> bool:
@@ -69,6 +83,14 @@ class LabRecord:
     created: float
     nodes: dict[str, str] = field(default_factory=dict)  # node -> namespace
     info: dict[str, Any] = field(default_factory=dict)
+    owner_start: int | None = None
+    """The owner's start time (/proc/<pid>/stat field 22, clock ticks after boot): a process
+    that got the owner's pid later is not the owner. None: not recorded (any process with the
+    pid counts)."""
+    detached: bool | None = None
+    """True: the lab outlives its owner on purpose (``lab up``, ``Lab.up(keep=True)``); False:
+    it dies with it (a lab left after the owner is gone is a crash's). None: a record written
+    before owners were tracked, treated as detached (never reaped behind a user's back)."""
 
     def save(self) -> None:
         RUN_DIR.mkdir(parents=True, exist_ok=True)
@@ -78,10 +100,14 @@ class LabRecord:
 
     @classmethod
     def load(cls, name: str) -> LabRecord | None:
+        """The record of lab ``name``, or None (none, unreadable, or not a record). Keys this
+        version does not know are ignored, so a newer record still loads."""
         p = RUN_DIR / f"{name}.json"
+        known = {f.name for f in fields(cls)}
         try:
-            return cls(**json.loads(p.read_text()))
-        except (OSError, ValueError, TypeError):
+            data = json.loads(p.read_text())
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except (OSError, ValueError, TypeError, AttributeError):
             return None
 
 
@@ -101,16 +127,119 @@ def lab_namespaces(lab: str | None = None) -> list[str]:
     return sorted(out)
 
 
+def labs_up() -> list[str]:
+    """Labs that have namespaces (whatever their records say)."""
+    return sorted({lab for n in lab_namespaces() if (lab := lab_of_ns(n))})
+
+
+# --- owners -------------------------------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """``/proc/<pid>/stat`` from field 3 (state) on; the command name may hold ") "."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def pid_running(pid: int) -> bool:
+    """Whether ``pid`` is a running (or stopped) process: not gone and not a zombie, which
+    still has a ``/proc`` entry until its parent reaps it (a lab's daemons are children of the
+    process that spawned them, which does not wait on them)."""
+    if pid <= 0:
+        return False
+    st = _stat_fields(pid)
+    return st is not None and st[0] not in ("Z", "X")
+
+
+def process_start(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks after boot, field 22 of /proc/<pid>/stat), or None."""
+    st = _stat_fields(pid)
+    try:
+        return int(st[19]) if st is not None else None
+    except (IndexError, ValueError):
+        return None
+
+
+def owner_alive(rec: LabRecord) -> bool:
+    """Whether the process that brought ``rec``'s lab up still runs (the same process: a pid
+    reused by another one, told apart by its start time, is not the owner)."""
+    if not pid_running(rec.owner_pid):
+        return False
+    return rec.owner_start is None or process_start(rec.owner_pid) == rec.owner_start
+
+
+def owner_state(rec: LabRecord | None, alive: Callable[[LabRecord], bool] = owner_alive) -> str:
+    """:data:`ALIVE`, :data:`DEAD`, :data:`DETACHED` or :data:`UNRECORDED` (module docstring)."""
+    if rec is None:
+        return UNRECORDED
+    if alive(rec):
+        return ALIVE
+    return DEAD if rec.detached is False else DETACHED
+
+
+def owner_text(rec: LabRecord | None, state: str) -> str:
+    """``owner pid 123 (python3) is alive`` and the like, for messages."""
+    if rec is None:
+        return "no record"
+    what = f"owner pid {rec.owner_pid}"
+    if state == ALIVE:
+        with suppress(OSError):
+            what += f" ({Path(f'/proc/{rec.owner_pid}/comm').read_text().strip()})"
+        return what + " is alive"
+    if state == DETACHED:
+        return what + " has exited, leaving it up on purpose (lab up / keep)"
+    return what + " is gone"
+
+
+@dataclass(frozen=True)
+class DownPlan:
+    """What ``lab down --all`` does with each lab found (:func:`plan_down_all`)."""
+
+    remove: dict[str, str]  # lab -> its owner state
+    skip: list[str]  # labs whose owner is alive (not --force)
+
+
+def plan_down_all(
+    labs: Iterable[str],
+    records: Mapping[str, LabRecord | None],
+    *,
+    alive: Callable[[LabRecord], bool] = owner_alive,
+    force: bool = False,
+) -> DownPlan:
+    """Which of ``labs`` ``lab down --all`` removes: every one whose owner is not alive (dead,
+    detached or unrecorded), and, with ``force``, the others too; the rest is skipped."""
+    remove: dict[str, str] = {}
+    skip: list[str] = []
+    for lab in sorted(set(labs)):
+        state = owner_state(records.get(lab), alive)
+        if state == ALIVE and not force:
+            skip.append(lab)
+        else:
+            remove[lab] = state
+    return DownPlan(remove, skip)
+
+
+def throwaway_owner(name: str) -> int | None:
+    """The pid in a throwaway namespace's name (``dsrc-<purpose>-<pid>-<n>``), else None."""
+    m = _THROWAWAY_RE.match(name)
+    return int(m.group(1)) if m else None
+
+
 def stale_throwaways() -> list[str]:
     """Throwaway namespaces (``dsrc-<purpose>-<pid>-<n>``) whose creating process is gone."""
     if not NETNS_DIR.is_dir():
         return []
     out = []
     for p in NETNS_DIR.iterdir():
-        m = _THROWAWAY_RE.match(p.name)
-        if m and not Path(f"/proc/{m.group(1)}").exists():
+        pid = throwaway_owner(p.name)
+        if pid is not None and not pid_running(pid):
             out.append(p.name)
     return sorted(out)
+
+
+# --- processes ----------------------------------------------------------------------------------
 
 
 def _ns_inode(path: Path) -> int | None:
@@ -165,14 +294,7 @@ def kill_pids(pids: list[int], *, deadline_s: float = 5.0) -> None:
             time.sleep(0.01)  # polling a process's exit, bounded by the deadline above
 
 
-def pid_running(pid: int) -> bool:
-    """Whether ``pid`` is a running (or stopped) process: not gone and not a zombie, which
-    still has a ``/proc`` entry until its parent reaps it (a lab's daemons are children of the
-    process that spawned them, which does not wait on them)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] not in "ZX"
-    except (OSError, IndexError):
-        return False
+# --- Docker -------------------------------------------------------------------------------------
 
 
 def _docker_containers(lab: str | None) -> list[str]:
@@ -186,31 +308,62 @@ def _docker_containers(lab: str | None) -> list[str]:
     return res.stdout.split() if res.returncode == 0 else []
 
 
+def _docker_containers_by_lab() -> dict[str, list[str]]:
+    """Every labelled container's id, by lab (one ``docker ps``); empty without an engine."""
+    fmt = '{{.ID}} {{.Label "' + DOCKER_LABEL + '"}}'
+    try:
+        res = subprocess.run(
+            ["docker", "ps", "-a", "--filter", f"label={DOCKER_LABEL}", "--format", fmt],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    out: dict[str, list[str]] = {}
+    for line in res.stdout.splitlines() if res.returncode == 0 else []:
+        cid, _, lab = line.partition(" ")
+        if cid:
+            out.setdefault(lab.strip(), []).append(cid)
+    return out
+
+
 def lab_containers(lab: str | None = None) -> list[str]:
     """Ids of the Docker containers of ``lab`` (of every lab when None), found by label; empty
     when no engine answers."""
     return _docker_containers(lab)
 
 
-def reap(lab: str | None = None) -> dict[str, list[str]]:
-    """Remove everything of ``lab`` (of every lab and stale throwaway when None). Returns what was
-    removed, by kind. Safe to run twice, and on a lab that is half up."""
-    from pyroute2 import netns
+# --- the reaper ---------------------------------------------------------------------------------
 
-    if lab is not None and not LAB_NAME_OK(lab):
+
+def check_name(lab: str) -> None:
+    """A ConfigError unless ``lab`` is a valid lab name."""
+    if not LAB_NAME_OK(lab):
         # The name becomes a path under RUN_DIR: never let "/", "..", "" or a file name through.
         raise ConfigError(
             f"lab name {lab!r} is not valid; fix: 1-12 lower-case letters and digits, a letter "
             "first (see `dsrconform lab status`), or --all"
         )
+
+
+def _merge(into: dict[str, list[str]], more: dict[str, list[str]]) -> None:
+    for k, v in more.items():
+        into.setdefault(k, []).extend(v)
+
+
+def _remove_lab(lab: str, containers: list[str] | None = None) -> dict[str, list[str]]:
+    """Remove what lab ``lab`` has on the machine (containers, processes, cgroups, namespaces,
+    record and run directory). Returns what was removed."""
+    from pyroute2 import netns
+
+    record = LabRecord.load(lab)
     names = lab_namespaces(lab)
-    if lab is None:
-        names += stale_throwaways()
+    if containers is None:
+        # A lab recorded as netns has no containers: skip asking the engine (~12 ms).
+        containers = [] if record and record.backend == "netns" else _docker_containers(lab)
     # Containers first: `docker rm -f` also ends a paused (frozen) one at once, where SIGKILL
     # waits for a thaw that never comes.
-    record = LabRecord.load(lab) if lab is not None else None
-    # A lab recorded as netns has no containers: skip asking the engine (~12 ms of a teardown).
-    containers = [] if record and record.backend == "netns" else _docker_containers(lab)
     if containers:
         # On a timeout, go on with namespaces and processes; `docker ps` shows what is left.
         with suppress(subprocess.TimeoutExpired):
@@ -218,29 +371,64 @@ def reap(lab: str | None = None) -> dict[str, list[str]]:
     procs = pids_in_namespaces(names)
     kill_pids(list(procs))
     for base in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/cpu")):  # CPU limits (faults.py)
-        pattern = f"{LAB_PREFIX}{lab}.*" if lab is not None else f"{LAB_PREFIX}*.*"
-        for group in base.glob(pattern) if base.is_dir() else []:
+        for group in base.glob(f"{LAB_PREFIX}{lab}.*") if base.is_dir() else []:
             with suppress(OSError):
                 group.rmdir()
     for n in names:
         with suppress(OSError):
             netns.remove(n)
-    labs = [lab] if lab is not None else recorded_labs()
-    dirs = []
-    for name in labs:
-        for p in (RUN_DIR / f"{name}.json", lab_dir(name)):
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-                dirs.append(str(p))
-            elif p.exists():
-                p.unlink(missing_ok=True)
-                dirs.append(str(p))
+    files = []
+    for p in (RUN_DIR / f"{lab}.json", lab_dir(lab)):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+            files.append(str(p))
+        elif p.exists():
+            p.unlink(missing_ok=True)
+            files.append(str(p))
     return {
         "namespaces": names,
         "processes": [str(p) for p in procs],
-        "containers": containers,
-        "files": dirs,
+        "containers": list(containers),
+        "files": files,
     }
+
+
+def _remove_throwaways(names: list[str]) -> dict[str, list[str]]:
+    from pyroute2 import netns
+
+    procs = pids_in_namespaces(names)
+    kill_pids(list(procs))
+    for n in names:
+        with suppress(OSError):
+            netns.remove(n)
+    return {"namespaces": names, "processes": [str(p) for p in procs]}
+
+
+def reap(lab: str | None = None) -> dict[str, list[str]]:
+    """Remove everything of ``lab``, whoever owns it. Returns what was removed, by kind. Safe to
+    run twice, and on a lab that is half up. ``lab=None``: every lab and stale throwaway, live
+    owners or not (``reap_all(force=True)``)."""
+    if lab is None:
+        return reap_all(force=True)[0]
+    check_name(lab)
+    return _remove_lab(lab)
+
+
+def reap_all(*, force: bool = False) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """``lab down --all``: remove every lab whose owner is not alive (:func:`plan_down_all`;
+    all of them with ``force``) and every stale throwaway namespace. Returns what was removed
+    and the labs skipped (lab -> why)."""
+    containers = _docker_containers_by_lab()
+    found = set(recorded_labs()) | set(labs_up()) | set(containers)
+    labs = sorted(lab for lab in found if LAB_NAME_OK(lab))
+    records = {lab: LabRecord.load(lab) for lab in labs}
+    plan = plan_down_all(labs, records, force=force)
+    removed: dict[str, list[str]] = {}
+    for lab in plan.remove:
+        _merge(removed, _remove_lab(lab, containers.get(lab, [])))
+    _merge(removed, _remove_throwaways(stale_throwaways()))
+    skipped = {lab: owner_text(records[lab], owner_state(records[lab])) for lab in plan.skip}
+    return removed, skipped
 
 
 def iter_leftovers() -> Iterator[str]:

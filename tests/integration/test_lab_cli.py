@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from dsrconform.lab import registry
 from tests.markers import requires_root
@@ -56,3 +59,63 @@ def test_up_status_exec_down() -> None:
     assert not registry.lab_namespaces("tcli")
     gone = cli("lab", "exec", "client", "--name", "tcli", "--", "true")
     assert gone.returncode == 2 and "no lab 'tcli' is up" in gone.stderr
+
+
+# --- owners and reaping ------------------------------------------------------------------
+
+BASIC = REPO / "labs" / "basic.yaml"
+
+
+def start_holder(tmp_path: Path, name: str, *, with_up: bool) -> subprocess.Popen[bytes]:
+    """A process that owns lab ``name`` (``with Lab.up``: tears it down on SIGTERM; else
+    ``Lab.start``, never torn down by itself), returned once the lab is up."""
+    ready = tmp_path / f"{name}.ready"
+    script = tmp_path / f"{name}.py"
+    body = (
+        f"with Lab.up({str(BASIC)!r}, name={name!r}):\n"
+        f"    open({str(ready)!r}, 'w').write('up')\n    time.sleep(600)\n"
+        if with_up
+        else f"lab = Lab.start({str(BASIC)!r}, name={name!r})\n"
+        f"open({str(ready)!r}, 'w').write('up')\ntime.sleep(600)\n"
+    )
+    script.write_text("import time\nfrom dsrconform.lab import Lab\n" + body)
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=REPO)
+    deadline = time.monotonic() + 90
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            cli("lab", "down", name)
+            pytest.fail(f"the holder of lab {name} did not bring it up (exit {proc.returncode})")
+        time.sleep(0.1)  # waiting for the holder's ready file, bounded by the deadline
+    return proc
+
+
+def test_down_all_skips_a_lab_whose_owner_runs(tmp_path: Path) -> None:
+    holder = start_holder(tmp_path, "hclive", with_up=True)
+    try:
+        records = {lab: registry.LabRecord.load(lab) for lab in registry.labs_up()}
+        plan = registry.plan_down_all(list(records), records)
+        theirs = [
+            lab
+            for lab, state in plan.remove.items()
+            if state != registry.DEAD and not lab.startswith("hc")
+        ]
+        if theirs:  # a lab someone brought up with `lab up`: down --all would remove it
+            pytest.skip(f"lab down --all would remove labs left up on purpose: {theirs}")
+        daemons = list(registry.pids_in_namespaces(registry.lab_namespaces("hclive")))
+        res = cli("lab", "down", "--all")
+        assert res.returncode == 0, res.stderr
+        assert f"skipped lab hclive: owner pid {holder.pid}" in res.stdout, res.stdout
+        assert len(registry.lab_namespaces("hclive")) == 9
+        assert holder.poll() is None and all(registry.pid_running(p) for p in daemons)
+    finally:
+        holder.terminate()  # Lab.up tears its lab down on SIGTERM
+        try:
+            holder.wait(timeout=60)
+        finally:
+            if holder.poll() is None:
+                holder.kill()
+                holder.wait()
+                cli("lab", "down", "hclive")
+    assert not registry.lab_namespaces("hclive")
