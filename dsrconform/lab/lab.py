@@ -8,10 +8,13 @@ For scripts::
         print(lab.run("client", ["curl", "-s", "http://198.19.0.10/id"]).stdout)
         lab.kill_node("mux1")                        # BGP session loss; traffic moves on
 
-Teardown runs in ``finally`` and on SIGINT/SIGTERM. A lab belongs to the process that brought
-it up (its owner), unless it was brought up to outlive it (``lab up``, ``Lab.up(keep=True)``:
-``detach``). Whatever a crashed run left behind is found by name and removed by ``dsrconform
-lab down --all``, which skips labs whose owner still runs (:mod:`dsrconform.lab.registry`).
+Teardown runs in ``finally`` and on SIGINT/SIGTERM. A lab dies with the process that brought it
+up (its owner): the daemons it spawned get SIGKILL when the owner ends (``PR_SET_PDEATHSIG``),
+unless it was brought up to outlive it (``lab up``, ``Lab.up(keep=True)``: ``detach``). What an
+owner killed with SIGKILL leaves (namespaces, BPF attached to their interfaces, containers) is
+reaped by the next :meth:`Lab.start` on the machine, with a one-line notice on stderr, and by
+``dsrconform lab down --all``, which skips labs whose owner still runs
+(:mod:`dsrconform.lab.registry`).
 Every node operation (kill, pause, resume, link down/up) is recorded in :attr:`Lab.events` with a
 monotonic timestamp, for the checkers that later judge what traffic saw, and passed to each
 callable in :attr:`Lab.listeners` (the lab's taps start a new period on each).
@@ -23,6 +26,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -101,9 +105,12 @@ class Lab:
     def start(cls, path: str | Path, *, backend: str = "netns", mode: Mode | None = None,
               name: str | None = None, target: str = "reference", mutant: str | None = None,
               timeout: float = 60.0, detach: bool = False) -> Lab:  # fmt: skip
-        """Bring the lab up and return it (the caller owns :meth:`down`). The lab belongs to
-        this process (its record says so); ``detach=True`` (``lab up``): the lab outlives this
-        process, until ``lab down``."""
+        """Bring the lab up and return it (the caller owns :meth:`down`). First, labs whose
+        owner died without tearing them down are reaped (a notice on stderr says which).
+
+        The lab belongs to this process: its daemons are killed when it ends, and a lab left
+        behind is reaped by the next ``Lab.start``. ``detach=True`` (``lab up``): the lab
+        outlives this process, until ``lab down``."""
         from dsrconform.target import check_mutant
 
         check_mutant(target, mutant)  # an unknown target or mutant: before anything exists
@@ -119,6 +126,9 @@ class Lab:
         return lab
 
     def _bring_up(self, timeout: float, *, detach: bool = False) -> None:
+        reaped = registry.reap_dead()
+        if reaped:
+            print(f"dsrconform: reaped what dead runs left: {'; '.join(reaped)}", file=sys.stderr)
         if registry.lab_namespaces(self.name):
             rec = registry.LabRecord.load(self.name)
             owner = registry.owner_text(rec, registry.owner_state(rec))
@@ -127,6 +137,7 @@ class Lab:
                 f"fix: `dsrconform lab down {self.name}`, or pick another --name"
             )
         self.detached = detach
+        self.backend.die_with_owner = not detach
         self.dir.mkdir(parents=True, exist_ok=True)
         previous = _install_signal_handlers()
         try:

@@ -16,7 +16,9 @@ import socket
 import struct
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,41 @@ def set_sysctls(values: dict[str, str]) -> None:
             f.write(value)
 
 
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+_prctl = _libc.prctl
+_prctl.restype = ctypes.c_int
+_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+
+
+def _die_with(owner: int) -> Callable[[], None]:
+    """A ``preexec_fn``: the child gets SIGKILL when the thread that forked it ends
+    (``PR_SET_PDEATHSIG``, kept across exec). Resolved before the fork, so the child only calls
+    into libc. If the owner died before the call, no signal would ever come: exit instead."""
+
+    def preexec() -> None:
+        if _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0 or os.getppid() != owner:
+            os._exit(127)
+
+    return preexec
+
+
+_SPAWNER: list[tuple[int, ThreadPoolExecutor]] = []
+_SPAWNER_LOCK = threading.Lock()
+
+
+def _spawner() -> ThreadPoolExecutor:
+    """The one thread of this process that forks the daemons which die with it.
+
+    ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child ends, not the process: a
+    MUX restarted by a scenario's fault from a worker thread would be killed when that worker
+    finishes. This thread lives as long as the process (a fork of the process gets its own)."""
+    with _SPAWNER_LOCK:
+        if not _SPAWNER or _SPAWNER[0][0] != os.getpid():
+            _SPAWNER[:] = [(os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="dsrc-spawn"))]
+        return _SPAWNER[0][1]
+
+
 class NetnsBackend:
     """Brings a :class:`~dsrconform.topology.Topology` to life in namespaces named
     ``dsrc-<lab>.<node>``."""
@@ -77,6 +114,9 @@ class NetnsBackend:
 
     def __init__(self, lab: str) -> None:
         self.lab = lab
+        self.die_with_owner = False
+        """Whether :meth:`spawn`'s daemons get SIGKILL when this process ends (the lab sets it
+        unless it is brought up to outlive it)."""
 
     def netns(self, node: str) -> str:
         return registry.ns_name(self.lab, node)
@@ -218,16 +258,24 @@ class NetnsBackend:
         self, node: str, argv: list[str], *, log: Path, env: dict[str, str] | None = None
     ) -> int:
         """Start a long-running process inside ``node``; returns its pid. Its output goes to
-        ``log``. It runs in its own session, so a terminal's Ctrl-C reaches the lab, not it."""
+        ``log``. It runs in its own session, so a terminal's Ctrl-C reaches the lab, not it.
+        With :attr:`die_with_owner` it is forked by the spawner thread (:func:`_spawner`) and
+        killed when this process ends."""
         log.parent.mkdir(parents=True, exist_ok=True)
-        with enter_netns(self.netns(node)), open(log, "ab") as out:
-            try:
-                proc = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    start_new_session=True, env=env,
-                )  # fmt: skip
-            except FileNotFoundError:
-                raise LabError(f"{node}: cannot start {argv[0]!r}: not installed") from None
+        ns = self.netns(node)
+        preexec = _die_with(os.getpid()) if self.die_with_owner else None
+
+        def start() -> subprocess.Popen[bytes]:
+            with enter_netns(ns), open(log, "ab") as out:
+                try:
+                    return subprocess.Popen(
+                        argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                        start_new_session=True, env=env, preexec_fn=preexec,
+                    )  # fmt: skip
+                except FileNotFoundError:
+                    raise LabError(f"{node}: cannot start {argv[0]!r}: not installed") from None
+
+        proc = _spawner().submit(start).result() if self.die_with_owner else start()
         return proc.pid
 
     def run(

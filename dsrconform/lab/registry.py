@@ -18,8 +18,8 @@ time so that a reused pid is not mistaken for it) and whether the lab outlives i
 (:func:`owner_state`):
 
 - ``alive``: its owner runs. ``lab down --all`` skips it (``--force`` removes it);
-- ``dead``: its owner is gone without tearing it down (SIGKILL, a crash): ``lab down --all``
-  removes it;
+- ``dead``: its owner is gone without tearing it down (SIGKILL, a crash): the next ``lab up`` /
+  ``Lab.start`` reaps it (:func:`reap_dead`), and so does ``lab down --all``;
 - ``detached``: its owner is gone on purpose (or the record predates owner tracking): only
   ``lab down NAME`` or ``lab down --all`` removes it;
 - ``unrecorded``: namespaces or containers without a record: ``lab down --all`` removes them.
@@ -219,6 +219,15 @@ def plan_down_all(
         else:
             remove[lab] = state
     return DownPlan(remove, skip)
+
+
+def plan_reap_dead(
+    records: Mapping[str, LabRecord | None], *, alive: Callable[[LabRecord], bool] = owner_alive
+) -> list[str]:
+    """The labs of ``records`` whose owner died without tearing them down (what the next
+    ``lab up`` reaps): never a lab whose owner runs, one left up on purpose, or one without a
+    record (whose owner is unknown)."""
+    return sorted(lab for lab, rec in records.items() if owner_state(rec, alive) == DEAD)
 
 
 def throwaway_owner(name: str) -> int | None:
@@ -429,6 +438,29 @@ def reap_all(*, force: bool = False) -> tuple[dict[str, list[str]], dict[str, st
     _merge(removed, _remove_throwaways(stale_throwaways()))
     skipped = {lab: owner_text(records[lab], owner_state(records[lab])) for lab in plan.skip}
     return removed, skipped
+
+
+def reap_dead() -> list[str]:
+    """Remove the labs whose owner died without tearing them down (:func:`plan_reap_dead`) and
+    the stale throwaway namespaces; what ``Lab.start`` does first. Returns one phrase per thing
+    reaped (``lab x (owner pid 12 is gone: 9 namespaces, 6 processes)``), empty when nothing
+    was."""
+    records = {lab: LabRecord.load(lab) for lab in recorded_labs() if LAB_NAME_OK(lab)}
+    said: list[str] = []
+    for lab in plan_reap_dead(records):
+        rec, first = LabRecord.load(lab), records[lab]  # again: still the same dead owner?
+        if rec is None or first is None or rec.created != first.created:
+            continue
+        if owner_state(rec) != DEAD:
+            continue
+        r = _remove_lab(lab)
+        what = ", ".join(f"{len(v)} {k}" for k, v in r.items() if v and k != "files")
+        said.append(f"lab {lab} ({owner_text(rec, DEAD)}: {what or 'its record'})")
+    stale = stale_throwaways()
+    if stale:
+        _remove_throwaways(stale)
+        said.append(f"{len(stale)} throwaway namespace(s) of dead processes ({', '.join(stale)})")
+    return said
 
 
 def iter_leftovers() -> Iterator[str]:

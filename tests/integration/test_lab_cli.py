@@ -91,6 +91,14 @@ def start_holder(tmp_path: Path, name: str, *, with_up: bool) -> subprocess.Pope
     return proc
 
 
+def wait_gone(pids: list[int], seconds: float) -> list[int]:
+    """Poll until none of ``pids`` runs or ``seconds`` pass; returns those still running."""
+    deadline = time.monotonic() + seconds
+    while (left := [p for p in pids if registry.pid_running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.02)  # polling process exits, bounded by the deadline
+    return left
+
+
 def test_down_all_skips_a_lab_whose_owner_runs(tmp_path: Path) -> None:
     holder = start_holder(tmp_path, "hclive", with_up=True)
     try:
@@ -119,3 +127,28 @@ def test_down_all_skips_a_lab_whose_owner_runs(tmp_path: Path) -> None:
                 holder.wait()
                 cli("lab", "down", "hclive")
     assert not registry.lab_namespaces("hclive")
+
+
+def test_an_owner_killed_with_sigkill_takes_its_daemons_and_the_next_lab_up_reaps_the_rest(
+    tmp_path: Path,
+) -> None:
+    holder = start_holder(tmp_path, "hcowner", with_up=False)
+    daemons = list(registry.pids_in_namespaces(registry.lab_namespaces("hcowner")))
+    holder.kill()
+    holder.wait()
+    try:
+        assert len(daemons) >= 6, daemons  # 3 apps, 3 BIRDs
+        left = wait_gone(daemons, 5)
+        assert not left, f"daemons of the SIGKILLed owner still run: {left}"
+        assert len(registry.lab_namespaces("hcowner")) == 9, "the kernel keeps the namespaces"
+        up = cli("lab", "up", "labs/basic.yaml", "--name", "hcnext")
+        assert up.returncode == 0, up.stderr
+        notice = [ln for ln in up.stderr.splitlines() if "reaped" in ln]
+        assert len(notice) == 1, up.stderr
+        assert f"lab hcowner (owner pid {holder.pid} is gone: 9 namespaces" in notice[0], notice
+        assert not registry.lab_namespaces("hcowner")
+        assert registry.LabRecord.load("hcowner") is None
+    finally:
+        cli("lab", "down", "hcnext")
+        if registry.lab_namespaces("hcowner"):
+            cli("lab", "down", "hcowner")

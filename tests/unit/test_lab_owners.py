@@ -1,4 +1,4 @@
-"""Lab owners without root: which labs ``lab down --all`` removes, given
+"""Lab owners without root: which labs ``lab down --all`` and the next ``lab up`` remove, given
 records and live pids, and what ``lab down``/``lab exec`` say about labs that are not there.
 
 The machine is faked: records in a temporary ``RUN_DIR``, namespaces as empty files in a
@@ -133,6 +133,10 @@ def test_down_all_removes_every_lab_whose_owner_is_gone_and_skips_the_live_ones(
     assert sorted(forced.remove) == sorted(RECORDS) and forced.skip == []
 
 
+def test_lab_up_reaps_only_labs_whose_owner_died_without_tearing_them_down() -> None:
+    assert registry.plan_reap_dead(RECORDS, alive=alive) == ["crashed"]
+
+
 def test_an_owner_is_the_process_that_started_with_its_pid() -> None:
     me = os.getpid()
     start = registry.process_start(me)
@@ -198,6 +202,18 @@ def test_down_all_leaves_the_labs_whose_owner_runs(
     assert machine.labs_left() == set()
 
 
+def test_lab_up_reaps_the_labs_of_dead_owners(machine: Machine) -> None:
+    owner = dead_pid()
+    machine.record("hcdead", owner)
+    machine.namespaces("hcdead", "router", "mux1")
+    machine.record("hclive", os.getpid())
+    machine.record("hcup", dead_pid(), detached=True)
+    machine.record("hcold", dead_pid(), detached=None)
+    said = registry.reap_dead()
+    assert machine.labs_left() == {"hclive", "hcup", "hcold"}
+    assert said == [f"lab hcdead (owner pid {owner} is gone: 2 namespaces)"], said
+
+
 def test_down_of_an_unknown_lab_is_a_config_error_naming_the_labs(
     machine: Machine, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -217,7 +233,8 @@ def test_exec_with_several_labs_up_asks_which(
     machine.namespaces("hcb", "client")
     code, _, err = run(capsys, "lab", "exec", "client", "--", "true")
     assert code == 2
-    assert "several labs are up (hca, hcb)" in err and "--name" in err, err
+    assert "several labs are up (hca, hcb)" in err, err
+    assert "dsrconform lab exec --name LAB client -- true" in err, err
 
 
 def test_a_record_alone_is_not_a_lab_that_is_up(
