@@ -6,6 +6,7 @@ namespaces until ``lab down`` (the lab is *detached*: it outlives ``lab up``). `
 removes every lab whose owner process is gone (detached labs, what crashed runs left behind,
 throwaway namespaces of dead processes) and lists, without touching them, the labs whose owner
 still runs (a pytest session's, another ``dsrconform run``'s); ``--force`` removes those too.
+``lab down`` returns once the kernel has freed the lab's BPF programs and maps.
 """
 
 from __future__ import annotations

@@ -8,13 +8,13 @@ For scripts::
         print(lab.run("client", ["curl", "-s", "http://198.19.0.10/id"]).stdout)
         lab.kill_node("mux1")                        # BGP session loss; traffic moves on
 
-Teardown runs in ``finally`` and on SIGINT/SIGTERM. A lab dies with the process that brought it
-up (its owner): the daemons it spawned get SIGKILL when the owner ends (``PR_SET_PDEATHSIG``),
-unless it was brought up to outlive it (``lab up``, ``Lab.up(keep=True)``: ``detach``). What an
-owner killed with SIGKILL leaves (namespaces, BPF attached to their interfaces, containers) is
-reaped by the next :meth:`Lab.start` on the machine, with a one-line notice on stderr, and by
-``dsrconform lab down --all``, which skips labs whose owner still runs
-(:mod:`dsrconform.lab.registry`).
+Teardown runs in ``finally`` and on SIGINT/SIGTERM, and returns once the kernel has freed the
+lab's BPF programs and maps. A lab dies with the process that brought it up (its owner): the
+daemons it spawned get SIGKILL when the owner ends (``PR_SET_PDEATHSIG``), unless it was brought
+up to outlive it (``lab up``, ``Lab.up(keep=True)``: ``detach``). What an owner killed with
+SIGKILL leaves (namespaces, BPF attached to their interfaces, containers) is reaped by the next
+:meth:`Lab.start` on the machine, with a one-line notice on stderr, and by ``dsrconform lab down
+--all``, which skips labs whose owner still runs (:mod:`dsrconform.lab.registry`).
 Every node operation (kill, pause, resume, link down/up) is recorded in :attr:`Lab.events` with a
 monotonic timestamp, for the checkers that later judge what traffic saw, and passed to each
 callable in :attr:`Lab.listeners` (the lab's taps start a new period on each).
@@ -81,6 +81,8 @@ class Lab:
         self.created = time.time()
         self.ready_seconds: float | None = None
         self.detached = False  # brought up to outlive this process (Lab.start(detach=True))
+        # BPF program and map ids this process loaded for the lab (teardown waits for them).
+        self._bpf: tuple[set[int], set[int]] = (set(), set())
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -143,8 +145,15 @@ class Lab:
         try:
             self._created = True  # from here on, what exists under this name is this lab's
             self._record()
-            self.backend.create(self.topology)
-            self.deployment = self.target.deploy(self)
+            held = registry.bpf_fd_ids()
+            try:
+                self.backend.create(self.topology)
+                self.deployment = self.target.deploy(self)
+            finally:
+                # What this process loaded meanwhile is the lab's (teardown waits for it).
+                now = registry.bpf_fd_ids()
+                self._bpf = (now[0] - held[0], now[1] - held[1])
+            self._record()  # with the BPF ids, before the wait (a crash there leaves them)
             self.ready_seconds = self.deployment.wait_ready(timeout)
             self._record()
         except BaseException as e:
@@ -170,17 +179,27 @@ class Lab:
         return keep
 
     def down(self) -> dict[str, list[str]]:
-        """Remove everything the lab created (safe to call twice). SIGINT and SIGTERM are held
-        back meanwhile, so a second Ctrl-C cannot leave half a lab behind."""
+        """Remove everything the lab created (safe to call twice), and return once the kernel
+        has freed its BPF programs and maps (those it loaded at bring-up and since, e.g. a
+        restarted MUX's; a :class:`LabError` names what is still listed after
+        :data:`registry.BPF_RELEASE_S`). SIGINT and SIGTERM are held back meanwhile, so a
+        second Ctrl-C cannot leave half a lab behind."""
         held = {signal.SIGINT, signal.SIGTERM}
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, held)
         try:
+            progs, maps = set(self._bpf[0]), set(self._bpf[1])
             try:
                 if self.deployment is not None:
-                    self.deployment.close()
+                    before = registry.bpf_fd_ids()
+                    try:
+                        self.deployment.close()
+                    finally:
+                        after = registry.bpf_fd_ids()
+                        progs |= before[0] - after[0]  # closed now: the lab's to wait for
+                        maps |= before[1] - after[1]
             finally:
                 self.deployment = None
-                removed = registry.reap(self.name) if self._created else {}
+                removed = registry.reap(self.name, bpf=(progs, maps)) if self._created else {}
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         return removed
@@ -193,6 +212,7 @@ class Lab:
             owner_start=registry.process_start(os.getpid()), detached=self.detached,
             nodes={n: self.netns(n) for n in self.topology.nodes},
             info={"ready_seconds": self.ready_seconds},
+            bpf_progs=sorted(self._bpf[0]), bpf_maps=sorted(self._bpf[1]),
         ).save()  # fmt: skip
 
     # --- what targets and users use ------------------------------------------------------------

@@ -23,10 +23,19 @@ time so that a reused pid is not mistaken for it) and whether the lab outlives i
 - ``detached``: its owner is gone on purpose (or the record predates owner tracking): only
   ``lab down NAME`` or ``lab down --all`` removes it;
 - ``unrecorded``: namespaces or containers without a record: ``lab down --all`` removes them.
+
+BPF: a lab's programs and maps are freed by the kernel after the last reference goes, which for
+programs attached to a deleted namespace's interfaces is some time after the namespace's name is
+removed (its devices are destroyed by a kernel worker). The record keeps the ids the lab loaded
+(``bpf_progs``, ``bpf_maps``), and the reaper returns only once the kernel no longer lists them
+(:func:`wait_bpf_released`, bounded).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import errno
 import json
 import os
 import re
@@ -40,13 +49,17 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from dsrconform.errors import ConfigError
+from dsrconform.errors import ConfigError, LabError
 from dsrconform.netns import LAB_PREFIX, host_netns_ids
 
 RUN_DIR = Path(os.environ.get("DSRCONFORM_RUN_DIR", "/run/dsrconform/labs"))
 NETNS_DIR = Path("/run/netns")
 DOCKER_LABEL = "dsrconform.lab"
 _THROWAWAY_RE = re.compile(rf"^{LAB_PREFIX}[a-z0-9-]+-(\d+)-\d+$")
+BPF_RELEASE_S = 10.0
+"""How long the reaper waits for the kernel to free a removed lab's BPF programs and maps
+(typically 0.1-0.3 s after the namespaces are deleted)."""
+
 # Owner states (see the module docstring).
 ALIVE, DEAD, DETACHED, UNRECORDED = "alive", "dead", "detached", "unrecorded"
 
@@ -91,6 +104,9 @@ class LabRecord:
     """True: the lab outlives its owner on purpose (``lab up``, ``Lab.up(keep=True)``); False:
     it dies with it (a lab left after the owner is gone is a crash's). None: a record written
     before owners were tracked, treated as detached (never reaped behind a user's back)."""
+    bpf_progs: list[int] = field(default_factory=list)
+    """Ids of the BPF programs the lab loaded (what the reaper waits for the kernel to free)."""
+    bpf_maps: list[int] = field(default_factory=list)
 
     def save(self) -> None:
         RUN_DIR.mkdir(parents=True, exist_ok=True)
@@ -303,6 +319,115 @@ def kill_pids(pids: list[int], *, deadline_s: float = 5.0) -> None:
             time.sleep(0.01)  # polling a process's exit, bounded by the deadline above
 
 
+# --- BPF ids ------------------------------------------------------------------------------------
+
+
+def bpf_fd_ids(pid: int | str = "self") -> tuple[set[int], set[int]]:
+    """Ids of the BPF programs and maps process ``pid`` holds a file descriptor of (programs
+    also through BPF links), read from ``/proc/<pid>/fdinfo``."""
+    progs: set[int] = set()
+    maps: set[int] = set()
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return progs, maps
+    for fd in fds:
+        try:
+            if not os.readlink(f"{fd_dir}/{fd}").startswith("anon_inode:bpf"):
+                continue
+            info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+        except OSError:
+            continue  # closed meanwhile
+        for line in info.splitlines():
+            key, _, value = line.partition(":")
+            if key == "prog_id":
+                progs.add(int(value))
+            elif key == "map_id":
+                maps.add(int(value))
+    return progs, maps
+
+
+_LIBBPF: list[ctypes.CDLL] = []
+
+
+def bpf_ids_present() -> tuple[set[int], set[int]]:
+    """Ids of every BPF program and map the kernel lists (``bpftool prog``/``map``), walked with
+    ``BPF_{PROG,MAP}_GET_NEXT_ID``, which takes no reference on them. Needs root."""
+    if not _LIBBPF:
+        lib = ctypes.CDLL(ctypes.util.find_library("bpf") or "libbpf.so.1", use_errno=True)
+        for fn in (lib.bpf_prog_get_next_id, lib.bpf_map_get_next_id):
+            fn.restype = ctypes.c_int
+            fn.argtypes = [ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32)]
+        _LIBBPF.append(lib)
+    lib = _LIBBPF[0]
+    out = []
+    for fn in (lib.bpf_prog_get_next_id, lib.bpf_map_get_next_id):
+        ids: set[int] = set()
+        nxt = ctypes.c_uint32(0)
+        while fn(nxt.value, ctypes.byref(nxt)) == 0:
+            ids.add(nxt.value)
+        err = ctypes.get_errno()
+        if err != errno.ENOENT:  # ENOENT: past the last id
+            raise LabError(f"listing BPF object ids: {os.strerror(err)} (needs root)")
+        out.append(ids)
+    return out[0], out[1]
+
+
+def _bpf_holders(progs: set[int], maps: set[int]) -> dict[str, str]:
+    """Which process holds a descriptor of each of these BPF objects ("prog 12" -> "pid 345
+    (bpftool)"); for a message when they outlive their lab."""
+    held: dict[str, str] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        p, m = bpf_fd_ids(d.name)
+        for kind, ids in (("prog", p & progs), ("map", m & maps)):
+            for i in ids:
+                comm = ""
+                with suppress(OSError):
+                    comm = f" ({(d / 'comm').read_text().strip()})"
+                held.setdefault(f"{kind} {i}", f"pid {d.name}{comm}")
+    return held
+
+
+def wait_bpf_released(
+    progs: Iterable[int], maps: Iterable[int], *, what: str, deadline_s: float = BPF_RELEASE_S
+) -> float:
+    """Wait until the kernel no longer lists these BPF programs and maps: the last reference
+    to one (an interface of a deleted namespace, a process's descriptor) goes asynchronously,
+    and the kernel frees it after that. Ids this process still holds a descriptor of are
+    skipped: they are this process's to keep (a program loaded once per process). Returns the
+    seconds waited; raises :class:`LabError` naming what is still listed, and who holds it, at
+    the deadline."""
+    own_progs, own_maps = bpf_fd_ids()
+    want_progs, want_maps = set(progs) - own_progs, set(maps) - own_maps
+    if not want_progs and not want_maps:
+        return 0.0
+    start = time.monotonic()
+    while True:
+        live_progs, live_maps = bpf_ids_present()
+        left_progs, left_maps = want_progs & live_progs, want_maps & live_maps
+        if not left_progs and not left_maps:
+            return time.monotonic() - start
+        if time.monotonic() - start > deadline_s:
+            holders = _bpf_holders(left_progs, left_maps)
+            items = [f"prog {i}" for i in sorted(left_progs)] + [
+                f"map {i}" for i in sorted(left_maps)
+            ]
+            listed = ", ".join(
+                f"{item} (held by {holders[item]})" if item in holders else item for item in items
+            )
+            raise LabError(
+                f"{what}: {deadline_s:.0f} s after its removal the kernel still lists "
+                f"{len(left_progs)} BPF program(s) and {len(left_maps)} map(s) it loaded: "
+                f"{listed}; those held by no process are still referenced by an interface or "
+                "another program being freed; fix: `bpftool prog show id ID` / `bpftool map "
+                "show id ID` says what they are, stop the processes holding them"
+            )
+        time.sleep(0.01)  # polling the kernel's id tables, bounded by the deadline above
+
+
 # --- Docker -------------------------------------------------------------------------------------
 
 
@@ -361,9 +486,11 @@ def _merge(into: dict[str, list[str]], more: dict[str, list[str]]) -> None:
         into.setdefault(k, []).extend(v)
 
 
-def _remove_lab(lab: str, containers: list[str] | None = None) -> dict[str, list[str]]:
+def _remove_lab(
+    lab: str, containers: list[str] | None = None
+) -> tuple[dict[str, list[str]], set[int], set[int]]:
     """Remove what lab ``lab`` has on the machine (containers, processes, cgroups, namespaces,
-    record and run directory). Returns what was removed."""
+    record and run directory). Returns what was removed, and the BPF ids its record lists."""
     from pyroute2 import netns
 
     record = LabRecord.load(lab)
@@ -394,12 +521,15 @@ def _remove_lab(lab: str, containers: list[str] | None = None) -> dict[str, list
         elif p.exists():
             p.unlink(missing_ok=True)
             files.append(str(p))
-    return {
+    removed = {
         "namespaces": names,
         "processes": [str(p) for p in procs],
         "containers": list(containers),
         "files": files,
     }
+    if record is None:
+        return removed, set(), set()
+    return removed, set(record.bpf_progs), set(record.bpf_maps)
 
 
 def _remove_throwaways(names: list[str]) -> dict[str, list[str]]:
@@ -413,14 +543,31 @@ def _remove_throwaways(names: list[str]) -> dict[str, list[str]]:
     return {"namespaces": names, "processes": [str(p) for p in procs]}
 
 
-def reap(lab: str | None = None) -> dict[str, list[str]]:
-    """Remove everything of ``lab``, whoever owns it. Returns what was removed, by kind. Safe to
-    run twice, and on a lab that is half up. ``lab=None``: every lab and stale throwaway, live
-    owners or not (``reap_all(force=True)``)."""
+def _wait_bpf(
+    removed: dict[str, list[str]], progs: set[int], maps: set[int], what: str
+) -> dict[str, list[str]]:
+    own_progs, own_maps = bpf_fd_ids()  # this process's to keep: not the lab's to free
+    progs, maps = progs - own_progs, maps - own_maps
+    if progs or maps:
+        wait_bpf_released(progs, maps, what=what)
+        removed["BPF programs"] = [str(i) for i in sorted(progs)]
+        removed["BPF maps"] = [str(i) for i in sorted(maps)]
+    return removed
+
+
+def reap(
+    lab: str | None = None, *, bpf: tuple[Iterable[int], Iterable[int]] = ((), ())
+) -> dict[str, list[str]]:
+    """Remove everything of ``lab``, whoever owns it, and return only once the kernel has freed
+    the BPF programs and maps its record lists, and ``bpf`` (program ids, map ids) adds (a
+    :class:`LabError` names what is still listed after :data:`BPF_RELEASE_S`). Returns what was
+    removed, by kind. Safe to run twice, and on a lab that is half up. ``lab=None``: every lab
+    and stale throwaway, live owners or not (``reap_all(force=True)``)."""
     if lab is None:
         return reap_all(force=True)[0]
     check_name(lab)
-    return _remove_lab(lab)
+    removed, progs, maps = _remove_lab(lab)
+    return _wait_bpf(removed, progs | set(bpf[0]), maps | set(bpf[1]), f"lab {lab}")
 
 
 def reap_all(*, force: bool = False) -> tuple[dict[str, list[str]], dict[str, str]]:
@@ -433,11 +580,16 @@ def reap_all(*, force: bool = False) -> tuple[dict[str, list[str]], dict[str, st
     records = {lab: LabRecord.load(lab) for lab in labs}
     plan = plan_down_all(labs, records, force=force)
     removed: dict[str, list[str]] = {}
+    progs: set[int] = set()
+    maps: set[int] = set()
     for lab in plan.remove:
-        _merge(removed, _remove_lab(lab, containers.get(lab, [])))
+        r, p, m = _remove_lab(lab, containers.get(lab, []))
+        _merge(removed, r)
+        progs |= p
+        maps |= m
     _merge(removed, _remove_throwaways(stale_throwaways()))
     skipped = {lab: owner_text(records[lab], owner_state(records[lab])) for lab in plan.skip}
-    return removed, skipped
+    return _wait_bpf(removed, progs, maps, "lab down --all"), skipped
 
 
 def reap_dead() -> list[str]:
@@ -447,19 +599,26 @@ def reap_dead() -> list[str]:
     was."""
     records = {lab: LabRecord.load(lab) for lab in recorded_labs() if LAB_NAME_OK(lab)}
     said: list[str] = []
+    progs: set[int] = set()
+    maps: set[int] = set()
     for lab in plan_reap_dead(records):
         rec, first = LabRecord.load(lab), records[lab]  # again: still the same dead owner?
         if rec is None or first is None or rec.created != first.created:
             continue
         if owner_state(rec) != DEAD:
             continue
-        r = _remove_lab(lab)
+        r, p, m = _remove_lab(lab)
+        progs |= p
+        maps |= m
         what = ", ".join(f"{len(v)} {k}" for k, v in r.items() if v and k != "files")
         said.append(f"lab {lab} ({owner_text(rec, DEAD)}: {what or 'its record'})")
     stale = stale_throwaways()
     if stale:
         _remove_throwaways(stale)
         said.append(f"{len(stale)} throwaway namespace(s) of dead processes ({', '.join(stale)})")
+    if progs or maps:
+        wait_bpf_released(progs, maps, what="reaping labs of dead owners")
+        said.append(f"{len(progs)} BPF programs and {len(maps)} maps freed")
     return said
 
 

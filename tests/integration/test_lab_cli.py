@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import errno
 import json
+import os
 import subprocess
 import sys
 import time
@@ -61,9 +65,48 @@ def test_up_status_exec_down() -> None:
     assert gone.returncode == 2 and "no lab 'tcli' is up" in gone.stderr
 
 
-# --- owners and reaping ------------------------------------------------------------------
+# --- owners, reaping, BPF release ------------------------------------------------------------
 
 BASIC = REPO / "labs" / "basic.yaml"
+
+
+def bpf_listed() -> tuple[set[int], set[int]]:
+    """Ids of every BPF program and map the kernel lists (what `bpftool prog`/`map` show),
+    walked in-process with BPF_{PROG,MAP}_GET_NEXT_ID: a `bpftool` run takes long enough for
+    the kernel to catch up, hiding what a caller sees the moment `lab down` returns."""
+    lib = ctypes.CDLL(ctypes.util.find_library("bpf") or "libbpf.so.1", use_errno=True)
+    out = []
+    for fn in (lib.bpf_prog_get_next_id, lib.bpf_map_get_next_id):
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32)]
+        ids: set[int] = set()
+        nxt = ctypes.c_uint32(0)
+        while fn(nxt.value, ctypes.byref(nxt)) == 0:
+            ids.add(nxt.value)
+        assert ctypes.get_errno() == errno.ENOENT, os.strerror(ctypes.get_errno())
+        out.append(ids)
+    return out[0], out[1]
+
+
+def lab_bpf_ids(lab: str) -> tuple[set[int], set[int]]:
+    """The programs attached in the lab's namespaces (XDP, tc), read with `bpftool net` inside
+    each, and the maps they use."""
+    progs: set[int] = set()
+    for ns in registry.lab_namespaces(lab):
+        res = subprocess.run(
+            ["ip", "netns", "exec", ns, "bpftool", "-j", "net", "show"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        for hooks in json.loads(res.stdout):
+            for kind in ("xdp", "tc"):
+                progs |= {a["id"] for a in hooks.get(kind, [])}
+    listing = subprocess.run(
+        ["bpftool", "-j", "prog", "show"], capture_output=True, text=True, check=True
+    ).stdout
+    maps = {m for p in json.loads(listing) if p["id"] in progs for m in p.get("map_ids", [])}
+    return progs, maps
 
 
 def start_holder(tmp_path: Path, name: str, *, with_up: bool) -> subprocess.Popen[bytes]:
@@ -97,6 +140,22 @@ def wait_gone(pids: list[int], seconds: float) -> list[int]:
     while (left := [p for p in pids if registry.pid_running(p)]) and time.monotonic() < deadline:
         time.sleep(0.02)  # polling process exits, bounded by the deadline
     return left
+
+
+def test_lab_down_returns_once_the_kernel_has_freed_the_labs_bpf() -> None:
+    """`lab up`, then what `lab down NAME` runs, in this process, so that the kernel's lists
+    are read the moment it returns (after a `lab down` process, its exit gives the kernel time
+    to catch up, which hid the bug in one run of five)."""
+    res = cli("lab", "up", "labs/basic.yaml", "--name", "hcbpf")
+    try:
+        assert res.returncode == 0, res.stderr
+        progs, maps = lab_bpf_ids("hcbpf")
+        assert len(progs) >= 6 and len(maps) >= 20, (progs, maps)
+    finally:
+        registry.reap("hcbpf")
+    live_progs, live_maps = bpf_listed()
+    assert not progs & live_progs, f"programs still loaded: {sorted(progs & live_progs)}"
+    assert not maps & live_maps, f"maps still loaded: {sorted(maps & live_maps)}"
 
 
 def test_down_all_skips_a_lab_whose_owner_runs(tmp_path: Path) -> None:
@@ -134,6 +193,7 @@ def test_an_owner_killed_with_sigkill_takes_its_daemons_and_the_next_lab_up_reap
 ) -> None:
     holder = start_holder(tmp_path, "hcowner", with_up=False)
     daemons = list(registry.pids_in_namespaces(registry.lab_namespaces("hcowner")))
+    progs, maps = lab_bpf_ids("hcowner")
     holder.kill()
     holder.wait()
     try:
@@ -148,6 +208,8 @@ def test_an_owner_killed_with_sigkill_takes_its_daemons_and_the_next_lab_up_reap
         assert f"lab hcowner (owner pid {holder.pid} is gone: 9 namespaces" in notice[0], notice
         assert not registry.lab_namespaces("hcowner")
         assert registry.LabRecord.load("hcowner") is None
+        live_progs, live_maps = bpf_listed()
+        assert not progs & live_progs and not maps & live_maps, "its BPF is still loaded"
     finally:
         cli("lab", "down", "hcnext")
         if registry.lab_namespaces("hcowner"):
