@@ -1,0 +1,144 @@
+"""Topology files that are binary or huge fail with one clear ConfigError (file, line, field,
+fix), fast (no privileges; nothing is created)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from dsrconform.errors import ConfigError
+from dsrconform.topology import (
+    MAX_ADDRESSES_PER_NODE,
+    MAX_ERROR_LINES,
+    MAX_FILE_BYTES,
+    MAX_NODES,
+    MAX_SERVERS,
+    MAX_SERVICES,
+    load_topology,
+)
+from tests.unit.test_topology import GOOD
+
+
+def write(tmp_path: Path, text: str, name: str = "t.yaml") -> Path:
+    f = tmp_path / name
+    f.write_text(text)
+    return f
+
+
+def error_of(f: Path, **kw: object) -> str:
+    with pytest.raises(ConfigError) as e:
+        load_topology(f, **kw)  # type: ignore[arg-type]
+    assert e.value.exit_code == 2
+    return str(e.value)
+
+
+# --- 1. binary files ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        bytes(range(256)) * 4,
+        b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 64,
+        "nodes: é".encode("latin-1"),
+    ],
+    ids=["random", "elf-with-nul", "latin-1"],
+)
+def test_a_binary_file_is_a_config_error_naming_the_file(tmp_path: Path, data: bytes) -> None:
+    f = tmp_path / "bin.yaml"
+    f.write_bytes(data)
+    msg = error_of(f)
+    assert msg.startswith(f"{f}: ")
+    assert "not a UTF-8 YAML text file" in msg
+
+
+# --- 2. bounds, checked before any per-item work, and a capped report ---------------------------
+
+
+def many_servers(n: int) -> str:
+    """A valid-looking lab with ``n`` servers on one segment (the issue's 5,000-server file)."""
+    out = GOOD.replace("  server1: {role: server}\n", "").replace(
+        "  - ends: {server1: 198.18.20.1/24, router: 198.18.20.254/24}\n", ""
+    )
+    out = out.replace(
+        "links:\n", "".join(f"  s{i}: {{role: server}}\n" for i in range(n)) + "links:\n"
+    )
+    members = "".join(
+        f"      s{i}: 198.18.{64 + (i + 1) // 256}.{(i + 1) % 256}/18\n" for i in range(n)
+    )
+    return out + (
+        "segments:\n  - name: srv\n    host: router\n    address: 198.18.127.254/18\n"
+        "    members:\n" + members
+    )
+
+
+def test_a_lab_at_the_server_limit_loads(tmp_path: Path) -> None:
+    topo = load_topology(write(tmp_path, many_servers(MAX_SERVERS)))
+    assert len(topo.of_role("server")) == MAX_SERVERS
+
+
+def test_five_thousand_servers_are_refused_by_the_bounds(tmp_path: Path) -> None:
+    # Before the bounds this validated for about 7 minutes; now it is refused before validation.
+    f = write(tmp_path, many_servers(5000))
+    msg = error_of(f)
+    assert re.search(rf"{re.escape(str(f))}:3: nodes: 5003 nodes, more than {MAX_NODES} .*fix", msg)
+    assert re.search(rf"5000 servers, more than {MAX_SERVERS} .*fix", msg)
+    assert re.search(rf"segments\[0\]\.members: 5000 members, more than {MAX_NODES}", msg)
+
+
+def test_too_many_addresses_on_a_node_is_one_error(tmp_path: Path) -> None:
+    addrs = ", ".join(f"10.0.{i // 256}.{i % 256}" for i in range(1000))
+    text = GOOD.replace("client: {role: client}", f"client: {{role: client, addresses: [{addrs}]}}")
+    f = write(tmp_path, text)
+    assert error_of(f).splitlines() == [
+        f"{f}:3: nodes.client.addresses: 1000 addresses, more than {MAX_ADDRESSES_PER_NODE} "
+        "per node (MAX_ADDRESSES_PER_NODE); fix: list fewer addresses"
+    ]
+
+
+def test_the_issues_hundred_thousand_addresses_are_one_error(tmp_path: Path) -> None:
+    # Before: 36,250 error lines. The file is over MAX_FILE_BYTES, refused before it is parsed.
+    addrs = ", ".join(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}" for i in range(100_000))
+    text = GOOD.replace("client: {role: client}", f"client: {{role: client, addresses: [{addrs}]}}")
+    f = write(tmp_path, text)
+    size = f.stat().st_size
+    assert error_of(f).splitlines() == [
+        f"{f}: {size} bytes, more than the {MAX_FILE_BYTES} bytes a topology file may have "
+        "(MAX_FILE_BYTES); fix: give a topology file (labs/*.yaml are a few KB)"
+    ]
+
+
+def test_too_many_services(tmp_path: Path) -> None:
+    n = MAX_SERVICES + 1
+    svcs = "".join(f"  - {{name: s{i}, vip: 198.19.1.{i}, port: 80}}\n" for i in range(1, n + 1))
+    f = write(tmp_path, GOOD + svcs)
+    assert re.search(rf":12: services: {n + 1} services, more than {MAX_SERVICES} ", error_of(f))
+
+
+def test_a_file_full_of_errors_prints_the_first_ones_and_a_count(tmp_path: Path) -> None:
+    addrs = ", ".join(
+        f"10.0.0.{i}" for i in range(1, 61)
+    )  # within the bound, all outside the lab range
+    f = write(
+        tmp_path,
+        GOOD.replace("client: {role: client}", f"client: {{role: client, addresses: [{addrs}]}}"),
+    )
+    lines = error_of(f).splitlines()
+    assert len(lines) == MAX_ERROR_LINES + 1
+    assert all(line.startswith(f"{f}:3: nodes.client.addresses[") for line in lines[:-1])
+    assert lines[-1] == f"... and {60 - MAX_ERROR_LINES} more errors in {f}"
+
+
+def test_yaml_aliases_cannot_blow_a_small_file_up(tmp_path: Path) -> None:
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 8)]
+    f = write(tmp_path, GOOD + "\n".join(levels) + "\n")
+    assert re.search(
+        r"more than \d+ YAML values once anchors and aliases are expanded", error_of(f)
+    )
+    f = write(tmp_path, GOOD + "loop: &l [1, *l]\n")  # recursive: walking it never ended
+    assert error_of(f).startswith(f"{f}:13: an alias refers to its own anchor; fix")
+    f = write(tmp_path, GOOD + "deep: " + "[" * 40 + "]" * 40 + "\n")
+    assert re.search(r":13: nested deeper than 32 \(MAX_YAML_DEPTH\)", error_of(f))
