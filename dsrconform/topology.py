@@ -32,7 +32,8 @@ are short (at most 10 characters) so that every interface name fits Linux's 15.
 A file is bounded before any of it is validated: its size, its YAML (anchors and aliases
 expanded), and the counts of what scales a lab's work (``MAX_*`` below), each reported as one
 error with the field, the limit and the count found; a report prints at most
-:data:`MAX_ERROR_LINES` errors.
+:data:`MAX_ERROR_LINES` errors. Numbers and booleans are strict: ``port: true`` or ``port: '80'``
+is an error, not port 1 or 80.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -123,6 +125,25 @@ def _seg_name(v: str) -> str:
     return v
 
 
+def _whole(v: object) -> object:
+    # bool is an int in Python and pydantic's lax mode turns "80" into 80: neither is a number.
+    if v is not None and type(v) is not int:
+        raise ValueError(
+            f"{v!r} is not a whole number; fix: write a plain number such as 80 (no quotes, not "
+            "true/false, no decimal point)"
+        )
+    return v
+
+
+def _flag(v: object) -> object:
+    if type(v) is not bool:
+        raise ValueError(f"{v!r} is not true or false; fix: write true or false (no quotes)")
+    return v
+
+
+Int = Annotated[int, BeforeValidator(_whole)]
+OptInt = Annotated[int | None, BeforeValidator(_whole)]
+Flag = Annotated[bool, BeforeValidator(_flag)]
 Name = Annotated[str, AfterValidator(_name)]
 SegName = Annotated[str, AfterValidator(_seg_name)]
 LabAddr = Annotated[str, AfterValidator(lab_address)]
@@ -141,8 +162,8 @@ class Node(_Model):
 
     role: Role
     addresses: list[LabAddr] = Field(default_factory=list)
-    asn: int | None = Field(default=None, ge=1, le=4294967294)
-    traffic: bool = True
+    asn: OptInt = Field(default=None, ge=1, le=4294967294)
+    traffic: Flag = True
 
     @model_validator(mode="after")
     def _traffic_is_for_clients(self) -> Node:
@@ -157,8 +178,8 @@ class Link(_Model):
     """A veth pair between two nodes: ``ends`` maps each node to its address on the link."""
 
     ends: dict[Name, IfaceAddr]
-    mtu: int = Field(default=1500, ge=1280, le=9000)
-    tx_checksum_offload: bool = False  # off by default: native XDP drops CHECKSUM_PARTIAL
+    mtu: Int = Field(default=1500, ge=1280, le=9000)
+    tx_checksum_offload: Flag = False  # off by default: native XDP drops CHECKSUM_PARTIAL
 
     @field_validator("ends")
     @classmethod
@@ -180,8 +201,8 @@ class Segment(_Model):
     host: Name
     address: IfaceAddr
     members: dict[Name, IfaceAddr]
-    mtu: int = Field(default=1500, ge=1280, le=9000)
-    tx_checksum_offload: bool = False
+    mtu: Int = Field(default=1500, ge=1280, le=9000)
+    tx_checksum_offload: Flag = False
 
 
 class Service(_Model):
@@ -191,9 +212,9 @@ class Service(_Model):
 
     name: Name
     vip: LabAddr
-    port: int = Field(ge=1, le=65535)
+    port: Int = Field(ge=1, le=65535)
     proto: Literal["tcp", "udp"] = "tcp"
-    app_port: int | None = Field(default=None, ge=1, le=65535)
+    app_port: OptInt = Field(default=None, ge=1, le=65535)
     muxes: Annotated[list[Name], Field(min_length=1)] | None = None
     servers: Annotated[list[Name], Field(min_length=1)] | None = None
 

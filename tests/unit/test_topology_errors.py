@@ -1,5 +1,5 @@
-"""Topology files that are binary or huge fail with one clear ConfigError (file, line, field,
-fix), fast (no privileges; nothing is created)."""
+"""Topology files that are binary, huge or loosely typed fail with one clear ConfigError (file,
+line, field, fix), fast (no privileges; nothing is created)."""
 
 from __future__ import annotations
 
@@ -142,3 +142,31 @@ def test_yaml_aliases_cannot_blow_a_small_file_up(tmp_path: Path) -> None:
     assert error_of(f).startswith(f"{f}:13: an alias refers to its own anchor; fix")
     f = write(tmp_path, GOOD + "deep: " + "[" * 40 + "]" * 40 + "\n")
     assert re.search(r":13: nested deeper than 32 \(MAX_YAML_DEPTH\)", error_of(f))
+
+
+# --- 4. strict types ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "old,new,line,field",
+    [
+        ("port: 80}", "port: true}", 12, "services[0].port"),
+        ("port: 80}", "port: '80'}", 12, "services[0].port"),
+        ("port: 80}", "port: 80, app_port: 80.0}", 12, "services[0].app_port"),
+        ("asn: 65101}", "asn: '65101'}", 5, "nodes.mux1.asn"),
+        (
+            "- ends: {client: 198.18.1.1/24, router: 198.18.1.254/24}",
+            "- {ends: {client: 198.18.1.1/24, router: 198.18.1.254/24}, mtu: yes}",
+            8,
+            "links[0].mtu",
+        ),
+        ("{role: client}", "{role: client, traffic: 0}", 3, "nodes.client.traffic"),
+    ],
+)
+def test_numbers_and_booleans_are_strict(
+    tmp_path: Path, old: str, new: str, line: int, field: str
+) -> None:
+    f = write(tmp_path, GOOD.replace(old, new, 1))
+    msg = error_of(f)
+    assert msg.startswith(f"{f}:{line}: {field}: "), msg
+    assert re.search(r"is not (a whole number|true or false); fix: write", msg), msg
