@@ -265,6 +265,16 @@ class Topology(_Model):
                 yield ("nodes", name), f"a {node.role} needs asn (its BGP AS number)"
             if node.addresses and node.role != "client":
                 yield ("nodes", name, "addresses"), "only clients take extra addresses"
+        if len(roles["router"]) == 1:
+            rtr = roles["router"][0]
+            rasn = self.nodes[rtr].asn
+            for mux in roles["mux"]:
+                if rasn is not None and self.nodes[mux].asn == rasn:
+                    yield (
+                        ("nodes", mux, "asn"),
+                        f"{rasn} is also nodes.{rtr}.asn; fix: give the MUX an AS number of its "
+                        "own (it peers with the router over eBGP, which needs different ASNs)",
+                    )
         seen_addr: dict[str, Loc] = {}  # IP address -> where it is first used
         pairs: set[frozenset[str]] = set()
         seg_names = Counter(s.name for s in self.segments)

@@ -1,5 +1,5 @@
-"""Topology files that are binary, huge or loosely typed fail with one clear ConfigError (file,
-line, field, fix), fast (no privileges; nothing is created)."""
+"""Topology files that are binary, huge, loosely typed or subtly inconsistent fail with one clear
+ConfigError (file, line, field, fix), fast (no privileges; nothing is created)."""
 
 from __future__ import annotations
 
@@ -142,6 +142,20 @@ def test_yaml_aliases_cannot_blow_a_small_file_up(tmp_path: Path) -> None:
     assert error_of(f).startswith(f"{f}:13: an alias refers to its own anchor; fix")
     f = write(tmp_path, GOOD + "deep: " + "[" * 40 + "]" * 40 + "\n")
     assert re.search(r":13: nested deeper than 32 \(MAX_YAML_DEPTH\)", error_of(f))
+
+
+# --- 3. eBGP needs different ASNs ---------------------------------------------------------------
+
+
+def test_a_mux_with_the_routers_asn_is_refused(tmp_path: Path) -> None:
+    f = write(
+        tmp_path, GOOD.replace("mux1: {role: mux, asn: 65101}", "mux1: {role: mux, asn: 65000}")
+    )
+    msg = error_of(f)
+    assert msg == (
+        f"{f}:5: nodes.mux1.asn: 65000 is also nodes.router.asn; fix: give the MUX an AS number "
+        "of its own (it peers with the router over eBGP, which needs different ASNs)"
+    )
 
 
 # --- 4. strict types ----------------------------------------------------------------------------
