@@ -346,12 +346,16 @@ class Topology(_Model):
             if svc.vip in seen_addr:
                 yield ("services", i, "vip"), f"VIP {svc.vip} is also an interface address"
             for field, role in (("muxes", "mux"), ("servers", "server")):
+                listed: set[str] = set()
                 for j, n in enumerate(getattr(svc, field) or []):
                     if self.nodes.get(n) is None or self.nodes[n].role != role:
                         yield (
                             ("services", i, field, j),
                             f"{n!r} is not a {role} node (known {role}s: {', '.join(roles[role])})",
                         )
+                    if n in listed:
+                        yield (("services", i, field, j), f"{n!r} is listed twice; fix: once")
+                    listed.add(n)
         router = roles["router"][0] if len(roles["router"]) == 1 else None
         if router:
             for name in self.nodes:
@@ -386,6 +390,43 @@ class Topology(_Model):
                     )
         if self.mode == "gateway-nat" and not roles["gateway"]:
             yield ("mode",), "gateway-nat needs a node with role gateway"
+        if self.mode == "gateway-nat":
+            yield from self._shared_server_ports()
+
+    def _shared_server_ports(self) -> Iterator[tuple[Loc, str]]:
+        """gateway-nat: two services that reach one server on one port and protocol collide.
+
+        How a service maps to a server port, per mode (reference_impl/deploy.py): in encap the
+        application binds VIP:port on the server's loopback (``app_port`` is unused; two services
+        with one VIP:port/proto are refused above). In server-nat the agent rewrites VIP:port to
+        server:``server_port`` and remembers each flow, so replies regain the VIP they came to:
+        services may share a port (labs/multi-mux-nat.yaml does, one VIP per MUX). In gateway-nat
+        the egress gateway rewrites a reply's source by (server, port, protocol) alone, from a
+        static table: one such triple can stand for one VIP:port only. TCP and UDP never collide.
+        """
+        first: dict[tuple[int, str], list[int]] = {}
+        for i, svc in enumerate(self.services):
+            same = first.setdefault((svc.server_port, svc.proto), [])
+            mine = self.servers_of(svc)
+            for k in same:
+                other = self.services[k]
+                theirs = set(self.servers_of(other))
+                shared = [n for n in mine if n in theirs]
+                if not shared:
+                    continue
+                listed = ", ".join(shared[:6]) + (
+                    f" and {len(shared) - 6} more" if len(shared) > 6 else ""
+                )
+                yield (
+                    ("services", i, "app_port" if svc.app_port is not None else "port"),
+                    f"{svc.name} and {other.name} both reach {listed} on {svc.proto} port "
+                    f"{svc.server_port}, which gateway-nat cannot tell apart (its gateway rewrites "
+                    "a reply's source by server, port and protocol alone, to one VIP:port); "
+                    f"fix: give {svc.name} another app_port, serve the two on different servers, "
+                    "or use server-nat (which remembers each flow's VIP)",
+                )
+                break
+            same.append(i)
 
     @staticmethod
     def _dup(seen: dict[str, Loc], addr: str, loc: Loc) -> Iterator[tuple[Loc, str]]:
@@ -510,10 +551,11 @@ def load_topology(path: str | Path, *, mode: Mode | None = None) -> Topology:
         stem = p.stem.replace("-", "").replace("_", "").lower()[:12]
         topo = topo.model_copy(update={"name": stem if LAB_NAME_RE.match(stem) else "lab"})
     if mode is not None and mode != topo.mode:
+        # The file is valid in its own mode, so whatever is wrong now is the override's doing.
         topo = topo.model_copy(update={"mode": mode})
-        bad = [m for _, m in topo.problems() if "gateway-nat" in m]
-        if bad:
-            raise ConfigError(f"{path}: --mode {mode}: {bad[0]}")
+        found = [(loc, f"--mode {mode}: {msg}") for loc, msg in topo.problems()]
+        if found:
+            raise ConfigError(_capped_report(p, tree, found))
     return topo
 
 

@@ -20,6 +20,9 @@ from dsrconform.topology import (
 )
 from tests.unit.test_topology import GOOD
 
+LABS = Path(__file__).resolve().parents[2] / "labs"
+BASIC = (LABS / "basic.yaml").read_text()
+
 
 def write(tmp_path: Path, text: str, name: str = "t.yaml") -> Path:
     f = tmp_path / name
@@ -184,3 +187,50 @@ def test_numbers_and_booleans_are_strict(
     msg = error_of(f)
     assert msg.startswith(f"{f}:{line}: {field}: "), msg
     assert re.search(r"is not (a whole number|true or false); fix: write", msg), msg
+
+
+# --- 5. services sharing a server's app port -----------------------------------------------------
+
+
+def test_gateway_nat_refuses_two_services_on_one_server_port(tmp_path: Path) -> None:
+    # web and edge both reach the servers on tcp 8080: the stateless gateway cannot tell which
+    # VIP a reply from server:8080 belongs to.
+    text = BASIC.replace("mode: encap", "mode: gateway-nat").replace(
+        "app_port: 8081", "app_port: 8080"
+    )
+    f = write(tmp_path, text)
+    msg = error_of(f)
+    assert re.search(
+        rf"^{re.escape(str(f))}:\d+: services\[2\]\.app_port: edge and web both reach server1, "
+        r"server2, server3 on tcp port 8080, which gateway-nat cannot tell apart.*"
+        r"fix: give edge another app_port",
+        msg,
+    ), msg
+    # The same file in encap (app_port unused) and server-nat (the agent keeps each flow's VIP)
+    # is fine; --mode gateway-nat on it fails at load, not 40 s into `lab up`.
+    encap = write(tmp_path, text.replace("mode: gateway-nat", "mode: encap"), "e.yaml")
+    assert load_topology(encap).mode == "encap"
+    assert load_topology(encap, mode="server-nat").mode == "server-nat"
+    msg = error_of(encap, mode="gateway-nat")
+    assert re.search(r"--mode gateway-nat: edge and web both reach", msg), msg
+
+
+def test_tcp_and_udp_services_on_one_port_do_not_collide(tmp_path: Path) -> None:
+    text = BASIC.replace("mode: encap", "mode: gateway-nat").replace(
+        "app_port: 7007", "app_port: 8080"
+    )
+    assert load_topology(write(tmp_path, text)).mode == "gateway-nat"
+
+
+def test_a_default_app_port_collides_with_an_explicit_one(tmp_path: Path) -> None:
+    text = BASIC.replace("mode: encap", "mode: gateway-nat").replace(
+        "port: 80, proto: tcp, app_port: 8081", "port: 8080, proto: tcp"
+    )
+    assert re.search(
+        r"services\[2\]\.port: edge and web both reach", error_of(write(tmp_path, text))
+    )
+
+
+def test_a_server_listed_twice_for_a_service_is_refused(tmp_path: Path) -> None:
+    f = write(tmp_path, GOOD.replace("port: 80}", "port: 80, servers: [server1, server1]}"))
+    assert error_of(f) == f"{f}:12: services[0].servers[1]: 'server1' is listed twice; fix: once"
