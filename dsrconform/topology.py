@@ -33,11 +33,12 @@ A file is bounded before any of it is validated: its size, its YAML (anchors and
 expanded), and the counts of what scales a lab's work (``MAX_*`` below), each reported as one
 error with the field, the limit and the count found; a report prints at most
 :data:`MAX_ERROR_LINES` errors. Numbers and booleans are strict: ``port: true`` or ``port: '80'``
-is an error, not port 1 or 80.
+is an error, not port 1 or 80. An unknown key's error lists the keys its object takes.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
@@ -526,8 +527,8 @@ def load_topology(path: str | Path, *, mode: Mode | None = None) -> Topology:
     The steps of :func:`dsrconform.configfile.load_model` (errors with file, line, field and a
     fix), with what a topology adds before any item is validated: the file must be UTF-8 text of
     at most :data:`MAX_FILE_BYTES`, its YAML at most :data:`MAX_YAML_VALUES` values with aliases
-    expanded, and its counts within the ``MAX_*`` limits. Then the fields, then the
-    cross-references; at most :data:`MAX_ERROR_LINES` errors.
+    expanded, and its counts within the ``MAX_*`` limits. Then the fields (an unknown key's error
+    lists the allowed ones), then the cross-references; at most :data:`MAX_ERROR_LINES` errors.
     """
     p = Path(path)
     text = _read_text(p)
@@ -741,9 +742,31 @@ def _scalar(x: Any) -> Any:
     return x.value if isinstance(x, yaml.ScalarNode) else x
 
 
+_ITEM_MODELS: dict[str, tuple[type[BaseModel], str]] = {
+    "nodes": (Node, "a node's"),
+    "links": (Link, "a link's"),
+    "segments": (Segment, "a segment's"),
+    "services": (Service, "a service's"),
+}
+
+
 def _field_error(err: Any) -> tuple[Loc, str]:
-    """A pydantic error as (location, message)."""
-    return tuple(err["loc"]), str(err["msg"]).removeprefix("Value error, ")
+    """A pydantic error as (location, message); an unknown key's lists the keys allowed there."""
+    loc = tuple(err["loc"])
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] != "extra_forbidden":
+        return loc, msg
+    if len(loc) == 1:
+        model, whose = Topology, "a topology's"
+    elif len(loc) == 3 and loc[0] in _ITEM_MODELS:
+        model, whose = _ITEM_MODELS[loc[0]]
+    else:
+        return loc, msg
+    allowed = list(model.model_fields)
+    key = loc[-1]
+    close = difflib.get_close_matches(str(key), allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return loc, f"unknown key {key!r}{hint}; fix: {whose} keys are {', '.join(allowed)}"
 
 
 def _capped_report(p: Path, tree: yaml.Node, found: list[tuple[Loc, str]]) -> str:

@@ -1,5 +1,5 @@
-"""Topology files that are binary, huge, loosely typed or subtly inconsistent fail with one clear
-ConfigError (file, line, field, fix), fast (no privileges; nothing is created)."""
+"""Topology files that are binary, huge, loosely typed, misspelt or subtly inconsistent fail with
+one clear ConfigError (file, line, field, fix), fast (no privileges; nothing is created)."""
 
 from __future__ import annotations
 
@@ -234,3 +234,23 @@ def test_a_default_app_port_collides_with_an_explicit_one(tmp_path: Path) -> Non
 def test_a_server_listed_twice_for_a_service_is_refused(tmp_path: Path) -> None:
     f = write(tmp_path, GOOD.replace("port: 80}", "port: 80, servers: [server1, server1]}"))
     assert error_of(f) == f"{f}:12: services[0].servers[1]: 'server1' is listed twice; fix: once"
+
+
+# --- 6. misspelt keys ---------------------------------------------------------------------------
+
+
+def test_a_misspelt_key_lists_the_allowed_keys(tmp_path: Path) -> None:
+    f = write(
+        tmp_path,
+        GOOD.replace("client: {role: client}", "client:\n    role: client\n    adresses: []"),
+    )
+    msg = error_of(f)
+    assert msg == (
+        f"{f}:5: nodes.client.adresses: unknown key 'adresses' (did you mean 'addresses'?); "
+        "fix: a node's keys are role, addresses, asn, traffic"
+    )
+    f = write(tmp_path, GOOD.replace("name: t", "nmae: t"))
+    assert (
+        "fix: a topology's keys are name, mode, nodes, links, segments, services, blackhole"
+        in error_of(f)
+    )
