@@ -38,6 +38,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--timeout", type=float, default=60.0, metavar="S", help="readiness deadline")
     p.set_defaults(handler=_up)
 
+    p = lab_sub.add_parser("validate", help="check a topology file and summarize it (no root)")
+    p.add_argument("file", metavar="FILE", help="topology file, e.g. labs/basic.yaml")
+    p.add_argument("--mode", choices=MODES, default=None, help="check it in this mode instead")
+    p.set_defaults(handler=_validate)
+
     p = lab_sub.add_parser("status", help="nodes, links, routes, BGP state, programs")
     p.add_argument("name", nargs="?", default=None, help="lab name (default: every lab)")
     p.add_argument("--json", action="store_true")
@@ -58,6 +63,35 @@ def add_parser(sub: Any) -> None:
         "--force", action="store_true", help="with --all: also the labs whose owner still runs"
     )
     p.set_defaults(handler=_down)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    """Parse and check FILE as ``lab up`` would before creating anything; create nothing."""
+    from collections import Counter
+
+    from dsrconform.topology import load_topology
+
+    topo = load_topology(args.file, mode=args.mode)
+
+    def n(count: int, noun: str, plural: str = "") -> str:
+        return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+    roles = Counter(node.role for node in topo.nodes.values())
+    order = ("client", "router", "mux", "server", "gateway")
+    per_role = ", ".join(f"{roles[r]} {r}" for r in order if roles[r])
+    print(
+        f"{args.file}: valid: lab {topo.name}, mode {topo.mode}, "
+        f"{n(len(topo.nodes), 'node')} ({per_role}), {n(len(topo.links), 'link')}, "
+        f"{n(len(topo.segments), 'segment')}, {n(len(topo.services), 'service')}"
+    )
+    for svc in topo.services:
+        muxes = len(svc.muxes) if svc.muxes is not None else roles["mux"]
+        app = f" (app port {svc.server_port})" if topo.mode != "encap" else ""
+        print(
+            f"  {svc.name}: {svc.proto} {svc.vip}:{svc.port}{app}, "
+            f"{n(len(topo.servers_of(svc)), 'server')}, {n(muxes, 'MUX', 'MUXes')}"
+        )
+    return 0
 
 
 def _up(args: argparse.Namespace) -> int:

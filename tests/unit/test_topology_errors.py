@@ -1,5 +1,6 @@
 """Topology files that are binary, huge, loosely typed, misspelt or subtly inconsistent fail with
-one clear ConfigError (file, line, field, fix), fast (no privileges; nothing is created)."""
+one clear ConfigError (file, line, field, fix), fast, and ``dsrconform lab validate`` says so
+(no privileges; nothing is created)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from dsrconform import cli
 from dsrconform.errors import ConfigError
 from dsrconform.topology import (
     MAX_ADDRESSES_PER_NODE,
@@ -254,3 +256,39 @@ def test_a_misspelt_key_lists_the_allowed_keys(tmp_path: Path) -> None:
         "fix: a topology's keys are name, mode, nodes, links, segments, services, blackhole"
         in error_of(f)
     )
+
+
+# --- 7. dsrconform lab validate -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lab", sorted(p.name for p in LABS.glob("*.yaml")))
+def test_lab_validate_accepts_every_shipped_lab(
+    lab: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(["lab", "validate", str(LABS / lab)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.startswith(f"{LABS / lab}: valid: lab ")
+    assert re.search(
+        r"mode (encap|server-nat|gateway-nat), \d+ nodes \(.*\d+ server.*\), .*\d+ services", out
+    )
+
+
+def test_lab_validate_summary_and_mode(capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["lab", "validate", str(LABS / "basic.yaml"), "--mode", "server-nat"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    assert out.splitlines()[0] == (
+        f"{LABS / 'basic.yaml'}: valid: lab basic, mode server-nat, 9 nodes (2 client, 1 router, "
+        "2 mux, 3 server, 1 gateway), 5 links, 1 segment, 3 services"
+    )
+
+
+def test_lab_validate_a_bad_file_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = write(tmp_path, GOOD.replace("asn: 65101", "asn: 65000"))
+    code = cli.main(["lab", "validate", str(f)])
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    assert err.startswith(f"dsrconform: error: {f}:5: nodes.mux1.asn: ")
