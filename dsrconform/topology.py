@@ -255,7 +255,9 @@ class Topology(_Model):
 
     def _problems(self) -> Iterator[tuple[Loc, str]]:
         known = ", ".join(sorted(self.nodes))
-        roles = {r: [n for n, node in self.nodes.items() if node.role == r] for r in _ROLES}
+        roles: dict[str, list[str]] = {
+            r: [n for n, node in self.nodes.items() if node.role == r] for r in _ROLES
+        }
         for role, want in (("router", "exactly one"), ("mux", "at least one"),
                            ("server", "at least one"), ("client", "at least one")):  # fmt: skip
             count = len(roles[role])
@@ -340,10 +342,10 @@ class Topology(_Model):
         for i, svc in enumerate(self.services):
             if names[svc.name] > 1:
                 yield ("services", i, "name"), f"service name {svc.name!r} used twice"
-            key = (svc.vip, svc.port, svc.proto)
-            if key in keys:
+            vip_key = (svc.vip, svc.port, svc.proto)
+            if vip_key in keys:
                 yield ("services", i), f"{svc.vip}:{svc.port}/{svc.proto} is defined twice"
-            keys.add(key)
+            keys.add(vip_key)
             if svc.vip in seen_addr:
                 yield ("services", i, "vip"), f"VIP {svc.vip} is also an interface address"
             for field, role in (("muxes", "mux"), ("servers", "server")):
@@ -756,6 +758,7 @@ def _field_error(err: Any) -> tuple[Loc, str]:
     msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] != "extra_forbidden":
         return loc, msg
+    model: type[BaseModel]
     if len(loc) == 1:
         model, whose = Topology, "a topology's"
     elif len(loc) == 3 and loc[0] in _ITEM_MODELS:

@@ -76,7 +76,7 @@ def _validate(args: argparse.Namespace) -> int:
     def n(count: int, noun: str, plural: str = "") -> str:
         return f"{count} {noun if count == 1 else plural or noun + 's'}"
 
-    roles = Counter(node.role for node in topo.nodes.values())
+    roles: Counter[str] = Counter(node.role for node in topo.nodes.values())
     order = ("client", "router", "mux", "server", "gateway")
     per_role = ", ".join(f"{roles[r]} {r}" for r in order if roles[r])
     print(
