@@ -34,6 +34,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from scapy.utils import checksum  # the Internet checksum (RFC 1071)
+
 from dsrconform.errors import DsrConformError, FeatureUnavailableError
 
 DISABLE_ENV = "DSRCONFORM_DISABLE_FEATURES"
@@ -51,14 +53,7 @@ _FRAME = bytes.fromhex(
 ) + bytes(18)
 
 
-def _ipv4_checksum(header: bytes) -> int:
-    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-PROBE_FRAME = _FRAME[:24] + struct.pack("!H", _ipv4_checksum(_FRAME[14:34])) + _FRAME[26:]
+PROBE_FRAME = _FRAME[:24] + struct.pack("!H", checksum(_FRAME[14:34])) + _FRAME[26:]
 
 
 @dataclass(frozen=True)
@@ -533,11 +528,9 @@ def _probe_btf() -> str:
     return f"{BTF_VMLINUX} ({BTF_VMLINUX.stat().st_size // 1024} KiB)"
 
 
-CGROUP_V2 = Path("/sys/fs/cgroup")
-CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
-
-
 def _probe_cgroup_cpu() -> str:
+    from dsrconform.lab.faults import CGROUP_V1_CPU, CGROUP_V2
+
     v2 = (CGROUP_V2 / "cgroup.controllers").exists()
     base = CGROUP_V2 if v2 else CGROUP_V1_CPU
     if not v2 and not base.is_dir():
