@@ -224,6 +224,12 @@ def probe_all(keys: Sequence[str] | None = None) -> list[ProbeResult]:
     return [probe(k) for k in (keys or FEATURES)]
 
 
+def probed() -> dict[str, dict[str, object]]:
+    """The probes this process ran so far (what a run's results record: which features the
+    traffic found, so a reader knows why an engine was used), by feature key."""
+    return {k: {"ok": r.ok, "detail": r.detail} for k, r in sorted(_cache.items())}
+
+
 def clear_cache() -> None:
     _cache.clear()
 

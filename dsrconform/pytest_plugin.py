@@ -40,6 +40,7 @@ from typing import Any
 
 import pytest
 
+from dsrconform.features import probed
 from dsrconform.runcli import (
     DEFAULT_LAB,
     DEFAULT_LEVEL,
@@ -735,6 +736,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             "stopped": _now(),
             "exit_status": int(exitstatus),
             "pytest_args": list(config.invocation_params.args),
+            # The kernel features probed for the run's traffic (live frames, AF_PACKET, ...):
+            # why its floods and probes used the engine their fault windows name.
+            "features": probed(),
         },
         "requirements": summarize(record.tests),
     }

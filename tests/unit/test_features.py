@@ -150,3 +150,13 @@ def test_every_feature_says_who_uses_it_and_what_its_absence_costs() -> None:
     for f in FEATURES.values():
         assert f.used_by and f.when_missing, f.key
     assert set(features.FLOOD_ENGINES) <= FEATURES.keys()
+
+
+def test_probed_lists_what_this_process_probed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(features.DISABLE_ENV, raising=False)
+    monkeypatch.setitem(features._PROBES, "btf", lambda: "a BTF file")
+    features.clear_cache()
+    assert features.probed() == {}
+    features.probe("btf")
+    assert features.probed() == {"btf": {"ok": True, "detail": "a BTF file"}}
+    features.clear_cache()

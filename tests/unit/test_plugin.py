@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from dsrconform import features
 from dsrconform import pytest_plugin as plugin
 
 
@@ -364,6 +365,7 @@ def test_summary_json_worst_status_per_requirement(pytester: pytest.Pytester) ->
     assert [t["status"] for t in af1["tests"]] == ["UNKNOWN", "PASS"]
     run = summary["run"]
     assert run["seed"] == 77
+    assert run["features"] == features.probed(), "the features the run's traffic probed"
     assert (run["target"], run["mutant"], run["backend"], run["mode"]) == (
         "reference",
         "modulo-hash",
