@@ -53,7 +53,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
-import ipaddress
 import json
 import os
 import platform
@@ -74,6 +73,9 @@ from typing import TYPE_CHECKING, Any
 
 from dsrconform.bench import progress_bars
 from dsrconform.errors import ConfigError, LabError, PrivilegeError, ToolMissingError
+from dsrconform.traffic.trafgen import flood_config as trafgen_config
+from dsrconform.traffic.trafgen import parse_packets as parse_trafgen_packets
+from dsrconform.traffic.trafgen import stop as stop_trafgen
 
 if TYPE_CHECKING:
     from dsrconform.invariants.observations import Observations
@@ -98,7 +100,6 @@ QUICK_FLOOD_SECONDS, QUICK_FLOOD_ROUNDS = 1.0, 1
 SAMPLE_S = 0.02  # sink counter sampling period
 WARMUP_S = 0.2  # of each run's counter growth, left out of the steady rate
 MAX_FLOOD_PPS = 20_000_000  # packet-count bound of every generator run: this rate x its time
-TRAFGEN_STOP_TIMEOUT = 10.0
 
 # --- 2. checkers ---------------------------------------------------------------------------------
 CHECK_RECORDS, QUICK_CHECK_RECORDS = 1_000_000, 100_000
@@ -149,39 +150,6 @@ def steady_rate(samples: Sequence[tuple[float, int]], warmup: float = WARMUP_S) 
     if t1 <= t0:
         return None
     return (c1 - c0) / (t1 - t0)
-
-
-def trafgen_config(dst_mac: str, src_mac: str, vip: str, port: int, src_net: str) -> str:
-    """trafgen's description of the flood's frame: the synflood shape (64 bytes; IPv4 total
-    length 40, DF, TTL 64; TCP SYN, sequence 1, window 65535) with the source address and port
-    counting up at run time through ``src_net`` and 1024..65535.
-
-    trafgen checksums TCP over the rest of the frame, padding included (its pseudo-header length
-    counts the 10 pad bytes too): the pad's first word is 0xfff5, which cancels those extra 10
-    in one's-complement arithmetic, so the TCP checksum is the one of the 20-byte segment."""
-    net = ipaddress.IPv4Network(src_net)
-    if net.prefixlen < 16:
-        raise ConfigError(f"trafgen source range {net}: at most a /16 (two varying bytes)")
-    lo = int(net.network_address) & 0xFFFF
-    hi = lo + net.num_addresses - 1
-    return (
-        "{\n"
-        f"  eth(da={dst_mac}, sa={src_mac}, type=0x0800),\n"
-        f"  ipv4(ihl=5, len=40, id=0, df, ttl=64, proto=6, sa={net.network_address}, "
-        f"sa[2:2]=dinc({lo}, {hi}), da={vip}),\n"
-        f"  tcp(sp=dinc(1024, 65535), dp={port}, seq=1, aseq=0, doff=5, syn, win=65535),\n"
-        "  c16(0xfff5), fill(0x00, 8)\n"
-        "}\n"
-    )
-
-
-def parse_trafgen_packets(output: str) -> int | None:
-    """The ``N packets outgoing`` trafgen prints on exit, or None."""
-    for line in output.splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[1:3] == ["packets", "outgoing"] and parts[0].isdigit():
-            return int(parts[0])
-    return None
 
 
 def flood_order(rounds: int) -> list[str]:
@@ -356,27 +324,13 @@ def _trafgen_run(lab: _FloodLab, sink: FloodSink, seconds: float, cfg: Path,
     try:
         samples = _sample(sink, lambda: proc.poll() is None, t0 + seconds, tick)
     finally:
-        output = _stop_trafgen(proc)
+        output = stop_trafgen(proc)
     elapsed = time.monotonic() - t0
     time.sleep(0.1)
     got = sink.counts() - before
     return _run_figures("trafgen", samples, got, elapsed, parse_trafgen_packets(output),
                         {"exit_status": proc.returncode,
                          "output_tail": output.strip().splitlines()[-3:]})  # fmt: skip
-
-
-def _stop_trafgen(proc: subprocess.Popen[str]) -> str:
-    """SIGINT to trafgen's own process group (started by us), then SIGKILL if it lingers."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGINT)
-    try:
-        out, _ = proc.communicate(timeout=TRAFGEN_STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-    return out or ""
 
 
 def _run_figures(side: str, samples: list[tuple[float, int]], got: Any, seconds: float,

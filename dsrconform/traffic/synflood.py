@@ -6,7 +6,8 @@ options, sequence 1, window 65535) to ``vip:port``, from a source in ``src_net``
 sources). Flow ``n`` has source address ``net + n % size(net)`` and source port
 ``1024 + (n // size(net)) % 64512``: a new 5-tuple per packet for ~132 M packets with the /21.
 
-Two engines send the frames out of one interface of a lab namespace:
+Three engines send the frames out of one interface of a lab namespace, the best this kernel has
+first (:mod:`dsrconform.features` probes each; ``engine="auto"`` takes the best that works):
 
 ``live-frames``
     ``BPF_PROG_TEST_RUN`` with ``BPF_F_TEST_XDP_LIVE_FRAMES`` runs ``livegen.bpf.c`` (the
@@ -21,6 +22,9 @@ Two engines send the frames out of one interface of a lab namespace:
     An ``AF_PACKET`` raw socket with ``PACKET_QDISC_BYPASS``, sending a pool of prebuilt frames
     (at most :data:`POOL_FRAMES` flows, cycled) with ``sendmmsg(2)`` through ctypes. Slower, but
     works on any interface whose peer is a plain veth.
+``trafgen``
+    netsniff-ng's trafgen (:mod:`dsrconform.traffic.trafgen`), one worker, paced with
+    ``--rate``: the last resort where neither of the others works.
 
 Measured here (2 vCPU, kernel 6.18, one CPU for the flood): into a veth whose peer counts and
 drops (native XDP), ~5.2 M packets/s flat out with live frames, ~0.65 M/s with AF_PACKET
@@ -88,9 +92,9 @@ if TYPE_CHECKING:
     from dsrconform.bpf.libbpf import BpfObject
     from dsrconform.invariants.observations import FaultWindow
 
-Engine = Literal["live-frames", "af-packet"]
-EngineChoice = Literal["auto", "live-frames", "af-packet"]
-ENGINES: tuple[EngineChoice, ...] = ("auto", "live-frames", "af-packet")
+Engine = Literal["live-frames", "af-packet", "trafgen"]
+EngineChoice = Literal["auto", "live-frames", "af-packet", "trafgen"]
+ENGINES: tuple[EngineChoice, ...] = ("auto", "live-frames", "af-packet", "trafgen")
 
 FLOOD_NET = "198.18.200.0/21"
 LAB_NET = ipaddress.IPv4Network("198.18.0.0/15")
@@ -749,9 +753,12 @@ def flood(
     # The best engine this kernel has, by its probes (dsrconform.features; cached per process):
     # a kernel that refuses live frames goes straight to AF_PACKET, saying why. A forced engine
     # it lacks raises FeatureUnavailableError naming the feature.
-    choice = pick_engine(engine, FLOOD_ENGINES[:2])
+    choice = pick_engine(engine, FLOOD_ENGINES)
     fallback = choice.why
     with peer_napi(peer), pinned_cpu(cpu) as chosen:
+        if choice.engine == "trafgen":
+            return _flood_trafgen(netns, ifname, template, space, vip, port, rate, count,
+                                  duration, progress, stop, fallback)  # fmt: skip
         if choice.engine == "live-frames":
             own = live is None
             gen, fallback = (live, None) if live is not None else _load_live(engine)
@@ -780,6 +787,41 @@ def flood(
         after = _settled_stats(netns, ifname)
         return _result("af-packet", pacer, start, end, before, after, vip, port, net, netns,
                        ifname, rate, fallback, min(pool, pacer.sent), stop)  # fmt: skip
+
+
+TRAFGEN_POOL = 4096
+"""trafgen with a first source port other than 1024: that many prebuilt flows, cycled."""
+
+
+def _flood_trafgen(netns: str, ifname: str, template: bytes, space: _FlowSpace, vip: str,
+                   port: int, rate: float | None, count: int, duration: float,
+                   progress: ProgressFn | None, stop: threading.Event | None,
+                   fallback: str | None) -> FloodResult:  # fmt: skip
+    """The flood sent by trafgen (:mod:`dsrconform.traffic.trafgen`): a new flow per packet
+    counted up by trafgen itself, or the repeated tuples as prebuilt frames sent in turn."""
+    import tempfile
+
+    from dsrconform.traffic import trafgen
+
+    net = space.net
+    with tempfile.TemporaryDirectory(prefix="dsrc-flood-") as tmp:
+        cfg = Path(tmp) / "flood.trafgen"
+        if space.repeat or space.sport_base != SPORT_BASE:
+            pool = space.repeat or min(count, TRAFGEN_POOL)
+            frames = syn_frames(template, net, 0, pool, sport_base=space.sport_base)
+            cfg.write_text(trafgen.frames_config(frames, FRAME_LEN))
+        else:
+            dst_mac, src_mac = (":".join(f"{b:02x}" for b in template[i : i + 6]) for i in (0, 6))
+            cfg.write_text(trafgen.flood_config(dst_mac, src_mac, vip, port, str(net)))
+        before = link_stats(netns, ifname)
+        run = trafgen.run(netns, ifname, cfg, count=count, duration=duration, rate=rate,
+                          stop_event=stop, progress=progress)  # fmt: skip
+    after = _settled_stats(netns, ifname)
+    pacer = Pacer(rate, count, run.start, run.start + duration, _burst(rate))
+    pacer.sent = run.packets
+    flows = min(run.packets, space.repeat) if space.repeat else run.packets
+    return _result("trafgen", pacer, run.start, run.end, before, after, vip, port, net, netns,
+                   ifname, rate, fallback, flows, stop)  # fmt: skip
 
 
 def _burst(rate: float | None) -> int:

@@ -102,6 +102,29 @@ def test_flat_out_is_bounded_by_the_deadline(pair: Pair, engine: sf.EngineChoice
     assert got.syn > 0 and res.target_rate is None
 
 
+@pytest.mark.parametrize("repeat", [0, 300])
+def test_trafgen_engine_forced_is_delivered_whole(pair: Pair, repeat: int) -> None:
+    """The third engine: a new flow per packet counted up by trafgen, or repeated tuples sent
+    as prebuilt frames; paced, with the flood's exact shape and valid checksums."""
+    need_feature("trafgen")
+    res, got = _flood_into_sink(pair, rate=20_000, count=40_000, duration=10, engine="trafgen",
+                                repeat=repeat)  # fmt: skip
+    assert res.engine == "trafgen"
+    _check_delivered(res, got, 40_000, 20_000)
+    assert res.distinct_flows == (repeat or 40_000)
+
+
+def test_auto_takes_trafgen_when_neither_live_frames_nor_af_packet_work(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    need_feature("trafgen")
+    monkeypatch.setenv("DSRCONFORM_DISABLE_FEATURES", "live-frames,af-packet")
+    res, got = _flood_into_sink(pair, rate=20_000, count=40_000, duration=10)
+    assert res.engine == "trafgen" and res.fallback_reason is not None
+    assert "af-packet: disabled by" in res.fallback_reason
+    _check_delivered(res, got, 40_000, 20_000)
+
+
 def test_auto_takes_af_packet_when_the_kernel_refuses_live_frames(
     pair: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:

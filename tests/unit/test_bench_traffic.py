@@ -171,3 +171,13 @@ def test_newconn_level_passed() -> None:
     assert not bt.newconn_level_passed({**good, "succeeded": 7713}, 2000, 10_000, 0)
     assert not bt.newconn_level_passed({**good, "achieved_rate": 1500.0}, 2000, 10_000, 0)
     assert not bt.newconn_level_passed({"error": "no history"}, 2000, 10_000, 0)
+
+
+def test_trafgen_frames_config_lists_each_frame_as_its_bytes() -> None:
+    from dsrconform.errors import ConfigError
+    from dsrconform.traffic.trafgen import frames_config
+
+    cfg = frames_config(bytes(range(4)) + bytes([255, 254, 253, 252]), 4)
+    assert cfg == "{0x00,0x01,0x02,0x03}\n{0xff,0xfe,0xfd,0xfc}\n"
+    with pytest.raises(ConfigError, match="not a whole number of frames"):
+        frames_config(bytes(6), 4)
