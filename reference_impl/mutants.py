@@ -51,6 +51,16 @@ CATALOGUE: tuple[Mutant, ...] = (
         caught_by=(f"{_MUX}:check_encap_matches_model",),
     ),
     Mutant(
+        "hash-no-sport",
+        "mux",
+        "The flow hash leaves out the client's source port: every new flow from one client "
+        "address reaches the same server. Tuple probes from thousands of addresses still spread, "
+        "so only the spread of new flows per client address shows it (AF-4, and AF-3).",
+        ("AF-4",),
+        defines={"MUTANT_HASH_NO_SPORT": 1},
+        caught_by=(f"{_MUX}:check_encap_matches_model",),
+    ),
+    Mutant(
         "modulo-hash",
         "mux",
         "Backend = hash mod N over the VIP's backend list instead of the Maglev table: any change "

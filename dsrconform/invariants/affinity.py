@@ -306,6 +306,68 @@ def check_spread_within_bound(obs: Observations, p: Params) -> Verdict:
     )
 
 
+@checker("AF-4")
+def check_spread_loosely_bounded(obs: Observations, p: Params) -> Verdict:
+    """The MUST floor of AF-3: no server of a service without new flows, none above m times its
+    share, over the service's flows and over each busy client address's flows."""
+    j = Judge("AF-4")
+    lab = obs.need_lab()
+    m, need, per_addr = p["max_multiple"], p["min_samples"], p["min_per_address"]
+    j.thresholds.update(max_multiple=m, min_samples=need, min_per_address=per_addr)
+    per_service: dict[str, Counter[str]] = {}
+    per_address: dict[tuple[str, str], Counter[str]] = {}
+    for fh in _new_flows(obs, obs.backend_changes()):
+        st = fh.start
+        svc = lab.service(st.dst, st.dport, PROTO_NUMBER[st.proto])
+        if svc is None:
+            continue
+        server = lab.server_node(fh.servers[0][1])
+        per_service.setdefault(svc.name, Counter())[server] += 1
+        per_address.setdefault((svc.name, st.src), Counter())[server] += 1
+    decided = 0
+    for svc in lab.services:
+        counts = per_service.get(svc.name, Counter())
+        n = sum(counts.values())
+        j.measured[f"{svc.name}_flows"] = n
+        if n < need:
+            continue
+        decided += 1
+        backends = lab.backends(svc)
+        bound = m / len(backends)
+        j.thresholds[f"{svc.name}_max_share"] = round(bound, 6)
+        j.measured[f"{svc.name}_max_share"] = round(max(counts.values()) / n, 6)
+        for b in backends:
+            if counts.get(b, 0) == 0:
+                j.violation(f"{b} answered none of {n} new flows to {svc.describe()}")
+            elif counts[b] / n > bound:
+                j.violation(
+                    f"{b} answered {counts[b] / n:.1%} of {n} new flows to {svc.describe()} "
+                    f"(at most {m:g} x 1/{len(backends)} = {bound:.1%})"
+                )
+        busy = 0
+        for (name, src), c in sorted(per_address.items()):
+            total = sum(c.values())
+            if name != svc.name or total < per_addr:
+                continue
+            busy += 1
+            server, top = c.most_common(1)[0]
+            if top / total > bound:
+                j.violation(
+                    f"{server} answered {top} of the {total} new flows from {src} to "
+                    f"{svc.describe()} ({top / total:.0%}; at most {bound:.1%}): a flow hash "
+                    "that leaves out part of the 5-tuple (the source port?)",
+                    flow=f"{src} -> {svc.describe()}",
+                )
+        j.measured[f"{svc.name}_addresses_judged"] = busy
+    if decided == 0:
+        most = max((sum(c.values()) for c in per_service.values()), default=0)
+        j.incomplete(f"no service had {need:g} new flows with a known server (most: {most})")
+    return j.verdict(
+        passed=f"{decided} services gave every server new flows, none over {m:g} times its share",
+        failed="a server got no new flows, or far more than its share",
+    )
+
+
 def _judge_spread(j: Judge, lab: LabFacts, name: str, counts: Counter[str], eps: float) -> None:
     svc = next(s for s in lab.services if s.name == name)
     backends = lab.backends(svc)

@@ -269,8 +269,15 @@ static __always_inline __u32 pick_backend(const struct flow_key *fk, const struc
 #ifdef MUTANT_PER_MUX_SEED
 	seed ^= bpf_ntohl(cfg->mux_addr);
 #endif
+#ifdef MUTANT_HASH_NO_SPORT
+	/* The bug: a hash over part of the 5-tuple. Every flow of one client address lands on one
+	 * server; probes from thousands of addresses (SC-2) still spread. */
+	h = flow_hash(bpf_ntohl(fk->saddr), bpf_ntohl(fk->daddr), 0, bpf_ntohs(fk->dport), fk->proto,
+		      seed);
+#else
 	h = flow_hash(bpf_ntohl(fk->saddr), bpf_ntohl(fk->daddr), bpf_ntohs(fk->sport),
 		      bpf_ntohs(fk->dport), fk->proto, seed);
+#endif
 #ifdef MUTANT_MODULO_HASH
 	if (vm->num_backends == 0)
 		return 0;

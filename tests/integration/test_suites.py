@@ -31,7 +31,7 @@ def run_suite(tmp: Path, *args: str, suite: str = "suites/test_steady_state.py"
 def test_the_steady_state_suite_passes_on_the_reference_stack(tmp_path: Path) -> None:
     rc, rows, out = run_suite(tmp_path)
     assert rc == 0, out
-    assert len(rows) == 12 and {r["status"] for r in rows} == {"PASS"}, out
+    assert len(rows) == 13 and {r["status"] for r in rows} == {"PASS"}, out
     assert (tmp_path / "steady" / "taps.jsonl").exists()
 
 

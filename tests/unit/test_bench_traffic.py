@@ -125,7 +125,15 @@ def test_largest_passing_stops_at_the_first_failure() -> None:
 def test_checker_names_cover_rw_dp_af() -> None:
     names = bt.checker_names()
     ids = [i for i, _ in names]
-    assert ids == [*(f"RW-{i}" for i in range(1, 8)), "DP-1", "DP-2", "AF-1", "AF-2", "AF-3"]
+    assert ids == [
+        *(f"RW-{i}" for i in range(1, 8)),
+        "DP-1",
+        "DP-2",
+        "AF-1",
+        "AF-2",
+        "AF-3",
+        "AF-4",
+    ]
     assert all(ref.startswith("dsrconform.invariants.") and ":check_" in ref for _, ref in names)
 
 

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from dsrconform.invariants import Status, run_checker
 from dsrconform.invariants.affinity import (
     check_connection_affinity,
+    check_spread_loosely_bounded,
     check_spread_within_bound,
     check_udp_affinity,
 )
@@ -322,3 +323,76 @@ def test_af3_verdict_follows_the_largest_share_deviation(counts: list[int]) -> N
     else:
         worst = max(abs(c / total - 1 / 3) for c in counts)
         assert v.status == (Status.FAIL if worst > 0.1 else Status.PASS)
+
+
+# --- AF-4: the loose MUST bound ------------------------------------------------------------------
+
+
+def by_address(flows: dict[str, dict[str, int]]) -> Run:
+    """New flows to the web VIP: ``flows[client address][server]`` of them, each its own port."""
+    run = Run()
+    i = 0
+    for src, counts in flows.items():
+        for server, n in counts.items():
+            for _ in range(n):
+                i += 1
+                run.conn(i, 10.0 + i * 1e-3, end_t=11.0 + i * 1e-3, server=server, src=src,
+                         sport=1024 + i, wire=False)  # fmt: skip
+    return run
+
+
+EVEN = {"server1": 40, "server2": 35, "server3": 38}
+
+
+def test_af4_passes_an_even_spread_over_addresses_and_ports() -> None:
+    run = by_address({"198.18.1.7": EVEN, "198.18.1.8": EVEN, "198.18.1.9": {"server1": 5}})
+    v = run_checker(check_spread_loosely_bounded, run.obs())
+    assert v.status == Status.PASS, v.message
+    assert v.measured["web_flows"] == 2 * 113 + 5
+    # 198.18.1.9's five flows, all on one server, are too few to judge that address.
+    assert v.measured["web_addresses_judged"] == 2
+
+
+def test_af4_fails_a_hash_that_leaves_out_the_source_port() -> None:
+    """hash-no-sport: each address's flows all on one server. Over three addresses the
+    service's totals look fine (a server each), so only the per-address judge sees it."""
+    run = by_address(
+        {
+            "198.18.1.7": {"server1": 40},
+            "198.18.1.8": {"server2": 40},
+            "198.18.1.9": {"server3": 40},
+        }
+    )
+    v = run_checker(check_spread_loosely_bounded, run.obs())
+    assert v.status == Status.FAIL
+    assert len(v.evidence) == 3
+    e = v.evidence[0]
+    assert e.message.startswith("server1 answered 40 of the 40 new flows from 198.18.1.7 to ")
+    assert "(100%; at most 66.7%): a flow hash that leaves out part of the 5-tuple" in e.message
+    assert e.flow == "198.18.1.7 -> 198.19.0.10:80/tcp"
+    # AF-3, the strict SHOULD, passes the same run (each server a third): AF-4 is not AF-3.
+    v3 = run_checker(check_spread_within_bound, run.obs(), {"min_samples": 100})
+    assert v3.status == Status.PASS
+
+
+def test_af4_fails_a_server_left_without_flows_or_far_over_its_share() -> None:
+    v = run_checker(check_spread_loosely_bounded, spread({"server1": 60, "server2": 60}).obs())
+    assert v.status == Status.FAIL
+    assert "server3 answered none of 120 new flows to 198.19.0.10:80/tcp" in [
+        e.message for e in v.evidence
+    ]
+    v = run_checker(
+        check_spread_loosely_bounded,
+        spread({"server1": 170, "server2": 15, "server3": 15}).obs(),
+        {"min_per_address": 1000},
+    )
+    assert v.status == Status.FAIL
+    assert [e.message for e in v.evidence] == [
+        "server1 answered 85.0% of 200 new flows to 198.19.0.10:80/tcp (at most 2 x 1/3 = 66.7%)"
+    ]
+
+
+def test_af4_unknown_below_the_sample_size() -> None:
+    v = run_checker(check_spread_loosely_bounded, spread({"server1": 50, "server2": 40}).obs())
+    assert v.status == Status.UNKNOWN
+    assert "no service had 100 new flows with a known server (most: 90)" in v.message
