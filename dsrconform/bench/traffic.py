@@ -283,9 +283,15 @@ def _ours_run(lab: _FloodLab, sink: FloodSink, seconds: float,
 
     def go() -> None:
         try:
-            box["result"] = flood(lab.gen_ns, GEN_IF, dst_mac=lab.sink_mac, vip=FLOOD_VIP,
-                                  port=FLOOD_PORT, count=int(MAX_FLOOD_PPS * seconds),
-                                  duration=seconds)  # fmt: skip
+            box["result"] = flood(
+                lab.gen_ns,
+                GEN_IF,
+                dst_mac=lab.sink_mac,
+                vip=FLOOD_VIP,
+                port=FLOOD_PORT,
+                count=int(MAX_FLOOD_PPS * seconds),
+                duration=seconds,
+            )
         except BaseException as e:
             box["error"] = e
 

@@ -98,9 +98,16 @@ def _up(args: argparse.Namespace) -> int:
     from dsrconform.lab.lab import Lab
 
     start = time.monotonic()
-    lab = Lab.start(args.file, backend=args.backend, mode=args.mode, name=args.name,
-                    target=args.target, mutant=args.mutant, timeout=args.timeout,
-                    detach=True)  # fmt: skip
+    lab = Lab.start(
+        args.file,
+        backend=args.backend,
+        mode=args.mode,
+        name=args.name,
+        target=args.target,
+        mutant=args.mutant,
+        timeout=args.timeout,
+        detach=True,
+    )
     took = time.monotonic() - start
     topo = lab.topology
     print(f"lab {lab.name} is up ({took:.1f} s; BGP converged {lab.ready_seconds:.1f} s after "
@@ -200,9 +207,11 @@ def _status(args: argparse.Namespace) -> int:
         print("no lab is up")
     for st in out:
         rec = st["record"] or {}
-        print(f"lab {st['name']}: backend {rec.get('backend', '?')}, mode {rec.get('mode', '?')}, "
-              f"target {rec.get('target', '?')}, from {rec.get('topology', '?')}; "
-              f"{st['owner']['text']}")  # fmt: skip
+        print(
+            f"lab {st['name']}: backend {rec.get('backend', '?')}, mode {rec.get('mode', '?')}, "
+            f"target {rec.get('target', '?')}, from {rec.get('topology', '?')}; "
+            f"{st['owner']['text']}"
+        )
         for node, info in st["nodes"].items():
             addrs = ", ".join(
                 f"{lk['ifname']} {' '.join(lk['addresses'])}"

@@ -93,8 +93,16 @@ class Lab:
            keep: bool = False, timeout: float = 60.0) -> Iterator[Lab]:  # fmt: skip
         """Bring the lab up, yield it, tear it down (unless ``keep``) whatever happens. A kept
         lab outlives this process (``detach``, :meth:`start`)."""
-        lab = cls.start(path, backend=backend, mode=mode, name=name, target=target,
-                        mutant=mutant, timeout=timeout, detach=keep)  # fmt: skip
+        lab = cls.start(
+            path,
+            backend=backend,
+            mode=mode,
+            name=name,
+            target=target,
+            mutant=mutant,
+            timeout=timeout,
+            detach=keep,
+        )
         previous = _install_signal_handlers()
         try:
             yield lab
@@ -104,9 +112,18 @@ class Lab:
             _restore_signal_handlers(previous)
 
     @classmethod
-    def start(cls, path: str | Path, *, backend: str = "netns", mode: Mode | None = None,
-              name: str | None = None, target: str = "reference", mutant: str | None = None,
-              timeout: float = 60.0, detach: bool = False) -> Lab:  # fmt: skip
+    def start(
+        cls,
+        path: str | Path,
+        *,
+        backend: str = "netns",
+        mode: Mode | None = None,
+        name: str | None = None,
+        target: str = "reference",
+        mutant: str | None = None,
+        timeout: float = 60.0,
+        detach: bool = False,
+    ) -> Lab:
         """Bring the lab up and return it (the caller owns :meth:`down`). First, labs whose
         owner died without tearing them down are reaped (a notice on stderr says which).
 

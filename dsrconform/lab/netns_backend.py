@@ -269,9 +269,14 @@ class NetnsBackend:
             with enter_netns(ns), open(log, "ab") as out:
                 try:
                     return subprocess.Popen(
-                        argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                        start_new_session=True, env=env, preexec_fn=preexec,
-                    )  # fmt: skip
+                        argv,
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                        env=env,
+                        preexec_fn=preexec,
+                    )
                 except FileNotFoundError:
                     raise LabError(f"{node}: cannot start {argv[0]!r}: not installed") from None
 

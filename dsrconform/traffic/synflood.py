@@ -757,8 +757,20 @@ def flood(
     fallback = choice.why
     with peer_napi(peer), pinned_cpu(cpu) as chosen:
         if choice.engine == "trafgen":
-            return _flood_trafgen(netns, ifname, template, space, vip, port, rate, count,
-                                  duration, progress, stop, fallback)  # fmt: skip
+            return _flood_trafgen(
+                netns,
+                ifname,
+                template,
+                space,
+                vip,
+                port,
+                rate,
+                count,
+                duration,
+                progress,
+                stop,
+                fallback,
+            )
         if choice.engine == "live-frames":
             own = live is None
             gen, fallback = (live, None) if live is not None else _load_live(engine)
@@ -793,10 +805,20 @@ TRAFGEN_POOL = 4096
 """trafgen with a first source port other than 1024: that many prebuilt flows, cycled."""
 
 
-def _flood_trafgen(netns: str, ifname: str, template: bytes, space: _FlowSpace, vip: str,
-                   port: int, rate: float | None, count: int, duration: float,
-                   progress: ProgressFn | None, stop: threading.Event | None,
-                   fallback: str | None) -> FloodResult:  # fmt: skip
+def _flood_trafgen(
+    netns: str,
+    ifname: str,
+    template: bytes,
+    space: _FlowSpace,
+    vip: str,
+    port: int,
+    rate: float | None,
+    count: int,
+    duration: float,
+    progress: ProgressFn | None,
+    stop: threading.Event | None,
+    fallback: str | None,
+) -> FloodResult:
     """The flood sent by trafgen (:mod:`dsrconform.traffic.trafgen`): a new flow per packet
     counted up by trafgen itself, or the repeated tuples as prebuilt frames sent in turn."""
     import tempfile
@@ -814,14 +836,37 @@ def _flood_trafgen(netns: str, ifname: str, template: bytes, space: _FlowSpace, 
             dst_mac, src_mac = (":".join(f"{b:02x}" for b in template[i : i + 6]) for i in (0, 6))
             cfg.write_text(trafgen.flood_config(dst_mac, src_mac, vip, port, str(net)))
         before = link_stats(netns, ifname)
-        run = trafgen.run(netns, ifname, cfg, count=count, duration=duration, rate=rate,
-                          stop_event=stop, progress=progress)  # fmt: skip
+        run = trafgen.run(
+            netns,
+            ifname,
+            cfg,
+            count=count,
+            duration=duration,
+            rate=rate,
+            stop_event=stop,
+            progress=progress,
+        )
     after = _settled_stats(netns, ifname)
     pacer = Pacer(rate, count, run.start, run.start + duration, _burst(rate))
     pacer.sent = run.packets
     flows = min(run.packets, space.repeat) if space.repeat else run.packets
-    return _result("trafgen", pacer, run.start, run.end, before, after, vip, port, net, netns,
-                   ifname, rate, fallback, flows, stop)  # fmt: skip
+    return _result(
+        "trafgen",
+        pacer,
+        run.start,
+        run.end,
+        before,
+        after,
+        vip,
+        port,
+        net,
+        netns,
+        ifname,
+        rate,
+        fallback,
+        flows,
+        stop,
+    )
 
 
 def _burst(rate: float | None) -> int:

@@ -100,9 +100,17 @@ class TrafgenRun:
     stopped_by: str  # "count", "deadline" or "stop"
 
 
-def run(netns: str, ifname: str, config: Path, *, count: int, duration: float,
-        rate: float | None, stop_event: threading.Event | None = None,
-        progress: Callable[[float], None] | None = None) -> TrafgenRun:  # fmt: skip
+def run(
+    netns: str,
+    ifname: str,
+    config: Path,
+    *,
+    count: int,
+    duration: float,
+    rate: float | None,
+    stop_event: threading.Event | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> TrafgenRun:
     """trafgen on ``ifname`` in ``netns`` with ``config``: ``count`` packets at most, for
     ``duration`` seconds at most, at ``rate`` packets/s (None: flat out), one worker."""
     path = shutil.which("trafgen")
@@ -110,15 +118,33 @@ def run(netns: str, ifname: str, config: Path, *, count: int, duration: float,
         raise FeatureUnavailableError(
             "trafgen not on PATH; fix: apt-get install netsniff-ng", feature="trafgen"
         )
-    argv = ["ip", "netns", "exec", netns, path, "--dev", ifname, "--in", str(config),
-            "--cpus", "1", "--num", str(count), "--no-sock-mem"]  # fmt: skip
+    argv = [
+        "ip",
+        "netns",
+        "exec",
+        netns,
+        path,
+        "--dev",
+        ifname,
+        "--in",
+        str(config),
+        "--cpus",
+        "1",
+        "--num",
+        str(count),
+        "--no-sock-mem",
+    ]
     if rate is not None:
         argv += ["--rate", f"{max(1, round(rate))}pps"]
     start = time.monotonic()
     proc = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True,
-    )  # fmt: skip
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     deadline = start + duration
     stopped_by = "count"
     try:

@@ -53,10 +53,24 @@ def run_suites(
 ) -> tuple[int, dict[str, Any], str]:
     """``pytest suites`` with ``args``; (exit status, summary.json, the output's tail)."""
     res = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "suites",
-         "--dsr-results", str(tmp), *args],
-        cwd=REPO, capture_output=True, text=True, timeout=1200, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "suites",
+            "--dsr-results",
+            str(tmp),
+            *args,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=env,
+    )
     path = tmp / "summary.json"
     summary = json.loads(path.read_text()) if path.exists() else {"requirements": {}}
     return res.returncode, summary, res.stdout[-4000:]
@@ -77,10 +91,20 @@ def _mutant_param(m: Any) -> Any:
 def test_every_mutant_fails_each_requirement_it_names(mutant: Any, tmp_path: Path) -> None:
     lab, mode = WHERE.get(mutant.name, ("basic", "encap"))
     rc, summary, out = run_suites(
-        tmp_path, "--dsr-mutant", mutant.name, "--dsr-lab", str(REPO / "labs" / f"{lab}.yaml"),
-        "--dsr-mode", mode, "--dsr-level", "MAY", "--dsr-seed", "3",
-        "--dsr-requirement", ",".join(mutant.requirements),
-    )  # fmt: skip
+        tmp_path,
+        "--dsr-mutant",
+        mutant.name,
+        "--dsr-lab",
+        str(REPO / "labs" / f"{lab}.yaml"),
+        "--dsr-mode",
+        mode,
+        "--dsr-level",
+        "MAY",
+        "--dsr-seed",
+        "3",
+        "--dsr-requirement",
+        ",".join(mutant.requirements),
+    )
     got = statuses(summary)
     assert rc == 1, out
     assert {r: got.get(r) for r in mutant.requirements} == dict.fromkeys(
@@ -111,9 +135,15 @@ def test_flood_and_probe_verdicts_alike_without_live_frames(tmp_path: Path) -> N
     env = {**os.environ, DISABLE_ENV: "live-frames"}
     reqs = [r for r in FLOOD_AND_PROBE_REQUIREMENTS if spec.get(r).level == "MUST"]
     rc, summary, out = run_suites(
-        tmp_path, "--dsr-level", "MUST", "--dsr-seed", "2", "--dsr-requirement", ",".join(reqs),
+        tmp_path,
+        "--dsr-level",
+        "MUST",
+        "--dsr-seed",
+        "2",
+        "--dsr-requirement",
+        ",".join(reqs),
         env=env,
-    )  # fmt: skip
+    )
     got = statuses(summary)
     assert rc == 0 and got == dict.fromkeys(reqs, "PASS"), out
     engines = _flood_engines(tmp_path)

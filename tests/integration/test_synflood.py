@@ -107,8 +107,9 @@ def test_trafgen_engine_forced_is_delivered_whole(pair: Pair, repeat: int) -> No
     """The third engine: a new flow per packet counted up by trafgen, or repeated tuples sent
     as prebuilt frames; paced, with the flood's exact shape and valid checksums."""
     need_feature("trafgen")
-    res, got = _flood_into_sink(pair, rate=20_000, count=40_000, duration=10, engine="trafgen",
-                                repeat=repeat)  # fmt: skip
+    res, got = _flood_into_sink(
+        pair, rate=20_000, count=40_000, duration=10, engine="trafgen", repeat=repeat
+    )
     assert res.engine == "trafgen"
     _check_delivered(res, got, 40_000, 20_000)
     assert res.distinct_flows == (repeat or 40_000)
@@ -137,8 +138,16 @@ def test_auto_takes_af_packet_when_the_kernel_refuses_live_frames(
     assert res.fault_window().detail["engine_fallback"] == res.fallback_reason
     _check_delivered(res, got, 20_000, 50_000)
     with pytest.raises(FeatureUnavailableError, match="engine live-frames forced") as e:
-        sf.flood(pair.gen, GEN_IF, dst_mac=pair.sink_mac, vip=VIP, port=PORT, count=1000,
-                 duration=1, engine="live-frames")  # fmt: skip
+        sf.flood(
+            pair.gen,
+            GEN_IF,
+            dst_mac=pair.sink_mac,
+            vip=VIP,
+            port=PORT,
+            count=1000,
+            duration=1,
+            engine="live-frames",
+        )
     assert e.value.feature == "live-frames"
 
 
@@ -152,8 +161,16 @@ def test_auto_falls_back_when_the_peer_cannot_take_live_frames(pair: Pair) -> No
     assert res.packets == 20_000
     assert res.link_tx_packets is not None and res.link_tx_packets >= 20_000
     with pytest.raises(LabError, match="live-frames flood"):
-        sf.flood(pair.gen, GEN_IF, dst_mac=pair.sink_mac, vip=VIP, port=PORT, count=1000,
-                 duration=1, engine="live-frames")  # fmt: skip
+        sf.flood(
+            pair.gen,
+            GEN_IF,
+            dst_mac=pair.sink_mac,
+            vip=VIP,
+            port=PORT,
+            count=1000,
+            duration=1,
+            engine="live-frames",
+        )
 
 
 def test_peer_gro_lets_live_frames_through(pair: Pair) -> None:
@@ -211,8 +228,9 @@ def test_lab_flood_from_the_flood_node_reaches_the_router() -> None:
 
 
 def _flood_the_lab(lab: Lab, engine: sf.EngineChoice) -> None:
-    res = sf.lab_flood(lab, vip=VIP, port=PORT, rate=50_000, count=100_000, duration=10,
-                       engine=engine)  # fmt: skip
+    res = sf.lab_flood(
+        lab, vip=VIP, port=PORT, rate=50_000, count=100_000, duration=10, engine=engine
+    )
     assert res.engine == engine, res.fallback_reason
     assert res.netns == lab.netns("flood") and res.ifname == "dsrc-router"
     assert res.delivered == 100_000

@@ -120,8 +120,13 @@ def test_bench_suites_runs_fail_the_stability_proof_when_verdicts_differ(
         # Every run exits 0, but the third judged SC-4 UNKNOWN where the others passed it
         # (a MAY-level gate would let that through): the proof is about identical verdicts.
         sc4 = "UNKNOWN" if seed == 3 else "PASS"
-        return {"backend": backend, "seed": seed, "seconds": 2.0, "exit": 0,
-                "requirements": {"RW-1": "PASS", "SC-4": sc4}}  # fmt: skip
+        return {
+            "backend": backend,
+            "seed": seed,
+            "seconds": 2.0,
+            "exit": 0,
+            "requirements": {"RW-1": "PASS", "SC-4": sc4},
+        }
 
     monkeypatch.setattr(suites, "time_run", fake)
     code, _, err = run(capsys, "bench", "suites", "--runs", "5")

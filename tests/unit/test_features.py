@@ -27,8 +27,9 @@ def test_the_caps_of_the_refusing_kernel_are_privileged_for_bpf() -> None:
 
 
 def test_eperm_on_live_frames_as_root_names_the_feature_not_root() -> None:
-    err = classify_error(EPERM, "live-frames test run of g", op="test-run-live",
-                         caps=ROOT_NO_SYS_RESOURCE)  # fmt: skip
+    err = classify_error(
+        EPERM, "live-frames test run of g", op="test-run-live", caps=ROOT_NO_SYS_RESOURCE
+    )
     assert type(err) is FeatureUnavailableError
     assert err.feature == "live-frames" and err.errno == EPERM
     assert isinstance(err, BpfError), "callers that fall back on BpfError must catch it"

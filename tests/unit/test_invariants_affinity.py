@@ -336,8 +336,15 @@ def by_address(flows: dict[str, dict[str, int]]) -> Run:
         for server, n in counts.items():
             for _ in range(n):
                 i += 1
-                run.conn(i, 10.0 + i * 1e-3, end_t=11.0 + i * 1e-3, server=server, src=src,
-                         sport=1024 + i, wire=False)  # fmt: skip
+                run.conn(
+                    i,
+                    10.0 + i * 1e-3,
+                    end_t=11.0 + i * 1e-3,
+                    server=server,
+                    src=src,
+                    sport=1024 + i,
+                    wire=False,
+                )
     return run
 
 
