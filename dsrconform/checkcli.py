@@ -151,7 +151,7 @@ def _cmd_steady(args: argparse.Namespace) -> int:
     from dsrconform.runfiles import save_observations, save_verdicts
     from dsrconform.steady import Mix, observe_steady_state
     from dsrconform.target import check_mutant
-    from dsrconform.topology import load_topology
+    from dsrconform.topofile import load_topology
 
     ids, params = _selected(args)
     check_mutant(args.target, args.mutant)  # an unknown target or mutant: before any lab

@@ -234,7 +234,7 @@ def check_requirements(values: Sequence[str]) -> list[str]:
 def check_lab(path: str, modes: Sequence[Mode] | None) -> None:
     """Load the lab file as the run will, in each mode asked for: its ConfigError (file, line,
     field) now rather than as an error in every lab test's setup."""
-    from dsrconform.topology import load_topology
+    from dsrconform.topofile import load_topology
 
     for mode in modes or (None,):
         load_topology(path, mode=mode)

@@ -445,7 +445,7 @@ def synthetic_observations(tap_records: int, *, lab_file: Path = LAB_FILE, seed:
         HistoryHeader,
     )
     from dsrconform.observe.taps import FiveTuple, TapFlow, TapSet
-    from dsrconform.topology import load_topology
+    from dsrconform.topofile import load_topology
 
     t_begin = time.perf_counter()
     rnd = random.Random(seed)

@@ -69,7 +69,7 @@ def _validate(args: argparse.Namespace) -> int:
     """Parse and check FILE as ``lab up`` would before creating anything; create nothing."""
     from collections import Counter
 
-    from dsrconform.topology import load_topology
+    from dsrconform.topofile import load_topology
 
     topo = load_topology(args.file, mode=args.mode)
 

@@ -40,7 +40,8 @@ from dsrconform.errors import ConfigError, LabError
 from dsrconform.lab import registry
 from dsrconform.lab.netns_backend import NetnsBackend
 from dsrconform.target import load_target
-from dsrconform.topology import Mode, Topology, load_topology
+from dsrconform.topofile import load_topology
+from dsrconform.topology import Mode, Topology
 
 BACKENDS = ("netns", "docker")
 

@@ -13,7 +13,7 @@ import pytest
 
 from dsrconform.errors import LabError
 from dsrconform.netns import enter_netns, link_mac, throwaway_netns, veth_pair
-from dsrconform.topology import load_topology
+from dsrconform.topofile import load_topology
 from dsrconform.traffic.crafted import (
     CASE_NAMES,
     CraftedFrames,

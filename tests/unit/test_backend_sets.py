@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from dsrconform.errors import ConfigError
-from dsrconform.topology import Topology, load_topology
+from dsrconform.topofile import load_topology
+from dsrconform.topology import Topology
 
 BASIC = Path(__file__).resolve().parents[2] / "labs" / "basic.yaml"
 ADDR = {"server1": "198.18.20.1", "server2": "198.18.20.2", "server3": "198.18.20.3"}

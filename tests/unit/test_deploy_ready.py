@@ -14,7 +14,7 @@ import pytest
 
 from dsrconform.errors import LabError
 from dsrconform.lab.registry import pid_running
-from dsrconform.topology import load_topology
+from dsrconform.topofile import load_topology
 
 BASIC = Path(__file__).resolve().parents[2] / "labs" / "basic.yaml"
 TRUE = shutil.which("true") or "/bin/true"

@@ -22,7 +22,7 @@ from dsrconform.invariants.verdict import (
     Params,
     resolve_checker,
 )
-from dsrconform.topology import load_topology
+from dsrconform.topofile import load_topology
 from tests.unit.observations_builder import CLIENT, Run, record, tcp
 
 ROOT = Path(__file__).resolve().parents[2]

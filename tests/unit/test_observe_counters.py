@@ -25,7 +25,7 @@ from dsrconform.observe.counters import (
 )
 from dsrconform.observe.taps import CounterSnapshot, load_counters_jsonl
 from dsrconform.target import Deployment
-from dsrconform.topology import load_topology
+from dsrconform.topofile import load_topology
 
 BASIC = Path(__file__).resolve().parents[2] / "labs" / "basic.yaml"
 WAIT = 10.0  # deadline for conditions the sampler thread must reach (it reaches them in ms)

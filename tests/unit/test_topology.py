@@ -10,7 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from dsrconform.errors import ConfigError
-from dsrconform.topology import Node, load_topology
+from dsrconform.topofile import load_topology
+from dsrconform.topology import Node
 
 LABS = Path(__file__).resolve().parents[2] / "labs"
 

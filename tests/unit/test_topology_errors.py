@@ -11,7 +11,7 @@ import pytest
 
 from dsrconform import cli
 from dsrconform.errors import ConfigError
-from dsrconform.topology import (
+from dsrconform.topofile import (
     MAX_ADDRESSES_PER_NODE,
     MAX_ERROR_LINES,
     MAX_FILE_BYTES,

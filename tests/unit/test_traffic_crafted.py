@@ -12,7 +12,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, TCPerror, UDPerror, d
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 
-from dsrconform.topology import load_topology
+from dsrconform.topofile import load_topology
 from dsrconform.traffic import crafted
 from dsrconform.traffic.crafted import (
     CASE_NAMES,

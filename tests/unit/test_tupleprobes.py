@@ -14,7 +14,7 @@ import pytest
 from dsrconform.errors import ConfigError
 from dsrconform.invariants.observations import FaultWindow, LabFacts
 from dsrconform.scenarios import _probed
-from dsrconform.topology import load_topology
+from dsrconform.topofile import load_topology
 from dsrconform.traffic.tupleprobes import probe_net, probing
 from tests.waiting import wait_for
 
