@@ -36,6 +36,12 @@ from dsrconform.observe.counters import CounterCarry
 from dsrconform.topology import Service, Topology
 
 PASS_PROGRAM = "dsrc_pass"
+LAB_CONN_ENTRIES = 65_536
+"""A lab MUX's connection-table size. A SYN flood at SF-1's rate (50,000 packets/s for 10 s, split
+over the MUXes by ECMP) must overflow the table several times, as a flood a production table is
+sized for overflows that one; with the 262,144-entry default only the fastest generator (live
+frames) does, so on a kernel that refuses it a MUX whose flood evicts established flows
+(mutant syn-evicts-established) went unseen. The lab's own flows need a few thousand entries."""
 # BGP timers: a hung MUX is detected in ~3 s, sessions come up in ~1.5 s and retry at once
 # after an error. graceful restart off: else the router keeps a killed MUX's routes for 120 s.
 BIRD_TIMERS = (
@@ -189,6 +195,7 @@ class ReferenceDeployment:
                     "mac": link_mac(self.lab.netns(mux), up.ifname),
                     "next_hop_mac": link_mac(self.lab.netns(router), back.ifname),
                     "mtu": mtu,
+                    "conn_table_size": LAB_CONN_ENTRIES,
                 },
                 "vips": [
                     {

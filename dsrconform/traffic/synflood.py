@@ -20,8 +20,9 @@ first (:mod:`dsrconform.features` probes each; ``engine="auto"`` takes the best 
     (docs/kernel.md, "XDP on veth").
 ``af-packet``
     An ``AF_PACKET`` raw socket with ``PACKET_QDISC_BYPASS``, sending a pool of prebuilt frames
-    (at most :data:`POOL_FRAMES` flows, cycled) with ``sendmmsg(2)`` through ctypes. Slower, but
-    works on any interface whose peer is a plain veth.
+    (:data:`POOL_FRAMES` of them) with ``sendmmsg(2)`` through ctypes; each time the pool has
+    gone out it is rewritten in place as the next flows (:class:`FlowRounds`), so this engine too
+    sends a new flow per packet. Slower, but works on any interface whose peer is a plain veth.
 ``trafgen``
     netsniff-ng's trafgen (:mod:`dsrconform.traffic.trafgen`), one worker, paced with
     ``--rate``: the last resort where neither of the others works.
@@ -77,6 +78,7 @@ import subprocess
 import sys
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, astuple, dataclass
@@ -117,7 +119,7 @@ LIVE_MAX_CHUNK = 1_000_000
 # same CPU take turns: one sends while the other waits.
 LIVE_THREADS = 2
 MMSG_MAX = 1024  # UIO_MAXIOV: messages per sendmmsg call
-POOL_FRAMES = 65_536  # af-packet: distinct flows prebuilt (and cycled)
+POOL_FRAMES = 65_536  # af-packet: frames prebuilt (rewritten as the next flows each round)
 PROBE_FRAMES = 256  # auto: live frames sent to see whether the interface delivers them
 MAX_CALLS = 50_000_000  # bound on send calls, whatever the clock says
 
@@ -251,6 +253,57 @@ def syn_frames(
         pack("!H", out, off + 34, sport)
         pack("!H", out, off + 50, _csum_add(tcp_check, words + sport))
     return bytes(out)
+
+
+class FlowRounds:
+    """Rewrites a pool of :func:`syn_frames` frames (flows ``0 .. size-1``) in place as the next
+    ``size`` flows each time it is called: an AF_PACKET flood longer than its pool still sends a
+    new 5-tuple per packet, as the other engines do. (A flood that cycles a fixed set of flows
+    gets their connection-table entries referenced again, and the kernel's LRU gives referenced
+    entries a second chance: a MUX whose flood evicts established flows went unseen.)
+
+    When the pool spans whole rounds of the source range (``size`` a multiple of its address
+    count) a round only moves every source port up by ``size / addresses``: two table lookups
+    per frame on 16-bit words (~30 ms for 65,536 frames). Otherwise, or when the ports would
+    wrap, the pool is rebuilt (~170 ms)."""
+
+    def __init__(self, template: bytes, net: ipaddress.IPv4Network, size: int, *,
+                 sport_base: int = SPORT_BASE) -> None:  # fmt: skip
+        self.template, self.net, self.size, self.sport_base = template, net, size, sport_base
+        self.first = 0  # the pool's first flow
+        span = net.num_addresses
+        self.step = size // span if size % span == 0 else 0  # source ports per round
+        self._sport: array[int] | None = None
+        self._check: array[int] | None = None
+        if self.step:
+            # Native 16-bit words of big-endian fields: byte-swapped on little-endian hosts.
+            swap = sys.byteorder == "little"
+
+            def be(x: int) -> int:
+                return ((x & 0xFF) << 8) | (x >> 8) if swap else x
+
+            words = range(65536)
+            self._sport = array("H", (be((be(w) + self.step) & 0xFFFF) for w in words))
+            self._check = array("H", (be(_csum_add(be(w), self.step)) for w in words))
+
+    def __call__(self, buf: ctypes.Array[ctypes.c_char]) -> None:
+        self.first += self.size
+        sport_span = 65536 - self.sport_base
+        low = (self.first // self.net.num_addresses) % sport_span  # the round's lowest port
+        if (self._sport is not None and self._check is not None
+                and self.step <= low <= sport_span - self.step):  # fmt: skip
+            # The last round's flows with their ports one step up, none wrapping.
+            words = memoryview(buf).cast("B").cast("H")
+            per = FRAME_LEN // 2
+            for off, table in ((34 // 2, self._sport), (50 // 2, self._check)):
+                field = words[off : self.size * per : per]
+                words[off : self.size * per : per] = array(
+                    "H", map(table.__getitem__, field.tolist())
+                )
+            return
+        frames = syn_frames(self.template, self.net, self.first, self.size,
+                            sport_base=self.sport_base)  # fmt: skip
+        ctypes.memmove(buf, frames, len(frames))
 
 
 def xdp_md(ingress_ifindex: int) -> bytes:
@@ -551,7 +604,11 @@ class PacketSocket:
     """An AF_PACKET socket on ``ifname`` in ``netns`` (qdisc bypassed when the kernel lets it)
     sending a prebuilt pool of frames with sendmmsg(2)."""
 
-    def __init__(self, netns: str, ifname: str, frames: bytes) -> None:
+    def __init__(self, netns: str, ifname: str, frames: bytes,
+                 next_round: Callable[[ctypes.Array[ctypes.c_char]], None] | None = None,
+                 ) -> None:  # fmt: skip
+        """``next_round``: called with the frame buffer each time all of it has been sent and
+        before any frame is sent again (rewriting it in place; None: the same frames again)."""
         from dsrconform.netns import enter_netns
 
         with enter_netns(netns):
@@ -579,6 +636,7 @@ class PacketSocket:
             self._msgs[i].msg_hdr.msg_iov = ctypes.addressof(self._iov[i])
             self._msgs[i].msg_hdr.msg_iovlen = 1
         self._next = 0
+        self._next_round = next_round
 
     def send(self, n: int) -> int:
         """Send up to ``n`` frames (one sendmmsg call, at most MMSG_MAX); returns how many."""
@@ -591,6 +649,8 @@ class PacketSocket:
                 return 0
             raise LabError(f"sendmmsg on AF_PACKET socket: {os.strerror(err)}")
         self._next = (self._next + sent) % self.n
+        if self._next == 0 and sent > 0 and self._next_round is not None:
+            self._next_round(self._buf)  # sendmmsg copied the frames: the buffer is ours again
         return sent
 
     def close(self) -> None:
@@ -786,7 +846,8 @@ def flood(
                     gen.close()
         pool = repeat or min(count, POOL_FRAMES)
         frames = syn_frames(template, net, 0, pool, sport_base=sport_base)
-        sock = PacketSocket(netns, ifname, frames)
+        rounds = None if repeat else FlowRounds(template, net, pool, sport_base=sport_base)
+        sock = PacketSocket(netns, ifname, frames, next_round=rounds)
         try:
             before = link_stats(netns, ifname)
             start = time.monotonic()
@@ -798,7 +859,8 @@ def flood(
             sock.close()
         after = _settled_stats(netns, ifname)
         return _result("af-packet", pacer, start, end, before, after, vip, port, net, netns,
-                       ifname, rate, fallback, min(pool, pacer.sent), stop)  # fmt: skip
+                       ifname, rate, fallback, pacer.sent if rounds else min(pool, pacer.sent),
+                       stop)  # fmt: skip
 
 
 TRAFGEN_POOL = 4096

@@ -90,6 +90,17 @@ def test_af_packet_fallback_forced(pair: Pair) -> None:
     _check_delivered(res, got, 200_000, 100_000)
 
 
+def test_af_packet_past_its_pool_sends_new_flows_with_valid_checksums(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five rounds of a 4,096-frame pool, each rewritten as the next flows: every frame on the
+    wire still has the flood's shape and valid checksums, and every packet is a new flow."""
+    monkeypatch.setattr(sf, "POOL_FRAMES", 4096)
+    res, got = _flood_into_sink(pair, rate=20_000, count=20_480, duration=10, engine="af-packet")
+    _check_delivered(res, got, 20_480, 20_000)
+    assert res.distinct_flows == 20_480
+
+
 @pytest.mark.parametrize("engine", ["live-frames", "af-packet"])
 def test_flat_out_is_bounded_by_the_deadline(pair: Pair, engine: sf.EngineChoice) -> None:
     need_feature(engine)

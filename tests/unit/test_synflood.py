@@ -89,6 +89,37 @@ def test_repeated_flows_come_round_again_from_their_own_port() -> None:
 
 
 @pytest.mark.parametrize(
+    ("net", "size", "sport_base"),
+    [
+        ("198.18.200.0/21", 4096, 1024),  # whole rounds of the range: ports one step up
+        ("198.18.200.0/21", 4096, 65528),  # ... until they wrap: rebuilt
+        ("198.18.200.0/30", 10, 1024),  # not whole rounds: rebuilt every time
+    ],
+)
+def test_af_packet_rounds_rewrite_the_pool_as_the_next_flows(
+    net: str, size: int, sport_base: int
+) -> None:
+    """Each round of the AF_PACKET pool holds the next ``size`` flows, byte for byte the frames
+    :func:`syn_frames` builds for them: a new 5-tuple per packet past the pool."""
+    import ctypes
+
+    space = ipaddress.IPv4Network(net)
+    template = sf.syn_template(DST_MAC, SRC_MAC, "198.19.0.10", 80)
+    buf = ctypes.create_string_buffer(
+        sf.syn_frames(template, space, 0, size, sport_base=sport_base), size * sf.FRAME_LEN
+    )
+    rounds = sf.FlowRounds(template, space, size, sport_base=sport_base)
+    seen: set[tuple[str, int]] = set()
+    for k in range(1, 12):
+        rounds(buf)
+        assert buf.raw == sf.syn_frames(template, space, k * size, size, sport_base=sport_base)
+        frames = [_parse(buf.raw[i * sf.FRAME_LEN : (i + 1) * sf.FRAME_LEN]) for i in range(size)]
+        assert all(f[4] and f[5] for f in frames), "checksums valid after the rewrite"
+        seen.update((f[0], f[1]) for f in frames)
+    assert len(seen) == min(11 * size, space.num_addresses * (65536 - sport_base))
+
+
+@pytest.mark.parametrize(
     ("kw", "match"),
     [
         ({"sport_base": 80}, "source port base"),
