@@ -26,7 +26,7 @@ demo: bootstrap
 # Without one they skip, except under CI (CI=true), where they must run.
 test: bootstrap lint
 	bash scripts/start-dockerd.sh || { [ -z "$$CI" ] && echo "make: no Docker engine: the docker backend's tests will skip"; }
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q --durations=25 tests
 
 lint: bootstrap
 	$(BIN)/ruff check .
