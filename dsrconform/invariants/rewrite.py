@@ -179,7 +179,7 @@ def check_checksums_valid(obs: Observations, p: Params) -> Verdict:
 @checker("RW-3")
 def check_no_server_address_leaks(obs: Observations, p: Params) -> Verdict:
     """No packet toward a client carries a server's address, except in a conversation the client
-    itself opened with that address."""
+    itself opened with that address: the same 5-tuple, begun by the client before the packet."""
     j = Judge("RW-3")
     lab = obs.need_lab()
     servers = {a: n for n in lab.nodes("server") for a in lab.addresses.get(n, [])}
@@ -192,22 +192,32 @@ def check_no_server_address_leaks(obs: Observations, p: Params) -> Verdict:
         expect=lab.nodes("client"),
         covers=lambda t: t.receiver,
     )
-    direct = _client_conversations(obs, lab)
+    opened = _client_openings(obs, lab)
     packets = 0
     for info, recs in taps:
         for rec in recs:
             packets += rec.packets
             leak = _server_address_in(rec, servers)
-            if leak is None or (rec.dst, leak) in direct:
+            if leak is None:
+                continue
+            address, conv = leak
+            began = opened.get(conv)
+            if began is not None and began <= rec.first:
                 continue
             j.violation(
-                f"{leak} ({servers[leak]}'s address) reached client {rec.dst}",
+                f"{address} ({servers[address]}'s address) reached client {rec.dst}"
+                + (
+                    f", {rec.first - began:.3f} s before the client began that conversation"
+                    if began is not None
+                    else ", in no conversation the client began"
+                ),
                 packet=rec.describe(),
                 link=info.describe(),
                 time=rec.first,
                 until=rec.last,
             )
     j.measured["packets_toward_clients"] = packets
+    j.measured["conversations_clients_began"] = len(opened)
     j.thresholds["min_packets"] = p["min_packets"]
     if packets < p["min_packets"]:
         j.incomplete(f"taps saw {packets} packets toward clients ({p['min_packets']:g} needed)")
@@ -217,27 +227,47 @@ def check_no_server_address_leaks(obs: Observations, p: Params) -> Verdict:
     )
 
 
-def _server_address_in(rec: TapFlow, servers: dict[str, str]) -> str | None:
-    if rec.src in servers:
-        return rec.src
-    if rec.inner is not None and rec.inner.src in servers:
-        return rec.inner.src
+Conversation = tuple[int, str, int, str, int]
+"""(protocol, client address, client port, peer address, peer port): a conversation as seen from
+its client's side (ICMP has no ports: 0)."""
+
+TCP_SYN = 0x02
+
+
+def _server_address_in(rec: TapFlow, servers: dict[str, str]) -> tuple[str, Conversation] | None:
+    """The server address a record toward a client carries (as its source, its encapsulated
+    packet's source or in the header an ICMP error quotes) and the conversation it belongs to:
+    an ICMP error's is the one of the header it quotes, else the record's own 5-tuple."""
     emb = rec.embedded
+    found = next(
+        (a for a in (rec.src, rec.inner.src if rec.inner else None) if a in servers), None
+    ) or next((a for a in ((emb.src, emb.dst) if emb else ()) if a in servers), None)
+    if found is None:
+        return None
     if emb is not None:
-        for a in (emb.src, emb.dst):
-            if a in servers:
-                return a
-    return None
+        if emb.src == rec.dst:  # quotes a packet the client sent
+            return found, (emb.proto, emb.src, emb.sport, emb.dst, emb.dport)
+        return found, (emb.proto, emb.dst, emb.dport, emb.src, emb.sport)
+    t = rec.inner if rec.inner is not None and rec.inner.src == found else rec
+    return found, (t.proto, t.dst, t.dport, t.src, t.sport)
 
 
-def _client_conversations(obs: Observations, lab: LabFacts) -> set[tuple[str, str]]:
-    """(client address, destination) pairs clients sent packets to, as taps saw them."""
-    out: set[tuple[str, str]] = set()
+def _client_openings(obs: Observations, lab: LabFacts) -> dict[Conversation, float]:
+    """When a client began each conversation, as taps on the clients' links saw it: the first
+    packet of its record for the 5-tuple, TCP only if that record holds a SYN. (A client's RST
+    answering a stray segment from a server address opens nothing: without the SYN and the
+    time, that RST exempted the very leak it answered.)"""
+    out: dict[Conversation, float] = {}
     if obs.taps is None:
         return out
     for info, recs in obs.taps.items():
-        if lab.role(info.sender) == "client":
-            out.update((r.src, r.dst) for r in recs)
+        if lab.role(info.sender) != "client":
+            continue
+        for r in recs:
+            if r.proto == 6 and not r.tcp_flags & TCP_SYN:
+                continue
+            key = (r.proto, r.src, r.sport, r.dst, r.dport)
+            out[key] = min(r.first, out.get(key, r.first))
     return out
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -202,8 +205,10 @@ def test_rw3_server_address_leak() -> None:
 def test_rw3_direct_conversations_are_not_leaks_and_unknowns() -> None:
     run = healthy()
     run.add(
-        record("client-out", tcp(CLIENT, 33000, SERVER_ADDR["server1"], 22), 5.0, 6.0),
-        record("client-in", tcp(SERVER_ADDR["server1"], 22, CLIENT, 33000), 5.0, 6.0),
+        record(
+            "client-out", tcp(CLIENT, 33000, SERVER_ADDR["server1"], 22), 5.0, 6.0, tcp_flags=0x12
+        ),
+        record("client-in", tcp(SERVER_ADDR["server1"], 22, CLIENT, 33000), 5.001, 6.0),
     )
     assert run_checker(check_no_server_address_leaks, run.obs()).status == Status.PASS
     run.drop_taps("client-in")
@@ -212,6 +217,81 @@ def test_rw3_direct_conversations_are_not_leaks_and_unknowns() -> None:
     no_servers.lab = LAB.model_copy(update={"roles": {"client": "client"}})
     v = run_checker(check_no_server_address_leaks, no_servers.obs())
     assert v.status == Status.UNKNOWN and "servers' addresses" in v.message
+
+
+def _leak_answered(**client: Any) -> Run:
+    """A SYN-ACK from server1's address to client port 40001 at t=5, and the client's record of
+    that 5-tuple back (its kernel's RST, or what ``client`` says)."""
+    run = healthy()
+    s1 = SERVER_ADDR["server1"]
+    kw: dict[str, Any] = {"first": 5.0004, "flags": 0x04, "sport": 40001, "dport": 8080, "dst": s1}
+    kw.update(client)
+    run.add(
+        record("client-in", tcp(s1, 8080, CLIENT, 40001), 5.0, 5.0, tcp_flags=0x12),
+        record(
+            "client-out",
+            tcp(CLIENT, kw["sport"], kw["dst"], kw["dport"]),
+            kw["first"],
+            kw["first"],
+            tcp_flags=kw["flags"],
+        ),
+    )
+    return run
+
+
+@pytest.mark.parametrize(
+    ("client", "why"),
+    [
+        ({}, "in no conversation"),  # its kernel's RST: not an opening (no SYN)
+        ({"flags": 0x02}, "before the client began"),  # a SYN, but after the leak
+        ({"flags": 0x02, "first": 4.0, "sport": 40002}, "in no conversation"),  # another port
+        ({"flags": 0x02, "first": 4.0, "dport": 22}, "in no conversation"),
+        ({"flags": 0x02, "first": 4.0, "dst": SERVER_ADDR["server2"]}, "in no conversation"),
+    ],
+)
+def test_rw3_a_leak_the_client_answers_is_still_a_leak(client: dict[str, Any], why: str) -> None:
+    """Conversations by 5-tuple and time: a leaked server address that the client's kernel
+    answers (an RST), or that shares only addresses with what the client sent, exempts nothing."""
+    v = run_checker(check_no_server_address_leaks, _leak_answered(**client).obs())
+    assert v.status == Status.FAIL, v.message
+    assert "198.18.20.1 (server1's address) reached client" in v.evidence[0].message
+    assert why in v.evidence[0].message
+
+
+def test_rw3_replies_in_conversations_the_client_began_pass() -> None:
+    # The same 5-tuple, begun by the client's SYN before the reply: a direct conversation.
+    v = run_checker(check_no_server_address_leaks, _leak_answered(flags=0x12, first=4.9).obs())
+    assert v.status == Status.PASS, v.message
+    # UDP to a server's port, answered by the server's ICMP port unreachable quoting it; an echo
+    # request answered by the reply (ICMP has no ports).
+    run = healthy()
+    s1 = SERVER_ADDR["server1"]
+    udp = FiveTuple(proto=17, src=CLIENT, dst=s1, sport=20000, dport=8080)
+    run.add(
+        record("client-out", udp, 6.0, 6.0),
+        record(
+            "client-in",
+            FiveTuple(proto=1, src=s1, dst=CLIENT),
+            6.001,
+            6.001,
+            icmp_type=3,
+            icmp_code=3,
+            embedded=udp,
+        ),
+        record(
+            "client-out", FiveTuple(proto=1, src=CLIENT, dst=s1), 7.0, 7.0, icmp_type=8, icmp_code=0
+        ),
+        record(
+            "client-in",
+            FiveTuple(proto=1, src=s1, dst=CLIENT),
+            7.001,
+            7.001,
+            icmp_type=0,
+            icmp_code=0,
+        ),
+    )
+    v = run_checker(check_no_server_address_leaks, run.obs())
+    assert v.status == Status.PASS, v.message
 
 
 # --- RW-5 --------------------------------------------------------------------------------------
