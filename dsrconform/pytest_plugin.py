@@ -18,7 +18,11 @@ What it adds to every pytest run in an environment where dsrconform is installed
   ``DIR/verdicts.jsonl`` (one verdict a line, appended as tests end, by every xdist worker)
   and ``DIR/summary.json`` (written once, by the controller: see :func:`summarize`);
 - progress while a lab comes up or a scenario runs (:class:`Progress`): a line per phase with
-  the seconds elapsed, and on a terminal one every few seconds in between.
+  the seconds elapsed, and on a terminal one every few seconds in between;
+- the marker ``@pytest.mark.dsr_every_mode``: without ``--dsr-mode``, lab tests run in the lab
+  file's rewrite mode, and tests so marked (the steady suite: RW, DP, AF, what a mode changes)
+  also in every other mode the target supports and the lab file can run
+  (:func:`platforms_of`).
 
 The module imports nothing heavy (the catalogue's levels and what ``dsrconform run`` shares with
 it, light modules): lab, target and checker modules load inside hooks, only when used.
@@ -36,7 +40,7 @@ from contextlib import ExitStack, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -58,6 +62,9 @@ from dsrconform.runopts import (
 )
 from dsrconform.spec import LEVELS
 
+if TYPE_CHECKING:
+    from dsrconform.topology import Mode
+
 GROUP = "dsrconform"
 OPT_LAB = "--dsr-lab"
 OPT_BACKEND = "--dsr-backend"
@@ -71,6 +78,7 @@ OPT_MUTANT = "--dsr-mutant"
 OPT_REQUIREMENT = "--dsr-requirement"
 
 MARKER = "requirement"
+EVERY_MODE_MARKER = "dsr_every_mode"
 
 SEED_KEY = pytest.StashKey[int]()
 VERDICTS_KEY = pytest.StashKey[list[Any]]()
@@ -183,6 +191,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         f"{MARKER}(*ids): the dsrconform requirement IDs (e.g. 'RW-1') this test checks",
     )
+    config.addinivalue_line(
+        "markers",
+        f"{EVERY_MODE_MARKER}: without {OPT_MODE}, also run this lab test in every other "
+        "rewrite mode the target supports and the lab file can run",
+    )
     seed = config.getoption(_dest(OPT_SEED))
     config.stash[SEED_KEY] = seed if seed is not None else random.SystemRandom().randrange(2**32)
     config.stash[RUN_KEY] = record = _RunRecord()
@@ -208,7 +221,8 @@ def pytest_report_header(config: pytest.Config) -> str:
     given = config.getoption(_dest(OPT_SEED)) is not None
     how = "given" if given else f"random; replay with {OPT_SEED} {seed}"
     backends = ",".join(config.getoption(_dest(OPT_BACKEND)))
-    modes = ",".join(config.getoption(_dest(OPT_MODE)) or ("the lab file's",))
+    asked = config.getoption(_dest(OPT_MODE))
+    modes = ",".join(asked) if asked else "the lab file's (steady suite: every mode of the target)"
     return (
         f"dsrconform: target={config.getoption(_dest(OPT_TARGET))} backend={backends} "
         f"mode={modes} seed={seed} ({how})"
@@ -267,10 +281,59 @@ Platform = tuple[str, str | None]
 """Where a lab test runs: (backend, rewrite mode or None for the lab file's)."""
 
 
+PLATFORMS_KEY = pytest.StashKey[tuple[list[Platform], list[Platform]]]()
+
+
+def platforms_of(config: pytest.Config) -> tuple[list[Platform], list[Platform]]:
+    """(every lab test's platforms, the extra ones of tests marked ``dsr_every_mode``): each
+    backend of ``--dsr-backend`` times each mode of ``--dsr-mode``, with no extra ones. Without
+    ``--dsr-mode``: the lab file's mode, and for marked tests every other mode the target
+    (``--dsr-target``) lists in its ``modes`` that the lab file loads in (a gateway-nat run
+    needs a gateway node); when there are such modes, the lab file's is named rather than
+    ``None``, so results and test ids say which mode each run was. Computed once per run."""
+    if PLATFORMS_KEY in config.stash:
+        return config.stash[PLATFORMS_KEY]
+    backends = config.getoption(_dest(OPT_BACKEND))
+    asked: tuple[str | None, ...] | None = config.getoption(_dest(OPT_MODE))
+    extra_modes: list[Mode] = []
+    if asked is None:
+        own, extra_modes = _other_modes(config)
+        asked = (own,) if extra_modes else (None,)
+    base = [(b, m) for b in backends for m in asked]
+    out = (base, [(b, m) for b in backends for m in extra_modes])
+    config.stash[PLATFORMS_KEY] = out
+    return out
+
+
+def _other_modes(config: pytest.Config) -> tuple[Mode | None, list[Mode]]:
+    """(the lab file's mode, the target's other modes the lab file loads in); (None, []) when
+    the lab file does not load (the lab fixture reports why) or the target is unknown."""
+    from dsrconform.errors import ConfigError
+    from dsrconform.target import load_target
+    from dsrconform.topofile import load_topology
+
+    path = _lab_path(config)
+    try:
+        own = load_topology(path).mode
+        supported = load_target(config.getoption(_dest(OPT_TARGET))).modes
+    except (ConfigError, OSError):
+        return None, []
+    others = []
+    for mode in supported:
+        if mode == own:
+            continue
+        try:
+            load_topology(path, mode=mode)
+        except ConfigError:
+            continue  # this lab cannot run in that mode (e.g. gateway-nat without a gateway)
+        others.append(mode)
+    return own, others
+
+
 def platforms(config: pytest.Config) -> list[Platform]:
-    """Every (backend, mode) the run asks for (``--dsr-backend`` x ``--dsr-mode``)."""
-    modes: tuple[str | None, ...] = config.getoption(_dest(OPT_MODE)) or (None,)
-    return [(b, m) for b in config.getoption(_dest(OPT_BACKEND)) for m in modes]
+    """Every (backend, mode) the run's lab tests use, the extra modes' last."""
+    base, extra = platforms_of(config)
+    return base + extra
 
 
 def _platform_id(p: Platform) -> str:
@@ -278,15 +341,18 @@ def _platform_id(p: Platform) -> str:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Every test that needs the lab runs once per (backend, mode) asked for, when more than
-    one is (ids like ``[netns-server-nat-...]``; with one, test ids stay as they are). The
-    parameter is session-scoped, so pytest groups the tests by it: one lab is up at a time."""
+    """Every test that needs the lab runs once per (backend, mode) it is to run on, when the run
+    has more than one (ids like ``[netns-server-nat-...]``; with one, test ids stay as they
+    are). The parameter is session-scoped, so pytest groups the tests by it: one lab is up at a
+    time."""
     if "dsr_platform" not in metafunc.fixturenames:
         return
-    combos = platforms(metafunc.config)
-    if len(combos) > 1:
-        metafunc.parametrize("dsr_platform", combos, indirect=True, scope="session",
-                             ids=[_platform_id(c) for c in combos])  # fmt: skip
+    base, extra = platforms_of(metafunc.config)
+    if len(base) + len(extra) > 1:
+        every = metafunc.definition.get_closest_marker(EVERY_MODE_MARKER) is not None
+        combos = base + extra if every else base
+        ids = [_platform_id(c) for c in combos]
+        metafunc.parametrize("dsr_platform", combos, indirect=True, scope="session", ids=ids)
 
 
 @pytest.fixture(scope="session")

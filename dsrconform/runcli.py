@@ -303,7 +303,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--backend", type=choice_list(BACKENDS), default=None, metavar="NAME[,NAME]",
                    help="netns or docker, or both (default: netns)")  # fmt: skip
     p.add_argument("--mode", type=choice_list(MODES), default=None, metavar="MODE[,MODE...]",
-                   help="rewrite mode(s) (default: the lab file's)")  # fmt: skip
+                   help="rewrite mode(s) of every suite (default: the lab file's, and the "
+                        "steady suite also in the target's other modes)")  # fmt: skip
     p.add_argument("--seed", type=parse_seed, default=None, metavar="N",
                    help="seed of every random choice (default: random, shown)")  # fmt: skip
     p.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR",

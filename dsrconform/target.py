@@ -6,6 +6,8 @@ mutants. The protocol grows with the lab issue (deploy, backends, MUX failure); 
 what the first brick needs: the mutant catalogue and a MUX the benchmark can attach.
 
 Contracts:
+- ``modes`` are the rewrite modes (:data:`dsrconform.topology.MODES`) the target can deploy:
+  without ``--dsr-mode``, a run covers each (the steady suite in every one the lab file allows).
 - ``mutants()`` lists the deliberate bugs the target can be built with; ``load_target(name,
   mutant=M)`` gives a target that runs M everywhere it would run the correct stack.
 - ``mux_for_bench(...)`` is a context manager that attaches the target's MUX data plane to
@@ -25,9 +27,12 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from dsrconform.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dsrconform.topology import Mode
 
 ENTRY_POINT_GROUP = "dsrconform.targets"
 
@@ -64,6 +69,8 @@ class Target(Protocol):
 
     name: str
     mutant: str | None
+    modes: tuple[Mode, ...]
+    """The rewrite modes this target can deploy (a lab's ``mode``)."""
 
     def mutants(self) -> Sequence[MutantInfo]: ...
 

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from dsrconform.target import BenchVip, MutantInfo
+from dsrconform.topology import MODES
 from reference_impl import mutants as _mutants
 
 
@@ -20,6 +21,7 @@ class ReferenceTarget:
     """The reference DSR stack (XDP MUX, tc agents, egress gateway), optionally as a mutant."""
 
     name = "reference"
+    modes = MODES  # encapsulation, server-side NAT and the egress gateway's NAT: all of them
 
     def __init__(self, mutant: str | None = None) -> None:
         _mutants.get(mutant)  # ConfigError naming the known mutants

@@ -3,6 +3,10 @@
 One run of the traffic mix (streams, short connections, uploads, UDP flows, ICMP errors about
 live streams) with taps on every link (``dsr_steady``, once per session), then one test per
 requirement, each citing it: a FAIL shows the evidence, an UNKNOWN says what was missing.
+
+A rewrite mode changes what these requirements judge, so without ``--dsr-mode`` they run in
+the lab file's mode and again in every other mode the target supports and the lab file allows
+(``dsr_every_mode``); the fault suites run in the lab file's mode.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from typing import Any
 import pytest
 
 from dsrconform import spec
+
+pytestmark = pytest.mark.dsr_every_mode
 
 STEADY = [r.id for r in spec.REQUIREMENTS if r.family in ("RW", "DP", "AF")]
 

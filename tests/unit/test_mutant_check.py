@@ -21,6 +21,7 @@ class LenientTarget:
     """A target whose constructor takes any mutant name (nothing obliges a target to check)."""
 
     name = "lenient"
+    modes = ("encap",)
 
     def __init__(self, mutant: str | None = None) -> None:
         self.mutant = mutant

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+# Imported once, here: pytester's in-process runs drop the modules a run imported, and PyYAML
+# imported again around its C extension (loaded once per process) leaves nodes untagged.
+import dsrconform.topofile  # noqa: F401
 from dsrconform import features
 from dsrconform import pytest_plugin as plugin
 
@@ -31,7 +35,10 @@ def test_header_shows_given_seed_and_fixture_sees_it(pytester: pytest.Pytester) 
     pytester.makepyfile("def test_seed(dsr_seed):\n    assert dsr_seed == 1234\n")
     result = pytester.runpytest("--dsr-seed", "1234", "--dsr-target", "acme")
     result.stdout.fnmatch_lines(
-        ["dsrconform: target=acme backend=netns mode=the lab file's seed=1234 (given)"]
+        [
+            "dsrconform: target=acme backend=netns mode=the lab file's (steady suite: every mode "
+            "of the target) seed=1234 (given)"
+        ]
     )
     result.assert_outcomes(passed=1)
 
@@ -69,6 +76,57 @@ def test_lab_tests_run_once_per_backend_and_mode_asked_for(pytester: pytest.Pyte
     one = pytester.runpytest("-v", "--dsr-mode", "gateway-nat")
     one.assert_outcomes(failed=1, passed=3)  # test_zz_last counts 8
     one.stdout.fnmatch_lines(["*::test_a PASSED*"])  # one platform: ids unchanged
+
+
+EVERY_MODE_TESTS = """
+    import pytest
+
+    SEEN = []
+
+    @pytest.mark.dsr_every_mode
+    def test_steady(dsr_platform):
+        SEEN.append(("steady", dsr_platform))
+
+    def test_fault(dsr_platform):
+        SEEN.append(("fault", dsr_platform))
+
+    def test_zz_last():
+        print("SEEN", sorted(SEEN))
+"""
+
+
+@pytest.mark.parametrize(
+    ("drop_gateway", "modes"),
+    [(False, ["encap", "gateway-nat", "server-nat"]), (True, ["encap", "server-nat"])],
+)
+def test_without_a_mode_marked_tests_run_in_every_mode_the_target_and_lab_allow(
+    pytester: pytest.Pytester, drop_gateway: bool, modes: list[str]
+) -> None:
+    """The default run covers every rewrite mode of the target (the reference: three) that the
+    lab file can run (gateway-nat needs a gateway node): marked tests in each, the others in
+    the lab file's mode only, named."""
+    lab = (Path(__file__).resolve().parents[2] / "labs" / "basic.yaml").read_text()
+    if drop_gateway:
+        for line in (
+            "  gw: {role: gateway}\n",
+            ",\n              gw: 198.18.20.253/24",
+            "  - {ends: {gw: 198.18.30.1/30, router: 198.18.30.2/30}}\n",
+        ):
+            assert line in lab
+            lab = lab.replace(line, "")
+    (pytester.path / "lab.yaml").write_text(lab)
+    pytester.makepyfile(EVERY_MODE_TESTS)
+    result = pytester.runpytest("-s", "-v", "--dsr-lab", str(pytester.path / "lab.yaml"))
+    result.assert_outcomes(passed=len(modes) + 2)
+    want = sorted([("fault", ("netns", "encap"))] + [("steady", ("netns", m)) for m in modes])
+    assert f"SEEN {want}" in result.stdout.str()
+    result.stdout.fnmatch_lines(["*test_steady?netns-server-nat? PASSED*"])
+    # Asked for modes: exactly those, for every test.
+    one = pytester.runpytest(
+        "-s", "-v", "--dsr-lab", str(pytester.path / "lab.yaml"), "--dsr-mode", "server-nat"
+    )
+    want = [("fault", ("netns", "server-nat")), ("steady", ("netns", "server-nat"))]
+    assert f"SEEN {want}" in one.stdout.str()
 
 
 @pytest.mark.parametrize(
