@@ -29,6 +29,7 @@ import pytest
 
 from dsrconform import spec
 from dsrconform.target import load_target
+from dsrconform.topology import MODES
 from tests.markers import requires_root
 
 pytestmark = requires_root
@@ -118,6 +119,11 @@ def test_the_correct_stack_passes_every_must(tmp_path: Path) -> None:
     got = statuses(summary)
     assert rc == 0 and set(got.values()) == {"PASS"}, out
     assert set(got) == must, f"judged {sorted(got)}"
+    # As `dsrconform run` does: the steady suite in every mode of the target, the rest in one.
+    tests = [t["test"] for t in summary["requirements"]["RW-1"]["tests"]]
+    for mode in MODES:
+        assert any(f"netns-{mode}" in t for t in tests), f"RW-1 not judged in {mode}: {tests}"
+    assert all("netns-encap" in t["test"] for t in summary["requirements"]["SF-1"]["tests"])
 
 
 FLOOD_AND_PROBE_REQUIREMENTS = ("SF-1", "SF-2", "SF-4", "SC-2", "SC-4")
