@@ -220,6 +220,19 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         f"{_RW}:check_icmp_errors_reach_flow_server",
     ),
     _Q(
+        "RW-8",
+        "RW",
+        "MUST",
+        "Encapsulation keeps the client's DSCP, and its ECN field follows RFC 6040.",
+        "Taps on the MUXes' sending side: no encapsulated packet whose outer DSCP differs from "
+        "its inner header's, or whose outer ECN field is neither the inner one's (normal mode) "
+        "nor Not-ECT (compatibility mode); no encapsulated flow carrying a DSCP or an ECN "
+        "codepoint its client's packets did not (but CE on an ECN-capable flow); at least N "
+        "encapsulated packets with a DSCP mark and N ECN-capable ones seen.",
+        f"{_RW}:check_marks_kept",
+        (_n("min_packets", "N", 1, "marked and ECN-capable encapsulated packets needed"),),
+    ),
+    _Q(
         "DP-1",
         "DP",
         "MUST",

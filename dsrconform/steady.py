@@ -38,6 +38,7 @@ from dsrconform.observe.counters import snapshot
 from dsrconform.observe.history import History, load_history
 from dsrconform.observe.labtaps import LabTaps
 from dsrconform.topology import Service, Topology
+from dsrconform.traffic.common import Mark
 
 __all__ = ["Mix", "SteadyRun", "observe_steady_state"]
 
@@ -47,6 +48,18 @@ PTB_MTU = 1400
 """Next-hop MTU the fragmentation-needed errors announce (above any TCP minimum)."""
 MARGIN = 30.0
 """Seconds beyond a generator's own deadline before the run gives up on it."""
+
+
+HEADER_MARKS: tuple[Mark, ...] = (
+    (0, 64),
+    (10 << 2 | 2, 64),  # AF11, ECT(0)
+    (46 << 2 | 1, 255),  # EF, ECT(1)
+    (34 << 2, 32),  # AF41, Not-ECT
+    (8 << 2 | 3, 128),  # CS1, CE (marked upstream)
+)
+"""Real clients are not uniform: DSCP marks, ECN codepoints and initial TTLs vary per
+connection (TCP keeps the DSCP; its ECN bits are the kernel's: ECT(0) once ECN is negotiated,
+which the lab's clients ask for). RW-8 needs marked and ECN-capable packets to decide."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,8 @@ class Mix:
     """ICMP errors about live streams (cycling through ICMP_KINDS), each about another stream."""
     deadline: float = 60.0
     """Seconds each generator may run at most."""
+    marks: tuple[Mark, ...] = HEADER_MARKS
+    """(TOS, TTL) the connections and UDP flows of each generator cycle through."""
 
 
 @dataclass
@@ -118,6 +133,7 @@ def _jobs(topo: Topology, python: str, mix: Mix,
             f"lab {topo.name}: a steady-state run needs a client node with traffic and a service"
         )
     jobs: list[_Job] = []
+    marks = ["--marks", ",".join(f"{t}:{ttl}" for t, ttl in mix.marks)] if mix.marks else []
     for ci, client in enumerate(clients):
         src = ",".join(_sources(topo, client))
         seed = mix.seed * 7919 + ci
@@ -126,7 +142,7 @@ def _jobs(topo: Topology, python: str, mix: Mix,
                 client: str = client, src: str = src, seed: int = seed) -> None:  # fmt: skip
             argv = [python, "-m", f"dsrconform.traffic.{module}", "--vip", svc.vip,
                     "--port", str(svc.port), "--sources", src, "--seed", str(seed),
-                    *map(str, args), "--out", "-"]  # fmt: skip
+                    *map(str, args), *marks, "--out", "-"]  # fmt: skip
             jobs.append(_Job(f"{client}-{name}-{svc.name}", client, argv))
 
         for svc in tcp:

@@ -61,6 +61,16 @@ CATALOGUE: tuple[Mutant, ...] = (
         caught_by=(f"{_MUX}:check_encap_matches_model",),
     ),
     Mutant(
+        "outer-tos-zero",
+        "mux",
+        "The outer IPv4 header is built with TOS 0: the client's DSCP does not reach the tunnel "
+        "(QoS along the path to the servers sees every packet as best effort). Clients that all "
+        "send TOS 0 never show it; marked traffic does (RW-8).",
+        ("RW-8",),
+        defines={"MUTANT_OUTER_TOS_ZERO": 1},
+        caught_by=(f"{_MUX}:check_encap_keeps_marks",),
+    ),
+    Mutant(
         "modulo-hash",
         "mux",
         "Backend = hash mod N over the VIP's backend list instead of the Maglev table: any change "

@@ -445,6 +445,7 @@ def synthetic_observations(tap_records: int, *, lab_file: Path = LAB_FILE, seed:
         HistoryHeader,
     )
     from dsrconform.observe.taps import FiveTuple, TapFlow, TapSet
+    from dsrconform.steady import HEADER_MARKS
     from dsrconform.topofile import load_topology
 
     t_begin = time.perf_counter()
@@ -492,13 +493,18 @@ def synthetic_observations(tap_records: int, *, lab_file: Path = LAB_FILE, seed:
         fp, fb = (5, 300) if udp else (12, 900)
         rp, rb = (5, 200) if udp else (40, 60_000)
         ff, rf = (0, 0) if udp else (0x1B, 0x1B)
+        # The steady mix's header marks, per flow in turn: TCP's ECN is the kernel's (Not-ECT
+        # on the handshake, ECT(0) on the data), a UDP flow's the mark's own.
+        tos = HEADER_MARKS[i % len(HEADER_MARKS)][0]
+        marks = {"dscp_seen": 1 << (tos >> 2), "ecn_seen": 1 << (tos & 3) if udp else 1 | 1 << 2}
+        plain = {"dscp_seen": 1, "ecn_seen": 1}
         recs += [
-            rec(f"{client}-out", fwd, t0, t1, fp, fb, ff),
-            rec(f"{mux}-in", fwd, t0, t1, fp, fb, ff),
-            rec(f"{mux}-out", outer, t0, t1, fp, fb + 20 * fp, ff, inner=fwd),
-            rec(f"{server}-in", outer, t0, t1, fp, fb + 20 * fp, ff, inner=fwd),
-            rec(f"{server}-out", rev, t0, t1, rp, rb, rf),
-            rec(f"{client}-in", rev, t0, t1, rp, rb, rf),
+            rec(f"{client}-out", fwd, t0, t1, fp, fb, ff, **marks),
+            rec(f"{mux}-in", fwd, t0, t1, fp, fb, ff, **marks),
+            rec(f"{mux}-out", outer, t0, t1, fp, fb + 20 * fp, ff, inner=fwd, **marks),
+            rec(f"{server}-in", outer, t0, t1, fp, fb + 20 * fp, ff, inner=fwd, **marks),
+            rec(f"{server}-out", rev, t0, t1, rp, rb, rf, **plain),
+            rec(f"{client}-in", rev, t0, t1, rp, rb, rf, **plain),
         ]
         if i % 500 == 250 and not udp:
             # The router says the reply was too big (or unreachable): the error goes to the VIP,

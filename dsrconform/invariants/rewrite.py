@@ -16,6 +16,7 @@ from dsrconform.invariants.observations import (
     Observations,
     Role,
     Sighting,
+    from_role,
     sightings,
     toward_role,
 )
@@ -269,6 +270,97 @@ def _client_openings(obs: Observations, lab: LabFacts) -> dict[Conversation, flo
             key = (r.proto, r.src, r.sport, r.dst, r.dport)
             out[key] = min(r.first, out.get(key, r.first))
     return out
+
+
+ECN_NAMES = ("Not-ECT", "ECT(1)", "ECT(0)", "CE")
+_CE, _ECT = 1 << 3, (1 << 1) | (1 << 2)
+
+
+def _dscps(bits: int) -> str:
+    return ", ".join(str(d) for d in range(64) if bits >> d & 1) or "none"
+
+
+def _ecns(bits: int) -> str:
+    return ", ".join(n for e, n in enumerate(ECN_NAMES) if bits >> e & 1) or "none"
+
+
+@checker("RW-8")
+def check_marks_kept(obs: Observations, p: Params) -> Verdict:
+    """Encapsulation keeps the client's DSCP in the outer header and sets its ECN field as RFC
+    6040 allows; the encapsulated header keeps the DSCP and ECN the client sent."""
+    j = Judge("RW-8")
+    lab = obs.need_lab()
+    taps = obs.need_taps(
+        j, "from a MUX", from_role(lab, "mux"), expect=lab.nodes("mux"), covers=lambda t: t.sender
+    )
+    sent: dict[tuple[int, str, int, str, int], tuple[int, int]] = {}
+    if obs.taps is not None:
+        for info, recs in obs.taps.items():
+            if lab.role(info.sender) != "client":
+                continue
+            for r in recs:
+                key = (r.proto, r.src, r.sport, r.dst, r.dport)
+                d, e = sent.get(key, (0, 0))
+                sent[key] = (d | r.dscp_seen, e | r.ecn_seen)
+    encapsulated = with_marks = marked = ecn_capable = 0
+    for info, recs in taps:
+        for r in recs:
+            inner = r.inner
+            if inner is None:
+                continue
+            encapsulated += r.packets
+            if not r.dscp_seen:  # a tap that did not keep the marks (an older recording)
+                continue
+            with_marks += 1
+            if r.dscp_seen & ~1:
+                marked += r.packets
+            if r.ecn_seen & (_ECT | _CE):
+                ecn_capable += r.packets
+            where = {"packet": r.describe(), "link": info.describe(), "time": r.first,
+                     "until": r.last}  # fmt: skip
+            if r.dscp_changed:
+                j.violation(
+                    f"{r.dscp_changed} of {r.packets} encapsulated packets carried an outer DSCP "
+                    f"other than their own (inner DSCP {_dscps(r.dscp_seen)})",
+                    **where,
+                )
+            if r.ecn_bad:
+                j.violation(
+                    f"{r.ecn_bad} of {r.packets} encapsulated packets carried an outer ECN field "
+                    "that is neither the inner one's nor Not-ECT (RFC 6040, section 4.1)",
+                    **where,
+                )
+            client = sent.get((inner.proto, inner.src, inner.sport, inner.dst, inner.dport))
+            if client is None:
+                continue
+            dscp, ecn = client
+            extra_dscp = r.dscp_seen & ~dscp
+            # CE is a router's mark on an ECN-capable packet; anything else is a rewrite.
+            extra_ecn = r.ecn_seen & ~ecn & ~(_CE if ecn & _ECT else 0)
+            if extra_dscp or extra_ecn:
+                j.violation(
+                    f"the encapsulated packets carried DSCP {_dscps(r.dscp_seen)} and ECN "
+                    f"{_ecns(r.ecn_seen)}; the client sent DSCP {_dscps(dscp)} and ECN "
+                    f"{_ecns(ecn)}",
+                    **where,
+                )
+    if encapsulated and not with_marks:
+        raise MissingData("DSCP and ECN in the taps' records (a recording made without them)")
+    j.measured.update(
+        encapsulated_packets=encapsulated, marked_packets=marked, ecn_capable_packets=ecn_capable
+    )
+    j.thresholds["min_packets"] = p["min_packets"]
+    for what, n in (("with a DSCP mark", marked), ("ECN-capable", ecn_capable)):
+        if n < p["min_packets"]:
+            j.incomplete(
+                f"the MUXes encapsulated {n} packets {what} ({p['min_packets']:g} needed): the "
+                "traffic did not carry them"
+            )
+    return j.verdict(
+        passed=f"{marked} marked and {ecn_capable} ECN-capable encapsulated packets kept the "
+        "client's DSCP and ECN, outer headers as RFC 6040 allows",
+        failed=f"{j.violations} encapsulated records changed the client's DSCP or ECN",
+    )
 
 
 @checker("RW-5")

@@ -40,6 +40,9 @@ _ALL_NODES = {
     "net/ipv4/conf/default/ignore_routes_with_linkdown": "1",
 }
 _FORWARDING = {"net/ipv4/ip_forward": "1"}
+# Clients ask for ECN on every TCP connection (RFC 3168), as many real clients do: the stack
+# under test then carries ECN-capable TCP, whose marks RW-8 follows through encapsulation.
+_CLIENTS = {"net/ipv4/tcp_ecn": "1"}
 # ECMP on the 5-tuple read from each packet, as a border router hashes it: a 5-tuple always
 # reaches the same MUX. Policy 1 ("L4") is not that: it takes the hash already on the packet,
 # which a sender's TCP socket sets from its random per-socket txhash (re-drawn on timeouts), so
@@ -159,6 +162,8 @@ class NetnsBackend:
                         set_sysctls(_FORWARDING)
                     if spec.role == "router":
                         set_sysctls(_ROUTER)
+                    if spec.role == "client":
+                        set_sysctls(_CLIENTS)
                 lo = ipr[node].link_lookup(ifname="lo")[0]
                 ipr[node].link("set", index=lo, state="up")
             self._links(topo, ipr)

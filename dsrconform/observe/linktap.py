@@ -46,7 +46,7 @@ DEFAULT_MAX_FLOWS = 262144
 the suites (the router's server segment in the ``scale`` scenario) holds ~44,000."""
 _TUPLE = "4s4s2s2sBB2x"  # struct tap_tuple (ports in network order)
 _KEY = struct.Struct("=" + _TUPLE * 3 + "BBBxI")  # struct tap_key: 3 tuples, ICMP, period
-_VAL = struct.Struct("=11Q")  # struct tap_val
+_VAL = struct.Struct("=15Q")  # struct tap_val
 _META = ("packets", "non_ipv4", "overflow", "truncated")  # TAP_* slots
 DIRECTIONS = ("ingress", "egress")
 
@@ -87,6 +87,10 @@ class TapFlow:
     rst: int
     l4_checked: int  # packets whose L4 checksum was verified: ingress only (egress may be partial)
     fragments: int = 0  # packets that were fragments (outer or encapsulated)
+    dscp_seen: int = 0  # bitmap: bit d set if the innermost header carried DSCP d
+    ecn_seen: int = 0  # bitmap: bit e set if it carried ECN codepoint e (0-3)
+    dscp_changed: int = 0  # IPIP packets whose outer DSCP was not the inner one's
+    ecn_bad: int = 0  # IPIP packets whose outer ECN was neither the inner's nor Not-ECT
     inner: Tuple5 | None = None  # the IPIP payload's 5-tuple
     icmp: tuple[int, int] | None = None  # ICMP type and code
     embedded: Tuple5 | None = None  # the 5-tuple an ICMP error quotes
@@ -210,20 +214,26 @@ def _merged(fields: tuple[Any, ...], periods: list[tuple[int, tuple[int, ...]]])
     inner, has_inner = _tuple(fields[6:12])
     embedded, has_embedded = _tuple(fields[12:18])
     icmp_type, icmp_code, is_icmp = fields[18:21]
-    total = [0] * 9  # packets, bytes, bad_l3, bad_l4, syn, fin, rst, checked, fragments
+    total = [0] * 11  # packets, bytes, bad_l3, bad_l4, syn, fin, rst, checked, fragments, ...
+    dscp = ecn = 0
     spans: list[Span] = []
-    for _, (pk, by, first, last, b3, b4, syn, fin, rst, chk, frag) in sorted(periods):
+    for _, counts in sorted(periods):
+        pk, by, first, last, b3, b4, syn, fin, rst, chk, frag, dseen, eseen, dchg, ebad = counts
         first = first or last
         last = max(last, first)
         b3, chk = min(b3, pk), min(chk, pk)
         b4 = min(b4, chk)
-        for i, n in enumerate((pk, by, b3, b4, syn, fin, rst, chk, frag)):
+        dchg, ebad = min(dchg, pk), min(ebad, pk)
+        for i, n in enumerate((pk, by, b3, b4, syn, fin, rst, chk, frag, dchg, ebad)):
             total[i] += n
+        dscp |= dseen
+        ecn |= eseen
         spans.append((first, last, pk))
-    pk, by, b3, b4, syn, fin, rst, chk, frag = total
+    pk, by, b3, b4, syn, fin, rst, chk, frag, dchg, ebad = total
     return TapFlow(
         src, dst, sport, dport, proto, DIRECTIONS[d & 1], pk, by,
         min(s[0] for s in spans), max(s[1] for s in spans), b3, b4, syn, fin, rst, chk, frag,
+        dscp, ecn, dchg, ebad,
         inner if has_inner else None, (icmp_type, icmp_code) if is_icmp else None,
         embedded if has_embedded else None, tuple(spans) if len(spans) > 1 else (),
     )  # fmt: skip
@@ -264,6 +274,8 @@ def to_records(
                 l3_valid=f.packets - f.bad_l3, l3_invalid=f.bad_l3,
                 l4_valid=f.l4_checked - f.bad_l4, l4_invalid=f.bad_l4,
                 l4_unchecked=f.packets - f.l4_checked, tcp_flags=flags,
+                dscp_seen=f.dscp_seen, ecn_seen=f.ecn_seen, dscp_changed=f.dscp_changed,
+                ecn_bad=f.ecn_bad,
                 spans=tuple(t.TapSpan(first=a / 1e9, last=b / 1e9, packets=n)
                             for a, b, n in f.spans) or None,
             ))  # fmt: skip

@@ -175,6 +175,14 @@ class TapFlow(_Record):
     """OR of the TCP flags of every packet (of the innermost TCP header)."""
     fragments: Count = 0
     """Packets that were IPv4 fragments (MF set or a non-zero offset)."""
+    dscp_seen: Annotated[int, Field(ge=0, lt=2**64)] = 0
+    """Bitmap: bit d set when the innermost IPv4 header of a packet carried DSCP d."""
+    ecn_seen: Annotated[int, Field(ge=0, le=15)] = 0
+    """Bitmap: bit e set when it carried ECN codepoint e (0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE)."""
+    dscp_changed: Count = 0
+    """Encapsulated packets whose outer DSCP was not the inner header's."""
+    ecn_bad: Count = 0
+    """Encapsulated packets whose outer ECN field was neither the inner's nor Not-ECT."""
     spans: tuple[TapSpan, ...] | None = None
     """The record's packets per period of its tap, in period order, when it spans several
     (periods are started by lab events: a backend change, a node killed)."""
@@ -189,6 +197,8 @@ class TapFlow(_Record):
             raise ValueError("l4_valid + l4_invalid + l4_unchecked exceed packets")
         if self.fragments > self.packets:
             raise ValueError("fragments exceed packets")
+        if self.dscp_changed > self.packets or self.ecn_bad > self.packets:
+            raise ValueError("dscp_changed or ecn_bad exceed packets")
         if self.spans is not None:
             if sum(p.packets for p in self.spans) != self.packets:
                 raise ValueError("the spans' packets do not add up to the record's")

@@ -38,6 +38,48 @@ def check_targets(prog: str, args: argparse.Namespace) -> bool:
     return problem is None
 
 
+Mark = tuple[int, int]
+"""(IPv4 TOS byte: DSCP << 2 | ECN, TTL) a connection's packets leave with."""
+
+
+def parse_marks(text: str) -> list[Mark]:
+    """``--marks TOS:TTL,...`` (argparse type): the header marks connections cycle through."""
+    out = []
+    for part in filter(None, text.split(",")):
+        try:
+            tos, ttl = (int(x, 0) for x in part.split(":"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{part!r}: expected TOS:TTL, e.g. 0:64,0x2a:255"
+            ) from None
+        if not (0 <= tos <= 255 and 1 <= ttl <= 255):
+            raise argparse.ArgumentTypeError(f"{part!r}: TOS 0-255 and TTL 1-255")
+        out.append((tos, ttl))
+    return out
+
+
+def set_marks(sock: socket.socket, i: int, marks: list[Mark]) -> None:
+    """Give connection ``i``'s socket the ``i``-th mark, cycling (none: the kernel's defaults).
+    On a TCP socket the kernel keeps the DSCP and sets the ECN bits itself: ECT(0) on the
+    packets of a connection that negotiated ECN (the lab's clients ask for it: net.ipv4.tcp_ecn
+    = 1), Not-ECT otherwise; a UDP socket sends the whole TOS byte as given."""
+    if not marks:
+        return
+    tos, ttl = marks[i % len(marks)]
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+
+
+def add_marks_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--marks",
+        type=parse_marks,
+        default=[],
+        metavar="TOS:TTL,...",
+        help="IP TOS and TTL per connection, cycling (default: the kernel's)",
+    )
+
+
 class Recorder:
     """Writes history records as JSON lines (buffered; flushed at the end and every 1000)."""
 

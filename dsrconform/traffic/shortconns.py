@@ -60,7 +60,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dsrconform.streampattern import pattern_bytes
-from dsrconform.traffic.common import Recorder, check_targets, outside_lab, run_recorded
+from dsrconform.traffic.common import (
+    Recorder,
+    add_marks_option,
+    check_targets,
+    outside_lab,
+    run_recorded,
+    set_marks,
+)
 
 if TYPE_CHECKING:  # the history models need pydantic, which a docker node's python3 lacks
     from dsrconform.observe.history import FlowHistory, History
@@ -330,6 +337,7 @@ async def _connection(i: int, src: str, args: argparse.Namespace, rec: Recorder,
 
     try:
         try:
+            set_marks(sock, i, args.marks)
             port = _reused_port(i, args)
             if port:
                 try:
@@ -471,6 +479,7 @@ def parser() -> argparse.ArgumentParser:
                    "5-tuples again and again (keep them out of ip_local_port_range)")  # fmt: skip
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default="-", help="history file (JSON lines); - for stdout")
+    add_marks_option(p)
     return p
 
 

@@ -29,7 +29,13 @@ import traceback
 from collections.abc import Callable
 
 from dsrconform.streampattern import SEED_MAX, PatternVerifier
-from dsrconform.traffic.common import Recorder, check_targets, run_recorded
+from dsrconform.traffic.common import (
+    Recorder,
+    add_marks_option,
+    check_targets,
+    run_recorded,
+    set_marks,
+)
 
 READ_CHUNK = 65536
 
@@ -43,6 +49,7 @@ async def _stream(i: int, args: argparse.Namespace, src: str, rec: Recorder,
     writer = None
     received = 0
     try:
+        set_marks(sock, i, args.marks)
         sock.bind((src, 0))
         rec.write(kind="flow", flow=i, t=time.monotonic(), proto="tcp", src=src,
                   sport=sock.getsockname()[1], dst=args.vip, dport=args.port, seed=seed,
@@ -174,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=10.0, help="connect / read timeout")
     p.add_argument("--deadline", type=float, default=300.0, help="for the whole run")
     p.add_argument("--out", default="-", help="history file (JSON lines); - for stdout")
+    add_marks_option(p)
     args = p.parse_args(argv)
     if not check_targets("streams", args):
         return 2

@@ -22,7 +22,13 @@ import socket
 import sys
 import time
 
-from dsrconform.traffic.common import Recorder, check_targets, run_recorded
+from dsrconform.traffic.common import (
+    Recorder,
+    add_marks_option,
+    check_targets,
+    run_recorded,
+    set_marks,
+)
 
 
 class _Flow(asyncio.DatagramProtocol):
@@ -45,6 +51,7 @@ async def _run_flow(i: int, args: argparse.Namespace, src: str, rec: Recorder,
                     counts: dict[str, int], deadline: float) -> None:  # fmt: skip
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    set_marks(sock, i, args.marks)
     sock.bind((src, 0))
     transport, proto = await loop.create_datagram_endpoint(lambda: _Flow(i, rec, counts), sock=sock)
     try:
@@ -106,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--deadline", type=float, default=120.0)
     p.add_argument("--out", default="-")
+    add_marks_option(p)
     args = p.parse_args(argv)
     if not check_targets("udpflows", args):
         return 2

@@ -351,7 +351,13 @@ static __always_inline int encap_and_tx(struct xdp_md *ctx, const struct mux_con
 	 * freshly written bytes back as words stalls the CPU (store-to-load forwarding fails). */
 	{
 		__u16 *w = (__u16 *)outer;
-		__u16 w0 = bpf_htons(0x4500 | tos); /* version 4, IHL 5, the client's TOS */
+#ifdef MUTANT_OUTER_TOS_ZERO
+		__u16 w0 = bpf_htons(0x4500); /* the client's DSCP lost at the tunnel */
+#else
+		/* Version 4, IHL 5, the client's TOS: its DSCP, and its ECN field copied as RFC 6040's
+		 * normal mode says (so a CE mark made inside the tunnel can reach the server). */
+		__u16 w0 = bpf_htons(0x4500 | tos);
+#endif
 		__u16 w1 = bpf_htons(inner_len + sizeof(struct iphdr));
 		__u16 w3 = frag & bpf_htons(IP_DF); /* keep the client's DF: PMTU keeps working */
 		__u16 w4 = bpf_htons(((__u16)cfg->ttl << 8) | IPPROTO_IPIP);

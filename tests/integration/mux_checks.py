@@ -22,6 +22,7 @@ from tests.integration.packets import (
     fast_syn,
     flow_frame,
     icmp_frag_needed,
+    ip_csum,
 )
 
 MUX_ADDR = "198.18.10.1"
@@ -71,6 +72,32 @@ def check_encap_matches_model(mutant: str | None) -> None:
                 assert action == XDP_TX, f"VIP packet {flow} got action {action}, expected XDP_TX"
                 want = model.packet(flow, tcp_flags="S").backend
                 assert_valid_encap(out, frame, mux_addr=MUX_ADDR, backend=want)
+
+
+MARKS = (0, 10 << 2, 46 << 2 | 1, 34 << 2 | 2, 8 << 2 | 3)
+"""TOS bytes: best effort, AF11, EF with ECT(1), AF41 with ECT(0), CS1 with CE."""
+
+
+def check_encap_keeps_marks(mutant: str | None) -> None:
+    """The outer header carries the client's TOS byte: its DSCP, and its ECN field copied (RFC
+    6040 normal mode); the inner packet is untouched."""
+    cfg = mux_config()
+    rng = random.Random(7)
+    with MuxProgram(cfg, mutant=mutant) as mux:
+        for vip in (TCP_VIP, UDP_VIP):
+            for n, flow in enumerate(random_flows(rng, 40, vip)):
+                tos = MARKS[n % len(MARKS)]
+                frame = bytearray(flow_frame(*flow, flags="A" if vip[2] == 6 else ""))
+                frame[15] = tos  # the IPv4 TOS byte, and the header checksum again
+                frame[24:26] = b"\0\0"
+                frame[24:26] = ip_csum(bytes(frame[14:34])).to_bytes(2, "big")
+                action, out = send(mux, bytes(frame))
+                assert action == XDP_TX, f"VIP packet {flow} got action {action}, expected XDP_TX"
+                assert_valid_encap(out, bytes(frame), mux_addr=MUX_ADDR, backend=None)
+                assert out[15] == tos, (
+                    f"outer TOS {out[15]:#04x} for an inner TOS {tos:#04x}: DSCP "
+                    f"{out[15] >> 2} instead of {tos >> 2}, ECN {out[15] & 3} instead of {tos & 3}"
+                )
 
 
 def _establish(mux: MuxProgram, model: MuxModel, flows: list[Flow]) -> dict[Flow, str]:

@@ -183,6 +183,42 @@ def test_encapsulated_icmp_quoted_and_fragmented_packets_are_told_apart(
     assert sum(getattr(r, "fragments", 0) for r in records) == 3
 
 
+def test_dscp_and_ecn_marks_and_rfc6040_encapsulation(pair: tuple[str, str]) -> None:
+    """Which DSCP values and ECN codepoints the innermost header carried, and for IPIP the
+    packets whose outer header changed the DSCP or set an ECN field RFC 6040 forbids."""
+    na, nb = pair
+    mux, srv, vip, cli = "198.18.10.1", "198.18.20.1", "198.19.0.10", "198.18.1.2"
+
+    def seg(sport: int, tos: int) -> Packet:
+        return IP(src=cli, dst=vip, tos=tos) / TCP(sport=sport, dport=80, flags="A")
+
+    af11_ect0, ef_ce = (10 << 2) | 2, (46 << 2) | 3
+    pkts = [
+        seg(43000, af11_ect0),  # plain: the marks as sent
+        seg(43000, 46 << 2),
+        IP(src=mux, dst=srv, tos=af11_ect0) / seg(43001, af11_ect0),  # normal mode: copied
+        IP(src=mux, dst=srv, tos=10 << 2) / seg(43002, af11_ect0),  # compatibility: Not-ECT
+        IP(src=mux, dst=srv, tos=0) / seg(43003, ef_ce),  # DSCP lost
+        IP(src=mux, dst=srv, tos=(10 << 2) | 1) / seg(43004, af11_ect0),  # ECT(1) over ECT(0)
+        IP(src=mux, dst=srv, tos=af11_ect0) / seg(43005, 10 << 2),  # ECT over Not-ECT
+    ]
+    with LinkTap(nb, "dsrc-tb") as tap:
+        send(na, "dsrc-ta", [frame(na, "dsrc-ta", nb, "dsrc-tb", p) for p in pkts])
+        flows = [f for f in tap.flows() if f.direction == "ingress"]
+        records = to_records(tap, node="server1", link="l", peer="client", started=0.0)
+    by_port = {(f.inner or (0, "", "", f.sport))[3]: f for f in flows}
+    plain = by_port[43000]
+    assert (plain.dscp_seen, plain.ecn_seen) == ((1 << 10) | (1 << 46), (1 << 2) | 1)
+    assert (plain.dscp_changed, plain.ecn_bad) == (0, 0), "counted on a packet without IPIP"
+    want = {43001: (0, 0), 43002: (0, 0), 43003: (1, 0), 43004: (0, 1), 43005: (0, 1)}
+    got = {p: (by_port[p].dscp_changed, by_port[p].ecn_bad) for p in want}
+    assert got == want
+    assert by_port[43003].dscp_seen == 1 << 46 and by_port[43003].ecn_seen == 1 << 3
+    recs = {r.inner.sport: r for r in records if getattr(r, "inner", None)}
+    assert (recs[43003].dscp_changed, recs[43003].dscp_seen) == (1, 1 << 46)
+    assert recs[43004].ecn_bad == 1 and recs[43004].ecn_seen == 1 << 2
+
+
 def test_malformed_packets_are_counted_in_their_own_direction(pair: tuple[str, str]) -> None:
     na, nb = pair
     cut = frame(na, "dsrc-ta", nb, "dsrc-tb", IP(src=A, dst=B) / UDP(sport=1, dport=2))[:24]

@@ -47,6 +47,7 @@ def mux_and_model() -> Iterator[tuple[MuxProgram, MuxModel]]:
     "check",
     [
         mux_checks.check_encap_matches_model,
+        mux_checks.check_encap_keeps_marks,
         mux_checks.check_conn_table_survives_swap,
         mux_checks.check_reused_tuple_syn_follows_entry,
         mux_checks.check_flood_keeps_established,

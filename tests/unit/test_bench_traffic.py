@@ -126,7 +126,7 @@ def test_checker_names_cover_rw_dp_af() -> None:
     names = bt.checker_names()
     ids = [i for i, _ in names]
     assert ids == [
-        *(f"RW-{i}" for i in range(1, 8)),
+        *(f"RW-{i}" for i in range(1, 9)),
         "DP-1",
         "DP-2",
         "AF-1",

@@ -18,6 +18,7 @@ from dsrconform.invariants.rewrite import (
     check_checksums_valid,
     check_encap_overhead_handled,
     check_icmp_errors_reach_flow_server,
+    check_marks_kept,
     check_no_server_address_leaks,
     check_per_mux_vip_honoured,
     check_replies_carry_vip,
@@ -292,6 +293,65 @@ def test_rw3_replies_in_conversations_the_client_began_pass() -> None:
     )
     v = run_checker(check_no_server_address_leaks, run.obs())
     assert v.status == Status.PASS, v.message
+
+
+# --- RW-8 --------------------------------------------------------------------------------------
+
+AF11, EF = 1 << 10, 1 << 46  # DSCP bitmaps
+NOT_ECT, ECT1, ECT0, CE = 1, 1 << 1, 1 << 2, 1 << 3  # ECN bitmaps
+
+
+def marked(
+    client: tuple[int, int] = (AF11, ECT0), inner: tuple[int, int] | None = None, **mux: int
+) -> Run:
+    """healthy() plus a flow whose client packets carried ``client`` (DSCP, ECN bitmaps) and
+    whose encapsulated packets leaving mux1 carried ``inner`` (default: the same), with the
+    tap's counts ``mux`` (dscp_changed, ecn_bad)."""
+    run = healthy()
+    fwd = tcp(CLIENT, 40100, WEB, 80)
+    d, e = inner if inner is not None else client
+    run.add(
+        record("client-out", fwd, 30.0, 31.0, dscp_seen=client[0], ecn_seen=client[1]),
+        encap("mux1-out", "mux1", "server1", fwd, 30.0, 31.0, dscp_seen=d, ecn_seen=e, **mux),
+    )
+    return run
+
+
+def test_rw8_marks_kept_pass_and_ce_on_an_ect_flow_is_a_routers_mark() -> None:
+    v = run_checker(check_marks_kept, marked().obs())
+    assert v.status == Status.PASS, v.message
+    assert (v.measured["marked_packets"], v.measured["ecn_capable_packets"]) == (10, 10)
+    v = run_checker(check_marks_kept, marked(inner=(AF11, ECT0 | CE)).obs())
+    assert v.status == Status.PASS, v.message
+
+
+@pytest.mark.parametrize(
+    ("kw", "why"),
+    [
+        ({"dscp_changed": 3}, "3 of 10 encapsulated packets carried an outer DSCP other"),
+        ({"ecn_bad": 2}, "neither the inner one's nor Not-ECT (RFC 6040"),
+        ({"inner": (1, ECT0)}, "carried DSCP 0 and ECN ECT(0); the client sent DSCP 10"),
+        ({"inner": (AF11 | EF, ECT0)}, "carried DSCP 10, 46"),
+        (
+            {"client": (AF11, NOT_ECT), "inner": (AF11, NOT_ECT | ECT0)},
+            "the client sent DSCP 10 and ECN Not-ECT",
+        ),
+        ({"client": (AF11, NOT_ECT), "inner": (AF11, CE)}, "ECN CE"),  # CE on a Not-ECT flow
+    ],
+)
+def test_rw8_changed_marks_fail(kw: dict[str, Any], why: str) -> None:
+    v = run_checker(check_marks_kept, marked(**kw).obs())
+    assert v.status == Status.FAIL, v.message
+    assert why in v.evidence[0].message
+    assert v.evidence[0].link is not None and "mux1" in v.evidence[0].link
+
+
+def test_rw8_unknown_without_marked_traffic_or_marks_in_the_taps() -> None:
+    v = run_checker(check_marks_kept, marked(client=(1, NOT_ECT)).obs())
+    assert v.status == Status.UNKNOWN
+    assert "0 packets with a DSCP mark" in v.message and "0 packets ECN-capable" in v.message
+    v = run_checker(check_marks_kept, healthy().obs())  # records without the marks' fields
+    assert v.status == Status.UNKNOWN and "DSCP and ECN in the taps' records" in v.message
 
 
 # --- RW-5 --------------------------------------------------------------------------------------

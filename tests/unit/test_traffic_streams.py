@@ -20,7 +20,8 @@ from tests.unit.loopback import Handler, loopback_server
 
 def _args(port: int, **kw: Any) -> argparse.Namespace:
     base = dict(vip="127.0.0.1", port=port, sources="127.0.0.1", conns=3, bytes=20_000, rate=0,
-                open_rate=0.0, seed=1, stall=5.0, timeout=5.0, deadline=20.0)  # fmt: skip
+                open_rate=0.0, seed=1, stall=5.0, timeout=5.0, deadline=20.0,
+                marks=[(10 << 2, 33)])  # fmt: skip
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -79,3 +80,23 @@ def test_a_crash_inside_the_generator_fails_the_run(
     args = argparse.Namespace(out=str(tmp_path / "x.jsonl"), seed=1)
     assert common.run_recorded(args, crashed) == 3
     assert "history is incomplete" in capsys.readouterr().err
+
+
+def test_marks_parse_and_each_connection_gets_its_own() -> None:
+    """``--marks TOS:TTL,...``: connection i takes the i-th, cycling; on a TCP socket the kernel
+    keeps the DSCP and leaves the ECN bits to TCP, on a UDP socket the whole byte goes out."""
+    import socket
+
+    marks = common.parse_marks("0:64,0x2a:255,136:32")
+    assert marks == [(0, 64), (42, 255), (136, 32)]
+    for bad in ("64", "300:64", "0:0", "x:1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="TOS"):
+            common.parse_marks(bad)
+    for kind, want_tos in ((socket.SOCK_DGRAM, 42), (socket.SOCK_STREAM, 40)):
+        with socket.socket(socket.AF_INET, kind) as s:
+            common.set_marks(s, 4, marks)  # the second mark, again
+            assert s.getsockopt(socket.IPPROTO_IP, socket.IP_TOS) == want_tos
+            assert s.getsockopt(socket.IPPROTO_IP, socket.IP_TTL) == 255
+    with socket.socket() as s:
+        common.set_marks(s, 0, [])
+        assert s.getsockopt(socket.IPPROTO_IP, socket.IP_TOS) == 0

@@ -12,6 +12,11 @@
  *   flow the error is about), of the outer or of the encapsulated ICMP.
  * Ports, TCP flags and the L4 checksum are those of the innermost header.
  *
+ * Per record also: which DSCP values and ECN codepoints the innermost header carried (bitmaps),
+ * and for IPIP how many packets had an outer DSCP other than the inner one's, or an outer ECN
+ * field RFC 6040 does not allow (neither the inner's nor Not-ECT): the client's marks as the
+ * MUX and the servers' rewrites passed them on.
+ *
  * Records are also keyed by the tap's period, a number user space raises at each event of the
  * lab (a backend change, a node killed): a flow's packets in each period make their own record,
  * with their own first and last time. User space merges them into one record per flow that
@@ -99,6 +104,11 @@ struct tap_val {
 	__u64 rst;       /* RST set (counted with atomic adds: BPF ISA v1 has no atomic OR) */
 	__u64 l4_checked; /* packets whose L4 checksum was verified (ingress only) */
 	__u64 fragments;  /* packets that were fragments (outer or encapsulated header) */
+	__u64 dscp_seen;  /* bit d: the innermost header carried DSCP d (bits are only set) */
+	__u64 ecn_seen;   /* bit e (0-3): the innermost header carried ECN codepoint e */
+	__u64 dscp_changed; /* encapsulated packets whose outer DSCP is not the inner one's */
+	__u64 ecn_bad;    /* encapsulated packets whose outer ECN is neither the inner's nor
+			   * Not-ECT (RFC 6040: normal mode copies, compatibility mode clears) */
 };
 
 struct {
@@ -262,8 +272,8 @@ static __always_inline void record(struct __sk_buff *skb, __u8 dir)
 	void *data, *data_end;
 	__u32 off, ihl, tot, l4len, saddr, daddr, flags = 0, zero = 0;
 	__u64 now = bpf_ktime_get_ns();
-	int bad_l3 = 0, bad_l4 = 0, checked = 0, frag;
-	__u8 proto;
+	int bad_l3 = 0, bad_l4 = 0, checked = 0, frag, encap = 0;
+	__u8 proto, tos, outer_tos;
 	__s64 s;
 
 	meta(dir, TAP_PACKETS);
@@ -289,6 +299,7 @@ static __always_inline void record(struct __sk_buff *skb, __u8 dir)
 	saddr = iph->saddr;
 	daddr = iph->daddr;
 	proto = iph->protocol;
+	tos = outer_tos = iph->tos;
 	key.outer.saddr = saddr;
 	key.outer.daddr = daddr;
 	key.outer.proto = proto;
@@ -314,6 +325,8 @@ static __always_inline void record(struct __sk_buff *skb, __u8 dir)
 		saddr = in.saddr;
 		daddr = in.daddr;
 		proto = in.protocol;
+		tos = in.tos;
+		encap = 1;
 		t = &key.inner;
 		t->saddr = saddr;
 		t->daddr = daddr;
@@ -371,7 +384,7 @@ account:
 		fresh->first_ns = now;
 		fresh->last_ns = now;
 		/* BPF_NOEXIST: a racing CPU may have inserted it; then update that one below. The
-		 * initial value comes from a map: an 88-byte stack copy would not fit beside
+		 * initial value comes from a map: a 120-byte stack copy would not fit beside
 		 * sum_bytes' buffer in the 512-byte stack the call chain shares. */
 		if (bpf_map_update_elem(&dsrc_tap_flows, &key, fresh, BPF_NOEXIST) &&
 		    !bpf_map_lookup_elem(&dsrc_tap_flows, &key)) {
@@ -392,6 +405,21 @@ account:
 	__sync_fetch_and_add(&v->fin, flags & 1);
 	__sync_fetch_and_add(&v->rst, (flags >> 2) & 1);
 	__sync_fetch_and_add(&v->fragments, frag);
+	{
+		__u64 dscp_bit = 1ULL << (tos >> 2), ecn_bit = 1ULL << (tos & 3);
+
+		/* Bits only ever set, without an atomic OR (BPF ISA v1 has none): two CPUs setting
+		 * different bits at the same moment may lose one, which the next packet carrying
+		 * that value sets again. Tested first so a steady flow writes nothing. */
+		if (!(v->dscp_seen & dscp_bit))
+			v->dscp_seen |= dscp_bit;
+		if (!(v->ecn_seen & ecn_bit))
+			v->ecn_seen |= ecn_bit;
+	}
+	if (encap) {
+		__sync_fetch_and_add(&v->dscp_changed, (outer_tos >> 2) != (tos >> 2));
+		__sync_fetch_and_add(&v->ecn_bad, (outer_tos & 3) && (outer_tos & 3) != (tos & 3));
+	}
 	if (now > v->last_ns) /* a CPU delayed since it read the clock must not move it back */
 		v->last_ns = now;
 }
