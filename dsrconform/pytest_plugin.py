@@ -277,7 +277,7 @@ def dsr_seed(request: pytest.FixtureRequest) -> int:
 # --- fixtures: the lab, the steady-state observations, checking with verdicts on the report ------
 
 
-Platform = tuple[str, str | None]
+Platform = tuple[str, "Mode | None"]
 """Where a lab test runs: (backend, rewrite mode or None for the lab file's)."""
 
 
@@ -294,13 +294,14 @@ def platforms_of(config: pytest.Config) -> tuple[list[Platform], list[Platform]]
     if PLATFORMS_KEY in config.stash:
         return config.stash[PLATFORMS_KEY]
     backends = config.getoption(_dest(OPT_BACKEND))
-    asked: tuple[str | None, ...] | None = config.getoption(_dest(OPT_MODE))
+    asked: tuple[Mode | None, ...] | None = config.getoption(_dest(OPT_MODE))
     extra_modes: list[Mode] = []
     if asked is None:
         own, extra_modes = _other_modes(config)
         asked = (own,) if extra_modes else (None,)
-    base = [(b, m) for b in backends for m in asked]
-    out = (base, [(b, m) for b in backends for m in extra_modes])
+    base: list[Platform] = [(b, m) for b in backends for m in asked]
+    extra: list[Platform] = [(b, m) for b in backends for m in extra_modes]
+    out = (base, extra)
     config.stash[PLATFORMS_KEY] = out
     return out
 

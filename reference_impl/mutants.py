@@ -166,6 +166,17 @@ CATALOGUE: tuple[Mutant, ...] = (
         caught_by=(f"{_AGENT}:check_nat_reply_uses_flow_vip",),
     ),
     Mutant(
+        "nat-svc-no-proto",
+        "agent",
+        "server-nat finds a service by VIP and port without the protocol: where a TCP and a UDP "
+        "service share a VIP:port, the UDP datagrams go to the TCP service's app port, where "
+        "nothing listens, and the server's port-unreachable errors reach the clients from its "
+        "own address. Only a lab with such a pair shows it (basic.yaml's web and webudp).",
+        ("RW-3",),
+        defines={"MUTANT_NAT_SVC_NO_PROTO": 1},
+        caught_by=(f"{_AGENT}:check_nat_services_keyed_by_protocol",),
+    ),
+    Mutant(
         "decap-any-source",
         "agent",
         "The agent decapsulates IPIP from any source, not only from the stack's MUXes: anyone can "

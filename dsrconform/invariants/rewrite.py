@@ -316,20 +316,19 @@ def check_marks_kept(obs: Observations, p: Params) -> Verdict:
                 marked += r.packets
             if r.ecn_seen & (_ECT | _CE):
                 ecn_capable += r.packets
-            where = {"packet": r.describe(), "link": info.describe(), "time": r.first,
-                     "until": r.last}  # fmt: skip
+            packet, link = r.describe(), info.describe()
             if r.dscp_changed:
                 j.violation(
                     f"{r.dscp_changed} of {r.packets} encapsulated packets carried an outer DSCP "
                     f"other than their own (inner DSCP {_dscps(r.dscp_seen)})",
-                    **where,
-                )
+                    packet=packet, link=link, time=r.first, until=r.last,
+                )  # fmt: skip
             if r.ecn_bad:
                 j.violation(
                     f"{r.ecn_bad} of {r.packets} encapsulated packets carried an outer ECN field "
                     "that is neither the inner one's nor Not-ECT (RFC 6040, section 4.1)",
-                    **where,
-                )
+                    packet=packet, link=link, time=r.first, until=r.last,
+                )  # fmt: skip
             client = sent.get((inner.proto, inner.src, inner.sport, inner.dst, inner.dport))
             if client is None:
                 continue
@@ -342,8 +341,8 @@ def check_marks_kept(obs: Observations, p: Params) -> Verdict:
                     f"the encapsulated packets carried DSCP {_dscps(r.dscp_seen)} and ECN "
                     f"{_ecns(r.ecn_seen)}; the client sent DSCP {_dscps(dscp)} and ECN "
                     f"{_ecns(ecn)}",
-                    **where,
-                )
+                    packet=packet, link=link, time=r.first, until=r.last,
+                )  # fmt: skip
     if encapsulated and not with_marks:
         raise MissingData("DSCP and ECN in the taps' records (a recording made without them)")
     j.measured.update(

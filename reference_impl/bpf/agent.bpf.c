@@ -15,6 +15,7 @@
  *   MUTANT_UDP_ZERO_CSUM      a UDP checksum of 0 ("none") is updated as if it were real
  *   MUTANT_NAT_WRONG_VIP      replies go out from the first VIP configured for the service
  *   MUTANT_DECAP_ANY_SOURCE   IPIP from any source is decapsulated
+ *   MUTANT_NAT_SVC_NO_PROTO   services found by VIP and port alone (TCP's wins a shared one)
  */
 #include "dsr_nat.h"
 
@@ -152,8 +153,18 @@ static __always_inline int dnat_to_server(struct __sk_buff *skb, __u32 mux)
 
 	skey.vip = ip->daddr;
 	skey.vport = l4.dport;
+#ifdef MUTANT_NAT_SVC_NO_PROTO
+	/* Services as if keyed by VIP and port alone: the TCP service of a VIP:port answers for
+	 * a UDP one there too (a service alone on its VIP:port is still found). */
+	skey.proto = IPPROTO_TCP;
+	svc = bpf_map_lookup_elem(&dsrc_nat_svc, &skey);
+	skey.proto = l4.proto;
+	if (!svc)
+		svc = bpf_map_lookup_elem(&dsrc_nat_svc, &skey);
+#else
 	skey.proto = l4.proto;
 	svc = bpf_map_lookup_elem(&dsrc_nat_svc, &skey);
+#endif
 	if (!svc)
 		return TC_ACT_OK;
 

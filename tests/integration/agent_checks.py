@@ -351,6 +351,22 @@ def check_nat_reply_uses_flow_vip(mutant: str | None) -> None:
             )
 
 
+def check_nat_services_keyed_by_protocol(mutant: str | None) -> None:
+    """A TCP and a UDP service on one VIP:port (VIP1:80) with different app ports: each
+    protocol's packets reach its own service's port."""
+    base = nat_config()
+    shared = {"vip": VIP1, "vport": 80, "proto": "udp", "port": UDP_APP}
+    cfg = AgentConfig.model_validate(
+        {**base.model_dump(), "nat_services": [*base.model_dump()["nat_services"], shared]}
+    )
+    with AgentProgram(cfg, mutant) as agent:
+        for proto, app in (("tcp", TCP_APP), ("udp", UDP_APP)):
+            what = f"server-nat ingress {proto.upper()} {CLIENT1}:41010 -> {VIP1}:80"
+            frame = ipip_frame(MUX1, l4_packet(CLIENT1, VIP1, 41010, 80, proto, b"hi"))
+            check_rewrite(agent.ingress, frame, what, src=(CLIENT1, 41010), dst=(SERVER, app),
+                          payload=b"hi")  # fmt: skip
+
+
 def check_decap_only_from_muxes(mutant: str | None) -> None:
     """IPIP from a configured MUX is decapsulated; IPIP from any other source passes untouched
     (byte-identical) and is counted as foreign."""

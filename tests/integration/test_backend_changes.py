@@ -103,7 +103,7 @@ def test_a_draining_server_keeps_its_connections_and_gets_no_new_one(lab: Lab) -
         assert on_s2, f"no stream landed on server2 out of {n}: {set(pinned.values())}"
         # Drained from every service: nothing but the draining set keeps its backend index (a
         # server still active for another VIP would keep it anyway, hiding a broken drain).
-        for other in ("echo", "edge"):
+        for other in (s.name for s in lab.topology.services if s.name != "web"):
             lab.set_backends(other, ["server1", "server3"], draining=["server2"])
         before, after = lab.set_backends("web", ["server1", "server3"], draining=["server2"])
         drained_at = lab.events[-1].t

@@ -42,6 +42,8 @@ WHERE: dict[str, tuple[str, str]] = {
     # Several VIPs share one server port there: a reply's VIP must come from its flow.
     "nat-wrong-vip": ("multi-mux-nat", "server-nat"),
     "gateway-no-l4-csum": ("basic", "gateway-nat"),
+    # A TCP and a UDP service share one VIP:port in basic.yaml (web, webudp).
+    "nat-svc-no-proto": ("basic", "server-nat"),
 }
 """Lab file and mode a mutant's bug shows in (default: basic.yaml, encap)."""
 

@@ -152,11 +152,12 @@ def test_backend_counters_never_go_back_across_a_removal_and_a_return() -> None:
     assert dep.counters()["mux1"][name] == 5
     for m in dep.muxes.values():  # server3 gone from every service: released
         m.packets[ADDR["server3"]] = 7  # counted after the last read
-    for svc in ("web", "echo", "edge"):
+    every = [s.name for s in dep.lab.topology.services]
+    for svc in every:
         dep.set_backends(svc, ["server1", "server2"])
     assert name not in dep.muxes["mux1"].stats().backends
     assert dep.counters()["mux1"][name] == 5, "a reported name vanished or moved"
-    for svc in ("web", "echo", "edge"):
+    for svc in every:
         dep.set_backends(svc, ["server1", "server2", "server3"])
     dep.muxes["mux1"].packets[ADDR["server3"]] = 1  # the new index counts from 0
     assert dep.counters()["mux1"][name] == 8

@@ -280,7 +280,7 @@ def test_lab_validate_summary_and_mode(capsys: pytest.CaptureFixture[str]) -> No
     assert code == 0
     assert out.splitlines()[0] == (
         f"{LABS / 'basic.yaml'}: valid: lab basic, mode server-nat, 9 nodes (2 client, 1 router, "
-        "2 mux, 3 server, 1 gateway), 5 links, 1 segment, 3 services"
+        "2 mux, 3 server, 1 gateway), 5 links, 1 segment, 4 services"
     )
 
 
