@@ -356,6 +356,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("dsr_platform", combos, indirect=True, scope="session", ids=ids)
 
 
+USED_PLATFORMS_KEY = pytest.StashKey[list[Platform]]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Note the platforms the selected tests run on (after deselection): a run whose tests all
+    use one (the fault suites alone, or ``-k`` on one mode) keeps one lab name and the plain
+    results layout."""
+    used: list[Platform] = []
+    for item in session.items:
+        callspec = getattr(item, "callspec", None)  # only parametrised items have one
+        platform = callspec.params.get("dsr_platform") if callspec is not None else None
+        if platform is not None and platform not in used:
+            used.append(platform)
+    session.config.stash[USED_PLATFORMS_KEY] = used
+
+
+def several_platforms(config: pytest.Config) -> bool:
+    """Whether the selected tests run on more than one (backend, mode)."""
+    return len(config.stash.get(USED_PLATFORMS_KEY, [])) > 1
+
+
 @pytest.fixture(scope="session")
 def dsr_platform(request: pytest.FixtureRequest) -> Platform:
     """Session scope, parametrised (see :func:`pytest_generate_tests`). The (backend, mode)
@@ -370,13 +391,12 @@ def _lab_path(config: pytest.Config) -> str:
 
 def _lab_name(config: pytest.Config, platform: Platform | None = None) -> str:
     """One lab per pytest process (``s<pid>``: each pytest-xdist worker, and each of two runs
-    at once, gets its own) and platform (``s<pid>p<n>`` when the run asks for several), never
+    at once, gets its own) and platform (``s<pid>p<n>`` when its tests use several), never
     shared: a process tears down only its own. A crashed run's lab is found by
     ``dsrconform lab down --all`` (the reaper)."""
-    combos = platforms(config)
-    if platform is None or len(combos) == 1:
+    if platform is None or not several_platforms(config):
         return f"s{os.getpid()}"
-    return f"s{os.getpid()}p{combos.index(platform)}"
+    return f"s{os.getpid()}p{platforms(config).index(platform)}"
 
 
 @pytest.fixture(scope="session")
@@ -420,8 +440,8 @@ def dsr_scenario(
     at most once per session and platform and returns the
     :class:`~dsrconform.steady.SteadyRun` (``.observations`` for ``dsr_check``); later calls
     return the same run. Its run directory goes to ``<--dsr-results>/<name>`` when a results
-    directory is given (``<--dsr-results>/<backend>-<mode>/<name>`` when the run asks for
-    several platforms). A scenario that fails is not run again: this and every later call
+    directory is given (``<--dsr-results>/<backend>-<mode>/<name>`` when the selected
+    tests use several platforms). A scenario that fails is not run again: this and every later call
     raise :class:`ScenarioFailed` (reported as an error, its requirements UNKNOWN) with the
     first failure. An unknown name fails the test, listing the known ones."""
     from dataclasses import replace
@@ -430,7 +450,7 @@ def dsr_scenario(
     from dsrconform.steady import observe_steady_state
 
     results = request.config.getoption(_dest(OPT_RESULTS))
-    if results and len(platforms(request.config)) > 1:
+    if results and several_platforms(request.config):
         results = str(Path(results) / _platform_id(dsr_platform))
     runs: dict[str, Any] = {}
     failed: dict[str, str] = {}

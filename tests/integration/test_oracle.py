@@ -1,19 +1,22 @@
 """The oracle (root): the suites, run as users run them, FAIL every requirement each mutant of
-the reference stack names, and pass every MUST on the correct stack.
+the reference stack names, and pass every MUST and SHOULD on the correct stack.
 
-The correct stack runs once here; its stability proof (five runs in a row with identical
-verdicts) is a benchmark, run and reported, not CI's: ``dsrconform bench suites --runs 5``
-(five full runs cost ~20 minutes of a 2-core CI). Where this kernel has live frames, the
-requirements judged by floods and tuple probes run once more with live frames disabled, as a
-kernel that refuses them does, and must pass alike; where it lacks them, the main run already
-used AF_PACKET.
+The correct stack runs once here, as `dsrconform run` does (the steady suite in every mode of
+the target), at SHOULD: the MAY requirement (SC-5) measures breakage, and the benchmark runs it.
+Its stability proof (five runs in a row with identical verdicts) is a benchmark, run and
+reported, not CI's: ``dsrconform bench suites --runs 5`` (five full runs cost ~20 minutes of a
+2-core CI). Where this kernel has live frames, the requirements judged by floods and tuple
+probes run once more with live frames disabled, as a kernel that refuses them does, and must
+pass alike; where it lacks them, the main run already used AF_PACKET.
 
 Each run is ``pytest suites/`` in a subprocess with the plugin's options and ``--dsr-results``,
 judged from the ``summary.json`` it leaves (the worst status per requirement over the tests
 citing it). A mutant runs only the tests citing its requirements (``--dsr-requirement``), at
-every level, on the lab and mode its bug shows in. A mutant no suite catches yet is listed in
-:data:`NOT_CAUGHT_YET` with the reason, as a strict xfail: it is a gap of the suites (the issue
-stays open while it is), and the day a suite catches it the xfail fails until it is removed.
+every level, on the lab and mode its bug shows in, and where several scenarios judge one of
+its requirements, only the tests of the scenario that shows it (:data:`ONLY`). A mutant no
+suite catches yet is listed in :data:`NOT_CAUGHT_YET` with the reason, as a strict xfail: it is
+a gap of the suites (the issue stays open while it is), and the day a suite catches it the
+xfail fails until it is removed.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 import pytest
 
 from dsrconform import spec
+from dsrconform.invariants.flood import FLOOD_RATE_SHARE
 from dsrconform.target import load_target
 from dsrconform.topology import MODES
 from tests.markers import requires_root
@@ -46,6 +50,16 @@ WHERE: dict[str, tuple[str, str]] = {
     "nat-svc-no-proto": ("basic", "server-nat"),
 }
 """Lab file and mode a mutant's bug shows in (default: basic.yaml, encap)."""
+
+ONLY: dict[str, str] = {
+    # MF-1 and AF-1 are judged across a killed MUX; a hung one, steady state and backend
+    # changes would add ~90 s and show nothing more of a per-MUX hash seed.
+    "per-mux-hash-seed": "mux-kill",
+    # A reused tuple's SYN meets a backend change only in the scale scenario.
+    "syn-skips-conn-table": "scale-AF-1",
+}
+"""``pytest -k`` for a mutant whose requirements several scenarios judge: the tests where its
+bug shows (the others cost minutes of CI and cannot fail on it)."""
 
 NOT_CAUGHT_YET: dict[str, str] = {}
 """Mutants no suite catches yet, with why (strict xfails: see the module docstring)."""
@@ -107,6 +121,7 @@ def test_every_mutant_fails_each_requirement_it_names(mutant: Any, tmp_path: Pat
         "3",
         "--dsr-requirement",
         ",".join(mutant.requirements),
+        *(["-k", ONLY[mutant.name]] if mutant.name in ONLY else []),
     )
     got = statuses(summary)
     assert rc == 1, out
@@ -115,17 +130,21 @@ def test_every_mutant_fails_each_requirement_it_names(mutant: Any, tmp_path: Pat
     ), out
 
 
-def test_the_correct_stack_passes_every_must(tmp_path: Path) -> None:
-    must = {r.id for r in spec.REQUIREMENTS if r.level == "MUST"}
-    rc, summary, out = run_suites(tmp_path, "--dsr-level", "MUST", "--dsr-seed", "1")
+def test_the_correct_stack_passes_every_must_and_should(tmp_path: Path) -> None:
+    judged = {r.id for r in spec.REQUIREMENTS if r.level in ("MUST", "SHOULD")}
+    rc, summary, out = run_suites(tmp_path, "--dsr-level", "SHOULD", "--dsr-seed", "1")
     got = statuses(summary)
     assert rc == 0 and set(got.values()) == {"PASS"}, out
-    assert set(got) == must, f"judged {sorted(got)}"
+    assert set(got) == judged, f"judged {sorted(got)}"
     # As `dsrconform run` does: the steady suite in every mode of the target, the rest in one.
     tests = [t["test"] for t in summary["requirements"]["RW-1"]["tests"]]
     for mode in MODES:
         assert any(f"netns-{mode}" in t for t in tests), f"RW-1 not judged in {mode}: {tests}"
     assert all("netns-encap" in t["test"] for t in summary["requirements"]["SF-1"]["tests"])
+    # The flood counted: at least the share of R (SF-1's default) the checkers ask for.
+    lines = (tmp_path / "netns-encap" / "syn-flood" / "faults.jsonl").read_text().splitlines()
+    (flood,) = [w for w in map(json.loads, lines) if w["kind"] == "syn-flood"]
+    assert flood["rate"] >= FLOOD_RATE_SHARE * spec.get("SF-1").defaults()["flood_rate"], flood
 
 
 FLOOD_AND_PROBE_REQUIREMENTS = ("SF-1", "SF-2", "SF-4", "SC-2", "SC-4")
