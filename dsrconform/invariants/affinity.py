@@ -275,6 +275,18 @@ def _new_flows(obs: Observations, changes: list[FaultWindow]) -> list[FlowHistor
     ]
 
 
+def _new_flow_servers(obs: Observations, lab: LabFacts) -> list[tuple[str, str, str]]:
+    """(service name, client address, server node) of each new flow to a service whose server
+    is known (AF-3, AF-4)."""
+    out = []
+    for fh in _new_flows(obs, obs.backend_changes()):
+        st = fh.start
+        svc = lab.service(st.dst, st.dport, PROTO_NUMBER[st.proto])
+        if svc is not None:  # _new_flows kept only flows whose server is known
+            out.append((svc.name, st.src, lab.server_node(fh.servers[0][1])))
+    return out
+
+
 @checker("AF-3")
 def check_spread_within_bound(obs: Observations, p: Params) -> Verdict:
     """Each backend's share of a service's new flows is within epsilon of 1/k."""
@@ -283,11 +295,8 @@ def check_spread_within_bound(obs: Observations, p: Params) -> Verdict:
     eps, need = p["epsilon"], p["min_samples"]
     j.thresholds.update(epsilon=eps, min_samples=need)
     per_service: dict[str, Counter[str]] = {}
-    for fh in _new_flows(obs, obs.backend_changes()):
-        st = fh.start
-        svc = lab.service(st.dst, st.dport, PROTO_NUMBER[st.proto])
-        if svc is not None:  # _new_flows kept only flows whose server is known
-            per_service.setdefault(svc.name, Counter())[lab.server_node(fh.servers[0][1])] += 1
+    for name, _, server in _new_flow_servers(obs, lab):
+        per_service.setdefault(name, Counter())[server] += 1
     decided = 0
     for svc in lab.services:
         counts = per_service.get(svc.name, Counter())
@@ -316,14 +325,9 @@ def check_spread_loosely_bounded(obs: Observations, p: Params) -> Verdict:
     j.thresholds.update(max_multiple=m, min_samples=need, min_per_address=per_addr)
     per_service: dict[str, Counter[str]] = {}
     per_address: dict[tuple[str, str], Counter[str]] = {}
-    for fh in _new_flows(obs, obs.backend_changes()):
-        st = fh.start
-        svc = lab.service(st.dst, st.dport, PROTO_NUMBER[st.proto])
-        if svc is None:
-            continue
-        server = lab.server_node(fh.servers[0][1])
-        per_service.setdefault(svc.name, Counter())[server] += 1
-        per_address.setdefault((svc.name, st.src), Counter())[server] += 1
+    for name, src, server in _new_flow_servers(obs, lab):
+        per_service.setdefault(name, Counter())[server] += 1
+        per_address.setdefault((name, src), Counter())[server] += 1
     decided = 0
     for svc in lab.services:
         counts = per_service.get(svc.name, Counter())

@@ -321,14 +321,20 @@ def check_marks_kept(obs: Observations, p: Params) -> Verdict:
                 j.violation(
                     f"{r.dscp_changed} of {r.packets} encapsulated packets carried an outer DSCP "
                     f"other than their own (inner DSCP {_dscps(r.dscp_seen)})",
-                    packet=packet, link=link, time=r.first, until=r.last,
-                )  # fmt: skip
+                    packet=packet,
+                    link=link,
+                    time=r.first,
+                    until=r.last,
+                )
             if r.ecn_bad:
                 j.violation(
                     f"{r.ecn_bad} of {r.packets} encapsulated packets carried an outer ECN field "
                     "that is neither the inner one's nor Not-ECT (RFC 6040, section 4.1)",
-                    packet=packet, link=link, time=r.first, until=r.last,
-                )  # fmt: skip
+                    packet=packet,
+                    link=link,
+                    time=r.first,
+                    until=r.last,
+                )
             client = sent.get((inner.proto, inner.src, inner.sport, inner.dst, inner.dport))
             if client is None:
                 continue
@@ -341,8 +347,11 @@ def check_marks_kept(obs: Observations, p: Params) -> Verdict:
                     f"the encapsulated packets carried DSCP {_dscps(r.dscp_seen)} and ECN "
                     f"{_ecns(r.ecn_seen)}; the client sent DSCP {_dscps(dscp)} and ECN "
                     f"{_ecns(ecn)}",
-                    packet=packet, link=link, time=r.first, until=r.last,
-                )  # fmt: skip
+                    packet=packet,
+                    link=link,
+                    time=r.first,
+                    until=r.last,
+                )
     if encapsulated and not with_marks:
         raise MissingData("DSCP and ECN in the taps' records (a recording made without them)")
     j.measured.update(

@@ -267,8 +267,14 @@ class FlowRounds:
     per frame on 16-bit words (~30 ms for 65,536 frames). Otherwise, or when the ports would
     wrap, the pool is rebuilt (~170 ms)."""
 
-    def __init__(self, template: bytes, net: ipaddress.IPv4Network, size: int, *,
-                 sport_base: int = SPORT_BASE) -> None:  # fmt: skip
+    def __init__(
+        self,
+        template: bytes,
+        net: ipaddress.IPv4Network,
+        size: int,
+        *,
+        sport_base: int = SPORT_BASE,
+    ) -> None:
         self.template, self.net, self.size, self.sport_base = template, net, size, sport_base
         self.first = 0  # the pool's first flow
         span = net.num_addresses
@@ -290,8 +296,11 @@ class FlowRounds:
         self.first += self.size
         sport_span = 65536 - self.sport_base
         low = (self.first // self.net.num_addresses) % sport_span  # the round's lowest port
-        if (self._sport is not None and self._check is not None
-                and self.step <= low <= sport_span - self.step):  # fmt: skip
+        if (
+            self._sport is not None
+            and self._check is not None
+            and self.step <= low <= sport_span - self.step
+        ):
             # The last round's flows with their ports one step up, none wrapping.
             words = memoryview(buf).cast("B").cast("H")
             per = FRAME_LEN // 2
@@ -301,8 +310,9 @@ class FlowRounds:
                     "H", map(table.__getitem__, field.tolist())
                 )
             return
-        frames = syn_frames(self.template, self.net, self.first, self.size,
-                            sport_base=self.sport_base)  # fmt: skip
+        frames = syn_frames(
+            self.template, self.net, self.first, self.size, sport_base=self.sport_base
+        )
         ctypes.memmove(buf, frames, len(frames))
 
 
@@ -604,9 +614,13 @@ class PacketSocket:
     """An AF_PACKET socket on ``ifname`` in ``netns`` (qdisc bypassed when the kernel lets it)
     sending a prebuilt pool of frames with sendmmsg(2)."""
 
-    def __init__(self, netns: str, ifname: str, frames: bytes,
-                 next_round: Callable[[ctypes.Array[ctypes.c_char]], None] | None = None,
-                 ) -> None:  # fmt: skip
+    def __init__(
+        self,
+        netns: str,
+        ifname: str,
+        frames: bytes,
+        next_round: Callable[[ctypes.Array[ctypes.c_char]], None] | None = None,
+    ) -> None:
         """``next_round``: called with the frame buffer each time all of it has been sent and
         before any frame is sent again (rewriting it in place; None: the same frames again)."""
         from dsrconform.netns import enter_netns
@@ -858,9 +872,23 @@ def flood(
         finally:
             sock.close()
         after = _settled_stats(netns, ifname)
-        return _result("af-packet", pacer, start, end, before, after, vip, port, net, netns,
-                       ifname, rate, fallback, pacer.sent if rounds else min(pool, pacer.sent),
-                       stop)  # fmt: skip
+        return _result(
+            "af-packet",
+            pacer,
+            start,
+            end,
+            before,
+            after,
+            vip,
+            port,
+            net,
+            netns,
+            ifname,
+            rate,
+            fallback,
+            pacer.sent if rounds else min(pool, pacer.sent),
+            stop,
+        )
 
 
 TRAFGEN_POOL = 4096

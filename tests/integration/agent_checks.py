@@ -363,8 +363,9 @@ def check_nat_services_keyed_by_protocol(mutant: str | None) -> None:
         for proto, app in (("tcp", TCP_APP), ("udp", UDP_APP)):
             what = f"server-nat ingress {proto.upper()} {CLIENT1}:41010 -> {VIP1}:80"
             frame = ipip_frame(MUX1, l4_packet(CLIENT1, VIP1, 41010, 80, proto, b"hi"))
-            check_rewrite(agent.ingress, frame, what, src=(CLIENT1, 41010), dst=(SERVER, app),
-                          payload=b"hi")  # fmt: skip
+            check_rewrite(
+                agent.ingress, frame, what, src=(CLIENT1, 41010), dst=(SERVER, app), payload=b"hi"
+            )
 
 
 def check_decap_only_from_muxes(mutant: str | None) -> None:

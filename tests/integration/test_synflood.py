@@ -137,6 +137,20 @@ def test_auto_takes_trafgen_when_neither_live_frames_nor_af_packet_work(
     _check_delivered(res, got, 40_000, 20_000)
 
 
+def _forced_live_frames(pair: Pair) -> sf.FloodResult:
+    """A short flood with the live-frames engine forced (no fallback)."""
+    return sf.flood(
+        pair.gen,
+        GEN_IF,
+        dst_mac=pair.sink_mac,
+        vip=VIP,
+        port=PORT,
+        count=1000,
+        duration=1,
+        engine="live-frames",
+    )
+
+
 def test_auto_takes_af_packet_when_the_kernel_refuses_live_frames(
     pair: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -150,16 +164,7 @@ def test_auto_takes_af_packet_when_the_kernel_refuses_live_frames(
     assert res.fault_window().detail["engine_fallback"] == res.fallback_reason
     _check_delivered(res, got, 100_000, 50_000)
     with pytest.raises(FeatureUnavailableError, match="engine live-frames forced") as e:
-        sf.flood(
-            pair.gen,
-            GEN_IF,
-            dst_mac=pair.sink_mac,
-            vip=VIP,
-            port=PORT,
-            count=1000,
-            duration=1,
-            engine="live-frames",
-        )
+        _forced_live_frames(pair)
     assert e.value.feature == "live-frames"
 
 
@@ -173,16 +178,7 @@ def test_auto_falls_back_when_the_peer_cannot_take_live_frames(pair: Pair) -> No
     assert res.packets == 20_000
     assert res.link_tx_packets is not None and res.link_tx_packets >= 20_000
     with pytest.raises(LabError, match="live-frames flood"):
-        sf.flood(
-            pair.gen,
-            GEN_IF,
-            dst_mac=pair.sink_mac,
-            vip=VIP,
-            port=PORT,
-            count=1000,
-            duration=1,
-            engine="live-frames",
-        )
+        _forced_live_frames(pair)
 
 
 def test_peer_gro_lets_live_frames_through(pair: Pair) -> None:
