@@ -316,41 +316,31 @@ def check_marks_kept(obs: Observations, p: Params) -> Verdict:
                 marked += r.packets
             if r.ecn_seen & (_ECT | _CE):
                 ecn_capable += r.packets
-            packet, link = r.describe(), info.describe()
+            wrong = []
             if r.dscp_changed:
-                j.violation(
+                wrong.append(
                     f"{r.dscp_changed} of {r.packets} encapsulated packets carried an outer DSCP "
-                    f"other than their own (inner DSCP {_dscps(r.dscp_seen)})",
-                    packet=packet,
-                    link=link,
-                    time=r.first,
-                    until=r.last,
+                    f"other than their own (inner DSCP {_dscps(r.dscp_seen)})"
                 )
             if r.ecn_bad:
-                j.violation(
+                wrong.append(
                     f"{r.ecn_bad} of {r.packets} encapsulated packets carried an outer ECN field "
-                    "that is neither the inner one's nor Not-ECT (RFC 6040, section 4.1)",
-                    packet=packet,
-                    link=link,
-                    time=r.first,
-                    until=r.last,
+                    "that is neither the inner one's nor Not-ECT (RFC 6040, section 4.1)"
                 )
             client = sent.get((inner.proto, inner.src, inner.sport, inner.dst, inner.dport))
-            if client is None:
-                continue
-            dscp, ecn = client
-            extra_dscp = r.dscp_seen & ~dscp
-            # CE is a router's mark on an ECN-capable packet; anything else is a rewrite.
-            extra_ecn = r.ecn_seen & ~ecn & ~(_CE if ecn & _ECT else 0)
-            if extra_dscp or extra_ecn:
+            if client is not None:
+                dscp, ecn = client
+                # CE is a router's mark on an ECN-capable packet; anything else is a rewrite.
+                extra_ecn = r.ecn_seen & ~ecn & ~(_CE if ecn & _ECT else 0)
+                if r.dscp_seen & ~dscp or extra_ecn:
+                    wrong.append(
+                        f"the encapsulated packets carried DSCP {_dscps(r.dscp_seen)} and ECN "
+                        f"{_ecns(r.ecn_seen)}; the client sent DSCP {_dscps(dscp)} and ECN "
+                        f"{_ecns(ecn)}"
+                    )
+            for message in wrong:  # described only when wrong: this loop runs per record
                 j.violation(
-                    f"the encapsulated packets carried DSCP {_dscps(r.dscp_seen)} and ECN "
-                    f"{_ecns(r.ecn_seen)}; the client sent DSCP {_dscps(dscp)} and ECN "
-                    f"{_ecns(ecn)}",
-                    packet=packet,
-                    link=link,
-                    time=r.first,
-                    until=r.last,
+                    message, packet=r.describe(), link=info.describe(), time=r.first, until=r.last
                 )
     if encapsulated and not with_marks:
         raise MissingData("DSCP and ECN in the taps' records (a recording made without them)")
