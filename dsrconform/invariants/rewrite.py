@@ -22,7 +22,7 @@ from dsrconform.invariants.observations import (
 )
 from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
 from dsrconform.observe.history import Closed, FlowHistory, IntegrityError
-from dsrconform.observe.taps import FiveTuple, TapFlow, TapInfo
+from dsrconform.observe.taps import TCP_SYN, FiveTuple, TapFlow, TapInfo
 
 SUT_ROLES: tuple[Role, ...] = ("mux", "server", "gateway")
 
@@ -231,8 +231,6 @@ def check_no_server_address_leaks(obs: Observations, p: Params) -> Verdict:
 Conversation = tuple[int, str, int, str, int]
 """(protocol, client address, client port, peer address, peer port): a conversation as seen from
 its client's side (ICMP has no ports: 0)."""
-
-TCP_SYN = 0x02
 
 
 def _server_address_in(rec: TapFlow, servers: dict[str, str]) -> tuple[str, Conversation] | None:

@@ -265,7 +265,11 @@ def to_records(
             malformed=own["truncated"], lost_records=counters["overflow"],
         ))  # fmt: skip
         for f in mine:
-            flags = (0x02 if f.syn else 0) | (0x01 if f.fin else 0) | (0x04 if f.rst else 0)
+            flags = (
+                (t.TCP_SYN if f.syn else 0)
+                | (t.TCP_FIN if f.fin else 0)
+                | (t.TCP_RST if f.rst else 0)
+            )
             out.append(t.TapFlow(
                 tap=name, proto=f.proto, src=f.src, dst=f.dst, sport=f.sport, dport=f.dport,
                 inner=_five(f.inner), embedded=_five(f.embedded), fragments=f.fragments,

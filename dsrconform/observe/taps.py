@@ -146,6 +146,10 @@ class TapSpan(_Record):
     packets: Annotated[int, Field(ge=1)]
 
 
+TCP_FIN, TCP_SYN, TCP_RST = 0x01, 0x02, 0x04
+"""The TCP flag bits a tap keeps in :attr:`TapFlow.tcp_flags`."""
+
+
 class TapFlow(_Record):
     """Packets of one flow seen by one tap."""
 
@@ -172,7 +176,8 @@ class TapFlow(_Record):
     l4_invalid: Count = 0
     l4_unchecked: Count = 0
     tcp_flags: Annotated[int, Field(ge=0, le=255)] = 0
-    """OR of the TCP flags of every packet (of the innermost TCP header)."""
+    """OR of the TCP flags of every packet (of the innermost TCP header): TCP_FIN, TCP_SYN and
+    TCP_RST are kept."""
     fragments: Count = 0
     """Packets that were IPv4 fragments (MF set or a non-zero offset)."""
     dscp_seen: Annotated[int, Field(ge=0, lt=2**64)] = 0
