@@ -237,17 +237,18 @@ def _server_address_in(rec: TapFlow, servers: dict[str, str]) -> tuple[str, Conv
     """The server address a record toward a client carries (as its source, its encapsulated
     packet's source or in the header an ICMP error quotes) and the conversation it belongs to:
     an ICMP error's is the one of the header it quotes, else the record's own 5-tuple."""
-    emb = rec.embedded
-    found = next(
-        (a for a in (rec.src, rec.inner.src if rec.inner else None) if a in servers), None
-    ) or next((a for a in ((emb.src, emb.dst) if emb else ()) if a in servers), None)
-    if found is None:
+    inner, emb = rec.inner, rec.embedded
+    quoted = (emb.src, emb.dst) if emb is not None else ()
+    for found in (rec.src, inner.src if inner is not None else "", *quoted):
+        if found in servers:
+            break
+    else:
         return None
     if emb is not None:
         if emb.src == rec.dst:  # quotes a packet the client sent
             return found, (emb.proto, emb.src, emb.sport, emb.dst, emb.dport)
         return found, (emb.proto, emb.dst, emb.dport, emb.src, emb.sport)
-    t = rec.inner if rec.inner is not None and rec.inner.src == found else rec
+    t = inner if inner is not None and inner.src == found else rec
     return found, (t.proto, t.dst, t.dport, t.src, t.sport)
 
 
