@@ -401,6 +401,15 @@ class FlowIndex:
             return []
         return [fh for s, e, fh in self.spans.get(end, ()) if s <= last and first <= e]
 
+    def find5(
+        self, key: tuple[int, str, int, str, int], first: float, last: float
+    ) -> list[FlowHistory]:
+        """Flows of the whole 5-tuple ``key`` (protocol, client address and port, VIP and
+        port) that could own packets seen from first to last. A client port may serve flows to
+        several VIPs at once: what is about one of them must not be matched by the client's
+        end alone."""
+        return [fh for s, e, fh in self.spans5.get(key, ()) if s <= last and first <= e]
+
 
 @dataclass
 class Sighting:

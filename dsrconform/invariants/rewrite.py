@@ -401,12 +401,13 @@ def check_bytes_intact(obs: Observations, p: Params) -> Verdict:
     )
 
 
-def _embedded_end(emb: FiveTuple, lab: LabFacts) -> Endpoint | None:
-    """The client endpoint of the VIP flow an ICMP error quotes."""
+def _quoted_flow(emb: FiveTuple, lab: LabFacts) -> Conversation | None:
+    """The VIP flow an ICMP error quotes, as the client sent it: (protocol, client address,
+    client port, VIP, port)."""
     if lab.service(emb.src, emb.sport, emb.proto) is not None:
-        return emb.proto, emb.dst, emb.dport
+        return emb.proto, emb.dst, emb.dport, emb.src, emb.sport
     if lab.service(emb.dst, emb.dport, emb.proto) is not None:
-        return emb.proto, emb.src, emb.sport
+        return emb.proto, emb.src, emb.sport, emb.dst, emb.dport
     return None
 
 
@@ -439,10 +440,11 @@ def _judge_icmp_delivery(
         for rec in recs:
             if rec.embedded is None or not is_target(rec):
                 continue
-            end = _embedded_end(rec.embedded, lab)
-            if end is None:
+            quoted = _quoted_flow(rec.embedded, lab)
+            if quoted is None:
                 continue
-            server = _server_of(end, rec, index, where_carried, lab)
+            end = quoted[:3]
+            server = _server_of(quoted, rec, index, where_carried, lab)
             if server is None:
                 undetermined += 1
                 continue
@@ -464,17 +466,19 @@ def _judge_icmp_delivery(
 
 
 def _server_of(
-    end: Endpoint,
+    quoted: Conversation,
     rec: TapFlow,
     index: FlowIndex,
     carried: Callable[[], dict[Endpoint, Sighting]],
     lab: LabFacts,
 ) -> str | None:
-    """The flow's server: the one its history names, else the only one its packets reached."""
-    for fh in index.find(end, rec.first, rec.last):
+    """The quoted flow's server: the one its history names (by the whole 5-tuple: the client's
+    port may carry a flow to another VIP at the same time), else the only one its client
+    endpoint's packets reached."""
+    for fh in index.find5(quoted, rec.first, rec.last):
         if fh.server is not None:
             return lab.server_node(fh.server)
-    seen = carried().get(end)
+    seen = carried().get(quoted[:3])
     nodes = seen.nodes if seen is not None else []
     return nodes[0] if len(nodes) == 1 else None
 

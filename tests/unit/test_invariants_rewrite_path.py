@@ -383,8 +383,8 @@ def test_rw5_unknown_without_completed_streams() -> None:
 # --- RW-6 / RW-7 -------------------------------------------------------------------------------
 
 
-def _icmp(tap: str, type_: int, code: int, at: float) -> TapFlow:
-    about = tcp(WEB, 80, CLIENT, 40001)  # the server's reply the error quotes
+def _icmp(tap: str, type_: int, code: int, at: float, sport: int = 40001) -> TapFlow:
+    about = tcp(WEB, 80, CLIENT, sport)  # the server's reply the error quotes
     icmp = FiveTuple(proto=1, src="198.18.1.254", dst=WEB)
     if tap.startswith("server"):
         server = tap.split("-")[0]
@@ -416,6 +416,26 @@ def test_rw6_uploads_and_packet_too_big() -> None:
     assert e.link is not None and e.link.startswith("mux1:dsrc-router ingress")
     v = run_checker(check_encap_overhead_handled, healthy().obs())
     assert v.status == Status.UNKNOWN and "neither an upload of at least 4096 bytes" in v.message
+
+
+def test_rw6_the_error_is_judged_by_the_flow_it_quotes_not_by_the_client_port() -> None:
+    """Seen in a real run (a false FAIL): one client port carried a short connection to the
+    web VIP (server1) and, 0.1 s later, an upload to the edge VIP (server2; its flow recorded
+    first); an error quoting the web VIP's reply reached server1, its server, during the upload."""
+    run = Run()
+    run.conn(1, 10.2, end_t=14.0, server="server2", dst=EDGE, sport=44043, request_bytes=9000)
+    run.conn(2, 10.0, end_t=10.1, server="server1", sport=44043)
+    run.add(_icmp("mux2-in", 3, 4, 10.7, 44043), _icmp("server1-in", 3, 4, 10.7, 44043))
+    v = run_checker(check_encap_overhead_handled, run.obs())
+    assert v.status == Status.PASS, v.message
+    assert v.measured["fragmentation_needed_judged"] == 1
+    astray = Run()
+    astray.conn(1, 10.2, end_t=14.0, server="server2", dst=EDGE, sport=44043)
+    astray.conn(2, 10.0, end_t=10.1, server="server1", sport=44043)
+    astray.add(_icmp("mux2-in", 3, 4, 10.7, 44043), _icmp("server2-in", 3, 4, 10.7, 44043))
+    v = run_checker(check_encap_overhead_handled, astray.obs())
+    assert v.status == Status.FAIL
+    assert "reached server2; the flow's server is server1" in v.evidence[0].message
 
 
 def test_rw7_icmp_errors_reach_the_flow_server() -> None:
