@@ -22,7 +22,11 @@ What it adds to every pytest run in an environment where dsrconform is installed
 - the marker ``@pytest.mark.dsr_every_mode``: without ``--dsr-mode``, lab tests run in the lab
   file's rewrite mode, and tests so marked (the steady suite: RW, DP, AF, what a mode changes)
   also in every other mode the target supports and the lab file can run
-  (:func:`platforms_of`).
+  (:func:`platforms_of`);
+- the marker ``@pytest.mark.dsr_scenario_for("SF-3")``: the test judges its requirement inside
+  a scenario that exists for another, less strict one (SC-3 in the flood-scale scenario, built
+  for SF-3); it is deselected when that requirement is below ``--dsr-level``, so a MUST run
+  judges SC-3 where it is a MUST (the scale scenario) and does not pay for SF-3's flood.
 
 The module imports nothing heavy (the catalogue's levels and what ``dsrconform run`` shares with
 it, light modules): lab, target and checker modules load inside hooks, only when used.
@@ -79,6 +83,7 @@ OPT_REQUIREMENT = "--dsr-requirement"
 
 MARKER = "requirement"
 EVERY_MODE_MARKER = "dsr_every_mode"
+SCENARIO_FOR_MARKER = "dsr_scenario_for"
 
 SEED_KEY = pytest.StashKey[int]()
 VERDICTS_KEY = pytest.StashKey[list[Any]]()
@@ -196,6 +201,11 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{EVERY_MODE_MARKER}: without {OPT_MODE}, also run this lab test in every other "
         "rewrite mode the target supports and the lab file can run",
     )
+    config.addinivalue_line(
+        "markers",
+        f"{SCENARIO_FOR_MARKER}(id): the test's scenario exists for requirement id; deselected "
+        f"when that requirement is below {OPT_LEVEL}",
+    )
     seed = config.getoption(_dest(OPT_SEED))
     config.stash[SEED_KEY] = seed if seed is not None else random.SystemRandom().randrange(2**32)
     config.stash[RUN_KEY] = record = _RunRecord()
@@ -259,6 +269,13 @@ def pytest_collection_modifyitems(
                 f"`dsrconform spec` lists the known ones"
             )
         below = bool(ids) and not any(at_or_above(BY_ID[i].level, lowest) for i in ids)
+        for m in item.iter_markers(SCENARIO_FOR_MARKER):
+            (owner,) = m.args
+            if owner not in BY_ID:
+                raise pytest.UsageError(
+                    f"{item.nodeid}: {SCENARIO_FOR_MARKER}({owner!r}): unknown requirement ID"
+                )
+            below = below or not at_or_above(BY_ID[owner].level, lowest)
         if below or (wanted and not wanted.intersection(ids)):
             drop.append(item)
         else:

@@ -215,6 +215,40 @@ def test_level_deselects_less_strict_requirements(pytester: pytest.Pytester) -> 
     pytester.runpytest().assert_outcomes(passed=2, deselected=2)  # MUST, as dsrconform run
 
 
+def test_a_case_of_a_scenario_built_for_a_should_runs_only_at_should(
+    pytester: pytest.Pytester,
+) -> None:
+    # SC-3 is MUST, SF-3 SHOULD: SC-3 judged inside SF-3's scenario is not a MUST run's cost.
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.requirement("SC-3")
+        def test_sc3_in_scale():
+            pass
+
+        @pytest.mark.dsr_scenario_for("SF-3")
+        @pytest.mark.requirement("SC-3")
+        def test_sc3_in_flood_scale():
+            pass
+        """
+    )
+    pytester.runpytest("--dsr-level", "MUST").assert_outcomes(passed=1, deselected=1)
+    pytester.runpytest("--dsr-level", "SHOULD").assert_outcomes(passed=2)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.dsr_scenario_for("XX-9")
+        def test_typo():
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*dsr_scenario_for('XX-9'): unknown requirement ID*"])
+
+
 def test_requirement_option_keeps_only_tests_citing_one_of_them(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
