@@ -170,9 +170,9 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "No server address leaks to clients.",
         "Taps toward clients: no packet has a server's address as its source (outer, inner or "
         "quoted by an ICMP error), except in a conversation the client began with that address: "
-        "the same 5-tuple (for an ICMP error, the quoted header's), whose first packet from the "
-        "client (for TCP, in a record holding a SYN) came no later; at least N packets toward "
-        "clients seen.",
+        "the same 5-tuple (for an ICMP error, the quoted header's, whose peer must be that "
+        "address), whose first packet from the client (for TCP, in a record holding a SYN) came "
+        "no later; at least N packets toward clients seen.",
         f"{_RW}:check_no_server_address_leaks",
         (_n("min_packets", "N", 1, "packets toward clients needed to decide"),),
     ),

@@ -9,6 +9,9 @@
 - once streams are established, ICMP errors about some of them (fragmentation needed, time
   exceeded, port unreachable) sent by their client toward the VIP, as a client host whose own
   link is narrower would (RW-6, RW-7),
+- an echo request from each client address to each server's own address: DSR servers are
+  ordinary hosts that clients may also reach directly, so a checker that exempted every server
+  address a client ever sent to would be blind (RW-3 judges conversations by 5-tuple and time),
 
 with a :class:`~dsrconform.observe.labtaps.LabTaps` on every interface of the lab, and returns
 the :class:`~dsrconform.invariants.Observations` the checkers read: the lab's facts, the merged
@@ -89,6 +92,8 @@ class Mix:
     """Every K-th UDP flow asks for replies without a UDP checksum (0: none)."""
     icmp_errors: int = 12
     """ICMP errors about live streams (cycling through ICMP_KINDS), each about another stream."""
+    pings: int = 1
+    """Echo requests from each client address to each server's own address (0: none)."""
     deadline: float = 60.0
     """Seconds each generator may run at most."""
     marks: tuple[Mark, ...] = HEADER_MARKS
@@ -200,6 +205,8 @@ def observe_steady_state(
         futures = {
             j.name: pool.submit(lab.run, j.node, j.argv, timeout=limit, check=False) for j in jobs
         }
+        if mix.pings:
+            run.counts["pings"] = _send_pings(lab, run.observations.lab, mix, say)
         if mix.icmp_errors:
             run.counts["icmp"] = _send_icmp_errors(lab, taps, mix, say)
         windows = fault(lab, say) if fault is not None else []
@@ -249,6 +256,39 @@ def _last_json(stderr: str) -> dict[str, Any] | None:
             continue
         return out if isinstance(out, dict) else None
     return None
+
+
+def _send_pings(lab: Any, facts: LabFacts, mix: Mix, say: Callable[[str], None]) -> dict[str, Any]:
+    """``mix.pings`` echo requests from each address of each traffic client to each server's
+    own address, sent on the client's uplink (the servers answer from their addresses)."""
+    from dsrconform.netns import link_mac
+    from dsrconform.traffic import crafted
+
+    topo: Topology = lab.topology
+    servers = [a for n in facts.nodes("server") for a in facts.addresses.get(n, [])]
+    sent = failed = 0
+    for i, client in enumerate(traffic_clients(topo)):
+        up = topo.uplink(client)
+        peer_if = topo.uplink(up.peer, client).ifname
+        packets = [
+            crafted.icmp_echo(src, dst, ident=0xD5C0 + i, seq=seq)
+            for src in _sources(topo, client)
+            for dst in servers
+            for seq in range(mix.pings)
+        ]
+        src_mac = link_mac(lab.netns(client), up.ifname)
+        frames = tuple(crafted.frame(packets, src_mac, link_mac(lab.netns(up.peer), peer_if)))
+        rec = crafted.send_crafted(
+            lab.netns(client),
+            up.ifname,
+            [crafted.CraftedFrames("pings", frames)],
+            max_packets=len(frames),
+            deadline=5.0,
+        )
+        sent += rec.sent
+        failed += rec.failed
+    say(f"sent {sent} echo requests from the clients to the servers' own addresses")
+    return {"sent": sent, "failed": failed}
 
 
 def _send_icmp_errors(

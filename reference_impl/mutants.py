@@ -171,7 +171,10 @@ CATALOGUE: tuple[Mutant, ...] = (
         "server-nat finds a service by VIP and port without the protocol: where a TCP and a UDP "
         "service share a VIP:port, the UDP datagrams go to the TCP service's app port, where "
         "nothing listens, and the server's port-unreachable errors reach the clients from its "
-        "own address. Only a lab with such a pair shows it (basic.yaml's web and webudp).",
+        "own address. Only a lab with such a pair shows it (basic.yaml's web and webudp). The "
+        "steady mix's clients also ping the servers' own addresses: only RW-3's judging by "
+        "conversation (5-tuple and time) catches it; exempting every server address a client "
+        "ever sent to did not.",
         ("RW-3",),
         defines={"MUTANT_NAT_SVC_NO_PROTO": 1},
         caught_by=(f"{_AGENT}:check_nat_services_keyed_by_protocol",),

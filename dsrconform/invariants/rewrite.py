@@ -180,7 +180,8 @@ def check_checksums_valid(obs: Observations, p: Params) -> Verdict:
 @checker("RW-3")
 def check_no_server_address_leaks(obs: Observations, p: Params) -> Verdict:
     """No packet toward a client carries a server's address, except in a conversation the client
-    itself opened with that address: the same 5-tuple, begun by the client before the packet."""
+    itself opened with that address: the same 5-tuple, begun by the client before the packet
+    (an ICMP error: the conversation it quotes, whose peer must be that address)."""
     j = Judge("RW-3")
     lab = obs.need_lab()
     servers = {a: n for n in lab.nodes("server") for a in lab.addresses.get(n, [])}
@@ -203,15 +204,16 @@ def check_no_server_address_leaks(obs: Observations, p: Params) -> Verdict:
                 continue
             address, conv = leak
             began = opened.get(conv)
-            if began is not None and began <= rec.first:
+            if began is not None and began <= rec.first and conv[3] == address:
                 continue
+            if began is None:
+                why = "in no conversation the client began"
+            elif conv[3] != address:
+                why = f"about the client's conversation with {conv[3]}, not with that address"
+            else:
+                why = f"{rec.first - began:.3f} s before the client began that conversation"
             j.violation(
-                f"{address} ({servers[address]}'s address) reached client {rec.dst}"
-                + (
-                    f", {rec.first - began:.3f} s before the client began that conversation"
-                    if began is not None
-                    else ", in no conversation the client began"
-                ),
+                f"{address} ({servers[address]}'s address) reached client {rec.dst}, {why}",
                 packet=rec.describe(),
                 link=info.describe(),
                 time=rec.first,

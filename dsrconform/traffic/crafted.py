@@ -402,6 +402,13 @@ def icmp_port_unreachable(flow: Flow, *, src: str | None = None) -> list[Packet]
     return [icmp_error(flow, src=src or flow.client, type=3, code=3)]
 
 
+def icmp_echo(src: str, dst: str, *, ident: int, seq: int = 0) -> Packet:
+    """An echo request (type 8) from ``src`` to ``dst``, both lab addresses."""
+    _lab_addr(src, "src")
+    _lab_addr(dst, "dst")
+    return IP(src=src, dst=dst) / ICMP(type=8, id=ident & 0xFFFF, seq=seq) / Raw(MARK)
+
+
 def icmp_param_problem(flow: Flow, *, src: str) -> list[Packet]:
     """Parameter problem (type 12 code 0) pointing at the quoted header's TTL byte."""
     return [icmp_error(flow, src=src, type=12, code=0, ptr=8)]

@@ -295,6 +295,32 @@ def test_rw3_replies_in_conversations_the_client_began_pass() -> None:
     assert v.status == Status.PASS, v.message
 
 
+def test_rw3_an_error_from_a_server_address_about_a_vip_conversation_is_a_leak() -> None:
+    """The client began the quoted conversation, but with the VIP: an error whose source is a
+    server's address (a stack that un-NATs the quoted header and not the outer source) leaks it,
+    even though the same client also pinged that server directly."""
+    run = healthy()
+    s1 = SERVER_ADDR["server1"]
+    run.add(
+        record("client-out", tcp(CLIENT, 40001, WEB, 80), 10.0, 20.0, tcp_flags=0x12),
+        record("client-out", FiveTuple(proto=1, src=CLIENT, dst=s1), 4.0, 4.0, icmp_type=8),
+        record("client-in", FiveTuple(proto=1, src=s1, dst=CLIENT), 4.001, 4.001, icmp_type=0),
+        record(
+            "client-in",
+            FiveTuple(proto=1, src=s1, dst=CLIENT),
+            14.0,
+            14.0,
+            icmp_type=3,
+            icmp_code=3,
+            embedded=tcp(CLIENT, 40001, WEB, 80),  # flow 1, opened by the client's SYN at 10.0
+        ),
+    )
+    v = run_checker(check_no_server_address_leaks, run.obs())
+    assert v.status == Status.FAIL, v.message
+    (e,) = v.evidence
+    assert "about the client's conversation with 198.19.0.10, not with that address" in e.message
+
+
 # --- RW-8 --------------------------------------------------------------------------------------
 
 AF11, EF = 1 << 10, 1 << 46  # DSCP bitmaps

@@ -375,3 +375,13 @@ def test_client_node_and_free_router_ish_address_in_the_basic_lab() -> None:
     with pytest.raises(ValueError, match=r"client: 198\.18\.20\.1 is no client node's address"):
         client_node_of(topo, "198.18.20.1")
     assert free_address(topo, "client") == "198.18.1.253"  # .254 is the router's
+
+
+def test_icmp_echo_is_a_lab_request_with_a_valid_checksum() -> None:
+    b = bytes(crafted.icmp_echo("198.18.1.2", "198.18.20.1", ident=0x1D5C0, seq=3))
+    pkt = IP(b)
+    assert (pkt.src, pkt.dst) == ("198.18.1.2", "198.18.20.1")
+    assert (pkt[ICMP].type, pkt[ICMP].id, pkt[ICMP].seq) == (8, 0xD5C0, 3)
+    assert ip_csum_ok(b) and l4_csum_ok(b)
+    with pytest.raises(ValueError, match="outside the lab range"):
+        crafted.icmp_echo("198.18.1.2", "10.0.0.1", ident=1)
