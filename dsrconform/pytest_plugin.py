@@ -270,12 +270,12 @@ def pytest_collection_modifyitems(
             )
         below = bool(ids) and not any(at_or_above(BY_ID[i].level, lowest) for i in ids)
         for m in item.iter_markers(SCENARIO_FOR_MARKER):
-            (owner,) = m.args
-            if owner not in BY_ID:
+            if len(m.args) != 1 or m.args[0] not in BY_ID:
                 raise pytest.UsageError(
-                    f"{item.nodeid}: {SCENARIO_FOR_MARKER}({owner!r}): unknown requirement ID"
+                    f"{item.nodeid}: {SCENARIO_FOR_MARKER}"
+                    f"({', '.join(map(repr, m.args))}): one known requirement ID expected"
                 )
-            below = below or not at_or_above(BY_ID[owner].level, lowest)
+            below = below or not at_or_above(BY_ID[m.args[0]].level, lowest)
         if below or (wanted and not wanted.intersection(ids)):
             drop.append(item)
         else:

@@ -46,7 +46,8 @@ __all__ = [
 FLOOD_MIX = Mix(
     streams=60, stream_bytes=600_000, stream_rate=20_000,  # 30 s streams: open across the flood
     short_conns=1400, short_rate=50.0,  # ~28 s of new connections, 500 during a 10 s flood
-    uploads=0, udp_flows=40, udp_datagrams=3, udp_interval=22.0, icmp_errors=0, deadline=60.0,
+    uploads=0, udp_flows=40, udp_datagrams=3, udp_interval=22.0, icmp_errors=0, pings=0,
+    deadline=60.0,
 )  # fmt: skip
 """Long streams established before the flood and open after it (plus the grace), new
 connections at a steady rate all along (SF-1, SF-2, SF-4), and UDP flows idle across the whole
@@ -57,7 +58,8 @@ evicts the state of idle flows shows it when the datagram at 22 s meets a backen
 CHAOS_MIX = Mix(
     streams=60, stream_bytes=560_000, stream_rate=20_000,  # 28 s streams: across fail and rejoin
     short_conns=1300, short_rate=50.0,  # ~26 s of new connections: before, during and after
-    uploads=0, udp_flows=40, udp_datagrams=26, udp_interval=1.0, icmp_errors=0, deadline=60.0,
+    uploads=0, udp_flows=40, udp_datagrams=26, udp_interval=1.0, icmp_errors=0, pings=0,
+    deadline=60.0,
 )  # fmt: skip
 """Streams and UDP flows open for ~28 s, new connections all along: open from before a MUX
 fails until after it is back (MF-1..MF-4: the failure starts ~5 s in, the MUX is down ~8 s
@@ -186,7 +188,8 @@ def mux_failure(
 HOSTILE_MIX = Mix(
     streams=40, stream_bytes=300_000, stream_rate=20_000,  # 15 s streams, open across the sending
     short_conns=900, short_rate=40.0,  # ~22 s of new connections: RB-1's legitimate attempts
-    uploads=0, udp_flows=40, udp_datagrams=20, udp_interval=1.0, icmp_errors=0, deadline=45.0,
+    uploads=0, udp_flows=40, udp_datagrams=20, udp_interval=1.0, icmp_errors=0, pings=0,
+    deadline=45.0,
 )  # fmt: skip
 """Legitimate traffic all along while hostile packets are sent (RB-1..RB-4)."""
 

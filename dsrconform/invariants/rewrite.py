@@ -475,13 +475,20 @@ def _server_of(
     lab: LabFacts,
 ) -> str | None:
     """The quoted flow's server: the one its history names (by the whole 5-tuple: the client's
-    port may carry a flow to another VIP at the same time), else the only one its client
-    endpoint's packets reached."""
+    port may carry a flow to another VIP at the same time), else the only one that packets of
+    that 5-tuple reached."""
     for fh in index.find5(quoted, rec.first, rec.last):
         if fh.server is not None:
             return lab.server_node(fh.server)
     seen = carried().get(quoted[:3])
-    nodes = seen.nodes if seen is not None else []
+    if seen is None:
+        return None
+    vip, port = quoted[3], quoted[4]
+    nodes = [
+        node
+        for node, recs in seen.records.items()
+        if any(r.payload.dst == vip and r.payload.dport == port for _, r in recs)
+    ]
     return nodes[0] if len(nodes) == 1 else None
 
 

@@ -287,8 +287,9 @@ def test_64_vips_and_1024_backends_with_the_default_table_size() -> None:
     cfg = MuxConfig.model_validate({"mux": {"address": MUX_ADDR, "next_hop_mac": ROUTER_MAC,
                                             "mac": "02:00:00:00:0a:01"}, "vips": vips})  # fmt: skip
     # The model's Maglev tables are pure Python (~0.37 s per VIP at the default ring size): it
-    # builds every eighth VIP's (a table depends only on its VIP's backends), and the other
-    # flows are held to their VIP's backend set.
+    # builds every eighth VIP's (a table depends only on its VIP's backends), so the Maglev
+    # choice is verified for those eight; the other flows are held to their VIP's backend set
+    # (and to a well-formed encapsulation).
     sampled = MuxConfig.model_validate({**cfg.model_dump(), "vips": vips[::8]})
     model = MuxModel(sampled)
     with MuxProgram(cfg) as mux:

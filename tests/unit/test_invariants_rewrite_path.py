@@ -464,6 +464,18 @@ def test_rw6_the_error_is_judged_by_the_flow_it_quotes_not_by_the_client_port() 
     assert "reached server2; the flow's server is server1" in v.evidence[0].message
 
 
+def test_rw6_without_histories_the_server_is_the_one_the_quoted_5_tuple_reached() -> None:
+    """No history names the servers (packets only): the client port's flows to two VIPs reached
+    server1 and server2; an error quoting the web VIP's reply belongs to server1's."""
+    run = Run()
+    run.wire(CLIENT, 44043, WEB, 80, 10.0, 12.0, server="server1")
+    run.wire(CLIENT, 44043, EDGE, 80, 10.0, 12.0, server="server2")
+    run.add(_icmp("mux2-in", 3, 4, 11.0, 44043), _icmp("server1-in", 3, 4, 11.0, 44043))
+    v = run_checker(check_encap_overhead_handled, run.obs())
+    assert v.status == Status.PASS, v.message
+    assert v.measured["fragmentation_needed_judged"] == 1
+
+
 def test_rw7_icmp_errors_reach_the_flow_server() -> None:
     run = healthy()
     run.add(_icmp("mux1-in", 11, 0, 15.0), _icmp("server1-in", 11, 0, 15.0))

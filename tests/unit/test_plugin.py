@@ -246,7 +246,7 @@ def test_a_case_of_a_scenario_built_for_a_should_runs_only_at_should(
     )
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*dsr_scenario_for('XX-9'): unknown requirement ID*"])
+    result.stderr.fnmatch_lines(["*dsr_scenario_for('XX-9'): one known requirement ID expected*"])
 
 
 def test_requirement_option_keeps_only_tests_citing_one_of_them(pytester: pytest.Pytester) -> None:
