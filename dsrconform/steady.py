@@ -258,33 +258,42 @@ def _last_json(stderr: str) -> dict[str, Any] | None:
     return None
 
 
+def _send_on_uplink(lab: Any, client: str, name: str, packets: list[Any]) -> Any:
+    """Send ``packets`` once each, framed, on ``client``'s uplink (within 5 s): the
+    :class:`~dsrconform.traffic.crafted.SendRecord`."""
+    from dsrconform.netns import link_mac
+    from dsrconform.traffic import crafted
+
+    topo: Topology = lab.topology
+    up = topo.uplink(client)
+    peer_if = topo.uplink(up.peer, client).ifname
+    src_mac = link_mac(lab.netns(client), up.ifname)
+    frames = tuple(crafted.frame(packets, src_mac, link_mac(lab.netns(up.peer), peer_if)))
+    return crafted.send_crafted(
+        lab.netns(client),
+        up.ifname,
+        [crafted.CraftedFrames(name, frames)],
+        max_packets=len(frames),
+        deadline=5.0,
+    )
+
+
 def _send_pings(lab: Any, facts: LabFacts, mix: Mix, say: Callable[[str], None]) -> dict[str, Any]:
     """``mix.pings`` echo requests from each address of each traffic client to each server's
     own address, sent on the client's uplink (the servers answer from their addresses)."""
-    from dsrconform.netns import link_mac
     from dsrconform.traffic import crafted
 
     topo: Topology = lab.topology
     servers = [a for n in facts.nodes("server") for a in facts.addresses.get(n, [])]
     sent = failed = 0
     for i, client in enumerate(traffic_clients(topo)):
-        up = topo.uplink(client)
-        peer_if = topo.uplink(up.peer, client).ifname
         packets = [
             crafted.icmp_echo(src, dst, ident=0xD5C0 + i, seq=seq)
             for src in _sources(topo, client)
             for dst in servers
             for seq in range(mix.pings)
         ]
-        src_mac = link_mac(lab.netns(client), up.ifname)
-        frames = tuple(crafted.frame(packets, src_mac, link_mac(lab.netns(up.peer), peer_if)))
-        rec = crafted.send_crafted(
-            lab.netns(client),
-            up.ifname,
-            [crafted.CraftedFrames("pings", frames)],
-            max_packets=len(frames),
-            deadline=5.0,
-        )
+        rec = _send_on_uplink(lab, client, "pings", packets)
         sent += rec.sent
         failed += rec.failed
     say(f"sent {sent} echo requests from the clients to the servers' own addresses")
@@ -296,13 +305,11 @@ def _send_icmp_errors(
 ) -> dict[str, Any]:
     """Once enough streams are established (their client's tap saw data flowing), send one ICMP
     error about each of ``mix.icmp_errors`` of them, from the stream's client toward the VIP."""
-    from dsrconform.netns import link_mac
     from dsrconform.traffic import crafted
 
     topo: Topology = lab.topology
     client = traffic_clients(topo)[0]
     up = topo.uplink(client)
-    peer_if = topo.uplink(up.peer, client).ifname
     tcp = {(s.vip, s.port) for s in topo.services if s.proto == "tcp"}
     tap = taps.tap(client, up.ifname)
     deadline = time.monotonic() + min(20.0, mix.deadline)
@@ -327,11 +334,6 @@ def _send_icmp_errors(
             packets += crafted.icmp_time_exceeded(flow, src=f.src)
         else:
             packets += crafted.icmp_port_unreachable(flow, src=f.src)
-    frames = crafted.frame(packets, link_mac(lab.netns(client), up.ifname),
-                           link_mac(lab.netns(up.peer), peer_if))  # fmt: skip
-    sent = crafted.send_crafted(
-        lab.netns(client), up.ifname, [crafted.CraftedFrames("icmp-errors", frames)],
-        max_packets=len(frames), deadline=5.0,
-    )  # fmt: skip
+    sent = _send_on_uplink(lab, client, "icmp-errors", packets)
     say(f"sent {sent.sent} ICMP errors about live streams ({len(live)} were live)")
     return {"sent": sent.sent, "failed": sent.failed, "live_streams": len(live)}
