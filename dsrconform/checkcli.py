@@ -18,7 +18,7 @@ the worst status per requirement over them (``--json``: ``{"scenarios": {...},
 Exit status: 0 when every requirement checked PASSes, 1 when one FAILs or is UNKNOWN, 2 for bad
 arguments; errors (a bad topology file, a lab that cannot come up) print ``dsrconform: error``.
 ``steady --quick`` (too little traffic for some checks, AF-3) counts only the requirements at
-the level ``dsrconform run`` counts by default (:data:`dsrconform.runcli.DEFAULT_LEVEL`, MUST)
+the level ``dsrconform run`` counts by default (:data:`dsrconform.runopts.DEFAULT_LEVEL`, MUST)
 or stricter; the others are shown, dimmed.
 """
 
@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from dsrconform.errors import ConfigError
-from dsrconform.runcli import DEFAULT_LEVEL, STATUS_COLOUR, STATUS_RANK, at_or_above
+from dsrconform.report.model import STATUS_COLOUR, STATUS_RANK, at_or_above
+from dsrconform.runopts import DEFAULT_LEVEL
 
 STEADY_FAMILIES = ("RW", "DP", "AF")
 

@@ -34,9 +34,9 @@ it, light modules): lab, target and checker modules load inside hooks, only when
 
 from __future__ import annotations
 
-import json
 import os
 import random
+import shlex
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -49,18 +49,32 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from dsrconform.features import probed
-from dsrconform.runcli import (
-    DEFAULT_LAB,
-    DEFAULT_LEVEL,
+from dsrconform.report.collect import (
+    PROP_ATTACHMENTS,
+    PROP_PLATFORM,
+    PROP_REQUIREMENTS,
+    PROP_SCENARIO,
+    PROP_UNKNOWN,
+    PROP_VERDICTS,
+    RunRecorder,
+    build_results,
+    is_unknown,
+    one_line,
+)
+from dsrconform.report.model import (
+    RESULTS_FILE,
     STATUS_COLOUR,
-    STATUS_RANK,
+    Attachment,
+    RunInfo,
     at_or_above,
+    decide_requirements,
 )
 from dsrconform.runopts import (
     BACKENDS,
+    DEFAULT_LAB,
+    DEFAULT_LEVEL,
     MODES,
-    SUMMARY_FILE,
-    VERDICTS_FILE,
+    PROFILES,
     choice_list,
     parse_seed,
 )
@@ -78,6 +92,7 @@ OPT_LEVEL = "--dsr-level"
 OPT_SEED = "--dsr-seed"
 OPT_RESULTS = "--dsr-results"
 OPT_KEEP_LAB = "--dsr-keep-lab"
+OPT_PROFILE = "--dsr-profile"
 OPT_MUTANT = "--dsr-mutant"
 OPT_REQUIREMENT = "--dsr-requirement"
 
@@ -87,15 +102,14 @@ SCENARIO_FOR_MARKER = "dsr_scenario_for"
 
 SEED_KEY = pytest.StashKey[int]()
 VERDICTS_KEY = pytest.StashKey[list[Any]]()
-RUN_KEY = pytest.StashKey["_RunRecord"]()
-SCENARIO_DIRS_KEY = pytest.StashKey[list[tuple[Any, str, Path]]]()
-"""(observations, scenario name, run directory) of each scenario run saved this session."""
-RESULTS_FILE = VERDICTS_FILE
-
-# user_properties of the test reports (they travel from xdist workers to the controller)
-PROP_VERDICTS = "dsrconform_verdicts"  # call report: the verdicts' JSON rows
-PROP_REQUIREMENTS = "dsrconform_requirements"  # every report: the IDs the test cites
-PROP_UNKNOWN = "dsrconform_unknown"  # call report: the test ended on RequirementUnknown
+RUN_KEY = pytest.StashKey[RunRecorder]()
+SCENARIO_DIRS_KEY = pytest.StashKey[list[tuple[Any, str, Path | None]]]()
+"""(observations, scenario name, run directory or None) of each scenario run this session."""
+ATTACHMENTS_KEY = pytest.StashKey[list[Attachment]]()
+"""On a test's item: the evidence files made for it (pcap windows of its FAILs)."""
+SCENARIO_KEY = pytest.StashKey[tuple[str, str | None]]()
+"""On a test's item: (scenario name, its run directory relative to the results) it judged."""
+# The user_properties of the test reports (PROP_*) are dsrconform.report.collect's.
 
 
 class RequirementUnknown(Exception):
@@ -189,6 +203,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="leave the lab up after the run for inspection (remove it yourself)",
     )
+    group.addoption(
+        OPT_PROFILE,
+        dest=_dest(OPT_PROFILE),
+        choices=PROFILES,
+        default=None,
+        help="the run's profile (set by `dsrconform run --profile`): quick runs the short "
+        "scenarios of a pull-request gate; recorded in the results",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -208,8 +230,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     seed = config.getoption(_dest(OPT_SEED))
     config.stash[SEED_KEY] = seed if seed is not None else random.SystemRandom().randrange(2**32)
-    config.stash[RUN_KEY] = record = _RunRecord()
+    config.stash[RUN_KEY] = record = RunRecorder()
     config.pluginmanager.register(record, "dsrconform-run-record")
+    from dsrconform.report.pytest_hooks import ReportHooks  # JUnit XML and allure results
+
+    config.pluginmanager.register(ReportHooks(config), "dsrconform-report-hooks")
     mutant = config.getoption(_dest(OPT_MUTANT))
     if mutant is not None:  # an unknown one: now, not as an error in every lab test's setup
         from dsrconform.errors import ConfigError
@@ -250,8 +275,7 @@ def pytest_collection_modifyitems(
     from dsrconform.spec import BY_ID
 
     lowest = config.getoption(_dest(OPT_LEVEL))
-    wanted = {i.strip() for v in config.getoption(_dest(OPT_REQUIREMENT)) for i in v.split(",")}
-    wanted.discard("")
+    wanted = _wanted_ids(config)
     bad = sorted(wanted - set(BY_ID))
     if bad:
         raise pytest.UsageError(
@@ -283,6 +307,12 @@ def pytest_collection_modifyitems(
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def _wanted_ids(config: pytest.Config) -> set[str]:
+    """The IDs of every ``--dsr-requirement``."""
+    values = config.getoption(_dest(OPT_REQUIREMENT))
+    return {i.strip() for v in values for i in v.split(",") if i.strip()}
 
 
 @pytest.fixture(scope="session")
@@ -494,9 +524,8 @@ def dsr_scenario(
             except Exception as e:
                 failed[name] = f"{type(e).__name__}: {e}"
                 raise ScenarioFailed(f"scenario {name} failed: {failed[name]}") from e
-            if out is not None:
-                saved = request.config.stash.setdefault(SCENARIO_DIRS_KEY, [])
-                saved.append((runs[name].observations, name, out))
+            saved = request.config.stash.setdefault(SCENARIO_DIRS_KEY, [])
+            saved.append((runs[name].observations, name, out))
         return runs[name]
 
     return run
@@ -574,7 +603,7 @@ class Progress:
         if self._tr is None:
             return
         elapsed = time.monotonic() - self._t0
-        line = _one_line(f"dsrconform: {self.subject} {elapsed:6.1f} s  {message}", 160)
+        line = one_line(f"dsrconform: {self.subject} {elapsed:6.1f} s  {message}", 160)
         with self._lock:
             suspended = self._capman.global_and_fixture_disabled() if self._capman else None
             with suspended or nullcontext():
@@ -601,8 +630,8 @@ def dsr_flood(dsr_scenario: Callable[[str], Any]) -> Any:
 @pytest.fixture
 def dsr_check(request: pytest.FixtureRequest) -> Callable[..., list[Any]]:
     """Function scope. ``dsr_check(observations, "RW-1", ..., params=None)`` runs the
-    requirements' checkers, attaches the verdicts to the test's report (and the results
-    directory's verdicts.jsonl), and ends the test: FAIL as a failure with the evidence,
+    requirements' checkers, attaches the verdicts (and the scenario they judged) to the test's
+    report, for the run's results, and ends the test: FAIL as a failure with the evidence,
     UNKNOWN as :class:`RequirementUnknown`, which pytest reports as an error (never a pass).
     When ``observations`` are a scenario run's saved under ``--dsr-results``, its run directory
     records the IDs (and ``params``) in its requirements.json, so ``dsrconform check`` judges
@@ -611,7 +640,9 @@ def dsr_check(request: pytest.FixtureRequest) -> Callable[..., list[Any]]:
 
     def check(observations: Any, *ids: str, params: Any = None) -> list[Any]:
         __tracebackhide__ = True
-        _record_scenario_requirements(request.config, observations, ids, params)
+        scenario = _record_scenario_requirements(request.config, observations, ids, params)
+        if scenario is not None:
+            request.node.stash[SCENARIO_KEY] = scenario
         verdicts = check_all(observations, ids=ids, params=params)
         request.node.stash.setdefault(VERDICTS_KEY, []).extend(verdicts)
         failed = [v for v in verdicts if v.status == Status.FAIL]
@@ -627,13 +658,21 @@ def dsr_check(request: pytest.FixtureRequest) -> Callable[..., list[Any]]:
 
 def _record_scenario_requirements(
     config: pytest.Config, observations: Any, ids: tuple[str, ...], params: Any
-) -> None:
+) -> tuple[str, str | None] | None:
+    """Record the IDs in the scenario run's requirements.json (when it was saved); return the
+    scenario's name and run directory relative to the results directory (None: the
+    observations are not a scenario run's of this session)."""
     from dsrconform.runfiles import record_requirements
 
+    results = _results_dir(config)
     for obs, name, out in config.stash.get(SCENARIO_DIRS_KEY, []):
         if obs is observations:
+            if out is None or results is None:
+                return name, None
             given = {r: p for r, p in (params or {}).items() if r in ids}
             record_requirements(out, name, ids, given)
+            return name, out.relative_to(results).as_posix()
+    return None
 
 
 def _describe(v: Any) -> str:
@@ -655,31 +694,33 @@ def pytest_runtest_makereport(
     ids = requirement_ids(item)
     if ids:
         report.user_properties.append((PROP_REQUIREMENTS, ids))
+    platform = _item_platform(item)
+    if platform is not None:
+        report.user_properties.append((PROP_PLATFORM, platform))
     if call.when != "call":
         return report
     unknown = call.excinfo is not None and call.excinfo.errisinstance(RequirementUnknown)
     if report.failed and unknown:
         report.user_properties.append((PROP_UNKNOWN, True))
+    scenario = item.stash.get(SCENARIO_KEY, None)
+    if scenario is not None:
+        report.user_properties.append((PROP_SCENARIO, scenario))
     verdicts = item.stash.get(VERDICTS_KEY, [])
-    if not verdicts:
-        return report
-    rows = [v.model_dump(mode="json") for v in verdicts]
-    report.user_properties.append((PROP_VERDICTS, rows))
-    results = item.config.getoption(_dest(OPT_RESULTS))
-    if results:
-        Path(results).mkdir(parents=True, exist_ok=True)
-        with (Path(results) / RESULTS_FILE).open("a") as f:
-            for row in rows:
-                f.write(json.dumps({"test": item.nodeid, **row}) + "\n")
+    if verdicts:
+        rows = [v.model_dump(mode="json") for v in verdicts]
+        report.user_properties.append((PROP_VERDICTS, rows))
+    attachments = item.stash.get(ATTACHMENTS_KEY, [])
+    if attachments:
+        rows = [a.model_dump(mode="json") for a in attachments]
+        report.user_properties.append((PROP_ATTACHMENTS, rows))
     return report
 
 
-def _prop(report: pytest.TestReport, name: str) -> Any:
-    return next((v for k, v in report.user_properties if k == name), None)
-
-
-def _is_unknown(report: pytest.TestReport) -> bool:
-    return report.when == "call" and report.failed and bool(_prop(report, PROP_UNKNOWN))
+def _item_platform(item: pytest.Item) -> str | None:
+    """``<backend>-<mode>`` of a lab test when the run has several platforms."""
+    callspec = getattr(item, "callspec", None)  # only parametrised items have one
+    platform = callspec.params.get("dsr_platform") if callspec is not None else None
+    return _platform_id(platform) if platform is not None else None
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -689,120 +730,12 @@ def pytest_report_teststatus(
     """An UNKNOWN is an error, not a failure: counted as ``error``, listed by ``-rE`` and under
     ERRORS (``ERROR at call of ...``) with its longrepr (what was missing). The report stays
     ``failed``, so the exit status is 1 and ``-x``, ``--lf`` treat it as not passed."""
-    if _is_unknown(report):
+    if is_unknown(report):
         return "error", "E", "ERROR"
     return None
 
 
-# --- the run's summary: per requirement, the worst status over the tests citing it -------------
-
-
-class _RunRecord:
-    """What the session saw, on the controller (or a run without xdist): the start time and, per
-    test, the requirement IDs it cites, its verdict rows and its phases' outcomes."""
-
-    def __init__(self) -> None:
-        self.started = _now()
-        self.tests: dict[str, dict[str, Any]] = {}
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """On the xdist controller this sees every worker's reports, user_properties included."""
-        ids = _prop(report, PROP_REQUIREMENTS) or []
-        rows = _prop(report, PROP_VERDICTS) or []
-        if not ids and not rows:
-            return
-        test = self.tests.setdefault(report.nodeid, {"ids": [], "verdicts": [], "phases": {}})
-        test["ids"] += [i for i in ids if i not in test["ids"]]
-        test["verdicts"] += rows
-        test["phases"][report.when] = (_outcome(report), _crash_line(report))
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _outcome(report: pytest.TestReport) -> str:
-    """passed, failed, error (setup/teardown failure, or an UNKNOWN), skipped."""
-    if report.failed and (report.when != "call" or _is_unknown(report)):
-        return "error"
-    return report.outcome
-
-
-def _crash_line(report: pytest.TestReport) -> str:
-    """The first line of why a report did not pass ("" when it passed)."""
-    if report.passed:
-        return ""
-    longrepr: Any = report.longrepr
-    if isinstance(longrepr, tuple | list) and len(longrepr) == 3:  # a skip: (path, line, reason)
-        text = str(longrepr[2])
-    elif getattr(longrepr, "reprcrash", None) is not None:
-        text = longrepr.reprcrash.message
-    else:
-        text = str(longrepr or "")
-    return _one_line(text)
-
-
-def _one_line(text: str, width: int = 200) -> str:
-    line = text.strip().partition("\n")[0]
-    return line if len(line) <= width else line[: width - 3] + "..."
-
-
-OUTCOME_STATUS = {"passed": "PASS", "failed": "FAIL", "error": "UNKNOWN", "skipped": "UNKNOWN"}
-OUTCOME_RANK = {"passed": 0, "skipped": 1, "error": 2, "failed": 3}
-
-
-def _test_statuses(test: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    """Requirement ID -> (status, one-line message) as decided by one test.
-
-    The test's verdicts decide the requirements they are about (the worst verdict of each).
-    A requirement the test cites but has no verdict for takes the test's outcome: passed is
-    PASS, failed is FAIL, an error or a skip is UNKNOWN (it was not decided). A test that
-    failed although every verdict it recorded PASSed failed for another reason (an assertion
-    of its own): each requirement it cites is then FAIL too."""
-    phases: dict[str, tuple[str, str]] = test["phases"]
-    worst, why = max(phases.values(), key=lambda p: OUTCOME_RANK[p[0]])
-    call = phases.get("call", ("", ""))
-    out: dict[str, tuple[str, str]] = {}
-    for row in test["verdicts"]:
-        req, status = row["requirement"], row["status"]
-        if req not in out or STATUS_RANK[status] > STATUS_RANK[out[req][0]]:
-            out[req] = (status, _one_line(row["message"]))
-    unexplained = call[0] == "failed" and all(s == "PASS" for s, _ in out.values())
-    for req in test["ids"]:
-        if req not in out:
-            status = OUTCOME_STATUS[worst]
-            out[req] = (status, why or "test passed (no verdict recorded)")
-        elif unexplained:
-            out[req] = ("FAIL", call[1])
-    return out
-
-
-def summarize(tests: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per requirement ID (catalogue order): its level, the worst status over the tests citing
-    it (FAIL > UNKNOWN > PASS) with that test's one-line message, and every test with its own
-    outcome, status and message. Only requirements some test of the run cited or checked."""
-    from dsrconform.spec import BY_ID, REQUIREMENTS
-
-    per: dict[str, list[dict[str, Any]]] = {}
-    for nodeid, test in tests.items():
-        phases = test["phases"]
-        outcome = max((p[0] for p in phases.values()), key=OUTCOME_RANK.__getitem__)
-        for req, (status, message) in _test_statuses(test).items():
-            row = {"test": nodeid, "outcome": outcome, "status": status, "message": message}
-            per.setdefault(req, []).append(row)
-    order = {r.id: n for n, r in enumerate(REQUIREMENTS)}
-    out: dict[str, dict[str, Any]] = {}
-    for req in sorted(per, key=lambda r: (order.get(r, len(order)), r)):
-        rows = per[req]
-        worst = max(rows, key=lambda r: STATUS_RANK[r["status"]])  # the first of the worst
-        level = BY_ID[req].level if req in BY_ID else None
-        out[req] = {
-            "level": level,
-            "status": worst["status"],
-            "message": worst["message"],
-            "tests": rows,
-        }
-    return out
+# --- the run's results (dsrconform.report.model) -------------------------------------------------
 
 
 def _results_dir(config: pytest.Config) -> Path | None:
@@ -811,14 +744,47 @@ def _results_dir(config: pytest.Config) -> Path | None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """A rerun into the same results directory starts afresh: the previous run's verdicts.jsonl
-    (appended to by every test) and summary.json go first. The controller only: xdist workers
-    start after this and append from the start."""
+    """A rerun into the same results directory starts afresh: the previous run's results.json
+    goes first (the controller only)."""
     results = _results_dir(session.config)
     if results is None or _is_worker(session.config):
         return
-    for name in (RESULTS_FILE, SUMMARY_FILE):
-        (results / name).unlink(missing_ok=True)
+    (results / RESULTS_FILE).unlink(missing_ok=True)
+
+
+def run_info(config: pytest.Config, exitstatus: int | None = None) -> RunInfo:
+    """What the run was: options, seed, lab file and its hash, platforms, times, environment."""
+    from dsrconform.report.environment import environment, file_sha256
+    from dsrconform.target import target_version
+
+    target = config.getoption(_dest(OPT_TARGET))
+    seed = config.stash[SEED_KEY]
+    args = list(config.invocation_params.args)
+    replay = ["pytest", *args]
+    if config.getoption(_dest(OPT_SEED)) is None:
+        replay += [OPT_SEED, str(seed)]
+    return RunInfo(
+        seed=seed,
+        target=target,
+        target_version=target_version(target),
+        mutant=config.getoption(_dest(OPT_MUTANT)),
+        lab=_lab_path(config),
+        lab_sha256=file_sha256(_lab_path(config)),
+        backends=list(config.getoption(_dest(OPT_BACKEND))),
+        modes=list(config.getoption(_dest(OPT_MODE)) or ()),
+        platforms=[_platform_id(p) for p in config.stash.get(USED_PLATFORMS_KEY, [])],
+        level=config.getoption(_dest(OPT_LEVEL)),
+        requirements_asked=sorted(_wanted_ids(config)),
+        profile=config.getoption(_dest(OPT_PROFILE)),
+        started=config.stash[RUN_KEY].started,
+        stopped=datetime.now(UTC),
+        exit_status=exitstatus,
+        pytest_args=args,
+        replay=shlex.join(replay),
+        # The kernel features probed for the run's traffic (live frames, AF_PACKET, ...): why
+        # its floods and probes used the engine their fault windows name.
+        environment=environment(probed()),
+    )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -826,30 +792,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     results = _results_dir(config)
     if results is None or _is_worker(config):
         return
-    record = config.stash[RUN_KEY]
-    summary = {
-        "run": {
-            "seed": config.stash[SEED_KEY],
-            "target": config.getoption(_dest(OPT_TARGET)),
-            "mutant": config.getoption(_dest(OPT_MUTANT)),
-            "backend": ",".join(config.getoption(_dest(OPT_BACKEND))),
-            "mode": ",".join(config.getoption(_dest(OPT_MODE)) or ()) or None,
-            "lab": _lab_path(config),
-            "level": config.getoption(_dest(OPT_LEVEL)),
-            "started": record.started,
-            "stopped": _now(),
-            "exit_status": int(exitstatus),
-            "pytest_args": list(config.invocation_params.args),
-            # The kernel features probed for the run's traffic (live frames, AF_PACKET, ...):
-            # why its floods and probes used the engine their fault windows name.
-            "features": probed(),
-        },
-        "requirements": summarize(record.tests),
-    }
-    results.mkdir(parents=True, exist_ok=True)
-    tmp = results / (SUMMARY_FILE + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=1) + "\n")
-    tmp.replace(results / SUMMARY_FILE)
+    build_results(config.stash[RUN_KEY], run_info(config, int(exitstatus))).save(results)
 
 
 def pytest_terminal_summary(
@@ -858,12 +801,12 @@ def pytest_terminal_summary(
     """One line per requirement (ID, level, status, why), when some test recorded a verdict."""
     if _is_worker(config):
         return
-    tests = config.stash[RUN_KEY].tests
-    if not any(t["verdicts"] for t in tests.values()):
+    recorder = config.stash[RUN_KEY]
+    if not any(t.verdicts for t in recorder.tests.values()):
         return
     tr = terminalreporter
     tr.write_sep("=", "dsrconform: requirements")
-    for req, row in summarize(tests).items():
-        tr.write(f"{req:<6} {row['level'] or '?':<6} ")
-        tr.write(f"{row['status']:<7}", bold=True, **{STATUS_COLOUR[row["status"]]: True})
-        tr.line(" " + _one_line(row["message"], 100))
+    for req, row in decide_requirements(recorder.test_results()).items():
+        tr.write(f"{req:<6} {row.level or '?':<6} ")
+        tr.write(f"{row.status:<7}", bold=True, **{STATUS_COLOUR[row.status]: True})
+        tr.line(" " + one_line(row.message, 100))

@@ -2,15 +2,21 @@
 
     dsrconform run [--suite NAME ...] [--target NAME] [--mutant NAME] [--level MUST|SHOULD|MAY]
                    [--requirement ID,...] [--lab FILE] [--backend netns|docker] [--mode MODE]
-                   [--seed N] [--results DIR] [--keep-lab] [-- PYTEST-OPTIONS...]
+                   [--profile full|quick] [--seed N] [--results DIR] [--keep-lab]
+                   [-- PYTEST-OPTIONS...]
 
 It runs ``sys.executable -m pytest`` on the repository's ``suites/`` (all of it, or
 ``suites/test_<NAME>.py`` per ``--suite``) as a child process whose output goes straight to the
 terminal, one line per test (``-v``), with the ``--dsr-*`` options of the pytest plugin mapped
 from its own; the command is printed first so it can be rerun by hand. Arguments after ``--``
-go to pytest verbatim (and win over the mapped ones). The results directory (default
-``results/run``) loses a previous run's ``verdicts.jsonl`` and ``summary.json`` first; the
-plugin writes them again, and the table printed at the end is read from ``summary.json``.
+go to pytest verbatim (and win over the mapped ones).
+
+Results accumulate: each run gets its own directory, ``results/<UTC time>-<target>-<seed>/``
+(the seed is drawn here when ``--seed`` is not given, so the name says it), and
+``results/latest`` links to the newest. ``--results DIR`` names the directory exactly (a
+previous run's ``results.json`` there goes first). The plugin writes ``results.json`` (the
+results model, :mod:`dsrconform.report.model`); the table printed at the end is read from it,
+and this command records its own replay command line in it.
 
 Exit status: 0 when every requirement decided by the run at or above ``--level`` (default
 MUST) PASSed, 1 when one of them is FAIL or UNKNOWN; pytest's own code when pytest did not run
@@ -23,48 +29,43 @@ not judged.
 from __future__ import annotations
 
 import argparse
-import json
+import os
+import random
 import shlex
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dsrconform.errors import ConfigError
+from dsrconform.report.model import (
+    RESULTS_FILE,
+    STATUS_COLOUR,
+    Results,
+    load_results,
+    status_counts,
+)
 from dsrconform.runopts import (
     BACKENDS,
+    DEFAULT_LAB,
+    DEFAULT_LEVEL,
     MODES,
-    SUMMARY_FILE,
-    VERDICTS_FILE,
+    PROFILES,
     choice_list,
     parse_seed,
 )
-from dsrconform.spec import LEVELS, Level
+from dsrconform.spec import LEVELS
 
 if TYPE_CHECKING:
     from dsrconform.topology import Mode
 
-DEFAULT_RESULTS = "results/run"
-DEFAULT_LAB = "labs/basic.yaml"
-"""The lab a run brings up unless told otherwise, relative to the repository (pytest's rootdir)."""
+RESULTS_ROOT = "results"
+"""Where run directories accumulate (``<UTC time>-<target>-<seed>``) unless --results says."""
+LATEST = "latest"
+"""The link in :data:`RESULTS_ROOT` to the newest run directory."""
 PYTEST_RAN = (0, 1)  # pytest exit codes of a run that went through: all passed, some did not
-
-DEFAULT_LEVEL: Level = "MUST"
-"""The lowest requirement level a run tests and counts unless told otherwise: the default of
-``dsrconform run --level`` and of the plugin's ``--dsr-level``, and the level ``dsrconform
-steady --quick`` gates on."""
-
-STATUS_RANK = {"PASS": 0, "UNKNOWN": 1, "FAIL": 2}
-"""Worst wins, when several verdicts decide one requirement (tests of a run, scenarios)."""
-STATUS_COLOUR = {"PASS": "green", "FAIL": "red", "UNKNOWN": "yellow"}
-
-
-def at_or_above(level: str | None, lowest: str) -> bool:
-    """Whether a requirement of ``level`` is as strict as ``lowest`` or stricter (MUST is above
-    SHOULD, above MAY); an unknown level (None) is not."""
-    rank: dict[str | None, int] = {lv: n for n, lv in enumerate(LEVELS)}
-    return level in rank and rank[level] <= rank[lowest]
 
 
 def repo_root() -> Path:
@@ -111,9 +112,11 @@ def pytest_argv(
 ) -> list[str]:
     """The pytest command line for ``args`` (parsed by :func:`add_parser`'s parser)."""
     argv = [python, "-m", "pytest", *map(str, suite_paths(args.suite, directory))]
+    rest = extra_args(args.pytest_args)
     argv += ["-p", "no:cacheprovider", "-v", "-o", "console_output_style=progress"]
     argv += ["--dsr-level", args.level, "--dsr-results", str(Path(args.results).absolute())]
     optional: list[tuple[str, Any]] = [
+        ("--dsr-profile", args.profile),
         ("--dsr-target", args.target),
         ("--dsr-mutant", args.mutant),
         ("--dsr-lab", None if args.lab is None else Path(args.lab).absolute()),
@@ -128,7 +131,7 @@ def pytest_argv(
         argv += ["--dsr-requirement", ids]
     if args.keep_lab:
         argv.append("--dsr-keep-lab")
-    return argv + extra_args(args.pytest_args)
+    return argv + rest
 
 
 def extra_args(rest: Sequence[str]) -> list[str]:
@@ -144,56 +147,68 @@ def extra_args(rest: Sequence[str]) -> list[str]:
 
 
 def clear_results(results: Path) -> None:
-    """Remove a previous run's verdicts.jsonl and summary.json (nothing else)."""
-    for name in (VERDICTS_FILE, SUMMARY_FILE):
-        (results / name).unlink(missing_ok=True)
+    """Remove a previous run's results.json (nothing else)."""
+    (results / RESULTS_FILE).unlink(missing_ok=True)
 
 
-def load_summary(results: Path) -> dict[str, Any] | None:
-    path = results / SUMMARY_FILE
-    if not path.is_file():
-        return None
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
-def gating(summary: Mapping[str, Any], level: str) -> dict[str, dict[str, Any]]:
-    """The summary's requirements at or above ``level`` (MUST is above SHOULD, above MAY)."""
-    return {
-        req: row for req, row in summary["requirements"].items() if at_or_above(row["level"], level)
-    }
+def run_directory(root: Path, target: str, seed: int, now: datetime | None = None) -> Path:
+    """A new run directory under ``root``: ``<UTC time>-<target>-<seed>`` (``-2``, ``-3``...
+    when two runs start in the same second with the same target and seed)."""
+    stamp = (now or utc_now()).strftime("%Y%m%dT%H%M%SZ")
+    base = f"{stamp}-{target}-{seed}"
+    path, n = root / base, 1
+    while path.exists():
+        n += 1
+        path = root / f"{base}-{n}"
+    return path
 
 
-def exit_code(summary: Mapping[str, Any] | None, level: str, pytest_code: int) -> int:
+def link_latest(root: Path, run: Path) -> None:
+    """Point ``root/latest`` at ``run`` (relative, replaced atomically); a ``latest`` that is
+    not a symlink is left alone (ConfigError: it would be a user's file)."""
+    link = root / LATEST
+    if link.exists() and not link.is_symlink():
+        raise ConfigError(f"{link} exists and is not a symlink; fix: move it away")
+    tmp = root / f".{LATEST}.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(run.name if run.parent == root else run.absolute())
+    tmp.replace(link)
+
+
+def exit_code(results: Results | None, level: str, pytest_code: int) -> int:
     """0 if every requirement at or above ``level`` PASSed, 1 if one FAILed or is UNKNOWN;
     pytest's own code when it did not run the tests through (interrupted, internal or usage
-    error, nothing collected, killed: 128 + signal). With no summary (the plugin did not run)
+    error, nothing collected, killed: 128 + signal). With no results (the plugin did not run)
     the run decided nothing: 1. With no requirement at or above the level: pytest's code."""
     if pytest_code < 0:  # killed by a signal
         return 128 - pytest_code
     if pytest_code not in PYTEST_RAN:
         return pytest_code
-    if summary is None:
+    if results is None:
         return 1
-    rows = gating(summary, level)
+    rows = results.gating(level)
     if not rows:
         return pytest_code
-    return 0 if all(r["status"] == "PASS" for r in rows.values()) else 1
+    return 0 if all(r.status == "PASS" for r in rows.values()) else 1
 
 
-def print_summary(summary: Mapping[str, Any], level: str) -> None:
+def print_summary(results: Results, level: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    counted = gating(summary, level)
-    dim = len(counted) < len(summary["requirements"])
+    counted = results.gating(level)
+    dim = len(counted) < len(results.requirements)
     table = Table(caption=f"dim: less strict than {level}, not counted" if dim else None)
     for col in ("requirement", "level", "status"):
         table.add_column(col)
-    for req, row in summary["requirements"].items():
-        status = f"[{STATUS_COLOUR.get(row['status'], 'white')}]{row['status']}[/]"
+    for req, row in results.requirements.items():
+        status = f"[{STATUS_COLOUR.get(row.status, 'white')}]{row.status}[/]"
         style = None if req in counted else "dim"
-        table.add_row(req, row["level"] or "?", status, style=style)
+        table.add_row(req, row.level or "?", status, style=style)
     console = Console()
     if not console.is_terminal:
         console.width = max(console.width, 100)
@@ -240,9 +255,32 @@ def check_lab(path: str, modes: Sequence[Mode] | None) -> None:
         load_topology(path, mode=mode)
 
 
+def replay_command(args: argparse.Namespace) -> str:
+    """A ``dsrconform run`` command line that runs what ``args`` ran, with its seed (pytest
+    options after ``--`` included; the results go to a new directory)."""
+    out = ["dsrconform", "run"]
+    for name in args.suite:
+        out += ["--suite", name]
+    pairs: list[tuple[str, Any]] = [
+        ("--target", args.target),
+        ("--mutant", args.mutant),
+        ("--level", args.level),
+        ("--lab", args.lab),
+        ("--backend", None if args.backend is None else ",".join(args.backend)),
+        ("--mode", None if args.mode is None else ",".join(args.mode)),
+        ("--profile", args.profile),
+        ("--seed", args.seed),
+    ]
+    out += [x for opt, value in pairs if value is not None for x in (opt, str(value))]
+    for ids in args.requirement:
+        out += ["--requirement", ids]
+    return shlex.join(out + list(args.pytest_args))
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     directory = suites_dir()
-    argv = pytest_argv(args, directory)  # ConfigError for an unknown suite, before anything runs
+    suite_paths(args.suite, directory)  # ConfigError for an unknown suite, before anything runs
+    extra_args(args.pytest_args)
     check_requirements(args.requirement)
     if args.target is not None or args.mutant is not None:  # unknown: now, not in every setup
         from dsrconform.target import check_mutant
@@ -250,28 +288,35 @@ def _cmd_run(args: argparse.Namespace) -> int:
         check_mutant(args.target or "reference", args.mutant)
     if args.lab is not None:
         check_lab(args.lab, args.mode)
+    if args.seed is None:  # drawn here, so that the run directory's name can say it
+        args.seed = random.SystemRandom().randrange(2**32)
+    if args.results is None:
+        root = Path(RESULTS_ROOT)
+        args.results = str(run_directory(root, args.target or "reference", args.seed))
+        Path(args.results).mkdir(parents=True)
+        link_latest(root, Path(args.results))
+    argv = pytest_argv(args, directory)
     results = Path(args.results)
     clear_results(results)
     print(shlex.join(argv), flush=True)
     code = run_pytest(argv)
-    summary = load_summary(results)
-    if summary is None:
-        print(
-            f"dsrconform: error: pytest wrote no {results / SUMMARY_FILE} "
-            f"(exit {code}); was the dsrconform plugin disabled?",
-            file=sys.stderr,
-        )
-    elif summary["requirements"]:
-        print_summary(summary, args.level)
-    status = exit_code(summary, args.level, code)
-    if summary is not None:
-        rows = gating(summary, args.level).values()
-        counts = {s: sum(r["status"] == s for r in rows) for s in ("PASS", "FAIL", "UNKNOWN")}
-        print(
-            f"{len(rows)} requirement(s) at {args.level} or stricter: "
-            + ", ".join(f"{n} {s}" for s, n in counts.items())
-            + f"; summary in {results / SUMMARY_FILE}; exit {status}"
-        )
+    try:
+        run = load_results(results)
+    except ConfigError as e:
+        why = f"pytest exit {code}; was the dsrconform plugin disabled?"
+        print(f"dsrconform: error: {e} ({why})", file=sys.stderr)
+        return exit_code(None, args.level, code)
+    run.run.replay = replay_command(args)
+    run.save(results)
+    if run.requirements:
+        print_summary(run, args.level)
+    status = exit_code(run, args.level, code)
+    counts = status_counts(run.gating(args.level))
+    print(
+        f"{sum(counts.values())} requirement(s) at {args.level} or stricter: "
+        + ", ".join(f"{n} {s}" for s, n in counts.items())
+        + f"; results in {results}; exit {status}"
+    )
     return status
 
 
@@ -307,8 +352,20 @@ def add_parser(sub: Any) -> None:
                         "steady suite also in the target's other modes)")  # fmt: skip
     p.add_argument("--seed", type=parse_seed, default=None, metavar="N",
                    help="seed of every random choice (default: random, shown)")  # fmt: skip
-    p.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR",
-                   help=f"where results go (default: {DEFAULT_RESULTS})")  # fmt: skip
+    p.add_argument(
+        "--results",
+        default=None,
+        metavar="DIR",
+        help=f"the run's results directory, exactly (default: a new {RESULTS_ROOT}/<UTC time>-"
+        f"<target>-<seed>/, linked from {RESULTS_ROOT}/{LATEST})",
+    )
+    p.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default=None,
+        help="quick: the short scenarios of a pull-request gate (see docs/reports.md); "
+        "full (default): every scenario",
+    )
     p.add_argument("--keep-lab", action="store_true", help="leave the lab up after the run")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="-- PYTEST-OPTIONS",
                    help="passed to pytest verbatim")  # fmt: skip

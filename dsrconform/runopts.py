@@ -1,16 +1,23 @@
-"""What the pytest plugin and ``dsrconform run`` share: option choices, results file names, the
-seed parser. Imports nothing heavy (no pytest), so the CLI stays fast."""
+"""What the pytest plugin and ``dsrconform run`` share: option choices and defaults, the seed
+parser. Imports nothing heavy (no pytest), so the CLI stays fast."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
 
-LEVELS = ("MUST", "SHOULD", "MAY")  # strictest first, as dsrconform.spec
+from dsrconform.spec import Level
+
 MODES = ("encap", "server-nat", "gateway-nat")
 BACKENDS = ("netns", "docker")
-SUMMARY_FILE = "summary.json"
-VERDICTS_FILE = "verdicts.jsonl"
+PROFILES = ("full", "quick")
+"""``dsrconform run --profile``: every scenario (nightly gate), or the short pull-request one."""
+DEFAULT_LAB = "labs/basic.yaml"
+"""The lab a run brings up unless told otherwise, relative to the repository (pytest's rootdir)."""
+DEFAULT_LEVEL: Level = "MUST"
+"""The lowest requirement level a run tests and counts unless told otherwise: the default of
+``dsrconform run --level`` and of the plugin's ``--dsr-level``, and the level ``dsrconform
+steady --quick`` gates on."""
 
 
 def parse_seed(value: str) -> int:

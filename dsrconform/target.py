@@ -203,3 +203,13 @@ def load_target(name: str = "reference", *, mutant: str | None = None) -> Target
     if not isinstance(target, Target):
         raise ConfigError(f"target {name!r} ({cls}) does not implement dsrconform.target.Target")
     return target
+
+
+def target_version(name: str) -> str | None:
+    """The version of the distribution that registers target ``name`` (its package's version,
+    e.g. ``dsrconform 0.1.0`` for the reference stack); None for an unknown target."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            dist = ep.dist
+            return f"{dist.name} {dist.version}" if dist is not None else None
+    return None

@@ -10,7 +10,7 @@ probes run once more with live frames disabled, as a kernel that refuses them do
 pass alike; where it lacks them, the main run already used AF_PACKET.
 
 Each run is ``pytest suites/`` in a subprocess with the plugin's options and ``--dsr-results``,
-judged from the ``summary.json`` it leaves (the worst status per requirement over the tests
+judged from the ``results.json`` it leaves (the worst status per requirement over the tests
 citing it). A mutant runs only the tests citing its requirements (``--dsr-requirement``), at
 every level, on the lab and mode its bug shows in, and where several scenarios judge one of
 its requirements, only the tests of the scenario that shows it (:data:`ONLY`). A mutant no
@@ -31,7 +31,9 @@ from typing import Any
 import pytest
 
 from dsrconform import spec
+from dsrconform.errors import ConfigError
 from dsrconform.invariants.flood import FLOOD_RATE_SHARE
+from dsrconform.report.model import Results, load_results
 from dsrconform.target import load_target
 from dsrconform.topology import MODES
 from tests.markers import requires_root
@@ -67,8 +69,8 @@ NOT_CAUGHT_YET: dict[str, str] = {}
 
 def run_suites(
     tmp: Path, *args: str, env: dict[str, str] | None = None
-) -> tuple[int, dict[str, Any], str]:
-    """``pytest suites`` with ``args``; (exit status, summary.json, the output's tail)."""
+) -> tuple[int, Results | None, str]:
+    """``pytest suites`` with ``args``; (exit status, its results, the output's tail)."""
     res = subprocess.run(
         [
             sys.executable,
@@ -88,13 +90,15 @@ def run_suites(
         timeout=1200,
         env=env,
     )
-    path = tmp / "summary.json"
-    summary = json.loads(path.read_text()) if path.exists() else {"requirements": {}}
-    return res.returncode, summary, res.stdout[-4000:]
+    try:
+        results: Results | None = load_results(tmp)
+    except ConfigError:  # no results.json: the output's tail says why
+        results = None
+    return res.returncode, results, res.stdout[-4000:]
 
 
-def statuses(summary: dict[str, Any]) -> dict[str, str]:
-    return {req: row["status"] for req, row in summary["requirements"].items()}
+def statuses(results: Results | None) -> dict[str, str]:
+    return {} if results is None else {k: str(r.status) for k, r in results.requirements.items()}
 
 
 def _mutant_param(m: Any) -> Any:
@@ -107,7 +111,7 @@ def _mutant_param(m: Any) -> Any:
 @pytest.mark.parametrize("mutant", [_mutant_param(m) for m in MUTANTS])
 def test_every_mutant_fails_each_requirement_it_names(mutant: Any, tmp_path: Path) -> None:
     lab, mode = WHERE.get(mutant.name, ("basic", "encap"))
-    rc, summary, out = run_suites(
+    rc, results, out = run_suites(
         tmp_path,
         "--dsr-mutant",
         mutant.name,
@@ -123,7 +127,7 @@ def test_every_mutant_fails_each_requirement_it_names(mutant: Any, tmp_path: Pat
         ",".join(mutant.requirements),
         *(["-k", ONLY[mutant.name]] if mutant.name in ONLY else []),
     )
-    got = statuses(summary)
+    got = statuses(results)
     assert rc == 1, out
     assert {r: got.get(r) for r in mutant.requirements} == dict.fromkeys(
         mutant.requirements, "FAIL"
@@ -132,15 +136,16 @@ def test_every_mutant_fails_each_requirement_it_names(mutant: Any, tmp_path: Pat
 
 def test_the_correct_stack_passes_every_must_and_should(tmp_path: Path) -> None:
     judged = {r.id for r in spec.REQUIREMENTS if r.level in ("MUST", "SHOULD")}
-    rc, summary, out = run_suites(tmp_path, "--dsr-level", "SHOULD", "--dsr-seed", "1")
-    got = statuses(summary)
-    assert rc == 0 and set(got.values()) == {"PASS"}, out
+    rc, results, out = run_suites(tmp_path, "--dsr-level", "SHOULD", "--dsr-seed", "1")
+    got = statuses(results)
+    assert results is not None and rc == 0 and set(got.values()) == {"PASS"}, out
     assert set(got) == judged, f"judged {sorted(got)}"
     # As `dsrconform run` does: the steady suite in every mode of the target, the rest in one.
-    tests = [t["test"] for t in summary["requirements"]["RW-1"]["tests"]]
+    tests = [t.test for t in results.requirements["RW-1"].tests]
     for mode in MODES:
         assert any(f"netns-{mode}" in t for t in tests), f"RW-1 not judged in {mode}: {tests}"
-    assert all("netns-encap" in t["test"] for t in summary["requirements"]["SF-1"]["tests"])
+    assert all("netns-encap" in t.test for t in results.requirements["SF-1"].tests)
+    assert sorted(results.run.platforms) == sorted(f"netns-{m}" for m in MODES)
     # The flood counted: at least the share of R (SF-1's default) the checkers ask for.
     lines = (tmp_path / "netns-encap" / "syn-flood" / "faults.jsonl").read_text().splitlines()
     (flood,) = [w for w in map(json.loads, lines) if w["kind"] == "syn-flood"]
@@ -161,7 +166,7 @@ def test_flood_and_probe_verdicts_alike_without_live_frames(tmp_path: Path) -> N
         )
     env = {**os.environ, DISABLE_ENV: "live-frames"}
     reqs = [r for r in FLOOD_AND_PROBE_REQUIREMENTS if spec.get(r).level == "MUST"]
-    rc, summary, out = run_suites(
+    rc, results, out = run_suites(
         tmp_path,
         "--dsr-level",
         "MUST",
@@ -171,7 +176,7 @@ def test_flood_and_probe_verdicts_alike_without_live_frames(tmp_path: Path) -> N
         ",".join(reqs),
         env=env,
     )
-    got = statuses(summary)
+    got = statuses(results)
     assert rc == 0 and got == dict.fromkeys(reqs, "PASS"), out
     engines = _flood_engines(tmp_path)
     assert engines == {"af-packet"}, f"floods and probes used {engines}"

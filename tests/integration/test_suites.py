@@ -6,28 +6,28 @@ The fault suites on the correct stack, and each mutant through the suites, are t
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 from dsrconform import spec
+from dsrconform.invariants.verdict import Verdict
+from dsrconform.report.model import load_results
 from tests.markers import requires_root
 
 pytestmark = requires_root
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run_suite(tmp: Path, *args: str, suite: str = "suites/test_steady_state.py"
-              ) -> tuple[int, list[dict[str, str]], str]:  # fmt: skip
-    res = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         suite, "--dsr-results", str(tmp), "--dsr-seed", "3", "--dsr-level", "MAY", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    path = tmp / "verdicts.jsonl"
-    rows = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-    return res.returncode, rows, res.stdout[-3000:]
+def run_suite(
+    tmp: Path, *args: str, suite: str = "suites/test_steady_state.py"
+) -> tuple[int, list[Verdict], str]:
+    """Run one suite into ``tmp``; (exit status, every verdict in test order, output's tail)."""
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", suite]
+    argv += ["--dsr-results", str(tmp), "--dsr-seed", "3", "--dsr-level", "MAY", *args]
+    res = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600)
+    verdicts = [v for t in load_results(tmp).tests for v in t.verdicts]
+    return res.returncode, verdicts, res.stdout[-3000:]
 
 
 def test_the_steady_state_suite_passes_on_the_reference_stack(tmp_path: Path) -> None:
@@ -35,6 +35,9 @@ def test_the_steady_state_suite_passes_on_the_reference_stack(tmp_path: Path) ->
     rc, rows, out = run_suite(tmp_path, "--dsr-mode", "encap")
     assert rc == 0, out
     want = [r.id for r in spec.REQUIREMENTS if r.family in ("RW", "DP", "AF")]
-    assert [r["requirement"] for r in rows] == want, out
-    assert {r["status"] for r in rows} == {"PASS"}, out
+    assert [v.requirement for v in rows] == want, out
+    assert {v.status for v in rows} == {"PASS"}, out
     assert (tmp_path / "steady" / "taps.jsonl").exists()
+    results = load_results(tmp_path)
+    assert {t.scenario for t in results.tests} == {"steady"}
+    assert {t.run_dir for t in results.tests} == {"steady"}  # relative to the results

@@ -10,6 +10,7 @@ import pytest
 from dsrconform import __version__, cli, doctor, spec
 from dsrconform.doctor import CheckResult
 from dsrconform.errors import ConfigError, PrivilegeError, ToolMissingError
+from dsrconform.report.model import RESULTS_FILE, Results
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -149,9 +150,10 @@ def test_bench_suites_keeps_the_results_of_a_run_that_did_not_pass(
         seen.append(argv)
         results = Path(argv[argv.index("--results") + 1])
         status = "PASS" if exit_code == 0 else "FAIL"
-        (results / "summary.json").write_text(
-            json.dumps({"requirements": {"RW-1": {"status": status}}})
-        )
+        row = {"id": "RW-1", "level": "MUST", "status": status, "message": "m", "tests": []}
+        run = {"seed": 3, "target": "reference", "lab": "x.yaml", "backends": ["docker"]}
+        run |= {"level": "MUST", "started": "2026-12-07T00:00:00Z"}
+        Results.model_validate({"run": run, "requirements": {"RW-1": row}}).save(results)
         return subprocess.CompletedProcess(argv, exit_code, "", "")
 
     monkeypatch.setattr(suites.subprocess, "run", fake_run)
@@ -163,7 +165,7 @@ def test_bench_suites_keeps_the_results_of_a_run_that_did_not_pass(
         assert left == [] and "results" not in row
     else:
         assert [str(p) for p in left] == [row["results"]]
-        assert (Path(row["results"]) / "summary.json").exists()
+        assert (Path(row["results"]) / RESULTS_FILE).exists()
 
 
 def test_bench_requires_what(capsys: pytest.CaptureFixture[str]) -> None:

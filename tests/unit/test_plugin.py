@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,8 @@ import pytest
 import dsrconform.topofile  # noqa: F401
 from dsrconform import features
 from dsrconform import pytest_plugin as plugin
+from dsrconform.report.collect import RunRecorder
+from dsrconform.report.model import RESULTS_FILE, Results, decide_requirements, load_results
 
 
 def test_options_appear_in_help(pytester: pytest.Pytester) -> None:
@@ -364,8 +368,6 @@ def test_unknown(dsr_check):
 
 
 def test_dsr_check_passes_fails_and_never_passes_unknown(pytester: pytest.Pytester) -> None:
-    import json
-
     pytester.makepyfile(test_checks=CHECKS)
     results = pytester.path / "results"
     result = pytester.runpytest_inprocess("--dsr-results", str(results), "-rfE", "-v")
@@ -390,12 +392,13 @@ def test_dsr_check_passes_fails_and_never_passes_unknown(pytester: pytest.Pytest
         ]
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    rows = [json.loads(x) for x in (results / "verdicts.jsonl").read_text().splitlines()]
-    assert [(r["test"].split("::")[1], r["status"]) for r in rows] == [
-        ("test_pass", "PASS"),
-        ("test_fail", "FAIL"),
-        ("test_unknown", "UNKNOWN"),
+    tests = load_results(results).tests
+    assert [(t.nodeid.split("::")[1], [v.status for v in t.verdicts]) for t in tests] == [
+        ("test_pass", ["PASS"]),
+        ("test_fail", ["FAIL"]),
+        ("test_unknown", ["UNKNOWN"]),
     ]
+    assert tests[1].verdicts[0].evidence[0].message.startswith("reply from 198.18.20.3:8080")
 
 
 # RW-7 is SHOULD, AF-1 MUST, RW-3 MUST (dsrconform.spec); obs() passes RW-1, RW-3, AF-1 and is
@@ -421,54 +424,58 @@ def test_af1(dsr_check):
 """
 
 
-def _summary(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict[str, Any]]:
-    import json
-
+def _results(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, Results]:
     results = pytester.path / "results"
     result = pytester.runpytest_inprocess("--dsr-results", str(results), *args)
-    return result, json.loads((results / "summary.json").read_text())
+    return result, load_results(results)
 
 
-def test_summary_json_worst_status_per_requirement(pytester: pytest.Pytester) -> None:
-    from datetime import datetime
-
+def test_results_json_worst_status_per_requirement(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_checks=CHECKS + MORE)
-    result, summary = _summary(
+    pytester.path.joinpath("labs").mkdir()
+    pytester.path.joinpath("labs/basic.yaml").write_text("nodes: {}\n")
+    result, res = _results(
         pytester, "--dsr-seed", "77", "--dsr-mutant", "modulo-hash", "--dsr-level", "MAY"
     )
     result.assert_outcomes(passed=3, failed=2, errors=1, skipped=1)
-    reqs = summary["requirements"]
+    reqs = res.requirements
     assert list(reqs) == ["RW-1", "RW-3", "RW-4", "RW-7", "AF-1"]  # catalogue order
     rw1 = reqs["RW-1"]
-    assert (rw1["level"], rw1["status"]) == ("MUST", "FAIL")  # FAIL > UNKNOWN > PASS
-    assert rw1["message"].startswith("1 reply records came from another address")
-    assert [(t["test"].split("::")[1], t["outcome"], t["status"]) for t in rw1["tests"]] == [
+    assert (rw1.level, rw1.status) == ("MUST", "FAIL")  # FAIL > UNKNOWN > PASS
+    assert rw1.message.startswith("1 reply records came from another address")
+    assert [(t.test.split("::")[1], t.outcome, t.status) for t in rw1.tests] == [
         ("test_pass", "passed", "PASS"),
         ("test_fail", "failed", "FAIL"),
         ("test_unknown", "error", "UNKNOWN"),
     ]
     # the test failed on its own assertion although RW-3's verdict PASSed: RW-3 and RW-4 fail
-    assert reqs["RW-3"]["status"] == reqs["RW-4"]["status"] == "FAIL"
-    assert "own check" in reqs["RW-3"]["message"]
-    assert (reqs["RW-7"]["level"], reqs["RW-7"]["status"]) == ("SHOULD", "PASS")
+    assert reqs["RW-3"].status == reqs["RW-4"].status == "FAIL"
+    assert "own check" in reqs["RW-3"].message
+    assert (reqs["RW-7"].level, reqs["RW-7"].status) == ("SHOULD", "PASS")
     # a skip decides nothing: UNKNOWN is worse than the PASS of test_af1
     af1 = reqs["AF-1"]
-    assert (af1["status"], af1["message"]) == ("UNKNOWN", "Skipped: needs root")
-    assert [t["status"] for t in af1["tests"]] == ["UNKNOWN", "PASS"]
-    run = summary["run"]
-    assert run["seed"] == 77
-    assert run["features"] == features.probed(), "the features the run's traffic probed"
-    assert (run["target"], run["mutant"], run["backend"], run["mode"]) == (
+    assert (af1.status, af1.message) == ("UNKNOWN", "Skipped: needs root")
+    assert [t.status for t in af1.tests] == ["UNKNOWN", "PASS"]
+    run = res.run
+    assert run.seed == 77
+    assert run.environment.features == features.probed(), "the features the traffic probed"
+    assert run.environment.kernel == os.uname().release
+    assert run.environment.tools["dsrconform"] == "0.1.0"
+    assert (run.target, run.target_version, run.mutant, run.backends, run.modes) == (
         "reference",
+        "dsrconform 0.1.0",
         "modulo-hash",
-        "netns",
-        None,
+        ["netns"],
+        [],
     )
-    assert run["lab"] == str(pytester.path / "labs/basic.yaml")
-    assert run["level"] == "MAY"
-    assert run["exit_status"] == pytest.ExitCode.TESTS_FAILED
-    started, stopped = (datetime.fromisoformat(run[k]) for k in ("started", "stopped"))
-    assert started <= stopped and started.tzinfo is not None
+    assert run.lab == str(pytester.path / "labs/basic.yaml")
+    assert run.lab_sha256 == hashlib.sha256(b"nodes: {}\n").hexdigest()
+    assert run.level == "MAY"
+    assert run.exit_status == pytest.ExitCode.TESTS_FAILED
+    assert "--dsr-seed 77" in run.replay and run.replay.startswith("pytest ")
+    assert run.stopped is not None and run.started <= run.stopped
+    assert run.started.tzinfo is not None
+    assert res.verdict() == "FAIL" and res.counts()["MUST"] == {"PASS": 0, "FAIL": 3, "UNKNOWN": 1}
     # the terminal section: one line per requirement
     result.stdout.fnmatch_lines(
         [
@@ -482,68 +489,63 @@ def test_summary_json_worst_status_per_requirement(pytester: pytest.Pytester) ->
     )
 
 
-def test_summary_follows_the_level_filter_and_exit_status(pytester: pytest.Pytester) -> None:
+def test_results_follow_the_level_filter_and_exit_status(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_checks=CHECKS + MORE)
-    result, summary = _summary(pytester, "--dsr-level", "MUST", "-k", "test_pass or no_verdict")
+    result, res = _results(pytester, "--dsr-level", "MUST", "-k", "test_pass or no_verdict")
     result.assert_outcomes(passed=1, deselected=6)
-    assert list(summary["requirements"]) == ["RW-1"]  # RW-7 (SHOULD) was deselected
-    assert summary["requirements"]["RW-1"]["status"] == "PASS"
-    assert (summary["run"]["level"], summary["run"]["exit_status"]) == ("MUST", 0)
+    assert list(res.requirements) == ["RW-1"]  # RW-7 (SHOULD) was deselected
+    assert res.requirements["RW-1"].status == "PASS"
+    assert (res.run.level, res.run.exit_status) == ("MUST", 0)
+    assert "--dsr-seed" in res.run.replay, "a random seed is named in the replay command"
 
 
 def test_no_terminal_section_without_a_verdict(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_checks=CHECKS + MORE)
-    result, summary = _summary(pytester, "-k", "no_verdict or skipped", "--dsr-level", "MAY")
+    result, res = _results(pytester, "-k", "no_verdict or skipped", "--dsr-level", "MAY")
     result.assert_outcomes(passed=1, skipped=1)
     assert "dsrconform: requirements" not in result.stdout.str()
-    assert list(summary["requirements"]) == ["RW-7", "AF-1"]  # summary.json all the same
+    assert list(res.requirements) == ["RW-7", "AF-1"]  # results.json all the same
 
 
-def test_no_summary_without_results_dir(pytester: pytest.Pytester) -> None:
+def test_no_results_without_results_dir(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_checks=CHECKS)
     result = pytester.runpytest_inprocess("-k", "test_pass")
     result.assert_outcomes(passed=1, deselected=2)
     result.stdout.fnmatch_lines(["*= dsrconform: requirements =*", "RW-1   MUST   PASS    *"])
-    assert not list(pytester.path.rglob("summary.json"))
-    assert not list(pytester.path.rglob("verdicts.jsonl"))
+    assert not list(pytester.path.rglob(RESULTS_FILE))
 
 
-def _stale(results: Any) -> None:
-    results.mkdir()
-    (results / "verdicts.jsonl").write_text('{"test": "old::test", "status": "FAIL"}\n')
-    (results / "summary.json").write_text("{}")
+STALE = '{"schema_version": 1, "stale": true}'
 
 
-def test_a_rerun_does_not_append_to_stale_verdicts(pytester: pytest.Pytester) -> None:
-    import json
-
+def test_a_rerun_replaces_stale_results(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_checks=CHECKS)
     results = pytester.path / "results"
-    _stale(results)
+    results.mkdir()
+    (results / RESULTS_FILE).write_text(STALE)
     result = pytester.runpytest_inprocess("--dsr-results", str(results), "-k", "test_pass")
     result.assert_outcomes(passed=1, deselected=2)
-    rows = [json.loads(x) for x in (results / "verdicts.jsonl").read_text().splitlines()]
-    assert [(r["test"].split("::")[-1], r["status"]) for r in rows] == [("test_pass", "PASS")]
-    assert list(json.loads((results / "summary.json").read_text())["requirements"]) == ["RW-1"]
+    res = load_results(results)
+    assert [t.nodeid.split("::")[-1] for t in res.tests] == ["test_pass"]
+    assert list(res.requirements) == ["RW-1"]
 
 
-def test_an_xdist_worker_neither_clears_nor_writes_the_summary(pytester: pytest.Pytester) -> None:
+def test_an_xdist_worker_neither_clears_nor_writes_the_results(pytester: pytest.Pytester) -> None:
     # A worker is recognised by config.workerinput (set by pytest-xdist); fake one.
     pytester.makeconftest(
         "def pytest_configure(config):\n    config.workerinput = {'workerid': 'gw0'}\n"
     )
     pytester.makepyfile(test_checks=CHECKS)
     results = pytester.path / "results"
-    _stale(results)
+    results.mkdir()
+    (results / RESULTS_FILE).write_text(STALE)
     result = pytester.runpytest_inprocess("--dsr-results", str(results), "-k", "test_pass")
     result.assert_outcomes(passed=1, deselected=2)
-    lines = (results / "verdicts.jsonl").read_text().splitlines()
-    assert len(lines) == 2 and "old::test" in lines[0]  # appended to, not cleared
-    assert (results / "summary.json").read_text() == "{}"  # the controller writes it
+    assert (results / RESULTS_FILE).read_text() == STALE  # the controller writes it
     assert "dsrconform: requirements" not in result.stdout.str()
 
 
-def test_summary_is_the_same_from_reports_sent_by_an_xdist_worker(
+def test_results_are_the_same_from_reports_sent_by_an_xdist_worker(
     pytester: pytest.Pytester,
 ) -> None:
     # pytest-xdist ships reports to the controller through pytest_report_to_serializable; a
@@ -560,13 +562,13 @@ def test_summary_is_the_same_from_reports_sent_by_an_xdist_worker(
         data = json.loads(json.dumps(hook.pytest_report_to_serializable(config=config, report=r)))
         return hook.pytest_report_from_serializable(config=config, data=data)
 
-    local, remote = plugin._RunRecord(), plugin._RunRecord()
+    local, remote = RunRecorder(), RunRecorder()
     for r in reports:
         local.pytest_runtest_logreport(r)
         remote.pytest_runtest_logreport(trip(r))
-    summary = plugin.summarize(remote.tests)
-    assert summary == plugin.summarize(local.tests)
-    assert {k: v["status"] for k, v in summary.items()} == {
+    decided = decide_requirements(remote.test_results())
+    assert remote.test_results() == local.test_results()
+    assert {k: v.status for k, v in decided.items()} == {
         "RW-1": "FAIL",
         "RW-3": "FAIL",
         "RW-4": "FAIL",

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import shlex
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from dsrconform import cli, runcli
 from dsrconform.errors import ConfigError
+from dsrconform.invariants.verdict import Status
+from dsrconform.report.model import RESULTS_FILE, Results, load_results
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -31,8 +32,11 @@ FIXED = ["-p", "no:cacheprovider", "-v", "-o", "console_output_style=progress"]
 
 
 def test_defaults_run_every_suite_at_must(suites: Path) -> None:
-    results = str(Path("results/run").absolute())
-    assert runcli.pytest_argv(parse(), suites, python="PY") == [
+    args = parse()
+    assert (args.results, args.seed, args.profile) == (None, None, None)  # chosen by the command
+    args.results = "results/x"
+    results = str(Path("results/x").absolute())
+    assert runcli.pytest_argv(args, suites, python="PY") == [
         *("PY", "-m", "pytest", str(suites)),
         *FIXED,
         *("--dsr-level", "MUST", "--dsr-results", results),
@@ -45,6 +49,7 @@ def test_every_option_maps_to_the_plugin(suites: Path, tmp_path: Path) -> None:
         *("--target", "acme", "--mutant", "no-rewrite", "--level", "SHOULD"),
         *("--lab", "labs/x.yaml", "--backend", "docker,netns", "--mode", "gateway-nat"),
         *("--seed", "0x10", "--results", str(tmp_path / "out"), "--keep-lab"),
+        *("--profile", "quick"),
         *("--requirement", "MF-1,AF-1", "--requirement", "RB-4"),
         *("--", "-x", "-k", "RW and not RW-6", "--", "--dsr-seed", "3"),
     )
@@ -53,7 +58,7 @@ def test_every_option_maps_to_the_plugin(suites: Path, tmp_path: Path) -> None:
         *(str(suites / "test_syn_flood.py"), str(suites / "test_steady_state.py")),  # no dup
         *FIXED,
         *("--dsr-level", "SHOULD", "--dsr-results", str(tmp_path / "out")),
-        *("--dsr-target", "acme", "--dsr-mutant", "no-rewrite"),
+        *("--dsr-profile", "quick", "--dsr-target", "acme", "--dsr-mutant", "no-rewrite"),
         *("--dsr-lab", str(Path("labs/x.yaml").absolute())),
         *("--dsr-backend", "docker,netns", "--dsr-mode", "gateway-nat", "--dsr-seed", "16"),
         *("--dsr-requirement", "MF-1,AF-1", "--dsr-requirement", "RB-4"),
@@ -110,16 +115,24 @@ def test_bad_options_are_usage_errors(argv: tuple[str, ...]) -> None:
     assert cli.main(["run", *argv]) == 2
 
 
-# --- exit status from summary.json ---------------------------------------------------------------
+# --- exit status from results.json ---------------------------------------------------------------
 
 
-def summary(**statuses: tuple[str, str]) -> dict[str, Any]:
-    """summary(RW_1=("MUST", "PASS"), ...) in the plugin's summary.json shape."""
+def summary(**statuses: tuple[str, str]) -> Results:
+    """summary(RW_1=("MUST", "PASS"), ...): results deciding those requirements so."""
     reqs = {
-        k.replace("_", "-"): {"level": lvl, "status": st, "message": "m", "tests": []}
+        k.replace("_", "-"): {
+            "id": k.replace("_", "-"),
+            "level": lvl,
+            "status": st,
+            "message": "m",
+            "tests": [],
+        }
         for k, (lvl, st) in statuses.items()
     }
-    return {"run": {"exit_status": 0}, "requirements": reqs}
+    run = {"seed": 1, "target": "reference", "lab": "x.yaml", "backends": ["netns"]}
+    run |= {"level": "MUST", "started": "2026-12-07T00:00:00Z"}
+    return Results.model_validate({"run": run, "requirements": reqs})
 
 
 ALL_PASS = summary(RW_1=("MUST", "PASS"), RW_7=("SHOULD", "PASS"), SC_5=("MAY", "PASS"))
@@ -141,9 +154,9 @@ ALL_PASS = summary(RW_1=("MUST", "PASS"), RW_7=("SHOULD", "PASS"), SC_5=("MAY", 
 def test_exit_status_counts_the_level_and_stricter(
     statuses: dict[str, str], level: str, code: int
 ) -> None:
-    s = json.loads(json.dumps(ALL_PASS))
+    s = ALL_PASS.model_copy(deep=True)
     for k, st in statuses.items():
-        s["requirements"][k.replace("_", "-")]["status"] = st
+        s.requirements[k.replace("_", "-")].status = Status(st)
     assert runcli.exit_code(s, level, 1 if statuses else 0) == code
 
 
@@ -172,17 +185,15 @@ def test_run_clears_old_results_prints_the_command_and_the_table(
 ) -> None:
     results = tmp_path / "res"
     results.mkdir()
-    (results / "verdicts.jsonl").write_text("old\n")
-    (results / "summary.json").write_text(json.dumps(ALL_PASS))
+    ALL_PASS.save(results)
     (results / "steady").mkdir()
     seen: list[list[str]] = []
 
     def fake_pytest(argv: list[str]) -> int:
-        assert not (results / "verdicts.jsonl").exists(), "a previous run's verdicts remain"
-        assert not (results / "summary.json").exists(), "a previous run's summary remains"
+        assert not (results / RESULTS_FILE).exists(), "a previous run's results remain"
         seen.append(argv)
         s = summary(RW_1=("MUST", "PASS"), AF_1=("MUST", "UNKNOWN"), RW_7=("SHOULD", "FAIL"))
-        (results / "summary.json").write_text(json.dumps(s))
+        s.save(results)
         return 1
 
     monkeypatch.setattr(runcli, "repo_root", lambda: suites.parent)
@@ -190,7 +201,9 @@ def test_run_clears_old_results_prints_the_command_and_the_table(
     code = cli.main(["run", "--results", str(results), "--seed", "5", "--", "-x"])
     out = capsys.readouterr().out
     assert code == 1  # AF-1 (MUST) is UNKNOWN
-    assert (results / "steady").is_dir()  # only the two files are cleared
+    assert (results / "steady").is_dir()  # only results.json is cleared
+    replay = load_results(results).run.replay  # the command's own, recorded
+    assert replay == "dsrconform run --level MUST --seed 5 -- -x"
     assert len(seen) == 1 and seen[0][-3:] == ["--dsr-seed", "5", "-x"]
     assert shlex.split(out.splitlines()[0]) == seen[0]  # the command, on one line, first
     assert "2 requirement(s) at MUST or stricter: 1 PASS, 0 FAIL, 1 UNKNOWN" in out
@@ -203,7 +216,7 @@ def test_run_clears_old_results_prints_the_command_and_the_table(
     }
 
 
-def test_run_without_a_summary_is_not_a_pass(
+def test_run_without_results_is_not_a_pass(
     suites: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -212,7 +225,9 @@ def test_run_without_a_summary_is_not_a_pass(
     monkeypatch.setattr(runcli, "repo_root", lambda: suites.parent)
     monkeypatch.setattr(runcli, "run_pytest", lambda argv: 0)
     assert cli.main(["run", "--results", str(tmp_path / "r")]) == 1
-    assert "pytest wrote no" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'r' / RESULTS_FILE}: no such file" in err
+    assert "was the dsrconform plugin disabled?" in err
 
 
 def test_unknown_mutant_is_rejected_before_pytest(
@@ -272,3 +287,55 @@ def test_run_and_the_plugin_default_to_the_same_level(pytester: pytest.Pytester)
     assert runcli.DEFAULT_LEVEL == "MUST"
     assert parse().level == runcli.DEFAULT_LEVEL
     assert pytester.parseconfig().getoption("dsr_level") == runcli.DEFAULT_LEVEL
+
+
+# --- run directories accumulate -------------------------------------------------------------------
+
+
+def test_each_run_gets_its_own_directory_and_latest_follows(
+    suites: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seen: list[Path] = []
+
+    def fake_pytest(argv: list[str]) -> int:
+        where = Path(argv[argv.index("--dsr-results") + 1])
+        seed = argv[argv.index("--dsr-seed") + 1]
+        assert f"-reference-{seed}" in where.name, where
+        assert (tmp_path / "results" / "latest").resolve() == where.resolve()
+        summary(RW_1=("MUST", "PASS")).save(where)
+        seen.append(where)
+        return 0
+
+    from datetime import UTC, datetime
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(runcli, "repo_root", lambda: suites.parent)
+    monkeypatch.setattr(runcli, "run_pytest", fake_pytest)
+    monkeypatch.setattr(runcli, "utc_now", lambda: datetime(2026, 12, 7, 1, 2, 3, tzinfo=UTC))
+    assert cli.main(["run"]) == 0
+    assert cli.main(["run", "--seed", "7"]) == 0
+    assert cli.main(["run", "--seed", "7"]) == 0  # same second, same seed: a distinct directory
+    assert len({p.resolve() for p in seen}) == 3
+    assert seen[1].name.endswith("-reference-7") and seen[2].name.endswith("-reference-7-2")
+    assert os.readlink(tmp_path / "results" / "latest") == seen[2].name  # relative link
+    assert all(load_results(p).requirements for p in seen)  # none overwritten
+    assert f"results in {Path('results') / seen[2].name}" in capsys.readouterr().out
+
+
+def test_run_directory_names_sort_by_time(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    early = runcli.run_directory(tmp_path, "katran", 3, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    late = runcli.run_directory(tmp_path, "katran", 1, datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC))
+    assert early.name == "20260102T030405Z-katran-3"
+    assert early.name < late.name
+
+
+def test_latest_never_replaces_a_users_file(tmp_path: Path) -> None:
+    (tmp_path / "latest").write_text("mine")
+    with pytest.raises(ConfigError, match="not a symlink"):
+        runcli.link_latest(tmp_path, tmp_path / "run1")
+    assert (tmp_path / "latest").read_text() == "mine"
