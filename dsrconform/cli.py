@@ -189,11 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from dsrconform.checkcli import add_parsers as add_check_parsers
     from dsrconform.lab.cli import add_parser as add_lab_parser
+    from dsrconform.report.gatecli import add_parser as add_gate_parser
     from dsrconform.runcli import add_parser as add_run_parser
 
     add_lab_parser(sub)
     add_check_parsers(sub)
     add_run_parser(sub)
+    add_gate_parser(sub)
     return parser
 
 
