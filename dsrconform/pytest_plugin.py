@@ -65,6 +65,7 @@ from dsrconform.report.model import (
     RESULTS_FILE,
     STATUS_COLOUR,
     Attachment,
+    Results,
     RunInfo,
     at_or_above,
     decide_requirements,
@@ -105,6 +106,8 @@ VERDICTS_KEY = pytest.StashKey[list[Any]]()
 RUN_KEY = pytest.StashKey[RunRecorder]()
 SCENARIO_DIRS_KEY = pytest.StashKey[list[tuple[Any, str, Path | None]]]()
 """(observations, scenario name, run directory or None) of each scenario run this session."""
+RESULTS_KEY = pytest.StashKey[Results]()
+"""The session's results, once built at its end (on the controller)."""
 ATTACHMENTS_KEY = pytest.StashKey[list[Attachment]]()
 """On a test's item: the evidence files made for it (pcap windows of its FAILs)."""
 SCENARIO_KEY = pytest.StashKey[tuple[str, str | None]]()
@@ -792,7 +795,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     results = _results_dir(config)
     if results is None or _is_worker(config):
         return
-    build_results(config.stash[RUN_KEY], run_info(config, int(exitstatus))).save(results)
+    built = build_results(config.stash[RUN_KEY], run_info(config, int(exitstatus)))
+    built.save(results)
+    config.stash[RESULTS_KEY] = built  # for the JUnit rewrite (dsrconform.report.pytest_hooks)
 
 
 def pytest_terminal_summary(
