@@ -527,11 +527,26 @@ def dsr_scenario(
             except Exception as e:
                 failed[name] = f"{type(e).__name__}: {e}"
                 raise ScenarioFailed(f"scenario {name} failed: {failed[name]}") from e
+            if out is not None:
+                _save_timeline(runs[name].observations, out)
             saved = request.config.stash.setdefault(SCENARIO_DIRS_KEY, [])
             saved.append((runs[name].observations, name, out))
         return runs[name]
 
     return run
+
+
+def _save_timeline(observations: Any, out: Path) -> None:
+    """The scenario's timeline beside its files, for the report. A timeline that cannot be made
+    costs the report its plot, not the scenario its verdicts: a warning says why."""
+    import warnings
+
+    from dsrconform.report.timeline import save_timeline
+
+    try:
+        save_timeline(observations, out)
+    except Exception as e:  # a bug of the report's, not of the run: shown, not fatal
+        warnings.warn(f"dsrconform: no timeline for {out}: {type(e).__name__}: {e}", stacklevel=2)
 
 
 PROGRESS_EVERY = 5.0

@@ -17,6 +17,7 @@ from dsrconform import features
 from dsrconform import pytest_plugin as plugin
 from dsrconform.report.collect import RunRecorder
 from dsrconform.report.model import RESULTS_FILE, Results, decide_requirements, load_results
+from dsrconform.report.timeline import TIMELINE_FILE, Timeline
 
 
 def test_options_appear_in_help(pytester: pytest.Pytester) -> None:
@@ -652,6 +653,17 @@ def test_each_scenario_directory_records_the_requirements_checked_on_it(
         },
         "steady": {"scenario": "steady", "requirements": ["RW-3"], "params": {}},
     }
+    # what the results model says each test judged, and each scenario's timeline for the report
+    tests = {t.nodeid.split("::")[-1]: t for t in load_results(results).tests}
+    assert {k: (t.scenario, t.run_dir) for k, t in tests.items()} == {
+        "test_af1": ("mux-kill", "mux-kill"),
+        "test_rw1": ("mux-kill", "mux-kill"),
+        "test_steady": ("steady", "steady"),
+        "test_not_a_scenario": (None, None),
+    }
+    for scenario in ("mux-kill", "steady"):
+        timeline = Timeline.model_validate_json((results / scenario / TIMELINE_FILE).read_text())
+        assert timeline.alive and max(timeline.alive) == 1  # the fake run's one connection
     capsys.readouterr()
     assert main(["check", str(results), "--json"]) == 0
     checked = json.loads(capsys.readouterr().out)
