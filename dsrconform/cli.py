@@ -15,8 +15,12 @@ Subcommands::
     dsrconform check DIR [--ids ID,... | --families RW,DP] [--set REQ.PARAM=V]   re-check a run
     dsrconform run [--suite NAME ...] [--target NAME] [--mutant NAME] [--level MUST] [--seed N]
                    [--requirement ID,...] [--lab FILE] [--backend B] [--mode M]
-                   [--results DIR] [--keep-lab]
+                   [--profile full|quick] [--results DIR] [--keep-lab]
                    [-- PYTEST-ARGS...]              the suites through pytest, a status each
+    dsrconform report RESULTS_DIR... [-o FILE] [--embed-limit SIZE] [--total-embed-limit SIZE]
+                                                    one self-contained HTML report of the runs
+    dsrconform gate RESULTS_DIR [--baseline DIR] [--level MUST] [--allow FILE]
+                                                    the CI gate: exit 0 only if it may merge
 
 Targets are reached only through the registry (:func:`dsrconform.target.load_target`), never by
 importing a stack. Heavy modules (doctor's probes, the benchmark) are imported inside their
@@ -190,11 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
     from dsrconform.checkcli import add_parsers as add_check_parsers
     from dsrconform.lab.cli import add_parser as add_lab_parser
     from dsrconform.report.gatecli import add_parser as add_gate_parser
+    from dsrconform.report.reportcli import add_parser as add_report_parser
     from dsrconform.runcli import add_parser as add_run_parser
 
     add_lab_parser(sub)
     add_check_parsers(sub)
     add_run_parser(sub)
+    add_report_parser(sub)
     add_gate_parser(sub)
     return parser
 

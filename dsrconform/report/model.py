@@ -46,6 +46,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATUS_COLOUR",
     "STATUS_RANK",
+    "TIMELINE_FILE",
     "Attachment",
     "Environment",
     "RequirementResult",
@@ -63,6 +64,9 @@ __all__ = [
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
 """The results model's file in a results directory."""
+TIMELINE_FILE = "timeline.json"
+"""A scenario run directory's timeline (:class:`dsrconform.report.timeline.Timeline`), written by
+the pytest plugin, drawn by the report."""
 
 STATUS_RANK: dict[str, int] = {Status.PASS: 0, Status.UNKNOWN: 1, Status.FAIL: 2}
 """Worst wins, when several verdicts or tests decide one requirement."""
@@ -252,7 +256,11 @@ class Results(_Model):
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         tmp = d / (RESULTS_FILE + ".tmp")
-        tmp.write_text(self.model_dump_json(indent=1) + "\n")
+        # json.dumps, not model_dump_json: evidence from crafted packets may hold lone
+        # surrogates (bytes that were not UTF-8), which pydantic refuses to encode; ensure_ascii
+        # writes them as \udcxx escapes, which load back as they were.
+        text = json.dumps(self.model_dump(mode="json"), indent=1, ensure_ascii=True)
+        tmp.write_text(text + "\n")
         tmp.replace(d / RESULTS_FILE)
         return d / RESULTS_FILE
 

@@ -80,6 +80,7 @@ from dsrconform.observe.history import (
     Timeout,
 )
 from dsrconform.observe.taps import TapSet
+from dsrconform.report.model import TIMELINE_FILE
 
 __all__ = [
     "MAX_BINS",
@@ -91,8 +92,6 @@ __all__ = [
     "timeline_svg",
 ]
 
-TIMELINE_FILE = "timeline.json"
-"""A scenario run directory's timeline (written by the pytest plugin, drawn by the report)."""
 
 MAX_BINS = 10_000
 """Most bins a timeline holds; a longer run gets wider bins."""

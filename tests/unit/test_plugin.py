@@ -16,8 +16,14 @@ import dsrconform.topofile  # noqa: F401
 from dsrconform import features
 from dsrconform import pytest_plugin as plugin
 from dsrconform.report.collect import RunRecorder
-from dsrconform.report.model import RESULTS_FILE, Results, decide_requirements, load_results
-from dsrconform.report.timeline import TIMELINE_FILE, Timeline
+from dsrconform.report.model import (
+    RESULTS_FILE,
+    TIMELINE_FILE,
+    Results,
+    decide_requirements,
+    load_results,
+)
+from dsrconform.report.timeline import Timeline
 
 
 def test_options_appear_in_help(pytester: pytest.Pytester) -> None:

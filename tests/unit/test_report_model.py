@@ -156,3 +156,15 @@ def test_at_or_above_orders_levels() -> None:
     assert model.at_or_above("MUST", "SHOULD") and model.at_or_above("SHOULD", "SHOULD")
     assert not model.at_or_above("MAY", "SHOULD")
     assert not model.at_or_above(None, "MAY")
+
+
+def test_evidence_with_bytes_that_were_not_utf8_saves_and_loads_back(tmp_path: Path) -> None:
+    hostile = "payload \udcff\udc80 <script>alert(1)</script>"  # surrogateescape'd bytes
+    res = sample()
+    res.tests[1].verdicts[0] = verdict("RW-1", "FAIL").model_copy(
+        update={"evidence": [Evidence(message=hostile)]}
+    )
+    res.save(tmp_path)
+    back = load_results(tmp_path)
+    assert back.tests[1].verdicts[0].evidence[0].message == hostile
+    (tmp_path / RESULTS_FILE).read_text(encoding="ascii")  # escaped, so any reader can read it
