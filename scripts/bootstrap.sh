@@ -4,8 +4,9 @@
 #   1. Debian packages: the BPF toolchain (clang, llvm, libbpf-dev, bpftool), the lab's tools
 #      (iproute2, ethtool, nftables, tcpdump, bird2 for the labs' BGP, curl, netsniff-ng for
 #      trafgen, the SYN flood baseline of `dsrconform bench traffic`), the docker
-#      backend's engine and image builder (docker.io, debootstrap) and what building the venv
-#      needs. apt is touched only when one of them is missing (checked with dpkg-query), and then
+#      backend's engine and image builder (docker.io, debootstrap), headless Chromium and its
+#      driver (chromium, chromium-driver: the HTML report's browser test) and what building the
+#      venv needs. apt is touched only when one of them is missing (checked with dpkg-query), and then
 #      needs root. The Docker engine is not started here: scripts/start-dockerd.sh does that, for
 #      the docker backend only (`make test` runs it).
 #   2. .venv: created with python3 (>= 3.11; override with PYTHON=...) when missing.
@@ -18,7 +19,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PACKAGES=(clang llvm libbpf-dev bpftool iproute2 ethtool nftables tcpdump bird2 curl
-          netsniff-ng docker.io debootstrap python3-venv python3-dev gcc make git)
+          netsniff-ng docker.io debootstrap python3-venv python3-dev gcc make git
+          chromium chromium-driver)
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.dsrconform-installed
