@@ -295,10 +295,27 @@ def worst_per_requirement(judged: list[tuple[_Judging, list[Any]]]) -> dict[str,
     return {req: out[req] for req in sorted(out, key=lambda r: (order.get(r, len(order)), r))}
 
 
+def recorded_changes(results_dir: Path, worst: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Requirement -> ``"<recorded> -> <now>"`` where judging again changed the status the run's
+    results.json recorded (empty when it has none: a results directory of an older run)."""
+    from dsrconform.report.model import RESULTS_FILE, load_results
+
+    if not (results_dir / RESULTS_FILE).is_file():
+        return {}
+    recorded = load_results(results_dir).requirements
+    return {
+        req: f"{recorded[req].status} -> {row['status']}"
+        for req, row in worst.items()
+        if req in recorded and recorded[req].status != row["status"]
+    }
+
+
 def _finish_results(judged: list[tuple[_Judging, list[Any]]], args: argparse.Namespace) -> int:
-    """Print each scenario's verdicts, then the worst status per requirement; exit 0 when every
-    verdict PASSed."""
+    """Print each scenario's verdicts, then the worst status per requirement, then where that
+    differs from what the run recorded (its results.json: other parameters, a newer checker, or
+    tests that failed for a reason of their own); exit 0 when every verdict PASSed."""
     worst = worst_per_requirement(judged)
+    changed = recorded_changes(Path(args.dir), worst)
     if args.json:
         scenarios = {
             j.label: {
@@ -307,7 +324,8 @@ def _finish_results(judged: list[tuple[_Judging, list[Any]]], args: argparse.Nam
             }
             for j, verdicts in judged
         }
-        print(json.dumps({"scenarios": scenarios, "requirements": worst}, indent=1))
+        out = {"scenarios": scenarios, "requirements": worst, "changed": changed}
+        print(json.dumps(out, indent=1))
     else:
         from rich.console import Console
         from rich.table import Table
@@ -325,6 +343,8 @@ def _finish_results(judged: list[tuple[_Judging, list[Any]]], args: argparse.Nam
         if not console.is_terminal:
             console.width = max(console.width, 140)
         console.print(table)
+        for req, what in changed.items():
+            print(f"{req}: {what} (recorded in {Path(args.dir) / 'results.json'})")
     return 0 if all(row["status"] == "PASS" for row in worst.values()) else 1
 
 

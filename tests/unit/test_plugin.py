@@ -679,6 +679,9 @@ def test_each_scenario_directory_records_the_requirements_checked_on_it(
         "mux-kill": ["RW-1", "AF-1"],
         "steady": ["RW-3"],
     }
+    assert checked["changed"] == {}  # judged again as the run recorded it
+    assert main(["check", str(results), "--json", "--set", "RW-1.min_flows=50"]) == 1
+    assert json.loads(capsys.readouterr().out)["changed"] == {"RW-1": "PASS -> UNKNOWN"}
 
 
 PROGRESS_CONFTEST = """
