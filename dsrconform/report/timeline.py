@@ -579,8 +579,12 @@ def timeline_svg(tl: Timeline, *, title: str = "") -> str:
                 ax_pps.stairs(values, edges, baseline=None, linewidth=1.0, label=label)
             positive = np.concatenate([v[v > 0] for v in rates.values()])
             if positive.size and positive.max() > 100 * positive.min():
+                from matplotlib.ticker import NullLocator
+
                 ax_pps.set_yscale("log")
                 ax_pps.set_ylim(bottom=positive.min() / 2)
+                # A log axis's minor ticks (and their text) were most of the drawing time.
+                ax_pps.yaxis.set_minor_locator(NullLocator())
             else:
                 ax_pps.set_ylim(bottom=0)
         else:
