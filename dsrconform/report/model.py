@@ -224,7 +224,7 @@ class RequirementResult(_Model):
 class Results(_Model):
     """A run's results (see the module docstring for the contract)."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1  # SCHEMA_VERSION
     run: RunInfo
     requirements: dict[str, RequirementResult] = Field(default_factory=dict)
     tests: list[TestResult] = Field(default_factory=list)
@@ -235,7 +235,7 @@ class Results(_Model):
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Per level (strictest first), how many requirements PASSed, FAILed, are UNKNOWN."""
-        out = {lv: {s.value: 0 for s in Status} for lv in LEVELS}
+        out: dict[str, dict[str, int]] = {lv: {s.value: 0 for s in Status} for lv in LEVELS}
         for r in self.requirements.values():
             if r.level is not None:
                 out[r.level][r.status.value] += 1
