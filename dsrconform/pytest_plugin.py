@@ -110,6 +110,9 @@ RESULTS_KEY = pytest.StashKey[Results]()
 """The session's results, once built at its end (on the controller)."""
 ATTACHMENTS_KEY = pytest.StashKey[list[Attachment]]()
 """On a test's item: the evidence files made for it (pcap windows of its FAILs)."""
+SCENARIO_RUNS_KEY = pytest.StashKey[list[Any]]()
+"""The :class:`~dsrconform.steady.SteadyRun` of each scenario run this session (their captures
+cut the evidence of FAILs)."""
 SCENARIO_KEY = pytest.StashKey[tuple[str, str | None]]()
 """On a test's item: (scenario name, its run directory relative to the results) it judged."""
 # The user_properties of the test reports (PROP_*) are dsrconform.report.collect's.
@@ -523,6 +526,7 @@ def dsr_scenario(
                         out_dir=out,
                         fault=fault,
                         progress=progress.say,
+                        capture=out is not None,  # pcap evidence of FAILs, in the results
                     )
             except Exception as e:
                 failed[name] = f"{type(e).__name__}: {e}"
@@ -531,6 +535,7 @@ def dsr_scenario(
                 _save_timeline(runs[name].observations, out)
             saved = request.config.stash.setdefault(SCENARIO_DIRS_KEY, [])
             saved.append((runs[name].observations, name, out))
+            request.config.stash.setdefault(SCENARIO_RUNS_KEY, []).append(runs[name])
         return runs[name]
 
     return run
@@ -666,6 +671,7 @@ def dsr_check(request: pytest.FixtureRequest) -> Callable[..., list[Any]]:
         failed = [v for v in verdicts if v.status == Status.FAIL]
         unknown = [v for v in verdicts if v.status == Status.UNKNOWN]
         if failed:
+            _attach_evidence(request, observations, failed)
             pytest.fail("\n".join(_describe(v) for v in failed + unknown), pytrace=False)
         if unknown:
             raise RequirementUnknown("\n".join(_describe(v) for v in unknown))
@@ -691,6 +697,75 @@ def _record_scenario_requirements(
             record_requirements(out, name, ids, given)
             return name, out.relative_to(results).as_posix()
     return None
+
+
+def _attach_evidence(request: pytest.FixtureRequest, observations: Any, failed: list[Any]) -> None:
+    """Cut the pcap evidence of ``failed`` verdicts (FAILs) from the captures of the scenario
+    run ``observations`` came from, into ``<its run dir>/evidence/<test name>/``, and attach it
+    to the test (:data:`ATTACHMENTS_KEY`). Nothing when the observations are not a scenario run
+    saved under ``--dsr-results``. A verdict whose cutting fails gets a text attachment saying
+    why instead (``<REQ>-error.txt``), and the verdict stands; so does a run whose captures
+    never started (they are in its counts)."""
+    import re
+
+    from dsrconform.observe.evidence import cut_evidence
+
+    results = _results_dir(request.config)
+    stash = request.config.stash
+    run = next(
+        (r for r in stash.get(SCENARIO_RUNS_KEY, []) if r.observations is observations), None
+    )
+    run_dir = next((d for o, _, d in stash.get(SCENARIO_DIRS_KEY, []) if o is observations), None)
+    if run is None or results is None or run_dir is None:
+        return
+    not_started = run.counts.get("captures", {}).get("error")
+    if not run.captures and not_started is None:
+        return  # captures were not asked for
+    out_dir = run_dir / "evidence" / re.sub(r"[^A-Za-z0-9._-]+", "_", request.node.name).strip("_")
+    lab = observations.lab
+    clients = [a for n in lab.nodes("client") for a in lab.addresses.get(n, [])] if lab else []
+    attached = request.node.stash.setdefault(ATTACHMENTS_KEY, [])
+    for v in failed:
+        if not run.captures:
+            why = f"the scenario's packet captures did not start: {not_started}"
+            _attach_error(request, attached, v.requirement, out_dir, results, why)
+            continue
+        try:
+            attached += cut_evidence(
+                run.captures, v, out_dir, results, origin=run.started, clients=clients
+            )
+        except Exception as e:  # the verdict stands; the reader learns why it has no packets
+            why = f"{type(e).__name__}: {e}"
+            _attach_error(request, attached, v.requirement, out_dir, results, why)
+
+
+def _attach_error(
+    request: pytest.FixtureRequest,
+    attached: list[Attachment],
+    requirement: str,
+    out_dir: Path,
+    results: Path,
+    why: str,
+) -> None:
+    """Record why a FAIL has no pcap evidence: ``<out_dir>/<REQ>-error.txt``, attached as
+    text; if even that cannot be written, a pytest warning on the test."""
+    text = f"{requirement}: no pcap evidence: {why}"
+    path = out_dir / f"{requirement}-error.txt"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+    except OSError as e:
+        request.node.warn(pytest.PytestWarning(f"{text} (and writing {path}: {e})"))
+        return
+    attached.append(
+        Attachment(
+            name=f"{requirement}: why there is no pcap evidence",
+            path=path.relative_to(results).as_posix(),
+            kind="text",
+            requirement=requirement,
+            note=one_line(text, 200),
+        )
+    )
 
 
 def _describe(v: Any) -> str:

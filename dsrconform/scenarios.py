@@ -47,7 +47,7 @@ FLOOD_MIX = Mix(
     streams=60, stream_bytes=600_000, stream_rate=20_000,  # 30 s streams: open across the flood
     short_conns=1400, short_rate=50.0,  # ~28 s of new connections, 500 during a 10 s flood
     uploads=0, udp_flows=40, udp_datagrams=3, udp_interval=22.0, icmp_errors=0, pings=0,
-    deadline=60.0,
+    deadline=60.0, capture_mux_links=False,  # the flood crosses them: evidence on clients only
 )  # fmt: skip
 """Long streams established before the flood and open after it (plus the grace), new
 connections at a steady rate all along (SF-1, SF-2, SF-4), and UDP flows idle across the whole

@@ -31,17 +31,21 @@ import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dsrconform.errors import LabError
+from dsrconform.errors import DsrConformError, LabError
 from dsrconform.invariants.observations import FaultWindow, LabFacts, Observations
 from dsrconform.observe.counters import snapshot
 from dsrconform.observe.history import History, load_history
 from dsrconform.observe.labtaps import LabTaps
 from dsrconform.topology import Service, Topology
 from dsrconform.traffic.common import Mark
+
+if TYPE_CHECKING:
+    from dsrconform.observe.pcap import PacketCapture
 
 __all__ = ["Mix", "SteadyRun", "observe_steady_state"]
 
@@ -51,6 +55,8 @@ PTB_MTU = 1400
 """Next-hop MTU the fragmentation-needed errors announce (above any TCP minimum)."""
 MARGIN = 30.0
 """Seconds beyond a generator's own deadline before the run gives up on it."""
+CAPTURE_MARGIN = 30.0
+"""Seconds a packet capture may run beyond the generators' limit (the end of the run)."""
 
 
 HEADER_MARKS: tuple[Mark, ...] = (
@@ -98,6 +104,9 @@ class Mix:
     """Seconds each generator may run at most."""
     marks: tuple[Mark, ...] = HEADER_MARKS
     """(TOS, TTL) the connections and UDP flows of each generator cycle through."""
+    capture_mux_links: bool = True
+    """With evidence captures (``capture=True``), capture the MUX links too; False for a mix
+    that runs beside a SYN flood (:func:`dsrconform.observe.evidence.start_captures`)."""
 
 
 @dataclass
@@ -108,6 +117,9 @@ class SteadyRun:
     files: dict[str, Path] = field(default_factory=dict)
     started: float = 0.0
     stopped: float = 0.0
+    captures: list[PacketCapture] = field(default_factory=list)
+    """The evidence captures (``capture=True``), stopped; their files are in the lab's run
+    directory until it is torn down (:func:`dsrconform.observe.evidence.cut_evidence`)."""
 
 
 @dataclass(frozen=True)
@@ -178,9 +190,14 @@ returns its windows for the fault timeline."""
 def observe_steady_state(
     lab: Any, mix: Mix = Mix(), *, out_dir: Path | None = None,
     progress: Callable[[str], None] | None = None, fault: Fault | None = None,
+    capture: bool = False,
 ) -> SteadyRun:  # fmt: skip
     """Run the mix in ``lab`` (a :class:`dsrconform.lab.Lab` that is up) and return what was
     observed; with ``fault``, inject it (from this thread) once the traffic is under way.
+    With ``capture``, bounded packet captures run alongside the taps
+    (:func:`dsrconform.observe.evidence.start_captures`, at most the generators' time limit
+    and :data:`CAPTURE_MARGIN`), stopped when the run ends and kept on ``SteadyRun.captures``;
+    captures that cannot start cost the evidence, not the run (``counts["captures"]`` says why).
     Raises LabError if a generator could not run at all (a bad argument, a missing module);
     traffic that failed is data, not an error: the checkers judge it."""
     say = progress or (lambda _msg: None)
@@ -196,12 +213,31 @@ def observe_steady_state(
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     counters = []
-    with LabTaps(lab) as taps, ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+    limit = mix.deadline + MARGIN
+    with ExitStack() as stack:
+        # The captures first (listening before the taps, so before any traffic) and last out.
+        if capture:
+            from dsrconform.observe.evidence import start_captures
+
+            try:
+                run.captures = start_captures(
+                    lab,
+                    stack,
+                    max_seconds=limit + CAPTURE_MARGIN,
+                    mux_links=mix.capture_mux_links,
+                )
+            except DsrConformError as e:  # evidence is lost, not the run: the counts say why
+                run.counts["captures"] = {"started": 0, "error": f"{type(e).__name__}: {e}"}
+                say(f"no packet captures (FAILs will have no pcap evidence): {e}")
+            else:
+                run.counts["captures"] = {"started": len(run.captures)}
+                say(f"{len(run.captures)} packet captures for the evidence of FAILs")
+        taps = stack.enter_context(LabTaps(lab))
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=len(jobs)))
         if hasattr(lab.deployment, "counters"):
             counters.append(snapshot(lab.deployment))
         run.started = time.monotonic()
         say(f"{len(jobs)} traffic jobs on {len(taps.interfaces)} tapped interfaces")
-        limit = mix.deadline + MARGIN
         futures = {
             j.name: pool.submit(lab.run, j.node, j.argv, timeout=limit, check=False) for j in jobs
         }
@@ -236,6 +272,12 @@ def observe_steady_state(
         tapset = taps.collect()
         if counters:
             counters.append(snapshot(lab.deployment))
+    if run.captures:  # stopped: how much each kept
+        from dsrconform.observe.evidence import capture_summary
+
+        run.counts["captures"]["links"] = links = capture_summary(run.captures)
+        for k, c in links.items():
+            say(f"capture {k}: {c['captured']} packets, {c['ring_bytes'] / 1e6:.1f} MB kept")
     run.observations = Observations(
         lab=run.observations.lab, history=History.merge(parts), taps=tapset,
         counters=tuple(counters), faults=tuple(windows),
