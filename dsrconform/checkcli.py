@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from dsrconform.errors import ConfigError
-from dsrconform.report.model import STATUS_COLOUR, STATUS_RANK, at_or_above
+from dsrconform.report.model import RESULTS_FILE, STATUS_COLOUR, STATUS_RANK, at_or_above
 from dsrconform.runopts import DEFAULT_LEVEL
 
 STEADY_FAMILIES = ("RW", "DP", "AF")
@@ -298,11 +298,15 @@ def worst_per_requirement(judged: list[tuple[_Judging, list[Any]]]) -> dict[str,
 def recorded_changes(results_dir: Path, worst: dict[str, dict[str, Any]]) -> dict[str, str]:
     """Requirement -> ``"<recorded> -> <now>"`` where judging again changed the status the run's
     results.json recorded (empty when it has none: a results directory of an older run)."""
-    from dsrconform.report.model import RESULTS_FILE, load_results
+    from dsrconform.report.model import load_results
 
     if not (results_dir / RESULTS_FILE).is_file():
         return {}
-    recorded = load_results(results_dir).requirements
+    try:
+        recorded = load_results(results_dir).requirements
+    except ConfigError as e:  # judging again does not need it: say so, compare nothing
+        print(f"dsrconform: note: not compared with what the run recorded: {e}", file=sys.stderr)
+        return {}
     return {
         req: f"{recorded[req].status} -> {row['status']}"
         for req, row in worst.items()
@@ -344,7 +348,7 @@ def _finish_results(judged: list[tuple[_Judging, list[Any]]], args: argparse.Nam
             console.width = max(console.width, 140)
         console.print(table)
         for req, what in changed.items():
-            print(f"{req}: {what} (recorded in {Path(args.dir) / 'results.json'})")
+            print(f"{req}: {what} (recorded in {Path(args.dir) / RESULTS_FILE})")
     return 0 if all(row["status"] == "PASS" for row in worst.values()) else 1
 
 

@@ -182,8 +182,9 @@ def link_latest(root: Path, run: Path) -> None:
 def exit_code(results: Results | None, level: str, pytest_code: int) -> int:
     """0 if every requirement at or above ``level`` PASSed, 1 if one FAILed or is UNKNOWN;
     pytest's own code when it did not run the tests through (interrupted, internal or usage
-    error, nothing collected, killed: 128 + signal). With no results (the plugin did not run)
-    the run decided nothing: 1. With no requirement at or above the level: pytest's code."""
+    error, nothing collected, killed: 128 + signal). With no results (the plugin did not run),
+    or none of its requirements at or above the level, the run decided nothing: 1 (as the
+    gate: nothing decided is not a pass)."""
     if pytest_code < 0:  # killed by a signal
         return 128 - pytest_code
     if pytest_code not in PYTEST_RAN:
@@ -192,7 +193,7 @@ def exit_code(results: Results | None, level: str, pytest_code: int) -> int:
         return 1
     rows = results.gating(level)
     if not rows:
-        return pytest_code
+        return 1
     return 0 if all(r.status == "PASS" for r in rows.values()) else 1
 
 

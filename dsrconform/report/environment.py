@@ -36,7 +36,12 @@ def tool_version(argv: list[str]) -> str:
         return "not found"
     try:
         res = subprocess.run(
-            argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False
+            argv,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=TOOL_TIMEOUT,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"unknown ({type(e).__name__})"

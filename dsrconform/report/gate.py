@@ -6,7 +6,10 @@ only when
 1. every requirement the run decided at ``--level`` or stricter PASSed: a FAIL fails the gate,
    and so does an UNKNOWN (a requirement whose traffic never happened is not a pass), unless
    the allow file *waives* it, with a reason the summary repeats;
-2. the run decided at least one requirement at that level (nothing decided is not a pass);
+2. the run decided at least one requirement at that level (nothing decided is not a pass), it
+   ran through (pytest's exit status 0 or 1 and an end time: an interrupted or crashed run is
+   incomplete, whatever it decided), and every requirement it was asked for
+   (``--requirement``) at that level was decided (one no test judged is UNKNOWN: not run);
 3. no measured value regressed beyond its allowance against the baseline run: each metric of
    :data:`METRICS` (and any the allow file adds) is compared, the worst value over the run's
    verdicts against the baseline's worst. A value regresses when it got worse by more than its
@@ -186,13 +189,17 @@ def metrics_with(allow: AllowFile | None) -> list[Metric]:
 
 
 def worst_value(results: Results, metric: Metric) -> float | None:
-    """The worst value of ``metric`` over the run's verdicts (None: never measured)."""
+    """The worst value of ``metric`` over the run's verdicts (None: never measured). NaN (a
+    share of nothing: no attempts) is no measurement; an infinity counts (the worst there is,
+    when it is on the bad side)."""
     values: list[float] = []
     for _, v in results.verdicts_of(metric.requirement):
         for key, value in v.measured.items():
             numeric = isinstance(value, int | float) and not isinstance(value, bool)
             if numeric and fnmatch.fnmatchcase(key, metric.key):
-                values.append(float(value))  # type: ignore[arg-type]
+                x = float(value)  # type: ignore[arg-type]
+                if not math.isnan(x):
+                    values.append(x)
     if not values:
         return None
     return max(values) if metric.worse == "higher" else min(values)
@@ -239,6 +246,8 @@ class GateDecision:
     comparisons: list[Comparison] = field(default_factory=list)
     passed_count: int = 0
     decided: int = 0
+    incomplete: list[str] = field(default_factory=list)
+    """Why the run cannot pass whatever it decided (interrupted, crashed)."""
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -247,7 +256,7 @@ class GateDecision:
 
     @property
     def passed(self) -> bool:
-        return self.decided > 0 and not self.failed and not self.regressions
+        return self.decided > 0 and not self.incomplete and not self.failed and not self.regressions
 
     @property
     def exit_code(self) -> int:
@@ -273,6 +282,20 @@ def decide(
             d.waived.append((req, row.status.value, waivers[req]))
         else:
             d.failed.append((req, row.status.value, row.message))
+    for req in results.run.requirements_asked:
+        if req in results.requirements or not at_or_above(BY_ID[req].level, level):
+            continue
+        if req in waivers:
+            d.waived.append((req, Status.UNKNOWN.value, waivers[req]))
+        else:
+            d.failed.append((req, Status.UNKNOWN.value, "asked for; no test of the run judged it"))
+    run = results.run
+    if run.exit_status not in (0, 1):
+        d.incomplete.append(
+            f"pytest's exit status was {run.exit_status} (0 or 1: a run that went through)"
+        )
+    if run.stopped is None:
+        d.incomplete.append("the run has no end time (it did not finish writing its results)")
     if not rows:
         d.notes.append(f"the run decided no requirement at {level} or stricter: not a pass")
     if baseline is not None:
@@ -304,6 +327,7 @@ def summary_lines(d: GateDecision, results_dir: str, baseline_dir: str | None) -
             else "no baseline"
         )
     ]
+    out += [f"  incomplete: {why}" for why in d.incomplete]
     out += [f"  {req} {status}: {msg}" for req, status, msg in d.failed]
     out += [f"  {req} {status} waived: {why}" for req, status, why in d.waived]
     out += [f"  regressed: {c.describe()}" for c in d.regressions]
@@ -325,6 +349,9 @@ def markdown(d: GateDecision, results: Results, baseline_dir: str | None) -> str
         f"{d.passed_count}/{d.decided} requirements PASS.",
         "",
     ]
+    lines += [f"- **incomplete run**: {why}" for why in d.incomplete]
+    if d.incomplete:
+        lines.append("")
     if d.failed or d.waived:
         lines += ["| requirement | status | why |", "|---|---|---|"]
         lines += [f"| {r} | {s} | {_cell(m)} |" for r, s, m in d.failed]

@@ -41,11 +41,23 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     md_dir = Path(args.results)
     md_dir = md_dir if md_dir.is_dir() else md_dir.parent
     md = md_dir / GATE_MARKDOWN
-    md.write_text(markdown(d, results, shown_baseline))
     for line in summary_lines(d, str(args.results), shown_baseline):
-        print(line)
-    print(f"  markdown summary: {md}")
+        print(_safe(line))
+    try:  # atomically: a pipeline posting gate.md never posts half of one
+        tmp = md.with_name(md.name + ".tmp")
+        tmp.write_text(_safe(markdown(d, results, shown_baseline)), encoding="utf-8")
+        tmp.replace(md)
+    except OSError as e:  # the decision stands; the comment is what is lost
+        print(f"  markdown summary not written: {md}: {e}")
+    else:
+        print(f"  markdown summary: {md}")
     return d.exit_code
+
+
+def _safe(text: str) -> str:
+    """``text`` encodable as UTF-8: evidence from crafted packets may hold lone surrogates
+    (bytes that were not UTF-8), shown as ``\\udcxx``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def add_parser(sub: Any) -> None:

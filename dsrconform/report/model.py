@@ -29,6 +29,7 @@ This module imports only pydantic and the catalogue: the CLI and the plugin load
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -259,10 +260,23 @@ class Results(_Model):
         # json.dumps, not model_dump_json: evidence from crafted packets may hold lone
         # surrogates (bytes that were not UTF-8), which pydantic refuses to encode; ensure_ascii
         # writes them as \udcxx escapes, which load back as they were.
-        text = json.dumps(self.model_dump(mode="json"), indent=1, ensure_ascii=True)
+        data = _finite(self.model_dump(mode="json"))
+        text = json.dumps(data, indent=1, ensure_ascii=True, allow_nan=False)
         tmp.write_text(text + "\n")
         tmp.replace(d / RESULTS_FILE)
         return d / RESULTS_FILE
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by None: JSON has no such numbers (a
+    checker measures a share of nothing as NaN), and a reader must not meet ``NaN`` tokens."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def results_path(where: str | Path) -> Path:
@@ -339,7 +353,11 @@ def decide_test(
     unexplained = call_failure is not None and all(d.status == Status.PASS for d in out.values())
     for req in ids:
         if req not in out:
-            message = why or "test passed (no verdict recorded)"
+            message = why or (
+                "test passed (no verdict recorded)"
+                if outcome == "passed"
+                else f"test {outcome}, no reason given"
+            )
             out[req] = TestDecision(status=OUTCOME_STATUS[outcome], message=message)
         elif unexplained:
             out[req] = TestDecision(status=Status.FAIL, message=call_failure or "")

@@ -682,6 +682,11 @@ def test_each_scenario_directory_records_the_requirements_checked_on_it(
     assert checked["changed"] == {}  # judged again as the run recorded it
     assert main(["check", str(results), "--json", "--set", "RW-1.min_flows=50"]) == 1
     assert json.loads(capsys.readouterr().out)["changed"] == {"RW-1": "PASS -> UNKNOWN"}
+    (results / RESULTS_FILE).write_text('{"schema_version": 7}')  # judging needs it not
+    assert main(["check", str(results), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["changed"] == {}
+    assert "not compared with what the run recorded" in captured.err
 
 
 PROGRESS_CONFTEST = """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ def verdict(req: str, status: str = "PASS", **measured: Any) -> Verdict:
     )
 
 
-def results(*verdicts: Verdict, target: str = "reference") -> Results:
+def results(*verdicts: Verdict, target: str = "reference", **run_fields: Any) -> Results:
     tests = []
     for n, v in enumerate(verdicts):
         outcome = {"PASS": "passed", "FAIL": "failed", "UNKNOWN": "error"}[v.status]
@@ -52,6 +53,8 @@ def results(*verdicts: Verdict, target: str = "reference") -> Results:
     run = RunInfo.model_validate(
         {"seed": 1, "target": target, "lab": "labs/basic.yaml", "backends": ["netns"]}
         | {"level": "MUST", "started": "2026-12-07T01:00:00+00:00", "replay": "dsrconform run"}
+        | {"stopped": "2026-12-07T01:05:00+00:00", "exit_status": 0}
+        | run_fields
     )
     return Results(run=run, requirements=decide_requirements(tests), tests=tests)
 
@@ -216,3 +219,56 @@ def test_missing_results_or_baseline_are_bad_input(
 def test_a_baseline_of_another_target_is_noted() -> None:
     d = decide(GOOD, baseline=results(verdict("RW-1"), target="katran"))
     assert "the baseline's target is 'katran', this run's 'reference'" in d.notes
+
+
+# --- incomplete runs, undecided requirements, values that are not numbers -------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"exit_status": 2}, "pytest's exit status was 2"),
+        ({"exit_status": None}, "pytest's exit status was None"),
+        ({"stopped": None}, "no end time"),
+    ],
+)
+def test_an_interrupted_or_crashed_run_never_passes(fields: dict[str, Any], says: str) -> None:
+    d = decide(results(verdict("RW-1"), **fields))
+    assert not d.passed and d.exit_code == 1
+    assert any(says in why for why in d.incomplete), d.incomplete
+
+
+def test_a_requirement_asked_for_and_never_judged_is_unknown(tmp_path: Path) -> None:
+    res = results(verdict("RW-1"), requirements_asked=["RW-1", "MF-1", "RW-7"])
+    d = decide(res)  # RW-7 is SHOULD: not counted at MUST
+    assert [(r, s) for r, s, _ in d.failed] == [("MF-1", "UNKNOWN")]
+    f = tmp_path / "allow.yaml"
+    f.write_text("waivers:\n  MF-1: no MUX failure in this lab (one MUX)\n")
+    assert decide(res, allow=load_allow(f)).passed
+
+
+def test_a_share_of_nothing_is_no_measurement_whatever_its_order() -> None:
+    base = results(verdict("SF-2", success_share=0.99))
+    for values in ([math.nan, 0.30], [0.30, math.nan]):
+        now = results(*(verdict("SF-2", success_share=v) for v in values))
+        (c,) = decide(now, baseline=base, level="SHOULD").comparisons
+        assert (c.current, c.regressed) == (0.30, True), values
+    only_nan = results(verdict("SF-2", success_share=math.nan))
+    (c,) = decide(only_nan, baseline=base, level="SHOULD").comparisons
+    assert c.current is None and c.regressed  # lost the measurement
+
+
+def test_hostile_text_and_an_unwritable_summary_do_not_change_the_decision(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = verdict("RW-1", "FAIL").model_copy(update={"message": "bad \udcff <b>|x"})
+    res = results(bad)
+    res.save(tmp_path / "r")
+    assert cli.main(["gate", str(tmp_path / "r")]) == 1
+    out = capsys.readouterr().out
+    assert "RW-1 FAIL: bad \\udcff <b>|x" in out
+    assert "bad \\udcff <b>\\|x" in (tmp_path / "r" / GATE_MARKDOWN).read_text()
+    (tmp_path / "r" / GATE_MARKDOWN).unlink()
+    (tmp_path / "r" / GATE_MARKDOWN).mkdir()  # cannot be written as a file
+    assert cli.main(["gate", str(tmp_path / "r")]) == 1
+    assert "markdown summary not written" in capsys.readouterr().out

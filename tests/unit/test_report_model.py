@@ -4,6 +4,7 @@ the checked-in JSON Schema."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +169,24 @@ def test_evidence_with_bytes_that_were_not_utf8_saves_and_loads_back(tmp_path: P
     back = load_results(tmp_path)
     assert back.tests[1].verdicts[0].evidence[0].message == hostile
     (tmp_path / RESULTS_FILE).read_text(encoding="ascii")  # escaped, so any reader can read it
+
+
+def test_numbers_json_cannot_hold_are_saved_as_null(tmp_path: Path) -> None:
+    res = sample()
+    v = verdict("RW-1", "PASS").model_copy(
+        update={"measured": {"share": math.nan, "ratio": math.inf, "n": 3}}
+    )
+    res.tests[0].verdicts[0] = v
+    res.save(tmp_path)
+    text = (tmp_path / RESULTS_FILE).read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in results.json"))
+    measured = load_results(tmp_path).tests[0].verdicts[0].measured
+    assert measured == {"share": None, "ratio": None, "n": 3}
+
+
+def test_a_cited_requirement_without_a_verdict_says_why_it_is_not_a_pass() -> None:
+    d = decide_test(["AF-1"], [], "error", "")
+    assert (d["AF-1"].status, d["AF-1"].message) == ("UNKNOWN", "test error, no reason given")
+    d = decide_test(["AF-1"], [], "passed", "")
+    assert (d["AF-1"].status, d["AF-1"].message) == ("PASS", "test passed (no verdict recorded)")

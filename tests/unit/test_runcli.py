@@ -169,8 +169,9 @@ def test_pytest_not_running_through_wins(pytest_code: int) -> None:
 def test_exit_status_without_anything_to_judge() -> None:
     assert runcli.exit_code(None, "MUST", 0) == 1  # no summary: nothing was decided
     only_may = summary(SC_5=("MAY", "FAIL"))
-    assert runcli.exit_code(only_may, "MUST", 0) == 0  # nothing at MUST: pytest's own code
+    assert runcli.exit_code(only_may, "MUST", 0) == 1  # nothing decided at MUST: not a pass
     assert runcli.exit_code(only_may, "MUST", 1) == 1
+    assert runcli.exit_code(only_may, "MAY", 0) == 1  # the FAIL itself, at MAY
     assert runcli.exit_code(ALL_PASS, "MUST", -9) == 137  # pytest killed by SIGKILL
 
 
