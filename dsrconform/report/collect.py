@@ -28,6 +28,7 @@ from dsrconform.report.model import (
     TestResult,
     decide_requirements,
     decide_test,
+    one_line,
 )
 
 PROP_VERDICTS = "dsrconform_verdicts"  # call report: the verdicts' JSON rows
@@ -77,11 +78,6 @@ def crash_line(report: pytest.TestReport) -> str:
     else:
         text = str(longrepr or "")
     return one_line(text)
-
-
-def one_line(text: str, width: int = 200) -> str:
-    line = text.strip().partition("\n")[0]
-    return line if len(line) <= width else line[: width - 3] + "..."
 
 
 @dataclass

@@ -349,7 +349,7 @@ def decide_test(
             v.requirement not in out
             or STATUS_RANK[v.status] > STATUS_RANK[out[v.requirement].status]
         ):
-            out[v.requirement] = TestDecision(status=v.status, message=_one_line(v.message))
+            out[v.requirement] = TestDecision(status=v.status, message=one_line(v.message))
     unexplained = call_failure is not None and all(d.status == Status.PASS for d in out.values())
     for req in ids:
         if req not in out:
@@ -389,7 +389,8 @@ def decide_requirements(tests: Iterable[TestResult]) -> dict[str, RequirementRes
     return out
 
 
-def _one_line(text: str, width: int = 200) -> str:
+def one_line(text: str, width: int = 200) -> str:
+    """The first line of ``text``, cut to ``width`` characters (with ``...``)."""
     line = text.strip().partition("\n")[0]
     return line if len(line) <= width else line[: width - 3] + "..."
 
