@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dsrconform.report.html import EMBED_LIMIT, TOTAL_EMBED_LIMIT
+from dsrconform.report.text import human_size
 
 DEFAULT_OUTPUT = "report.html"
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?", re.I)
@@ -40,13 +41,6 @@ def parse_size(text: str) -> int:
             f"{text!r} is not a size; write bytes or e.g. 256K, 2M, 2MiB (0: embed nothing)"
         )
     return int(float(m.group(1)) * _MULTIPLIER[m.group(2).lower()])
-
-
-def _human(n: int) -> str:
-    for unit, size in (("MiB", 1024**2), ("KiB", 1024)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -66,7 +60,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         parts.append(f"{len(info.copied)} copied to {info.files_dir}")
     if info.linked:
         parts.append(f"{len(info.linked)} linked where they are")
-    print(f"report: {info.path} ({_human(info.size)}; {', '.join(parts)}; {info.seconds:.1f} s)")
+    size = human_size(info.size)
+    print(f"report: {info.path} ({size}; {', '.join(parts)}; {info.seconds:.1f} s)")
     for what in info.missing:
         print(f"dsrconform: note: not in the report: {what}", file=sys.stderr)
     return 0

@@ -3,7 +3,9 @@
 Needs no root and no network: the page is a local file and the flags turn off Chromium's own
 background fetches. Skipped with a reason when /usr/bin/chromium or /usr/bin/chromedriver (or
 selenium) is missing, except under CI (CI=true), where it must run and fails instead. The
-driver is always quit, and the test checks that no Chromium process of its profile is left.
+``driver`` fixture always quits the driver and stops chromedriver's service, also when the
+session does not start, and its teardown fails (an error, apart from the test's own result)
+when chromedriver or a Chromium process of the test's profile is left.
 A screenshot goes to the test's tmp_path, and to ``$DSR_ARTIFACTS/report-screenshot.png`` when
 DSR_ARTIFACTS names a directory (CI keeps it as an artifact).
 """
@@ -79,8 +81,39 @@ def _processes_of(profile: Path) -> list[int]:
     return pids
 
 
+def _shut_down(drv: Any, service: Any, profile: Path) -> list[str]:
+    """Quit the driver and stop its chromedriver, then wait for chromedriver (the service's
+    process, by its PID) and Chromium (by the profile on its command line) to be gone. Never
+    raises: kills what is left, by PID (ours), and says what that was."""
+    proc = getattr(service, "process", None)  # chromedriver's Popen; none before it started
+    if drv is not None:
+        with contextlib.suppress(Exception):
+            drv.quit()  # stops the service too
+    with contextlib.suppress(Exception):
+        service.stop()  # when quit failed or there was no driver; closes the log either way
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        driver_alive = proc is not None and proc.poll() is None  # poll() reaps it
+        if not driver_alive and not _processes_of(profile):
+            return []
+        time.sleep(0.2)
+    left = []
+    if proc is not None and proc.poll() is None:
+        left.append(f"chromedriver (pid {proc.pid})")
+        with contextlib.suppress(OSError):
+            proc.kill()
+            proc.wait(10)
+    for pid in _processes_of(profile):  # this test's profile is on their command line
+        left.append(f"chromium (pid {pid})")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return left
+
+
 @pytest.fixture
 def driver(tmp_path: Path) -> Iterator[Any]:
+    """A Chromium session; its teardown always quits it and stops chromedriver, and is an error
+    when chromedriver or a Chromium process outlives them (the test's own result stands)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -91,19 +124,15 @@ def driver(tmp_path: Path) -> Iterator[Any]:
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     service = Service(str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log"))
-    drv = webdriver.Chrome(service=service, options=options)
+    drv = None
     try:
+        drv = webdriver.Chrome(service=service, options=options)
         drv.set_page_load_timeout(30)
         yield drv
     finally:
-        drv.quit()
-        deadline = time.monotonic() + 10
-        while (left := _processes_of(profile)) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        for pid in left:  # ours, by PID: this test's profile is on their command line
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        assert not left, f"Chromium processes left after quit: {left}"
+        left = _shut_down(drv, service, profile)  # cleans up also when the session never started
+    if left:  # after the finally: only when nothing else failed here, reported as teardown error
+        pytest.fail(f"processes left after quit and service.stop(), killed: {', '.join(left)}")
 
 
 def _report(tmp_path: Path) -> Path:
