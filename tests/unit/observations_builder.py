@@ -313,3 +313,14 @@ class Run:
             taps=ts,
             faults=tuple(self.faults),
         )
+
+
+def one_conn_obs(broken: bool = False) -> Observations:
+    """One connection to server1 through mux1 (RW-1 and AF-1 PASS; RW-4 UNKNOWN); ``broken``
+    adds one whose replies come from server3's own address (RW-1 FAIL). The synthetic suites
+    of the plugin's, JUnit's and allure's tests import it as ``obs``."""
+    run = Run()
+    run.conn(1, 10.0, end_t=20.0, server="server1", mux="mux1")
+    if broken:
+        run.conn(2, 11.0, end_t=21.0, reply_src=(SERVER_ADDR["server3"], 8080))
+    return run.obs()

@@ -351,14 +351,8 @@ def test_a_failed_scenario_runs_once_and_leaves_its_tests_undecided(
 
 CHECKS = """
 import pytest
-from tests.unit.observations_builder import SERVER_ADDR, Run
+from tests.unit.observations_builder import one_conn_obs as obs
 
-def obs(broken=False):
-    run = Run()
-    run.conn(1, 10.0, end_t=20.0, server="server1", mux="mux1")
-    if broken:
-        run.conn(2, 11.0, end_t=21.0, reply_src=(SERVER_ADDR["server3"], 8080))
-    return run.obs()
 
 @pytest.mark.requirement("RW-1")
 def test_pass(dsr_check):

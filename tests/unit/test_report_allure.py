@@ -69,16 +69,10 @@ def test_labels_and_severity_of_requirements() -> None:
 SUITE = """
 import pytest
 import allure
-from tests.unit.observations_builder import SERVER_ADDR, Run
+from tests.unit.observations_builder import one_conn_obs as obs
 from dsrconform.pytest_plugin import ATTACHMENTS_KEY
 from dsrconform.report.model import Attachment
 
-def obs(broken=False):
-    run = Run()
-    run.conn(1, 10.0, end_t=20.0, server="server1", mux="mux1")
-    if broken:
-        run.conn(2, 11.0, end_t=21.0, reply_src=(SERVER_ADDR["server3"], 8080))
-    return run.obs()
 
 @pytest.mark.requirement("RW-1", "AF-1", "RW-7")
 def test_pass(dsr_check):

@@ -348,14 +348,8 @@ def test_hostile_evidence_stays_well_formed_and_valid() -> None:
 
 SUITE = """
 import pytest
-from tests.unit.observations_builder import SERVER_ADDR, Run
+from tests.unit.observations_builder import one_conn_obs as obs
 
-def obs(broken=False):
-    run = Run()
-    run.conn(1, 10.0, end_t=20.0, server="server1", mux="mux1")
-    if broken:
-        run.conn(2, 11.0, end_t=21.0, reply_src=(SERVER_ADDR["server3"], 8080))
-    return run.obs()
 
 @pytest.fixture
 def broken_setup():
