@@ -8,6 +8,7 @@ Subcommands::
     dsrconform bench mux [--target NAME] [--mutant NAME] [--seconds S] [--json]
     dsrconform bench traffic [--quick] [--section NAME] [--json FILE]   flood, checkers, streams
     dsrconform bench suites [--backend netns|docker ...] [--level L] [--rounds N] [--json]
+    dsrconform bench quick [--seeds N ...] [--mutant NAME ...] [--json]   the quick profile
     dsrconform lab up FILE [--backend netns] [--mode MODE] [--name NAME] [--mutant NAME]
     dsrconform lab status [NAME] [--json] | lab exec NODE -- CMD... | lab down [NAME | --all]
     dsrconform image build [--force] | image status [--json]   the docker backend's node image
@@ -175,12 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(handler=_cmd_bench_mux)
     from dsrconform.bench.lab import add_parser as add_bench_lab
+    from dsrconform.bench.quick import add_parser as add_bench_quick
     from dsrconform.bench.suites import add_parser as add_bench_suites
     from dsrconform.bench.traffic import add_parser as add_bench_traffic
 
     add_bench_lab(bench_sub)
     add_bench_traffic(bench_sub)
     add_bench_suites(bench_sub)
+    add_bench_quick(bench_sub)
 
     img = sub.add_parser("image", help="the docker backend's node image (built locally)")
     img_sub = img.add_subparsers(dest="image", metavar="ACTION", required=True)

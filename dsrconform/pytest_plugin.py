@@ -26,7 +26,13 @@ What it adds to every pytest run in an environment where dsrconform is installed
 - the marker ``@pytest.mark.dsr_scenario_for("SF-3")``: the test judges its requirement inside
   a scenario that exists for another, less strict one (SC-3 in the flood-scale scenario, built
   for SF-3); it is deselected when that requirement is below ``--dsr-level``, so a MUST run
-  judges SC-3 where it is a MUST (the scale scenario) and does not pay for SF-3's flood.
+  judges SC-3 where it is a MUST (the scale scenario) and does not pay for SF-3's flood;
+- ``--dsr-profile`` (:mod:`dsrconform.profiles`; full by default): a profile with runs of its
+  own (quick) names the main platform's mode and the extra ones, generates every lab test on
+  all of them and keeps a test only where one of its runs stands in for the test's scenario
+  (the marker ``@pytest.mark.dsr_scenario("name")``, else the test's ``scenario`` parameter)
+  and judges its requirement; ``dsr_scenario`` runs the profile's variant; the header prints
+  the profile's coverage table.
 
 The module imports nothing heavy (the catalogue's levels and what ``dsrconform run`` shares with
 it, light modules): lab, target and checker modules load inside hooks, only when used.
@@ -37,18 +43,16 @@ from __future__ import annotations
 import os
 import random
 import shlex
-import threading
-import time
 from collections.abc import Callable, Generator, Iterator
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from dsrconform.features import probed
+from dsrconform.pytest_progress import Progress, is_worker
 from dsrconform.report.collect import (
     PROP_ATTACHMENTS,
     PROP_PLATFORM,
@@ -100,6 +104,7 @@ OPT_REQUIREMENT = "--dsr-requirement"
 MARKER = "requirement"
 EVERY_MODE_MARKER = "dsr_every_mode"
 SCENARIO_FOR_MARKER = "dsr_scenario_for"
+SCENARIO_MARKER = "dsr_scenario"  # profiles: the suites' scenario a test judges
 
 SEED_KEY = pytest.StashKey[int]()
 VERDICTS_KEY = pytest.StashKey[list[Any]]()
@@ -234,6 +239,11 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{SCENARIO_FOR_MARKER}(id): the test's scenario exists for requirement id; deselected "
         f"when that requirement is below {OPT_LEVEL}",
     )
+    config.addinivalue_line(  # profiles (dsrconform.profiles)
+        "markers",
+        f"{SCENARIO_MARKER}(name): the suites' scenario this test judges (a profile keeps or "
+        "deselects the test by it)",
+    )
     seed = config.getoption(_dest(OPT_SEED))
     config.stash[SEED_KEY] = seed if seed is not None else random.SystemRandom().randrange(2**32)
     config.stash[RUN_KEY] = record = RunRecorder()
@@ -252,22 +262,24 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"{OPT_MUTANT}: {e}") from None
 
 
-def _is_worker(config: pytest.Config) -> bool:
-    """True inside a pytest-xdist worker (the controller and plain runs have no workerinput)."""
-    return hasattr(config, "workerinput")
-
-
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> str | list[str]:
     seed = config.stash[SEED_KEY]
     given = config.getoption(_dest(OPT_SEED)) is not None
     how = "given" if given else f"random; replay with {OPT_SEED} {seed}"
     backends = ",".join(config.getoption(_dest(OPT_BACKEND)))
     asked = config.getoption(_dest(OPT_MODE))
     modes = ",".join(asked) if asked else "the lab file's (steady suite: every mode of the target)"
-    return (
+    header = (
         f"dsrconform: target={config.getoption(_dest(OPT_TARGET))} backend={backends} "
         f"mode={modes} seed={seed} ({how})"
     )
+    # --- profiles (dsrconform.profiles): what a profile other than full covers, first ---
+    name = config.getoption(_dest(OPT_PROFILE))
+    if name is None or name == "full":
+        return header
+    from dsrconform.profiles import coverage_table, get_profile
+
+    return [header, *(f"dsrconform: {line}" for line in coverage_table(get_profile(name)))]
 
 
 def requirement_ids(item: pytest.Item) -> list[str]:
@@ -306,13 +318,54 @@ def pytest_collection_modifyitems(
                     f"({', '.join(map(repr, m.args))}): one known requirement ID expected"
                 )
             below = below or not at_or_above(BY_ID[m.args[0]].level, lowest)
-        if below or (wanted and not wanted.intersection(ids)):
+        if below or (wanted and not wanted.intersection(ids)) or not _profile_selects(item, ids):
             drop.append(item)
         else:
             keep.append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+# --- profiles (dsrconform.profiles): selection by scenario and platform ---------------------------
+
+
+def _profile(config: pytest.Config) -> Any:
+    """The run's :class:`~dsrconform.profiles.Profile` (``--dsr-profile``; full by default)."""
+    from dsrconform.profiles import get_profile
+
+    return get_profile(config.getoption(_dest(OPT_PROFILE)))
+
+
+def item_scenario(item: pytest.Item) -> str | None:
+    """The suites' scenario ``item`` judges: its ``dsr_scenario`` marker's, else its
+    ``scenario`` parameter; None for a test of no scenario."""
+    marker = item.get_closest_marker(SCENARIO_MARKER)
+    if marker is not None and marker.args:
+        return str(marker.args[0])
+    callspec = getattr(item, "callspec", None)  # only parametrised items have one
+    scenario = callspec.params.get("scenario") if callspec is not None else None
+    return scenario if isinstance(scenario, str) else None
+
+
+def _scenario_platform(config: pytest.Config, platform: Platform | None) -> tuple[Any, bool]:
+    """(mode, whether it is an extra platform of dsr_every_mode tests) of a lab test's
+    platform (None: the run's only one)."""
+    base, extra = platforms_of(config)
+    if platform is None:
+        platform = (base + extra)[0] if base + extra else ("netns", None)
+    return platform[1], platform in extra and platform not in base
+
+
+def _profile_selects(item: pytest.Item, ids: list[str]) -> bool:
+    """Whether the run's profile keeps ``item`` (:meth:`dsrconform.profiles.Profile.selects`)."""
+    profile = _profile(item.config)
+    if profile.runs is None:
+        return True
+    callspec = getattr(item, "callspec", None)
+    platform = callspec.params.get("dsr_platform") if callspec is not None else None
+    mode, extra = _scenario_platform(item.config, platform)
+    return bool(profile.selects(item_scenario(item), mode, ids, extra=extra))
 
 
 def _wanted_ids(config: pytest.Config) -> set[str]:
@@ -351,7 +404,16 @@ def platforms_of(config: pytest.Config) -> tuple[list[Platform], list[Platform]]
     extra_modes: list[Mode] = []
     if asked is None:
         own, extra_modes = _other_modes(config)
-        asked = (own,) if extra_modes else (None,)
+        # profiles: a profile may name the main mode and the extra ones (among those possible)
+        profile = _profile(config)
+        main: Mode | None = profile.main_mode
+        moved = False
+        if own is not None and main is not None and main in extra_modes:
+            extra_modes = [m for m in [own, *extra_modes] if m != main]
+            own, moved = main, True
+        if profile.extra_modes is not None:
+            extra_modes = [m for m in extra_modes if m in profile.extra_modes]
+        asked = (own,) if extra_modes or moved else (None,)
     base: list[Platform] = [(b, m) for b in backends for m in asked]
     extra: list[Platform] = [(b, m) for b in backends for m in extra_modes]
     out = (base, extra)
@@ -404,6 +466,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     base, extra = platforms_of(metafunc.config)
     if len(base) + len(extra) > 1:
         every = metafunc.definition.get_closest_marker(EVERY_MODE_MARKER) is not None
+        # profiles: a profile with its own runs decides each test's platforms at collection
+        every = every or _profile(metafunc.config).runs is not None
         combos = base + extra if every else base
         ids = [_platform_id(c) for c in combos]
         metafunc.parametrize("dsr_platform", combos, indirect=True, scope="session", ids=ids)
@@ -496,7 +560,12 @@ def dsr_scenario(
     directory is given (``<--dsr-results>/<backend>-<mode>/<name>`` when the selected
     tests use several platforms). A scenario that fails is not run again: this and every later call
     raise :class:`ScenarioFailed` (reported as an error, its requirements UNKNOWN) with the
-    first failure. An unknown name fails the test, listing the known ones."""
+    first failure. An unknown name fails the test, listing the known ones.
+
+    With ``--dsr-profile`` (:mod:`dsrconform.profiles`), the profile's run standing in for
+    ``name`` on this platform runs instead, under its own name (one run may stand in for
+    several scenarios: it runs once for all of them); a scenario it does not stand in for runs
+    as it is."""
     from dataclasses import replace
 
     from dsrconform.scenarios import SCENARIOS
@@ -508,14 +577,18 @@ def dsr_scenario(
     runs: dict[str, Any] = {}
     failed: dict[str, str] = {}
 
-    def run(name: str) -> Any:
+    profile = _profile(request.config)  # profiles: the variant standing in for a scenario
+    mode, extra = _scenario_platform(request.config, dsr_platform)
+
+    def run(asked: str) -> Any:
         __tracebackhide__ = True
-        if name not in SCENARIOS:
-            pytest.fail(f"unknown dsrconform scenario {name!r}; known: {', '.join(SCENARIOS)}")
+        if asked not in SCENARIOS:
+            pytest.fail(f"unknown dsrconform scenario {asked!r}; known: {', '.join(SCENARIOS)}")
+        sc = profile.variant(asked, mode, extra=extra)
+        name = sc.name
         if name in failed:
             raise ScenarioFailed(f"scenario {name} failed earlier in this session: {failed[name]}")
         if name not in runs:
-            sc = SCENARIOS[name]
             out = Path(results) / name if results else None
             try:
                 with Progress(request.config, f"scenario {name}", sc.about) as progress:
@@ -552,86 +625,6 @@ def _save_timeline(observations: Any, out: Path) -> None:
         save_timeline(observations, out)
     except Exception as e:  # a bug of the report's, not of the run: shown, not fatal
         warnings.warn(f"dsrconform: no timeline for {out}: {type(e).__name__}: {e}", stacklevel=2)
-
-
-PROGRESS_EVERY = 5.0
-"""Seconds between the progress lines of a step still running, on a terminal."""
-
-
-def _heartbeat(tr: Any) -> float | None:
-    """How often to say a step is still running: every PROGRESS_EVERY s on a terminal, never
-    otherwise (a log gets a line per phase only)."""
-    return PROGRESS_EVERY if tr is not None and bool(tr.isatty) else None
-
-
-class Progress:
-    """Progress lines while a long step of a fixture runs (a lab coming up, a scenario), so a
-    run is not a minute of silence: ``dsrconform: <subject> <elapsed> s  <phase>``, one when it
-    starts, one per phase (:meth:`say`, the ``progress`` callback of
-    :func:`dsrconform.steady.observe_steady_state`), one when it ends (:attr:`last`, or how it
-    failed) and, on a terminal, one after every :data:`PROGRESS_EVERY` s without one.
-
-    The step runs inside a test's setup or call, whose output pytest captures: lines go
-    through the terminal reporter with capturing suspended for the write (as pytest's live
-    logging does), under a lock, from this thread or the ticker's, which stops before the
-    step returns. Nothing is written in an xdist worker (its terminal is not shown)."""
-
-    def __init__(self, config: pytest.Config, subject: str, about: str = "") -> None:
-        self.subject = subject
-        self.about = about
-        self.phase = "starting"
-        self.last = "done"
-        """The end line, when the step ends without an exception."""
-        worker = _is_worker(config)
-        self._tr = None if worker else config.pluginmanager.get_plugin("terminalreporter")
-        self._capman = config.pluginmanager.get_plugin("capturemanager")
-        self._every = _heartbeat(self._tr)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._ticker: threading.Thread | None = None
-        self._t0 = self._said = time.monotonic()
-
-    def __enter__(self) -> Progress:
-        self._t0 = time.monotonic()
-        self._write("starting" + (f": {self.about}" if self.about else ""))
-        if self._tr is not None and self._every:
-            self._ticker = threading.Thread(target=self._tick, name="dsr-progress", daemon=True)
-            self._ticker.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        if self._ticker is not None:
-            self._ticker.join()
-        self._write(self.last if exc is None else f"failed: {type(exc).__name__}: {exc}")
-
-    def say(self, message: str) -> None:
-        """A new phase: say so now."""
-        self.phase = message
-        self._write(message)
-
-    def _tick(self) -> None:
-        """A line when nothing was said for ``_every`` s (a phase line resets the wait)."""
-        every = self._every or PROGRESS_EVERY
-        while not self._stop.wait(max(0.0, self._said + every - time.monotonic())):
-            if time.monotonic() >= self._said + every:
-                self._write(f"(running) {self.phase}")
-
-    def _write(self, message: str) -> None:
-        if self._tr is None:
-            return
-        elapsed = time.monotonic() - self._t0
-        line = one_line(f"dsrconform: {self.subject} {elapsed:6.1f} s  {message}", 160)
-        with self._lock:
-            suspended = self._capman.global_and_fixture_disabled() if self._capman else None
-            with suspended or nullcontext():
-                self._tr.write_line(line)
-            self._said = time.monotonic()
 
 
 @pytest.fixture(scope="session")
@@ -700,15 +693,11 @@ def _record_scenario_requirements(
 
 
 def _attach_evidence(request: pytest.FixtureRequest, observations: Any, failed: list[Any]) -> None:
-    """Cut the pcap evidence of ``failed`` verdicts (FAILs) from the captures of the scenario
-    run ``observations`` came from, into ``<its run dir>/evidence/<test name>/``, and attach it
-    to the test (:data:`ATTACHMENTS_KEY`). Nothing when the observations are not a scenario run
-    saved under ``--dsr-results``. A verdict whose cutting fails gets a text attachment saying
-    why instead (``<REQ>-error.txt``), and the verdict stands; so does a run whose captures
-    never started (they are in its counts)."""
-    import re
-
-    from dsrconform.observe.evidence import cut_evidence
+    """Attach to the test (:data:`ATTACHMENTS_KEY`) the pcap evidence of its ``failed``
+    verdicts, cut from the captures of the scenario run ``observations`` came from
+    (:func:`dsrconform.observe.evidence.attach_evidence`); nothing when they are not a scenario
+    run saved under ``--dsr-results``."""
+    from dsrconform.observe.evidence import attach_evidence
 
     results = _results_dir(request.config)
     stash = request.config.stash
@@ -718,54 +707,11 @@ def _attach_evidence(request: pytest.FixtureRequest, observations: Any, failed: 
     run_dir = next((d for o, _, d in stash.get(SCENARIO_DIRS_KEY, []) if o is observations), None)
     if run is None or results is None or run_dir is None:
         return
-    not_started = run.counts.get("captures", {}).get("error")
-    if not run.captures and not_started is None:
-        return  # captures were not asked for
-    out_dir = run_dir / "evidence" / re.sub(r"[^A-Za-z0-9._-]+", "_", request.node.name).strip("_")
-    lab = observations.lab
-    clients = [a for n in lab.nodes("client") for a in lab.addresses.get(n, [])] if lab else []
-    attached = request.node.stash.setdefault(ATTACHMENTS_KEY, [])
-    for v in failed:
-        if not run.captures:
-            why = f"the scenario's packet captures did not start: {not_started}"
-            _attach_error(request, attached, v.requirement, out_dir, results, why)
-            continue
-        try:
-            attached += cut_evidence(
-                run.captures, v, out_dir, results, origin=run.started, clients=clients
-            )
-        except Exception as e:  # the verdict stands; the reader learns why it has no packets
-            why = f"{type(e).__name__}: {e}"
-            _attach_error(request, attached, v.requirement, out_dir, results, why)
-
-
-def _attach_error(
-    request: pytest.FixtureRequest,
-    attached: list[Attachment],
-    requirement: str,
-    out_dir: Path,
-    results: Path,
-    why: str,
-) -> None:
-    """Record why a FAIL has no pcap evidence: ``<out_dir>/<REQ>-error.txt``, attached as
-    text; if even that cannot be written, a pytest warning on the test."""
-    text = f"{requirement}: no pcap evidence: {why}"
-    path = out_dir / f"{requirement}-error.txt"
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")
-    except OSError as e:
-        request.node.warn(pytest.PytestWarning(f"{text} (and writing {path}: {e})"))
-        return
-    attached.append(
-        Attachment(
-            name=f"{requirement}: why there is no pcap evidence",
-            path=path.relative_to(results).as_posix(),
-            kind="text",
-            requirement=requirement,
-            note=one_line(text, 200),
-        )
-    )
+    attached, warnings = attach_evidence(run, failed, run_dir, results, request.node.name)
+    if attached:
+        request.node.stash.setdefault(ATTACHMENTS_KEY, []).extend(attached)
+    for text in warnings:
+        request.node.warn(pytest.PytestWarning(text))
 
 
 def _describe(v: Any) -> str:
@@ -840,7 +786,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """A rerun into the same results directory starts afresh: the previous run's results.json
     goes first (the controller only)."""
     results = _results_dir(session.config)
-    if results is None or _is_worker(session.config):
+    if results is None or is_worker(session.config):
         return
     (results / RESULTS_FILE).unlink(missing_ok=True)
 
@@ -883,7 +829,7 @@ def run_info(config: pytest.Config, exitstatus: int | None = None) -> RunInfo:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     results = _results_dir(config)
-    if results is None or _is_worker(config):
+    if results is None or is_worker(config):
         return
     built = build_results(config.stash[RUN_KEY], run_info(config, int(exitstatus)))
     built.save(results)
@@ -894,7 +840,7 @@ def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
 ) -> None:
     """One line per requirement (ID, level, status, why), when some test recorded a verdict."""
-    if _is_worker(config):
+    if is_worker(config):
         return
     recorder = config.stash[RUN_KEY]
     if not any(t.verdicts for t in recorder.tests.values()):

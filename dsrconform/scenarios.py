@@ -377,10 +377,11 @@ PROBE_TAIL = 2.6
 """Seconds of tuple probes after a probed change: past SC-4's convergence bound (tau, 2 s)."""
 
 
-def _probed(lab: Any, say: Callable[[str], None], make: Callable[[], list[FaultWindow]]
-            ) -> list[FaultWindow]:  # fmt: skip
+def _probed(lab: Any, say: Callable[[str], None], make: Callable[[], list[FaultWindow]],
+            flows: int | None = None) -> list[FaultWindow]:  # fmt: skip
     """``make()`` (a backend change of the first TCP service) inside a set of tuple probes
-    toward that service (:func:`~dsrconform.traffic.tupleprobes.probing`), its windows
+    toward that service (:func:`~dsrconform.traffic.tupleprobes.probing`; ``flows`` tuples,
+    None: its default), its windows
     noting the probe set. A lab without a probe network, or probes that fail, leave the change
     unprobed (SC-2 and SC-4 then answer UNKNOWN), said through ``say``."""
     from dsrconform.traffic.tupleprobes import probing
@@ -388,7 +389,8 @@ def _probed(lab: Any, say: Callable[[str], None], make: Callable[[], list[FaultW
     svc = _first_tcp_service(lab.topology)
     with ExitStack() as stack:
         try:
-            run = stack.enter_context(probing(lab, vip=svc.vip, port=svc.port))
+            more = {} if flows is None else {"flows": flows}
+            run = stack.enter_context(probing(lab, vip=svc.vip, port=svc.port, **more))
         except ConfigError as e:
             say(f"change not probed: {e}")
             return make()
@@ -406,12 +408,16 @@ def _probed(lab: Any, say: Callable[[str], None], make: Callable[[], list[FaultW
 
 
 def scale_changes(*, delay: float = 5.0, step: float = 4.0, drain_for: float = 6.0,
-                  probe: bool = True) -> Fault:  # fmt: skip
+                  probe: bool = True, drain: bool = True, remove: bool = True,
+                  probe_flows: int | None = None) -> Fault:  # fmt: skip
     """On the first TCP service, ``delay`` s after the traffic started and ``step`` s apart:
     remove its last server, add it back, drain its second server for ``drain_for`` s, then make
     it active again (windows ``backend-remove``, ``backend-add``, ``backend-drain`` from the
     drain until the server is back, ``backend-add``). With ``probe``, each change happens
-    inside its own set of tuple probes (:func:`_probed`; SC-2, SC-4)."""
+    inside its own set of tuple probes (:func:`_probed`; SC-2, SC-4). Without ``drain``, only
+    the removal and the adding back (no SC-3 window); without ``remove``, only the drain and
+    the making active again, from ``delay`` (the quick profile's shorter variant).
+    ``probe_flows``: tuples per probe set (None: the probes' default, enough for SC-2)."""
 
     def steps(change: Callable[..., list[FaultWindow]], servers: list[str], lab: Any,
               say: Callable[[str], None]) -> list[FaultWindow]:  # fmt: skip
@@ -427,18 +433,23 @@ def scale_changes(*, delay: float = 5.0, step: float = 4.0, drain_for: float = 6
                 say(f"the change due at {offset:g} s starts {late:.1f} s late (the previous one "
                     "took longer than its step)")  # fmt: skip
             time.sleep(max(0.0, -late))
-            return _probed(lab, say, make) if probe else make()
+            return _probed(lab, say, make, probe_flows) if probe else make()
 
-        out = at(delay, lambda: change("backend-remove", [s for s in servers if s != gone],
-                                       target=gone))  # fmt: skip
-        out += at(delay + step, lambda: change("backend-add", servers, target=gone))
-        drain = at(delay + 2 * step, lambda: change(
+        out: list[FaultWindow] = []
+        if remove:
+            out += at(delay, lambda: change("backend-remove", [s for s in servers if s != gone],
+                                            target=gone))  # fmt: skip
+            out += at(delay + step, lambda: change("backend-add", servers, target=gone))
+        if not drain:
+            return out
+        start = delay + 2 * step if remove else delay
+        drained_win = at(start, lambda: change(
             "backend-drain", [s for s in servers if s != drained], draining=(drained,),
             target=drained,
         ))  # fmt: skip
-        back = at(delay + 2 * step + drain_for,
+        back = at(start + drain_for,
                   lambda: change("backend-add", servers, target=drained))  # fmt: skip
-        return [*out, *_ended(drain, back[0].start), *back]
+        return [*out, *_ended(drained_win, back[0].start), *back]
 
     return _backends_fault(steps)
 

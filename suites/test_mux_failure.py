@@ -25,7 +25,12 @@ set stays the same, so a flow re-hashed to another MUX must still reach the same
 
 @pytest.mark.parametrize(
     ("scenario", "req"),
-    [pytest.param(s, r, marks=pytest.mark.requirement(r), id=f"{s}-{r}") for s, r in CASES],
+    [
+        pytest.param(
+            s, r, marks=[pytest.mark.requirement(r), pytest.mark.dsr_scenario(s)], id=f"{s}-{r}"
+        )
+        for s, r in CASES
+    ],
 )
 def test_mux_failure(scenario: str, req: str, dsr_scenario: Any, dsr_check: Any) -> None:
     dsr_check(dsr_scenario(scenario).observations, req)

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.dsr_scenario("hostile")
+
 ROBUST = ["RB-1", "RB-2", "RB-3", "RB-4"]
 
 

@@ -39,7 +39,7 @@ a MUST run judges SC-3 in ``scale`` and skips the SHOULD flood (~50 s of the sui
 
 
 def _case(scenario: str, req: str) -> Any:
-    marks = [pytest.mark.requirement(req)]
+    marks = [pytest.mark.requirement(req), pytest.mark.dsr_scenario(scenario)]
     if scenario in SCENARIO_FOR:
         marks.append(pytest.mark.dsr_scenario_for(SCENARIO_FOR[scenario]))
     return pytest.param(scenario, req, marks=marks, id=f"{scenario}-{req}")

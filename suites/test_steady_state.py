@@ -17,7 +17,7 @@ import pytest
 
 from dsrconform import spec
 
-pytestmark = pytest.mark.dsr_every_mode
+pytestmark = [pytest.mark.dsr_every_mode, pytest.mark.dsr_scenario("steady")]
 
 STEADY = [r.id for r in spec.REQUIREMENTS if r.family in ("RW", "DP", "AF")]
 

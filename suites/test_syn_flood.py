@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.dsr_scenario("syn-flood")
+
 FLOOD = ["SF-1", "SF-2", "SF-4"]
 
 

@@ -44,17 +44,7 @@ def time_run(backend: str, level: str, lab: str | None, seed: int) -> dict[str, 
             "--level", level, "--seed", str(seed), "--results", tmp]  # fmt: skip
     if lab is not None:
         argv += ["--lab", lab]
-    start = time.monotonic()
-    try:
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=3600, check=False)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    seconds = time.monotonic() - start
-    try:
-        statuses = {req: str(r.status) for req, r in load_results(tmp).requirements.items()}
-    except ConfigError:  # the run wrote no results (the row's exit status and tail say why)
-        statuses = {}
+    res, seconds, statuses = timed_run(argv, tmp, timeout=3600)
     row: dict[str, Any] = {
         "backend": backend,
         "level": level,
@@ -69,6 +59,27 @@ def time_run(backend: str, level: str, lab: str | None, seed: int) -> dict[str, 
     else:
         row["results"] = tmp
     return row
+
+
+def timed_run(
+    argv: list[str], results: str, *, timeout: float
+) -> tuple[subprocess.CompletedProcess[str], float, dict[str, str]]:
+    """Run a ``dsrconform run`` command line whose results go to ``results``: (the finished
+    process, its wall seconds, the status per requirement it recorded; none when it wrote no
+    results: its exit status and output say why). ``results`` is removed if the run itself
+    raises (interrupted, timed out)."""
+    start = time.monotonic()
+    try:
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except BaseException:
+        shutil.rmtree(results, ignore_errors=True)
+        raise
+    seconds = time.monotonic() - start
+    try:
+        statuses = {req: str(r.status) for req, r in load_results(results).requirements.items()}
+    except ConfigError:
+        statuses = {}
+    return res, seconds, statuses
 
 
 def stability(results: list[dict[str, Any]]) -> dict[str, Any]:

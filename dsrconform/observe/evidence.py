@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from dsrconform.errors import ConfigError
 from dsrconform.observe.pcap import NS_PREFIX, ClientEnd, PacketCapture
+from dsrconform.observe.taps import PROTO_NAMES
 from dsrconform.traffic.synflood import FLOOD_NET
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ RING_FILE_MB = 4
 """A ring of RING_FILES files of RING_FILE_MB million bytes each: 16 MB per capture at most."""
 DEFAULT_MAX_SECONDS = 120.0
 """A capture's running time when the caller gives none (the steady run gives its own)."""
-_PROTOS = {"tcp": 6, "udp": 17, "icmp": 1, "ipip": 4}
+_PROTOS = {name: number for number, name in PROTO_NAMES.items()}
 _dirs = itertools.count()
 
 
@@ -387,6 +388,62 @@ def cut_evidence(
 
 
 def _describe_end(end: ClientEnd) -> str:
-    name = {6: "tcp", 17: "udp", 1: "icmp"}.get(end.proto or -1, "")
+    name = PROTO_NAMES.get(end.proto, "") if end.proto not in (None, 4) else ""
     where = end.addr if end.port is None else f"{end.addr}:{end.port}"
     return f"{name} {where}".strip()
+
+
+def attach_evidence(
+    run: Any,
+    failed: Sequence[Verdict],
+    run_dir: Path,
+    results_dir: Path,
+    test_name: str,
+) -> tuple[list[Attachment], list[str]]:
+    """The attachments of a test's FAIL verdicts (``failed``) judged on scenario run ``run``
+    (a :class:`~dsrconform.steady.SteadyRun`) saved in ``run_dir``: its captures' windows cut
+    into ``<run_dir>/evidence/<test name>/`` (:func:`cut_evidence`), and the warnings to show.
+    Nothing when the run had no captures asked for. A verdict whose windows cannot be cut, or
+    whose run's captures never started, gets ``<REQ>-error.txt`` saying why, attached as text
+    (the verdict stands); if even that cannot be written, a warning says so."""
+    not_started = run.counts.get("captures", {}).get("error")
+    if not run.captures and not_started is None:
+        return [], []  # captures were not asked for
+    out_dir = run_dir / "evidence" / _file_part(test_name)
+    lab = run.observations.lab
+    clients = [a for n in lab.nodes("client") for a in lab.addresses.get(n, [])] if lab else []
+    attached: list[Attachment] = []
+    warnings: list[str] = []
+    for v in failed:
+        if not run.captures:
+            why = f"the scenario's packet captures did not start: {not_started}"
+        else:
+            try:
+                attached += cut_evidence(
+                    run.captures, v, out_dir, results_dir, origin=run.started, clients=clients
+                )
+                continue
+            except Exception as e:  # the verdict stands; the reader learns why it has no packets
+                why = f"{type(e).__name__}: {e}"
+        try:
+            attached.append(_error_attachment(v.requirement, out_dir, results_dir, why))
+        except OSError as e:
+            warnings.append(f"{v.requirement}: no pcap evidence: {why} (and writing why: {e})")
+    return attached, warnings
+
+
+def _error_attachment(requirement: str, out_dir: Path, results_dir: Path, why: str) -> Attachment:
+    """``<out_dir>/<REQ>-error.txt`` saying why a FAIL has no pcap evidence, as an attachment."""
+    from dsrconform.report.model import Attachment, one_line
+
+    text = f"{requirement}: no pcap evidence: {why}"
+    path = out_dir / f"{_file_part(requirement)}-error.txt"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+    return Attachment(
+        name=f"{requirement}: why there is no pcap evidence",
+        path=path.relative_to(results_dir).as_posix(),
+        kind="text",
+        requirement=requirement,
+        note=one_line(text, 200),
+    )

@@ -31,7 +31,9 @@ ALLURE_PLUGIN = "dsrconform-allure"
 
 def junit_path(config: pytest.Config) -> Path | None:
     """The file pytest's junitxml plugin writes (None: no ``--junitxml``, or an xdist worker)."""
-    if hasattr(config, "workerinput"):
+    from dsrconform.pytest_progress import is_worker
+
+    if is_worker(config):
         return None
     try:
         from _pytest.junitxml import xml_key

@@ -428,7 +428,7 @@ def test_the_plugin_attaches_the_windows_of_a_fail(tmp_path: Path) -> None:
     request = plugin_request(tmp_path, run, obs)
     plugin._attach_evidence(request, obs, [fail(ev(flow=UDP_FLOW, time=100.001))])
     (a,) = request.node.stash[plugin.ATTACHMENTS_KEY]
-    assert a.path == "steady/evidence/test_steady_state_RW-2/RW-2-client-dsrc-router.pcap"
+    assert a.path == "steady/evidence/test_steady_state-RW-2/RW-2-client-dsrc-router.pcap"
     assert a.name == "RW-2 evidence on client:dsrc-router, 0.0-1.0 s"
 
 
@@ -442,7 +442,7 @@ def test_a_failed_cut_is_attached_as_text_and_the_verdict_stands(tmp_path: Path)
     plugin._attach_evidence(request, obs, [fail(ev(flow=UDP_FLOW, time=100.001))])
     (a,) = request.node.stash[plugin.ATTACHMENTS_KEY]
     assert a.kind == "text" and a.requirement == "RW-2"
-    assert a.path == "steady/evidence/test_steady_state_RW-2/RW-2-error.txt"
+    assert a.path == "steady/evidence/test_steady_state-RW-2/RW-2-error.txt"
     text = (tmp_path / "results" / a.path).read_text()
     assert "no pcap evidence: PcapError" in text and "not a pcap file" in text
 

@@ -13,7 +13,7 @@ import pytest
 # Imported once, here: pytester's in-process runs drop the modules a run imported, and PyYAML
 # imported again around its C extension (loaded once per process) leaves nodes untagged.
 import dsrconform.topofile  # noqa: F401
-from dsrconform import features
+from dsrconform import features, pytest_progress
 from dsrconform import pytest_plugin as plugin
 from dsrconform.report.collect import RunRecorder
 from dsrconform.report.model import (
@@ -719,7 +719,7 @@ def test_a_running_scenario_says_what_it_is_doing(
 ) -> None:
     pytester.makeconftest(PROGRESS_CONFTEST)
     pytester.makepyfile(PROGRESS_TEST)
-    monkeypatch.setattr(plugin, "_heartbeat", lambda tr: 0.1)  # a terminal, but quicker
+    monkeypatch.setattr(pytest_progress, "_heartbeat", lambda tr: 0.1)  # a terminal, but quicker
     result = pytester.runpytest_inprocess("-v", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
