@@ -98,6 +98,7 @@ OPT_SEED = "--dsr-seed"
 OPT_RESULTS = "--dsr-results"
 OPT_KEEP_LAB = "--dsr-keep-lab"
 OPT_PROFILE = "--dsr-profile"
+OPT_NO_EVIDENCE = "--dsr-no-evidence"
 OPT_MUTANT = "--dsr-mutant"
 OPT_REQUIREMENT = "--dsr-requirement"
 
@@ -213,6 +214,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest=_dest(OPT_KEEP_LAB),
         action="store_true",
         help="leave the lab up after the run for inspection (remove it yourself)",
+    )
+    group.addoption(
+        OPT_NO_EVIDENCE,
+        dest=_dest(OPT_NO_EVIDENCE),
+        action="store_true",
+        help="no packet captures while scenarios run: a FAIL then has no pcap window of its "
+        "evidence (faster mutant runs: cutting windows from the captures takes seconds a FAIL)",
     )
     group.addoption(
         OPT_PROFILE,
@@ -577,6 +585,7 @@ def dsr_scenario(
     runs: dict[str, Any] = {}
     failed: dict[str, str] = {}
 
+    no_evidence = request.config.getoption(_dest(OPT_NO_EVIDENCE))
     profile = _profile(request.config)  # profiles: the variant standing in for a scenario
     mode, extra = _scenario_platform(request.config, dsr_platform)
 
@@ -599,7 +608,7 @@ def dsr_scenario(
                         out_dir=out,
                         fault=fault,
                         progress=progress.say,
-                        capture=out is not None,  # pcap evidence of FAILs, in the results
+                        capture=out is not None and not no_evidence,  # pcap evidence of FAILs
                     )
             except Exception as e:
                 failed[name] = f"{type(e).__name__}: {e}"

@@ -777,3 +777,47 @@ def test_a_lab_coming_up_says_so(
             "dsrconform: lab s*    0.0 s  up (ready 2.5 s after deploying)",
         ]
     )
+
+
+CAPTURE_CONFTEST = """
+import json
+import pytest
+from types import SimpleNamespace
+import dsrconform.steady
+from tests.unit.observations_builder import Run
+
+def fake_run(lab, mix, *, out_dir=None, capture=False, **kw):
+    with open("capture.json", "w") as f:
+        json.dump({"capture": capture}, f)
+    return SimpleNamespace(observations=Run().obs(), captures=[], counts={}, started=0.0)
+
+@pytest.fixture(scope="session")
+def dsr_lab(patched):
+    return object()
+
+@pytest.fixture(scope="session")
+def patched():
+    mp = pytest.MonkeyPatch()
+    mp.setattr(dsrconform.steady, "observe_steady_state", fake_run)
+    yield mp
+    mp.undo()
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "captured"),
+    [
+        ((), False),
+        (("--dsr-results", "r"), True),
+        (("--dsr-results", "r", "--dsr-no-evidence"), False),
+    ],
+)
+def test_scenarios_capture_packets_for_evidence_only_with_results_and_unless_told_not(
+    pytester: pytest.Pytester, args: tuple[str, ...], captured: bool
+) -> None:
+    import json
+
+    pytester.makeconftest(CAPTURE_CONFTEST)
+    pytester.makepyfile("def test_one(dsr_scenario):\n    dsr_scenario('steady')\n")
+    pytester.runpytest_inprocess(*args, "-p", "no:cacheprovider").assert_outcomes(passed=1)
+    assert json.loads((pytester.path / "capture.json").read_text()) == {"capture": captured}
