@@ -150,7 +150,7 @@ def _cmd_steady(args: argparse.Namespace) -> int:
     from dsrconform.lab import Lab
     from dsrconform.parallelcheck import check_parallel
     from dsrconform.runfiles import save_observations, save_verdicts
-    from dsrconform.steady import Mix, observe_steady_state
+    from dsrconform.steady import QUICK_MIX, Mix, observe_steady_state
     from dsrconform.target import check_mutant
     from dsrconform.topofile import load_topology
 
@@ -158,7 +158,7 @@ def _cmd_steady(args: argparse.Namespace) -> int:
     check_mutant(args.target, args.mutant)  # an unknown target or mutant: before any lab
     topo = load_topology(args.file, mode=args.mode)
     out = Path(args.out or f"results/steady-{args.name or topo.name}-{topo.mode}")
-    mix = Mix(short_conns=300, streams=30, udp_flows=40) if args.quick else Mix()
+    mix = QUICK_MIX if args.quick else Mix()
 
     def say(msg: str) -> None:
         print(f"steady: {msg}", file=sys.stderr)

@@ -18,7 +18,7 @@ modes) and in its ``dsr_scenario`` fixture (the variant that runs).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -31,7 +31,7 @@ from dsrconform.scenarios import (
     scale_changes,
     then,
 )
-from dsrconform.steady import Fault, Mix
+from dsrconform.steady import QUICK_MIX, Fault
 
 if TYPE_CHECKING:
     from dsrconform.topology import Mode
@@ -49,10 +49,8 @@ __all__ = [
     "get_profile",
 ]
 
-STEADY_QUICK_MIX = Mix(short_conns=300, streams=30, udp_flows=40)
-"""The steady mix of ``dsrconform steady --quick`` (~7 s of traffic on basic.yaml): enough for
-every RW, DP and AF MUST requirement (AF-4 needs 100 new flows per service, 30 per busy client
-address), not for AF-3 (a SHOULD: 2000 new flows)."""
+STEADY_QUICK_MIX = QUICK_MIX
+"""The steady mix of ``dsrconform steady --quick`` (:data:`dsrconform.steady.QUICK_MIX`)."""
 
 KILL_MIX = replace(STEADY_QUICK_MIX, stream_bytes=420_000, udp_datagrams=16)
 """STEADY_QUICK_MIX whose streams last 7 s (and UDP flows 4 s): open across a MUX killed ~2-3 s
@@ -138,19 +136,23 @@ class Profile:
     def run_for(self, scenario: str, mode: Mode | None, *, extra: bool) -> ProfileRun | None:
         """The run standing in for the suites' ``scenario`` on a platform of ``mode`` (``extra``:
         one of the ``dsr_every_mode`` tests' extra platforms), or None (the profile does not run
-        it there). A full profile has no runs: None."""
-        for run in self.runs or ():
-            if scenario not in run.judges:
-                continue
-            if (mode in run.modes) if extra else not run.modes:
+        it there). A run that names ``mode`` in its ``modes`` is chosen on any platform of that
+        mode (also one ``--dsr-mode`` asked for); otherwise the main run, on a main platform. A
+        full profile has no runs: None."""
+        runs = [r for r in self.runs or () if scenario in r.judges]
+        for run in runs:
+            if mode in run.modes:
                 return run
-        return None
+        if extra:
+            return None
+        return next((run for run in runs if not run.modes), None)
 
     def selects(
         self, scenario: str | None, mode: Mode | None, ids: list[str], *, extra: bool
     ) -> bool:
         """Whether a test judging ``ids`` on ``scenario`` (None: a test of no scenario) on a
-        platform of ``mode`` is kept: always in a full profile and for a test of no scenario;
+        platform of ``mode`` is kept: always in a full profile and for a test of no scenario
+        (the plugin deselects a *lab* test of none: nothing says which run stands in for it);
         otherwise when a run stands in for the scenario there and judges one of ``ids``."""
         if self.runs is None or scenario is None:
             return True
@@ -250,16 +252,20 @@ def get_profile(name: str | None) -> Profile:
     return PROFILES[name or "full"]
 
 
-def coverage_table(profile: Profile) -> list[str]:
+def coverage_table(profile: Profile, modes: Collection[str | None] | None = None) -> list[str]:
     """Lines saying what ``profile`` runs, in which modes, what each run judges and which
-    mutants it is meant to catch, and what it leaves out (for a full profile: one line)."""
+    mutants it is meant to catch, and what it leaves out (for a full profile: one line). With
+    ``modes`` (the run's platforms' modes), a run none of whose modes is there is marked NOT RUN
+    (a lab file without a gateway, or ``--dsr-mode``)."""
     if profile.runs is None:
         return [f"profile {profile.name}: {profile.about}"]
     main = profile.main_mode or "the lab file's mode"
     lines = [f"profile {profile.name}: {profile.about}"]
     for run in profile.runs:
         where = ", ".join(run.modes) if run.modes else f"{main} (main platform)"
-        lines.append(f"  run {run.scenario.name} in {where}: {run.scenario.about}")
+        absent = modes is not None and bool(run.modes) and not set(run.modes) & set(modes)
+        note = " -- NOT RUN here: no platform in its mode" if absent else ""
+        lines.append(f"  run {run.scenario.name} in {where}{note}: {run.scenario.about}")
         for scenario, ids in run.judges.items():
             lines.append(f"    for {scenario} tests: {', '.join(ids)}")
         if run.mutants:

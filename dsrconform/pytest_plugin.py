@@ -276,18 +276,24 @@ def pytest_report_header(config: pytest.Config) -> str | list[str]:
     how = "given" if given else f"random; replay with {OPT_SEED} {seed}"
     backends = ",".join(config.getoption(_dest(OPT_BACKEND)))
     asked = config.getoption(_dest(OPT_MODE))
-    modes = ",".join(asked) if asked else "the lab file's (steady suite: every mode of the target)"
+    profile = _profile(config)
+    if asked:
+        modes = ",".join(asked)
+    elif profile.runs is not None:
+        modes = "the profile's (see below)"
+    else:
+        modes = "the lab file's (steady suite: every mode of the target)"
     header = (
         f"dsrconform: target={config.getoption(_dest(OPT_TARGET))} backend={backends} "
         f"mode={modes} seed={seed} ({how})"
     )
-    # --- profiles (dsrconform.profiles): what a profile other than full covers, first ---
-    name = config.getoption(_dest(OPT_PROFILE))
-    if name is None or name == "full":
+    # --- profiles (dsrconform.profiles): what a profile with runs of its own covers, first ---
+    if profile.runs is None:
         return header
-    from dsrconform.profiles import coverage_table, get_profile
+    from dsrconform.profiles import coverage_table
 
-    return [header, *(f"dsrconform: {line}" for line in coverage_table(get_profile(name)))]
+    used = {mode for _, mode in platforms(config)}
+    return [header, *(f"dsrconform: {line}" for line in coverage_table(profile, used))]
 
 
 def requirement_ids(item: pytest.Item) -> list[str]:
@@ -372,8 +378,11 @@ def _profile_selects(item: pytest.Item, ids: list[str]) -> bool:
         return True
     callspec = getattr(item, "callspec", None)
     platform = callspec.params.get("dsr_platform") if callspec is not None else None
+    scenario = item_scenario(item)
+    if scenario is None and "dsr_lab" in getattr(item, "fixturenames", ()):
+        return False  # a lab test of no scenario: no run of the profile stands in for it
     mode, extra = _scenario_platform(item.config, platform)
-    return bool(profile.selects(item_scenario(item), mode, ids, extra=extra))
+    return bool(profile.selects(scenario, mode, ids, extra=extra))
 
 
 def _wanted_ids(config: pytest.Config) -> set[str]:

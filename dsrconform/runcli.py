@@ -192,9 +192,22 @@ def exit_code(results: Results | None, level: str, pytest_code: int) -> int:
     if results is None:
         return 1
     rows = results.gating(level)
-    if not rows:
+    if not rows or not_judged(results, level):
         return 1
     return 0 if all(r.status == "PASS" for r in rows.values()) else 1
+
+
+def not_judged(results: Results, level: str) -> list[str]:
+    """The requirements at or above ``level`` the run was asked for (``--requirement``) that
+    no test of it judged (deselected by a profile, a ``-k``): UNKNOWN, never a pass."""
+    from dsrconform.report.model import at_or_above
+    from dsrconform.spec import BY_ID
+
+    return [
+        r
+        for r in results.run.requirements_asked
+        if r not in results.requirements and r in BY_ID and at_or_above(BY_ID[r].level, level)
+    ]
 
 
 def print_summary(results: Results, level: str) -> None:
@@ -312,6 +325,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if run.requirements:
         print_summary(run, args.level)
     status = exit_code(run, args.level, code)
+    for req in not_judged(run, args.level):
+        print(f"{req}: UNKNOWN: asked for, but no test of the run judged it")
     counts = status_counts(run.gating(args.level))
     print(
         f"{sum(counts.values())} requirement(s) at {args.level} or stricter: "

@@ -377,8 +377,12 @@ PROBE_TAIL = 2.6
 """Seconds of tuple probes after a probed change: past SC-4's convergence bound (tau, 2 s)."""
 
 
-def _probed(lab: Any, say: Callable[[str], None], make: Callable[[], list[FaultWindow]],
-            flows: int | None = None) -> list[FaultWindow]:  # fmt: skip
+def _probed(
+    lab: Any,
+    say: Callable[[str], None],
+    make: Callable[[], list[FaultWindow]],
+    flows: int | None = None,
+) -> list[FaultWindow]:
     """``make()`` (a backend change of the first TCP service) inside a set of tuple probes
     toward that service (:func:`~dsrconform.traffic.tupleprobes.probing`; ``flows`` tuples,
     None: its default), its windows
@@ -407,9 +411,16 @@ def _probed(lab: Any, say: Callable[[str], None], make: Callable[[], list[FaultW
     return [w.model_copy(update={"detail": {**w.detail, **run.detail()}}) for w in out]
 
 
-def scale_changes(*, delay: float = 5.0, step: float = 4.0, drain_for: float = 6.0,
-                  probe: bool = True, drain: bool = True, remove: bool = True,
-                  probe_flows: int | None = None) -> Fault:  # fmt: skip
+def scale_changes(
+    *,
+    delay: float = 5.0,
+    step: float = 4.0,
+    drain_for: float = 6.0,
+    probe: bool = True,
+    drain: bool = True,
+    remove: bool = True,
+    probe_flows: int | None = None,
+) -> Fault:
     """On the first TCP service, ``delay`` s after the traffic started and ``step`` s apart:
     remove its last server, add it back, drain its second server for ``drain_for`` s, then make
     it active again (windows ``backend-remove``, ``backend-add``, ``backend-drain`` from the
@@ -437,8 +448,8 @@ def scale_changes(*, delay: float = 5.0, step: float = 4.0, drain_for: float = 6
 
         out: list[FaultWindow] = []
         if remove:
-            out += at(delay, lambda: change("backend-remove", [s for s in servers if s != gone],
-                                            target=gone))  # fmt: skip
+            others = [s for s in servers if s != gone]
+            out += at(delay, lambda: change("backend-remove", others, target=gone))
             out += at(delay + step, lambda: change("backend-add", servers, target=gone))
         if not drain:
             return out

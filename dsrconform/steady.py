@@ -109,6 +109,12 @@ class Mix:
     that runs beside a SYN flood (:func:`dsrconform.observe.evidence.start_captures`)."""
 
 
+QUICK_MIX = Mix(short_conns=300, streams=30, udp_flows=40)
+"""The steady mix of ``dsrconform steady --quick`` and the quick profile (~7 s of traffic on
+basic.yaml): enough for every RW, DP and AF MUST requirement (AF-4 needs 100 new flows per
+service, 30 per busy client address), not for AF-3 (a SHOULD: 2000 new flows)."""
+
+
 @dataclass
 class SteadyRun:
     observations: Observations

@@ -388,7 +388,7 @@ def cut_evidence(
 
 
 def _describe_end(end: ClientEnd) -> str:
-    name = PROTO_NAMES.get(end.proto, "") if end.proto not in (None, 4) else ""
+    name = "" if end.proto is None or end.proto == 4 else PROTO_NAMES.get(end.proto, "")
     where = end.addr if end.port is None else f"{end.addr}:{end.port}"
     return f"{name} {where}".strip()
 

@@ -160,6 +160,16 @@ def test_exit_status_counts_the_level_and_stricter(
     assert runcli.exit_code(s, level, 1 if statuses else 0) == code
 
 
+def test_a_requirement_asked_for_and_never_judged_is_not_a_pass() -> None:
+    s = ALL_PASS.model_copy(deep=True)
+    s.run.requirements_asked = ["RW-1", "MF-2", "SC-5"]  # MF-2 (MUST) judged by no test
+    assert runcli.not_judged(s, "MUST") == ["MF-2"]
+    assert runcli.exit_code(s, "MUST", 0) == 1
+    assert runcli.not_judged(s, "MAY") == ["MF-2"]  # SC-5 (MAY) was judged
+    s.run.requirements_asked = ["RW-1", "SC-5"]
+    assert runcli.exit_code(s, "MUST", 0) == 0
+
+
 @pytest.mark.parametrize("pytest_code", [2, 3, 4, 5])
 def test_pytest_not_running_through_wins(pytest_code: int) -> None:
     assert runcli.exit_code(ALL_PASS, "MUST", pytest_code) == pytest_code
