@@ -33,7 +33,7 @@ import pytest
 from dsrconform import spec
 from dsrconform.errors import ConfigError
 from dsrconform.invariants.flood import FLOOD_RATE_SHARE
-from dsrconform.report.model import Results, load_results
+from dsrconform.report.model import TIMELINE_FILE, Results, load_results
 from dsrconform.target import load_target
 from dsrconform.topology import MODES
 from tests.markers import requires_root
@@ -68,9 +68,9 @@ NOT_CAUGHT_YET: dict[str, str] = {}
 
 
 def run_suites(
-    tmp: Path, *args: str, env: dict[str, str] | None = None
+    tmp: Path, *args: str, env: dict[str, str] | None = None, evidence: bool = False
 ) -> tuple[int, Results | None, str]:
-    """``pytest suites`` with ``args``; (exit status, its results, the output's tail)."""
+    """``pytest suites`` with ``args``; (exit status, its results, its output)."""
     res = subprocess.run(
         [
             sys.executable,
@@ -84,7 +84,7 @@ def run_suites(
             str(tmp),
             # The oracle judges verdicts; the pcap evidence of a FAIL is test_reports.py's
             # (cutting windows costs seconds per FAIL, minutes over the catalogue).
-            "--dsr-no-evidence",
+            *(() if evidence else ("--dsr-no-evidence",)),
             *args,
         ],
         cwd=REPO,
@@ -97,7 +97,7 @@ def run_suites(
         results: Results | None = load_results(tmp)
     except ConfigError:  # no results.json: the output's tail says why
         results = None
-    return res.returncode, results, res.stdout[-4000:]
+    return res.returncode, results, res.stdout
 
 
 def statuses(results: Results | None) -> dict[str, str]:
@@ -131,17 +131,19 @@ def test_every_mutant_fails_each_requirement_it_names(mutant: Any, tmp_path: Pat
         *(["-k", ONLY[mutant.name]] if mutant.name in ONLY else []),
     )
     got = statuses(results)
-    assert rc == 1, out
+    assert rc == 1, out[-4000:]
     assert {r: got.get(r) for r in mutant.requirements} == dict.fromkeys(
         mutant.requirements, "FAIL"
-    ), out
+    ), out[-4000:]
 
 
 def test_the_correct_stack_passes_every_must_and_should(tmp_path: Path) -> None:
     judged = {r.id for r in spec.REQUIREMENTS if r.level in ("MUST", "SHOULD")}
-    rc, results, out = run_suites(tmp_path, "--dsr-level", "SHOULD", "--dsr-seed", "1")
+    rc, results, out = run_suites(
+        tmp_path, "--dsr-level", "SHOULD", "--dsr-seed", "1", evidence=True
+    )
     got = statuses(results)
-    assert results is not None and rc == 0 and set(got.values()) == {"PASS"}, out
+    assert results is not None and rc == 0 and set(got.values()) == {"PASS"}, out[-4000:]
     assert set(got) == judged, f"judged {sorted(got)}"
     # As `dsrconform run` does: the steady suite in every mode of the target, the rest in one.
     tests = [t.test for t in results.requirements["RW-1"].tests]
@@ -149,6 +151,14 @@ def test_the_correct_stack_passes_every_must_and_should(tmp_path: Path) -> None:
         assert any(f"netns-{mode}" in t for t in tests), f"RW-1 not judged in {mode}: {tests}"
     assert all("netns-encap" in t.test for t in results.requirements["SF-1"].tests)
     assert sorted(results.run.platforms) == sorted(f"netns-{m}" for m in MODES)
+    # As users run them: packet captures ran for the evidence of FAILs, none failed, so nothing
+    # was cut; every scenario left its timeline for the report; each test names its scenario.
+    timelines = {p.parent.relative_to(tmp_path).as_posix() for p in tmp_path.rglob(TIMELINE_FILE)}
+    assert {t.run_dir for t in results.tests} == timelines
+    captured = out.count("packet captures for the evidence of FAILs")
+    assert captured == len(timelines), f"{captured} of {len(timelines)} scenarios captured"
+    assert not list(tmp_path.rglob("evidence")), "evidence cut without a FAIL"
+    assert all(t.scenario and t.attachments == [] for t in results.tests)
     # The flood counted: at least the share of R (SF-1's default) the checkers ask for.
     lines = (tmp_path / "netns-encap" / "syn-flood" / "faults.jsonl").read_text().splitlines()
     (flood,) = [w for w in map(json.loads, lines) if w["kind"] == "syn-flood"]
@@ -180,7 +190,7 @@ def test_flood_and_probe_verdicts_alike_without_live_frames(tmp_path: Path) -> N
         env=env,
     )
     got = statuses(results)
-    assert rc == 0 and got == dict.fromkeys(reqs, "PASS"), out
+    assert rc == 0 and got == dict.fromkeys(reqs, "PASS"), out[-4000:]
     engines = _flood_engines(tmp_path)
     assert engines == {"af-packet"}, f"floods and probes used {engines}"
 

@@ -5,7 +5,7 @@ results. The JUnit XML, the allure results, the HTML page and the gate must all 
 with its evidence, and the page must link pcap windows of that evidence that scapy reads back,
 holding packets of the flows the evidence names (among them the router's link from the MUX,
 where the encapsulated packets with the missing checksum are). The correct stack's runs leave
-no evidence (tests/integration/test_suites.py)."""
+no evidence (test_oracle.py's correct-stack run)."""
 
 from __future__ import annotations
 
