@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from dsrconform.report.model import (
     load_results,
 )
 from dsrconform.report.timeline import Timeline
+from tests.unit.labfiles import BASIC, basic_without_gateway
 
 
 def test_options_appear_in_help(pytester: pytest.Pytester) -> None:
@@ -116,15 +116,7 @@ def test_without_a_mode_marked_tests_run_in_every_mode_the_target_and_lab_allow(
     """The default run covers every rewrite mode of the target (the reference: three) that the
     lab file can run (gateway-nat needs a gateway node): marked tests in each, the others in
     the lab file's mode only, named."""
-    lab = (Path(__file__).resolve().parents[2] / "labs" / "basic.yaml").read_text()
-    if drop_gateway:
-        for line in (
-            "  gw: {role: gateway}\n",
-            ",\n              gw: 198.18.20.253/24",
-            "  - {ends: {gw: 198.18.30.1/30, router: 198.18.30.2/30}}\n",
-        ):
-            assert line in lab
-            lab = lab.replace(line, "")
+    lab = basic_without_gateway() if drop_gateway else BASIC.read_text()
     (pytester.path / "lab.yaml").write_text(lab)
     pytester.makepyfile(EVERY_MODE_TESTS)
     result = pytester.runpytest("-s", "-v", "--dsr-lab", str(pytester.path / "lab.yaml"))

@@ -26,6 +26,7 @@ from dsrconform.runopts import PROFILES as PROFILE_NAMES
 from dsrconform.scenarios import SCENARIOS
 from dsrconform.spec import BY_ID
 from dsrconform.target import load_target
+from tests.unit.labfiles import basic_without_gateway
 
 REPO = Path(__file__).resolve().parents[2]
 BASIC = str(REPO / "labs" / "basic.yaml")
@@ -142,15 +143,7 @@ def test_the_header_says_a_run_whose_mode_no_platform_has_does_not_run() -> None
 def test_a_lab_without_a_gateway_runs_quick_in_server_nat_only(
     pytester: pytest.Pytester,
 ) -> None:
-    lab = Path(BASIC).read_text()
-    for line in (
-        "  gw: {role: gateway}\n",
-        ",\n              gw: 198.18.20.253/24",
-        "  - {ends: {gw: 198.18.30.1/30, router: 198.18.30.2/30}}\n",
-    ):
-        assert line in lab
-        lab = lab.replace(line, "")
-    (pytester.path / "lab.yaml").write_text(lab)
+    (pytester.path / "lab.yaml").write_text(basic_without_gateway())
     pytester.makepyfile(PROFILE_TESTS)
     path = str(pytester.path / "lab.yaml")
     result = pytester.runpytest("--collect-only", "-q", "--dsr-profile", "quick", "--dsr-lab", path)
