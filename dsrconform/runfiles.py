@@ -28,10 +28,10 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from dsrconform.errors import ConfigError
-from dsrconform.invariants.observations import FaultWindow, LabFacts, Observations
 from dsrconform.invariants.verdict import VERDICT_LIST, Verdict
 from dsrconform.observe.history import History, load_history, write_history
 from dsrconform.observe.jsonl import read_jsonl, write_jsonl
+from dsrconform.observe.observations import FaultWindow, LabFacts, Observations
 from dsrconform.observe.taps import TapSet, load_counters_jsonl, load_taps, write_taps
 
 __all__ = [
@@ -102,7 +102,7 @@ def load_observations(directory: str | Path) -> Observations:
     counters = tuple(load_counters_jsonl(d / COUNTERS)) if (d / COUNTERS).is_file() else ()
     faults: tuple[FaultWindow, ...] = ()
     if (d / FAULTS).is_file():
-        kinds = "dsrconform.invariants.observations"
+        kinds = "dsrconform.observe.observations"
         faults = tuple(read_jsonl(d / FAULTS, _FAULT, what="fault window", kinds_in=kinds))
     return Observations(lab=lab, history=history, taps=taps, counters=counters, faults=faults)
 

@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any, Literal
 
 from dsrconform.errors import ConfigError, LabError
-from dsrconform.invariants.observations import FaultWindow
+from dsrconform.observe.observations import FaultWindow
 from dsrconform.steady import Fault, Mix, traffic_clients
 from dsrconform.topology import Topology
 

@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dsrconform.errors import DsrConformError, LabError
-from dsrconform.invariants.observations import FaultWindow, LabFacts, Observations
 from dsrconform.observe.counters import snapshot
 from dsrconform.observe.history import History, load_history
 from dsrconform.observe.labtaps import LabTaps
+from dsrconform.observe.observations import FaultWindow, LabFacts, Observations
 from dsrconform.topology import Service, Topology
 from dsrconform.traffic.common import Mark
 

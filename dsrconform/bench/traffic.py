@@ -78,9 +78,9 @@ from dsrconform.traffic.trafgen import parse_packets as parse_trafgen_packets
 from dsrconform.traffic.trafgen import stop as stop_trafgen
 
 if TYPE_CHECKING:
-    from dsrconform.invariants.observations import Observations
     from dsrconform.lab.lab import Lab
     from dsrconform.observe.history import History
+    from dsrconform.observe.observations import Observations
     from dsrconform.traffic.synflood import FloodSink
 
 SECTIONS = ("flood", "checkers", "streams", "newconns")
@@ -433,7 +433,6 @@ def synthetic_observations(tap_records: int, *, lab_file: Path = LAB_FILE, seed:
     MUX and reaching the flow's server. Returns the observations and construction figures."""
     import random
 
-    from dsrconform.invariants.observations import LabFacts, Observations
     from dsrconform.observe.history import (
         Closed,
         Connected,
@@ -444,6 +443,7 @@ def synthetic_observations(tap_records: int, *, lab_file: Path = LAB_FILE, seed:
         History,
         HistoryHeader,
     )
+    from dsrconform.observe.observations import LabFacts, Observations
     from dsrconform.observe.taps import FiveTuple, TapFlow, TapSet
     from dsrconform.steady import HEADER_MARKS
     from dsrconform.topofile import load_topology
@@ -571,7 +571,7 @@ def _fresh(obs: Observations) -> Observations:
     if obs.history is not None:
         for fh in obs.history.flows.values():
             fh._memo.clear()
-    from dsrconform.invariants.observations import Observations
+    from dsrconform.observe.observations import Observations
 
     lab = obs.lab.model_copy() if obs.lab is not None else None
     return Observations(lab=lab, history=obs.history, taps=obs.taps, counters=obs.counters,

@@ -1,7 +1,7 @@
 """Invariant checkers: pure functions from a run's observations to a verdict per requirement.
 
 Every requirement of :mod:`dsrconform.spec` names its checker (``module:function``); a checker
-reads :class:`~dsrconform.invariants.observations.Observations` and returns a
+reads :class:`~dsrconform.observe.observations.Observations` and returns a
 :class:`~dsrconform.invariants.verdict.Verdict`: PASS, FAIL with evidence (flows, packets, links,
 times), or UNKNOWN saying what data was missing. Nothing here touches the system: no sockets,
 no netlink, no subprocesses, no clock; the same observations always give the same verdicts.
@@ -21,7 +21,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from dsrconform import spec
-from dsrconform.invariants.observations import FaultWindow, LabFacts, Observations, ServiceFacts
 from dsrconform.invariants.verdict import (
     Checker,
     Evidence,
@@ -31,6 +30,7 @@ from dsrconform.invariants.verdict import (
     resolve_checker,
     run_checker,
 )
+from dsrconform.observe.observations import FaultWindow, LabFacts, Observations, ServiceFacts
 
 __all__ = [
     "Checker",

@@ -12,7 +12,9 @@ import math
 from collections import Counter
 from collections.abc import Iterable
 
-from dsrconform.invariants.observations import (
+from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
+from dsrconform.observe.history import PROTO_NUMBER, FlowHistory
+from dsrconform.observe.observations import (
     FaultWindow,
     LabFacts,
     Observations,
@@ -20,8 +22,6 @@ from dsrconform.invariants.observations import (
     overlaps_any,
     toward_role,
 )
-from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
-from dsrconform.observe.history import PROTO_NUMBER, FlowHistory
 from dsrconform.observe.taps import FiveTuple, TapFlow, TapInfo
 
 Flow5 = tuple[int, str, int, str, int]

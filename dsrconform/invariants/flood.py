@@ -16,7 +16,9 @@ from dsrconform.invariants.flows import (
     judge_survival,
     percentile,
 )
-from dsrconform.invariants.observations import (
+from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
+from dsrconform.observe.history import FlowHistory
+from dsrconform.observe.observations import (
     Endpoint,
     FaultWindow,
     Observations,
@@ -25,8 +27,6 @@ from dsrconform.invariants.observations import (
     sightings,
     toward_role,
 )
-from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
-from dsrconform.observe.history import FlowHistory
 
 FLOOD_RATE_SHARE = 0.95
 """A flood counts if its achieved rate is at least this share of R (generators pace roughly)."""

@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from dsrconform.invariants.observations import LabFacts
 from dsrconform.invariants.verdict import Judge
 from dsrconform.observe.history import Closed, FlowEvent, FlowHistory, History, Stall
+from dsrconform.observe.observations import LabFacts
 
 
 def describe_event(fh: FlowHistory, e: FlowEvent) -> str:

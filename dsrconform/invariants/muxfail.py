@@ -12,7 +12,9 @@ import math
 from collections.abc import Iterator
 
 from dsrconform.invariants.flows import attempts, describe_failure, judge_survival
-from dsrconform.invariants.observations import (
+from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
+from dsrconform.observe.history import FlowHistory, History
+from dsrconform.observe.observations import (
     BACKEND_CHANGES,
     Endpoint,
     FaultWindow,
@@ -22,8 +24,6 @@ from dsrconform.invariants.observations import (
     sightings,
     toward_role,
 )
-from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
-from dsrconform.observe.history import FlowHistory, History
 
 
 def carried_by(j: Judge, obs: Observations) -> dict[Endpoint, Sighting]:

@@ -6,14 +6,14 @@ facts; see :mod:`dsrconform.invariants.verdict` for the contract.
 
 from __future__ import annotations
 
-from dsrconform.invariants.observations import (
+from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
+from dsrconform.observe.observations import (
     Observations,
     from_role,
     mux_of_tap,
     on_role_link,
     one_per_link,
 )
-from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
 from dsrconform.observe.taps import TapFlow, TapInfo
 
 

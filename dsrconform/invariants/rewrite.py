@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dsrconform.invariants.observations import (
+from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
+from dsrconform.observe.history import Closed, FlowHistory, IntegrityError
+from dsrconform.observe.observations import (
     Endpoint,
     FaultWindow,
     FlowIndex,
@@ -20,8 +22,6 @@ from dsrconform.invariants.observations import (
     sightings,
     toward_role,
 )
-from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
-from dsrconform.observe.history import Closed, FlowHistory, IntegrityError
 from dsrconform.observe.taps import TCP_SYN, FiveTuple, TapFlow, TapInfo
 
 SUT_ROLES: tuple[Role, ...] = ("mux", "server", "gateway")

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 
 from dsrconform.invariants.flows import attempts, describe_failure
-from dsrconform.invariants.observations import Observations, Role, from_role
 from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
 from dsrconform.observe.history import FlowHistory
+from dsrconform.observe.observations import Observations, Role, from_role
 from dsrconform.observe.taps import TapFlow, TapInfo
 
 SUT_ROLES: tuple[Role, ...] = ("mux", "server", "gateway")

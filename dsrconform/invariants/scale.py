@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 from dsrconform.invariants.flows import describe_event, judge_survival, unterminated
 from dsrconform.invariants.muxfail import carried_by, muxes_before
-from dsrconform.invariants.observations import (
+from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
+from dsrconform.observe.history import FirstByte, FlowEvent, FlowHistory
+from dsrconform.observe.observations import (
     BACKEND_CHANGES,
     PROTO_NUMBERS,
     FaultKind,
@@ -26,8 +28,6 @@ from dsrconform.invariants.observations import (
     Observations,
     from_role,
 )
-from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
-from dsrconform.observe.history import FirstByte, FlowEvent, FlowHistory
 
 TupleKey = tuple[str, str, int, str, int]
 ProbeTuple = tuple[int, str, int, str, int]

@@ -1,7 +1,7 @@
 """Verdicts, and the contract every checker keeps.
 
 A checker is a pure function ``(observations, params) -> Verdict`` decorated with
-``@checker("RW-1")``: it reads :class:`~dsrconform.invariants.observations.Observations` (no
+``@checker("RW-1")``: it reads :class:`~dsrconform.observe.observations.Observations` (no
 system access, no clock, no randomness) and decides one requirement of
 :mod:`dsrconform.spec`:
 
@@ -32,9 +32,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from dsrconform import spec
 from dsrconform.errors import ConfigError
+from dsrconform.observe.observations import MissingData
 
 if TYPE_CHECKING:
-    from dsrconform.invariants.observations import Observations
+    from dsrconform.observe.observations import Observations
 
 MAX_EVIDENCE = 20
 """Evidence items kept per verdict; the rest are counted in ``evidence_omitted``."""
@@ -103,14 +104,6 @@ class Verdict(BaseModel):
 
 VERDICT_LIST: TypeAdapter[list[Verdict]] = TypeAdapter(list[Verdict])
 """Verdicts to and from JSON (run directories, the checking child of check_parallel)."""
-
-
-class MissingData(Exception):
-    """Raised inside a checker when data it needs is absent; the checker answers UNKNOWN."""
-
-    def __init__(self, *what: str) -> None:
-        self.what = list(what)
-        super().__init__("; ".join(what))
 
 
 class Judge:

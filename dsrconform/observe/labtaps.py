@@ -11,7 +11,7 @@ segment member's peer is the segment's host; a segment's bridge has none)::
 
 Each link is tapped at both ends, so each packet is seen twice (by its sender's egress tap and
 its receiver's ingress tap); a byte count must take one end of a link (see
-``invariants.observations.one_per_link``). A node's ingress tap runs after its XDP program:
+``observe.observations.one_per_link``). A node's ingress tap runs after its XDP program:
 what XDP forwarded (a MUX's VIP traffic) only its sender's egress tap sees.
 
 While attached, the taps start a new period at every event the lab records (a backend change,

@@ -8,7 +8,7 @@ link was, with the fault windows shaded over it. The HTML report embeds it; a ru
 The contract:
 
 - :func:`timeline_of` is a pure function of the run's
-  :class:`~dsrconform.invariants.observations.Observations` (no system access, no clock, no
+  :class:`~dsrconform.observe.observations.Observations` (no system access, no clock, no
   randomness). It is linear in the number of history events and tap records (a flood run holds
   about a million records): one pass gathers their times into arrays, and every series is a
   histogram of them (numpy ``bincount``, difference arrays), never a loop over bins per record.
@@ -69,7 +69,6 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from dsrconform.invariants.observations import FaultWindow, Observations
 from dsrconform.observe.history import (
     Closed,
     Connected,
@@ -80,6 +79,7 @@ from dsrconform.observe.history import (
     Reset,
     Timeout,
 )
+from dsrconform.observe.observations import FaultWindow, Observations
 from dsrconform.observe.taps import TapSet
 from dsrconform.report.model import TIMELINE_FILE
 from dsrconform.report.timeline_svg import timeline_svg

@@ -54,8 +54,8 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
 from dsrconform.errors import LabError
-from dsrconform.invariants.observations import FaultWindow
 from dsrconform.netns import LAB_PREFIX, enter_netns, link_mac
+from dsrconform.observe.observations import FaultWindow
 from dsrconform.traffic.common import LAB_NET
 
 if TYPE_CHECKING:

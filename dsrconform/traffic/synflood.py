@@ -92,7 +92,7 @@ from dsrconform.features import FLOOD_ENGINES, pick_engine
 
 if TYPE_CHECKING:
     from dsrconform.bpf.libbpf import BpfObject
-    from dsrconform.invariants.observations import FaultWindow
+    from dsrconform.observe.observations import FaultWindow
 
 Engine = Literal["live-frames", "af-packet", "trafgen"]
 EngineChoice = Literal["auto", "live-frames", "af-packet", "trafgen"]
@@ -410,7 +410,7 @@ class FloodResult:
 
     def fault_window(self, *, target: str | None = None) -> FaultWindow:
         """The fault-timeline entry of this flood; ``rate`` is the delivered rate."""
-        from dsrconform.invariants.observations import FaultWindow
+        from dsrconform.observe.observations import FaultWindow
 
         return FaultWindow(
             kind="syn-flood",

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from dsrconform.invariants.observations import FaultWindow, LabFacts, Observations, ServiceFacts
 from dsrconform.observe.history import (
     Closed,
     Connected,
@@ -34,6 +33,7 @@ from dsrconform.observe.history import (
     Stall,
     Timeout,
 )
+from dsrconform.observe.observations import FaultWindow, LabFacts, Observations, ServiceFacts
 from dsrconform.observe.taps import FiveTuple, TapFlow, TapInfo, TapSet
 
 CLIENT = "198.18.1.2"

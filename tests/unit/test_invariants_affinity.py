@@ -13,7 +13,7 @@ from dsrconform.invariants.affinity import (
     check_spread_within_bound,
     check_udp_affinity,
 )
-from dsrconform.invariants.observations import ServiceFacts
+from dsrconform.observe.observations import ServiceFacts
 from tests.unit.observations_builder import (
     CLIENT,
     LAB,

@@ -12,7 +12,6 @@ from pydantic import ValidationError
 from dsrconform import spec
 from dsrconform.errors import ConfigError
 from dsrconform.invariants import Observations, Status, Verdict, check_all, checker, run_checker
-from dsrconform.invariants.observations import LabFacts
 from dsrconform.invariants.path import check_return_path_bypasses_mux
 from dsrconform.invariants.verdict import (
     MAX_EVIDENCE,
@@ -22,6 +21,7 @@ from dsrconform.invariants.verdict import (
     Params,
     resolve_checker,
 )
+from dsrconform.observe.observations import LabFacts
 from dsrconform.topofile import load_topology
 from tests.unit.observations_builder import CLIENT, Run, record, tcp
 

@@ -412,7 +412,7 @@ def plugin_request(tmp_path: Path, run: Any, observations: Any) -> Any:
 
 
 def facts() -> Any:
-    from dsrconform.invariants.observations import LabFacts
+    from dsrconform.observe.observations import LabFacts
 
     return LabFacts(roles={"client": "client"}, addresses={"client": [CLIENT]})
 

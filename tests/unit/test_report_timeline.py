@@ -13,7 +13,6 @@ import matplotlib as mpl
 import pytest
 from pydantic import ValidationError
 
-from dsrconform.invariants.observations import Observations
 from dsrconform.observe.history import (
     DatagramSent,
     FlowStart,
@@ -21,6 +20,7 @@ from dsrconform.observe.history import (
     HistoryHeader,
     Reset,
 )
+from dsrconform.observe.observations import Observations
 from dsrconform.observe.taps import TapFlow, TapInfo, TapSet, TapSpan
 from dsrconform.report import timeline as report_timeline
 from dsrconform.report.timeline import (

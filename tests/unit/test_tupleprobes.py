@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from dsrconform.errors import ConfigError
-from dsrconform.invariants.observations import FaultWindow, LabFacts
+from dsrconform.observe.observations import FaultWindow, LabFacts
 from dsrconform.scenarios import _probed
 from dsrconform.topofile import load_topology
 from dsrconform.traffic.tupleprobes import probe_net, probing
@@ -113,7 +113,7 @@ def test_the_drain_follows_the_flood_s_end_not_its_sender_s_wind_down(monkeypatc
     """flood_then_drain (the syn-flood scenario): the drain starts when the flood's time is up,
     though the sender took long to return (seen once on a loaded machine: 7 s)."""
     from dsrconform import scenarios
-    from dsrconform.invariants.observations import FaultWindow
+    from dsrconform.observe.observations import FaultWindow
     from dsrconform.traffic import synflood
 
     returned = threading.Event()

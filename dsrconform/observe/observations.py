@@ -17,16 +17,33 @@ import ipaddress
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from dsrconform.invariants.verdict import Judge, MissingData
 from dsrconform.observe.history import TERMINAL, Addr, FlowHistory, History, Time
 from dsrconform.observe.taps import CounterSnapshot, FiveTuple, TapFlow, TapInfo, TapSet
 
 if TYPE_CHECKING:
     from dsrconform.topology import Topology
+
+
+class MissingData(Exception):
+    """Raised inside a checker when data it needs is absent; the checker answers UNKNOWN
+    (:func:`dsrconform.invariants.verdict.run_checker`). Defined with the observations it is
+    about, so that what records them never imports the checkers."""
+
+    def __init__(self, *what: str) -> None:
+        self.what = list(what)
+        super().__init__("; ".join(what))
+
+
+class Judge(Protocol):
+    """What :meth:`Observations.need_taps` asks of a checker's judge
+    (:class:`dsrconform.invariants.verdict.Judge`)."""
+
+    def incomplete(self, what: str) -> None: ...
+
 
 Role = Literal["client", "router", "mux", "server", "gateway"]
 Endpoint = tuple[int, str, int]
