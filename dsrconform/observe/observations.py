@@ -60,6 +60,8 @@ FaultKind = Literal[
     "backend-drain",
     "config-change",
     "crafted",
+    "link-impair",
+    "cpu-limit",
 ]
 BACKEND_CHANGES: tuple[FaultKind, ...] = ("backend-add", "backend-remove", "backend-drain")
 PROTO_NUMBERS = {"tcp": 6, "udp": 17}

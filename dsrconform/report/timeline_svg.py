@@ -51,6 +51,8 @@ _FAULT_COLORS = {
     "backend-drain": "#e377c2",
     "config-change": "#7f7f7f",
     "crafted": "#1f77b4",
+    "link-impair": "#aec7e8",
+    "cpu-limit": "#c49c94",
 }
 _LABEL_CHARS = 26
 """Legend labels longer than this are cut (the legends share the figure's right margin)."""

@@ -1,0 +1,222 @@
+"""Faults of the network and of nodes' resources, and traffic faults: link loss and partitions
+(nftables, :mod:`dsrconform.lab.faults`), CPU starvation of a node (cgroups), a spoofed SYN flood
+and hostile packets. Each follows the contract of :mod:`dsrconform.chaos.fault`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Protocol
+
+from pydantic import Field, PrivateAttr
+
+from dsrconform.chaos.fault import Say, Step, window
+from dsrconform.chaos.library import _Base, _service
+from dsrconform.errors import ConfigError
+from dsrconform.topology import Topology
+
+if TYPE_CHECKING:
+    from dsrconform.lab.protocol import RunningLab
+
+__all__ = ["CpuStarve", "HostilePackets", "LinkLoss", "Partition", "SynFlood"]
+
+Direction = Literal["both", "a->b", "b->a"]
+
+
+class _Undoable(Protocol):
+    def undo(self) -> None: ...
+
+
+def _node(topo: Topology, name: str, field: str) -> str:
+    if name not in topo.nodes:
+        raise ConfigError(
+            f"{field}: no node {name!r} in lab {topo.name}; fix: one of {', '.join(topo.nodes)}"
+        )
+    return name
+
+
+def _link(topo: Topology, a: str, b: str) -> None:
+    from dsrconform.lab.faults import link_interfaces
+
+    _node(topo, a, "a")
+    _node(topo, b, "b")
+    link_interfaces(topo, a, b)  # ConfigError naming both when they share no link
+
+
+class _Impair(_Base):
+    a: str
+    b: str
+    direction: Direction = "both"
+    _handle: _Undoable | None = PrivateAttr(default=None)
+    _start: float = PrivateAttr(default=0.0)
+
+    def _what(self) -> str:
+        raise NotImplementedError
+
+    def _apply(self, lab: RunningLab) -> _Undoable:
+        raise NotImplementedError
+
+    def plan(self, topo: Topology) -> list[Step]:
+        _link(topo, self.a, self.b)
+        link = f"{self.a}-{self.b}"
+        return [
+            Step("invoke", "nft-impair", link, f"{self._what()}, {self.direction}"),
+            Step("revert", "nft-delete", link, "impairment lifted"),
+        ]
+
+    def invoke(self, lab: RunningLab, say: Say) -> None:
+        say(f"{self._what()} on {self.a}-{self.b} ({self.direction})")
+        self._start = time.monotonic()
+        self._handle = self._apply(lab)
+
+    def revert(self, lab: RunningLab, say: Say) -> None:
+        if self._handle is None:
+            return
+        handle, self._handle = self._handle, None
+        handle.undo()
+        self._windows.append(
+            window(
+                "link-impair",
+                self._start,
+                time.monotonic(),
+                target=f"{self.a}-{self.b}",
+                detail={"what": self._what(), "direction": self.direction},
+            )
+        )
+        say(f"{self.a}-{self.b}: {self._what()} lifted")
+
+
+class LinkLoss(_Impair):
+    """Drop ``percent`` of the packets on the link a-b (window ``link-impair``)."""
+
+    kind: Literal["link-loss"] = "link-loss"
+    percent: Annotated[float, Field(gt=0, le=100)]
+
+    def _what(self) -> str:
+        return f"{self.percent:g}% loss"
+
+    def _apply(self, lab: RunningLab) -> _Undoable:
+        return lab.impair_link(self.a, self.b, loss=self.percent, direction=self.direction)
+
+
+class Partition(_Impair):
+    """Drop every packet on the link a-b (window ``link-impair``)."""
+
+    kind: Literal["partition"] = "partition"
+
+    def _what(self) -> str:
+        return "partition"
+
+    def _apply(self, lab: RunningLab) -> _Undoable:
+        return lab.impair_link(self.a, self.b, drop=True, direction=self.direction)
+
+
+class CpuStarve(_Base):
+    """Cap every process of a node at ``cpus`` CPUs (window ``cpu-limit``)."""
+
+    kind: Literal["cpu-starve"] = "cpu-starve"
+    node: str
+    cpus: Annotated[float, Field(gt=0, le=64)] = 0.05
+    _handle: _Undoable | None = PrivateAttr(default=None)
+    _start: float = PrivateAttr(default=0.0)
+
+    def plan(self, topo: Topology) -> list[Step]:
+        _node(topo, self.node, "node")
+        return [
+            Step("invoke", "cpu-limit", self.node, f"{self.cpus:g} CPUs"),
+            Step("revert", "cpu-unlimit", self.node, "limit lifted"),
+        ]
+
+    def invoke(self, lab: RunningLab, say: Say) -> None:
+        say(f"{self.node} limited to {self.cpus:g} CPUs")
+        self._start = time.monotonic()
+        self._handle = lab.limit_cpu(self.node, self.cpus)
+
+    def revert(self, lab: RunningLab, say: Say) -> None:
+        if self._handle is None:
+            return
+        handle, self._handle = self._handle, None
+        handle.undo()
+        self._windows.append(
+            window(
+                "cpu-limit",
+                self._start,
+                time.monotonic(),
+                target=self.node,
+                detail={"cpus": self.cpus},
+            )
+        )
+
+
+class SynFlood(_Base):
+    """A spoofed SYN flood from the lab's black-holed network at a TCP service, for ``seconds``
+    at ``rate`` packets/s (paced). Not lasting: ``invoke`` returns when the flood ended; its
+    window carries the rate delivered. The SF requirements judge floods of at least 10 s."""
+
+    kind: Literal["syn-flood"] = "syn-flood"
+    lasting: ClassVar[bool] = False
+    service: str | None = None
+    seconds: Annotated[float, Field(gt=0, le=120)] = 12.0
+    rate: Annotated[float, Field(gt=0, le=2_000_000)] = 130_000
+
+    def expected_seconds(self) -> float:
+        return self.seconds
+
+    def plan(self, topo: Topology) -> list[Step]:
+        svc = _service(topo, self.service)
+        if svc.proto != "tcp":
+            raise ConfigError(f"syn-flood: service {svc.name} is {svc.proto}; fix: a TCP service")
+        return [
+            Step(
+                "invoke",
+                "flood",
+                f"{svc.vip}:{svc.port}",
+                f"{self.rate:,.0f} SYN/s for {self.seconds:g} s",
+            )
+        ]
+
+    def invoke(self, lab: RunningLab, say: Say) -> None:
+        from dsrconform.traffic.synflood import lab_flood
+
+        svc = _service(lab.topology, self.service)
+        say(f"SYN flood at {svc.vip}:{svc.port} for {self.seconds:g} s")
+        count = int(self.rate * self.seconds * 1.2)
+        result = lab_flood(
+            lab, vip=svc.vip, port=svc.port, count=count, duration=self.seconds, rate=self.rate
+        )
+        w = result.fault_window()
+        self._windows.append(w)
+        say(f"flood: {w.rate or 0:,.0f} packets/s for {(w.end or w.start) - w.start:.1f} s")
+
+    def revert(self, lab: RunningLab, say: Say) -> None:
+        """Nothing to undo: the flood is bounded, and lab_flood restores the router's link."""
+
+
+class HostilePackets(_Base):
+    """Malformed, non-VIP and foreign-IPIP packets, each frame sent ``repeats`` times (windows
+    ``crafted``; RB-1..RB-4)."""
+
+    kind: Literal["hostile-packets"] = "hostile-packets"
+    lasting: ClassVar[bool] = False
+    repeats: Annotated[int, Field(ge=1, le=1000)] = 20
+
+    def expected_seconds(self) -> float:
+        return 2.0
+
+    def plan(self, topo: Topology) -> list[Step]:
+        return [
+            Step(
+                "invoke",
+                "send-crafted",
+                "every service",
+                f"malformed, non-VIP and foreign IPIP, x{self.repeats}",
+            )
+        ]
+
+    def invoke(self, lab: RunningLab, say: Say) -> None:
+        from dsrconform.chaos.hostile import send_hostile
+
+        self._windows.extend(send_hostile(lab, say, repeats=self.repeats))
+
+    def revert(self, lab: RunningLab, say: Say) -> None:
+        """Nothing to undo: the packets were sent."""
