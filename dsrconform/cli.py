@@ -194,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_image_status)
 
+    from dsrconform.chaos.cli import add_parser as add_chaos_parser
     from dsrconform.checkcli import add_parsers as add_check_parsers
     from dsrconform.lab.cli import add_parser as add_lab_parser
     from dsrconform.report.gatecli import add_parser as add_gate_parser
@@ -205,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_parser(sub)
     add_report_parser(sub)
     add_gate_parser(sub)
+    add_chaos_parser(sub)
     return parser
 
 

@@ -1,0 +1,210 @@
+"""The chaos timeline executor (dsrconform.chaos.schedule): order, overlap, and rollbacks that
+always run, driven by synthetic faults against no lab (no privileges)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, ClassVar
+
+import pytest
+
+from dsrconform.chaos.fault import Fault, Say, Step
+from dsrconform.chaos.schedule import Journal, Timed, execute
+from dsrconform.observe.observations import FaultWindow
+from dsrconform.topology import Topology
+
+NO_LAB: Any = None  # synthetic faults never touch the lab
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    def add(self, name: str, what: str) -> None:
+        with self.lock:
+            self.calls.append((name, what))
+
+    def of(self, what: str) -> list[str]:
+        return [n for n, w in self.calls if w == what]
+
+
+class Fake:
+    """A fault keeping the contract, recording its calls; ``fail`` makes one phase raise."""
+
+    kind: ClassVar[str] = "fake"
+
+    def __init__(
+        self,
+        rec: Recorder,
+        name: str,
+        *,
+        lasting: bool = True,
+        fail: str = "",
+        gate: threading.Event | None = None,
+    ) -> None:
+        self.rec, self.name, self.fail, self.gate = rec, name, fail, gate
+        self.lasting = lasting  # type: ignore[misc]  # per instance in the fakes
+        self.applied = False
+
+    def describe(self) -> str:
+        return f"fake({self.name})"
+
+    def expected_seconds(self) -> float:
+        return 0.0
+
+    def plan(self, topo: Topology) -> list[Step]:
+        return [Step("invoke", "fake", self.name)]
+
+    def _step(self, what: str) -> None:
+        self.rec.add(self.name, what)
+        if self.fail == what:
+            raise RuntimeError(f"{self.name} {what} failed")
+
+    def setup(self, lab: Any, say: Say) -> None:
+        self._step("setup")
+
+    def invoke(self, lab: Any, say: Say) -> None:
+        self.applied = True
+        if self.gate is not None:
+            self.gate.wait(5)
+        self._step("invoke")
+
+    def revert(self, lab: Any, say: Say) -> None:
+        self._step("revert")
+        self.applied = False
+
+    def windows(self) -> list[FaultWindow]:
+        return []
+
+
+def run(actions: list[Timed]) -> tuple[Any, Journal]:
+    journal = Journal()
+    return execute(NO_LAB, actions, journal, lambda _m: None), journal
+
+
+def test_fakes_keep_the_protocol() -> None:
+    assert isinstance(Fake(Recorder(), "a"), Fault)
+
+
+def test_actions_start_in_time_order_and_after_waits_for_the_end() -> None:
+    rec = Recorder()
+    a, b, c = Fake(rec, "a"), Fake(rec, "b"), Fake(rec, "c", lasting=False)
+    out, journal = run(
+        [
+            Timed("b", b, at=0.2, duration=0.05),
+            Timed("a", a, at=0.0, duration=0.05),
+            Timed("c", c, after="b", delay=0.01),
+        ]
+    )
+    assert out.ok, out.errors
+    assert rec.of("invoke") == ["a", "b", "c"]
+    # b's revert (its duration's end) comes before c starts, which waits for it
+    assert rec.calls.index(("b", "revert")) < rec.calls.index(("c", "invoke"))
+    assert out.reverted[:2] == ["a", "b"]
+    assert [e["action"] for e in journal.events("invoke") if e["outcome"] == "started"] == [
+        "a",
+        "b",
+        "c",
+    ]
+
+
+def test_lasting_faults_without_duration_are_reverted_last_invoked_first() -> None:
+    rec = Recorder()
+    faults = [Fake(rec, n) for n in "xyz"]
+    out, _ = run([Timed(f.name, f, at=0.01 * i) for i, f in enumerate(faults)])
+    assert out.ok
+    assert rec.of("revert") == ["z", "y", "x"]
+    assert not any(f.applied for f in faults)
+
+
+def test_overlapping_actions_run_at_once() -> None:
+    rec = Recorder()
+    gate = threading.Event()
+    slow = Fake(rec, "slow", gate=gate, lasting=False)
+
+    class Opener(Fake):
+        def invoke(self, lab: Any, say: Say) -> None:
+            super().invoke(lab, say)
+            gate.set()  # only possible while slow's invoke is still waiting
+
+    fast = Opener(rec, "fast", lasting=False)
+    out, _ = run([Timed("slow", slow, at=0.0), Timed("fast", fast, at=0.05)])
+    assert out.ok
+    assert rec.of("invoke") == ["fast", "slow"]
+
+
+def test_a_failing_step_stops_the_method_and_every_applied_fault_is_reverted() -> None:
+    rec = Recorder()
+    a, bad, later = Fake(rec, "a"), Fake(rec, "bad", fail="invoke"), Fake(rec, "later")
+    out, journal = run(
+        [Timed("a", a, at=0.0), Timed("bad", bad, at=0.05), Timed("later", later, at=30.0)]
+    )
+    assert not out.ok
+    assert "bad: invoke failed" in out.errors[0]
+    assert "later" not in rec.of("invoke")  # the abort cut its wait short
+    # bad is reverted too (its invoke may have changed things), then a; later was only set up
+    # (a setup may change the lab): applied before any invoke, so reverted last.
+    assert rec.of("revert") == ["bad", "a", "later"]
+    assert journal.events("revert")[-1]["outcome"] == "done"
+
+
+def test_a_failing_revert_does_not_keep_the_others_from_running() -> None:
+    rec = Recorder()
+    a, b, c = Fake(rec, "a"), Fake(rec, "b", fail="revert"), Fake(rec, "c")
+    out, _ = run([Timed(f.name, f, at=0.01 * i) for i, f in enumerate((a, b, c))])
+    assert rec.of("revert") == ["c", "b", "a"]
+    assert len(out.errors) == 1 and "b: revert failed" in out.errors[0]
+
+
+def test_a_failing_setup_reverts_what_was_set_up_and_invokes_nothing() -> None:
+    rec = Recorder()
+    a, b, c = Fake(rec, "a"), Fake(rec, "b", fail="setup"), Fake(rec, "c")
+    out, _ = run([Timed("a", a), Timed("b", b), Timed("c", c)])
+    assert not out.ok
+    assert rec.of("invoke") == []
+    assert rec.of("revert") == ["b", "a"]  # c was never set up
+
+
+def test_an_interrupt_still_runs_every_rollback_then_is_raised_again() -> None:
+    rec = Recorder()
+
+    a, b = Fake(rec, "a"), Fake(rec, "b")
+    journal = Journal()
+    calls = {"n": 0}
+
+    def started() -> None:
+        calls["n"] += 1
+        raise KeyboardInterrupt("signal 15")  # as the lab's SIGTERM handler does
+
+    with pytest.raises(KeyboardInterrupt):
+        execute(NO_LAB, [Timed("a", a), Timed("b", b)], journal, lambda _m: None, started)
+    assert calls["n"] == 1
+    assert rec.of("revert") == ["b", "a"]
+    assert journal.events("interrupted")
+    rollback = [e for e in journal.entries if e["phase"] == "rollback"]
+    assert rollback[-1]["event"] == "done" and rollback[-1]["outcome"] == "error"
+
+
+def test_ctrl_c_while_a_fault_is_applied_reverts_it_and_skips_the_rest() -> None:
+    import _thread
+
+    rec = Recorder()
+
+    class CtrlC(Fake):
+        def invoke(self, lab: Any, say: Say) -> None:
+            super().invoke(lab, say)
+            _thread.interrupt_main()  # SIGINT's effect, delivered to the main thread
+
+    a, hit, later = Fake(rec, "a"), CtrlC(rec, "hit"), Fake(rec, "later")
+    journal = Journal()
+    with pytest.raises(KeyboardInterrupt):
+        execute(
+            NO_LAB,
+            [Timed("a", a), Timed("hit", hit, at=0.05), Timed("later", later, at=30.0)],
+            journal,
+            lambda _m: None,
+        )
+    assert rec.of("invoke") == ["a", "hit"]
+    assert rec.of("revert") == ["hit", "a", "later"]
+    assert not (a.applied or hit.applied)
