@@ -595,7 +595,7 @@ class ServerAdd(_OneServer):
 
 class ConfigChange(_BackendFault):
     """A configuration push: a service's whole backend configuration replaced on every MUX that
-    serves it (window ``config-change``); revert restores the starting sets."""
+    serves it (a backend-change window, :meth:`invoke`); revert restores the starting sets."""
 
     kind: Literal["config-change"] = "config-change"
     active: list[str]
@@ -617,8 +617,17 @@ class ConfigChange(_BackendFault):
         ]
 
     def invoke(self, lab: RunningLab, say: Say) -> None:
+        """The window's kind says what the push did to the servers (the SC requirements judge
+        backend changes by kind): a removal if it took any out, else a drain, else an add."""
         svc = _service(lab.topology, self.service)
-        self._change(lab, say, "config-change", svc, self.active, self.draining, None)
+        start = self._start[svc.name]
+        if set(start["active"]) - set(self.active) - set(self.draining):
+            kind = "backend-remove"
+        elif set(self.draining) - set(start["draining"]):
+            kind = "backend-drain"
+        else:
+            kind = "backend-add"
+        self._change(lab, say, kind, svc, self.active, self.draining, None)
 
 
 class ServerMove(_BackendFault):
