@@ -215,7 +215,8 @@ def observe_steady_state(
         reuse = (hi - mix.short_reuse_ports + 1, hi)
     say(f"client ports {lo}-{hi}: new to the stack under test")
     jobs = _jobs(topo, lab.python, mix, reuse)
-    run = SteadyRun(Observations(lab=LabFacts.from_topology(topo)))
+    facts = LabFacts.from_topology(topo)
+    run = SteadyRun(Observations(lab=facts))
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     counters = []
@@ -248,7 +249,7 @@ def observe_steady_state(
             j.name: pool.submit(lab.run, j.node, j.argv, timeout=limit, check=False) for j in jobs
         }
         if mix.pings:
-            run.counts["pings"] = _send_pings(lab, run.observations.lab, mix, say)
+            run.counts["pings"] = _send_pings(lab, facts, mix, say)
         if mix.icmp_errors:
             run.counts["icmp"] = _send_icmp_errors(lab, taps, mix, say)
         windows = fault(lab, say) if fault is not None else []
