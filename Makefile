@@ -33,9 +33,11 @@ test: bootstrap lint
 	bash scripts/start-dockerd.sh || { [ -z "$$CI" ] && echo "make: no Docker engine: the docker backend's tests will skip"; }
 	$(BIN)/pytest -q --durations=25 tests
 
+# mypy's settings (which libraries have no types) are pyproject.toml's [tool.mypy].
 lint: bootstrap
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy dsrconform reference_impl
 
 bench: bootstrap
 	$(BIN)/dsrconform bench mux

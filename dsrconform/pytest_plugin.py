@@ -86,6 +86,8 @@ from dsrconform.runopts import (
 from dsrconform.spec import LEVELS
 
 if TYPE_CHECKING:
+    from dsrconform.lab import Lab
+    from dsrconform.lab.protocol import RunningLab
     from dsrconform.topology import Mode
 
 GROUP = "dsrconform"
@@ -534,7 +536,7 @@ def _lab_name(config: pytest.Config, platform: Platform | None = None) -> str:
 
 
 @pytest.fixture(scope="session")
-def dsr_lab(request: pytest.FixtureRequest, dsr_platform: Platform) -> Iterator[Any]:
+def dsr_lab(request: pytest.FixtureRequest, dsr_platform: Platform) -> Iterator[Lab]:
     """Session scope; depends on ``dsr_platform``. The lab of ``--dsr-lab`` (default
     labs/basic.yaml) brought up with the target (``--dsr-target``, ``--dsr-mutant``) on the
     platform's backend and mode; torn down at the end of the session (or when the next
@@ -566,7 +568,7 @@ def dsr_lab(request: pytest.FixtureRequest, dsr_platform: Platform) -> Iterator[
 
 @pytest.fixture(scope="session")
 def dsr_scenario(
-    request: pytest.FixtureRequest, dsr_lab: Any, dsr_seed: int, dsr_platform: Platform
+    request: pytest.FixtureRequest, dsr_lab: RunningLab, dsr_seed: int, dsr_platform: Platform
 ) -> Callable[[str], Any]:
     """Session scope; depends on ``dsr_lab``, ``dsr_seed`` and ``dsr_platform``.
     ``dsr_scenario(name)`` runs the scenario ``name`` of

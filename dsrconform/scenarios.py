@@ -17,12 +17,16 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from dsrconform.errors import ConfigError, LabError
 from dsrconform.observe.observations import FaultWindow
 from dsrconform.steady import Fault, Mix
 from dsrconform.topology import Topology
+
+if TYPE_CHECKING:
+    from dsrconform.lab.protocol import RunningLab
+    from dsrconform.target import Deployment
 
 __all__ = [
     "CHAOS_MIX",
@@ -83,7 +87,7 @@ def syn_flood(*, delay: float = 4.0, seconds: float = 12.0, rate: float = 130_00
     flood's last send returned (its window's end; or when it failed), before lab_flood has
     put the router's link back: what must follow the flood closely waits on it."""
 
-    def inject(lab: Any, say: Callable[[str], None]) -> list[FaultWindow]:
+    def inject(lab: RunningLab, say: Callable[[str], None]) -> list[FaultWindow]:
         from dsrconform.traffic.synflood import lab_flood
 
         svc = _first_tcp_service(lab.topology)
@@ -141,7 +145,7 @@ def mux_failure(
     router's VIP routes are as before, so the next scenario starts on a whole lab; a route that
     does not change within ``timeout`` is a LabError."""
 
-    def inject(lab: Any, say: Callable[[str], None]) -> list[FaultWindow]:
+    def inject(lab: RunningLab, say: Callable[[str], None]) -> list[FaultWindow]:
         from dsrconform.observe.routes import vip_next_hops, wait_routes
 
         target = mux or failover_mux(lab.topology)
@@ -206,7 +210,7 @@ def hostile_packets(*, delay: float = 4.0, repeats: int = 20) -> Fault:
     - each service's SYN or datagram IPIP-encapsulated by a client (not a MUX) to every server
       (RB-4: never decapsulated, so never answered)."""
 
-    def inject(lab: Any, say: Callable[[str], None]) -> list[FaultWindow]:
+    def inject(lab: RunningLab, say: Callable[[str], None]) -> list[FaultWindow]:
         from dsrconform.chaos.hostile import send_hostile
 
         time.sleep(delay)  # the fault's schedule (traffic under way first), not a wait for state
@@ -218,7 +222,7 @@ def hostile_packets(*, delay: float = 4.0, repeats: int = 20) -> Fault:
 def then(*faults: Fault) -> Fault:
     """Run ``faults`` one after the other; their windows together."""
 
-    def inject(lab: Any, say: Callable[[str], None]) -> list[FaultWindow]:
+    def inject(lab: RunningLab, say: Callable[[str], None]) -> list[FaultWindow]:
         return [w for f in faults for w in f(lab, say)]
 
     return inject
@@ -229,7 +233,7 @@ def together(*faults: Fault) -> Fault:
     together. Once every fault has ended (so none is left running), the error of the first
     failed fault in ``faults``' order is raised, and any other is reported through ``say``."""
 
-    def inject(lab: Any, say: Callable[[str], None]) -> list[FaultWindow]:
+    def inject(lab: RunningLab, say: Callable[[str], None]) -> list[FaultWindow]:
         with ThreadPoolExecutor(max_workers=len(faults)) as pool:
             futures = [pool.submit(f, lab, say) for f in faults]
             wait(futures)
@@ -248,6 +252,12 @@ def _first_tcp_service(topo: Topology) -> Any:
     return svc
 
 
+def _deployment(lab: RunningLab) -> Deployment:
+    if lab.deployment is None:
+        raise LabError(f"lab {lab.name} has no deployment to change backends on")
+    return lab.deployment
+
+
 def _backends_fault(
     steps: Callable[..., list[FaultWindow]], *, need: int = 3, every_service: bool = False
 ) -> Fault:
@@ -258,12 +268,12 @@ def _backends_fault(
     of ``draining`` it has (one window per service changed, the first TCP service's first).
     Whatever happens, every service gets its starting sets back."""
 
-    def inject(lab: Any, say: Callable[[str], None]) -> list[FaultWindow]:
+    def inject(lab: RunningLab, say: Callable[[str], None]) -> list[FaultWindow]:
         first = _first_tcp_service(lab.topology)
         services = [first] + (
             [s for s in lab.topology.services if s is not first] if every_service else []
         )
-        start = {s.name: lab.deployment.backends(s.name) for s in services}
+        start = {s.name: _deployment(lab).backends(s.name) for s in services}
         servers = list(start[first.name]["active"])
         if len(servers) < need or start[first.name]["draining"]:
             raise LabError(
@@ -301,13 +311,15 @@ def _backends_fault(
     return inject
 
 
-def _restore(lab: Any, start: dict[str, dict[str, list[str]]], say: Callable[[str], None]) -> None:
+def _restore(
+    lab: RunningLab, start: dict[str, dict[str, list[str]]], say: Callable[[str], None]
+) -> None:
     """Give every service its starting sets back, each on its own (one failing does not keep
     the others changed); a failure is reported and raised once all were tried."""
     failed: list[str] = []
     for name, sets in start.items():
         try:
-            if lab.deployment.backends(name) != sets:
+            if _deployment(lab).backends(name) != sets:
                 lab.set_backends(name, sets["active"], draining=sets["draining"])
         except Exception as e:
             failed.append(f"{name}: {type(e).__name__}: {e}")
@@ -327,7 +339,7 @@ PROBE_TAIL = 2.6
 
 
 def _probed(
-    lab: Any,
+    lab: RunningLab,
     say: Callable[[str], None],
     make: Callable[[], list[FaultWindow]],
     flows: int | None = None,
@@ -379,7 +391,7 @@ def scale_changes(
     the making active again, from ``delay`` (the quick profile's shorter variant).
     ``probe_flows``: tuples per probe set (None: the probes' default, enough for SC-2)."""
 
-    def steps(change: Callable[..., list[FaultWindow]], servers: list[str], lab: Any,
+    def steps(change: Callable[..., list[FaultWindow]], servers: list[str], lab: RunningLab,
               say: Callable[[str], None]) -> list[FaultWindow]:  # fmt: skip
         gone, drained = servers[-1], servers[1]
         begun = time.monotonic()
@@ -458,7 +470,7 @@ def remove_then_mux_loss(*, delay: float = 5.0, gap: float = 3.0, hold: float = 
     ``backend-add`` window)."""
 
     def steps(
-        change: Callable[..., list[FaultWindow]], servers: list[str], lab: Any,
+        change: Callable[..., list[FaultWindow]], servers: list[str], lab: RunningLab,
         say: Callable[[str], None],
     ) -> list[FaultWindow]:  # fmt: skip
         time.sleep(delay)  # the fault's schedule (streams established first), not a wait

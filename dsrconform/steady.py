@@ -45,6 +45,7 @@ from dsrconform.topology import Service, Topology
 from dsrconform.traffic.common import Mark
 
 if TYPE_CHECKING:
+    from dsrconform.lab.protocol import RunningLab
     from dsrconform.observe.pcap import PacketCapture
 
 __all__ = ["Mix", "SteadyRun", "observe_steady_state"]
@@ -188,13 +189,13 @@ def _jobs(topo: Topology, python: str, mix: Mix,
     return jobs
 
 
-Fault = Callable[[Any, Callable[[str], None]], list[FaultWindow]]
+Fault = Callable[["RunningLab", Callable[[str], None]], list[FaultWindow]]
 """A fault injected while the traffic runs: ``fault(lab, say)`` does it (bounded in time) and
 returns its windows for the fault timeline."""
 
 
 def observe_steady_state(
-    lab: Any, mix: Mix = Mix(), *, out_dir: Path | None = None,
+    lab: RunningLab, mix: Mix = Mix(), *, out_dir: Path | None = None,
     progress: Callable[[str], None] | None = None, fault: Fault | None = None,
     capture: bool = False,
 ) -> SteadyRun:  # fmt: skip
@@ -209,13 +210,13 @@ def observe_steady_state(
     say = progress or (lambda _msg: None)
     topo: Topology = lab.topology
     reuse: tuple[int, int] | None = None
-    if hasattr(lab, "fresh_client_ports"):
-        lo, hi = lab.fresh_client_ports(reserve=mix.short_reuse_ports)
-        if mix.short_reuse_ports:
-            reuse = (hi - mix.short_reuse_ports + 1, hi)
-        say(f"client ports {lo}-{hi}: new to the stack under test")
+    lo, hi = lab.fresh_client_ports(reserve=mix.short_reuse_ports)
+    if mix.short_reuse_ports:
+        reuse = (hi - mix.short_reuse_ports + 1, hi)
+    say(f"client ports {lo}-{hi}: new to the stack under test")
     jobs = _jobs(topo, lab.python, mix, reuse)
-    run = SteadyRun(Observations(lab=LabFacts.from_topology(topo)))
+    facts = LabFacts.from_topology(topo)
+    run = SteadyRun(Observations(lab=facts))
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     counters = []
@@ -240,7 +241,7 @@ def observe_steady_state(
                 say(f"{len(run.captures)} packet captures for the evidence of FAILs")
         taps = stack.enter_context(LabTaps(lab))
         pool = stack.enter_context(ThreadPoolExecutor(max_workers=len(jobs)))
-        if hasattr(lab.deployment, "counters"):
+        if lab.deployment is not None:
             counters.append(snapshot(lab.deployment))
         run.started = time.monotonic()
         say(f"{len(jobs)} traffic jobs on {len(taps.interfaces)} tapped interfaces")
@@ -248,7 +249,7 @@ def observe_steady_state(
             j.name: pool.submit(lab.run, j.node, j.argv, timeout=limit, check=False) for j in jobs
         }
         if mix.pings:
-            run.counts["pings"] = _send_pings(lab, run.observations.lab, mix, say)
+            run.counts["pings"] = _send_pings(lab, facts, mix, say)
         if mix.icmp_errors:
             run.counts["icmp"] = _send_icmp_errors(lab, taps, mix, say)
         windows = fault(lab, say) if fault is not None else []
@@ -276,7 +277,7 @@ def observe_steady_state(
             say(f"{j.name}: {counts}")
         run.stopped = time.monotonic()
         tapset = taps.collect()
-        if counters:
+        if counters and lab.deployment is not None:
             counters.append(snapshot(lab.deployment))
     if run.captures:  # stopped: how much each kept
         from dsrconform.observe.evidence import capture_summary
@@ -306,7 +307,7 @@ def _last_json(stderr: str) -> dict[str, Any] | None:
     return None
 
 
-def _send_on_uplink(lab: Any, client: str, name: str, packets: list[Any]) -> Any:
+def _send_on_uplink(lab: RunningLab, client: str, name: str, packets: list[Any]) -> Any:
     """Send ``packets`` once each, framed, on ``client``'s uplink (within 5 s): the
     :class:`~dsrconform.traffic.crafted.SendRecord`."""
     from dsrconform.netns import link_mac
@@ -326,7 +327,9 @@ def _send_on_uplink(lab: Any, client: str, name: str, packets: list[Any]) -> Any
     )
 
 
-def _send_pings(lab: Any, facts: LabFacts, mix: Mix, say: Callable[[str], None]) -> dict[str, Any]:
+def _send_pings(
+    lab: RunningLab, facts: LabFacts, mix: Mix, say: Callable[[str], None]
+) -> dict[str, Any]:
     """``mix.pings`` echo requests from each address of each traffic client to each server's
     own address, sent on the client's uplink (the servers answer from their addresses)."""
     from dsrconform.traffic import crafted
@@ -349,7 +352,7 @@ def _send_pings(lab: Any, facts: LabFacts, mix: Mix, say: Callable[[str], None])
 
 
 def _send_icmp_errors(
-    lab: Any, taps: LabTaps, mix: Mix, say: Callable[[str], None]
+    lab: RunningLab, taps: LabTaps, mix: Mix, say: Callable[[str], None]
 ) -> dict[str, Any]:
     """Once enough streams are established (their client's tap saw data flowing), send one ICMP
     error about each of ``mix.icmp_errors`` of them, from the stream's client toward the VIP."""

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from dsrconform.errors import ConfigError
 
 if TYPE_CHECKING:
+    from dsrconform.lab.protocol import RunningLab
     from dsrconform.topology import Mode
 
 ENTRY_POINT_GROUP = "dsrconform.targets"
@@ -85,9 +86,10 @@ class Target(Protocol):
         backends: Sequence[str],
     ) -> AbstractContextManager[None]: ...
 
-    def deploy(self, lab: Any) -> Deployment:
-        """Deploy the stack into ``lab`` (a :class:`dsrconform.lab.Lab`: topology, namespaces,
-        ``spawn``/``run`` per node, a run directory) and return a handle on it."""
+    def deploy(self, lab: RunningLab) -> Deployment:
+        """Deploy the stack into ``lab`` (a :class:`~dsrconform.lab.protocol.RunningLab`:
+        topology, namespaces, ``spawn``/``run`` per node, a run directory; its ``deployment`` is
+        still None) and return a handle on it."""
         ...
 
 
@@ -100,7 +102,18 @@ class Deployment(Protocol):
         seconds waited, or raise LabError naming what is missing at the deadline."""
         ...
 
-    def status(self) -> dict[str, Any]: ...
+    def status(self) -> dict[str, Any]:
+        """What the stack reports about itself, for ``dsrconform lab status`` (JSON-able; merged
+        into the lab's own status)."""
+        ...
+
+    def restart(self, node: str) -> None:
+        """Start again what the stack runs on ``node``, after the lab killed it and brought its
+        interfaces back up (:meth:`dsrconform.lab.Lab.restart_node`). A restarted component
+        comes back with the deployment's current configuration (backend sets included,
+        :meth:`set_backends`) and empty state; a node where the stack runs nothing is left
+        as it is."""
+        ...
 
     def counters(self) -> dict[str, dict[str, int]]:
         """The stack's own counters now: component -> counter name -> value.

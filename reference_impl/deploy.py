@@ -52,7 +52,10 @@ BIRD_COMMON = "timeformat protocol iso long;\n"
 
 
 class LabHandle(Protocol):
-    """What a target needs from a lab (implemented by dsrconform.lab.Lab)."""
+    """What this target needs from a lab: the part of :class:`dsrconform.lab.protocol.RunningLab`
+    (which :class:`dsrconform.lab.Lab` implements) it uses, with the same types, so every
+    running lab is one. Declared here, as a target written outside dsrconform would: its types
+    come from the target API (:mod:`dsrconform.target`, :mod:`dsrconform.topology`) only."""
 
     name: str
     topology: Topology

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING
 
 from dsrconform.target import BenchVip, MutantInfo
 from dsrconform.topology import MODES
 from reference_impl import mutants as _mutants
+
+if TYPE_CHECKING:
+    from dsrconform.target import Target
+    from reference_impl.deploy import LabHandle, ReferenceDeployment
 
 
 class ReferenceTarget:
@@ -33,7 +37,7 @@ class ReferenceTarget:
     def mutants(self) -> Sequence[MutantInfo]:
         return [m.info() for m in _mutants.CATALOGUE]
 
-    def deploy(self, lab: Any) -> Any:
+    def deploy(self, lab: LabHandle) -> ReferenceDeployment:
         """Deploy the reference stack (agents, applications, MUXes, BGP) into ``lab``."""
         from reference_impl.deploy import ReferenceDeployment
 
@@ -71,3 +75,9 @@ class ReferenceTarget:
             mutant=self.mutant,
         ):
             yield
+
+
+if TYPE_CHECKING:
+
+    def _is_a_target(target: ReferenceTarget) -> Target:
+        return target  # mypy checks that ReferenceTarget keeps dsrconform.target.Target

@@ -56,9 +56,10 @@ def _describe(frame: bytes) -> tuple[str, str | None, str | None]:
 
     eth = Ether(frame)
     ip = eth.getlayer(IP)
-    outer = (ip.src, ip.dst) if ip is not None and ip.proto == 4 else (None, None)
-    inner = ip.payload if outer[0] and isinstance(ip.payload, IP) else eth
-    return inner.summary(), *outer
+    if ip is None or ip.proto != 4:
+        return eth.summary(), None, None
+    inner = ip.payload if isinstance(ip.payload, IP) else eth
+    return inner.summary(), ip.src, ip.dst
 
 
 def run_frames(

@@ -57,12 +57,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsrconform.bench import progress_bars
 from dsrconform.errors import ConfigError, DsrConformError, LabError, PrivilegeError
 from dsrconform.lab import registry
 from dsrconform.topology import Topology
+
+if TYPE_CHECKING:
+    from dsrconform.lab.protocol import RunningLab
 
 TOPO_LAB = "bench"  # namespaces dsrc-bench.<node>
 STACK_LAB = "benchstack"  # namespaces dsrc-benchstack.<node>
@@ -249,7 +252,7 @@ def stack_round(backend: str, path: Path = STACK_FILE) -> dict[str, float]:
     }
 
 
-def _wait_vip(lab: Any) -> None:
+def _wait_vip(lab: RunningLab) -> None:
     argv = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", VIP_URL]
     deadline = time.monotonic() + VIP_DEADLINE
     last = ""

@@ -53,6 +53,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import functools
 import json
 import os
 import platform
@@ -191,7 +192,7 @@ def stream_outcome(history: History, expected: int) -> dict[str, Any]:
         end = fh.end
         failure = fh.failure()
         if failure is not None:
-            kind = "short" if isinstance(failure, Closed) else failure.kind
+            kind: str = "short" if isinstance(failure, Closed) else failure.kind
         elif isinstance(end, Closed) and end.reason == "eof":
             want = fh.start.expected_bytes
             if fh.server is not None and end.verified == end.received == want:
@@ -409,15 +410,16 @@ def flood_summary(runs: list[dict[str, Any]], seconds: float, rounds: int, *,
 
 def _tap_infos(topo: Any) -> dict[str, Any]:
     """A tap per direction on every client, MUX and server uplink, named ``<node>-in|out``."""
-    from dsrconform.observe.taps import TapInfo
+    from dsrconform.observe.taps import Direction, TapInfo
 
+    sides: tuple[tuple[str, Direction], ...] = (("in", "ingress"), ("out", "egress"))
     infos: dict[str, Any] = {}
     for iface in topo.interfaces():
         role = topo.nodes[iface.node].role
         if role not in ("client", "mux", "server") or iface.bridge:
             continue
         peer = iface.peer if iface.peer is not None else topo.router
-        for d, direction in (("in", "ingress"), ("out", "egress")):
+        for d, direction in sides:
             name = f"{iface.node}-{d}"
             infos[name] = TapInfo(tap=name, node=iface.node, ifname=iface.ifname,
                                   link=iface.group, peer=peer, direction=direction,
@@ -641,7 +643,7 @@ def bench_checkers(tap_records: int, tick: Callable[[float], None]) -> dict[str,
         refs = dict(names)
         for k, req in enumerate(slow):
             fn = resolve_checker(refs[req])
-            per[req]["profile"] = _profile(lambda fn=fn: run_checker(fn, obs))
+            per[req]["profile"] = _profile(functools.partial(run_checker, fn, obs))
             tick(0.8 + 0.2 * (k + 1) / len(slow))
     finally:
         gc.unfreeze()

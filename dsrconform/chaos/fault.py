@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from dsrconform.observe.observations import FaultWindow
 
@@ -75,8 +75,15 @@ class Step:
 class Fault(Protocol):
     """A fault of a chaos scenario; the module's docstring is its contract."""
 
-    kind: ClassVar[str]
-    lasting: ClassVar[bool]
+    @property
+    def kind(self) -> str:
+        """The fault's name in scenario files (``mux-kill``)."""
+        ...
+
+    @property
+    def lasting(self) -> bool:
+        """Whether its effect stays until ``revert`` (see the module's docstring)."""
+        ...
 
     def describe(self) -> str:
         """One line: the fault and its parameters."""

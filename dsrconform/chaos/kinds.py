@@ -12,7 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, PrivateAttr, TypeAdapter
+from pydantic import BaseModel, Field, PrivateAttr
 
 from dsrconform.chaos.fault import Fault, Say, Step
 from dsrconform.chaos.library import (
@@ -204,10 +204,12 @@ FAULT_CLASSES: dict[str, type[_Base]] = {
 }
 """Fault kind -> class (``dsrconform chaos list --faults``)."""
 
-_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyFault)
+
+class _Box(BaseModel):
+    fault: AnyFault
 
 
 def fault_from(data: dict[str, Any]) -> Fault:
     """A fault object from its parameters; pydantic's ValidationError for bad ones."""
-    fault: Fault = _ADAPTER.validate_python(data)
+    fault: Fault = _Box.model_validate({"fault": data}).fault
     return fault

@@ -61,8 +61,8 @@ class Plan:
             end = "rollback" if a.end is None else f"{ge_end}{a.end:.1f} s"
             out.append(f"  {ge:>2}{a.start:6.1f} s .. {end:<10} [{a.name}] {a.fault}")
             out += [f"      {s}" for s in a.steps if s.phase != "setup"]
-        for a, b in self.overlaps:
-            out.append(f"  overlap: {a} and {b}")
+        for first, second in self.overlaps:
+            out.append(f"  overlap: {first} and {second}")
         out.append("  rollbacks: every fault still applied is reverted, the last invoked first")
         out += [f"  warning: {w}" for w in self.warnings]
         return out

@@ -247,6 +247,7 @@ def _write_results(
     from dsrconform.report.environment import environment, file_sha256
     from dsrconform.report.model import (
         RESULTS_FILE,
+        Outcome,
         Results,
         RunInfo,
         TestResult,
@@ -257,7 +258,7 @@ def _write_results(
     ex = result.execution
     problems = [*(ex.errors if ex else ["the method did not run"])]
     problems += [f"hypothesis {k}: {'; '.join(v)}" for k, v in result.hypothesis.items() if v]
-    outcome = (
+    outcome: Outcome = (
         "error"
         if interrupted or (ex is not None and ex.errors)
         else ("failed" if result.exit_code else "passed")

@@ -1,7 +1,7 @@
 """The ``docker`` lab backend: each node is a container (``--network none``) whose network namespace
 is made visible as ``/run/netns/dsrc-<lab>.<node>``, so everything that works through namespace
-names (links and segments, addresses, routes, sysctls, tc/XDP attach from the host, the reaper's
-process lookup) is the netns backend's, unchanged.
+names (links and segments, addresses, routes, sysctls: :func:`~dsrconform.lab.netns_backend.plumb`;
+tc/XDP attach from the host, the reaper's process lookup) is the netns backend's, unchanged.
 
 Each node is two containers, as in a Kubernetes pod: ``dsrc-<lab>.<node>.net`` only holds the
 network namespace (it runs ``sleep``), and ``dsrc-<lab>.<node>`` runs the node's programs inside
@@ -39,7 +39,7 @@ from typing import Any
 import dsrconform
 from dsrconform.errors import LabError
 from dsrconform.lab import image, registry
-from dsrconform.lab.netns_backend import NetnsBackend
+from dsrconform.lab.netns_backend import plumb, run_in_node
 from dsrconform.topology import Topology
 
 REPO = Path(dsrconform.__file__).resolve().parent.parent  # the directory holding dsrconform/
@@ -49,17 +49,24 @@ CAPS = ["NET_ADMIN", "NET_RAW"]
 _LOGGED = 'exec "$@" >>"$DSRC_LOG" 2>&1 </dev/null'
 
 
-class DockerBackend(NetnsBackend):
+class DockerBackend:
     """Brings a :class:`~dsrconform.topology.Topology` to life in containers named
-    ``dsrc-<lab>.<node>`` whose namespaces are attached under the same names."""
+    ``dsrc-<lab>.<node>`` whose namespaces are attached under the same names (a
+    :class:`~dsrconform.lab.protocol.LabBackend`)."""
 
     kind = "docker"
     python = "python3"  # the image's interpreter
 
     def __init__(self, lab: str) -> None:
-        super().__init__(lab)
+        self.lab = lab
+        self.die_with_owner = False
+        """Not used: a node's processes run in its container, which outlives this process until
+        ``lab down`` or the reaper removes it (:mod:`dsrconform.lab.registry`)."""
         self._client: Any = None
         self._local = threading.local()
+
+    def netns(self, node: str) -> str:
+        return registry.ns_name(self.lab, node)
 
     def container(self, node: str) -> str:
         return registry.ns_name(self.lab, node)
@@ -92,7 +99,11 @@ class DockerBackend(NetnsBackend):
         with ThreadPoolExecutor(max_workers=min(8, len(topo.nodes))) as pool:
             for fut in [pool.submit(self._start, node, ref, labdir) for node in topo.nodes]:
                 fut.result()  # the first failure raises; the caller tears everything down
-        self._plumb(topo)
+        plumb(topo, self.netns)
+
+    def destroy(self) -> dict[str, list[str]]:
+        """Containers and namespaces (:func:`dsrconform.lab.registry.reap` removes both)."""
+        return registry.reap(self.lab)
 
     def _thread_client(self) -> Any:
         """One engine client per thread (containers are started in parallel)."""
@@ -167,6 +178,12 @@ class DockerBackend(NetnsBackend):
             if time.monotonic() > deadline:
                 raise LabError(f"{node}: docker exec {argv[0]} did not start in 5 s")
             time.sleep(0.01)  # the exec is being started; bounded by the deadline above
+
+    def run(
+        self, node: str, argv: list[str], *, timeout: float = 60, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command inside ``node``'s container and wait for it (:meth:`run_argv`)."""
+        return run_in_node(self.run_argv(node, argv), node, argv, timeout=timeout, check=check)
 
     def run_argv(self, node: str, argv: list[str]) -> list[str]:
         """``docker exec`` into ``node``'s container (what :meth:`run` runs)."""

@@ -23,23 +23,17 @@ import subprocess
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from dsrconform.errors import ConfigError, LabError
 from dsrconform.lab import registry
 from dsrconform.topology import IF_PREFIX, Topology
 
+if TYPE_CHECKING:
+    from dsrconform.lab.protocol import LabNodes
+
 PASS_PROGRAM = "dsrc_pass"
 _SEQ = itertools.count(1)  # one nft table per impairment, so undoing one leaves the others
-
-
-class _LabLike(Protocol):
-    name: str
-    topology: Topology
-
-    def netns(self, node: str) -> str: ...
-
-    def processes(self, node: str) -> list[int]: ...
 
 
 def link_interfaces(topo: Topology, a: str, b: str) -> tuple[str, str]:
@@ -90,7 +84,7 @@ class Impairment:
         self.tables = []
 
 
-def impair_link(lab: _LabLike, a: str, b: str, *, loss: float = 0.0, drop: bool = False,
+def impair_link(lab: LabNodes, a: str, b: str, *, loss: float = 0.0, drop: bool = False,
                 rate_kbit: int | None = None, direction: str = "both") -> Impairment:  # fmt: skip
     """Impair the link between nodes ``a`` and ``b``: ``direction`` is ``both``, ``a->b`` or
     ``b->a``; ``loss`` a percentage (0-100), ``drop`` everything, ``rate_kbit`` a rate limit."""
@@ -170,7 +164,7 @@ def _cgroup_of(pid: int, v2: bool) -> Path:
     raise LabError(f"no cpu cgroup for pid {pid}")
 
 
-def limit_cpu(lab: _LabLike, node: str, cpus: float) -> CpuLimit:
+def limit_cpu(lab: LabNodes, node: str, cpus: float) -> CpuLimit:
     """Cap every process of ``node`` at ``cpus`` CPUs (e.g. 0.1) in a cgroup named after it."""
     if cpus <= 0:
         raise ConfigError(f"cpus {cpus}: fix: a positive number of CPUs, e.g. 0.2")

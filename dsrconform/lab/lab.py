@@ -34,7 +34,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsrconform.errors import ConfigError, LabError
 from dsrconform.lab import registry
@@ -42,6 +42,10 @@ from dsrconform.lab.netns_backend import NetnsBackend
 from dsrconform.target import load_target
 from dsrconform.topofile import load_topology
 from dsrconform.topology import Mode, Topology
+
+if TYPE_CHECKING:
+    from dsrconform.lab.protocol import LabBackend, Undo
+    from dsrconform.target import Deployment
 
 BACKENDS = ("netns", "docker")
 
@@ -59,7 +63,8 @@ PORT_BLOCKS = 16
 
 
 class Lab:
-    """A lab that is up. Create it with :meth:`up` (a context manager) or :meth:`start`."""
+    """A lab that is up (a :class:`~dsrconform.lab.protocol.RunningLab`). Create it with
+    :meth:`up` (a context manager) or :meth:`start`."""
 
     def __init__(self, topology: Topology, *, backend: str = "netns", target: str = "reference",
                  mutant: str | None = None, source: str = "") -> None:  # fmt: skip
@@ -72,7 +77,7 @@ class Lab:
         self.python = self.backend.python  # the interpreter for Python programs in a node
         self.target = load_target(target, mutant=mutant)
         self.dir = registry.lab_dir(self.name)
-        self.deployment: Any = None
+        self.deployment: Deployment | None = None
         self.events: list[Event] = []
         self.listeners: list[Callable[[Event], None]] = []
         """Called with each event as it is recorded (in the thread that caused it)."""
@@ -341,7 +346,7 @@ class Lab:
         return lo, lo + size - 1
 
     def impair_link(self, a: str, b: str, *, loss: float = 0.0, drop: bool = False,
-                    rate_kbit: int | None = None, direction: str = "both") -> Any:  # fmt: skip
+                    rate_kbit: int | None = None, direction: str = "both") -> Undo:  # fmt: skip
         """Loss (percent), a partition (``drop``) or a rate limit on the link a-b; returns a
         handle whose ``undo()`` lifts it (see :mod:`dsrconform.lab.faults`)."""
         from dsrconform.lab import faults
@@ -351,7 +356,7 @@ class Lab:
         self._event("impair", f"{a}-{b}", imp.description)
         return _Undo(imp.undo, lambda: self._event("unimpair", f"{a}-{b}"))
 
-    def limit_cpu(self, node: str, cpus: float) -> Any:
+    def limit_cpu(self, node: str, cpus: float) -> Undo:
         """Cap ``node``'s processes at ``cpus`` CPUs; returns a handle with ``undo()``."""
         from dsrconform.lab import faults
 
@@ -381,8 +386,9 @@ class Lab:
 class _Undo:
     """A fault's handle: ``undo()`` reverses it once and records that it did."""
 
-    def __init__(self, undo: Any, record: Any) -> None:
-        self._undo, self._record = undo, record
+    def __init__(self, undo: Callable[[], None], record: Callable[[], None]) -> None:
+        self._undo: Callable[[], None] | None = undo
+        self._record = record
 
     def undo(self) -> None:
         if self._undo is not None:
@@ -391,7 +397,7 @@ class _Undo:
             self._undo = None
 
 
-def make_backend(kind: str, lab: str) -> NetnsBackend:
+def make_backend(kind: str, lab: str) -> LabBackend:
     """The backend object of ``kind`` for lab ``lab`` (nothing is created yet)."""
     if kind == "docker":
         from dsrconform.lab.docker_backend import DockerBackend

@@ -108,6 +108,136 @@ def _spawner() -> ThreadPoolExecutor:
         return _SPAWNER[0][1]
 
 
+# --- namespace plumbing (every backend whose nodes' namespaces are named under /run/netns) -------
+
+NetnsOf = Callable[[str], str]
+"""A node name -> its namespace's name under /run/netns (a backend's ``netns``)."""
+
+
+def plumb(topo: Topology, netns: NetnsOf) -> None:
+    """Links, segments, addresses, routes, sysctls and offloads between the nodes' named
+    namespaces, all configured from the host through the names (any backend that makes its
+    nodes' namespaces visible under /run/netns uses this)."""
+    with ExitStack() as stack:
+        ipr = {n: stack.enter_context(_ipr(netns(n))) for n in topo.nodes}
+        for node, spec in topo.nodes.items():
+            with enter_netns(netns(node)):
+                set_sysctls(_ALL_NODES)
+                if spec.role in ("router", "gateway"):
+                    set_sysctls(_FORWARDING)
+                if spec.role == "router":
+                    set_sysctls(_ROUTER)
+                if spec.role == "client":
+                    set_sysctls(_CLIENTS)
+            lo = ipr[node].link_lookup(ifname="lo")[0]
+            ipr[node].link("set", index=lo, state="up")
+        _links(topo, ipr, netns)
+        _segments(topo, ipr, netns)
+        _addresses(topo, ipr)
+        _routes(topo, ipr)
+    _checksum_offload(topo, netns)
+
+
+@contextmanager
+def _ipr(ns: str) -> Iterator[Any]:
+    """A netlink socket bound to namespace ``ns`` (opened from inside it)."""
+    from pyroute2 import IPRoute
+
+    with enter_netns(ns):
+        ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _veth(ipr: Any, a_if: str, b_node: str, b_ns: str, b_if: str) -> None:
+    try:
+        ipr.link("add", ifname=a_if, kind="veth", peer={"ifname": b_if, "net_ns_fd": b_ns})
+    except Exception as e:
+        raise LabError(f"creating veth {a_if}/{b_if} ({b_node}): {e}") from e
+
+
+def _links(topo: Topology, ipr: dict[str, Any], netns: NetnsOf) -> None:
+    for link in topo.links:
+        (a, _), (b, _) = link.ends.items()
+        _veth(ipr[a], IF_PREFIX + b, b, netns(b), IF_PREFIX + a)
+
+
+def _segments(topo: Topology, ipr: dict[str, Any], netns: NetnsOf) -> None:
+    for seg in topo.segments:
+        host = ipr[seg.host]
+        br = f"{IF_PREFIX}br-{seg.name}"
+        host.link("add", ifname=br, kind="bridge")
+        br_idx = host.link_lookup(ifname=br)[0]
+        for member in seg.members:
+            port = "dsrc" + member
+            _veth(ipr[member], IF_PREFIX + seg.name, seg.host, netns(seg.host), port)
+            idx = host.link_lookup(ifname=port)[0]
+            host.link("set", index=idx, master=br_idx, mtu=seg.mtu, state="up")
+
+
+def _addresses(topo: Topology, ipr: dict[str, Any]) -> None:
+    for iface in topo.interfaces():
+        sock = ipr[iface.node]
+        idx = sock.link_lookup(ifname=iface.ifname)[0]
+        net = ipaddress.IPv4Interface(iface.address)
+        sock.addr("add", index=idx, address=str(net.ip), prefixlen=net.network.prefixlen)
+        sock.link("set", index=idx, mtu=iface.mtu, state="up")
+    for node in topo.of_role("client"):
+        up = topo.uplink(node)
+        idx = ipr[node].link_lookup(ifname=up.ifname)[0]
+        plen = ipaddress.IPv4Interface(up.address).network.prefixlen
+        for extra in topo.nodes[node].addresses:
+            ipr[node].addr("add", index=idx, address=extra, prefixlen=plen)
+
+
+def _routes(topo: Topology, ipr: dict[str, Any]) -> None:
+    router = topo.router
+    gateways = topo.of_role("gateway")
+    for node, spec in topo.nodes.items():
+        if node == router:
+            for net in topo.blackhole:
+                ipr[node].route("add", dst=net, type="blackhole")
+            continue
+        via = topo.uplink(node)
+        if spec.role == "server" and topo.mode == "gateway-nat":
+            via = topo.uplink(node, gateways[0])  # replies leave through the egress gateway
+        ipr[node].route("add", dst="0.0.0.0/0", gateway=via.peer_ip)
+
+
+def _checksum_offload(topo: Topology, netns: NetnsOf) -> None:
+    """Transmit checksum offload off where the topology says so (the default): native XDP
+    drops CHECKSUM_PARTIAL, and the receiver would see bad TCP/UDP checksums."""
+    per_node: dict[str, list[str]] = {}
+    for iface in topo.interfaces():
+        if not iface.tx_offload and not iface.bridge:
+            per_node.setdefault(iface.node, []).append(iface.ifname)
+    for seg in topo.segments:
+        if not seg.tx_checksum_offload:
+            per_node.setdefault(seg.host, []).extend("dsrc" + m for m in seg.members)
+    for node, devs in per_node.items():
+        with enter_netns(netns(node)):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # bound to the node
+        with sock:
+            for dev in devs:
+                try:
+                    tx_checksum_off(sock, dev)
+                except OSError as e:
+                    raise LabError(f"{node}: tx checksum offload off on {dev}: {e}") from e
+
+
+def run_in_node(
+    host_argv: list[str], node: str, argv: list[str], *, timeout: float, check: bool
+) -> subprocess.CompletedProcess[str]:
+    """Run ``host_argv`` (a backend's ``run_argv(node, argv)``) and wait for it, output
+    captured as text; with ``check``, a non-zero exit is a LabError naming ``argv``."""
+    res = subprocess.run(host_argv, capture_output=True, text=True, timeout=timeout)
+    if check and res.returncode != 0:
+        raise LabError(f"{node}: {' '.join(argv)} exited {res.returncode}: {res.stderr.strip()}")
+    return res
+
+
 class NetnsBackend:
     """Brings a :class:`~dsrconform.topology.Topology` to life in namespaces named
     ``dsrc-<lab>.<node>``."""
@@ -130,7 +260,7 @@ class NetnsBackend:
         """Namespaces, links, segments, addresses, routes and sysctls of ``topo``. On any error the
         caller tears down (:meth:`destroy`); nothing is left half-made on purpose."""
         self._namespaces(topo)
-        self._plumb(topo)
+        plumb(topo, self.netns)
 
     def destroy(self) -> dict[str, list[str]]:
         return registry.reap(self.lab)
@@ -148,114 +278,6 @@ class NetnsBackend:
             ) from None
         except PermissionError:
             raise PrivilegeError("creating network namespaces needs root") from None
-
-    def _plumb(self, topo: Topology) -> None:
-        """Links, segments, addresses, routes, sysctls and offloads between the nodes' named
-        namespaces, all configured from the host through the names (any backend that makes its
-        nodes' namespaces visible under /run/netns reuses this)."""
-        with ExitStack() as stack:
-            ipr = {n: stack.enter_context(self._ipr(n)) for n in topo.nodes}
-            for node, spec in topo.nodes.items():
-                with enter_netns(self.netns(node)):
-                    set_sysctls(_ALL_NODES)
-                    if spec.role in ("router", "gateway"):
-                        set_sysctls(_FORWARDING)
-                    if spec.role == "router":
-                        set_sysctls(_ROUTER)
-                    if spec.role == "client":
-                        set_sysctls(_CLIENTS)
-                lo = ipr[node].link_lookup(ifname="lo")[0]
-                ipr[node].link("set", index=lo, state="up")
-            self._links(topo, ipr)
-            self._segments(topo, ipr)
-            self._addresses(topo, ipr)
-            self._routes(topo, ipr)
-        self._checksum_offload(topo)
-
-    @contextmanager
-    def _ipr(self, node: str) -> Iterator[Any]:
-        """A netlink socket bound to ``node``'s namespace (opened from inside it)."""
-        from pyroute2 import IPRoute
-
-        with enter_netns(self.netns(node)):
-            ipr = IPRoute()
-        try:
-            yield ipr
-        finally:
-            ipr.close()
-
-    def _veth(self, ipr: Any, a_if: str, b_node: str, b_if: str) -> None:
-        try:
-            ipr.link(
-                "add", ifname=a_if, kind="veth",
-                peer={"ifname": b_if, "net_ns_fd": self.netns(b_node)},
-            )  # fmt: skip
-        except Exception as e:
-            raise LabError(f"creating veth {a_if}/{b_if} ({b_node}): {e}") from e
-
-    def _links(self, topo: Topology, ipr: dict[str, Any]) -> None:
-        for link in topo.links:
-            (a, _), (b, _) = link.ends.items()
-            self._veth(ipr[a], IF_PREFIX + b, b, IF_PREFIX + a)
-
-    def _segments(self, topo: Topology, ipr: dict[str, Any]) -> None:
-        for seg in topo.segments:
-            host = ipr[seg.host]
-            br = f"{IF_PREFIX}br-{seg.name}"
-            host.link("add", ifname=br, kind="bridge")
-            br_idx = host.link_lookup(ifname=br)[0]
-            for member in seg.members:
-                port = "dsrc" + member
-                self._veth(ipr[member], IF_PREFIX + seg.name, seg.host, port)
-                idx = host.link_lookup(ifname=port)[0]
-                host.link("set", index=idx, master=br_idx, mtu=seg.mtu, state="up")
-
-    def _addresses(self, topo: Topology, ipr: dict[str, Any]) -> None:
-        for iface in topo.interfaces():
-            sock = ipr[iface.node]
-            idx = sock.link_lookup(ifname=iface.ifname)[0]
-            net = ipaddress.IPv4Interface(iface.address)
-            sock.addr("add", index=idx, address=str(net.ip), prefixlen=net.network.prefixlen)
-            sock.link("set", index=idx, mtu=iface.mtu, state="up")
-        for node in topo.of_role("client"):
-            up = topo.uplink(node)
-            idx = ipr[node].link_lookup(ifname=up.ifname)[0]
-            plen = ipaddress.IPv4Interface(up.address).network.prefixlen
-            for extra in topo.nodes[node].addresses:
-                ipr[node].addr("add", index=idx, address=extra, prefixlen=plen)
-
-    def _routes(self, topo: Topology, ipr: dict[str, Any]) -> None:
-        router = topo.router
-        gateways = topo.of_role("gateway")
-        for node, spec in topo.nodes.items():
-            if node == router:
-                for net in topo.blackhole:
-                    ipr[node].route("add", dst=net, type="blackhole")
-                continue
-            via = topo.uplink(node)
-            if spec.role == "server" and topo.mode == "gateway-nat":
-                via = topo.uplink(node, gateways[0])  # replies leave through the egress gateway
-            ipr[node].route("add", dst="0.0.0.0/0", gateway=via.peer_ip)
-
-    def _checksum_offload(self, topo: Topology) -> None:
-        """Transmit checksum offload off where the topology says so (the default): native XDP
-        drops CHECKSUM_PARTIAL, and the receiver would see bad TCP/UDP checksums."""
-        per_node: dict[str, list[str]] = {}
-        for iface in topo.interfaces():
-            if not iface.tx_offload and not iface.bridge:
-                per_node.setdefault(iface.node, []).append(iface.ifname)
-        for seg in topo.segments:
-            if not seg.tx_checksum_offload:
-                per_node.setdefault(seg.host, []).extend("dsrc" + m for m in seg.members)
-        for node, devs in per_node.items():
-            with enter_netns(self.netns(node)):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # bound to the node
-            with sock:
-                for dev in devs:
-                    try:
-                        tx_checksum_off(sock, dev)
-                    except OSError as e:
-                        raise LabError(f"{node}: tx checksum offload off on {dev}: {e}") from e
 
     # --- processes ------------------------------------------------------------------------------
 
@@ -292,14 +314,7 @@ class NetnsBackend:
         self, node: str, argv: list[str], *, timeout: float = 60, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         """Run a command inside ``node`` and wait for it (:meth:`run_argv` says how)."""
-        res = subprocess.run(
-            self.run_argv(node, argv), capture_output=True, text=True, timeout=timeout
-        )
-        if check and res.returncode != 0:
-            raise LabError(
-                f"{node}: {' '.join(argv)} exited {res.returncode}: {res.stderr.strip()}"
-            )
-        return res
+        return run_in_node(self.run_argv(node, argv), node, argv, timeout=timeout, check=check)
 
     def run_argv(self, node: str, argv: list[str]) -> list[str]:
         """The host command line that runs ``argv`` inside ``node`` (``ip netns exec``, which

@@ -51,6 +51,7 @@ from dsrconform.traffic.synflood import FLOOD_NET
 
 if TYPE_CHECKING:
     from dsrconform.invariants.verdict import Evidence, Verdict
+    from dsrconform.lab.protocol import RunningLab
     from dsrconform.report.model import Attachment
 
 __all__ = [
@@ -123,7 +124,7 @@ def _evidence_links(topo: Any, mux_links: bool = True) -> list[tuple[str, str]]:
 
 
 def start_captures(
-    lab: Any,
+    lab: RunningLab,
     stack: ExitStack,
     *,
     max_seconds: float = DEFAULT_MAX_SECONDS,

@@ -27,11 +27,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsrconform.observe.linktap import DEFAULT_MAX_FLOWS, LinkTap, to_records
 from dsrconform.observe.taps import TapSet
 from dsrconform.topology import Interface
+
+if TYPE_CHECKING:
+    from dsrconform.lab.protocol import RunningLab
 
 __all__ = ["LabTaps"]
 
@@ -39,7 +42,7 @@ __all__ = ["LabTaps"]
 class LabTaps:
     """Taps on every interface of ``lab`` (a :class:`dsrconform.lab.Lab`) or of ``nodes``."""
 
-    def __init__(self, lab: Any, *, nodes: Iterable[str] | None = None,
+    def __init__(self, lab: RunningLab, *, nodes: Iterable[str] | None = None,
                  max_flows: int = DEFAULT_MAX_FLOWS) -> None:  # fmt: skip
         """The lab topology's first black-holed network (the SYN flood's sources) is aggregated
         into one record per flow shape (see :class:`LinkTap`), so a flood never overflows."""

@@ -32,12 +32,15 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsrconform.bpf import libbpf
 from dsrconform.bpf.build import compile_bpf
 from dsrconform.errors import LabError
 from dsrconform.netns import enter_netns
+
+if TYPE_CHECKING:
+    from dsrconform.observe.taps import Direction
 
 SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "progs" / "tap.bpf.c"
 PRIORITY = 1
@@ -48,7 +51,7 @@ _TUPLE = "4s4s2s2sBB2x"  # struct tap_tuple (ports in network order)
 _KEY = struct.Struct("=" + _TUPLE * 3 + "BBBxI")  # struct tap_key: 3 tuples, ICMP, period
 _VAL = struct.Struct("=15Q")  # struct tap_val
 _META = ("packets", "non_ipv4", "overflow", "truncated")  # TAP_* slots
-DIRECTIONS = ("ingress", "egress")
+DIRECTIONS: tuple[Direction, ...] = ("ingress", "egress")
 
 
 Tuple5 = tuple[int, str, str, int, int]

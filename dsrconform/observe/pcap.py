@@ -47,9 +47,12 @@ from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from dsrconform.errors import ConfigError, LabError, ToolMissingError
+
+if TYPE_CHECKING:
+    from dsrconform.lab.protocol import RunningLab
 
 __all__ = [
     "CaptureStats",
@@ -675,7 +678,7 @@ class PacketCapture:
         )  # fmt: skip
 
 
-def capture_link(lab: Any, node: str, peer: str | None = None, *,
+def capture_link(lab: RunningLab, node: str, peer: str | None = None, *,
                  directory: str | Path | None = None, **kwargs: Any) -> PacketCapture:  # fmt: skip
     """A capture (not started; use it as a context manager) on ``node``'s interface toward
     ``peer`` (default: the router) in a running :class:`dsrconform.lab.Lab`; files under the

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from dsrconform.errors import LabError
 from dsrconform.netns import enter_netns
+
+if TYPE_CHECKING:
+    from dsrconform.lab.protocol import LabNodes
 
 __all__ = ["vip_next_hops", "wait_routes"]
 
@@ -29,7 +32,7 @@ over a link that is down), so it counts as withdrawn from the moment the kernel 
 NextHops = dict[str, list[str]]
 
 
-def vip_next_hops(lab: Any) -> NextHops:
+def vip_next_hops(lab: LabNodes) -> NextHops:
     """VIP -> sorted next-hop addresses the router's /32 route to it uses ([] when none): next
     hops flagged dead or link-down are left out."""
     from pyroute2 import IPRoute
@@ -54,7 +57,7 @@ def vip_next_hops(lab: Any) -> NextHops:
 
 
 def wait_routes(
-    lab: Any, ok: Callable[[NextHops], bool], *, timeout: float, what: str
+    lab: LabNodes, ok: Callable[[NextHops], bool], *, timeout: float, what: str
 ) -> tuple[float, NextHops]:
     """Poll the router's VIP routes until ``ok(next_hops)``; return (monotonic time it first
     held, the routes then). Raises LabError naming ``what`` and the last routes seen at the

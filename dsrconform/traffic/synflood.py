@@ -92,6 +92,7 @@ from dsrconform.features import FLOOD_ENGINES, pick_engine
 
 if TYPE_CHECKING:
     from dsrconform.bpf.libbpf import BpfObject
+    from dsrconform.lab.protocol import LabNodes
     from dsrconform.observe.observations import FaultWindow
 
 Engine = Literal["live-frames", "af-packet", "trafgen"]
@@ -1075,7 +1076,7 @@ def _result(engine: Engine, pacer: Pacer, start: float, end: float, before: Link
     )
 
 
-def lab_flood(lab: Any, *, vip: str, port: int = 80, count: int, duration: float,
+def lab_flood(lab: LabNodes, *, vip: str, port: int = 80, count: int, duration: float,
               rate: float | None = None, node: str | None = None, engine: EngineChoice = "auto",
               enable_peer_napi: bool = True, progress: ProgressFn | None = None,
               src_net: str = FLOOD_NET, sport_base: int = SPORT_BASE, repeat: int = 0,

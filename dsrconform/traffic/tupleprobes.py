@@ -32,10 +32,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsrconform.errors import ConfigError
 from dsrconform.traffic.synflood import SPORT_BASE, FloodResult, lab_flood
+
+if TYPE_CHECKING:
+    from dsrconform.lab.protocol import LabNodes
 
 __all__ = ["PROBE_FLOWS", "PROBE_RATE", "ProbeRun", "probe_net", "probing"]
 
@@ -95,8 +98,9 @@ class ProbeRun:
 
 
 @contextmanager
-def probing(lab: Any, *, vip: str, port: int, rate: float = PROBE_RATE, flows: int = PROBE_FLOWS,
-            max_seconds: float = MAX_SECONDS) -> Iterator[ProbeRun]:  # fmt: skip
+def probing(lab: LabNodes, *, vip: str, port: int, rate: float = PROBE_RATE,
+            flows: int = PROBE_FLOWS, max_seconds: float = MAX_SECONDS,
+            ) -> Iterator[ProbeRun]:  # fmt: skip
     """Probe ``flows`` fixed tuples toward ``vip:port`` while the ``with`` block runs (see the
     module doc); the block starts once the first probes went (or the sender failed)."""
     net = ipaddress.IPv4Network(probe_net(lab.topology))
