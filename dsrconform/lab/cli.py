@@ -204,9 +204,13 @@ def lab_status(name: str) -> dict[str, Any]:
     bgp: dict[str, str] = {}
     ldir = registry.lab_dir(name)
     for sock in sorted(ldir.glob("bird-*.ctl")) if ldir.is_dir() else []:
-        res = subprocess.run(["birdc", "-s", str(sock), "show", "protocols"],
-                             capture_output=True, text=True, timeout=10)  # fmt: skip
-        bgp[sock.stem.removeprefix("bird-")] = res.stdout.strip()
+        node = sock.stem.removeprefix("bird-")
+        try:
+            res = subprocess.run(["birdc", "-s", str(sock), "show", "protocols"],
+                                 capture_output=True, text=True, timeout=5)  # fmt: skip
+            bgp[node] = res.stdout.strip()
+        except subprocess.TimeoutExpired:  # a paused node's BIRD (lab fault NODE pause)
+            bgp[node] = "BIRD did not answer within 5 s (is the node paused?)"
     state = registry.owner_state(rec)
     owner = {"state": state, "text": registry.owner_text(rec, state)}
     from dsrconform.lab.faultcli import status_of
