@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         _report(args.ready_fd, proto.error_response(e))
         return e.exit_code if isinstance(e, DsrConformError) else 1
     ctl: Controller | None = None
+    reported = False
     try:
         ctl = Controller(lab)
         ctl.sync_record()
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             "socket": str(proto.socket_path(lab.name)),
             "log": str(log),
         }
-        ctl._on_event(Event(time.monotonic(), "up", lab.name, f"controller pid {os.getpid()}"))
+        ctl.on_event(Event(time.monotonic(), "up", lab.name, f"controller pid {os.getpid()}"))
+        reported = True
         if not _report(args.ready_fd, proto.ok(ready)):
             print("lab up went away before the lab was ready: tearing it down", file=sys.stderr)
             return 1
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"controller: {e}: tearing the lab down", file=sys.stderr)
         return 0
     except BaseException as e:
-        if ctl is None:  # the socket or the record failed: tell lab up
+        if not reported:  # the socket, the record or the log failed: tell lab up
             _report(args.ready_fd, proto.error_response(e))
         raise
     finally:

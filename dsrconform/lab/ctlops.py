@@ -71,7 +71,7 @@ class Controller:
         self.done = False
         self._recorded: list[dict[str, Any]] = []
         self._events = proto.events_path(lab.name).open("a", encoding="utf-8")
-        lab.listeners.append(self._on_event)
+        lab.listeners.append(self.on_event)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         path = proto.socket_path(lab.name)
         path.unlink(missing_ok=True)
@@ -84,7 +84,7 @@ class Controller:
 
     # --- events and the record -------------------------------------------------------------------
 
-    def _on_event(self, event: Event) -> None:
+    def on_event(self, event: Event) -> None:
         rec = proto.event_record(event.t, time.time(), event.action, event.subject, event.detail)
         self._recorded.append(rec)
         with suppress(OSError, ValueError):  # the run directory is gone (teardown)
