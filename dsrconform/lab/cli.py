@@ -7,6 +7,10 @@ removes every lab whose owner process is gone (detached labs, what crashed runs 
 throwaway namespaces of dead processes) and lists, without touching them, the labs whose owner
 still runs (a pytest session's, another ``dsrconform run``'s); ``--force`` removes those too.
 ``lab down`` returns once the kernel has freed the lab's BPF programs and maps.
+
+``lab up`` leaves a lab controller running that owns the lab (:mod:`dsrconform.lab.controller`):
+``lab fault`` and ``lab backends`` (:mod:`dsrconform.lab.faultcli`) act on the lab through it from
+any shell, and ``lab down`` (also ``--all``) asks it to tear the lab down.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from typing import Any
 
 from dsrconform.errors import ConfigError
@@ -64,6 +67,10 @@ def add_parser(sub: Any) -> None:
     )
     p.set_defaults(handler=_down)
 
+    from dsrconform.lab import faultcli
+
+    faultcli.add_parsers(lab_sub)
+
 
 def _validate(args: argparse.Namespace) -> int:
     """Parse and check FILE as ``lab up`` would before creating anything; create nothing."""
@@ -95,31 +102,44 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from dsrconform.lab.lab import Lab
+    """Check FILE and the names, then start the lab's controller, which brings the lab up, owns
+    it and serves ``lab fault`` / ``lab backends`` (:func:`dsrconform.lab.faultcli.launch`)."""
+    from dsrconform.lab import faultcli
+    from dsrconform.target import check_mutant
+    from dsrconform.topofile import load_topology
 
-    start = time.monotonic()
-    lab = Lab.start(
+    check_mutant(args.target, args.mutant)  # before anything exists, as Lab.start would
+    topo = load_topology(args.file, mode=args.mode)
+    name = args.name if args.name is not None else topo.name or "lab"
+    if not registry.LAB_NAME_OK(name):
+        raise ConfigError(
+            f"lab name {name!r}: fix: 1-12 lower-case letters and digits, a letter first"
+        )
+    up = faultcli.launch(
         args.file,
+        name=name,
         backend=args.backend,
         mode=args.mode,
-        name=args.name,
         target=args.target,
         mutant=args.mutant,
         timeout=args.timeout,
-        detach=True,
     )
-    took = time.monotonic() - start
-    topo = lab.topology
-    print(f"lab {lab.name} is up ({took:.1f} s; BGP converged {lab.ready_seconds:.1f} s after "
-          f"deploy), mode {topo.mode}, target {lab.target.name}"
-          + (f" (mutant {lab.target.mutant})" if lab.target.mutant else ""))  # fmt: skip
+    print(
+        f"lab {name} is up ({up['took']:.1f} s; BGP converged {up['ready_seconds']:.1f} s after "
+        f"deploy), mode {up['mode']}, target {up['target']}"
+        + (f" (mutant {up['mutant']})" if up["mutant"] else "")
+    )
     for svc in topo.services:
         print(f"  {svc.name}: {svc.proto} {svc.vip}:{svc.port}")
     web = next((s for s in topo.services if s.proto == "tcp"), None)
     client = topo.of_role("client")[0]
     if web:
         print(f"try: dsrconform lab exec {client} -- curl -si http://{web.vip}:{web.port}/id")
-    print(f"tear down: dsrconform lab down {lab.name}")
+    print(
+        f"faults: dsrconform lab fault {name} NODE ACTION (controller pid {up['pid']}, log "
+        f"{up['log']})"
+    )
+    print(f"tear down: dsrconform lab down {name}")
     return 0
 
 
@@ -184,17 +204,24 @@ def lab_status(name: str) -> dict[str, Any]:
     bgp: dict[str, str] = {}
     ldir = registry.lab_dir(name)
     for sock in sorted(ldir.glob("bird-*.ctl")) if ldir.is_dir() else []:
-        res = subprocess.run(["birdc", "-s", str(sock), "show", "protocols"],
-                             capture_output=True, text=True, timeout=10)  # fmt: skip
-        bgp[sock.stem.removeprefix("bird-")] = res.stdout.strip()
+        node = sock.stem.removeprefix("bird-")
+        try:
+            res = subprocess.run(["birdc", "-s", str(sock), "show", "protocols"],
+                                 capture_output=True, text=True, timeout=5)  # fmt: skip
+            bgp[node] = res.stdout.strip()
+        except subprocess.TimeoutExpired:  # a paused node's BIRD (lab fault NODE pause)
+            bgp[node] = "BIRD did not answer within 5 s (is the node paused?)"
     state = registry.owner_state(rec)
     owner = {"state": state, "text": registry.owner_text(rec, state)}
+    from dsrconform.lab.faultcli import status_of
+
     return {
         "name": name,
         "record": rec.__dict__ if rec else None,
         "nodes": nodes,
         "bgp": bgp,
         "owner": owner,
+        "controller": status_of(name),
     }
 
 
@@ -221,12 +248,29 @@ def _status(args: argparse.Namespace) -> int:
             xdp = "".join(f" [xdp {x['ifname']}]" for x in info["xdp"])
             xdp += "".join(f" [tc {t['hook']} {t['ifname']} {t['name']}]" for t in info["tc"])
             print(f"  {node:10} {len(info['processes'])} proc  {addrs}{xdp}")
+        _print_controller(st["name"], st.get("controller"))
         for node, table in st["bgp"].items():
             print(f"  bgp on {node}:")
             for line in table.splitlines()[1:]:
                 if " BGP " in line:
                     print(f"    {line}")
     return 0
+
+
+def _print_controller(name: str, ctl: dict[str, Any] | None) -> None:
+    """The lab controller's line in ``lab status``: faults in force, with how to lift them."""
+    if ctl is None:
+        return
+    if "error" in ctl:
+        print(f"  controller: {ctl['error']}")
+        return
+    held = [f"{what} {', '.join(ctl[what])}" for what in ("killed", "paused") if ctl.get(what)]
+    print(f"  controller pid {ctl['pid']}{': ' + '; '.join(held) if held else ''}")
+    for f in ctl.get("faults", []):
+        print(
+            f"    {f['kind']} {f['id']}: {f['description']} (lift: dsrconform lab fault {name} "
+            f"{f['node']} undo {f['id']})"
+        )
 
 
 def _exec(args: argparse.Namespace) -> int:
@@ -262,13 +306,23 @@ def _down(args: argparse.Namespace) -> int:
         raise ConfigError("give a lab name or --all (not both)")
     if args.force and not args.all:
         raise ConfigError("--force goes with --all (a lab named is removed whoever owns it)")
+    from dsrconform.lab import faultcli
+
+    removed: dict[str, list[str]] = {}
     if args.all:
-        removed, skipped = registry.reap_all(force=args.force)
+        # `lab up`'s labs: their owner, the controller, runs on purpose; ask it to tear down.
+        for lab in sorted(set(registry.labs_up()) | set(registry.recorded_labs())):
+            if registry.LAB_NAME_OK(lab):
+                for k, v in (faultcli.down(lab) or {}).items():
+                    removed.setdefault(k, []).extend(v)
+        rest, skipped = registry.reap_all(force=args.force)
+        for k, v in rest.items():
+            removed.setdefault(k, []).extend(v)
         for lab, why in skipped.items():
             print(f"skipped lab {lab}: {why}; `dsrconform lab down --all --force` removes it")
     else:
         _known(args.name)
-        removed = registry.reap(args.name)
+        removed = faultcli.down(args.name) or registry.reap(args.name)
     what = ", ".join(f"{len(v)} {k}" for k, v in removed.items() if v) or "nothing"
     print(f"removed {what}")
     return 0

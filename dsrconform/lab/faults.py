@@ -97,7 +97,7 @@ def impair_link(lab: LabNodes, a: str, b: str, *, loss: float = 0.0, drop: bool 
     if direction not in ("both", "a->b", "b->a"):
         raise ConfigError(f"direction {direction!r}: fix: both, a->b or b->a")
     a_if, b_if = link_interfaces(lab.topology, a, b)
-    if drop:
+    if drop or loss >= 100.0:  # numgen's range is 0..9999: 100 % is everything
         verdict = "drop"
     elif loss:
         # numgen draws 0..9999 per packet: loss in hundredths of a percent.

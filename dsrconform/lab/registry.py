@@ -24,6 +24,10 @@ time so that a reused pid is not mistaken for it) and whether the lab outlives i
   ``lab down NAME`` or ``lab down --all`` removes it;
 - ``unrecorded``: namespaces or containers without a record: ``lab down --all`` removes them.
 
+``lab up``'s labs are owned by a lab controller process (:mod:`dsrconform.lab.controller`; the
+record's ``info["controller"]``): ``lab down`` asks it to tear down, and the reaper stops it
+first when it does not (it holds the lab's BPF objects).
+
 BPF: a lab's programs and maps are freed by the kernel after the last reference goes, which for
 programs attached to a deleted namespace's interfaces is some time after the namespace's name is
 removed (its devices are destroyed by a kernel worker). The record keeps the ids the lab loaded
@@ -504,6 +508,10 @@ def _remove_lab(
         # On a timeout, go on with namespaces and processes; `docker ps` shows what is left.
         with suppress(subprocess.TimeoutExpired):
             subprocess.run(["docker", "rm", "-f", *containers], capture_output=True, timeout=120)
+    # `lab up`'s controller holds the lab's BPF objects: it goes first.
+    ctl = record is not None and "controller" in record.info and record.owner_pid != os.getpid()
+    if ctl and record is not None and owner_alive(record):
+        kill_pids([record.owner_pid])
     procs = pids_in_namespaces(names)
     kill_pids(list(procs))
     for base in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/cpu")):  # CPU limits (faults.py)
