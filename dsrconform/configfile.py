@@ -50,7 +50,9 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
         else:
             nxt = None
         if nxt is None:
-            break
+            # A part the tree lacks: a union's tag pydantic puts in the location (``fault.
+            # mux-kill.node``), or the missing field itself; the next part may still be there.
+            continue
         node = best = nxt
     return best.start_mark.line + 1 if best is not None else None
 
@@ -60,6 +62,13 @@ def _loc_str(loc: tuple[Any, ...]) -> str:
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(top level)"
+
+
+_FIXES = {
+    "missing": "; fix: add it",
+    "extra_forbidden": "; fix: remove it, or check its spelling",
+}
+"""The fix appended to pydantic's message for errors that carry none."""
 
 
 def load_model(path: str | Path, model: type[M]) -> M:
@@ -89,7 +98,11 @@ def load_model(path: str | Path, model: type[M]) -> M:
         obj = model.model_validate(data)
     except ValidationError as e:
         found = [
-            (tuple(err["loc"]), str(err["msg"]).removeprefix("Value error, ")) for err in e.errors()
+            (
+                tuple(err["loc"]),
+                str(err["msg"]).removeprefix("Value error, ") + _FIXES.get(err["type"], ""),
+            )
+            for err in e.errors()
         ]
         raise ConfigError(_report(p, tree, found)) from None
     # Cross-references (a link naming an unknown node, an address used twice...) are checked

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
+from dsrconform.chaos.muxfaults import failover_mux
 from dsrconform.errors import ConfigError, LabError
 from dsrconform.observe.observations import FaultWindow
 from dsrconform.steady import Fault, Mix
@@ -111,23 +112,6 @@ def syn_flood(*, delay: float = 4.0, seconds: float = 12.0, rate: float = 130_00
     return inject
 
 
-def failover_mux(topo: Topology) -> str:
-    """The MUX a failure scenario fails by default: the last one every service of which another
-    MUX also serves (failing a per-MUX VIP's only MUX takes the service down, which no
-    requirement asks to survive)."""
-    muxes = topo.of_role("mux")
-    for mux in reversed(muxes):
-        if all(
-            any(other != mux and svc in topo.services_of_mux(other) for other in muxes)
-            for svc in topo.services_of_mux(mux)
-        ):
-            return mux
-    raise LabError(
-        f"lab {topo.name}: no MUX can fail with its services still served by another MUX; "
-        "fix: a topology with at least two MUXes announcing each VIP of one of them"
-    )
-
-
 def mux_failure(
     how: Literal["kill", "hang"], *, mux: str | None = None, delay: float = 5.0,
     down: float = 8.0, timeout: float = 20.0,
@@ -199,16 +183,8 @@ HOSTILE_MIX = Mix(
 
 
 def hostile_packets(*, delay: float = 4.0, repeats: int = 20) -> Fault:
-    """Malformed and hostile packets, each frame sent ``repeats`` times, ``delay`` seconds after
-    the traffic started, as a ``crafted`` window per sending:
-
-    - every crafted case but the ICMP errors (which quote live flows: RW-6/RW-7 in steady state)
-      at every service, from a traffic client through the router, and straight from the
-      router's link into each MUX serving it (the router's own stack drops some cases);
-    - non-VIP packets (ICMP echo, TCP SYN, UDP) to a MUX's and a server's own address, from the
-      router's link into each MUX (RB-2: passed, never encapsulated);
-    - each service's SYN or datagram IPIP-encapsulated by a client (not a MUX) to every server
-      (RB-4: never decapsulated, so never answered)."""
+    """Hostile packets (:func:`dsrconform.chaos.hostile.send_hostile`, each frame sent ``repeats``
+    times) ``delay`` seconds after the traffic started."""
 
     def inject(lab: RunningLab, say: Callable[[str], None]) -> list[FaultWindow]:
         from dsrconform.chaos.hostile import send_hostile

@@ -3,7 +3,7 @@ are untouched, new connections recover within the bound, and a MUX rejoining wit
 breaks nothing (MF-1..MF-4); flows keep their server throughout (AF-1, AF-2).
 
 Two scenarios (``dsr_scenario``, each once per session), on the MUX whose services another MUX
-also serves (:func:`dsrconform.scenarios.failover_mux`), while streams, UDP flows and new
+also serves (:func:`dsrconform.chaos.muxfaults.failover_mux`), while streams, UDP flows and new
 connections run: ``mux-kill`` (its processes killed and links down: the BGP session is lost; it
 comes back with empty state, MF-4) and ``mux-hang`` (its processes stopped until the router's
 BGP hold timer withdraws it; resumed with its state). Recovery (MF-3) is measured from the

@@ -2,7 +2,7 @@
 
 - ``chaos run FILE [--dry-run] [--seed N] [--backend B] [--mutant M] [--results DIR]``: with
   ``--dry-run``, print the planned timeline without a lab (exit 0); else run it with live
-  progress and write a run directory (``results/<UTC>-<target>-<seed>-<scenario>/``, linked
+  progress and write a run directory (``results/<UTC>-<target>-<scenario>-<seed>/``, linked
   from ``results/latest``). Exit 0: every requirement decided PASSed, the hypothesis held and
   every rollback ran clean; 1: not; 2: a bad file or option; 130: interrupted (after the
   rollbacks).
@@ -149,6 +149,11 @@ def _run(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(2), "big")
     if args.results:
         run_dir, root = Path(args.results), None
+        if run_dir.exists():
+            raise ConfigError(
+                f"--results {run_dir}: exists; fix: a new directory (a run never "
+                "writes into an earlier one)"
+            )
     else:
         root = Path(RESULTS_ROOT)
         root.mkdir(exist_ok=True)

@@ -10,18 +10,21 @@ Python call). Its life, driven by :mod:`dsrconform.chaos.runner`:
     :class:`~dsrconform.errors.ConfigError` (naming the parameter and the fix) for parameters the
     topology cannot satisfy. ``--dry-run`` prints these steps; unit tests check them.
 ``setup(lab, say)``
-    Checks preconditions on the live lab and records what ``revert`` must restore (the backend
-    sets before a change, the routes before a MUX fails). Changes nothing. Raises LabError when
-    the lab is not in a state the fault can start from.
-``invoke(lab, say)``
+    Runs before the traffic starts. Checks preconditions on the live lab and records what
+    ``revert`` must restore (the backend sets before a change, the routes before a MUX fails).
+    Changes nothing, unless the fault's plan has ``setup`` steps: a scale-out takes its server
+    out first, a MUX that joins is taken out first; ``revert`` then restores that too. Raises
+    LabError when the lab is not in a state the fault can start from.
+``invoke(lab, say, stop)``
     Applies the fault and returns once it is in effect (a killed MUX's routes are withdrawn),
-    bounded in time. It notes each change as it makes it, so that ``revert`` undoes exactly what
-    was done even when ``invoke`` raised half-way.
+    bounded in time, or early once ``stop`` (a threading.Event: the run is aborting) is set. It
+    notes each change as it makes it, so that ``revert`` undoes exactly what was done even when
+    ``invoke`` raised half-way.
 ``revert(lab, say)``
     Undoes whatever ``invoke`` did, and only that; returns once the lab is back (the MUX's routes
     returned). Idempotent, bounded in time, and safe after an ``invoke`` that failed or never ran:
-    the runner calls it for every fault it invoked, whatever happened (a failed step, an
-    exception, SIGTERM, Ctrl-C), in the reverse order of invocation.
+    the runner calls it for every fault it set up or invoked, whatever happened (a failed step,
+    an exception, SIGTERM, Ctrl-C), in the reverse order of invocation.
 ``windows()``
     The :class:`~dsrconform.observe.observations.FaultWindow` s of what happened (read after
     ``revert``), for the checkers and the timeline.
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from threading import Event
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from dsrconform.observe.observations import FaultWindow
@@ -97,7 +101,7 @@ class Fault(Protocol):
 
     def setup(self, lab: RunningLab, say: Say) -> None: ...
 
-    def invoke(self, lab: RunningLab, say: Say) -> None: ...
+    def invoke(self, lab: RunningLab, say: Say, stop: Event) -> None: ...
 
     def revert(self, lab: RunningLab, say: Say) -> None: ...
 

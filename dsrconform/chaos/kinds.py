@@ -8,8 +8,8 @@ children are any faults, composites included).
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor, wait
+from threading import Event
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
@@ -17,17 +17,13 @@ from pydantic import BaseModel, Field, PrivateAttr
 from dsrconform.chaos.fault import Fault, Say, Step
 from dsrconform.chaos.library import (
     ConfigChange,
-    MuxAdd,
-    MuxHang,
-    MuxKill,
-    MuxRestart,
-    RouteWithdraw,
     ServerAdd,
     ServerDrain,
     ServerMove,
     ServerRemove,
     _Base,
 )
+from dsrconform.chaos.muxfaults import MuxAdd, MuxHang, MuxKill, MuxRestart, RouteWithdraw
 from dsrconform.chaos.netfaults import CpuStarve, HostilePackets, LinkLoss, Partition, SynFlood
 from dsrconform.errors import LabError
 from dsrconform.observe.observations import FaultWindow
@@ -41,23 +37,31 @@ __all__ = ["FAULT_CLASSES", "AnyFault", "Overlap", "Sequence", "fault_from"]
 
 class _Composite(_Base):
     faults: Annotated[list[AnyFault], Field(min_length=1, max_length=16)]
-    _invoked: list[Fault] = PrivateAttr(default_factory=list)
+    _pending: list[Fault] = PrivateAttr(default_factory=list)
+    """Children to revert: every child set up (its setup may change the lab), those invoked
+    moved to the end as they are, so the last invoked is reverted first."""
 
     def _children(self) -> list[Fault]:
         return list(self.faults)
 
     def setup(self, lab: RunningLab, say: Say) -> None:
         super().setup(lab, say)
-        self._invoked = []
+        self._pending = []
         for f in self._children():
+            self._pending.append(f)  # before its setup: a partial setup is reverted too
             f.setup(lab, say)
 
+    def _invoking(self, f: Fault) -> None:
+        if f in self._pending:
+            self._pending.remove(f)
+        self._pending.append(f)
+
     def revert(self, lab: RunningLab, say: Say) -> None:
-        """Every child invoked is reverted, the last first, each even when another's revert
-        failed; the first failure is raised once all were tried."""
-        errors: list[BaseException] = []
-        while self._invoked:
-            f = self._invoked.pop()
+        """Every child set up or invoked is reverted, the last invoked first, each even when
+        another's revert failed; the first failure is raised once all were tried."""
+        errors: list[Exception] = []
+        while self._pending:
+            f = self._pending.pop()
             try:
                 f.revert(lab, say)
             except Exception as e:
@@ -103,15 +107,20 @@ class Sequence(_Composite):
         out.append(Step("revert", "revert", "sequence", "any child left applied, last first"))
         return out
 
-    def invoke(self, lab: RunningLab, say: Say) -> None:
+    def invoke(self, lab: RunningLab, say: Say, stop: Event) -> None:
+        """Children in turn; an abort (``stop``) ends it early, leaving what is applied to
+        ``revert``."""
         for i, f in enumerate(self._children()):
-            if i and self.gap:
-                time.sleep(self.gap)  # the schedule: the gap between two faults
-            self._invoked.append(f)
-            f.invoke(lab, say)
+            if i and self.gap and stop.wait(self.gap):  # the schedule: the gap between faults
+                return
+            if stop.is_set():
+                return
+            self._invoking(f)
+            f.invoke(lab, say, stop)
             if f.lasting:
-                time.sleep(self.hold)  # the schedule: how long the fault is held
-                self._invoked.remove(f)
+                if stop.wait(self.hold):  # the schedule: how long the fault is held
+                    return
+                self._pending.remove(f)
                 f.revert(lab, say)
 
 
@@ -142,11 +151,12 @@ class Overlap(_Composite):
             out += [s for s in f.plan(topo) if s.phase == "revert"]
         return out
 
-    def invoke(self, lab: RunningLab, say: Say) -> None:
+    def invoke(self, lab: RunningLab, say: Say, stop: Event) -> None:
         kids = self._children()
-        self._invoked = list(kids)  # each child's revert is safe if its invoke never ran
+        for f in kids:
+            self._invoking(f)
         with ThreadPoolExecutor(max_workers=len(kids)) as pool:
-            futures = [pool.submit(f.invoke, lab, say) for f in kids]
+            futures = [pool.submit(f.invoke, lab, say, stop) for f in kids]
             wait(futures)
         errors = [e for fut in futures if (e := fut.exception()) is not None]
         for e in errors[1:]:

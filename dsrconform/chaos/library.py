@@ -1,5 +1,8 @@
-"""The fault library: each fault a small pydantic model whose fields are its parameters (a
-scenario file's ``fault:`` mapping validates straight into one; ``kind`` picks the class).
+"""The fault library's base and its backend faults: each fault a small pydantic model whose fields
+are its parameters (a scenario file's ``fault:`` mapping validates straight into one; ``kind``
+picks the class, :mod:`dsrconform.chaos.kinds`). MUX faults are in
+:mod:`dsrconform.chaos.muxfaults`, network, resource and traffic faults in
+:mod:`dsrconform.chaos.netfaults`.
 
 Every class follows the contract of :mod:`dsrconform.chaos.fault`. What acts on the lab is the
 lab's own API (kill, pause, restart, link impairment, CPU limits, backend changes) and the border
@@ -8,8 +11,8 @@ router's FIB (:mod:`dsrconform.observe.routes`): nothing here knows the stack un
 
 from __future__ import annotations
 
-import subprocess
 import time
+from threading import Event
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -24,21 +27,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConfigChange",
-    "MuxAdd",
-    "MuxHang",
-    "MuxKill",
-    "MuxRestart",
-    "RouteWithdraw",
     "ServerAdd",
     "ServerDrain",
     "ServerMove",
     "ServerRemove",
-    "failover_mux",
+    "change_kind",
 ]
-
-ROUTE_TIMEOUT = 20.0
-"""Seconds a MUX fault waits at most for the router's VIP routes to change."""
-BGP_PORT = 179
 
 
 class _Base(BaseModel):
@@ -70,321 +64,6 @@ def _short(value: object) -> str:
     return str(value)
 
 
-# --- MUX faults -----------------------------------------------------------------------------------
-
-
-def failover_mux(topo: Topology) -> str:
-    """The MUX a failure fails by default: the last one every service of which another MUX also
-    serves (failing a per-MUX VIP's only MUX takes the service down, which no requirement asks
-    to survive)."""
-    muxes = topo.of_role("mux")
-    for mux in reversed(muxes):
-        if all(
-            any(other != mux and svc in topo.services_of_mux(other) for other in muxes)
-            for svc in topo.services_of_mux(mux)
-        ):
-            return mux
-    raise ConfigError(
-        f"lab {topo.name}: no MUX can fail with its services still served by another MUX; "
-        "fix: a topology with at least two MUXes announcing each VIP of one of them, or name "
-        "the MUX (node: ...)"
-    )
-
-
-def _mux(topo: Topology, node: str | None) -> str:
-    if node is None:
-        return failover_mux(topo)
-    if node not in topo.nodes or topo.nodes[node].role != "mux":
-        raise ConfigError(
-            f"node {node!r} is not a MUX of lab {topo.name}; fix: one of "
-            f"{', '.join(topo.of_role('mux'))}"
-        )
-    return node
-
-
-class _MuxFault(_Base):
-    node: str | None = None
-    """The MUX (default: the failover MUX, :func:`failover_mux`)."""
-    _target: str = PrivateAttr(default="")
-    _addr: str = PrivateAttr(default="")
-    _before: dict[str, list[str]] = PrivateAttr(default_factory=dict)
-    _started: float | None = PrivateAttr(default=None)
-    _withdrawn: float | None = PrivateAttr(default=None)
-
-    def setup(self, lab: RunningLab, say: Say) -> None:
-        from dsrconform.observe.routes import vip_next_hops
-
-        super().setup(lab, say)
-        self._target = _mux(lab.topology, self.node)
-        self._addr = lab.topology.uplink(self._target).ip
-        self._before = vip_next_hops(lab)
-        self._started = self._withdrawn = None
-        if not any(self._addr in hops for hops in self._before.values()):
-            raise LabError(
-                f"{self._target} ({self._addr}) carries no VIP route before its {self.kind}: "
-                f"{self._before}"
-            )
-
-    def _wait_withdrawn(self, lab: RunningLab, say: Say, what: str) -> None:
-        from dsrconform.observe.routes import wait_routes
-
-        addr = self._addr
-        self._withdrawn, _ = wait_routes(
-            lab,
-            lambda hops: all(addr not in h for h in hops.values()),
-            timeout=ROUTE_TIMEOUT,
-            what=f"the withdrawal of {self._target}'s routes after its {what}",
-        )
-        self._windows.append(window("route-withdrawn", self._withdrawn, target=self._target))
-        say(
-            f"{self._target}'s routes withdrawn {self._withdrawn - (self._started or 0):.2f} s "
-            f"after the {what}"
-        )
-
-    def _wait_back(self, lab: RunningLab, say: Say, since: float) -> float:
-        from dsrconform.observe.routes import wait_routes
-
-        before = self._before
-        returned, _ = wait_routes(
-            lab,
-            lambda hops: hops == before,
-            timeout=ROUTE_TIMEOUT,
-            what=f"the return of {self._target}'s routes",
-        )
-        say(f"{self._target} back; its routes returned {returned - since:.2f} s later")
-        return returned
-
-
-class MuxKill(_MuxFault):
-    """Kill every process of a MUX and bring its links down (its BGP session is lost); revert
-    restarts it with empty state. Windows: ``mux-fail`` (kill to restart), ``route-withdrawn``,
-    ``mux-rejoin`` (restart until its routes are back)."""
-
-    kind: Literal["mux-kill"] = "mux-kill"
-
-    def expected_seconds(self) -> float:
-        return 1.0
-
-    def plan(self, topo: Topology) -> list[Step]:
-        mux = _mux(topo, self.node)
-        return [
-            Step("invoke", "kill", mux, "every process killed, its links down"),
-            Step("invoke", "wait-routes", mux, "the router withdraws its VIP routes", waits=True),
-            Step("revert", "restart", mux, "links up, the target restarts it, empty"),
-            Step("revert", "wait-routes", mux, "its VIP routes are back", waits=True),
-        ]
-
-    def invoke(self, lab: RunningLab, say: Say) -> None:
-        say(f"kill {self._target}")
-        self._started = time.monotonic()
-        lab.kill_node(self._target)
-        self._wait_withdrawn(lab, say, "kill")
-
-    def revert(self, lab: RunningLab, say: Say) -> None:
-        if self._started is None:
-            return
-        back = time.monotonic()
-        started, self._started = self._started, None
-        lab.restart_node(self._target)
-        self._windows.append(
-            window("mux-fail", started, back, target=self._target, detail={"how": "kill"})
-        )
-        returned = self._wait_back(lab, say, back)
-        self._windows.append(window("mux-rejoin", back, returned, target=self._target))
-
-
-class MuxHang(_MuxFault):
-    """Stop every process of a MUX (SIGSTOP: its data plane keeps running, the router withdraws
-    it when the BGP hold timer expires); revert resumes it with its state intact. Windows:
-    ``mux-fail`` (how: hang), ``route-withdrawn``."""
-
-    kind: Literal["mux-hang"] = "mux-hang"
-
-    def expected_seconds(self) -> float:
-        return 3.5  # the lab's BGP hold time, 3 s
-
-    def plan(self, topo: Topology) -> list[Step]:
-        mux = _mux(topo, self.node)
-        return [
-            Step("invoke", "pause", mux, "every process stopped (SIGSTOP)"),
-            Step("invoke", "wait-routes", mux, "hold timer expired, routes withdrawn", waits=True),
-            Step("revert", "resume", mux, "processes continue, state intact"),
-            Step("revert", "wait-routes", mux, "its VIP routes are back", waits=True),
-        ]
-
-    def invoke(self, lab: RunningLab, say: Say) -> None:
-        say(f"hang {self._target}")
-        self._started = time.monotonic()
-        lab.pause_node(self._target)
-        self._wait_withdrawn(lab, say, "hang")
-
-    def revert(self, lab: RunningLab, say: Say) -> None:
-        if self._started is None:
-            return
-        back = time.monotonic()
-        started, self._started = self._started, None
-        lab.resume_node(self._target)
-        self._windows.append(
-            window("mux-fail", started, back, target=self._target, detail={"how": "hang"})
-        )
-        self._wait_back(lab, say, back)
-
-
-class MuxRestart(_MuxFault):
-    """Kill a MUX and restart it at once (a rolling restart's step); returns once its routes are
-    back. Not lasting: nothing to revert once it is back. Windows: ``mux-fail``,
-    ``route-withdrawn`` (if the router noticed), ``mux-rejoin``."""
-
-    kind: Literal["mux-restart"] = "mux-restart"
-    lasting: ClassVar[bool] = False
-    _killed: bool = PrivateAttr(default=False)
-
-    def expected_seconds(self) -> float:
-        return 3.0
-
-    def plan(self, topo: Topology) -> list[Step]:
-        mux = _mux(topo, self.node)
-        return [
-            Step("invoke", "kill", mux, "every process killed, its links down"),
-            Step("invoke", "wait-routes", mux, "the router withdraws its VIP routes", waits=True),
-            Step("invoke", "restart", mux, "links up, the target restarts it, empty"),
-            Step("invoke", "wait-routes", mux, "its VIP routes are back", waits=True),
-            Step("revert", "restart", mux, "only if the invoke stopped before the restart"),
-        ]
-
-    def invoke(self, lab: RunningLab, say: Say) -> None:
-        say(f"restart {self._target}")
-        self._started = time.monotonic()
-        self._killed = True
-        lab.kill_node(self._target)
-        self._wait_withdrawn(lab, say, "kill")
-        self._bring_back(lab, say)
-
-    def _bring_back(self, lab: RunningLab, say: Say) -> None:
-        back = time.monotonic()
-        self._killed = False
-        lab.restart_node(self._target)
-        self._windows.append(
-            window(
-                "mux-fail",
-                self._started or back,
-                back,
-                target=self._target,
-                detail={"how": "restart"},
-            )
-        )
-        returned = self._wait_back(lab, say, back)
-        self._windows.append(window("mux-rejoin", back, returned, target=self._target))
-
-    def revert(self, lab: RunningLab, say: Say) -> None:
-        if self._killed:
-            self._bring_back(lab, say)
-
-
-class MuxAdd(_MuxFault):
-    """A MUX joins: setup takes it out (before the traffic: killed, its routes withdrawn),
-    invoke starts it and waits for its routes. Window ``mux-add`` (start until its routes are
-    back). Revert brings it back if it is still out."""
-
-    kind: Literal["mux-add"] = "mux-add"
-    lasting: ClassVar[bool] = False
-    _out: bool = PrivateAttr(default=False)
-
-    def expected_seconds(self) -> float:
-        return 2.0
-
-    def plan(self, topo: Topology) -> list[Step]:
-        mux = _mux(topo, self.node)
-        return [
-            Step("setup", "kill", mux, "taken out before the traffic starts"),
-            Step("setup", "wait-routes", mux, "its VIP routes withdrawn", waits=True),
-            Step("invoke", "restart", mux, "it joins, empty"),
-            Step("invoke", "wait-routes", mux, "its VIP routes are there", waits=True),
-            Step("revert", "restart", mux, "only if it is still out"),
-        ]
-
-    def setup(self, lab: RunningLab, say: Say) -> None:
-        super().setup(lab, say)
-        self._started = time.monotonic()
-        self._out = True
-        lab.kill_node(self._target)
-        self._wait_withdrawn(lab, say, "removal")
-        self._windows = []  # the removal is the starting state, not part of the fault
-
-    def invoke(self, lab: RunningLab, say: Say) -> None:
-        say(f"add {self._target}")
-        start = time.monotonic()
-        self._out = False
-        lab.restart_node(self._target)
-        returned = self._wait_back(lab, say, start)
-        self._windows.append(window("mux-add", start, returned, target=self._target))
-
-    def revert(self, lab: RunningLab, say: Say) -> None:
-        if self._out:
-            self._out = False
-            lab.restart_node(self._target)
-            self._wait_back(lab, say, time.monotonic())
-
-
-class RouteWithdraw(_MuxFault):
-    """The MUX's BGP session is cut (TCP port 179 dropped on the router's link to it, by
-    nftables) while the MUX keeps running: the router withdraws its routes when the hold timer
-    expires. Revert lifts the filter and waits for the routes. Window ``route-withdrawn``."""
-
-    kind: Literal["route-withdraw"] = "route-withdraw"
-    _table: str = PrivateAttr(default="")
-
-    def expected_seconds(self) -> float:
-        return 3.5
-
-    def plan(self, topo: Topology) -> list[Step]:
-        mux = _mux(topo, self.node)
-        return [
-            Step("invoke", "nft-drop", f"{topo.router}-{mux}", "BGP (TCP 179) dropped"),
-            Step("invoke", "wait-routes", mux, "hold timer expired, routes withdrawn", waits=True),
-            Step("revert", "nft-delete", f"{topo.router}-{mux}", "BGP allowed again"),
-            Step("revert", "wait-routes", mux, "its VIP routes are back", waits=True),
-        ]
-
-    def invoke(self, lab: RunningLab, say: Say) -> None:
-        topo = lab.topology
-        router = topo.router
-        ifname = topo.uplink(router, self._target).ifname
-        table = f"dsrc_bgp_{self._target}"
-        say(f"cut {self._target}'s BGP session")
-        self._started = time.monotonic()
-        self._table = table
-        _nft(
-            lab.netns(router),
-            (
-                f'table netdev {table} {{\n chain in {{ type filter hook ingress device "{ifname}" '
-                f"priority -500; tcp sport {BGP_PORT} drop; tcp dport {BGP_PORT} drop; }}\n}}\n"
-            ),
-        )
-        self._wait_withdrawn(lab, say, "BGP cut")
-
-    def revert(self, lab: RunningLab, say: Say) -> None:
-        if not self._table:
-            return
-        back = time.monotonic()
-        table, self._table = self._table, ""
-        _nft(lab.netns(lab.topology.router), f"delete table netdev {table}\n")
-        if self._started is not None:
-            self._wait_back(lab, say, back)
-
-
-def _nft(ns: str, script: str) -> None:
-    res = subprocess.run(
-        ["ip", "netns", "exec", ns, "nft", "-f", "-"],
-        input=script,
-        text=True,
-        capture_output=True,
-        timeout=10,
-    )
-    if res.returncode != 0:
-        raise LabError(f"nft in {ns}: {res.stderr.strip()}")
-
-
 # --- backend changes ------------------------------------------------------------------------------
 
 
@@ -403,6 +82,16 @@ def _service(topo: Topology, name: str | None) -> Service:
     )
 
 
+def change_kind(before: dict[str, list[str]], after: dict[str, list[str]]) -> str:
+    """The window kind of a change of backend sets, as the SC requirements judge it: a removal
+    if it took any server out, else a drain if it drained one, else an add."""
+    if set(before["active"]) - set(after["active"]) - set(after["draining"]):
+        return "backend-remove"
+    if set(after["draining"]) - set(before["draining"]):
+        return "backend-drain"
+    return "backend-add"
+
+
 class _BackendFault(_Base):
     service: str | None = None
     """The service (default: the lab's first TCP service)."""
@@ -414,9 +103,6 @@ class _BackendFault(_Base):
 
     def _services(self, topo: Topology) -> list[Service]:
         return [_service(topo, self.service)]
-
-    def _sets(self, topo: Topology, svc: Service, active: list[str]) -> dict[str, list[str]]:
-        raise NotImplementedError
 
     def setup(self, lab: RunningLab, say: Say) -> None:
         super().setup(lab, say)
@@ -474,7 +160,7 @@ class _BackendFault(_Base):
             self._close_windows(t)
             self._windows.append(
                 window(
-                    "backend-add",
+                    change_kind(before, after),
                     t,
                     time.monotonic(),
                     target=None,
@@ -528,7 +214,7 @@ class ServerRemove(_OneServer):
             Step("revert", "set-backends", svc.name, "starting sets restored"),
         ]
 
-    def invoke(self, lab: RunningLab, say: Say) -> None:
+    def invoke(self, lab: RunningLab, say: Say, stop: Event) -> None:
         svc = _service(lab.topology, self.service)
         gone = self._server(lab.topology, svc)
         sets = self._start[svc.name]
@@ -549,7 +235,7 @@ class ServerDrain(_OneServer):
             Step("revert", "set-backends", svc.name, "starting sets restored"),
         ]
 
-    def invoke(self, lab: RunningLab, say: Say) -> None:
+    def invoke(self, lab: RunningLab, say: Say, stop: Event) -> None:
         svc = _service(lab.topology, self.service)
         drained = self._server(lab.topology, svc)
         sets = self._start[svc.name]
@@ -585,7 +271,7 @@ class ServerAdd(_OneServer):
                 svc.name, [s for s in sets["active"] if s != added], draining=sets["draining"]
             )
 
-    def invoke(self, lab: RunningLab, say: Say) -> None:
+    def invoke(self, lab: RunningLab, say: Say, stop: Event) -> None:
         svc = _service(lab.topology, self.service)
         added = self._server(lab.topology, svc)
         sets = self._start[svc.name]
@@ -616,17 +302,12 @@ class ConfigChange(_BackendFault):
             Step("revert", "set-backends", svc.name, "starting sets restored"),
         ]
 
-    def invoke(self, lab: RunningLab, say: Say) -> None:
+    def invoke(self, lab: RunningLab, say: Say, stop: Event) -> None:
         """The window's kind says what the push did to the servers (the SC requirements judge
         backend changes by kind): a removal if it took any out, else a drain, else an add."""
         svc = _service(lab.topology, self.service)
-        start = self._start[svc.name]
-        if set(start["active"]) - set(self.active) - set(self.draining):
-            kind = "backend-remove"
-        elif set(self.draining) - set(start["draining"]):
-            kind = "backend-drain"
-        else:
-            kind = "backend-add"
+        after = {"active": self.active, "draining": self.draining}
+        kind = change_kind(self._start[svc.name], after)
         self._change(lab, say, kind, svc, self.active, self.draining, None)
 
 
@@ -668,7 +349,7 @@ class ServerMove(_BackendFault):
                 dst.name, [s for s in sets["active"] if s != self.server], draining=sets["draining"]
             )
 
-    def invoke(self, lab: RunningLab, say: Say) -> None:
+    def invoke(self, lab: RunningLab, say: Say, stop: Event) -> None:
         src, dst = self._services(lab.topology)
         s_sets, d_sets = self._start[src.name], self._start[dst.name]
         self._change(

@@ -6,6 +6,7 @@ and hostile packets. Each follows the contract of :mod:`dsrconform.chaos.fault`.
 from __future__ import annotations
 
 import time
+from threading import Event
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Protocol
 
 from pydantic import Field, PrivateAttr
@@ -64,7 +65,7 @@ class _Impair(_Base):
             Step("revert", "nft-delete", link, "impairment lifted"),
         ]
 
-    def invoke(self, lab: RunningLab, say: Say) -> None:
+    def invoke(self, lab: RunningLab, say: Say, stop: Event) -> None:
         say(f"{self._what()} on {self.a}-{self.b} ({self.direction})")
         self._start = time.monotonic()
         self._handle = self._apply(lab)
@@ -127,7 +128,7 @@ class CpuStarve(_Base):
             Step("revert", "cpu-unlimit", self.node, "limit lifted"),
         ]
 
-    def invoke(self, lab: RunningLab, say: Say) -> None:
+    def invoke(self, lab: RunningLab, say: Say, stop: Event) -> None:
         say(f"{self.node} limited to {self.cpus:g} CPUs")
         self._start = time.monotonic()
         self._handle = lab.limit_cpu(self.node, self.cpus)
@@ -175,14 +176,20 @@ class SynFlood(_Base):
             )
         ]
 
-    def invoke(self, lab: RunningLab, say: Say) -> None:
+    def invoke(self, lab: RunningLab, say: Say, stop: Event) -> None:
         from dsrconform.traffic.synflood import lab_flood
 
         svc = _service(lab.topology, self.service)
         say(f"SYN flood at {svc.vip}:{svc.port} for {self.seconds:g} s")
         count = int(self.rate * self.seconds * 1.2)
         result = lab_flood(
-            lab, vip=svc.vip, port=svc.port, count=count, duration=self.seconds, rate=self.rate
+            lab,
+            vip=svc.vip,
+            port=svc.port,
+            count=count,
+            duration=self.seconds,
+            rate=self.rate,
+            stop=stop,
         )
         w = result.fault_window()
         self._windows.append(w)
@@ -213,7 +220,7 @@ class HostilePackets(_Base):
             )
         ]
 
-    def invoke(self, lab: RunningLab, say: Say) -> None:
+    def invoke(self, lab: RunningLab, say: Say, stop: Event) -> None:
         from dsrconform.chaos.hostile import send_hostile
 
         self._windows.extend(send_hostile(lab, say, repeats=self.repeats))

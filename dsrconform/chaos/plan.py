@@ -113,7 +113,11 @@ def traffic_seconds(scn: Scenario) -> float:
 
 
 def plan_scenario(scn: Scenario, topo: Topology) -> Plan:
-    """The planned timeline (pure: no lab, no clock)."""
+    """The planned timeline (pure: no lab, no clock). ConfigError for a scenario whose
+    cross-references do not hold (one built in Python skips the file's checks)."""
+    problems = scn.problems()
+    if problems:
+        raise ConfigError("; ".join(f"{_loc_str(loc)}: {msg}" for loc, msg in problems))
     done: dict[str, tuple[float | None, bool]] = {}
     actions: list[PlannedAction] = []
     plan = Plan(scn, actions)

@@ -13,6 +13,7 @@ and writes to its run directory: ``results.json`` (one test, ``chaos::<name>``, 
 from __future__ import annotations
 
 import shlex
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 from dsrconform.chaos.mixes import mix_for
 from dsrconform.chaos.plan import plan_scenario
 from dsrconform.chaos.scenario import Probe, Scenario
-from dsrconform.chaos.schedule import Execution, Journal, execute
+from dsrconform.chaos.schedule import Execution, Journal, Method, signals_held
 from dsrconform.errors import DsrConformError
 from dsrconform.observe.observations import FaultWindow
 from dsrconform.topology import Topology
@@ -31,12 +32,15 @@ from dsrconform.topology import Topology
 if TYPE_CHECKING:
     from dsrconform.invariants.verdict import Verdict
     from dsrconform.lab.protocol import RunningLab
+    from dsrconform.observe.observations import Observations
     from dsrconform.report.model import Results
 
 __all__ = ["ChaosResult", "check_probes", "run_scenario"]
 
 HTTP_TIMEOUT = 2.0
 """Seconds each HTTP probe request may take."""
+PROBE_JOIN_TIMEOUT = 60.0
+"""Seconds the end of the method waits at most for a round of probes under way."""
 
 
 @dataclass
@@ -140,7 +144,6 @@ def run_scenario(
 ) -> ChaosResult:
     """Run ``scn`` (see the module's docstring) and write its run directory ``run_dir``. An
     interrupt is raised again once the rollbacks ran and the run directory was written."""
-    from dsrconform.steady import observe_steady_state
 
     say = say or (lambda _m: None)
     phase = on_phase or (lambda _p: None)
@@ -151,7 +154,7 @@ def run_scenario(
     started = time.time()
     journal.add("run", "start", detail=f"scenario {scn.name} seed {seed}", seed=seed)
     interrupt: BaseException | None = None
-    obs = None
+    obs: Observations | None = None
     try:
         with _lab_for(scn, topo, lab, backend, mutant, say) as running:
             phase("steady state (before)")
@@ -167,27 +170,7 @@ def run_scenario(
                 say("steady state not met before the method: " + "; ".join(before))
                 result.execution = Execution(errors=["steady state not met before the method"])
             else:
-                mix = mix_for(scn.traffic.mix, scn.traffic.overrides, seed)
-
-                def method(lab_: RunningLab, say_: Callable[[str], None]) -> list[FaultWindow]:
-                    phase("method")
-                    timed = [a.timed(i) for i, a in enumerate(scn.method)]
-                    result.execution = execute(lab_, timed, journal, say_)
-                    phase("rollbacks done; traffic finishing")
-                    return result.execution.windows
-
-                run = observe_steady_state(
-                    running,
-                    mix,
-                    out_dir=run_dir / "observations",
-                    progress=say,
-                    fault=method,
-                    capture=False,
-                )
-                obs = run.observations
-                from dsrconform.report.timeline import save_timeline
-
-                save_timeline(obs, run_dir)
+                obs = _method(scn, running, run_dir, seed, journal, result, say, phase)
                 phase("steady state (after)")
                 after = check_probes(running, scn.steady_state.probes)
                 result.hypothesis["after"] = after
@@ -200,32 +183,112 @@ def run_scenario(
     except KeyboardInterrupt as e:
         interrupt = e
         journal.add("run", "interrupted", outcome="error", detail=str(e) or "SIGINT")
-    except DsrConformError as e:
-        journal.add("run", "error", outcome="error", detail=f"{type(e).__name__}: {e}")
+    except Exception as e:  # recorded as the run's error: its results still get written
+        what = f"{type(e).__name__}: {e}"
+        journal.add("run", "error", outcome="error", detail=what)
+        say(f"error: {what}")
         if result.execution is None:
             result.execution = Execution()
-        result.execution.errors.append(f"{type(e).__name__}: {e}")
+        result.execution.errors.append(what)
     finally:
         phase("verdicts")
-        result.verdicts = _judge(scn, obs, result)
-        result.results = _write_results(
-            scn, topo, result, seed, started, backend, mutant, interrupted=interrupt is not None
-        )
-        journal.add("run", "end", outcome="ok" if result.exit_code == 0 else "failed")
+        with signals_held():  # the results are written whatever comes meanwhile
+            result.verdicts = _judge(scn, obs, result)
+            result.results = _write_results(
+                scn, topo, result, seed, started, backend, mutant, interrupted=interrupt is not None
+            )
+            journal.add("run", "end", outcome="ok" if result.exit_code == 0 else "failed")
     if interrupt is not None:
         raise interrupt
     return result
+
+
+def _method(
+    scn: Scenario,
+    lab: RunningLab,
+    run_dir: Path,
+    seed: int,
+    journal: Journal,
+    result: ChaosResult,
+    say: Callable[[str], None],
+    phase: Callable[[str], None],
+) -> Observations | None:
+    """The faults set up (before the traffic), then the traffic with the timeline and the
+    rollbacks inside it, and the probes during it; the observations (None: a setup failed, so
+    no traffic ran)."""
+    from dsrconform.report.timeline import save_timeline
+    from dsrconform.steady import observe_steady_state
+
+    mix = mix_for(scn.traffic.mix, scn.traffic.overrides, seed)
+    timed = [a.timed(i) for i, a in enumerate(scn.method)]
+    phase("setup")
+    with Method(lab, timed, journal, say) as method:
+        result.execution = method.out
+        if not method.ready:
+            return None
+
+        def run(lab_: RunningLab, say_: Callable[[str], None]) -> list[FaultWindow]:
+            phase("method")
+            with _DuringProbes(lab_, scn, journal, result):
+                windows = method.run()
+            phase("rollbacks done; traffic finishing")
+            return windows
+
+        done = observe_steady_state(
+            lab, mix, out_dir=run_dir / "observations", progress=say, fault=run, capture=False
+        )
+    save_timeline(done.observations, run_dir)
+    return done.observations
+
+
+class _DuringProbes:
+    """The hypothesis's probes every ``during_every`` seconds while the method runs (from a
+    thread; bounded: it stops when the block ends, within one probe round); failures go to
+    ``result.hypothesis["during"]`` and the journal."""
+
+    def __init__(
+        self, lab: RunningLab, scn: Scenario, journal: Journal, result: ChaosResult
+    ) -> None:
+        self.lab, self.every = lab, scn.steady_state.during_every
+        self.probes, self.journal, self.result = scn.steady_state.probes, journal, result
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def _loop(self) -> None:
+        assert self.every is not None
+        failed = self.result.hypothesis.setdefault("during", [])
+        while not self.stop.wait(self.every):  # the probes' schedule
+            try:
+                bad = check_probes(self.lab, self.probes)
+            except DsrConformError as e:
+                bad = [f"probe error: {type(e).__name__}: {e}"]
+            self.journal.add(
+                "hypothesis", "during", outcome="ok" if not bad else "failed", detail="; ".join(bad)
+            )
+            failed += bad
+
+    def __enter__(self) -> _DuringProbes:
+        if self.every is not None:
+            self.thread = threading.Thread(target=self._loop, name="chaos-probes", daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(PROBE_JOIN_TIMEOUT)
 
 
 def _judge(scn: Scenario, obs: object, result: ChaosResult) -> list[Verdict]:
     from dsrconform.invariants import Observations, check_all
     from dsrconform.invariants.verdict import unknown
 
-    if isinstance(obs, Observations) and scn.decide:
+    failed = result.execution is not None and bool(result.execution.errors)
+    if isinstance(obs, Observations) and scn.decide and not failed:
         verdicts = check_all(obs, ids=scn.decide)
         if obs.faults or not scn.method:
             return verdicts
-    why = "the method did not run"
+    why = "the method did not run as written"
     if result.execution is not None and result.execution.errors:
         why += ": " + "; ".join(result.execution.errors)
     return [unknown(r, [why]) for r in scn.decide]

@@ -1,12 +1,14 @@
 """A chaos scenario: the lab, the traffic, a steady-state hypothesis, a method (a timeline of
 faults) and the requirements it decides. Written as a YAML file or built in Python::
 
-    from dsrconform.chaos import Action, Scenario, MuxKill, run_scenario
+    from dsrconform.chaos.muxfaults import MuxKill
+    from dsrconform.chaos.runner import run_scenario
+    from dsrconform.chaos.scenario import Action, Scenario
 
     scn = Scenario(name="mux-down", lab="labs/basic.yaml", traffic={"mix": "chaos"},
                    method=[Action(fault=MuxKill(), at=5, duration=8)],
                    decide=["MF-1", "MF-2", "MF-3", "MF-4"])
-    result = run_scenario(scn, seed=1)
+    result = run_scenario(scn, load_topology(scn.lab), run_dir=Path("results/mux-down"))
 
 A file (``labs/scenarios/*.yaml``; the JSON Schema is ``docs/scenario.schema.json``)::
 
@@ -188,6 +190,16 @@ class Scenario(_Model):
                         f"{', '.join(seen) or '(none: give an earlier action an id)'}",
                     )
                 )
+            elif act.after is not None:
+                first = self.method[seen[act.after]]
+                if first.faulty().lasting and first.duration is None:
+                    out.append(
+                        (
+                            ("method", i, "after"),
+                            f"{act.after} lasts until the rollbacks, so nothing comes after it; "
+                            f"fix: give {act.after} a duration",
+                        )
+                    )
         known = {r.id for r in spec.REQUIREMENTS}
         for i, rid in enumerate(self.decide):
             if rid not in known:

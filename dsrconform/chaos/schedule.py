@@ -1,16 +1,21 @@
 """Running a method's timeline against a lab, with rollbacks that always run.
 
-:func:`execute` sets every fault up, starts each action from its own thread at its time (``at``
-from the start, or ``after`` another action ended, plus ``delay``), holds lasting faults for
-their ``duration`` and reverts them, and then, in ``finally``, reverts every fault still applied
-(or changed by its setup), the last invoked first, each even when another failed. So the
-rollbacks run after a failed step, an exception, and SIGTERM or Ctrl-C (which the lab turns into
-KeyboardInterrupt in the main thread): SIGINT and SIGTERM are held back while they run, and the
-interrupt is raised again once they are done. Waiting here is the schedule (``Event.wait`` with
-a timeout, which an abort cuts short), never a stand-in for the lab's state.
+:class:`Method` is a context manager. Entering it sets every fault up (before the traffic
+starts: a scale-out's server is taken out then). :meth:`Method.run` starts each action from its
+own thread at its time (``at`` seconds from the call, or ``after`` another action ended, plus
+``delay``), holds lasting faults for their ``duration`` and reverts them, then reverts every
+fault still applied or changed by its setup, the last invoked first, each even when another
+failed. Leaving the block does the same if ``run`` did not (an exception or an interrupt before
+or during it). So the rollbacks run after a failed step, an exception, and SIGTERM or Ctrl-C
+(which the lab turns into KeyboardInterrupt in the main thread): the signals are recorded, not
+acted on, while the rollbacks run (:func:`signals_held`), and raised once they are done.
+:func:`execute` is the whole life in one call.
 
-Every step is written to the :class:`Journal` with monotonic and wall-clock times and its
-outcome. Nothing here knows how a fault works; the unit tests drive it with synthetic faults.
+Waiting here is the schedule (``Event.wait`` with a timeout, which an abort cuts short), never a
+stand-in for the lab's state. Faults get the abort event as ``stop`` and end early when it is
+set. Every step is written to the :class:`Journal` with monotonic and wall-clock times, its
+outcome, and what the faults said. Nothing here knows how a fault works; the unit tests drive it
+with synthetic faults.
 """
 
 from __future__ import annotations
@@ -108,20 +113,30 @@ class Execution:
 
 @contextmanager
 def signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM held back (delivered once the block ends), in the main thread."""
+    """SIGINT and SIGTERM recorded, not acted on, while the block runs (in the main thread; a
+    signal mask would not do: another thread may take the signal, and children forked meanwhile
+    would inherit the mask); once it ends the handlers are back, and a signal that came meanwhile
+    is raised as KeyboardInterrupt."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    came: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, _frame: came.append(signum)) for sig in held}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if came:
+        raise KeyboardInterrupt(f"signal {came[0]} (held during the rollbacks)")
 
 
-class _Run:
+class Method:
+    """The life of a method's faults against a lab (see the module's docstring)."""
+
     def __init__(self, lab: RunningLab, actions: list[Timed], journal: Journal, say: Say) -> None:
-        self.lab, self.actions, self.journal, self.say = lab, actions, journal, say
+        self.lab, self.actions, self.journal = lab, actions, journal
         self.names = [a.name for a in actions]
         self.ended = {n: threading.Event() for n in self.names}
         self.abort = threading.Event()
@@ -130,16 +145,86 @@ class _Run:
         """Faults to revert, in the order they were applied (set up or invoked)."""
         self.out = Execution()
         self.t0 = 0.0
+        self.threads: list[threading.Thread] = []
+        self._finished = False
+        self._outer_say = say
 
-    def fail(self, name: str, what: str, e: BaseException) -> None:
+    def say(self, msg: str) -> None:
+        self.journal.add("method", "said", detail=msg)
+        self._outer_say(msg)
+
+    @property
+    def ready(self) -> bool:
+        """Every fault was set up (False: the method will not run; the rollbacks undid the
+        setups)."""
+        return not self.abort.is_set()
+
+    # --- setup ----------------------------------------------------------------------------------
+
+    def __enter__(self) -> Method:
+        try:
+            for name, act in zip(self.names, self.actions, strict=True):
+                with self.lock:
+                    self.applied.append((name, act.fault))  # setup may change the lab
+                self.journal.add("setup", "setup", action=name, detail=act.fault.describe())
+                act.fault.setup(self.lab, self.say)
+        except Exception as e:
+            self._fail("setup", "setup", e)
+            self._finish()
+        except BaseException:
+            self._interrupted("setup")
+            self._finish()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is KeyboardInterrupt and not self._finished:
+            self._interrupted("method")
+        self._finish()
+
+    # --- the timeline ---------------------------------------------------------------------------
+
+    def run(self) -> list[FaultWindow]:
+        """Run the timeline, then the rollbacks; return every fault's windows. An interrupt is
+        raised again once the rollbacks ran."""
+        if not self.ready:
+            return self.windows()
+        try:
+            self.t0 = time.monotonic()
+            self.journal.add("method", "start", detail=f"{len(self.actions)} actions")
+            for i in range(len(self.actions)):
+                t = threading.Thread(
+                    target=self._run_action, args=(i,), name=f"chaos-{self.names[i]}"
+                )
+                t.start()
+                self.threads.append(t)
+            for t in self.threads:
+                while t.is_alive():
+                    t.join(0.5)
+        except BaseException:
+            self._interrupted("method")
+            raise
+        finally:
+            self._finish()
+        return self.windows()
+
+    def windows(self) -> list[FaultWindow]:
+        return [w for act in self.actions for w in act.fault.windows()]
+
+    def _interrupted(self, phase: str) -> None:
+        self.out.interrupted = True
+        self.journal.add(phase, "interrupted", outcome="error")
+        self._outer_say("interrupted: reverting every fault applied")
+
+    def _fail(self, name: str, what: str, e: BaseException) -> None:
         msg = f"{name}: {what} failed: {type(e).__name__}: {e}"
         self.journal.add("method", what, action=name, outcome="error", detail=str(e))
-        self.say(msg)
+        self._outer_say(msg)
         with self.lock:
             self.out.errors.append(msg)
         self.abort.set()
 
-    def revert(self, name: str, fault: Fault, phase: str) -> None:
+    def _revert(self, name: str, fault: Fault, phase: str) -> None:
         with self.lock:
             if (name, fault) not in self.applied:
                 return
@@ -148,14 +233,13 @@ class _Run:
         try:
             fault.revert(self.lab, self.say)
         except Exception as e:
-            self.fail(name, "revert", e)
+            self._fail(name, "revert", e)
             return
-        finally:
-            with self.lock:
-                self.out.reverted.append(name)
+        with self.lock:
+            self.out.reverted.append(name)
         self.journal.add(phase, "revert", action=name, outcome="done")
 
-    def run_action(self, i: int) -> None:
+    def _run_action(self, i: int) -> None:
         act, name = self.actions[i], self.names[i]
         fault = act.fault
         try:
@@ -167,30 +251,49 @@ class _Run:
                     return
             elif self.abort.wait(max(0.0, self.t0 + act.at - time.monotonic())):
                 return
-            if self.abort.is_set():
-                return
             with self.lock:
+                if self.abort.is_set():
+                    return
                 if (name, fault) in self.applied:
                     self.applied.remove((name, fault))
                 self.applied.append((name, fault))  # before invoke: a partial invoke is reverted
+            at = time.monotonic() - self.t0
             self.journal.add(
-                "method",
-                "invoke",
-                action=name,
-                outcome="started",
-                detail=fault.describe(),
-                at=time.monotonic() - self.t0,
+                "method", "invoke", action=name, outcome="started", detail=fault.describe(), at=at
             )
-            fault.invoke(self.lab, self.say)
+            fault.invoke(self.lab, self.say, self.abort)
             self.journal.add("method", "invoke", action=name, outcome="done")
             if fault.lasting and act.duration is not None:
                 if self.abort.wait(act.duration):
                     return
-                self.revert(name, fault, "method")
+                self._revert(name, fault, "method")
         except Exception as e:
-            self.fail(name, "invoke", e)
+            self._fail(name, "invoke", e)
         finally:
             self.ended[name].set()
+
+    # --- the rollbacks ----------------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        """Abort what has not started, wait (one deadline) for the actions still invoking, and
+        revert every fault still applied, the last first; once."""
+        if self._finished:
+            return
+        self._finished = True
+        self.abort.set()
+        with signals_held():
+            deadline = time.monotonic() + JOIN_TIMEOUT
+            for t in self.threads:
+                t.join(max(0.0, deadline - time.monotonic()))
+                if t.is_alive():
+                    self.out.errors.append(f"{t.name} still running after {JOIN_TIMEOUT:g} s")
+            self.journal.add("rollback", "start", detail=f"{len(self.applied)} faults to revert")
+            for name, fault in reversed(list(self.applied)):
+                try:
+                    self._revert(name, fault, "rollback")
+                except BaseException as e:  # a journal write failing must not skip the next
+                    self.out.errors.append(f"{name}: rollback: {type(e).__name__}: {e}")
+            self.journal.add("rollback", "done", outcome="ok" if self.out.ok else "error")
 
 
 def execute(
@@ -200,50 +303,13 @@ def execute(
     say: Say,
     started: Callable[[], None] | None = None,
 ) -> Execution:
-    """Run ``actions`` against ``lab`` (see the module's docstring); ``started`` is called once
-    every fault is set up, when the timeline's clock starts. Returns what happened; an interrupt
-    (KeyboardInterrupt) is raised again after the rollbacks."""
-    run = _Run(lab, actions, journal, say)
-    threads: list[threading.Thread] = []
-    interrupt: BaseException | None = None
-    try:
-        for name, act in zip(run.names, actions, strict=True):
-            fault = act.fault
-            with run.lock:
-                run.applied.append((name, fault))  # setup may change the lab (a scale-out)
-            journal.add("setup", "setup", action=name, detail=fault.describe())
-            fault.setup(lab, say)
-        if started is not None:
+    """Set up, run and roll back ``actions`` against ``lab`` in one call (:class:`Method`);
+    ``started`` is called once every fault is set up, just before the timeline's clock starts.
+    Returns what happened, windows included; an interrupt is raised again after the
+    rollbacks."""
+    with Method(lab, actions, journal, say) as method:
+        if method.ready and started is not None:
             started()
-        run.t0 = time.monotonic()
-        journal.add("method", "start", detail=f"{len(actions)} actions")
-        for i in range(len(actions)):
-            t = threading.Thread(target=run.run_action, args=(i,), name=f"chaos-{run.names[i]}")
-            t.start()
-            threads.append(t)
-        for t in threads:
-            while t.is_alive():
-                t.join(0.5)
-    except KeyboardInterrupt as e:
-        interrupt = e
-        run.out.interrupted = True
-        journal.add("method", "interrupted", outcome="error", detail=str(e) or "SIGINT")
-        say("interrupted: reverting every fault applied")
-    except Exception as e:
-        run.fail("setup", "setup", e)
-    finally:
-        run.abort.set()
-        with signals_held():
-            for t in threads:
-                t.join(JOIN_TIMEOUT)
-                if t.is_alive():
-                    run.out.errors.append(f"{t.name} still running after {JOIN_TIMEOUT:g} s")
-            journal.add("rollback", "start", detail=f"{len(run.applied)} faults to revert")
-            for name, fault in reversed(list(run.applied)):
-                run.revert(name, fault, "rollback")
-            journal.add("rollback", "done", outcome="ok" if run.out.ok else "error")
-    for act in actions:
-        run.out.windows += act.fault.windows()
-    if interrupt is not None:
-        raise interrupt
-    return run.out
+        method.out.windows = method.run()
+    method.out.windows = method.windows()
+    return method.out

@@ -20,18 +20,7 @@ from dsrconform.errors import ConfigError, LabError
 from dsrconform.lab import ctlproto as proto
 from dsrconform.lab import registry
 
-ACTIONS = (
-    "kill",
-    "pause",
-    "resume",
-    "restart",
-    "link-down",
-    "link-up",
-    "loss",
-    "partition",
-    "cpu",
-    "undo",
-)
+ACTIONS = proto.NODE_OPS
 _VALUE = {"loss": "PCT", "cpu": "N", "undo": "ID|all"}
 _PEER = ("link-down", "link-up", "loss", "partition")
 _DIRECTION = ("loss", "partition")

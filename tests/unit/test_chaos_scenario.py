@@ -13,7 +13,8 @@ import yaml
 
 from dsrconform.chaos.cli import SCENARIO_DIR, scenario_schema, shipped_scenarios
 from dsrconform.chaos.kinds import FAULT_CLASSES, fault_from
-from dsrconform.chaos.library import MuxKill, ServerDrain
+from dsrconform.chaos.library import ServerDrain
+from dsrconform.chaos.muxfaults import MuxKill
 from dsrconform.chaos.plan import load_scenario, plan_scenario
 from dsrconform.chaos.scenario import Action, Scenario
 from dsrconform.errors import ConfigError
@@ -111,10 +112,30 @@ def test_not_yaml_and_duplicate_keys_are_refused(tmp_path: Path) -> None:
 
 
 def test_after_an_action_that_lasts_until_the_rollbacks_is_refused(tmp_path: Path) -> None:
-    text = GOOD.replace("at: 5, duration: 8}", "at: 5}")
-    scn, topo = load_scenario(write(tmp_path, text))
-    with pytest.raises(ConfigError, match="fix: give kill a duration"):
-        plan_scenario(scn, topo)
+    msg = error_of(tmp_path, GOOD.replace("at: 5, duration: 8}", "at: 5}"))
+    assert "s.yaml:6: method[1].after: kill lasts until the rollbacks" in msg
+    assert "fix: give kill a duration" in msg
+
+
+def test_a_scenario_built_in_python_is_checked_before_it_is_planned() -> None:
+    scn = Scenario(name="p", lab=BASIC, method=[Action(fault=MuxKill(), after="nope")])
+    with pytest.raises(ConfigError, match=r"method\[0\]\.after: no earlier action"):
+        plan_scenario(scn, load_topology(BASIC))
+
+
+def test_a_bad_fault_parameter_points_at_its_line_with_a_fix(tmp_path: Path) -> None:
+    text = f"""\
+name: t
+lab: {BASIC}
+method:
+  - at: 5
+    fault:
+      kind: server-drain
+      sevrer: server1
+"""
+    msg = error_of(tmp_path, text)
+    assert "s.yaml:7: method[0].fault.server-drain.sevrer" in msg
+    assert "fix: remove it, or check its spelling" in msg
 
 
 def test_the_plan_orders_and_overlaps_actions_as_written() -> None:

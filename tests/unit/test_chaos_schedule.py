@@ -64,7 +64,7 @@ class Fake:
     def setup(self, lab: Any, say: Say) -> None:
         self._step("setup")
 
-    def invoke(self, lab: Any, say: Say) -> None:
+    def invoke(self, lab: Any, say: Say, stop: threading.Event) -> None:
         self.applied = True
         if self.gate is not None:
             self.gate.wait(5)
@@ -124,8 +124,8 @@ def test_overlapping_actions_run_at_once() -> None:
     slow = Fake(rec, "slow", gate=gate, lasting=False)
 
     class Opener(Fake):
-        def invoke(self, lab: Any, say: Say) -> None:
-            super().invoke(lab, say)
+        def invoke(self, lab: Any, say: Say, stop: threading.Event) -> None:
+            super().invoke(lab, say, stop)
             gate.set()  # only possible while slow's invoke is still waiting
 
     fast = Opener(rec, "fast", lasting=False)
@@ -192,8 +192,8 @@ def test_ctrl_c_while_a_fault_is_applied_reverts_it_and_skips_the_rest() -> None
     rec = Recorder()
 
     class CtrlC(Fake):
-        def invoke(self, lab: Any, say: Say) -> None:
-            super().invoke(lab, say)
+        def invoke(self, lab: Any, say: Say, stop: threading.Event) -> None:
+            super().invoke(lab, say, stop)
             _thread.interrupt_main()  # SIGINT's effect, delivered to the main thread
 
     a, hit, later = Fake(rec, "a"), CtrlC(rec, "hit"), Fake(rec, "later")
@@ -208,3 +208,31 @@ def test_ctrl_c_while_a_fault_is_applied_reverts_it_and_skips_the_rest() -> None
     assert rec.of("invoke") == ["a", "hit"]
     assert rec.of("revert") == ["hit", "a", "later"]
     assert not (a.applied or hit.applied)
+
+
+def test_signals_during_the_rollbacks_wait_until_they_are_done() -> None:
+    import os
+    import signal
+
+    from dsrconform.chaos.schedule import signals_held
+
+    done = []
+    with pytest.raises(KeyboardInterrupt, match="held during the rollbacks"), signals_held():
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        done.append("every revert")  # reached: neither signal cut the block short
+    assert done == ["every revert"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_backend_change_is_named_by_what_it_did_to_the_servers() -> None:
+    from dsrconform.chaos.library import change_kind
+
+    def sets(active: str, draining: str = "") -> dict[str, list[str]]:
+        return {"active": list(active), "draining": list(draining)}
+
+    assert change_kind(sets("abc"), sets("ab")) == "backend-remove"
+    assert change_kind(sets("abc"), sets("ab", "c")) == "backend-drain"
+    assert change_kind(sets("ab", "c"), sets("abc")) == "backend-add"
+    assert change_kind(sets("ab"), sets("abc")) == "backend-add"
+    assert change_kind(sets("abc", ""), sets("ab", "")) != "backend-add"  # a revert of an add
