@@ -10,6 +10,9 @@
   fault kinds and their parameters.
 - ``chaos validate FILE...``: check files without running them (exit 0 / 2).
 - ``chaos schema``: print the scenario files' JSON Schema (``docs/scenario.schema.json``).
+- ``chaos explore --lab FILE --budget N --seed S [--mutant M] ...``: generated schedules, each
+  run in a fresh lab; a MUST violation is shrunk to a minimal schedule written as
+  ``reproducer.yaml`` in the run directory (exit 1); none within the budget: exit 0.
 """
 
 from __future__ import annotations
@@ -187,6 +190,86 @@ def _run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _explore(args: argparse.Namespace) -> int:
+    import os
+
+    from dsrconform.chaos.explore import explore, lab_judge, reproducer_yaml
+    from dsrconform.chaos.mixes import MIXES
+    from dsrconform.chaos.scenario import Scenario, Traffic
+    from dsrconform.runcli import RESULTS_ROOT, link_latest, run_directory
+    from dsrconform.target import check_mutant
+    from dsrconform.topofile import load_topology
+
+    if args.mix not in MIXES:
+        raise ConfigError(f"--mix {args.mix}: fix: one of {', '.join(MIXES)}")
+    topo = load_topology(args.lab, mode=args.mode)
+    check_mutant("reference", args.mutant)
+    if os.geteuid() != 0:
+        raise ConfigError("chaos explore runs labs and needs root; fix: run it as root")
+    root = Path(RESULTS_ROOT)
+    root.mkdir(exist_ok=True)
+    out = Path(args.results) if args.results else run_directory(root, "explore", args.seed)
+    if out.exists():
+        raise ConfigError(f"--results {out}: exists; fix: a new directory")
+    out.mkdir(parents=True)
+    if not args.results:
+        link_latest(root, out)
+
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    judge = lab_judge(
+        args.lab,
+        topo,
+        seed=args.seed,
+        mutant=args.mutant,
+        mix=args.mix,
+        results=out,
+        backend=args.backend,
+        say=None,
+    )
+    found = explore(
+        topo,
+        judge,
+        budget=args.budget,
+        seed=args.seed,
+        max_faults=args.max_faults,
+        span=args.span,
+        max_seconds=args.max_seconds,
+        say=say,
+    )
+    (out / "explore.log").write_text("\n".join(found.log) + "\n")
+    per_min = found.runs / (found.seconds / 60) if found.seconds else 0.0
+    print(f"{found.runs} schedules judged in {found.seconds:.0f} s ({per_min:.1f}/min)")
+    if found.minimal is None or found.requirement is None:
+        print("no MUST requirement failed within the budget")
+        return 0
+    mutant = f" --mutant {args.mutant}" if args.mutant else ""
+    path = out / "reproducer.yaml"
+    scn = Scenario(
+        name="explore-reproducer",
+        description=f"{found.requirement} violated, found by explore",
+        lab=str(Path(args.lab).resolve()),
+        mode=topo.mode,
+        traffic=Traffic(mix=args.mix),
+        method=found.minimal,
+        decide=[found.requirement],
+        expect={found.requirement: "FAIL"},
+    )
+    how = (
+        f"Found by: dsrconform chaos explore --lab {args.lab} --budget {args.budget} "
+        f"--seed {args.seed}{mutant} ({found.runs_to_first} runs to the first failure, "
+        f"{found.runs} in all)\nReproduce: dsrconform chaos run {path} --seed {args.seed}"
+        f"{mutant}"
+    )
+    path.write_text(reproducer_yaml(scn, how=how))
+    print(
+        f"{found.requirement} FAILs with {len(found.minimal)} fault(s) (first failing schedule "
+        f"had {len(found.first or [])}); reproducer: {path}"
+    )
+    return 1
+
+
 def add_parser(sub: Any) -> None:
     chaos = sub.add_parser("chaos", help="chaos scenarios: run, plan, list, validate")
     csub = chaos.add_subparsers(dest="chaos_command", metavar="COMMAND", required=True)
@@ -211,3 +294,33 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=_validate)
     p = csub.add_parser("schema", help="print the scenario files' JSON Schema")
     p.set_defaults(handler=_schema)
+    p = csub.add_parser(
+        "explore",
+        help="generate fault schedules, shrink a MUST violation to a reproducer scenario",
+    )
+    p.add_argument("--lab", required=True, metavar="FILE", help="the topology to explore")
+    p.add_argument(
+        "--budget",
+        type=int,
+        required=True,
+        metavar="N",
+        help="runs at most, generation and shrinking together",
+    )
+    p.add_argument("--seed", type=int, required=True, metavar="S")
+    p.add_argument("--mutant", default=None, metavar="NAME", help="explore a mutant of the target")
+    p.add_argument("--mode", default=None, help="the lab's mode (default: the file's)")
+    p.add_argument("--mix", default="chaos", help="the traffic mix (default: chaos)")
+    p.add_argument("--max-faults", type=int, default=3, metavar="K", help="per schedule (3)")
+    p.add_argument(
+        "--span", type=int, default=16, metavar="S", help="latest start of a fault, seconds (16)"
+    )
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=3600.0,
+        metavar="T",
+        help="no run starts after this (3600)",
+    )
+    p.add_argument("--backend", choices=("netns", "docker"), default="netns")
+    p.add_argument("--results", default=None, metavar="DIR", help="default: results/<UTC>-...")
+    p.set_defaults(handler=_explore)

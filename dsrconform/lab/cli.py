@@ -206,8 +206,12 @@ def lab_status(name: str) -> dict[str, Any]:
     for sock in sorted(ldir.glob("bird-*.ctl")) if ldir.is_dir() else []:
         node = sock.stem.removeprefix("bird-")
         try:
-            res = subprocess.run(["birdc", "-s", str(sock), "show", "protocols"],
-                                 capture_output=True, text=True, timeout=5)  # fmt: skip
+            res = subprocess.run(
+                ["birdc", "-s", str(sock), "show", "protocols"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+            )
             bgp[node] = res.stdout.strip()
         except subprocess.TimeoutExpired:  # a paused node's BIRD (lab fault NODE pause)
             bgp[node] = "BIRD did not answer within 5 s (is the node paused?)"

@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from dsrconform.errors import ConfigError, LabError
+from dsrconform.errors import ConfigError, DsrConformError, LabError
 from dsrconform.lab import ctlproto as proto
 from dsrconform.lab import registry
 
@@ -355,6 +355,13 @@ def down(lab: str) -> dict[str, list[str]] | None:
         result = proto.call(lab, {"op": "down"}, timeout=proto.DOWN_TIMEOUT).get("result", {})
     except proto.Unreachable as e:
         print(f"dsrconform: {e}; removing the lab without it", file=sys.stderr)
+        return None
+    except DsrConformError as e:  # its teardown failed: what is left is reaped without it
+        print(
+            f"dsrconform: lab {lab}'s controller could not tear it down ({e}); removing what "
+            "is left without it",
+            file=sys.stderr,
+        )
         return None
     deadline = time.monotonic() + EXIT_WAIT
     while registry.pid_running(pid) and time.monotonic() < deadline:

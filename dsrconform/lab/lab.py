@@ -345,8 +345,16 @@ class Lab:
                 set_sysctls({"net/ipv4/ip_local_port_range": f"{lo} {lo + size - 1 - reserve}"})
         return lo, lo + size - 1
 
-    def impair_link(self, a: str, b: str, *, loss: float = 0.0, drop: bool = False,
-                    rate_kbit: int | None = None, direction: str = "both") -> Undo:  # fmt: skip
+    def impair_link(
+        self,
+        a: str,
+        b: str,
+        *,
+        loss: float = 0.0,
+        drop: bool = False,
+        rate_kbit: int | None = None,
+        direction: str = "both",
+    ) -> Undo:
         """Loss (percent), a partition (``drop``) or a rate limit on the link a-b; returns a
         handle whose ``undo()`` lifts it (see :mod:`dsrconform.lab.faults`)."""
         from dsrconform.lab import faults

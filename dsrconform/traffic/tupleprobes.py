@@ -98,9 +98,15 @@ class ProbeRun:
 
 
 @contextmanager
-def probing(lab: LabNodes, *, vip: str, port: int, rate: float = PROBE_RATE,
-            flows: int = PROBE_FLOWS, max_seconds: float = MAX_SECONDS,
-            ) -> Iterator[ProbeRun]:  # fmt: skip
+def probing(
+    lab: LabNodes,
+    *,
+    vip: str,
+    port: int,
+    rate: float = PROBE_RATE,
+    flows: int = PROBE_FLOWS,
+    max_seconds: float = MAX_SECONDS,
+) -> Iterator[ProbeRun]:
     """Probe ``flows`` fixed tuples toward ``vip:port`` while the ``with`` block runs (see the
     module doc); the block starts once the first probes went (or the sender failed)."""
     net = ipaddress.IPv4Network(probe_net(lab.topology))
