@@ -23,7 +23,7 @@ Contracts:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import entry_points
@@ -94,6 +94,15 @@ class Target(Protocol):
 
 
 @runtime_checkable
+@runtime_checkable
+class AgentRestart(Protocol):
+    """A deployment capability (optional): restart a server's agent with empty state, as when
+    it crashes and comes back: its flow and NAT tables are lost (the ``agent-restart`` fault;
+    a deployment without it makes that fault a LabError, so its requirements are UNKNOWN)."""
+
+    def restart_agent(self, server: str) -> None: ...
+
+
 class Deployment(Protocol):
     """A target's stack running in a lab."""
 
@@ -205,14 +214,30 @@ def check_mutant(target_name: str, mutant: str | None) -> MutantInfo | None:
     )
 
 
-def load_target(name: str = "reference", *, mutant: str | None = None) -> Target:
-    """Instantiate the target registered as ``name`` (optionally as mutant ``mutant``)."""
+def load_target(
+    name: str = "reference",
+    *,
+    mutant: str | None = None,
+    options: Mapping[str, str] | None = None,
+) -> Target:
+    """Instantiate the target registered as ``name`` (optionally as mutant ``mutant``). With
+    ``options`` (the target's own settings, e.g. the reference gateway's ``gateway: naive``),
+    its constructor is called with ``options=``; a target that takes none refuses them."""
     eps = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
     if name not in eps:
         known = ", ".join(sorted(eps)) or "none (is the package installed? `pip install -e .`)"
         raise ConfigError(f"unknown target {name!r}; registered targets: {known}")
     cls = eps[name].load()
-    target = cls(mutant=mutant)
+    if options:
+        try:
+            target = cls(mutant=mutant, options=dict(options))
+        except TypeError:
+            raise ConfigError(
+                f"target {name!r} takes no options (given: {', '.join(options)}); fix: leave "
+                "them out"
+            ) from None
+    else:
+        target = cls(mutant=mutant)
     if not isinstance(target, Target):
         raise ConfigError(f"target {name!r} ({cls}) does not implement dsrconform.target.Target")
     return target

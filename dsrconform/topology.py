@@ -214,6 +214,10 @@ class Topology(_Model):
     blackhole: list[str] = Field(default_factory=lambda: ["198.18.200.0/21", "198.18.208.0/21"])
     """Networks the border router drops: spoofed sources nothing may answer. The first is the
     SYN flood's (the taps aggregate it), the second the tuple probes' (SC-2, SC-4)."""
+    ambiguous_gateway: bool = False
+    """gateway-nat: accept services that reach one server on one port and protocol (refused by
+    default: a stateless egress gateway cannot tell them apart). For a lab that shows that
+    pitfall on purpose (labs/multi-mux-gateway.yaml)."""
 
     @field_validator("blackhole")
     @classmethod
@@ -369,7 +373,7 @@ class Topology(_Model):
                     )
         if self.mode == "gateway-nat" and not roles["gateway"]:
             yield ("mode",), "gateway-nat needs a node with role gateway"
-        if self.mode == "gateway-nat":
+        if self.mode == "gateway-nat" and not self.ambiguous_gateway:
             yield from self._shared_server_ports()
 
     def _shared_server_ports(self) -> Iterator[tuple[Loc, str]]:

@@ -71,6 +71,8 @@ class LabHandle(Protocol):
 class ReferenceDeployment:
     lab: LabHandle
     mutant: str | None
+    options: dict[str, str] = field(default_factory=dict)
+    """The target's options (:data:`reference_impl.target.OPTIONS`)."""
     muxes: dict[str, Any] = field(default_factory=dict)
     agents: dict[str, Any] = field(default_factory=dict)
     gateway: Any = None
@@ -112,7 +114,8 @@ class ReferenceDeployment:
         topo = self.lab.topology
         return [s for s in topo.services if server in topo.servers_of(s)]
 
-    def _server(self, server: str) -> None:
+    def _agent(self, server: str) -> None:
+        """Attach ``server``'s agent (decapsulation, and NAT in the NAT modes), empty."""
         from reference_impl.agent import AgentConfig, AgentProgram, NatService
 
         topo, ns = self.lab.topology, self.lab.netns(server)
@@ -133,6 +136,27 @@ class ReferenceDeployment:
         agent = AgentProgram(cfg, mutant=self.mutant)
         agent.attach(ns, up.ifname, egress=topo.mode != "gateway-nat")
         self.agents[server] = agent
+
+    def restart_agent(self, server: str) -> None:
+        """Replace ``server``'s agent by a new one whose flow and NAT state start empty, as when
+        an agent crashes and is restarted (Deployment capability AgentRestart); its counters
+        carry on."""
+        if self.lab.topology.nodes[server].role != "server":
+            raise ConfigError(f"{server} is not a server: only servers run an agent")
+        with self.lock:
+            old = self.agents.pop(server, None)
+            if old is not None:
+                with suppress(Exception):  # its counters, for monotonic totals; best effort
+                    self.carry.retire(server, old.stats())
+                old.close()
+            self._agent(server)
+
+    def _server(self, server: str) -> None:
+        topo, ns = self.lab.topology, self.lab.netns(server)
+        up = topo.uplink(server)
+        services = self._server_services(server)
+        nat = topo.mode in ("server-nat", "gateway-nat")
+        self._agent(server)
         argv = [self.lab.python, "-m", "reference_impl.app", "--server-id", server]
         if nat:
             binds = {(s.proto, s.server_port) for s in services}
@@ -173,10 +197,20 @@ class ReferenceDeployment:
                         external_port=s.port,
                     )
                 )
+        if self.options.get("gateway") == "naive":
+            # On purpose (a scenario shows the pitfall): the first VIP of each server port wins,
+            # so replies of flows that came through another VIP leave from the wrong one.
+            first: dict[tuple[str, int, str], GatewayMapping] = {}
+            for m in mappings:
+                first.setdefault((m.server, m.server_port, m.proto), m)
+            mappings = list(first.values())
         try:
             cfg = GatewayConfig(mappings=mappings)
         except ValueError as e:
-            raise LabError(f"gateway-nat needs a 1:1 mapping of server ports to VIPs: {e}") from e
+            raise LabError(
+                f"gateway-nat needs a 1:1 mapping of server ports to VIPs: {e}; (the target "
+                "option gateway=naive deploys it anyway, replying from each port's first VIP)"
+            ) from e
         self.gateway = GatewayProgram(cfg, mutant=self.mutant)
         # The gateway's interface toward the servers: its segment (or link) shared with them.
         first_server = topo.of_role("server")[0]

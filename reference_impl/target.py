@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from dsrconform.errors import ConfigError
 from dsrconform.target import BenchVip, MutantInfo
 from dsrconform.topology import MODES
 from reference_impl import mutants as _mutants
@@ -21,15 +22,37 @@ if TYPE_CHECKING:
     from reference_impl.deploy import LabHandle, ReferenceDeployment
 
 
+OPTIONS = {"gateway": ("per-port", "naive")}
+"""The reference stack's options. ``gateway``: ``per-port`` (default) maps each server port to
+one VIP and refuses a topology that serves one port through several VIPs (it cannot tell them
+apart: it is stateless); ``naive`` deploys such a topology anyway, replying from the first VIP
+of each port: the egress-gateway pitfall of per-MUX external VIPs, on purpose."""
+
+
+def check_options(options: dict[str, str]) -> dict[str, str]:
+    """``options`` if every one is known with a known value; else a ConfigError naming them."""
+    for key, value in options.items():
+        if key not in OPTIONS:
+            raise ConfigError(
+                f"reference target: unknown option {key!r}; fix: one of {', '.join(OPTIONS)}"
+            )
+        if value not in OPTIONS[key]:
+            raise ConfigError(
+                f"reference target: option {key}={value!r}; fix: one of {', '.join(OPTIONS[key])}"
+            )
+    return dict(options)
+
+
 class ReferenceTarget:
     """The reference DSR stack (XDP MUX, tc agents, egress gateway), optionally as a mutant."""
 
     name = "reference"
     modes = MODES  # encapsulation, server-side NAT and the egress gateway's NAT: all of them
 
-    def __init__(self, mutant: str | None = None) -> None:
+    def __init__(self, mutant: str | None = None, options: dict[str, str] | None = None) -> None:
         _mutants.get(mutant)  # ConfigError naming the known mutants
         self.mutant = mutant
+        self.options = check_options(options or {})
 
     def __repr__(self) -> str:
         return f"ReferenceTarget(mutant={self.mutant!r})"
@@ -41,7 +64,7 @@ class ReferenceTarget:
         """Deploy the reference stack (agents, applications, MUXes, BGP) into ``lab``."""
         from reference_impl.deploy import ReferenceDeployment
 
-        dep = ReferenceDeployment(lab, self.mutant)
+        dep = ReferenceDeployment(lab, self.mutant, options=self.options)
         try:
             dep.deploy()
         except BaseException:

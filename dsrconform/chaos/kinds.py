@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 
 from dsrconform.chaos.fault import Fault, Say, Step
 from dsrconform.chaos.library import (
+    AgentRestart,
     ConfigChange,
     ServerAdd,
     ServerDrain,
@@ -181,6 +182,7 @@ AnyFault = Annotated[
     | CpuStarve
     | SynFlood
     | HostilePackets
+    | AgentRestart
     | Sequence
     | Overlap,
     Field(discriminator="kind"),
@@ -208,6 +210,7 @@ FAULT_CLASSES: dict[str, type[_Base]] = {
         CpuStarve,
         SynFlood,
         HostilePackets,
+        AgentRestart,
         Sequence,
         Overlap,
     )

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from dsrconform.lab.protocol import RunningLab
 
 __all__ = [
+    "AgentRestart",
     "ConfigChange",
     "ServerAdd",
     "ServerDrain",
@@ -370,3 +371,41 @@ class ServerMove(_BackendFault):
             d_sets["draining"],
             self.server,
         )
+
+
+class AgentRestart(_Base):
+    """Restart a server's agent: its flow and NAT state start empty (the seed's state-management
+    problem: in server-nat mode the agent remembers each flow's VIP). Not lasting. Window
+    ``agent-restart``. A target without the capability
+    (:class:`dsrconform.target.AgentRestart`) makes it a LabError."""
+
+    kind: Literal["agent-restart"] = "agent-restart"
+    lasting: ClassVar[bool] = False
+    server: str
+
+    def expected_seconds(self) -> float:
+        return 0.5
+
+    def plan(self, topo: Topology) -> list[Step]:
+        if self.server not in topo.of_role("server"):
+            raise ConfigError(
+                f"agent-restart: {self.server!r} is not a server; fix: one of "
+                f"{', '.join(topo.of_role('server'))}"
+            )
+        return [Step("invoke", "restart-agent", self.server, "its flow and NAT state lost")]
+
+    def invoke(self, lab: RunningLab, say: Say, stop: Event) -> None:
+        from dsrconform.target import AgentRestart as Capability
+
+        dep = lab.deployment
+        if not isinstance(dep, Capability):
+            raise LabError(
+                f"target {type(dep).__name__} cannot restart a server's agent (no restart_agent)"
+            )
+        say(f"restart {self.server}'s agent (its state is lost)")
+        t = time.monotonic()
+        dep.restart_agent(self.server)
+        self._windows.append(window("agent-restart", t, time.monotonic(), target=self.server))
+
+    def revert(self, lab: RunningLab, say: Say) -> None:
+        """Nothing to undo: the new agent runs."""

@@ -125,7 +125,12 @@ def _lab_for(
 
     say(f"bringing lab {topo.name} up ({backend}, {topo.mode}, target {scn.target})")
     with Lab.up(
-        scn.lab_path(), backend=backend, mode=scn.mode, target=scn.target, mutant=mutant
+        scn.lab_path(),
+        backend=backend,
+        mode=scn.mode,
+        target=scn.target,
+        mutant=mutant,
+        target_options=scn.target_options,
     ) as up:
         yield up
 

@@ -139,9 +139,12 @@ class Scenario(_Model):
     """The topology file, relative to the scenario file (or the working directory)."""
     mode: Mode | None = None
     target: str = "reference"
+    target_options: dict[str, str] = Field(default_factory=dict)
+    """The target's own settings (e.g. the reference stack's ``gateway: naive``)."""
     traffic: Traffic = Field(default_factory=Traffic)
     steady_state: SteadyState = Field(default_factory=SteadyState)
-    method: Annotated[list[Action], Field(min_length=1, max_length=MAX_ACTIONS)]
+    method: Annotated[list[Action], Field(max_length=MAX_ACTIONS)]
+    """The faults; none: the steady state alone."""
     decide: list[str] = Field(default_factory=list)
     """Requirement IDs judged on the run's observations at the end."""
     expect: dict[str, Literal["PASS", "FAIL", "UNKNOWN"]] = Field(default_factory=dict)

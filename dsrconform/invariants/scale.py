@@ -229,7 +229,14 @@ def check_minimal_remapping(obs: Observations, p: Params) -> Verdict:
 
 
 def _until_next(obs: Observations, w: FaultWindow, kinds: Iterable[str]) -> float:
-    later = [x.start for x in obs.faults if x.kind in kinds and x.start > w.start]
+    """When the next change of ``kinds`` after ``w`` starts, among those of ``w``'s service (a
+    window without a VIP concerns every service): a server moved to another MUX's VIP is added
+    there right after its drain here, which changes nothing of the drained service."""
+    later = [
+        x.start
+        for x in obs.faults
+        if x.kind in kinds and x.start > w.start and (None in (x.vip, w.vip) or x.vip == w.vip)
+    ]
     return min(later, default=math.inf)
 
 

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +66,16 @@ class Lab:
     """A lab that is up (a :class:`~dsrconform.lab.protocol.RunningLab`). Create it with
     :meth:`up` (a context manager) or :meth:`start`."""
 
-    def __init__(self, topology: Topology, *, backend: str = "netns", target: str = "reference",
-                 mutant: str | None = None, source: str = "") -> None:  # fmt: skip
+    def __init__(
+        self,
+        topology: Topology,
+        *,
+        backend: str = "netns",
+        target: str = "reference",
+        mutant: str | None = None,
+        source: str = "",
+        target_options: Mapping[str, str] | None = None,
+    ) -> None:
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.topology = topology
@@ -75,7 +83,7 @@ class Lab:
         self.source = source
         self.backend = make_backend(backend, self.name)
         self.python = self.backend.python  # the interpreter for Python programs in a node
-        self.target = load_target(target, mutant=mutant)
+        self.target = load_target(target, mutant=mutant, options=target_options)
         self.dir = registry.lab_dir(self.name)
         self.deployment: Deployment | None = None
         self.events: list[Event] = []
@@ -96,7 +104,8 @@ class Lab:
     @contextmanager
     def up(cls, path: str | Path, *, backend: str = "netns", mode: Mode | None = None,
            name: str | None = None, target: str = "reference", mutant: str | None = None,
-           keep: bool = False, timeout: float = 60.0) -> Iterator[Lab]:  # fmt: skip
+           keep: bool = False, timeout: float = 60.0,
+           target_options: Mapping[str, str] | None = None) -> Iterator[Lab]:  # fmt: skip
         """Bring the lab up, yield it, tear it down (unless ``keep``) whatever happens. A kept
         lab outlives this process (``detach``, :meth:`start`)."""
         lab = cls.start(
@@ -108,6 +117,7 @@ class Lab:
             mutant=mutant,
             timeout=timeout,
             detach=keep,
+            target_options=target_options,
         )
         previous = _install_signal_handlers()
         try:
@@ -129,13 +139,15 @@ class Lab:
         mutant: str | None = None,
         timeout: float = 60.0,
         detach: bool = False,
+        target_options: Mapping[str, str] | None = None,
     ) -> Lab:
         """Bring the lab up and return it (the caller owns :meth:`down`). First, labs whose
         owner died without tearing them down are reaped (a notice on stderr says which).
 
         The lab belongs to this process: its daemons are killed when it ends, and a lab left
         behind is reaped by the next ``Lab.start``. ``detach=True`` (``lab up``): the lab
-        outlives this process, until ``lab down``."""
+        outlives this process, until ``lab down``. ``target_options``: the target's own
+        settings (:func:`dsrconform.target.load_target`)."""
         from dsrconform.target import check_mutant
 
         check_mutant(target, mutant)  # an unknown target or mutant: before anything exists
@@ -146,7 +158,8 @@ class Lab:
                     f"lab name {name!r}: fix: 1-12 lower-case letters and digits, a letter first"
                 )
             topo = topo.model_copy(update={"name": name})
-        lab = cls(topo, backend=backend, target=target, mutant=mutant, source=str(path))
+        lab = cls(topo, backend=backend, target=target, mutant=mutant, source=str(path),
+                  target_options=target_options)  # fmt: skip
         lab._bring_up(timeout, detach=detach)
         return lab
 

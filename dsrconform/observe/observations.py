@@ -62,6 +62,7 @@ FaultKind = Literal[
     "crafted",
     "link-impair",
     "cpu-limit",
+    "agent-restart",
 ]
 BACKEND_CHANGES: tuple[FaultKind, ...] = ("backend-add", "backend-remove", "backend-drain")
 PROTO_NUMBERS = {"tcp": 6, "udp": 17}

@@ -53,6 +53,7 @@ _FAULT_COLORS = {
     "crafted": "#1f77b4",
     "link-impair": "#aec7e8",
     "cpu-limit": "#c49c94",
+    "agent-restart": "#dbdb8d",
 }
 _LABEL_CHARS = 26
 """Legend labels longer than this are cut (the legends share the figure's right margin)."""

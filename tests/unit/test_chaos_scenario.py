@@ -182,6 +182,7 @@ def test_a_fault_after_the_traffic_is_warned_about() -> None:
 def test_every_fault_kind_plans_printable_steps_on_some_lab() -> None:
     params = {
         "config-change": {"active": ["server1"]},
+        "agent-restart": {"server": "server2"},
         "link-loss": {"a": "router", "b": "mux1", "percent": 5},
         "partition": {"a": "router", "b": "mux1"},
         "cpu-starve": {"node": "mux1"},

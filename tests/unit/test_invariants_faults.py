@@ -336,6 +336,18 @@ def test_sc3_drain_of_one_service_leaves_its_others_alone() -> None:
     assert v.status == Status.FAIL and len(v.evidence) == 1
 
 
+def test_sc3_a_server_moved_to_another_service_is_judged_until_its_own_service_changes() -> None:
+    run = drain_run()
+    run.faults[0] = run.faults[0].model_copy(update={"vip": WEB})
+    run.fault("backend-add", 100.1, 100.2, target="server2", vip=EDGE)  # added there at once
+    v = run_checker(check_drain, run.obs())
+    assert v.status == Status.PASS and v.measured["new_connections_judged"] == 5
+    run.conn(22, 110.0, end_t=111.0, server="server2")  # a new web connection on it: not fine
+    assert run_checker(check_drain, run.obs()).status == Status.FAIL
+    run.fault("backend-add", 105.0, 105.1, target="server2", vip=WEB)  # web's own change
+    assert run_checker(check_drain, run.obs()).measured["new_connections_judged"] == 3
+
+
 def test_sc3_a_reused_tuple_is_no_new_connection() -> None:
     run = drain_run()
     run.conn(30, 90.0, end_t=91.0, server="server2", sport=41000)  # before the drain

@@ -253,8 +253,8 @@ def test_a_misspelt_key_lists_the_allowed_keys(tmp_path: Path) -> None:
     )
     f = write(tmp_path, GOOD.replace("name: t", "nmae: t"))
     assert (
-        "fix: a topology's keys are name, mode, nodes, links, segments, services, blackhole"
-        in error_of(f)
+        "fix: a topology's keys are name, mode, nodes, links, segments, services, blackhole, "
+        "ambiguous_gateway" in error_of(f)
     )
 
 
