@@ -147,10 +147,11 @@ def _finish(
 
 
 def _cmd_steady(args: argparse.Namespace) -> int:
+    from dsrconform.chaos.mixes import QUICK_MIX, Mix
+    from dsrconform.chaos.traffic import observe_steady_state
     from dsrconform.lab import Lab
     from dsrconform.parallelcheck import check_parallel
     from dsrconform.runfiles import save_observations, save_verdicts
-    from dsrconform.steady import QUICK_MIX, Mix, observe_steady_state
     from dsrconform.target import check_mutant
     from dsrconform.topofile import load_topology
 

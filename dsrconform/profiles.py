@@ -1,11 +1,11 @@
 """Run profiles: which scenarios a ``dsrconform run`` runs, in which modes, and what they judge.
 
 ``full`` (the nightly gate, and the default) runs every scenario of
-:data:`dsrconform.scenarios.SCENARIOS` that a selected test asks for, as they are. ``quick``
+:data:`dsrconform.chaos.suite.SCENARIOS` that a selected test asks for, as they are. ``quick``
 (the pull-request gate, ``dsrconform run --profile quick``) replaces them with a few short
-:class:`ProfileRun`\\ s, each a :class:`~dsrconform.scenarios.Scenario` built from the full
-ones' mixes and fault builders, run on one platform mode and standing in for one or more of
-the suites' scenarios; a test is kept only when a run of the profile stands in for its
+:class:`ProfileRun`\\ s, each a chaos :class:`~dsrconform.chaos.scenario.Scenario` (a named
+mix and faults), run on one platform mode and standing in for one or more of the suites'
+scenarios; a test is kept only when a run of the profile stands in for its
 scenario on its platform *and* judges its requirement (:meth:`Profile.selects`): a requirement
 a short run could not decide is left out (deselected), never left UNKNOWN, and the coverage
 table (:func:`coverage_table`, printed in the run's header) says what is judged where and what
@@ -19,87 +19,70 @@ modes) and in its ``dsr_scenario`` fixture (the variant that runs).
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dsrconform.scenarios import (
-    SCALE_MIX,
-    SCENARIOS,
-    Scenario,
-    hostile_packets,
-    mux_failure,
-    scale_changes,
-    then,
-)
-from dsrconform.steady import QUICK_MIX, Fault
+from dsrconform.chaos.scenario import Scenario
+from dsrconform.chaos.suite import SCENARIOS
 
 if TYPE_CHECKING:
     from dsrconform.topology import Mode
 
 __all__ = [
     "FULL",
-    "GATE_MIX",
-    "KILL_MIX",
     "PROFILES",
     "QUICK",
-    "STEADY_QUICK_MIX",
     "Profile",
     "ProfileRun",
     "coverage_table",
     "get_profile",
 ]
 
-STEADY_QUICK_MIX = QUICK_MIX
-"""The steady mix of ``dsrconform steady --quick`` (:data:`dsrconform.steady.QUICK_MIX`)."""
-
-KILL_MIX = replace(STEADY_QUICK_MIX, stream_bytes=420_000, udp_datagrams=16)
-"""STEADY_QUICK_MIX whose streams last 7 s (and UDP flows 4 s): open across a MUX killed ~2-3 s
-into the traffic and back ~3 s later (MF-1)."""
-
-
-def kill_fault() -> Fault:
-    """The quick profile's MUX failure: the failover MUX killed 0.5 s after the ICMP errors went
-    (~3 s into the traffic), restarted empty 1 s after its routes were withdrawn (they return
-    ~2 s later): the connections it carried are re-hashed to the other MUX and back (MF-1)."""
-    return mux_failure("kill", delay=0.5, down=1.0)
-
-
-GATE_MIX = replace(
-    SCALE_MIX,
-    streams=30,
-    stream_bytes=260_000,  # 13 s streams: open across the drain and the making active again
-    # ~15 s of new connections on 16 reused ports per client address: across both changes
-    # (AF-1) and after the hostile packets, the last part of the fault (RB-1's attempts)
-    short_conns=525,
-    short_rate=35.0,
-    udp_flows=40,
-    udp_datagrams=12,
-    uploads=30,
-    icmp_errors=12,
-    pings=1,
-    deadline=40.0,
-)
-"""The quick gate run's mix: the scale mix (short connections reusing 16 local ports per
-client address, so a reused tuple's SYN meets each backend change: AF-1) shortened to 13-15 s,
-with the steady mix's uploads, ICMP errors about live streams and pings (RW-6, RW-7, RW-3), so
-one run judges steady state, the backend changes and the hostile packets."""
-
-
 GATE_PROBE_FLOWS = 256
 """Tuples per probe set in the quick gate run: SC-4 judges 20 or more (SC-2, which needs 1000,
 is left to the full run); fewer tuples, fewer tap records to read after the run."""
 
+GATE = Scenario.model_validate(
+    {
+        "name": "gate",
+        "description": "13-15 s of the scale mix with the steady mix's extras: a server "
+        "drained and made active again inside tuple probes, then hostile packets",
+        "traffic": {"mix": "gate"},
+        # The drain ~0.8 s in, active again ~4 s in, each change inside its own set of tuple probes
+        # (SC-1, SC-3, SC-4, AF-1: the full scale scenario's last two changes; a stack without a
+        # connection table moves the drained server's streams), then the hostile packets, each
+        # frame sent 4 times (RB-1, RB-2, RB-4) while the mix still runs.
+        "method": [
+            {
+                "id": "drain",
+                "at": 0,
+                "duration": 0,
+                "fault": {
+                    "kind": "server-drain",
+                    "server_index": 1,
+                    "probe": True,
+                    "probe_flows": GATE_PROBE_FLOWS,
+                },
+            },
+            {"fault": {"kind": "hostile-packets", "repeats": 4}, "after": "drain", "delay": 0.3},
+        ],
+    }
+)
+"""The quick gate run."""
 
-def gate_fault() -> Fault:
-    """The quick gate run's fault: a server of the first TCP service drained ~0.5 s in and made
-    active again ~3.5 s later, each change inside its own set of :data:`GATE_PROBE_FLOWS` tuple
-    probes (SC-1, SC-3, SC-4, AF-1: the full scale scenario's last two changes; a stack without
-    a connection table moves the drained server's streams), then the hostile packets, each
-    frame sent 4 times (RB-1, RB-2, RB-4) while the mix still runs."""
-    return then(
-        scale_changes(delay=0.5, drain_for=3.5, remove=False, probe_flows=GATE_PROBE_FLOWS),
-        hostile_packets(delay=0.3, repeats=4),
-    )
+STEADY_KILL = Scenario.model_validate(
+    {
+        "name": "steady-kill",
+        "description": "the short steady mix of `dsrconform steady --quick` with 7 s streams, "
+        "across which a MUX is killed and restarted empty",
+        "traffic": {"mix": "kill"},
+        # The failover MUX killed 0.5 s after the ICMP errors went (~3 s into the traffic),
+        # restarted empty 1 s after its routes were withdrawn (they return ~2 s later): the
+        # connections it carried are re-hashed to the other MUX and back (MF-1).
+        "method": [{"fault": {"kind": "mux-kill"}, "at": 0.5, "duration": 1}],
+    }
+)
+"""The quick profile's run in gateway-nat."""
 
 
 @dataclass(frozen=True)
@@ -177,13 +160,7 @@ QUICK = Profile(
     "a pull-request gate: two short runs, one in server-nat, one in gateway-nat",
     runs=(
         ProfileRun(
-            Scenario(
-                "gate",
-                GATE_MIX,
-                gate_fault,
-                "13-15 s of the scale mix with the steady mix's extras: a server drained and "
-                "made active again inside tuple probes, then hostile packets",
-            ),
+            GATE,
             judges={
                 # Not DP-1: the hostile packets to a MUX's own address are answered by the
                 # MUX, across its link (judged in gateway-nat instead).
@@ -211,13 +188,7 @@ QUICK = Profile(
             ),
         ),
         ProfileRun(
-            Scenario(
-                "steady-kill",
-                KILL_MIX,
-                kill_fault,
-                "the short steady mix of `dsrconform steady --quick` with 7 s streams, across "
-                "which a MUX is killed and restarted empty",
-            ),
+            STEADY_KILL,
             judges={
                 "steady": (*STEADY_RW, "DP-1", "AF-1", "AF-2", "AF-4"),
                 "mux-kill": ("MF-1",),
@@ -265,7 +236,7 @@ def coverage_table(profile: Profile, modes: Collection[str | None] | None = None
         where = ", ".join(run.modes) if run.modes else f"{main} (main platform)"
         absent = modes is not None and bool(run.modes) and not set(run.modes) & set(modes)
         note = " -- NOT RUN here: no platform in its mode" if absent else ""
-        lines.append(f"  run {run.scenario.name} in {where}{note}: {run.scenario.about}")
+        lines.append(f"  run {run.scenario.name} in {where}{note}: {run.scenario.description}")
         for scenario, ids in run.judges.items():
             lines.append(f"    for {scenario} tests: {', '.join(ids)}")
         if run.mutants:

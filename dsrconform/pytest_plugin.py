@@ -119,8 +119,8 @@ RESULTS_KEY = pytest.StashKey[Results]()
 ATTACHMENTS_KEY = pytest.StashKey[list[Attachment]]()
 """On a test's item: the evidence files made for it (pcap windows of its FAILs)."""
 SCENARIO_RUNS_KEY = pytest.StashKey[list[Any]]()
-"""The :class:`~dsrconform.steady.SteadyRun` of each scenario run this session (their captures
-cut the evidence of FAILs)."""
+"""The :class:`~dsrconform.chaos.traffic.SteadyRun` of each scenario run this session (their
+captures cut the evidence of FAILs)."""
 SCENARIO_KEY = pytest.StashKey[tuple[str, str | None]]()
 """On a test's item: (scenario name, its run directory relative to the results) it judged."""
 # The user_properties of the test reports (PROP_*) are dsrconform.report.collect's.
@@ -572,9 +572,9 @@ def dsr_scenario(
 ) -> Callable[[str], Any]:
     """Session scope; depends on ``dsr_lab``, ``dsr_seed`` and ``dsr_platform``.
     ``dsr_scenario(name)`` runs the scenario ``name`` of
-    :data:`dsrconform.scenarios.SCENARIOS` (a traffic mix, seeded, with its fault) on the lab
+    :data:`dsrconform.chaos.suite.SCENARIOS` (a traffic mix, seeded, with its faults) on the lab
     at most once per session and platform and returns the
-    :class:`~dsrconform.steady.SteadyRun` (``.observations`` for ``dsr_check``); later calls
+    :class:`~dsrconform.chaos.traffic.SteadyRun` (``.observations`` for ``dsr_check``); later calls
     return the same run. Its run directory goes to ``<--dsr-results>/<name>`` when a results
     directory is given (``<--dsr-results>/<backend>-<mode>/<name>`` when the selected
     tests use several platforms). A scenario that fails is not run again: this and every later call
@@ -585,10 +585,9 @@ def dsr_scenario(
     ``name`` on this platform runs instead, under its own name (one run may stand in for
     several scenarios: it runs once for all of them); a scenario it does not stand in for runs
     as it is."""
-    from dataclasses import replace
-
-    from dsrconform.scenarios import SCENARIOS
-    from dsrconform.steady import observe_steady_state
+    from dsrconform.chaos import traffic
+    from dsrconform.chaos.mixes import mix_for
+    from dsrconform.chaos.suite import SCENARIOS, about
 
     results = request.config.getoption(_dest(OPT_RESULTS))
     if results and several_platforms(request.config):
@@ -611,13 +610,12 @@ def dsr_scenario(
         if name not in runs:
             out = Path(results) / name if results else None
             try:
-                with Progress(request.config, f"scenario {name}", sc.about) as progress:
-                    fault = sc.fault() if sc.fault is not None else None
-                    runs[name] = observe_steady_state(
+                with Progress(request.config, f"scenario {name}", about(sc)) as progress:
+                    runs[name] = traffic.observe_scenario(
                         dsr_lab,
-                        replace(sc.mix, seed=dsr_seed),
+                        sc,
+                        mix_for(sc.traffic.mix, sc.traffic.overrides, dsr_seed),
                         out_dir=out,
-                        fault=fault,
                         progress=progress.say,
                         capture=out is not None and not no_evidence,  # pcap evidence of FAILs
                     )
@@ -650,15 +648,15 @@ def _save_timeline(observations: Any, out: Path) -> None:
 @pytest.fixture(scope="session")
 def dsr_steady(dsr_scenario: Callable[[str], Any]) -> Any:
     """Session scope; depends on ``dsr_scenario``. The ``steady`` scenario's run: the default
-    mix (:class:`dsrconform.steady.Mix`), no fault."""
+    mix (:class:`dsrconform.chaos.mixes.Mix`), no fault."""
     return dsr_scenario("steady")
 
 
 @pytest.fixture(scope="session")
 def dsr_flood(dsr_scenario: Callable[[str], Any]) -> Any:
     """Session scope; depends on ``dsr_scenario``. The ``syn-flood`` scenario's run: long
-    streams and new connections all along (:data:`dsrconform.scenarios.FLOOD_MIX`) with a 12 s
-    spoofed SYN flood from the lab's flood node (:func:`dsrconform.scenarios.syn_flood`), then
+    streams and new connections all along (:data:`dsrconform.chaos.mixes.FLOOD_MIX`) with a 12 s
+    spoofed SYN flood from the lab's flood node (:class:`dsrconform.chaos.netfaults.SynFlood`), then
     a drain of one server from every service."""
     return dsr_scenario("syn-flood")
 

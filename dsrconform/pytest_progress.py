@@ -35,8 +35,8 @@ class Progress:
     """Progress lines while a long step of a fixture runs (a lab coming up, a scenario), so a
     run is not a minute of silence: ``dsrconform: <subject> <elapsed> s  <phase>``, one when it
     starts, one per phase (:meth:`say`, the ``progress`` callback of
-    :func:`dsrconform.steady.observe_steady_state`), one when it ends (:attr:`last`, or how it
-    failed) and, on a terminal, one after every :data:`PROGRESS_EVERY` s without one.
+    :func:`dsrconform.chaos.traffic.observe_steady_state`), one when it ends (:attr:`last`, or
+    how it failed) and, on a terminal, one after every :data:`PROGRESS_EVERY` s without one.
 
     The step runs inside a test's setup or call, whose output pytest captures: lines go
     through the terminal reporter with capturing suspended for the write (as pytest's live

@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-CASES = [("mux-kill", r) for r in ("MF-1", "MF-2", "MF-3", "MF-4", "AF-1", "AF-2")] + [
-    ("mux-hang", r) for r in ("MF-1", "MF-2", "MF-3", "AF-1", "AF-2")
-]
-"""(scenario, requirement). Affinity (AF-1, AF-2) is judged across the failure too: the backend
-set stays the same, so a flow re-hashed to another MUX must still reach the same server."""
+from dsrconform.chaos.suite import cases
+
+CASES = cases("mux-kill", "mux-hang")
+"""(scenario, requirement), from what each scenario decides. Affinity (AF-1, AF-2) is judged
+across the failure too: the backend set stays the same, so a flow re-hashed to another MUX must
+still reach the same server."""
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@ are never emitted malformed (RB-1); non-VIP traffic passes untouched (RB-2); fra
 handled consistently (RB-3); servers decapsulate only what the stack's MUXes sent (RB-4).
 
 One run of the ``hostile`` scenario (``dsr_scenario``, once per session): legitimate traffic
-all along while :func:`dsrconform.scenarios.hostile_packets` sends the crafted cases of
+all along while :func:`dsrconform.chaos.hostile.send_hostile` sends the crafted cases of
 :mod:`dsrconform.traffic.crafted` through the router and straight into each MUX, non-VIP packets
 into each MUX, and IPIP from a client (not a MUX) to every server.
 """
@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
+from dsrconform.chaos.suite import SCENARIOS
+
 pytestmark = pytest.mark.dsr_scenario("hostile")
 
-ROBUST = ["RB-1", "RB-2", "RB-3", "RB-4"]
+ROBUST = SCENARIOS["hostile"].decide
 
 
 @pytest.mark.parametrize(

@@ -22,16 +22,10 @@ from typing import Any
 
 import pytest
 
-CASES = [
-    ("scale", "SC-1"),
-    ("scale", "SC-2"),
-    ("scale", "SC-3"),
-    ("scale", "SC-4"),
-    ("scale", "AF-1"),
-    ("flood-scale", "SF-3"),
-    ("flood-scale", "SC-3"),
-    ("scale-mux-loss", "SC-5"),
-]
+from dsrconform.chaos.suite import cases
+
+CASES = cases("scale", "flood-scale", "scale-mux-loss")
+"""(scenario, requirement), from what each scenario decides."""
 
 SCENARIO_FOR = {"flood-scale": "SF-3"}
 """Scenarios built for one requirement whose other cases run only when it is in the run's level:

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from dsrconform import spec
+from dsrconform.chaos.suite import SCENARIOS
 
 pytestmark = [pytest.mark.dsr_every_mode, pytest.mark.dsr_scenario("steady")]
 
-STEADY = [r.id for r in spec.REQUIREMENTS if r.family in ("RW", "DP", "AF")]
+STEADY = SCENARIOS["steady"].decide
 
 
 @pytest.mark.parametrize(

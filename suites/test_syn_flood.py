@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 
+from dsrconform.chaos.suite import SCENARIOS
+
 pytestmark = pytest.mark.dsr_scenario("syn-flood")
 
-FLOOD = ["SF-1", "SF-2", "SF-4"]
+FLOOD = SCENARIOS["syn-flood"].decide
 
 
 @pytest.mark.parametrize(

@@ -435,6 +435,7 @@ def synthetic_observations(tap_records: int, *, lab_file: Path = LAB_FILE, seed:
     MUX and reaching the flow's server. Returns the observations and construction figures."""
     import random
 
+    from dsrconform.chaos.mixes import HEADER_MARKS
     from dsrconform.observe.history import (
         Closed,
         Connected,
@@ -447,7 +448,6 @@ def synthetic_observations(tap_records: int, *, lab_file: Path = LAB_FILE, seed:
     )
     from dsrconform.observe.observations import LabFacts, Observations
     from dsrconform.observe.taps import FiveTuple, TapFlow, TapSet
-    from dsrconform.steady import HEADER_MARKS
     from dsrconform.topofile import load_topology
 
     t_begin = time.perf_counter()

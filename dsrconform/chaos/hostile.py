@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dsrconform.chaos.fault import Say
+from dsrconform.chaos.traffic import traffic_clients
 from dsrconform.observe.observations import FaultWindow
-from dsrconform.steady import traffic_clients
 
 if TYPE_CHECKING:
     from dsrconform.lab.protocol import RunningLab

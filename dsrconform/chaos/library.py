@@ -12,8 +12,10 @@ router's FIB (:mod:`dsrconform.observe.routes`): nothing here knows the stack un
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from threading import Event
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -93,14 +95,59 @@ def change_kind(before: dict[str, list[str]], after: dict[str, list[str]]) -> st
     return "backend-add"
 
 
+PROBE_LEAD = 0.8
+"""Seconds of tuple probes before a probed change: every tuple's server before it."""
+PROBE_TAIL = 2.6
+"""Seconds of tuple probes after a probed change: past SC-4's convergence bound (tau, 2 s)."""
+
+
+def probed(
+    lab: RunningLab,
+    say: Say,
+    svc: Service,
+    make: Callable[[], list[FaultWindow]],
+    flows: int | None = None,
+) -> list[FaultWindow]:
+    """``make()`` (a backend change of ``svc``) inside a set of tuple probes toward it
+    (:func:`~dsrconform.traffic.tupleprobes.probing`; ``flows`` tuples, None: its default), its
+    windows noting the probe set. A lab without a probe network, or probes that fail, leave the
+    change unprobed (SC-2 and SC-4 then answer UNKNOWN, saying why), said through ``say``."""
+    from dsrconform.traffic.tupleprobes import probing
+
+    with ExitStack() as stack:
+        try:
+            more = {} if flows is None else {"flows": flows}
+            run = stack.enter_context(probing(lab, vip=svc.vip, port=svc.port, **more))
+        except ConfigError as e:
+            say(f"change not probed: {e}")
+            return make()
+        time.sleep(PROBE_LEAD)  # the schedule: probes before the change
+        out = make()
+        time.sleep(PROBE_TAIL)  # the schedule: probes after it
+    if run.error is not None:
+        say(f"tuple probes failed ({run.error}): SC-2 and SC-4 cannot judge this change")
+    else:
+        pps = run.result.delivered_pps if run.result is not None else 0.0
+        say(f"probed {run.flows} tuples around it at {pps:,.0f} packets/s")
+    # Failed probes are noted too (``probe_error``): the checkers then say why they could not
+    # judge the change, not only that no tuple was probed.
+    return [w.model_copy(update={"detail": {**w.detail, **run.detail()}}) for w in out]
+
+
 class _BackendFault(_Base):
     service: str | None = None
     """The service (default: the lab's first TCP service)."""
+    probe: bool = False
+    """Each change of the service (and its undoing) inside its own set of tuple probes toward
+    it, :data:`PROBE_LEAD` s before and :data:`PROBE_TAIL` s after (SC-2, SC-4)."""
+    probe_flows: Annotated[int, Field(ge=20, le=65536)] | None = None
+    """Tuples per probe set (None: the probes' default, enough for SC-2)."""
     _start: dict[str, dict[str, list[str]]] = PrivateAttr(default_factory=dict)
     _changed: bool = PrivateAttr(default=False)
+    _target: str | None = PrivateAttr(default=None)
 
     def expected_seconds(self) -> float:
-        return 0.1
+        return (PROBE_LEAD + PROBE_TAIL if self.probe else 0.0) + 0.1
 
     def _services(self, topo: Topology) -> list[Service]:
         return [_service(topo, self.service)]
@@ -114,6 +161,42 @@ class _BackendFault(_Base):
         }
         self._changed = False
 
+    def _maybe_probed(
+        self, lab: RunningLab, say: Say, make: Callable[[], list[FaultWindow]]
+    ) -> list[FaultWindow]:
+        if not self.probe:
+            return make()
+        return probed(lab, say, self._services(lab.topology)[0], make, self.probe_flows)
+
+    def _set(
+        self,
+        lab: RunningLab,
+        say: Say,
+        kind: str,
+        svc: Service,
+        active: list[str],
+        draining: list[str],
+        target: str | None,
+        **detail: object,
+    ) -> FaultWindow:
+        """One change of ``svc``'s sets, and its window."""
+        self._changed = True
+        self._target = target
+        t = time.monotonic()
+        before, after = lab.set_backends(svc.name, active, draining=draining)
+        drain = f", draining {', '.join(after['draining'])}" if after["draining"] else ""
+        say(f"{svc.name}: {kind} {target or ''} -> {', '.join(after['active'])}{drain}")
+        return window(
+            kind,
+            t,
+            time.monotonic(),
+            target=target,
+            vip=svc.vip,
+            backends_before=before["active"],
+            backends_after=after["active"],
+            detail={"service": svc.name, **detail},
+        )
+
     def _change(
         self,
         lab: RunningLab,
@@ -124,61 +207,61 @@ class _BackendFault(_Base):
         draining: list[str],
         target: str | None,
     ) -> None:
-        self._changed = True
-        t = time.monotonic()
-        before, after = lab.set_backends(svc.name, active, draining=draining)
-        self._windows.append(
-            window(
-                kind,
-                t,
-                time.monotonic(),
-                target=target,
-                vip=svc.vip,
-                backends_before=before["active"],
-                backends_after=after["active"],
-            )
+        changed = self._maybe_probed(
+            lab, say, lambda: [self._set(lab, say, kind, svc, active, draining, target)]
         )
-        drain = f", draining {', '.join(after['draining'])}" if after["draining"] else ""
-        say(f"{svc.name}: {kind} {target or ''} -> {', '.join(after['active'])}{drain}")
+        self._windows = [*self._windows, *changed]
 
     def revert(self, lab: RunningLab, say: Say) -> None:
         """Every service this fault changed gets its starting sets back, each on its own (one
-        failing does not keep the others changed); a failure is raised once all were tried."""
+        failing does not keep the others changed), inside tuple probes with ``probe``; a
+        failure is raised once all were tried."""
         if not self._changed or lab.deployment is None:
             return
         self._changed = False
         failed: list[str] = []
-        for name, sets in self._start.items():
-            try:
-                if lab.deployment.backends(name) == sets:
+
+        def restore() -> list[FaultWindow]:
+            assert lab.deployment is not None
+            out: list[FaultWindow] = []
+            for name, sets in self._start.items():
+                try:
+                    now = lab.deployment.backends(name)
+                    if now == sets:
+                        continue
+                    svc = _service(lab.topology, name)
+                    kind = change_kind(now, sets)
+                    w = self._set(
+                        lab,
+                        say,
+                        kind,
+                        svc,
+                        sets["active"],
+                        sets["draining"],
+                        self._target,
+                        revert=True,
+                    )
+                except (ConfigError, LabError, OSError) as e:
+                    failed.append(f"{name}: {type(e).__name__}: {e}")
                     continue
-                t = time.monotonic()
-                before, after = lab.set_backends(name, sets["active"], draining=sets["draining"])
-            except (ConfigError, LabError, OSError) as e:
-                failed.append(f"{name}: {type(e).__name__}: {e}")
-                continue
-            svc = _service(lab.topology, name)
-            self._close_windows(t)
-            self._windows.append(
-                window(
-                    change_kind(before, after),
-                    t,
-                    time.monotonic(),
-                    target=None,
-                    vip=svc.vip,
-                    backends_before=before["active"],
-                    backends_after=after["active"],
-                    detail={"revert": True},
-                )
-            )
-            say(f"{name}: restored -> {', '.join(after['active'])}")
+                self._close_windows(w.start, svc.name)
+                out.append(w)
+            return out
+
+        restored = self._maybe_probed(lab, say, restore)  # first: it closes the drains' windows
+        self._windows = [*self._windows, *restored]
+        self._changed = False
         if failed:
             raise LabError("backend sets not restored: " + "; ".join(failed))
 
-    def _close_windows(self, at: float) -> None:
-        """A drain lasts until it is undone: its window ends when the sets are restored."""
+    def _close_windows(self, at: float, service: str) -> None:
+        """A drain lasts until it is undone: its window ends when the service's sets are back."""
         self._windows = [
-            w.model_copy(update={"end": at}) if w.kind == "backend-drain" else w
+            w.model_copy(update={"end": at})
+            if w.kind == "backend-drain"
+            and w.detail.get("service") == service
+            and not w.detail.get("revert")
+            else w
             for w in self._windows
         ]
 
@@ -186,9 +269,22 @@ class _BackendFault(_Base):
 class _OneServer(_BackendFault):
     server: str | None = None
     """The server (default: the service's last server)."""
+    server_index: int | None = None
+    """Instead of ``server``: the service's servers' N-th (0 the first, -1 the last), for
+    scenarios that run on any lab."""
 
     def _server(self, topo: Topology, svc: Service) -> str:
         servers = topo.servers_of(svc)
+        if self.server is not None and self.server_index is not None:
+            raise ConfigError("both server and server_index given; fix: keep one of them")
+        if self.server_index is not None:
+            if not -len(servers) <= self.server_index < len(servers):
+                raise ConfigError(
+                    f"server_index {self.server_index}: service {svc.name} has "
+                    f"{len(servers)} servers; fix: an index from {-len(servers)} to "
+                    f"{len(servers) - 1}"
+                )
+            return servers[self.server_index]
         if self.server is None:
             return servers[-1]
         if self.server not in servers:
@@ -225,24 +321,47 @@ class ServerRemove(_OneServer):
 
 class ServerDrain(_OneServer):
     """Drain a server: no new flows, its established flows stay; revert makes it active again
-    (window ``backend-drain`` until then, then ``backend-add``)."""
+    (window ``backend-drain`` until then, then ``backend-add``). With ``every_service``, the
+    server is drained from every service it serves, one window each (the named or default
+    service's first)."""
 
     kind: Literal["server-drain"] = "server-drain"
+    every_service: bool = False
+
+    def _services(self, topo: Topology) -> list[Service]:
+        first = _service(topo, self.service)
+        if not self.every_service:
+            return [first]
+        server = self._server(topo, first)
+        others = [s for s in topo.services if s.name != first.name]
+        return [first, *(s for s in others if server in topo.servers_of(s))]
 
     def plan(self, topo: Topology) -> list[Step]:
         svc = _service(topo, self.service)
+        server = self._server(topo, svc)
+        names = ", ".join(s.name for s in self._services(topo))
         return [
-            Step("invoke", "set-backends", svc.name, f"{self._server(topo, svc)} draining"),
-            Step("revert", "set-backends", svc.name, "starting sets restored"),
+            Step("invoke", "set-backends", names, f"{server} draining"),
+            Step("revert", "set-backends", names, "starting sets restored"),
         ]
 
     def invoke(self, lab: RunningLab, say: Say, stop: Event) -> None:
-        svc = _service(lab.topology, self.service)
-        drained = self._server(lab.topology, svc)
-        sets = self._start[svc.name]
-        active = [s for s in sets["active"] if s != drained]
-        draining = sorted({*sets["draining"], drained})
-        self._change(lab, say, "backend-drain", svc, active, draining, drained)
+        topo = lab.topology
+        drained = self._server(topo, _service(topo, self.service))
+
+        def drain() -> list[FaultWindow]:
+            out = []
+            for svc in self._services(topo):
+                sets = self._start[svc.name]
+                active = [s for s in sets["active"] if s != drained]
+                if not active:
+                    continue  # its only server: left alone
+                draining = sorted({*sets["draining"], drained})
+                out.append(self._set(lab, say, "backend-drain", svc, active, draining, drained))
+            return out
+
+        drained_windows = self._maybe_probed(lab, say, drain)
+        self._windows = [*self._windows, *drained_windows]
 
 
 class ServerAdd(_OneServer):

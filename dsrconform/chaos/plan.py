@@ -74,6 +74,8 @@ def load_scenario(path: str | Path) -> tuple[Scenario, Topology]:
     p = Path(path)
     scn = load_model(p, Scenario)
     scn._source = p.resolve()
+    if scn.lab is None:
+        raise ConfigError(f"{p}: lab: a scenario file names its lab; fix: lab: ../basic.yaml")
     lab = scn.lab_path()
     try:
         topo = load_topology(lab, mode=scn.mode)
@@ -118,36 +120,46 @@ def plan_scenario(scn: Scenario, topo: Topology) -> Plan:
     problems = scn.problems()
     if problems:
         raise ConfigError("; ".join(f"{_loc_str(loc)}: {msg}" for loc, msg in problems))
-    done: dict[str, tuple[float | None, bool]] = {}
     actions: list[PlannedAction] = []
     plan = Plan(scn, actions)
-    for i, act in enumerate(scn.method):
-        fault = act.faulty()
-        name = act.id or f"method[{i}]"
-        steps = fault.plan(topo)
-        plan.setup += [(name, s) for s in steps if s.phase == "setup"]
+    ids = {a.id: k for k, a in enumerate(scn.method) if a.id is not None}
+    steps = [act.faulty().plan(topo) for act in scn.method]
+    memo: dict[int, tuple[float, bool, float | None, bool]] = {}
+
+    def times(i: int) -> tuple[float, bool, float | None, bool]:
+        """(start, start is a lower bound, end or None: the rollbacks, end is a bound); no
+        circle: problems() refused those."""
+        if i in memo:
+            return memo[i]
+        act, fault = scn.method[i], scn.method[i].faulty()
         bound = False
         if act.after is not None:
-            end, bound = done[act.after]
-            if end is None:
-                raise ConfigError(
-                    f"{name}: after {act.after}, which lasts until the rollbacks; fix: give "
-                    f"{act.after} a duration"
-                )
+            _, _, end, bound = times(ids[act.after])
+            assert end is not None  # problems() refused an after on a fault until rollback
             start = end + act.delay
         else:
             start = act.start()
-        end_bound = bound or any(s.waits for s in steps if s.phase == "invoke")
+        end_bound = bound or any(s.waits for s in steps[i] if s.phase == "invoke")
         invoked = start + fault.expected_seconds()
-        if fault.lasting:
+        end_at: float | None = invoked
+        if act.revert_after is not None:
+            _, _, ref_end, ref_bound = times(ids[act.revert_after])
+            assert ref_end is not None
+            end_at, end_bound = max(invoked, ref_end + act.revert_delay), end_bound or ref_bound
+        elif fault.lasting:
             end_at = None if act.duration is None else invoked + act.duration
-        else:
-            end_at = invoked
+        memo[i] = (start, bound, end_at, end_bound)
+        return memo[i]
+
+    for i, act in enumerate(scn.method):
+        name = act.id or f"method[{i}]"
+        plan.setup += [(name, s) for s in steps[i] if s.phase == "setup"]
+        start, bound, end_at, end_bound = times(i)
         actions.append(
-            PlannedAction(i, name, fault.describe(), start, end_at, bound, end_bound, tuple(steps))
+            PlannedAction(
+                i, name, act.faulty().describe(), start, end_at, bound, end_bound, tuple(steps[i])
+            )
         )
-        if act.id is not None:
-            done[act.id] = (end_at, end_bound)
     for j, a in enumerate(actions):
         for b in actions[j + 1 :]:
             a_end = float("inf") if a.end is None else a.end

@@ -66,8 +66,8 @@ class ChaosResult:
 
 def check_probes(lab: RunningLab, probes: list[Probe]) -> list[str]:
     """Each probe that does not hold, with what was seen (empty: all hold)."""
+    from dsrconform.chaos.traffic import traffic_clients
     from dsrconform.observe.routes import vip_next_hops
-    from dsrconform.steady import traffic_clients
 
     topo = lab.topology
     failed: list[str] = []
@@ -221,8 +221,8 @@ def _method(
     """The faults set up (before the traffic), then the traffic with the timeline and the
     rollbacks inside it, and the probes during it; the observations (None: a setup failed, so
     no traffic ran)."""
+    from dsrconform.chaos.traffic import observe_steady_state
     from dsrconform.report.timeline import save_timeline
-    from dsrconform.steady import observe_steady_state
 
     mix = mix_for(scn.traffic.mix, scn.traffic.overrides, seed)
     timed = [a.timed(i) for i, a in enumerate(scn.method)]
@@ -344,7 +344,7 @@ def _write_results(
         verdicts=result.verdicts,
         decisions=decide_test(scn.decide, result.verdicts, outcome, why),
     )
-    lab_file = scn.lab_path()
+    lab_file = scn.lab_path() if scn.lab is not None else Path(topo.name or "lab")
     src = scn._source
     run = RunInfo(
         seed=seed,

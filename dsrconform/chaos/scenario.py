@@ -41,6 +41,7 @@ from dsrconform.chaos.fault import Fault
 from dsrconform.chaos.kinds import AnyFault
 from dsrconform.chaos.mixes import MIXES, mix_fields
 from dsrconform.chaos.schedule import Timed
+from dsrconform.errors import ConfigError
 from dsrconform.topology import Mode
 
 __all__ = ["MAX_ACTIONS", "MAX_SECONDS", "Action", "Probe", "Scenario", "SteadyState", "Traffic"]
@@ -64,7 +65,7 @@ class Traffic(_Model):
     mix: str = "chaos"
     """One of :data:`dsrconform.chaos.mixes.MIXES`."""
     overrides: dict[str, int | float | bool] = Field(default_factory=dict)
-    """Fields of :class:`dsrconform.steady.Mix` to change, e.g. ``{streams: 30}``."""
+    """Fields of :class:`dsrconform.chaos.mixes.Mix` to change, e.g. ``{streams: 30}``."""
 
 
 class Probe(_Model):
@@ -97,6 +98,10 @@ class Action(_Model):
     after: str | None = None
     delay: Seconds = 0.0
     duration: Seconds | None = None
+    revert_after: str | None = None
+    """A lasting fault reverted once that action ended, plus ``revert_delay`` (instead of a
+    ``duration``): a server added back 15 s after a MUX it overlapped came back."""
+    revert_delay: Seconds = 0.0
 
     @model_validator(mode="after")
     def _timing(self) -> Action:
@@ -109,7 +114,19 @@ class Action(_Model):
                 f"duration: a {self.fault.kind} fault ends by itself; fix: remove duration "
                 "(or use its own length parameter, e.g. seconds)"
             )
+        if self.revert_after is not None and self.duration is not None:
+            raise ValueError("both duration and revert_after given; fix: keep one of them")
+        if self.revert_after is not None and not self.faulty().lasting:
+            raise ValueError(
+                f"revert_after: a {self.fault.kind} fault ends by itself; fix: remove it"
+            )
+        if self.revert_after is None and self.revert_delay:
+            raise ValueError("revert_delay counts from revert_after's end; fix: add revert_after")
         return self
+
+    def lasts_until_rollback(self) -> bool:
+        """Whether this action's fault stays applied until the rollback phase."""
+        return self.faulty().lasting and self.duration is None and self.revert_after is None
 
     def faulty(self) -> Fault:
         fault: Fault = self.fault
@@ -127,6 +144,8 @@ class Action(_Model):
             self.after,
             self.delay,
             self.duration,
+            self.revert_after,
+            self.revert_delay,
         )
 
 
@@ -135,8 +154,9 @@ class Scenario(_Model):
 
     name: str
     description: str = ""
-    lab: str
-    """The topology file, relative to the scenario file (or the working directory)."""
+    lab: str | None = None
+    """The topology file, relative to the scenario file (or the working directory). A file must
+    name one; None: the lab it is run on (the suites' scenarios run on the session's)."""
     mode: Mode | None = None
     target: str = "reference"
     target_options: dict[str, str] = Field(default_factory=dict)
@@ -195,7 +215,7 @@ class Scenario(_Model):
                 )
             elif act.after is not None:
                 first = self.method[seen[act.after]]
-                if first.faulty().lasting and first.duration is None:
+                if first.lasts_until_rollback():
                     out.append(
                         (
                             ("method", i, "after"),
@@ -203,6 +223,29 @@ class Scenario(_Model):
                             f"fix: give {act.after} a duration",
                         )
                     )
+        ids = {a.id: k for k, a in enumerate(self.method) if a.id is not None}
+        for i, act in enumerate(self.method):
+            ref = act.revert_after
+            if ref is None:
+                continue
+            if ref not in ids or ids[ref] == i:
+                out.append(
+                    (
+                        ("method", i, "revert_after"),
+                        f"no other action has id {ref!r}; fix: one of "
+                        f"{', '.join(k for k in ids if ids[k] != i) or '(none)'}",
+                    )
+                )
+            elif self.method[ids[ref]].lasts_until_rollback():
+                out.append(
+                    (
+                        ("method", i, "revert_after"),
+                        f"{ref} lasts until the rollbacks; fix: give {ref} a duration",
+                    )
+                )
+        cycle = self._cycle(ids)
+        if cycle:
+            out.append((("method",), f"the timing waits in a circle: {cycle}; fix: break it"))
         known = {r.id for r in spec.REQUIREMENTS}
         for i, rid in enumerate(self.decide):
             if rid not in known:
@@ -212,7 +255,40 @@ class Scenario(_Model):
                 out.append((("expect", rid), f"{rid} is not decided; fix: add it to decide"))
         return out
 
+    def _cycle(self, ids: dict[str, int]) -> str:
+        """A circle of waits (an action starting after another that is reverted after it), as
+        text, or "" (none)."""
+        deps: dict[tuple[str, int], list[tuple[str, int]]] = {}
+        for i, act in enumerate(self.method):
+            deps[("start", i)] = [("end", ids[act.after])] if act.after in ids else []
+            deps[("end", i)] = [("start", i)]
+            if act.revert_after in ids:
+                deps[("end", i)].append(("end", ids[act.revert_after]))
+        state: dict[tuple[str, int], int] = {}
+        path: list[tuple[str, int]] = []
+
+        def visit(node: tuple[str, int]) -> bool:
+            state[node] = 1
+            path.append(node)
+            for nxt in deps.get(node, []):
+                if state.get(nxt) == 1 or (nxt not in state and visit(nxt)):
+                    return True
+            state[node] = 2
+            path.pop()
+            return False
+
+        for node in deps:
+            if node not in state and visit(node):
+                names = [self.method[i].id or f"method[{i}]" for _, i in path]
+                return " -> ".join(
+                    f"{what} of {n}" for (what, _), n in zip(path, names, strict=True)
+                )
+        return ""
+
     def lab_path(self) -> Path:
+        """The topology file; ConfigError for a scenario that names none."""
+        if self.lab is None:
+            raise ConfigError(f"scenario {self.name} names no lab; fix: lab: <topology file>")
         p = Path(self.lab)
         if not p.is_absolute() and self._source is not None:
             beside = self._source.parent / p

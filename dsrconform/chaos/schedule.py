@@ -54,6 +54,8 @@ class Timed:
     after: str | None = None
     delay: float = 0.0
     duration: float | None = None
+    revert_after: str | None = None
+    revert_delay: float = 0.0
 
 
 @dataclass
@@ -265,6 +267,13 @@ class Method:
             self.journal.add("method", "invoke", action=name, outcome="done")
             if fault.lasting and act.duration is not None:
                 if self.abort.wait(act.duration):
+                    return
+                self._revert(name, fault, "method")
+            elif fault.lasting and act.revert_after is not None:
+                while not self.ended[act.revert_after].wait(0.2):
+                    if self.abort.is_set():
+                        return
+                if self.abort.wait(act.revert_delay):
                     return
                 self._revert(name, fault, "method")
         except Exception as e:

@@ -117,7 +117,7 @@ def capture_filter(flood_net: str = FLOOD_NET) -> str:
 def _evidence_links(topo: Any, mux_links: bool = True) -> list[tuple[str, str]]:
     """(node, peer) of every captured link: each traffic client toward the router, and (with
     ``mux_links``) the router toward each MUX (see the module doc)."""
-    # As dsrconform.steady.traffic_clients (not imported: dsrconform.steady imports this).
+    # As dsrconform.chaos.traffic.traffic_clients (not imported: that module imports this).
     clients = [n for n, node in topo.nodes.items() if node.role == "client" and node.traffic]
     muxes = [(topo.router, m) for m in topo.of_role("mux")] if mux_links else []
     return [(c, topo.router) for c in clients] + muxes
@@ -402,7 +402,7 @@ def attach_evidence(
     test_name: str,
 ) -> tuple[list[Attachment], list[str]]:
     """The attachments of a test's FAIL verdicts (``failed``) judged on scenario run ``run``
-    (a :class:`~dsrconform.steady.SteadyRun`) saved in ``run_dir``: its captures' windows cut
+    (a :class:`~dsrconform.chaos.traffic.SteadyRun`) saved in ``run_dir``: its captures' windows cut
     into ``<run_dir>/evidence/<test name>/`` (:func:`cut_evidence`), and the warnings to show.
     Nothing when the run had no captures asked for. A verdict whose windows cannot be cut, or
     whose run's captures never started, gets ``<REQ>-error.txt`` saying why, attached as text

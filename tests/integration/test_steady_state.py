@@ -3,8 +3,8 @@ check_all): every RW, DP and AF requirement PASSes, in server-nat (the suites ju
 through pytest: test_oracle.py's correct-stack run; each mutant a steady state can expose FAILs
 the requirements it names there too).
 
-The run (:func:`dsrconform.steady.observe_steady_state`): verified streams, short connections,
-uploads, UDP flows and ICMP errors about live streams, with taps on every interface of
+The run (:func:`dsrconform.chaos.traffic.observe_steady_state`): verified streams, short
+connections, uploads, UDP flows and ICMP errors about live streams, with taps on every interface of
 ``labs/basic.yaml``.
 """
 
@@ -13,16 +13,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from dsrconform import spec
+from dsrconform.chaos.mixes import Mix
+from dsrconform.chaos.traffic import observe_scenario, observe_steady_state
 from dsrconform.invariants import Status, Verdict, check_all
 from dsrconform.lab import Lab
-from dsrconform.steady import Mix, observe_steady_state
 from tests.markers import requires_root
 
 pytestmark = requires_root
 LABS = Path(__file__).resolve().parents[2] / "labs"
 STEADY_IDS = [r.id for r in spec.REQUIREMENTS if r.family in ("RW", "DP", "AF")]
-SMALL = Mix(streams=30, stream_bytes=90_000, short_conns=150, uploads=10, udp_flows=40,
-            udp_datagrams=4, icmp_errors=12)  # fmt: skip
+SMALL = Mix(
+    streams=30,
+    stream_bytes=90_000,
+    short_conns=150,
+    uploads=10,
+    udp_flows=40,
+    udp_datagrams=4,
+    icmp_errors=12,
+)
 """A small mix: enough traffic around a fault to see it land in the timeline."""
 
 
@@ -49,12 +57,16 @@ def test_reference_stack_passes_every_rw_dp_af_requirement(tmp_path: Path) -> No
 def test_a_fault_injected_during_the_traffic_lands_in_the_timeline(tmp_path: Path) -> None:
     """The plumbing the flood suite builds on: a short, slow SYN flood during the traffic, the
     taps aggregating its spoofed sources (no overflow), its window in the observations."""
-    from dsrconform.scenarios import syn_flood
+    from dsrconform.chaos.scenario import Scenario
 
+    flood = Scenario.model_validate(
+        {
+            "name": "short-flood",
+            "method": [{"fault": {"kind": "syn-flood", "seconds": 2, "rate": 20_000}, "at": 1}],
+        }
+    )
     with Lab.up(LABS / "basic.yaml", name="tssf") as lab:
-        run = observe_steady_state(
-            lab, SMALL, out_dir=tmp_path, fault=syn_flood(delay=1.0, seconds=2.0, rate=20_000)
-        )
+        run = observe_scenario(lab, flood, SMALL, out_dir=tmp_path)
     (window,) = run.observations.faults
     assert window.kind == "syn-flood" and window.end is not None
     assert window.rate is not None and 10_000 < window.rate <= 20_500

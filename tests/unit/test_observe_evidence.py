@@ -471,9 +471,8 @@ def test_no_captures_asked_for_or_another_run_s_observations_attach_nothing(
 
 
 def test_a_flood_mix_captures_the_clients_links_only() -> None:
+    from dsrconform.chaos.mixes import FLOOD_MIX, Mix
     from dsrconform.observe.evidence import _evidence_links
-    from dsrconform.scenarios import FLOOD_MIX
-    from dsrconform.steady import Mix
     from dsrconform.topofile import load_topology
 
     topo = load_topology(Path(__file__).resolve().parents[2] / "labs" / "basic.yaml")

@@ -290,11 +290,11 @@ def test_a_failed_scenario_runs_once_and_leaves_its_tests_undecided(
     pytester.makeconftest(
         """
         import pytest
-        import dsrconform.steady
+        import dsrconform.chaos.traffic
 
         CALLS = []
 
-        def broken(lab, mix, **kw):
+        def broken(lab, scenario, mix, **kw):
             CALLS.append(mix.seed)
             raise RuntimeError("the MUX never came back")
 
@@ -305,7 +305,7 @@ def test_a_failed_scenario_runs_once_and_leaves_its_tests_undecided(
         @pytest.fixture(scope="session")
         def monkeypatch_session():
             mp = pytest.MonkeyPatch()
-            mp.setattr(dsrconform.steady, "observe_steady_state", broken)
+            mp.setattr(dsrconform.chaos.traffic, "observe_scenario", broken)
             yield mp
             mp.undo()
         """
@@ -575,11 +575,11 @@ def test_results_are_the_same_from_reports_sent_by_an_xdist_worker(
 SCENARIO_CONFTEST = """
 import pytest
 from types import SimpleNamespace
-import dsrconform.steady
+import dsrconform.chaos.traffic
 from dsrconform.runfiles import save_observations
 from tests.unit.observations_builder import Run
 
-def fake_run(lab, mix, *, out_dir=None, fault=None, **kw):
+def fake_run(lab, scenario, mix, *, out_dir=None, **kw):
     run = Run()
     run.conn(1, 10.0, end_t=20.0, server="server1", mux="mux1")
     obs = run.obs()
@@ -594,7 +594,7 @@ def dsr_lab(patched):
 @pytest.fixture(scope="session")
 def patched():
     mp = pytest.MonkeyPatch()
-    mp.setattr(dsrconform.steady, "observe_steady_state", fake_run)
+    mp.setattr(dsrconform.chaos.traffic, "observe_scenario", fake_run)
     yield mp
     mp.undo()
 """
@@ -679,9 +679,9 @@ PROGRESS_CONFTEST = """
 import time
 import pytest
 from types import SimpleNamespace
-import dsrconform.steady
+import dsrconform.chaos.traffic
 
-def fake_run(lab, mix, *, progress, **kw):
+def fake_run(lab, scenario, mix, *, progress, **kw):
     progress("traffic under way")
     time.sleep(0.4)
     progress("kill mux2")
@@ -694,7 +694,7 @@ def dsr_lab(patched):
 @pytest.fixture(scope="session")
 def patched():
     mp = pytest.MonkeyPatch()
-    mp.setattr(dsrconform.steady, "observe_steady_state", fake_run)
+    mp.setattr(dsrconform.chaos.traffic, "observe_scenario", fake_run)
     yield mp
     mp.undo()
 """
@@ -775,10 +775,10 @@ CAPTURE_CONFTEST = """
 import json
 import pytest
 from types import SimpleNamespace
-import dsrconform.steady
+import dsrconform.chaos.traffic
 from tests.unit.observations_builder import Run
 
-def fake_run(lab, mix, *, out_dir=None, capture=False, **kw):
+def fake_run(lab, scenario, mix, *, out_dir=None, capture=False, **kw):
     with open("capture.json", "w") as f:
         json.dump({"capture": capture}, f)
     return SimpleNamespace(observations=Run().obs(), captures=[], counts={}, started=0.0)
@@ -790,7 +790,7 @@ def dsr_lab(patched):
 @pytest.fixture(scope="session")
 def patched():
     mp = pytest.MonkeyPatch()
-    mp.setattr(dsrconform.steady, "observe_steady_state", fake_run)
+    mp.setattr(dsrconform.chaos.traffic, "observe_scenario", fake_run)
     yield mp
     mp.undo()
 """

@@ -11,19 +11,19 @@ import pytest
 # Imported once, here (as tests/unit/test_plugin.py does): pytester's in-process runs drop the
 # modules a run imported, and PyYAML imported again leaves nodes untagged.
 import dsrconform.topofile  # noqa: F401
-from dsrconform import profiles
+from dsrconform.chaos.mixes import GATE_MIX, KILL_MIX, MIXES
+from dsrconform.chaos.suite import SCENARIOS
 from dsrconform.profiles import (
     FULL,
-    GATE_MIX,
+    GATE,
     GATE_PROBE_FLOWS,
-    KILL_MIX,
     PROFILES,
     QUICK,
+    STEADY_KILL,
     coverage_table,
     get_profile,
 )
 from dsrconform.runopts import PROFILES as PROFILE_NAMES
-from dsrconform.scenarios import SCENARIOS
 from dsrconform.spec import BY_ID
 from dsrconform.target import load_target
 from tests.unit.labfiles import basic_without_gateway
@@ -163,18 +163,18 @@ def test_quick_scenarios_run_their_profile_variant(pytester: pytest.Pytester) ->
         """
         import pytest
         from types import SimpleNamespace
-        import dsrconform.steady
+        import dsrconform.chaos.traffic
 
         RAN = []
 
-        def fake_run(lab, mix, *, fault=None, **kw):
-            RAN.append((mix, fault is not None))
+        def fake_run(lab, scenario, mix, **kw):
+            RAN.append((mix, scenario.name, bool(scenario.method)))
             return SimpleNamespace(observations=object())
 
         @pytest.fixture(scope="session")
         def dsr_lab():
             mp = pytest.MonkeyPatch()
-            mp.setattr(dsrconform.steady, "observe_steady_state", fake_run)
+            mp.setattr(dsrconform.chaos.traffic, "observe_scenario", fake_run)
             yield object()
             mp.undo()
         """
@@ -183,7 +183,7 @@ def test_quick_scenarios_run_their_profile_variant(pytester: pytest.Pytester) ->
         """
         import pytest
         from conftest import RAN
-        from dsrconform.profiles import GATE_MIX, KILL_MIX
+        from dsrconform.chaos.mixes import GATE_MIX
 
         @pytest.mark.requirement("RW-2")
         @pytest.mark.dsr_scenario("steady")
@@ -197,7 +197,7 @@ def test_quick_scenarios_run_their_profile_variant(pytester: pytest.Pytester) ->
 
         def test_zz_last():
             from dataclasses import replace
-            assert RAN == [(replace(GATE_MIX, seed=7), True)]
+            assert RAN == [(replace(GATE_MIX, seed=7), "gate", True)]
         """
     )
     result = pytester.runpytest(
@@ -267,7 +267,7 @@ def test_quick_mixes_are_short_and_fit_their_faults() -> None:
     def seconds(mix: Any) -> float:
         return float(mix.stream_bytes / mix.stream_rate)
 
-    full_seconds = seconds(SCENARIOS["scale"].mix)
+    full_seconds = seconds(MIXES[SCENARIOS["scale"].traffic.mix])
     # The gate's streams stay open across both changes and the hostile packets (~11 s from
     # the first probes), shorter than the full scale scenario's.
     assert 11.0 <= seconds(GATE_MIX) < full_seconds
@@ -283,32 +283,20 @@ def test_quick_mixes_are_short_and_fit_their_faults() -> None:
     assert KILL_MIX.short_conns >= BY_ID["AF-4"].defaults()["min_samples"]
 
 
-def test_quick_faults_are_the_builders_with_shorter_parameters(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
-
-    def recorder(name: str) -> Any:
-        def build(*args: Any, **kwargs: Any) -> Any:
-            calls.append((name, args, kwargs))
-            return lambda lab, say: []
-
-        return build
-
-    for name in ("scale_changes", "hostile_packets", "mux_failure"):
-        monkeypatch.setattr(profiles, name, recorder(name))
-    assert profiles.gate_fault()(None, print) == []
-    profiles.kill_fault()
-    by_name = {n: (a, k) for n, a, k in calls}
-    _, scale = by_name["scale_changes"]
-    assert scale["remove"] is False  # the drain and the making active again only
-    assert scale.get("drain", True) is True
-    assert BY_ID["SC-4"].defaults()["min_tuples"] <= scale["probe_flows"] == GATE_PROBE_FLOWS
-    assert scale["probe_flows"] < 2048  # fewer than the full probes (SC-2 is not judged)
-    assert by_name["hostile_packets"][1]["repeats"] < 20
-    args, kill = by_name["mux_failure"]
-    assert args == ("kill",)
-    assert kill["down"] < 8.0 and kill["delay"] < 5.0  # both shorter than mux-kill's
+def test_quick_runs_are_the_full_faults_with_shorter_parameters() -> None:
+    assert GATE.traffic.mix == "gate" and STEADY_KILL.traffic.mix == "kill"
+    drain, hostile = (a.faulty() for a in GATE.method)
+    assert drain.kind == "server-drain"  # the drain and the making active again only
+    assert drain.probe and drain.server_index == 1  # as the full scale scenario's drain
+    assert BY_ID["SC-4"].defaults()["min_tuples"] <= drain.probe_flows == GATE_PROBE_FLOWS
+    assert GATE_PROBE_FLOWS < 2048  # fewer than the full probes (SC-2 is not judged)
+    assert hostile.kind == "hostile-packets" and hostile.repeats < 20
+    assert GATE.method[1].after == "drain"  # the hostile packets once the drain is undone
+    (kill,) = STEADY_KILL.method
+    (full_kill,) = SCENARIOS["mux-kill"].method
+    assert kill.faulty().kind == full_kill.faulty().kind == "mux-kill"
+    assert kill.duration is not None and full_kill.duration is not None
+    assert kill.duration < full_kill.duration and kill.start() < full_kill.start()
 
 
 def test_quick_judges_known_requirements_and_no_should_it_cannot_decide() -> None:
@@ -342,7 +330,7 @@ def test_coverage_table_names_runs_modes_requirements_and_mutants() -> None:
             assert f"    for {scenario} tests: {', '.join(ids)}" in lines
         assert f"    mutants meant to be caught: {', '.join(run.mutants)}" in lines
     kill = QUICK.variant("mux-kill", "gateway-nat", extra=True)
-    assert f"  run steady-kill in gateway-nat: {kill.about}" in lines
+    assert f"  run steady-kill in gateway-nat: {kill.description}" in lines
     for what, why in QUICK.left_out:
         assert f"    {what}: {why}" in lines
     assert coverage_table(FULL) == [f"profile full: {FULL.about}"]
@@ -371,52 +359,3 @@ def test_bench_quick_summary_counts_only_fail_catches_in_the_share() -> None:
     assert not out["time_ok"]  # one correct run over 60 s
     assert out["correct_passed"] == 2
     assert quick.summary(correct[:1], mutants[:4])["share_ok"]
-
-
-class _FakeBackends:
-    """A lab whose first TCP service's backend sets change in memory (no probes)."""
-
-    def __init__(self) -> None:
-        from dsrconform.topofile import load_topology
-
-        self.topology = load_topology(BASIC)
-        self.sets = {
-            s.name: {"active": ["server1", "server2", "server3"], "draining": []}
-            for s in self.topology.services
-        }
-        self.deployment = self
-
-    def backends(self, name: str) -> dict[str, list[str]]:
-        return {k: list(v) for k, v in self.sets[name].items()}
-
-    def set_backends(
-        self, name: str, active: list[str], *, draining: tuple[str, ...] = ()
-    ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-        before = self.backends(name)
-        self.sets[name] = {"active": list(active), "draining": list(draining)}
-        return before, self.backends(name)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "kinds"),
-    [
-        ({}, ["backend-remove", "backend-add", "backend-drain", "backend-add"]),
-        ({"drain": False}, ["backend-remove", "backend-add"]),
-        ({"remove": False}, ["backend-drain", "backend-add"]),
-    ],
-)
-def test_scale_changes_without_the_removal_or_the_drain(
-    kwargs: dict[str, Any], kinds: list[str]
-) -> None:
-    from dsrconform.scenarios import scale_changes
-
-    lab = _FakeBackends()
-    windows = scale_changes(delay=0.0, step=0.0, drain_for=0.0, probe=False, **kwargs)(
-        lab, lambda _: None
-    )
-    assert [w.kind for w in windows] == kinds
-    if kwargs.get("remove") is False:
-        drain, back = windows
-        assert drain.target == back.target == "server2"
-        assert drain.end == back.start  # the drain lasts until the server is back
-    assert lab.sets["web"] == {"active": ["server1", "server2", "server3"], "draining": []}

@@ -117,8 +117,8 @@ def _verdict(req: str, status: str) -> Verdict:
 @pytest.fixture
 def fake_steady(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Verdict]:
     """``dsrconform steady`` without a lab: the run's checks give the verdicts in the list."""
+    import dsrconform.chaos.traffic
     import dsrconform.parallelcheck
-    import dsrconform.steady
     from dsrconform.lab import Lab
 
     verdicts: list[Verdict] = []
@@ -132,7 +132,7 @@ def fake_steady(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Verdict
     def observe(lab: Any, mix: Any, progress: Any) -> Any:
         return SimpleNamespace(observations=a_run().obs())
 
-    monkeypatch.setattr(dsrconform.steady, "observe_steady_state", observe)
+    monkeypatch.setattr(dsrconform.chaos.traffic, "observe_steady_state", observe)
     monkeypatch.setattr(dsrconform.parallelcheck, "check_parallel", lambda *a, **kw: verdicts)
     monkeypatch.chdir(tmp_path)
     return verdicts

@@ -185,7 +185,7 @@ def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_a_client_without_traffic_is_the_flood_source_and_only_clients_may_be() -> None:
-    from dsrconform.steady import traffic_clients
+    from dsrconform.chaos.traffic import traffic_clients
 
     topo = load_topology(LABS / "basic.yaml")
     assert topo.of_role("client") == ["client", "flood"]

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from dsrconform.chaos.library import probed
 from dsrconform.errors import ConfigError
 from dsrconform.observe.observations import FaultWindow, LabFacts
-from dsrconform.scenarios import _probed
 from dsrconform.topofile import load_topology
 from dsrconform.traffic.tupleprobes import probe_net, probing
 from tests.waiting import wait_for
@@ -51,7 +51,8 @@ def test_an_unprobed_change_still_happens_and_says_why() -> None:
     topo = load_topology(BASIC).model_copy(update={"blackhole": ["198.18.200.0/21"]})
     said: list[str] = []
     window = FaultWindow(kind="backend-add", start=1.0, end=2.0)
-    out = _probed(SimpleNamespace(topology=topo), said.append, lambda: [window])
+    svc = topo.services[0]
+    out = probed(SimpleNamespace(topology=topo), said.append, svc, lambda: [window])
     assert out == [window]
     assert len(said) == 1 and said[0].startswith("change not probed: lab basic:")
 
@@ -110,10 +111,10 @@ def test_a_failing_sender_or_body_leaves_nothing_running(monkeypatch: Any) -> No
 
 
 def test_the_drain_follows_the_flood_s_end_not_its_sender_s_wind_down(monkeypatch: Any) -> None:
-    """flood_then_drain (the syn-flood scenario): the drain starts when the flood's time is up,
+    """The syn-flood scenario: the drain (after the flood) starts when the flood's time is up,
     though the sender took long to return (seen once on a loaded machine: 7 s)."""
-    from dsrconform import scenarios
-    from dsrconform.observe.observations import FaultWindow
+    from dsrconform.chaos.schedule import Journal, execute
+    from dsrconform.chaos.suite import SCENARIOS
     from dsrconform.traffic import synflood
 
     returned = threading.Event()
@@ -141,8 +142,15 @@ def test_the_drain_follows_the_flood_s_end_not_its_sender_s_wind_down(monkeypatc
         return before, dep.backends(name)
 
     monkeypatch.setattr(synflood, "lab_flood", slow_flood)
-    lab = SimpleNamespace(topology=load_topology(BASIC), deployment=dep, set_backends=set_backends)
-    fault = scenarios.flood_then_drain(gap=0.0, drain_for=0.0, delay=0.0, seconds=1.0)
-    windows = fault(lab, lambda _msg: None)
+    lab: Any = SimpleNamespace(
+        topology=load_topology(BASIC), deployment=dep, set_backends=set_backends, name="t"
+    )
+    flood, drain = SCENARIOS["syn-flood"].method
+    timed = [
+        flood.model_copy(update={"at": 0.0}).timed(0),
+        drain.model_copy(update={"delay": 0.0, "duration": 0.0}).timed(1),
+    ]
+    out = execute(lab, timed, Journal(), lambda _msg: None)
+    assert out.ok, out.errors
     assert changes[0] == (["server1", "server2"], False), "drained before the sender returned"
-    assert windows[0].kind == "syn-flood" and "backend-drain" in {w.kind for w in windows}
+    assert {w.kind for w in out.windows} >= {"syn-flood", "backend-drain"}

@@ -1,4 +1,4 @@
-"""A steady-state observation run: the traffic mix of the seed's services, watched on every link.
+"""The traffic of a scenario: the mix of the seed's services, watched on every link.
 
 :func:`observe_steady_state` drives, concurrently and from every client node of a running lab:
 
@@ -36,19 +36,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dsrconform.chaos.mixes import Mix
 from dsrconform.errors import DsrConformError, LabError
 from dsrconform.observe.counters import snapshot
 from dsrconform.observe.history import History, load_history
 from dsrconform.observe.labtaps import LabTaps
 from dsrconform.observe.observations import FaultWindow, LabFacts, Observations
 from dsrconform.topology import Service, Topology
-from dsrconform.traffic.common import Mark
 
 if TYPE_CHECKING:
+    from dsrconform.chaos.scenario import Scenario
     from dsrconform.lab.protocol import RunningLab
     from dsrconform.observe.pcap import PacketCapture
 
-__all__ = ["Mix", "SteadyRun", "observe_steady_state"]
+__all__ = [
+    "FaultCallback",
+    "SteadyRun",
+    "observe_scenario",
+    "observe_steady_state",
+    "traffic_clients",
+]
 
 ICMP_KINDS = (("frag-needed", 3, 4), ("time-exceeded", 11, 0), ("port-unreachable", 3, 3))
 """(name, type, code) of the ICMP errors sent about live streams, in turn."""
@@ -58,62 +65,6 @@ MARGIN = 30.0
 """Seconds beyond a generator's own deadline before the run gives up on it."""
 CAPTURE_MARGIN = 30.0
 """Seconds a packet capture may run beyond the generators' limit (the end of the run)."""
-
-
-HEADER_MARKS: tuple[Mark, ...] = (
-    (0, 64),
-    (10 << 2 | 2, 64),  # AF11, ECT(0)
-    (46 << 2 | 1, 255),  # EF, ECT(1)
-    (34 << 2, 32),  # AF41, Not-ECT
-    (8 << 2 | 3, 128),  # CS1, CE (marked upstream)
-)
-"""Real clients are not uniform: DSCP marks, ECN codepoints and initial TTLs vary per
-connection (TCP keeps the DSCP; its ECN bits are the kernel's: ECT(0) once ECN is negotiated,
-which the lab's clients ask for). RW-8 needs marked and ECN-capable packets to decide."""
-
-
-@dataclass(frozen=True)
-class Mix:
-    """How much of each kind of traffic; the defaults take about ten seconds on basic.yaml."""
-
-    seed: int = 1
-    streams: int = 90
-    """Long-lived streams per TCP service."""
-    stream_bytes: int = 240_000
-    stream_rate: int = 60_000
-    """Bytes per second per stream (so each lasts stream_bytes / stream_rate seconds)."""
-    short_conns: int = 2400
-    """Short connections to the first TCP service (AF-3 decides on at least 2000)."""
-    short_rate: float = 600.0
-    short_reuse_ports: int = 0
-    """With N > 0, the short connections bind N fixed local ports per source, cycling (the
-    same 5-tuples again and again, across any backend change: AF-1); 0: the kernel's choice."""
-    uploads: int = 30
-    upload_bytes: int = 16384
-    """Bytes each upload sends: several full-sized segments (RW-6's default is 4096)."""
-    udp_flows: int = 120
-    """UDP 5-tuples per UDP service."""
-    udp_datagrams: int = 8
-    udp_interval: float = 0.25
-    udp_no_checksum_every: int = 4
-    """Every K-th UDP flow asks for replies without a UDP checksum (0: none)."""
-    icmp_errors: int = 12
-    """ICMP errors about live streams (cycling through ICMP_KINDS), each about another stream."""
-    pings: int = 1
-    """Echo requests from each client address to each server's own address (0: none)."""
-    deadline: float = 60.0
-    """Seconds each generator may run at most."""
-    marks: tuple[Mark, ...] = HEADER_MARKS
-    """(TOS, TTL) the connections and UDP flows of each generator cycle through."""
-    capture_mux_links: bool = True
-    """With evidence captures (``capture=True``), capture the MUX links too; False for a mix
-    that runs beside a SYN flood (:func:`dsrconform.observe.evidence.start_captures`)."""
-
-
-QUICK_MIX = Mix(short_conns=300, streams=30, udp_flows=40)
-"""The steady mix of ``dsrconform steady --quick`` and the quick profile (~7 s of traffic on
-basic.yaml): enough for every RW, DP and AF MUST requirement (AF-4 needs 100 new flows per
-service, 30 per busy client address), not for AF-3 (a SHOULD: 2000 new flows)."""
 
 
 @dataclass
@@ -189,16 +140,22 @@ def _jobs(topo: Topology, python: str, mix: Mix,
     return jobs
 
 
-Fault = Callable[["RunningLab", Callable[[str], None]], list[FaultWindow]]
-"""A fault injected while the traffic runs: ``fault(lab, say)`` does it (bounded in time) and
-returns its windows for the fault timeline."""
+FaultCallback = Callable[["RunningLab", Callable[[str], None]], list[FaultWindow]]
+"""What runs while the traffic runs: ``fault(lab, say)`` does it (bounded in time) and returns
+its windows for the fault timeline (a :class:`dsrconform.chaos.schedule.Method`'s ``run``)."""
+
+STEADY_MIX = Mix()
 
 
 def observe_steady_state(
-    lab: RunningLab, mix: Mix = Mix(), *, out_dir: Path | None = None,
-    progress: Callable[[str], None] | None = None, fault: Fault | None = None,
+    lab: RunningLab,
+    mix: Mix = STEADY_MIX,
+    *,
+    out_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+    fault: FaultCallback | None = None,
     capture: bool = False,
-) -> SteadyRun:  # fmt: skip
+) -> SteadyRun:
     """Run the mix in ``lab`` (a :class:`dsrconform.lab.Lab` that is up) and return what was
     observed; with ``fault``, inject it (from this thread) once the traffic is under way.
     With ``capture``, bounded packet captures run alongside the taps
@@ -388,3 +345,40 @@ def _send_icmp_errors(
     sent = _send_on_uplink(lab, client, "icmp-errors", packets)
     say(f"sent {sent.sent} ICMP errors about live streams ({len(live)} were live)")
     return {"sent": sent.sent, "failed": sent.failed, "live_streams": len(live)}
+
+
+def observe_scenario(
+    lab: RunningLab,
+    scenario: Scenario,
+    mix: Mix,
+    *,
+    out_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+    capture: bool = False,
+) -> SteadyRun:
+    """Run ``scenario``'s method in ``lab`` under ``mix`` (its seed the run's): the faults set
+    up before the traffic, the timeline and its rollbacks while it runs
+    (:class:`~dsrconform.chaos.schedule.Method`), the journal in ``out_dir/journal.jsonl``.
+    A fault that failed, or a rollback, is a LabError naming them once the rollbacks ran: the
+    scenario's requirements cannot be judged (the suites report them UNKNOWN)."""
+    from dsrconform.chaos.schedule import Journal, Method
+
+    say = progress or (lambda _msg: None)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    journal = Journal(out_dir / "journal.jsonl" if out_dir is not None else None)
+    timed = [a.timed(i) for i, a in enumerate(scenario.method)]
+    with Method(lab, timed, journal, say) as method:
+        if not method.ready:
+            raise LabError(f"scenario {scenario.name}: " + "; ".join(method.out.errors))
+        run = observe_steady_state(
+            lab,
+            mix,
+            out_dir=out_dir,
+            progress=say,
+            fault=(lambda _lab, _say: method.run()) if timed else None,
+            capture=capture,
+        )
+    if method.out.errors:
+        raise LabError(f"scenario {scenario.name}: " + "; ".join(method.out.errors))
+    return run
