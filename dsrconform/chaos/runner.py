@@ -24,16 +24,16 @@ from typing import TYPE_CHECKING
 from dsrconform.chaos.mixes import mix_for
 from dsrconform.chaos.plan import plan_scenario
 from dsrconform.chaos.scenario import Probe, Scenario
-from dsrconform.chaos.schedule import Execution, Journal, Method, signals_held
+from dsrconform.chaos.schedule import Execution, Journal, signals_held
 from dsrconform.errors import DsrConformError
-from dsrconform.observe.observations import FaultWindow
 from dsrconform.topology import Topology
 
 if TYPE_CHECKING:
+    from dsrconform.chaos.traffic import SteadyRun
     from dsrconform.invariants.verdict import Verdict
     from dsrconform.lab.protocol import RunningLab
     from dsrconform.observe.observations import Observations
-    from dsrconform.report.model import Results
+    from dsrconform.report.model import Attachment, Results
 
 __all__ = ["ChaosResult", "check_probes", "run_scenario"]
 
@@ -160,6 +160,7 @@ def run_scenario(
     journal.add("run", "start", detail=f"scenario {scn.name} seed {seed}", seed=seed)
     interrupt: BaseException | None = None
     obs: Observations | None = None
+    attachments: list[Attachment] = []
     try:
         with _lab_for(scn, topo, lab, backend, mutant, say) as running:
             phase("steady state (before)")
@@ -175,7 +176,8 @@ def run_scenario(
                 say("steady state not met before the method: " + "; ".join(before))
                 result.execution = Execution(errors=["steady state not met before the method"])
             else:
-                obs = _method(scn, running, run_dir, seed, journal, result, say, phase)
+                done = _method(scn, running, run_dir, seed, journal, result, say, phase)
+                obs = done.observations if done is not None else None
                 phase("steady state (after)")
                 after = check_probes(running, scn.steady_state.probes)
                 result.hypothesis["after"] = after
@@ -185,6 +187,10 @@ def run_scenario(
                     outcome="ok" if not after else "failed",
                     detail="; ".join(after),
                 )
+                if done is not None:  # the captures are cut while the lab (their rings) is up
+                    phase("verdicts and evidence")
+                    result.verdicts = _judge(scn, obs, result)
+                    attachments = _evidence(done, result.verdicts, run_dir, say)
     except KeyboardInterrupt as e:
         interrupt = e
         journal.add("run", "interrupted", outcome="error", detail=str(e) or "SIGINT")
@@ -198,9 +204,18 @@ def run_scenario(
     finally:
         phase("verdicts")
         with signals_held():  # the results are written whatever comes meanwhile
-            result.verdicts = _judge(scn, obs, result)
+            if not result.verdicts or interrupt is not None:
+                result.verdicts = _judge(scn, obs, result)
             result.results = _write_results(
-                scn, topo, result, seed, started, backend, mutant, interrupted=interrupt is not None
+                scn,
+                topo,
+                result,
+                seed,
+                started,
+                backend,
+                mutant,
+                attachments,
+                interrupted=interrupt is not None,
             )
             journal.add("run", "end", outcome="ok" if result.exit_code == 0 else "failed")
     if interrupt is not None:
@@ -217,33 +232,53 @@ def _method(
     result: ChaosResult,
     say: Callable[[str], None],
     phase: Callable[[str], None],
-) -> Observations | None:
+) -> SteadyRun | None:
     """The faults set up (before the traffic), then the traffic with the timeline and the
-    rollbacks inside it, and the probes during it; the observations (None: a setup failed, so
-    no traffic ran)."""
-    from dsrconform.chaos.traffic import observe_steady_state
+    rollbacks inside it, and the probes during it, with packet captures for the evidence of
+    FAILs; the run (None: a setup failed, so no traffic ran)."""
+    from dsrconform.chaos.traffic import run_method
     from dsrconform.report.timeline import save_timeline
 
-    mix = mix_for(scn.traffic.mix, scn.traffic.overrides, seed)
-    timed = [a.timed(i) for i, a in enumerate(scn.method)]
+    def during() -> _DuringProbes:
+        phase("method")
+        return _DuringProbes(lab, scn, journal, result)
+
     phase("setup")
-    with Method(lab, timed, journal, say) as method:
-        result.execution = method.out
-        if not method.ready:
-            return None
-
-        def run(lab_: RunningLab, say_: Callable[[str], None]) -> list[FaultWindow]:
-            phase("method")
-            with _DuringProbes(lab_, scn, journal, result):
-                windows = method.run()
-            phase("rollbacks done; traffic finishing")
-            return windows
-
-        done = observe_steady_state(
-            lab, mix, out_dir=run_dir / "observations", progress=say, fault=run, capture=False
-        )
+    mix = mix_for(scn.traffic.mix, scn.traffic.overrides, seed)
+    done, result.execution = run_method(
+        lab,
+        scn,
+        mix,
+        journal,
+        out_dir=run_dir / "observations",
+        progress=say,
+        around=during,
+        capture=True,
+    )
+    if done is None:
+        return None
+    phase("rollbacks done")
     save_timeline(done.observations, run_dir)
-    return done.observations
+    return done
+
+
+def _evidence(
+    done: SteadyRun, verdicts: list[Verdict], run_dir: Path, say: Callable[[str], None]
+) -> list[Attachment]:
+    """The pcap windows of each FAIL (:func:`dsrconform.observe.evidence.cut_evidence`) in
+    ``run_dir/evidence``; a cut that fails costs its evidence, said, not the run."""
+    from dsrconform.invariants.verdict import Status
+    from dsrconform.observe.evidence import cut_evidence
+
+    out: list[Attachment] = []
+    for v in verdicts:
+        if v.status != Status.FAIL or not done.captures:
+            continue
+        try:
+            out += cut_evidence(done.captures, v, run_dir / "evidence", run_dir)
+        except (DsrConformError, OSError) as e:
+            say(f"no pcap evidence for {v.requirement}: {type(e).__name__}: {e}")
+    return out
 
 
 class _DuringProbes:
@@ -307,6 +342,7 @@ def _write_results(
     started: float,
     backend: str,
     mutant: str | None,
+    attachments: list[Attachment],
     *,
     interrupted: bool,
 ) -> Results:
@@ -343,6 +379,7 @@ def _write_results(
         run_dir=".",
         verdicts=result.verdicts,
         decisions=decide_test(scn.decide, result.verdicts, outcome, why),
+        attachments=attachments,
     )
     lab_file = scn.lab_path() if scn.lab is not None else Path(topo.name or "lab")
     src = scn._source

@@ -31,7 +31,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +46,7 @@ from dsrconform.topology import Service, Topology
 
 if TYPE_CHECKING:
     from dsrconform.chaos.scenario import Scenario
+    from dsrconform.chaos.schedule import Execution, Journal
     from dsrconform.lab.protocol import RunningLab
     from dsrconform.observe.pcap import PacketCapture
 
@@ -54,6 +55,7 @@ __all__ = [
     "SteadyRun",
     "observe_scenario",
     "observe_steady_state",
+    "run_method",
     "traffic_clients",
 ]
 
@@ -96,8 +98,9 @@ def _sources(topo: Topology, node: str) -> list[str]:
     return list(topo.nodes[node].addresses) or [topo.uplink(node).ip]
 
 
-def _jobs(topo: Topology, python: str, mix: Mix,
-          reuse: tuple[int, int] | None = None) -> list[_Job]:  # fmt: skip
+def _jobs(
+    topo: Topology, python: str, mix: Mix, reuse: tuple[int, int] | None = None
+) -> list[_Job]:
     """The generator commands, per client node and service; ``reuse``: the short
     connections' fixed local ports (first, last), if they reuse ports."""
     tcp = [s for s in topo.services if s.proto == "tcp"]
@@ -113,30 +116,99 @@ def _jobs(topo: Topology, python: str, mix: Mix,
         src = ",".join(_sources(topo, client))
         seed = mix.seed * 7919 + ci
 
-        def job(name: str, module: str, svc: Service, *args: object,
-                client: str = client, src: str = src, seed: int = seed) -> None:  # fmt: skip
-            argv = [python, "-m", f"dsrconform.traffic.{module}", "--vip", svc.vip,
-                    "--port", str(svc.port), "--sources", src, "--seed", str(seed),
-                    *map(str, args), *marks, "--out", "-"]  # fmt: skip
+        def job(
+            name: str,
+            module: str,
+            svc: Service,
+            *args: object,
+            client: str = client,
+            src: str = src,
+            seed: int = seed,
+        ) -> None:
+            argv = [
+                python,
+                "-m",
+                f"dsrconform.traffic.{module}",
+                "--vip",
+                svc.vip,
+                "--port",
+                str(svc.port),
+                "--sources",
+                src,
+                "--seed",
+                str(seed),
+                *map(str, args),
+                *marks,
+                "--out",
+                "-",
+            ]
             jobs.append(_Job(f"{client}-{name}-{svc.name}", client, argv))
 
         for svc in tcp:
-            job("streams", "streams", svc, "--conns", mix.streams, "--bytes", mix.stream_bytes,
-                "--rate", mix.stream_rate, "--open-rate", 200, "--timeout", 10,
-                "--deadline", mix.deadline)  # fmt: skip
+            job(
+                "streams",
+                "streams",
+                svc,
+                "--conns",
+                mix.streams,
+                "--bytes",
+                mix.stream_bytes,
+                "--rate",
+                mix.stream_rate,
+                "--open-rate",
+                200,
+                "--timeout",
+                10,
+                "--deadline",
+                mix.deadline,
+            )
         if tcp and mix.short_conns:
-            job("short", "shortconns", tcp[0], "--count", mix.short_conns // len(clients),
-                "--rate", mix.short_rate / len(clients), "--duration", mix.deadline / 2,
-                "--deadline", mix.deadline,
-                *(["--reuse-ports", f"{reuse[0]}-{reuse[1]}"] if reuse else []))  # fmt: skip
+            job(
+                "short",
+                "shortconns",
+                tcp[0],
+                "--count",
+                mix.short_conns // len(clients),
+                "--rate",
+                mix.short_rate / len(clients),
+                "--duration",
+                mix.deadline / 2,
+                "--deadline",
+                mix.deadline,
+                *(["--reuse-ports", f"{reuse[0]}-{reuse[1]}"] if reuse else []),
+            )
         if tcp and mix.uploads:
-            job("upload", "shortconns", tcp[-1], "--count", mix.uploads, "--rate", 20,
-                "--upload", mix.upload_bytes, "--duration", mix.deadline / 2,
-                "--deadline", mix.deadline)  # fmt: skip
+            job(
+                "upload",
+                "shortconns",
+                tcp[-1],
+                "--count",
+                mix.uploads,
+                "--rate",
+                20,
+                "--upload",
+                mix.upload_bytes,
+                "--duration",
+                mix.deadline / 2,
+                "--deadline",
+                mix.deadline,
+            )
         for svc in udp:
-            job("udp", "udpflows", svc, "--flows", mix.udp_flows, "--count", mix.udp_datagrams,
-                "--interval", mix.udp_interval, "--deadline", mix.deadline,
-                "--no-checksum-every", mix.udp_no_checksum_every)  # fmt: skip
+            job(
+                "udp",
+                "udpflows",
+                svc,
+                "--flows",
+                mix.udp_flows,
+                "--count",
+                mix.udp_datagrams,
+                "--interval",
+                mix.udp_interval,
+                "--deadline",
+                mix.deadline,
+                "--no-checksum-every",
+                mix.udp_no_checksum_every,
+            )
     return jobs
 
 
@@ -243,9 +315,12 @@ def observe_steady_state(
         for k, c in links.items():
             say(f"capture {k}: {c['captured']} packets, {c['ring_bytes'] / 1e6:.1f} MB kept")
     run.observations = Observations(
-        lab=run.observations.lab, history=History.merge(parts), taps=tapset,
-        counters=tuple(counters), faults=tuple(windows),
-    )  # fmt: skip
+        lab=run.observations.lab,
+        history=History.merge(parts),
+        taps=tapset,
+        counters=tuple(counters),
+        faults=tuple(windows),
+    )
     if out_dir is not None:
         from dsrconform.runfiles import save_observations
 
@@ -324,10 +399,14 @@ def _send_icmp_errors(
     live: list[Any] = []
     while time.monotonic() < deadline:
         live = [
-            f for f in tap.flows()
-            if f.direction == "egress" and f.proto == 6 and (f.dst, f.dport) in tcp
-            and f.packets >= 4 and not (f.fin or f.rst)
-        ]  # fmt: skip
+            f
+            for f in tap.flows()
+            if f.direction == "egress"
+            and f.proto == 6
+            and (f.dst, f.dport) in tcp
+            and f.packets >= 4
+            and not (f.fin or f.rst)
+        ]
         if len(live) >= mix.icmp_errors:
             break
         time.sleep(0.1)  # polling the tap for established streams, bounded by `deadline`
@@ -347,6 +426,39 @@ def _send_icmp_errors(
     return {"sent": sent.sent, "failed": sent.failed, "live_streams": len(live)}
 
 
+def run_method(
+    lab: RunningLab,
+    scenario: Scenario,
+    mix: Mix,
+    journal: Journal,
+    *,
+    out_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+    capture: bool = False,
+    around: Callable[[], AbstractContextManager[object]] | None = None,
+) -> tuple[SteadyRun | None, Execution]:
+    """``scenario``'s faults set up before the traffic (none if a setup failed: (None, what
+    happened)), then ``mix`` with the timeline and its rollbacks while it runs
+    (:class:`~dsrconform.chaos.schedule.Method`), inside ``around()`` when given (the chaos
+    runner's probes during the method). Errors of faults are in the Execution, not raised."""
+    from dsrconform.chaos.schedule import Method
+
+    say = progress or (lambda _msg: None)
+    timed = [a.timed(i) for i, a in enumerate(scenario.method)]
+    with Method(lab, timed, journal, say) as method:
+        if not method.ready:
+            return None, method.out
+
+        def run(_lab: RunningLab, _say: Callable[[str], None]) -> list[FaultWindow]:
+            with around() if around is not None else nullcontext():
+                return method.run()
+
+        done = observe_steady_state(
+            lab, mix, out_dir=out_dir, progress=say, fault=run if timed else None, capture=capture
+        )
+    return done, method.out
+
+
 def observe_scenario(
     lab: RunningLab,
     scenario: Scenario,
@@ -356,29 +468,18 @@ def observe_scenario(
     progress: Callable[[str], None] | None = None,
     capture: bool = False,
 ) -> SteadyRun:
-    """Run ``scenario``'s method in ``lab`` under ``mix`` (its seed the run's): the faults set
-    up before the traffic, the timeline and its rollbacks while it runs
-    (:class:`~dsrconform.chaos.schedule.Method`), the journal in ``out_dir/journal.jsonl``.
-    A fault that failed, or a rollback, is a LabError naming them once the rollbacks ran: the
-    scenario's requirements cannot be judged (the suites report them UNKNOWN)."""
-    from dsrconform.chaos.schedule import Journal, Method
+    """Run ``scenario`` in ``lab`` under ``mix`` (:func:`run_method`), the journal in
+    ``out_dir/journal.jsonl``, for the suites: a fault that failed, or a rollback, is a
+    LabError naming them once the rollbacks ran, so the scenario's requirements are not judged
+    (the suites report them UNKNOWN)."""
+    from dsrconform.chaos.schedule import Journal
 
-    say = progress or (lambda _msg: None)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     journal = Journal(out_dir / "journal.jsonl" if out_dir is not None else None)
-    timed = [a.timed(i) for i, a in enumerate(scenario.method)]
-    with Method(lab, timed, journal, say) as method:
-        if not method.ready:
-            raise LabError(f"scenario {scenario.name}: " + "; ".join(method.out.errors))
-        run = observe_steady_state(
-            lab,
-            mix,
-            out_dir=out_dir,
-            progress=say,
-            fault=(lambda _lab, _say: method.run()) if timed else None,
-            capture=capture,
-        )
-    if method.out.errors:
-        raise LabError(f"scenario {scenario.name}: " + "; ".join(method.out.errors))
+    run, execution = run_method(
+        lab, scenario, mix, journal, out_dir=out_dir, progress=progress, capture=capture
+    )
+    if run is None or execution.errors:
+        raise LabError(f"scenario {scenario.name}: " + "; ".join(execution.errors))
     return run
