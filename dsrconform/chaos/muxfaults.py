@@ -111,80 +111,94 @@ class _MuxFault(_Base):
         return returned
 
 
-class MuxKill(_MuxFault):
+class _FailMux(_MuxFault):
+    """A MUX failed by ``invoke`` until ``revert`` brings it back: the two ways differ in what
+    they do to it (:attr:`_how`, its steps) and whether it comes back empty (a ``mux-rejoin``
+    window until its routes are back)."""
+
+    _how: ClassVar[str]
+    _steps: ClassVar[tuple[tuple[str, str], ...]]
+    """(action, detail) of invoke's failing step and revert's bringing back."""
+
+    def plan(self, topo: Topology) -> list[Step]:
+        mux = _mux(topo, self.node)
+        (fail, fail_detail), (back, back_detail) = self._steps
+        return [
+            Step("invoke", fail, mux, fail_detail),
+            Step("invoke", "wait-routes", mux, "the router withdraws its VIP routes", waits=True),
+            Step("revert", back, mux, back_detail),
+            Step("revert", "wait-routes", mux, "its VIP routes are back", waits=True),
+        ]
+
+    def _fail(self, lab: RunningLab) -> None:
+        raise NotImplementedError
+
+    def _bring_back(self, lab: RunningLab) -> None:
+        raise NotImplementedError
+
+    def invoke(self, lab: RunningLab, say: Say, stop: Event) -> None:
+        say(f"{self._how} {self._target}")
+        self._started = time.monotonic()
+        self._fail(lab)
+        self._wait_withdrawn(lab, say, self._how)
+
+    def revert(self, lab: RunningLab, say: Say) -> None:
+        if self._started is None:
+            return
+        back = time.monotonic()
+        started, self._started = self._started, None
+        # The window first: a return that fails still leaves the failure on the timeline.
+        self._windows.append(
+            window("mux-fail", started, back, target=self._target, detail={"how": self._how})
+        )
+        self._bring_back(lab)
+        returned = self._wait_back(lab, say, back)
+        if self._how == "kill":  # back empty: MF-4 judges the rejoin
+            self._windows.append(window("mux-rejoin", back, returned, target=self._target))
+
+
+class MuxKill(_FailMux):
     """Kill every process of a MUX and bring its links down (its BGP session is lost); revert
     restarts it with empty state. Windows: ``mux-fail`` (kill to restart), ``route-withdrawn``,
     ``mux-rejoin`` (restart until its routes are back)."""
 
     kind: Literal["mux-kill"] = "mux-kill"
+    _how: ClassVar[str] = "kill"
+    _steps: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("kill", "every process killed, its links down"),
+        ("restart", "links up, the target restarts it, empty"),
+    )
 
     def expected_seconds(self) -> float:
         return 1.0
 
-    def plan(self, topo: Topology) -> list[Step]:
-        mux = _mux(topo, self.node)
-        return [
-            Step("invoke", "kill", mux, "every process killed, its links down"),
-            Step("invoke", "wait-routes", mux, "the router withdraws its VIP routes", waits=True),
-            Step("revert", "restart", mux, "links up, the target restarts it, empty"),
-            Step("revert", "wait-routes", mux, "its VIP routes are back", waits=True),
-        ]
-
-    def invoke(self, lab: RunningLab, say: Say, stop: Event) -> None:
-        say(f"kill {self._target}")
-        self._started = time.monotonic()
+    def _fail(self, lab: RunningLab) -> None:
         lab.kill_node(self._target)
-        self._wait_withdrawn(lab, say, "kill")
 
-    def revert(self, lab: RunningLab, say: Say) -> None:
-        if self._started is None:
-            return
-        back = time.monotonic()
-        started, self._started = self._started, None
-        # The window first: a restart that fails still leaves the failure on the timeline.
-        self._windows.append(
-            window("mux-fail", started, back, target=self._target, detail={"how": "kill"})
-        )
+    def _bring_back(self, lab: RunningLab) -> None:
         lab.restart_node(self._target)
-        returned = self._wait_back(lab, say, back)
-        self._windows.append(window("mux-rejoin", back, returned, target=self._target))
 
 
-class MuxHang(_MuxFault):
+class MuxHang(_FailMux):
     """Stop every process of a MUX (SIGSTOP: its data plane keeps running, the router withdraws
     it when the BGP hold timer expires); revert resumes it with its state intact. Windows:
     ``mux-fail`` (how: hang), ``route-withdrawn``."""
 
     kind: Literal["mux-hang"] = "mux-hang"
+    _how: ClassVar[str] = "hang"
+    _steps: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("pause", "every process stopped (SIGSTOP)"),
+        ("resume", "processes continue, state intact"),
+    )
 
     def expected_seconds(self) -> float:
         return 3.5  # the lab's BGP hold time, 3 s
 
-    def plan(self, topo: Topology) -> list[Step]:
-        mux = _mux(topo, self.node)
-        return [
-            Step("invoke", "pause", mux, "every process stopped (SIGSTOP)"),
-            Step("invoke", "wait-routes", mux, "hold timer expired, routes withdrawn", waits=True),
-            Step("revert", "resume", mux, "processes continue, state intact"),
-            Step("revert", "wait-routes", mux, "its VIP routes are back", waits=True),
-        ]
-
-    def invoke(self, lab: RunningLab, say: Say, stop: Event) -> None:
-        say(f"hang {self._target}")
-        self._started = time.monotonic()
+    def _fail(self, lab: RunningLab) -> None:
         lab.pause_node(self._target)
-        self._wait_withdrawn(lab, say, "hang")
 
-    def revert(self, lab: RunningLab, say: Say) -> None:
-        if self._started is None:
-            return
-        back = time.monotonic()
-        started, self._started = self._started, None
-        self._windows.append(
-            window("mux-fail", started, back, target=self._target, detail={"how": "hang"})
-        )
+    def _bring_back(self, lab: RunningLab) -> None:
         lab.resume_node(self._target)
-        self._wait_back(lab, say, back)
 
 
 class MuxRestart(_MuxFault):

@@ -15,6 +15,7 @@ from pydantic import Field, PrivateAttr
 from dsrconform.chaos.fault import Say, Step, window
 from dsrconform.chaos.library import _Base, _service
 from dsrconform.errors import ConfigError, LabError
+from dsrconform.observe.observations import FaultWindow
 from dsrconform.topology import Topology
 
 if TYPE_CHECKING:
@@ -46,29 +47,24 @@ def _link(topo: Topology, a: str, b: str) -> None:
     link_interfaces(topo, a, b)  # ConfigError naming both when they share no link
 
 
-class _Impair(_Base):
-    a: str
-    b: str
-    direction: Direction = "both"
+class _Undone(_Base):
+    """A fault the lab applies and hands back a handle to undo (an impairment, a CPU limit):
+    ``invoke`` applies it, ``revert`` undoes it once and records its window."""
+
     _handle: _Undoable | None = PrivateAttr(default=None)
     _start: float = PrivateAttr(default=0.0)
-
-    def _what(self) -> str:
-        raise NotImplementedError
 
     def _apply(self, lab: RunningLab) -> _Undoable:
         raise NotImplementedError
 
-    def plan(self, topo: Topology) -> list[Step]:
-        _link(topo, self.a, self.b)
-        link = f"{self.a}-{self.b}"
-        return [
-            Step("invoke", "nft-impair", link, f"{self._what()}, {self.direction}"),
-            Step("revert", "nft-delete", link, "impairment lifted"),
-        ]
+    def _window(self, end: float) -> FaultWindow:
+        raise NotImplementedError
+
+    def _what(self) -> str:
+        raise NotImplementedError
 
     def invoke(self, lab: RunningLab, say: Say, stop: Event) -> None:
-        say(f"{self._what()} on {self.a}-{self.b} ({self.direction})")
+        say(self._what())
         self._start = time.monotonic()
         self._handle = self._apply(lab)
 
@@ -77,16 +73,37 @@ class _Impair(_Base):
             return
         handle, self._handle = self._handle, None
         handle.undo()
-        self._windows.append(
-            window(
-                "link-impair",
-                self._start,
-                time.monotonic(),
-                target=f"{self.a}-{self.b}",
-                detail={"what": self._what(), "direction": self.direction},
-            )
+        self._windows.append(self._window(time.monotonic()))
+        say(f"lifted: {self._what()}")
+
+
+class _Impair(_Undone):
+    a: str
+    b: str
+    direction: Direction = "both"
+
+    def _impairment(self) -> str:
+        raise NotImplementedError
+
+    def _what(self) -> str:
+        return f"{self._impairment()} on {self.a}-{self.b} ({self.direction})"
+
+    def plan(self, topo: Topology) -> list[Step]:
+        _link(topo, self.a, self.b)
+        link = f"{self.a}-{self.b}"
+        return [
+            Step("invoke", "nft-impair", link, f"{self._impairment()}, {self.direction}"),
+            Step("revert", "nft-delete", link, "impairment lifted"),
+        ]
+
+    def _window(self, end: float) -> FaultWindow:
+        return window(
+            "link-impair",
+            self._start,
+            end,
+            target=f"{self.a}-{self.b}",
+            detail={"what": self._impairment(), "direction": self.direction},
         )
-        say(f"{self.a}-{self.b}: {self._what()} lifted")
 
 
 class LinkLoss(_Impair):
@@ -95,7 +112,7 @@ class LinkLoss(_Impair):
     kind: Literal["link-loss"] = "link-loss"
     percent: Annotated[float, Field(gt=0, le=100)]
 
-    def _what(self) -> str:
+    def _impairment(self) -> str:
         return f"{self.percent:g}% loss"
 
     def _apply(self, lab: RunningLab) -> _Undoable:
@@ -107,21 +124,19 @@ class Partition(_Impair):
 
     kind: Literal["partition"] = "partition"
 
-    def _what(self) -> str:
+    def _impairment(self) -> str:
         return "partition"
 
     def _apply(self, lab: RunningLab) -> _Undoable:
         return lab.impair_link(self.a, self.b, drop=True, direction=self.direction)
 
 
-class CpuStarve(_Base):
+class CpuStarve(_Undone):
     """Cap every process of a node at ``cpus`` CPUs (window ``cpu-limit``)."""
 
     kind: Literal["cpu-starve"] = "cpu-starve"
     node: str
     cpus: Annotated[float, Field(gt=0, le=64)] = 0.05
-    _handle: _Undoable | None = PrivateAttr(default=None)
-    _start: float = PrivateAttr(default=0.0)
 
     def plan(self, topo: Topology) -> list[Step]:
         _node(topo, self.node, "node")
@@ -130,25 +145,14 @@ class CpuStarve(_Base):
             Step("revert", "cpu-unlimit", self.node, "limit lifted"),
         ]
 
-    def invoke(self, lab: RunningLab, say: Say, stop: Event) -> None:
-        say(f"{self.node} limited to {self.cpus:g} CPUs")
-        self._start = time.monotonic()
-        self._handle = lab.limit_cpu(self.node, self.cpus)
+    def _what(self) -> str:
+        return f"{self.node} limited to {self.cpus:g} CPUs"
 
-    def revert(self, lab: RunningLab, say: Say) -> None:
-        if self._handle is None:
-            return
-        handle, self._handle = self._handle, None
-        handle.undo()
-        self._windows.append(
-            window(
-                "cpu-limit",
-                self._start,
-                time.monotonic(),
-                target=self.node,
-                detail={"cpus": self.cpus},
-            )
-        )
+    def _apply(self, lab: RunningLab) -> _Undoable:
+        return lab.limit_cpu(self.node, self.cpus)
+
+    def _window(self, end: float) -> FaultWindow:
+        return window("cpu-limit", self._start, end, target=self.node, detail={"cpus": self.cpus})
 
 
 FLOOD_WIND_DOWN = 120.0

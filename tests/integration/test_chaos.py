@@ -156,6 +156,7 @@ def test_sigint_while_faults_are_applied_runs_every_rollback_and_leaves_the_lab_
     assert {r.status.value for r in results.requirements.values()} == {"UNKNOWN"}
 
 
+@pytest.mark.proof  # two lab runs (~1 minute): `make proof`
 def test_explore_shrinks_a_mutant_violation_and_its_file_reproduces_it(tmp_path: Path) -> None:
     out = tmp_path / "explore"
     res = chaos_cli(

@@ -1,8 +1,10 @@
 """The oracle (root): the suites, run as users run them, FAIL every requirement each mutant of
-the reference stack names, and pass every MUST and SHOULD on the correct stack.
+the reference stack names, and pass every MUST (and, in ``make proof``, every SHOULD) on the
+correct stack.
 
 The correct stack runs once here, as `dsrconform run` does (the steady suite in every mode of
-the target), at SHOULD: the MAY requirement (SC-5) measures breakage, and the benchmark runs it.
+the target), at MUST in ``make test`` and at SHOULD in ``make proof`` (a minute more than CI's
+25 can hold); the MAY requirement (SC-5) measures breakage, and the benchmark runs it.
 Its stability proof (five runs in a row with identical verdicts) is a benchmark, run and
 reported, not CI's: ``dsrconform bench suites --runs 5`` (five full runs cost ~20 minutes of a
 2-core CI). Where this kernel has live frames, the requirements judged by floods and tuple
@@ -137,11 +139,21 @@ def test_every_mutant_fails_each_requirement_it_names(mutant: Any, tmp_path: Pat
     ), out[-4000:]
 
 
-def test_the_correct_stack_passes_every_must_and_should(tmp_path: Path) -> None:
-    judged = {r.id for r in spec.REQUIREMENTS if r.level in ("MUST", "SHOULD")}
-    rc, results, out = run_suites(
-        tmp_path, "--dsr-level", "SHOULD", "--dsr-seed", "1", evidence=True
-    )
+@pytest.mark.parametrize(
+    "level",
+    [
+        pytest.param("MUST", id="MUST"),
+        # Every MUST again and the SHOULDs (~1 minute more: the flood during a drain, SF-3):
+        # `make proof`, beside CI's MUST run.
+        pytest.param("SHOULD", id="SHOULD", marks=pytest.mark.proof),
+    ],
+)
+def test_the_correct_stack_passes_every_requirement_at_the_level(
+    tmp_path: Path, level: str
+) -> None:
+    levels = ("MUST",) if level == "MUST" else ("MUST", "SHOULD")
+    judged = {r.id for r in spec.REQUIREMENTS if r.level in levels}
+    rc, results, out = run_suites(tmp_path, "--dsr-level", level, "--dsr-seed", "1", evidence=True)
     got = statuses(results)
     assert results is not None and rc == 0 and set(got.values()) == {"PASS"}, out[-4000:]
     assert set(got) == judged, f"judged {sorted(got)}"
