@@ -161,6 +161,14 @@ class _BackendFault(_Base):
         }
         self._changed = False
 
+    @staticmethod
+    def _now(lab: RunningLab, svc: Service) -> dict[str, list[str]]:
+        """``svc``'s sets now: a change applies to them, so two faults overlapping on one service
+        both take effect (each revert restores the sets its setup saw: the first revert of
+        two overlapping ones restores them early)."""
+        assert lab.deployment is not None  # setup refused a lab without one
+        return lab.deployment.backends(svc.name)
+
     def _maybe_probed(
         self, lab: RunningLab, say: Say, make: Callable[[], list[FaultWindow]]
     ) -> list[FaultWindow]:
@@ -314,7 +322,7 @@ class ServerRemove(_OneServer):
     def invoke(self, lab: RunningLab, say: Say, stop: Event) -> None:
         svc = _service(lab.topology, self.service)
         gone = self._server(lab.topology, svc)
-        sets = self._start[svc.name]
+        sets = self._now(lab, svc)
         active = [s for s in sets["active"] if s != gone]
         self._change(lab, say, "backend-remove", svc, active, sets["draining"], gone)
 
@@ -352,7 +360,7 @@ class ServerDrain(_OneServer):
         def drain() -> list[FaultWindow]:
             out = []
             for svc in self._services(topo):
-                sets = self._start[svc.name]
+                sets = self._now(lab, svc)
                 active = [s for s in sets["active"] if s != drained]
                 if not active:
                     continue  # its only server: left alone
@@ -394,7 +402,7 @@ class ServerAdd(_OneServer):
     def invoke(self, lab: RunningLab, say: Say, stop: Event) -> None:
         svc = _service(lab.topology, self.service)
         added = self._server(lab.topology, svc)
-        sets = self._start[svc.name]
+        sets = self._now(lab, svc)
         active = sorted({*sets["active"], added})
         self._change(lab, say, "backend-add", svc, active, sets["draining"], added)
 

@@ -25,6 +25,9 @@ __all__ = ["MuxAdd", "MuxHang", "MuxKill", "MuxRestart", "RouteWithdraw", "failo
 ROUTE_TIMEOUT = 20.0
 """Seconds a MUX fault waits at most for the router's VIP routes to change."""
 BGP_PORT = 179
+WITHDRAW_SECONDS = 3.5
+"""About how long the router takes to withdraw a MUX whose BGP session went silent: the lab's
+hold time (3 s) and a little (for the plan's timeline only)."""
 
 
 def failover_mux(topo: Topology) -> str:
@@ -192,7 +195,7 @@ class MuxHang(_FailMux):
     )
 
     def expected_seconds(self) -> float:
-        return 3.5  # the lab's BGP hold time, 3 s
+        return WITHDRAW_SECONDS
 
     def _fail(self, lab: RunningLab) -> None:
         lab.pause_node(self._target)
@@ -306,7 +309,7 @@ class RouteWithdraw(_MuxFault):
     _table: str = PrivateAttr(default="")
 
     def expected_seconds(self) -> float:
-        return 3.5
+        return WITHDRAW_SECONDS
 
     def plan(self, topo: Topology) -> list[Step]:
         mux = _mux(topo, self.node)
