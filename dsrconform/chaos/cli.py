@@ -96,17 +96,21 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 class _Progress:
-    """Live progress of a chaos run (rich): phase, elapsed, faults active, last message."""
+    """Live progress of a chaos run (rich): phase, elapsed, the faults in effect, the clients'
+    connections alive, the last message."""
 
     def __init__(self, name: str) -> None:
         from rich.console import Console
-        from rich.live import Live
+        from rich.live import Live as RichLive
+
+        from dsrconform.chaos.traffic import Live
 
         self.name, self.phase, self.last = name, "starting", ""
         self.start = time.monotonic()
         self.lock = threading.Lock()
+        self.status = Live()
         self.console = Console(stderr=True)
-        self.live = Live(
+        self.live = RichLive(
             self._render(),
             console=self.console,
             refresh_per_second=4,
@@ -117,9 +121,16 @@ class _Progress:
     def _render(self) -> Any:
         from rich.text import Text
 
+        alive = self.status.alive()
+        faults = self.status.faults()
         with self.lock:
             el = time.monotonic() - self.start
-            return Text(f"chaos {self.name} | {self.phase} | {el:5.1f} s | {self.last[:90]}")
+            conns = "-" if alive is None else str(alive)
+            now = ", ".join(faults) or "none"
+            return Text(
+                f"chaos {self.name} | {self.phase} | {el:5.1f} s | connections alive {conns} | "
+                f"faults: {now}\n  {self.last[:110]}"
+            )
 
     def say(self, msg: str) -> None:
         with self.lock:
@@ -174,6 +185,7 @@ def _run(args: argparse.Namespace) -> int:
                 mutant=args.mutant,
                 say=progress.say,
                 on_phase=progress.set_phase,
+                live=progress.status,
             )
     finally:
         if root is not None and run_dir.exists():

@@ -29,7 +29,7 @@ from dsrconform.errors import DsrConformError
 from dsrconform.topology import Topology
 
 if TYPE_CHECKING:
-    from dsrconform.chaos.traffic import SteadyRun
+    from dsrconform.chaos.traffic import Live, SteadyRun
     from dsrconform.invariants.verdict import Verdict
     from dsrconform.lab.protocol import RunningLab
     from dsrconform.observe.observations import Observations
@@ -146,8 +146,10 @@ def run_scenario(
     lab: RunningLab | None = None,
     say: Callable[[str], None] | None = None,
     on_phase: Callable[[str], None] | None = None,
+    live: Live | None = None,
 ) -> ChaosResult:
-    """Run ``scn`` (see the module's docstring) and write its run directory ``run_dir``. An
+    """Run ``scn`` (see the module's docstring) and write its run directory ``run_dir``;
+    ``live`` follows the faults in effect and the connections alive (live progress). An
     interrupt is raised again once the rollbacks ran and the run directory was written."""
 
     say = say or (lambda _m: None)
@@ -176,7 +178,7 @@ def run_scenario(
                 say("steady state not met before the method: " + "; ".join(before))
                 result.execution = Execution(errors=["steady state not met before the method"])
             else:
-                done = _method(scn, running, run_dir, seed, journal, result, say, phase)
+                done = _method(scn, running, run_dir, seed, journal, result, say, phase, live)
                 obs = done.observations if done is not None else None
                 phase("steady state (after)")
                 after = check_probes(running, scn.steady_state.probes)
@@ -232,6 +234,7 @@ def _method(
     result: ChaosResult,
     say: Callable[[str], None],
     phase: Callable[[str], None],
+    live: Live | None = None,
 ) -> SteadyRun | None:
     """The faults set up (before the traffic), then the traffic with the timeline and the
     rollbacks inside it, and the probes during it, with packet captures for the evidence of
@@ -254,6 +257,7 @@ def _method(
         progress=say,
         around=during,
         capture=True,
+        live=live,
     )
     if done is None:
         return None

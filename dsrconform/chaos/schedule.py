@@ -148,12 +148,18 @@ class Method:
         self.out = Execution()
         self.t0 = 0.0
         self.threads: list[threading.Thread] = []
+        self._active: list[str] = []  # invoked and not yet reverted, for live progress
         self._finished = False
         self._outer_say = say
 
     def say(self, msg: str) -> None:
         self.journal.add("method", "said", detail=msg)
         self._outer_say(msg)
+
+    def active(self) -> list[str]:
+        """The faults in effect now (invoked, not reverted), for live progress."""
+        with self.lock:
+            return list(self._active)
 
     @property
     def ready(self) -> bool:
@@ -239,6 +245,8 @@ class Method:
             return
         with self.lock:
             self.out.reverted.append(name)
+            if fault.describe() in self._active:
+                self._active.remove(fault.describe())
         self.journal.add(phase, "revert", action=name, outcome="done")
 
     def _run_action(self, i: int) -> None:
@@ -259,6 +267,7 @@ class Method:
                 if (name, fault) in self.applied:
                     self.applied.remove((name, fault))
                 self.applied.append((name, fault))  # before invoke: a partial invoke is reverted
+                self._active.append(fault.describe())
             at = time.monotonic() - self.t0
             self.journal.add(
                 "method", "invoke", action=name, outcome="started", detail=fault.describe(), at=at

@@ -46,7 +46,7 @@ from dsrconform.topology import Service, Topology
 
 if TYPE_CHECKING:
     from dsrconform.chaos.scenario import Scenario
-    from dsrconform.chaos.schedule import Execution, Journal
+    from dsrconform.chaos.schedule import Execution, Journal, Method
     from dsrconform.lab.protocol import RunningLab
     from dsrconform.observe.pcap import PacketCapture
 
@@ -227,9 +227,11 @@ def observe_steady_state(
     progress: Callable[[str], None] | None = None,
     fault: FaultCallback | None = None,
     capture: bool = False,
+    watch: Callable[[LabTaps], None] | None = None,
 ) -> SteadyRun:
     """Run the mix in ``lab`` (a :class:`dsrconform.lab.Lab` that is up) and return what was
     observed; with ``fault``, inject it (from this thread) once the traffic is under way.
+    ``watch`` is given the taps once they run (live progress may read them meanwhile).
     With ``capture``, bounded packet captures run alongside the taps
     (:func:`dsrconform.observe.evidence.start_captures`, at most the generators' time limit
     and :data:`CAPTURE_MARGIN`), stopped when the run ends and kept on ``SteadyRun.captures``;
@@ -269,6 +271,8 @@ def observe_steady_state(
                 run.counts["captures"] = {"started": len(run.captures)}
                 say(f"{len(run.captures)} packet captures for the evidence of FAILs")
         taps = stack.enter_context(LabTaps(lab))
+        if watch is not None:
+            watch(taps)
         pool = stack.enter_context(ThreadPoolExecutor(max_workers=len(jobs)))
         if lab.deployment is not None:
             counters.append(snapshot(lab.deployment))
@@ -426,6 +430,63 @@ def _send_icmp_errors(
     return {"sent": sent.sent, "failed": sent.failed, "live_streams": len(live)}
 
 
+ALIVE_WITHIN = 2.0
+"""Seconds since its last packet within which a client's TCP connection counts as alive."""
+LIVE_EVERY = 1.0
+"""Seconds between two reads of the client taps for live progress (each reads a BPF map)."""
+
+
+class Live:
+    """What live progress shows of a run under way: the faults in effect and the clients' TCP
+    connections alive (unfinished, a packet within :data:`ALIVE_WITHIN` s, on the first traffic
+    client's uplink), read at most every :data:`LIVE_EVERY` s."""
+
+    def __init__(self) -> None:
+        self.method: Method | None = None
+        self._taps: LabTaps | None = None
+        self._lab: RunningLab | None = None
+        self._alive: int | None = None
+        self._read = 0.0
+
+    def watch(self, taps: LabTaps) -> None:
+        self._taps = taps
+
+    def done(self) -> None:
+        """The method ended: stop reading the taps (they close soon after)."""
+        self._taps = None
+
+    def faults(self) -> list[str]:
+        return self.method.active() if self.method is not None else []
+
+    def alive(self) -> int | None:
+        """The clients' live TCP connections (None: no taps yet)."""
+        taps = self._taps
+        if taps is None:
+            return None
+        now = time.monotonic()
+        if now - self._read >= LIVE_EVERY:
+            self._read = now
+            try:
+                self._alive = _alive(taps, now)
+            except (DsrConformError, OSError, KeyError):
+                self._alive = None  # the taps closed meanwhile: nothing to show
+        return self._alive
+
+
+def _alive(taps: LabTaps, now: float) -> int:
+    topo = taps.lab.topology
+    client = traffic_clients(topo)[0]
+    tap = taps.tap(client, topo.uplink(client).ifname)
+    vips = {(s.vip, s.port) for s in topo.services if s.proto == "tcp"}
+    recent = int((now - ALIVE_WITHIN) * 1e9)
+    return sum(
+        1
+        for f in tap.flows()
+        if f.direction == "egress" and f.proto == 6 and (f.dst, f.dport) in vips
+        and not (f.fin or f.rst) and f.last_ns >= recent
+    )  # fmt: skip
+
+
 def run_method(
     lab: RunningLab,
     scenario: Scenario,
@@ -436,11 +497,13 @@ def run_method(
     progress: Callable[[str], None] | None = None,
     capture: bool = False,
     around: Callable[[], AbstractContextManager[object]] | None = None,
+    live: Live | None = None,
 ) -> tuple[SteadyRun | None, Execution]:
     """``scenario``'s faults set up before the traffic (none if a setup failed: (None, what
     happened)), then ``mix`` with the timeline and its rollbacks while it runs
     (:class:`~dsrconform.chaos.schedule.Method`), inside ``around()`` when given (the chaos
-    runner's probes during the method). Errors of faults are in the Execution, not raised."""
+    runner's probes during the method), ``live`` told of the method and the taps (live
+    progress). Errors of faults are in the Execution, not raised."""
     from dsrconform.chaos.schedule import Method
 
     say = progress or (lambda _msg: None)
@@ -448,13 +511,25 @@ def run_method(
     with Method(lab, timed, journal, say) as method:
         if not method.ready:
             return None, method.out
+        if live is not None:
+            live.method = method
 
         def run(_lab: RunningLab, _say: Callable[[str], None]) -> list[FaultWindow]:
-            with around() if around is not None else nullcontext():
-                return method.run()
+            try:
+                with around() if around is not None else nullcontext():
+                    return method.run()
+            finally:
+                if live is not None:
+                    live.done()
 
         done = observe_steady_state(
-            lab, mix, out_dir=out_dir, progress=say, fault=run if timed else None, capture=capture
+            lab,
+            mix,
+            out_dir=out_dir,
+            progress=say,
+            fault=run if timed else None,
+            capture=capture,
+            watch=live.watch if live is not None else None,
         )
     return done, method.out
 

@@ -4,6 +4,7 @@ always run, driven by synthetic faults against no lab (no privileges)."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -236,3 +237,63 @@ def test_a_backend_change_is_named_by_what_it_did_to_the_servers() -> None:
     assert change_kind(sets("ab", "c"), sets("abc")) == "backend-add"
     assert change_kind(sets("ab"), sets("abc")) == "backend-add"
     assert change_kind(sets("abc", ""), sets("ab", "")) != "backend-add"  # a revert of an add
+
+
+def test_live_progress_shows_the_faults_in_effect_and_the_connections_alive() -> None:
+    import time as _time
+    from types import SimpleNamespace
+
+    from dsrconform.chaos.schedule import Method
+    from dsrconform.chaos.traffic import Live
+    from dsrconform.topofile import load_topology
+
+    topo = load_topology(Path(__file__).resolve().parents[2] / "labs" / "basic.yaml")
+    now_ns = int(_time.monotonic() * 1e9)
+
+    def flow(sport: int, *, last_ns: int = now_ns, fin: bool = False) -> SimpleNamespace:
+        return SimpleNamespace(
+            direction="egress",
+            proto=6,
+            dst="198.19.0.10",
+            dport=80,
+            sport=sport,
+            fin=fin,
+            rst=False,
+            last_ns=last_ns,
+        )
+
+    flows = [flow(1), flow(2), flow(3, fin=True), flow(4, last_ns=now_ns - 10**10)]
+    tap = SimpleNamespace(flows=lambda: flows)
+    taps: Any = SimpleNamespace(lab=SimpleNamespace(topology=topo), tap=lambda *_: tap)
+    live = Live()
+    assert live.alive() is None and live.faults() == []
+    live.watch(taps)
+    assert live.alive() == 2  # one finished, one silent for 10 s
+    rec = Recorder()
+    method = Method(NO_LAB, [Timed("a", Fake(rec, "a"))], Journal(), lambda _m: None)
+    live.method = method
+    with method:
+        method.run()
+        assert live.faults() == []  # reverted in the rollbacks
+    live.done()
+    assert live.alive() is None  # the method ended: the taps are not read any more
+
+
+def test_a_method_lists_the_faults_in_effect_while_they_are() -> None:
+    rec = Recorder()
+    seen: list[list[str]] = []
+    method: Any = None
+
+    class Peek(Fake):
+        def invoke(self, lab: Any, say: Say, stop: threading.Event) -> None:
+            super().invoke(lab, say, stop)
+            seen.append(method.active())
+
+    from dsrconform.chaos.schedule import Method
+
+    a, b = Fake(rec, "a"), Peek(rec, "b")
+    method = Method(NO_LAB, [Timed("a", a), Timed("b", b, at=0.05)], Journal(), lambda _m: None)
+    with method:
+        method.run()
+    assert seen == [["fake(a)", "fake(b)"]]
+    assert method.active() == []
