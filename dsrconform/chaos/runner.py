@@ -166,14 +166,7 @@ def run_scenario(
     try:
         with _lab_for(scn, topo, lab, backend, mutant, say) as running:
             phase("steady state (before)")
-            before = check_probes(running, scn.steady_state.probes)
-            result.hypothesis["before"] = before
-            journal.add(
-                "hypothesis",
-                "before",
-                outcome="ok" if not before else "failed",
-                detail="; ".join(before),
-            )
+            before = _hypothesis(running, scn, journal, result, "before")
             if before:
                 say("steady state not met before the method: " + "; ".join(before))
                 result.execution = Execution(errors=["steady state not met before the method"])
@@ -181,14 +174,7 @@ def run_scenario(
                 done = _method(scn, running, run_dir, seed, journal, result, say, phase, live)
                 obs = done.observations if done is not None else None
                 phase("steady state (after)")
-                after = check_probes(running, scn.steady_state.probes)
-                result.hypothesis["after"] = after
-                journal.add(
-                    "hypothesis",
-                    "after",
-                    outcome="ok" if not after else "failed",
-                    detail="; ".join(after),
-                )
+                _hypothesis(running, scn, journal, result, "after")
                 if done is not None:  # the captures are cut while the lab (their rings) is up
                     phase("verdicts and evidence")
                     result.verdicts = _judge(scn, obs, result)
@@ -223,6 +209,16 @@ def run_scenario(
     if interrupt is not None:
         raise interrupt
     return result
+
+
+def _hypothesis(
+    lab: RunningLab, scn: Scenario, journal: Journal, result: ChaosResult, when: str
+) -> list[str]:
+    """The hypothesis's probes, ``when`` (before, after): what did not hold, also recorded."""
+    failed = check_probes(lab, scn.steady_state.probes)
+    result.hypothesis[when] = failed
+    journal.add("hypothesis", when, outcome="failed" if failed else "ok", detail="; ".join(failed))
+    return failed
 
 
 def _method(
