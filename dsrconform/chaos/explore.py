@@ -147,7 +147,11 @@ def explore(
         if out.runs >= budget or time.monotonic() - start > max_seconds:
             return False  # spent: no more runs; the smallest failure so far stands
         out.runs += 1
-        text = "; ".join(f"{a.faulty().describe()}@{a.at:g}s" for a in schedule)
+        text = "; ".join(
+            f"{a.faulty().describe()}@{a.start():g}s"
+            + (f" for {a.duration:g}s" if a.duration is not None else "")
+            for a in schedule
+        )
         failed = seen[key] = sorted(set(judge(schedule)) & must)
         line = f"run {out.runs}/{budget}: {text} -> {', '.join(failed) or 'no MUST FAIL'}"
         out.log.append(line)
@@ -180,8 +184,9 @@ def reproducer_yaml(scn: Scenario, *, how: str) -> str:
 
     data = scn.model_dump(mode="json", exclude_none=True)
     for act in data["method"]:
-        if not act.get("delay"):
-            del act["delay"]  # only meaningful with after
+        for key in ("delay", "revert_delay"):  # only meaningful with after / revert_after
+            if not act.get(key):
+                act.pop(key, None)
     head = "".join(f"# {line}\n" for line in how.splitlines())
     return head + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
 
