@@ -224,3 +224,23 @@ def test_the_scenario_schema_is_checked_in_and_accepts_the_shipped_files() -> No
     )
     for path in shipped_scenarios():
         jsonschema.validate(yaml.safe_load(path.read_text()), schema)
+
+
+def test_revert_after_is_checked_and_a_circle_of_waits_is_refused(tmp_path: Path) -> None:
+    ok = GOOD.replace("at: 5, duration: 8}", "at: 5, revert_after: last, revert_delay: 2}")
+    ok = ok.replace(
+        "{fault: {kind: server-drain}, after: kill", "{id: last, fault: {kind: server-drain}, at: 6"
+    )
+    ok = ok.replace("delay: 2, duration: 4}", "duration: 4}")
+    scn, topo = load_scenario(write(tmp_path, ok))
+    kill, last = plan_scenario(scn, topo).actions
+    assert kill.end == pytest.approx((last.end or 0) + 2)
+    circle = GOOD.replace("at: 5, duration: 8}", "at: 5, revert_after: nope}")
+    assert "s.yaml:5: method[0].revert_after: no other action has id 'nope'" in error_of(
+        tmp_path, circle
+    )
+    loop = GOOD.replace("at: 5, duration: 8}", "at: 5, revert_after: d}").replace(
+        "{fault: {kind: server-drain}, after: kill",
+        "{id: d, fault: {kind: server-drain}, after: kill",
+    )
+    assert "the timing waits in a circle" in error_of(tmp_path, loop)

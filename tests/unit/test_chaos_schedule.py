@@ -297,3 +297,17 @@ def test_a_method_lists_the_faults_in_effect_while_they_are() -> None:
         method.run()
     assert seen == [["fake(a)", "fake(b)"]]
     assert method.active() == []
+
+
+def test_revert_after_waits_for_the_other_action_to_end() -> None:
+    rec = Recorder()
+    held, kill = Fake(rec, "held"), Fake(rec, "kill")
+    out, _ = run(
+        [
+            Timed("held", held, at=0.0, revert_after="kill", revert_delay=0.05),
+            Timed("kill", kill, at=0.02, duration=0.05),
+        ]
+    )
+    assert out.ok, out.errors
+    assert rec.of("revert") == ["kill", "held"]  # held back until kill had ended, in the method
+    assert out.reverted == ["kill", "held"]
