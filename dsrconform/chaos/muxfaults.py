@@ -5,7 +5,6 @@ router's FIB (:mod:`dsrconform.observe.routes`): nothing here knows the stack un
 
 from __future__ import annotations
 
-import subprocess
 import time
 from threading import Event
 from typing import TYPE_CHECKING, ClassVar, Literal
@@ -15,6 +14,7 @@ from pydantic import PrivateAttr
 from dsrconform.chaos.fault import Say, Step, window
 from dsrconform.chaos.library import _Base
 from dsrconform.errors import ConfigError, LabError
+from dsrconform.lab.faults import nft
 from dsrconform.topology import Topology
 
 if TYPE_CHECKING:
@@ -333,7 +333,7 @@ class RouteWithdraw(_MuxFault):
         say(f"cut {self._target}'s BGP session")
         self._started = time.monotonic()
         self._table = table
-        _nft(
+        nft(
             lab.netns(router),
             (
                 f'table netdev {table} {{\n chain in {{ type filter hook ingress device "{ifname}" '
@@ -349,21 +349,9 @@ class RouteWithdraw(_MuxFault):
         back = time.monotonic()
         table, self._table = self._table, ""
         # add-then-delete: idempotent, also when the invoke's table never got created
-        _nft(
+        nft(
             lab.netns(lab.topology.router),
             f"add table netdev {table}\ndelete table netdev {table}\n",
         )
         if self._started is not None:
             self._wait_back(lab, say, back)
-
-
-def _nft(ns: str, script: str) -> None:
-    res = subprocess.run(
-        ["ip", "netns", "exec", ns, "nft", "-f", "-"],
-        input=script,
-        text=True,
-        capture_output=True,
-        timeout=10,
-    )
-    if res.returncode != 0:
-        raise LabError(f"nft in {ns}: {res.stderr.strip()}")

@@ -402,15 +402,7 @@ def _send_icmp_errors(
     deadline = time.monotonic() + min(20.0, mix.deadline)
     live: list[Any] = []
     while time.monotonic() < deadline:
-        live = [
-            f
-            for f in tap.flows()
-            if f.direction == "egress"
-            and f.proto == 6
-            and (f.dst, f.dport) in tcp
-            and f.packets >= 4
-            and not (f.fin or f.rst)
-        ]
+        live = [f for f in open_streams(tap, tcp) if f.packets >= 4]
         if len(live) >= mix.icmp_errors:
             break
         time.sleep(0.1)  # polling the tap for established streams, bounded by `deadline`
@@ -473,18 +465,26 @@ class Live:
         return self._alive
 
 
+def open_streams(tap: Any, vips: set[tuple[str, int]]) -> list[Any]:
+    """The TCP connections a client's uplink ``tap`` saw leave toward one of ``vips`` and not
+    finished (no FIN or RST)."""
+    return [
+        f
+        for f in tap.flows()
+        if f.direction == "egress"
+        and f.proto == 6
+        and (f.dst, f.dport) in vips
+        and not (f.fin or f.rst)
+    ]
+
+
 def _alive(taps: LabTaps, now: float) -> int:
     topo = taps.lab.topology
     client = traffic_clients(topo)[0]
     tap = taps.tap(client, topo.uplink(client).ifname)
     vips = {(s.vip, s.port) for s in topo.services if s.proto == "tcp"}
     recent = int((now - ALIVE_WITHIN) * 1e9)
-    return sum(
-        1
-        for f in tap.flows()
-        if f.direction == "egress" and f.proto == 6 and (f.dst, f.dport) in vips
-        and not (f.fin or f.rst) and f.last_ns >= recent
-    )  # fmt: skip
+    return sum(1 for f in open_streams(tap, vips) if f.last_ns >= recent)
 
 
 def run_method(

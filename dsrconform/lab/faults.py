@@ -52,9 +52,19 @@ def link_interfaces(topo: Topology, a: str, b: str) -> tuple[str, str]:
     )
 
 
-def _nft(ns: str, script: str) -> None:
-    res = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=script, text=True,
-                         capture_output=True)  # fmt: skip
+NFT_TIMEOUT = 10.0
+"""Seconds an nft command may take."""
+
+
+def nft(ns: str, script: str) -> None:
+    """Run the nftables ``script`` in namespace ``ns``; LabError with nft's message if it fails."""
+    res = subprocess.run(
+        ["ip", "netns", "exec", ns, "nft", "-f", "-"],
+        input=script,
+        text=True,
+        capture_output=True,
+        timeout=NFT_TIMEOUT,
+    )
     if res.returncode != 0:
         raise LabError(f"nft in {ns}: {res.stderr.strip()}")
 
@@ -80,7 +90,7 @@ class Impairment:
     def undo(self) -> None:
         for ns, table in self.tables:
             if (registry.NETNS_DIR / ns).exists():
-                _nft(ns, f"delete table netdev {table}\n")
+                nft(ns, f"delete table netdev {table}\n")
         self.tables = []
 
 
@@ -120,7 +130,7 @@ def impair_link(lab: LabNodes, a: str, b: str, *, loss: float = 0.0, drop: bool 
                 else (dst, dst_if, "ingress")
             )
             table = f"dsrc_imp_{ifname.replace('-', '_')}_{hook}_{next(_SEQ)}"
-            _nft(lab.netns(node), (
+            nft(lab.netns(node), (
                 f"table netdev {table} {{\n  chain c {{\n"
                 f"    type filter hook {hook} device \"{ifname}\" priority 0; policy accept;\n"
                 f"    {verdict}\n  }}\n}}\n"
