@@ -144,8 +144,10 @@ class _Progress:
 
 def _run(args: argparse.Namespace) -> int:
     from dsrconform.chaos.plan import load_scenario, plan_scenario
+    from dsrconform.target import check_mutant
 
     scn, topo = load_scenario(args.file)
+    check_mutant(scn.target, args.mutant)  # an unknown target or mutant: before any lab
     plan = plan_scenario(scn, topo)
     if args.dry_run:
         print("\n".join(plan.lines()))
