@@ -100,22 +100,24 @@ class BenchVip:
     proto: int
 
 
-@runtime_checkable
 class BgpSpeaker(Protocol):
-    """The lab's BGP speaker on one MUX (``lab.bgp(mux)``): the target announces its VIPs
-    through it once its data plane is ready, and the border router installs each announced VIP as
-    a /32 ECMP route over every MUX announcing it."""
+    """A MUX node's BGP speaker, owned by the lab (``lab.bgp(mux)``): the border router installs
+    a VIP as an ECMP route over every MUX announcing it. A target announces a VIP on a MUX once
+    its data plane there forwards it, and withdraws it to take the MUX out of the VIP's ECMP
+    group. Both are idempotent. A killed MUX's session dies with the node; when the lab restarts
+    the node, its speaker announces nothing until the target announces again
+    (:meth:`Deployment.restart`)."""
 
     def announce(self, vip: str) -> None:
-        """Announce ``vip`` (an address, no prefix length) from this MUX; idempotent."""
+        """Announce ``vip`` (an address, no prefix length) from this MUX."""
         ...
 
     def withdraw(self, vip: str) -> None:
-        """Stop announcing ``vip`` from this MUX; idempotent."""
+        """Stop announcing ``vip`` from this MUX."""
         ...
 
     def announced(self) -> list[str]:
-        """The VIPs this MUX announces now, sorted."""
+        """The VIPs this MUX announces now."""
         ...
 
 
