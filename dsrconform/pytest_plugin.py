@@ -17,6 +17,10 @@ What it adds to every pytest run in an environment where dsrconform is installed
   summary gives one line per requirement, and with ``--dsr-results DIR`` the run leaves
   ``DIR/verdicts.jsonl`` (one verdict a line, appended as tests end, by every xdist worker)
   and ``DIR/summary.json`` (written once, by the controller: see :func:`summarize`);
+- NOT APPLICABLE (:mod:`dsrconform.applicability`): at collection, a lab test whose platform's
+  mode or lab family the target's capabilities lack, or whose every requirement concerns only
+  modes the target lacks, is marked; it is skipped in setup before its fixtures (no lab comes
+  up for it), counted as ``not applicable`` and recorded with its reasons, never a failure;
 - progress while a lab comes up or a scenario runs (:class:`Progress`): a line per phase with
   the seconds elapsed, and on a terminal one every few seconds in between;
 - the marker ``@pytest.mark.dsr_every_mode``: without ``--dsr-mode``, lab tests run in the lab
@@ -55,6 +59,7 @@ from dsrconform.features import probed
 from dsrconform.pytest_progress import Progress, is_worker
 from dsrconform.report.collect import (
     PROP_ATTACHMENTS,
+    PROP_NOT_APPLICABLE,
     PROP_PLATFORM,
     PROP_REQUIREMENTS,
     PROP_SCENARIO,
@@ -62,6 +67,7 @@ from dsrconform.report.collect import (
     PROP_VERDICTS,
     RunRecorder,
     build_results,
+    is_not_applicable,
     is_unknown,
     one_line,
 )
@@ -121,6 +127,9 @@ ATTACHMENTS_KEY = pytest.StashKey[list[Attachment]]()
 SCENARIO_RUNS_KEY = pytest.StashKey[list[Any]]()
 """The :class:`~dsrconform.chaos.traffic.SteadyRun` of each scenario run this session (their
 captures cut the evidence of FAILs)."""
+NOT_APPLICABLE_KEY = pytest.StashKey[dict[str, str]]()
+"""On a test's item: requirement ID -> why it is NOT APPLICABLE to the target (the test is not
+run; :mod:`dsrconform.applicability`)."""
 SCENARIO_KEY = pytest.StashKey[tuple[str, str | None]]()
 """On a test's item: (scenario name, its run directory relative to the results) it judged."""
 # The user_properties of the test reports (PROP_*) are dsrconform.report.collect's.
@@ -341,6 +350,50 @@ def pytest_collection_modifyitems(
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+    _mark_not_applicable(config, items)
+
+
+# --- NOT APPLICABLE (dsrconform.applicability): decided here, before any lab comes up -----------
+
+
+def _mark_not_applicable(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Stash the reasons on every lab test NOT APPLICABLE to the target on its platform: its
+    platform's mode or the lab's family is not among the target's capabilities, or every
+    requirement it cites concerns only modes the target lacks. Nothing when the target or the
+    lab file does not load (the lab fixture reports why)."""
+    from dsrconform.applicability import Capabilities, family_of, lab_test_reasons
+    from dsrconform.errors import ConfigError
+    from dsrconform.target import load_target
+    from dsrconform.topofile import load_topology
+
+    lab_items = [i for i in items if "dsr_lab" in getattr(i, "fixturenames", ())]
+    if not lab_items:
+        return
+    name = config.getoption(_dest(OPT_TARGET))
+    try:
+        target = load_target(name)
+        topo = load_topology(_lab_path(config))
+    except (ConfigError, OSError):
+        return
+    caps = Capabilities(name, tuple(target.modes), tuple(target.families))
+    family = family_of(svc.vip for svc in topo.services)
+    for item in lab_items:
+        callspec = getattr(item, "callspec", None)  # only parametrised items have one
+        platform = callspec.params.get("dsr_platform") if callspec is not None else None
+        if platform is None:
+            platform = platforms(config)[0]
+        reasons = lab_test_reasons(caps, platform[1] or topo.mode, family, requirement_ids(item))
+        if reasons is not None:
+            item.stash[NOT_APPLICABLE_KEY] = reasons
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A NOT APPLICABLE test ends here, skipped with its reasons, before its fixtures: no lab
+    comes up for it."""
+    reasons = item.stash.get(NOT_APPLICABLE_KEY, None)
+    if reasons is not None:
+        pytest.skip("NOT APPLICABLE: " + "; ".join(dict.fromkeys(reasons.values())))
 
 
 # --- profiles (dsrconform.profiles): selection by scenario and platform ---------------------------
@@ -754,6 +807,9 @@ def pytest_runtest_makereport(
     platform = _item_platform(item)
     if platform is not None:
         report.user_properties.append((PROP_PLATFORM, platform))
+    reasons = item.stash.get(NOT_APPLICABLE_KEY, None)
+    if reasons is not None and call.when == "setup":
+        report.user_properties.append((PROP_NOT_APPLICABLE, reasons))
     if call.when != "call":
         return report
     unknown = call.excinfo is not None and call.excinfo.errisinstance(RequirementUnknown)
@@ -786,9 +842,12 @@ def pytest_report_teststatus(
 ) -> tuple[str, str, str] | None:
     """An UNKNOWN is an error, not a failure: counted as ``error``, listed by ``-rE`` and under
     ERRORS (``ERROR at call of ...``) with its longrepr (what was missing). The report stays
-    ``failed``, so the exit status is 1 and ``-x``, ``--lf`` treat it as not passed."""
+    ``failed``, so the exit status is 1 and ``-x``, ``--lf`` treat it as not passed. A NOT
+    APPLICABLE test is counted as ``not applicable`` (``n``), not as a skip."""
     if is_unknown(report):
         return "error", "E", "ERROR"
+    if is_not_applicable(report):
+        return "not applicable", "n", "NOT APPLICABLE"
     return None
 
 
@@ -861,7 +920,7 @@ def pytest_terminal_summary(
     if is_worker(config):
         return
     recorder = config.stash[RUN_KEY]
-    if not any(t.verdicts for t in recorder.tests.values()):
+    if not any(t.verdicts or t.not_applicable for t in recorder.tests.values()):
         return
     tr = terminalreporter
     tr.write_sep("=", "dsrconform: requirements")

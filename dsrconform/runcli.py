@@ -23,7 +23,9 @@ MUST) PASSed, 1 when one of them is FAIL or UNKNOWN; pytest's own code when pyte
 the tests through (2 interrupted, 3 internal error, 4 usage error, 5 no test collected); 2 for
 bad arguments (an unknown suite, requirement ID, target or mutant, a lab file that does not load
 in a mode asked for), refused before pytest starts. A requirement no test of the run cites is
-not judged.
+not judged. A requirement NOT APPLICABLE to the target (its capabilities lack the run's mode or
+family, :mod:`dsrconform.applicability`) is shown with its reason and counted neither way; a
+run that decided nothing else exits 1 (nothing decided is not a pass).
 """
 
 from __future__ import annotations
@@ -180,7 +182,8 @@ def link_latest(root: Path, run: Path) -> None:
 
 
 def exit_code(results: Results | None, level: str, pytest_code: int) -> int:
-    """0 if every requirement at or above ``level`` PASSed, 1 if one FAILed or is UNKNOWN;
+    """0 if every requirement at or above ``level`` PASSed (NOT APPLICABLE ones left out), 1 if
+    one FAILed or is UNKNOWN;
     pytest's own code when it did not run the tests through (interrupted, internal or usage
     error, nothing collected, killed: 128 + signal). With no results (the plugin did not run),
     or none of its requirements at or above the level, the run decided nothing: 1 (as the
@@ -191,7 +194,7 @@ def exit_code(results: Results | None, level: str, pytest_code: int) -> int:
         return pytest_code
     if results is None:
         return 1
-    rows = results.gating(level)
+    rows = results.decided(level)  # NOT APPLICABLE: neither a pass nor a failure
     if not rows or not_judged(results, level):
         return 1
     return 0 if all(r.status == "PASS" for r in rows.values()) else 1
@@ -227,6 +230,12 @@ def print_summary(results: Results, level: str) -> None:
     if not console.is_terminal:
         console.width = max(console.width, 100)
     console.print(table)
+    why: dict[str, list[str]] = {}
+    for req, row in results.requirements.items():
+        if row.status == "NOT APPLICABLE":
+            why.setdefault(row.message, []).append(req)
+    for reason, reqs in why.items():
+        console.print(f"NOT APPLICABLE ({', '.join(reqs)}): {reason}", highlight=False)
 
 
 def run_pytest(argv: Sequence[str]) -> int:

@@ -73,6 +73,10 @@ class Requirement:
     checker: str
     """The deciding checker, ``module:function``."""
     params: tuple[Param, ...] = ()
+    modes: tuple[str, ...] = ()
+    """The rewrite modes (:data:`dsrconform.topology.MODES`) the requirement concerns; empty:
+    every mode. A target supporting none of them is not asked
+    (:mod:`dsrconform.applicability`: NOT APPLICABLE)."""
 
     def defaults(self) -> dict[str, float]:
         return {p.name: p.default for p in self.params}
@@ -105,6 +109,7 @@ class Requirement:
             "measure": self.measure,
             "params": [p.as_dict() for p in self.params],
             "checker": self.checker,
+            "modes": list(self.modes),
         }
 
 
@@ -593,6 +598,8 @@ def render_markdown(requirements: Sequence[Requirement] = REQUIREMENTS) -> str:
                         f"| {_cell(p.meaning)} |"
                     )
                 out.append("")
+            if r.modes:
+                out += [f"*Modes:* {', '.join(r.modes)} only", ""]
             out.append(f"*Checker:* `{r.checker}`")
     return "\n".join(out) + "\n"
 
