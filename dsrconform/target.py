@@ -277,6 +277,18 @@ class Deployment(Protocol):
         ...
 
 
+def parse_target_options(items: Sequence[str], *, flag: str = "--target-opt") -> dict[str, str]:
+    """``KEY=VALUE`` items (``--target-opt``, repeatable) as a dict; a ConfigError naming the
+    bad item and the fix. Which keys a target knows is for its constructor to check."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} {item!r}: fix: KEY=VALUE, e.g. {flag} katran_src=/src")
+        out[key.strip()] = value
+    return out
+
+
 # --- the members, for checking an adapter (load_target, `dsrconform target check`) ----------------
 
 MemberKind = Literal["attribute", "method"]
@@ -384,13 +396,15 @@ def construct(name: str, cls: Any, mutant: str | None, options: Mapping[str, str
         ) from None
 
 
-def check_mutant(target_name: str, mutant: str | None) -> MutantInfo | None:
+def check_mutant(
+    target_name: str, mutant: str | None, *, options: Mapping[str, str] | None = None
+) -> MutantInfo | None:
     """The :class:`MutantInfo` of ``mutant`` among the mutants target ``target_name`` lists
     (None for the correct stack), checked before anything is built or brought up: every command
     and fixture that takes a mutant name calls this first, so an unknown target or mutant is a
     ConfigError (exit 2) naming the target's mutants, whatever the target's own constructor
     would accept."""
-    infos = load_target(target_name).mutants()
+    infos = load_target(target_name, options=options).mutants()
     if mutant is None:
         return None
     for info in infos:

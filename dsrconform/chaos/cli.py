@@ -147,7 +147,8 @@ def _run(args: argparse.Namespace) -> int:
     from dsrconform.target import check_mutant
 
     scn, topo = load_scenario(args.file)
-    check_mutant(scn.target, args.mutant)  # an unknown target or mutant: before any lab
+    # an unknown target, option or mutant: before any lab
+    check_mutant(scn.target, args.mutant, options=scn.target_options)
     plan = plan_scenario(scn, topo)
     if args.dry_run:
         print("\n".join(plan.lines()))

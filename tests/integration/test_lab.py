@@ -192,7 +192,6 @@ def test_docker_nodes_are_containers_sharing_the_run_directory(basic: Lab) -> No
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_killing_a_mux_withdraws_its_routes_and_traffic_continues(backend: str) -> None:
     with Lab.up(BASIC, backend=backend, name=lab_name("tkill", backend)) as lab:
-        dep = lab.deployment
         assert lab.environment.vip_routes()["198.19.0.10"] == ["198.18.10.1", "198.18.10.5"]
         t0 = time.monotonic()
         lab.kill_node("mux1")
@@ -254,7 +253,7 @@ def test_a_daemon_that_dies_at_start_fails_lab_up_at_once_naming_it(
 ) -> None:
     """A BGP daemon that exits on a bad configuration: lab up fails naming it and its log's
     last words, instead of waiting out the readiness deadline, and leaves nothing behind."""
-    import reference_impl.deploy as deploy
+    import dsrconform.lab.environment as deploy
 
     monkeypatch.setattr(deploy, "BIRD_COMMON", deploy.BIRD_COMMON + "not bird syntax;\n")
     before = _host_snapshot()
