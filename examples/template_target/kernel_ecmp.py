@@ -132,12 +132,21 @@ class KernelEcmpDeployment:
     def _run(self, node: str, *argv: str) -> None:
         self.lab.run(node, list(argv))
 
+    def _add_ipip(self, node: str, *argv: str) -> None:
+        """``ip link add ... type ipip ...``; a kernel without IPIP is named as the cause."""
+        done = self.lab.run(node, ["ip", "link", "add", *argv], check=False)
+        if done.returncode != 0:
+            why = done.stderr.strip()
+            if "Unknown device type" in why:
+                why += " (this kernel has no IPIP tunnels: CONFIG_NET_IPIP; the template needs it)"
+            raise LabError(f"{node}: ip link add {' '.join(argv)}: {why}")
+
     def _server(self, server: str) -> None:
         """Decapsulate IPIP with the kernel's fallback tunnel, whatever its source."""
         for conf in ("all", "default"):
             self._run(server, "sysctl", "-qw", f"net.ipv4.conf.{conf}.rp_filter=0")
         if self.lab.run(server, ["ip", "link", "show", "tunl0"], check=False).returncode != 0:
-            self._run(server, "ip", "link", "add", "name", "tunl0", "type", "ipip")
+            self._add_ipip(server, "name", "tunl0", "type", "ipip")
         self._run(server, "sysctl", "-qw", "net.ipv4.conf.tunl0.rp_filter=0")
         self._run(server, "ip", "link", "set", "tunl0", "up")
 
@@ -155,8 +164,7 @@ class KernelEcmpDeployment:
         for server in self._mux_servers(mux):
             dev, remote = tunnel(server), topo.uplink(server).ip
             self.lab.run(mux, ["ip", "link", "del", dev], check=False)  # a restart: afresh
-            add = ["ip", "link", "add", dev, "type", "ipip", "local", local, "remote", remote]
-            self._run(mux, *add, *tos)
+            self._add_ipip(mux, dev, "type", "ipip", "local", local, "remote", remote, *tos)
             self._run(mux, "ip", "link", "set", dev, "up")
         vips = self._vips(mux)
         for vip in vips:
