@@ -24,10 +24,14 @@ This module imports only the catalogue: the plugin calls it at collection.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dsrconform.spec import BY_ID, Requirement
+
+if TYPE_CHECKING:
+    from dsrconform.topology import Topology
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,22 @@ def platform_reason(caps: Capabilities, mode: str, family: str) -> str | None:
             f"{', '.join(caps.families) or 'none'})"
         )
     return None
+
+
+def refuse_unsupported(
+    target: str, topology: Topology, options: Mapping[str, str] | None = None
+) -> None:
+    """ConfigError when target ``target`` cannot deploy ``topology`` at all (its mode or its
+    family is not among the target's capabilities): what ``lab up``, ``steady`` and ``chaos
+    run`` check before anything comes up (the suites report such a run NOT APPLICABLE)."""
+    from dsrconform.errors import ConfigError
+    from dsrconform.target import load_target
+
+    t = load_target(target, options=options)
+    caps = Capabilities(target, tuple(t.modes), tuple(t.families))
+    why = platform_reason(caps, topology.mode, family_of(s.vip for s in topology.services))
+    if why is not None:
+        raise ConfigError(f"{why}; fix: a mode and lab the target supports (--mode)")
 
 
 def requirement_reason(caps: Capabilities, req: Requirement) -> str | None:

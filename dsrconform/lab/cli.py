@@ -124,6 +124,9 @@ def _up(args: argparse.Namespace) -> int:
     options = parse_target_options(args.target_opt)
     check_mutant(args.target, args.mutant, options=options)  # before anything exists
     topo = load_topology(args.file, mode=args.mode)
+    from dsrconform.applicability import refuse_unsupported
+
+    refuse_unsupported(args.target, topo, options)  # a mode the target lacks: before the lab
     name = args.name if args.name is not None else topo.name or "lab"
     if not registry.LAB_NAME_OK(name):
         raise ConfigError(

@@ -163,6 +163,9 @@ class Lab:
 
         check_mutant(target, mutant)  # an unknown target or mutant: before anything exists
         topo = load_topology(path, mode=mode)  # a bad file fails here, before anything exists
+        from dsrconform.applicability import refuse_unsupported
+
+        refuse_unsupported(target, topo, target_options)  # a mode the target lacks: now
         problems = check_topology(topo)
         if problems:
             raise ConfigError(f"{path}: " + "; ".join(problems))

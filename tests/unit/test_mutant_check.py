@@ -149,3 +149,13 @@ def test_the_plugin_refuses_an_unknown_mutant_as_a_usage_error(
     result.stderr.fnmatch_lines(["*--dsr-mutant: unknown mutant 'nope' of target 'lenient'*"])
     ok = pytester.runpytest_inprocess("--dsr-target", "lenient", "--dsr-mutant", "real-bug")
     ok.assert_outcomes(passed=1)
+
+
+def test_bench_quick_refuses_an_unknown_mutant_before_its_first_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dsrconform.bench import quick
+
+    monkeypatch.setattr(quick, "time_run", lambda *a, **kw: pytest.fail("a quick run started"))
+    assert cli.main(["bench", "quick", "--mutant", "nope"]) == ConfigError.exit_code
+    assert "unknown mutant 'nope' of target 'reference'" in capsys.readouterr().err

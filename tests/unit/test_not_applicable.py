@@ -209,3 +209,28 @@ def test_a_supported_mode_runs_and_only_the_mode_specific_requirement_is_not_app
     )
     result.stdout.fnmatch_lines(["*test_rw1 ERROR*", "*test_rw3 NOT APPLICABLE*"])
     assert "a lab started coming up" in result.stdout.str()  # RW-1 did ask for one
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["lab", "up", str(BASIC), "--target", TARGET, "--mode", "server-nat"],
+        ["steady", str(BASIC), "--target", TARGET, "--mode", "server-nat"],
+    ],
+    ids=["lab-up", "steady"],
+)
+def test_a_lab_in_a_mode_the_target_lacks_is_refused_before_it_comes_up(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    from dsrconform import cli
+    from dsrconform.lab import Lab, faultcli
+
+    def started(*a: Any, **kw: Any) -> Any:
+        raise AssertionError("a lab started coming up")
+
+    monkeypatch.setattr(faultcli, "launch", started)
+    monkeypatch.setattr(Lab, "_bring_up", started)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"target {TARGET!r} does not support rewrite mode server-nat" in err
+    assert "(its capability modes: encap); fix:" in err
