@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import shlex
 import subprocess
 import sys
@@ -163,9 +164,11 @@ def utc_now() -> datetime:
 
 def run_directory(root: Path, target: str, seed: int, now: datetime | None = None) -> Path:
     """A new run directory under ``root``: ``<UTC time>-<target>-<seed>`` (``-2``, ``-3``...
-    when two runs start in the same second with the same target and seed)."""
+    when two runs start in the same second with the same target and seed). A target named
+    ``module:Class`` is written ``module_Class``: CI artifact stores refuse colons in paths."""
     stamp = (now or utc_now()).strftime("%Y%m%dT%H%M%SZ")
-    base = f"{stamp}-{target}-{seed}"
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", target)
+    base = f"{stamp}-{safe}-{seed}"
     path, n = root / base, 1
     while path.exists():
         n += 1
