@@ -234,3 +234,18 @@ def test_a_lab_in_a_mode_the_target_lacks_is_refused_before_it_comes_up(
     err = capsys.readouterr().err
     assert f"target {TARGET!r} does not support rewrite mode server-nat" in err
     assert "(its capability modes: encap); fix:" in err
+
+
+def test_allure_shows_a_not_applicable_test_as_a_tagged_skip(
+    pytester: pytest.Pytester, no_lab: None
+) -> None:
+    pytester.makepyfile(LAB_TESTS)
+    out = pytester.path / "allure"
+    args = ["--dsr-lab", str(BASIC), "--dsr-target", TARGET, "--dsr-mode", "server-nat"]
+    pytester.runpytest_inprocess(*args, f"--alluredir={out}")
+    results = [json.loads(p.read_text()) for p in out.glob("*-result.json")]
+    assert len(results) == 2
+    for r in results:
+        assert r["status"] == "skipped"
+        assert {"name": "tag", "value": "NOT APPLICABLE"} in r["labels"]
+        assert "does not support rewrite mode server-nat" in r["statusDetails"]["message"]
