@@ -18,9 +18,10 @@ Constructing it. The framework calls ``cls(mutant=None, options=None)`` (keyword
   must be refused *here*, with :class:`~dsrconform.errors.ConfigError` naming the known ones.
   (Every command also checks the name against ``mutants()`` first, :func:`check_mutant`, before
   any lab or BPF program comes up; refusing in the constructor keeps a direct caller safe.)
-- ``options``: the target's own settings, ``KEY=VALUE`` strings (e.g. the reference gateway's
-  ``gateway: naive``, from a chaos scenario's ``target_options``); None or ``{}`` when there are
-  none. An unknown key or value must be refused with ConfigError naming the known ones.
+- ``options``: the target's own settings, ``KEY=VALUE`` strings (``--target-opt KEY=VALUE``,
+  ``--dsr-target-opt``, a chaos scenario's ``target_options``; e.g. the reference gateway's
+  ``gateway=naive``); None or ``{}`` when there are none. An unknown key or value must be
+  refused with ConfigError naming the known ones.
 - Construction is cheap and touches nothing: no lab, no BPF, no process. ``dsrconform mutants``,
   ``target check`` and every command's argument checks construct targets freely.
 

@@ -18,7 +18,7 @@ established connections through the hash, a draining server is a removed one, an
 routes are per VIP (services sharing a VIP share its servers' union). Run it::
 
     PYTHONPATH=examples dsrconform target check template_target.kernel_ecmp:KernelEcmpTarget
-    PYTHONPATH=examples sudo -E dsrconform run --suite steady_state \\
+    sudo env PYTHONPATH=examples .venv/bin/dsrconform run --suite steady_state \\
         --target template_target.kernel_ecmp:KernelEcmpTarget
 
 or register it in your package's pyproject.toml::
@@ -26,7 +26,8 @@ or register it in your package's pyproject.toml::
     [project.entry-points."dsrconform.targets"]
     kernel-ecmp = "template_target.kernel_ecmp:KernelEcmpTarget"
 
-docs/targets.md walks through every member.
+It needs a kernel with IPIP tunnels (CONFIG_NET_IPIP). docs/targets.md walks through every
+member.
 """
 
 from __future__ import annotations
