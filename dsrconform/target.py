@@ -49,6 +49,7 @@ Optional capabilities are separate protocols a deployment or target may also sat
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
@@ -384,17 +385,36 @@ def resolve_target(name: str) -> tuple[Any, str]:
     return ep.load(), str(getattr(ep, "value", name))
 
 
+INIT = "def __init__(self, mutant: str | None = None, options: dict[str, str] | None = None)"
+"""The constructor every adapter has (the module docstring)."""
+
+
+def accepts_keyword(cls: Any, keyword: str) -> bool | None:
+    """Whether ``cls(...)`` takes ``keyword`` (None: its signature cannot be read)."""
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    return any(
+        (p.name == keyword and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        or p.kind == p.VAR_KEYWORD
+        for p in params
+    )
+
+
 def construct(name: str, cls: Any, mutant: str | None, options: Mapping[str, str] | None) -> Any:
     """``cls(mutant=..., options=...)`` (``options`` only when given: an older adapter may take
-    none, and is then told so)."""
+    none, and is then told so). A constructor without ``mutant=`` is a ConfigError naming it."""
+    if accepts_keyword(cls, "mutant") is False:
+        raise ConfigError(f"target {name!r}: its constructor takes no mutant=; fix: {INIT}")
     if not options:
         return cls(mutant=mutant)
-    try:
-        return cls(mutant=mutant, options=dict(options))
-    except TypeError:
+    if accepts_keyword(cls, "options") is False:
         raise ConfigError(
-            f"target {name!r} takes no options (given: {', '.join(options)}); fix: leave them out"
-        ) from None
+            f"target {name!r} takes no options (given: {', '.join(options)}); fix: leave them "
+            f"out, or give it {INIT}"
+        )
+    return cls(mutant=mutant, options=dict(options))
 
 
 def check_mutant(

@@ -36,11 +36,13 @@ from dsrconform.target import (
     DEPLOYMENT_MEMBERS,
     FAMILIES,
     GUIDE,
+    INIT,
     TARGET_MEMBERS,
     AgentRestart,
     Member,
     MutantInfo,
     MuxBench,
+    accepts_keyword,
     member_problems,
     resolve_target,
 )
@@ -74,19 +76,6 @@ def _error(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def _takes(cls: Any, keyword: str) -> bool | None:
-    """Whether ``cls(...)`` takes ``keyword`` (None: its signature cannot be read)."""
-    try:
-        params = inspect.signature(cls).parameters.values()
-    except (TypeError, ValueError):
-        return None
-    return any(
-        (p.name == keyword and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
-        or p.kind == p.VAR_KEYWORD
-        for p in params
-    )
-
-
 def _members(prefix: str, obj: object, members: tuple[Member, ...]) -> Iterator[Check]:
     for m in members:
         problems = member_problems(obj, (m,))
@@ -110,10 +99,8 @@ def check_target(name: str) -> list[Check]:
     """Every check of target ``name``. ConfigError only when the target is unknown."""
     cls, where = resolve_target(name)
     out = [_ok("adapter", f"{name} is {where}")]
-    takes_mutant, takes_options = _takes(cls, "mutant"), _takes(cls, "options")
-    init_fix = (
-        "def __init__(self, mutant: str | None = None, options: dict[str, str] | None = None)"
-    )
+    takes_mutant, takes_options = accepts_keyword(cls, "mutant"), accepts_keyword(cls, "options")
+    init_fix = INIT
     if takes_mutant is None:
         out.append(Check("SKIP", "constructor", "its signature cannot be read"))
     elif takes_mutant and takes_options:

@@ -252,3 +252,18 @@ def test_bench_mux_refuses_a_target_without_the_mux_bench_capability(
 ) -> None:
     assert cli.main(["bench", "mux", "--target", f"{HERE}:Good"]) == 2
     assert "has no mux_for_bench (the optional MuxBench capability" in capsys.readouterr().err
+
+
+class NoMutantArg(Good):
+    def __init__(self) -> None:  # type: ignore[override]  # the rule broken on purpose
+        self.mutant = None
+
+
+def test_load_target_names_a_constructor_without_mutant_or_options() -> None:
+    with pytest.raises(ConfigError, match="its constructor takes no mutant=; fix: def __init__"):
+        load_target(f"{HERE}:NoMutantArg")
+    with pytest.raises(ConfigError, match=r"takes no options \(given: a\); fix: leave them out"):
+        load_target(f"{HERE}:NoOptions", options={"a": "b"})
+    assert load_target(f"{HERE}:NoOptions").mutant is None  # without options it loads
+    fails = {c.what for c in check_target(f"{HERE}:NoMutantArg") if c.outcome == "FAIL"}
+    assert "constructor" in fails
