@@ -117,6 +117,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     """Check FILE and the names, then start the lab's controller, which brings the lab up, owns
     it and serves ``lab fault`` / ``lab backends`` (:func:`dsrconform.lab.faultcli.launch`)."""
+    from dsrconform.applicability import refuse_unsupported
     from dsrconform.lab import faultcli
     from dsrconform.target import check_mutant, parse_target_options
     from dsrconform.topofile import load_topology
@@ -124,8 +125,6 @@ def _up(args: argparse.Namespace) -> int:
     options = parse_target_options(args.target_opt)
     check_mutant(args.target, args.mutant, options=options)  # before anything exists
     topo = load_topology(args.file, mode=args.mode)
-    from dsrconform.applicability import refuse_unsupported
-
     refuse_unsupported(args.target, topo, options)  # a mode the target lacks: before the lab
     name = args.name if args.name is not None else topo.name or "lab"
     if not registry.LAB_NAME_OK(name):

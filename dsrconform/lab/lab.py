@@ -159,12 +159,11 @@ class Lab:
         settings (:func:`dsrconform.target.load_target`). ``server_command``: the servers'
         application instead of the project's (:class:`~dsrconform.lab.environment.ServerCommand`).
         """
+        from dsrconform.applicability import refuse_unsupported
         from dsrconform.target import check_mutant
 
         check_mutant(target, mutant)  # an unknown target or mutant: before anything exists
         topo = load_topology(path, mode=mode)  # a bad file fails here, before anything exists
-        from dsrconform.applicability import refuse_unsupported
-
         refuse_unsupported(target, topo, target_options)  # a mode the target lacks: now
         problems = check_topology(topo)
         if problems:
