@@ -4,9 +4,10 @@
  *
  * Attached (native XDP) to the MUX's uplink, the link to the border router. For each frame:
  *
- *   1. IPv4 TCP or UDP to a VIP:port/protocol in tpl_services? Anything else (BGP to this
- *      MUX, ARP, IPv6, ICMP, another address) is XDP_PASS: the MUX's own kernel takes it.
- *   2. Pick a backend: a hash of the 5-tuple modulo the VIP's backend count. No connection
+ *   1. IPv4 TCP or UDP to a VIP:port/protocol in tpl_services, or an ICMP error about such a
+ *      flow (its server must see it: path MTU discovery)? Anything else (BGP to this MUX,
+ *      ARP, IPv6, a ping, another address) is XDP_PASS: the MUX's own kernel takes it.
+ *   2. Pick a backend: a hash of the 5-tuple scaled to the VIP's backend count. No connection
  *      table: the same 5-tuple always picks the same backend *while the array stays the same*;
  *      change the array and established connections remap with the hash (see the requirements
  *      this design FAILs in docs/targets.md: SC-1, SC-3, and what depends on state).
@@ -127,6 +128,35 @@ static __always_inline __u16 csum_fold(__u32 sum)
 	return (__u16)~sum;
 }
 
+/* An ICMP error about a flow to a VIP (destination unreachable, fragmentation needed among
+ * them: path MTU discovery; time exceeded) must reach the server of that flow: the server sent
+ * the packet the error is about. The error quotes the server's reply, VIP:port -> client:port;
+ * reversed, it is the client's flow, whose service and hash inputs this fills in. Returns 0
+ * for such an error, -1 for anything else. Without it, PMTU discovery breaks (RW-6, RW-7). */
+static __always_inline int icmp_error_flow(struct iphdr *ip, void *icmp, void *data_end,
+					   struct tpl_service_key *key, __u32 *client, __u32 *ports)
+{
+	__u8 *type = icmp;
+	struct iphdr *quoted = icmp + 8; /* after type, code, checksum and 4 bytes */
+	__u32 *qports;
+
+	if ((void *)(quoted + 1) > data_end || (*type != 3 && *type != 11))
+		return -1;
+	if (quoted->ihl < 5 || quoted->saddr != ip->daddr)
+		return -1; /* not about a packet from the VIP this error is addressed to */
+	if (quoted->protocol != IPPROTO_TCP && quoted->protocol != IPPROTO_UDP)
+		return -1;
+	qports = (void *)quoted + quoted->ihl * 4;
+	if ((void *)(qports + 1) > data_end)
+		return -1;
+	key->port = *(__u16 *)qports; /* the quoted source port: the VIP's */
+	key->proto = quoted->protocol;
+	*client = quoted->daddr;
+	/* The quoted ports are (VIP port, client port); the client's flow has them swapped. */
+	*ports = (*qports >> 16) | (*qports << 16);
+	return 0;
+}
+
 SEC("xdp")
 int tpl_mux(struct xdp_md *ctx)
 {
@@ -137,7 +167,7 @@ int tpl_mux(struct xdp_md *ctx)
 	struct tpl_config *cfg;
 	struct ethhdr *eth = data;
 	struct iphdr *ip, *outer;
-	__u32 zero = 0, backend, ports = 0, ihl, inner_len, count_, idx;
+	__u32 zero = 0, backend, client, ports = 0, ihl, inner_len, count_, idx;
 	__u16 *l4, *w, w0, w1, w3, w4;
 	__u8 tos;
 
@@ -148,20 +178,26 @@ int tpl_mux(struct xdp_md *ctx)
 	ihl = ip->ihl;
 	if (ip->version != 4 || ihl < 5)
 		goto pass;
-	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
-		goto pass;
-	/* The ports: the first 4 bytes after the IP header (options included). Only a first
-	 * fragment (or an unfragmented packet) has them: a later fragment finds no service (port
-	 * 0) and is passed to the MUX's kernel, which does not forward it. A stateless MUX cannot
-	 * tell which flow a later fragment belongs to (RB-3 is not met). */
+	l4 = (void *)ip + ihl * 4;
+	client = ip->saddr;
 	key.vip = ip->daddr;
 	key.proto = ip->protocol;
-	if (!(ip->frag_off & bpf_htons(IP_OFFSET))) {
-		l4 = (void *)ip + ihl * 4;
-		if ((void *)(l4 + 2) > data_end)
+	if (ip->protocol == IPPROTO_ICMP) {
+		if (icmp_error_flow(ip, l4, data_end, &key, &client, &ports))
 			goto pass;
-		key.port = l4[1]; /* destination port */
-		ports = *(__u32 *)l4; /* source and destination ports together */
+	} else if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) {
+		/* The ports: the first 4 bytes after the IP header (options included). Only a
+		 * first fragment (or an unfragmented packet) has them: a later fragment finds no
+		 * service (port 0) and is passed to the MUX's kernel, which does not forward it. A
+		 * stateless MUX cannot tell which flow a later fragment belongs to (RB-3). */
+		if (!(ip->frag_off & bpf_htons(IP_OFFSET))) {
+			if ((void *)(l4 + 2) > data_end)
+				goto pass;
+			key.port = l4[1];     /* destination port */
+			ports = *(__u32 *)l4; /* source and destination ports, as in the packet */
+		}
+	} else {
+		goto pass;
 	}
 	backends = bpf_map_lookup_elem(&tpl_services, &key);
 	if (!backends)
@@ -174,7 +210,7 @@ int tpl_mux(struct xdp_md *ctx)
 	count_ = backends->count;
 	if (count_ == 0 || count_ > MAX_BACKENDS)
 		goto drop;
-	idx = (__u32)(((__u64)flow_hash(ip->saddr, ip->daddr, ports, ip->protocol) * count_) >> 32);
+	idx = (__u32)(((__u64)flow_hash(client, key.vip, ports, key.proto) * count_) >> 32);
 	/* The verifier wants to see the index bounded where it is used; the compiler knows it is
 	 * below count and would drop a plain mask, so hide the value from it first. */
 	barrier_var(idx);
