@@ -9,7 +9,7 @@ Finding a target. ``--target NAME`` (and :func:`load_target`) takes either a nam
 the ``dsrconform.targets`` entry-point group (the reference stack registers ``reference``; an
 installed adapter adds its own in its ``pyproject.toml``), or ``module:Class`` for an adapter that
 is importable but not installed (``PYTHONPATH=examples dsrconform target check
-template_target.kernel_ecmp:KernelEcmpTarget``).
+template_target.minimal:MinimalTarget``).
 
 Constructing it. The framework calls ``cls(mutant=None, options=None)`` (keywords):
 

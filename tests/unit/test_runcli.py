@@ -356,5 +356,5 @@ def test_a_module_class_target_makes_a_run_directory_without_colons(tmp_path: Pa
     from datetime import UTC, datetime
 
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    path = runcli.run_directory(tmp_path, "template_target.kernel_ecmp:KernelEcmpTarget", 7, when)
-    assert path.name == "20260102T030405Z-template_target.kernel_ecmp_KernelEcmpTarget-7"
+    path = runcli.run_directory(tmp_path, "template_target.minimal:MinimalTarget", 7, when)
+    assert path.name == "20260102T030405Z-template_target.minimal_MinimalTarget-7"

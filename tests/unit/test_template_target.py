@@ -18,6 +18,7 @@ from dsrconform import cli
 from dsrconform.errors import ConfigError
 from dsrconform.target import load_target
 from dsrconform.topofile import load_topology
+from dsrconform.topology import Mode
 from examples.template_target import minimal
 from tests.unit.labfiles import BASIC
 
@@ -40,7 +41,7 @@ class Speaker:
 
 
 class FakeLab:
-    def __init__(self, mode: str | None = None) -> None:
+    def __init__(self, mode: Mode | None = None) -> None:
         self.topology = load_topology(BASIC, mode=mode) if mode else load_topology(BASIC)
         self.speakers: dict[str, Speaker] = {}
 
@@ -81,7 +82,7 @@ def c_define(name: str) -> int:
 
 
 def test_the_map_layouts_match_the_c_structs() -> None:
-    assert minimal.MAX_BACKENDS == c_define("MAX_BACKENDS")
+    assert c_define("MAX_BACKENDS") == minimal.MAX_BACKENDS
     cfg = minimal.mux_config("198.18.10.1", "02:00:00:00:0a:01", "02:00:00:00:00:01")
     assert cfg == bytes([198, 18, 10, 1, 2, 0, 0, 0, 10, 1, 2, 0, 0, 0, 0, 1])
     # VIP, port in network order, protocol, pad: the key the program builds from a packet.
