@@ -23,7 +23,7 @@ MUX_ADDR = "198.18.10.1"
 OTHER_MUX = "198.18.10.5"
 VIP = "198.19.0.10"
 BACKENDS = ["198.18.20.1", "198.18.20.2", "198.18.20.3"]
-XDP_PASS, XDP_TX = 2, 3
+XDP_DROP, XDP_PASS, XDP_TX = 1, 2, 3
 
 
 def mux_object(defines: dict[str, str | int] | None = None) -> BpfObject:
@@ -68,8 +68,12 @@ def test_the_mux_encapsulates_a_syn_toward_a_backend_and_passes_the_rest() -> No
         ):
             res = prog.test_run(other)
             assert res.retval == XDP_PASS and res.data == other
+        # A length the frame does not hold: dropped, never sent on with a wrong outer length.
+        lying = bytearray(frame)
+        lying[16:18] = (len(frame) - 14 + 1).to_bytes(2, "big")
+        assert prog.test_run(bytes(lying)).retval == XDP_DROP
         stats = minimal.percpu_totals(obj, "tpl_stats", minimal.MUX_STATS)
-        assert stats["encap"] == 62 and stats["pass"] == 3 and stats["drop"] == 0
+        assert stats["encap"] == 62 and stats["pass"] == 3 and stats["drop"] == 1
         assert stats["encap_bytes"] == 62 * (len(frame) - 14)
 
 

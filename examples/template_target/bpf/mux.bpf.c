@@ -219,6 +219,10 @@ int tpl_mux(struct xdp_md *ctx)
 	/* 3. Encapsulate: what the outer header needs from the inner one, read before the move. */
 	tos = ip->tos;
 	inner_len = bpf_ntohs(ip->tot_len);
+	/* A length the frame does not hold (a hostile packet) would make a malformed outer
+	 * header: drop it rather than send it on. */
+	if (inner_len < ihl * 4 || inner_len + sizeof(*eth) > ctx->data_end - ctx->data)
+		goto drop;
 	w3 = ip->frag_off & bpf_htons(IP_DF); /* the client's DF: path MTU discovery keeps working */
 	/* Grow the frame at the front by one IPv4 header; the Ethernet header moves with data. */
 	if (bpf_xdp_adjust_head(ctx, 0 - (int)sizeof(struct iphdr)))
