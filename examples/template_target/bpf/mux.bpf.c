@@ -9,8 +9,10 @@
  *      ARP, IPv6, a ping, another address) is XDP_PASS: the MUX's own kernel takes it.
  *   2. Pick a backend: a hash of the 5-tuple scaled to the VIP's backend count. No connection
  *      table: the same 5-tuple always picks the same backend *while the array stays the same*;
- *      change the array and established connections remap with the hash (see the requirements
- *      this design FAILs in docs/targets.md: SC-1, SC-3, and what depends on state).
+ *      change the array and established connections remap with the hash. What this design
+ *      therefore FAILs (docs/targets.md, measured): SC-1 and SC-3 (a scale-out or a drain
+ *      breaks connections), SC-2 (scaling the hash to the array is no consistent hash), SF-1
+ *      and SF-3 (every spoofed SYN reaches the servers), RB-3 (later fragments have no ports).
  *   3. Push an outer IPv4 header (IPIP, protocol 4): source this MUX's address, destination
  *      the backend, TTL 64, the client's TOS (DSCP and ECN, RFC 6040 normal mode), the
  *      client's DF bit; rewrite Ethernet (source this MUX's MAC, destination the router's);
