@@ -8,6 +8,8 @@ and its maps:
   given to ``lru_mapping`` as its inner-map shape, as ``KatranLb::initLrus``/``attachLrus`` do.
 - ``ctl_array[0]``: the default router's MAC, the destination of every encapsulated frame.
 - ``vip_miss_stats[0]``: an all-zero VIP, as ``KatranLb::loadBpfProgs`` writes.
+- ``pckt_srcs[0]`` (GUE builds only): the outer IPv4 source (``KatranConfig::katranSrcV4``,
+  ``KatranLb::setupGueEnvironment``).
 - ``vip_map``: vip_definition -> vip_meta {flags, vip_num}; VIP numbers are handed out lowest
   first and returned when a VIP goes (``KatranLb::addVip``/``delVip``).
 - ``reals``: real number -> real_definition; numbers start at 1 (0 is "no real") and are
@@ -148,7 +150,8 @@ class KatranBalancer:
 
     ``default_mac``: the next hop's MAC (``KatranConfig::defaultMac``). ``hash_function``:
     Katran's ring algorithm (:data:`katran_target.maglev.DEFAULT_HASH`, KatranLb's default).
-    ``lru_size``: entries of each CPU's connection table.
+    ``lru_size``: entries of each CPU's connection table. ``gue_source``: the outer source of
+    GUE packets, for an object built with ``GUE_ENCAP`` (None for Katran's IPIP build).
     """
 
     def __init__(
@@ -158,6 +161,7 @@ class KatranBalancer:
         default_mac: str,
         hash_function: maglev.HashFunction = maglev.DEFAULT_HASH,
         lru_size: int = LRU_SIZE,
+        gue_source: str | None = None,
     ) -> None:
         self.hash_function = hash_function
         self._lrus: list[libbpf.Map] = []
@@ -185,6 +189,8 @@ class KatranBalancer:
                 mapping.update(pack_u32(cpu), pack_u32(lru.fd))
             self.obj.map("ctl_array").update(pack_u32(0), pack_ctl_mac(default_mac))
             self.obj.map("vip_miss_stats").update(pack_u32(0), bytes(20))
+            if gue_source is not None:
+                self.obj.map("pckt_srcs").update(pack_u32(0), pack_real_definition(gue_source))
         except BaseException:
             self.close()
             raise
@@ -381,10 +387,13 @@ def bench_balancer(
     vip: VipKey,
     backends: Sequence[str],
     hash_function: maglev.HashFunction = maglev.DEFAULT_HASH,
+    gue_source: str | None = None,
 ) -> Iterator[KatranBalancer]:
     """A balancer with one VIP and its backends, attached to ``ifname`` in ``netns`` for the
     body, detached and closed after it."""
-    with KatranBalancer(obj_path, default_mac=next_hop_mac, hash_function=hash_function) as lb:
+    with KatranBalancer(
+        obj_path, default_mac=next_hop_mac, hash_function=hash_function, gue_source=gue_source
+    ) as lb:
         lb.add_vip(vip)
         lb.set_reals(vip, backends)
         lb.attach(netns, ifname)

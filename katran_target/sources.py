@@ -95,9 +95,7 @@ def _build_inputs(src: Path) -> list[Path]:
     return [f for f in files if f.is_file()]
 
 
-def build_object(
-    src: Path, source: Path, defines: Mapping[str, str | int], *, extra_includes: tuple[Path, ...]
-) -> Path:
+def build_object(src: Path, source: Path, defines: Mapping[str, str | int]) -> Path:
     """Compile ``source`` (a file of the Katran checkout ``src``) for BPF, cached; LabError with
     the end of clang's stderr when it fails."""
     defs = sorted(defines.items())
@@ -105,13 +103,9 @@ def build_object(
     h.update(clang_version().encode())
     h.update(repr(defs).encode())
     h.update(str(source.relative_to(src)).encode())
-    for f in [
-        source,
-        *_build_inputs(src),
-        *sorted(p for d in extra_includes for p in d.rglob("*")),
-    ]:
+    for f in [source, *sorted(source.parent.glob("*")), *_build_inputs(src)]:
         if f.is_file():
-            h.update(str(f.relative_to(src) if f.is_relative_to(src) else f.name).encode())
+            h.update(str(f.relative_to(src)).encode())
             h.update(f.read_bytes())
     out = cache_dir() / f"katran-{source.name.removesuffix('.bpf.c')}-{h.hexdigest()[:20]}.o"
     if out.exists():
@@ -130,7 +124,6 @@ def build_object(
             *[f"-D{k}={v}" for k, v in defs],
             f"-I{src}",
             f"-I{src / 'katran' / 'lib' / 'linux_includes'}",
-            *[f"-I{d}" for d in extra_includes],
             f"-I{stubs}",
             *_multiarch_include(),
             "-Wno-unused-value",
@@ -160,6 +153,4 @@ def build_object(
 
 def build_balancer(src: Path, extra_defines: Mapping[str, str | int] | None = None) -> Path:
     """Katran's XDP balancer, compiled for the lab (cached)."""
-    return build_object(
-        src, src / BALANCER, {**BALANCER_DEFINES, **(extra_defines or {})}, extra_includes=()
-    )
+    return build_object(src, src / BALANCER, {**BALANCER_DEFINES, **(extra_defines or {})})

@@ -1,0 +1,160 @@
+"""The Katran target adapter: how dsrconform drives Meta's Katran, an external DSR stack.
+
+Registered under the ``dsrconform.targets`` entry point as ``katran`` (pyproject.toml). Katran
+is GPL-2.0 and stays outside the project: its sources are read at build time from a checkout
+(:mod:`katran_target.sources` says where) and only this adapter, written here, programs it.
+
+What it deploys (:mod:`katran_target.deploy`): Katran's XDP balancer on each MUX's uplink,
+programmed as Katran's control plane would program it, and Katran's own tc decapsulation on
+each server. Encapsulation (target option ``encap``):
+
+- ``gue`` (default): the balancer built with ``GUE_ENCAP`` (outer IPv4 + UDP to port 6080, outer
+  source the MUX's address, Katran's ``katranSrcV4``), decapsulated on the servers by Katran's
+  ``tc_decap.bpf.c`` (tc ingress). Works on any kernel with BPF (no tunnel module).
+- ``ipip``: Katran's default build (outer IPv4, source 198.18.x.y from the flow), decapsulated by
+  the kernel's IPIP tunnel (a collect-metadata ``ipip`` device in each server, rp_filter off):
+  needs CONFIG_NET_IPIP, which some kernels (this project's CI's) lack.
+
+Other options: ``katran_src`` (the Katran checkout) and ``hash`` (``maglev``, KatranLb's default,
+or ``maglev_v2``). Katran rewrites nothing on the servers, so only the ``encap`` mode is offered,
+and only IPv4 (the lab's family).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, cast
+
+from dsrconform.errors import ConfigError
+from dsrconform.target import BenchVip, MutantInfo
+from katran_target import maglev
+from katran_target.sources import OPTION as SRC_OPTION
+
+if TYPE_CHECKING:
+    from dsrconform.target import Target
+    from dsrconform.topology import Mode
+    from katran_target.deploy import KatranDeployment, LabHandle
+
+Encap = Literal["gue", "ipip"]
+OPTIONS: dict[str, tuple[str, ...] | None] = {
+    SRC_OPTION: None,  # a directory: any value
+    "encap": ("gue", "ipip"),
+    "hash": ("maglev", "maglev_v2"),
+}
+DEFAULT_ENCAP: Encap = "gue"
+GUE_DEFINES: dict[str, str | int] = {"GUE_ENCAP": 1}
+TC_DECAP_SOURCE = Path("katran/decap/tc_bpf/tc_decap.bpf.c")
+TC_DECAP_DEFINES: dict[str, str | int] = {"__KERNEL__": 1, "INLINE_DECAP_GUE": 1}
+
+
+def check_options(options: dict[str, str]) -> dict[str, str]:
+    """``options`` if every one is known with a known value; else a ConfigError naming it."""
+    for key, value in options.items():
+        if key not in OPTIONS:
+            raise ConfigError(
+                f"katran target: unknown option {key!r}; fix: one of {', '.join(OPTIONS)}"
+            )
+        allowed = OPTIONS[key]
+        if allowed is not None and value not in allowed:
+            raise ConfigError(
+                f"katran target: option {key}={value!r}; fix: one of {', '.join(allowed)}"
+            )
+    return dict(options)
+
+
+class KatranTarget:
+    """Katran (XDP balancer + tc decap), driven by this adapter's own control plane."""
+
+    name = "katran"
+    modes: tuple[Mode, ...] = ("encap",)
+    families: tuple[str, ...] = ("ipv4",)
+
+    def __init__(self, mutant: str | None = None, options: dict[str, str] | None = None) -> None:
+        if mutant is not None:
+            raise ConfigError(
+                f"katran target: unknown mutant {mutant!r}; the katran target has no mutants "
+                "(it runs Katran as its sources build it); fix: leave --mutant out"
+            )
+        self.mutant: str | None = None
+        self.options = check_options(options or {})
+
+    def __repr__(self) -> str:
+        return f"KatranTarget(options={self.options!r})"
+
+    @property
+    def encap(self) -> Encap:
+        return cast(Encap, self.options.get("encap", DEFAULT_ENCAP))
+
+    @property
+    def hash_function(self) -> maglev.HashFunction:
+        return cast(maglev.HashFunction, self.options.get("hash", maglev.DEFAULT_HASH))
+
+    def mutants(self) -> Sequence[MutantInfo]:
+        return []
+
+    def sources(self) -> Path:
+        """The Katran checkout (ConfigError naming the option, variable and fix if none)."""
+        from katran_target.sources import find_sources
+
+        return find_sources(self.options)
+
+    def balancer_object(self) -> Path:
+        """Katran's balancer built for this target's encapsulation (cached)."""
+        from katran_target.sources import build_balancer
+
+        return build_balancer(self.sources(), GUE_DEFINES if self.encap == "gue" else {})
+
+    def decap_object(self) -> Path:
+        """Katran's tc decapsulation (GUE), built (cached)."""
+        from katran_target.sources import build_object
+
+        src = self.sources()
+        return build_object(src, src / TC_DECAP_SOURCE, TC_DECAP_DEFINES)
+
+    def deploy(self, lab: LabHandle) -> KatranDeployment:
+        """Deploy Katran into ``lab``: decapsulation on every server, the balancer on every
+        MUX, then each MUX's VIPs announced (:class:`katran_target.deploy.KatranDeployment`)."""
+        from katran_target.deploy import KatranDeployment
+
+        dep = KatranDeployment(lab, self)
+        try:
+            dep.deploy()
+        except BaseException:
+            dep.close()
+            raise
+        return dep
+
+    @contextmanager
+    def mux_for_bench(
+        self,
+        *,
+        netns: str,
+        ifname: str,
+        mux_addr: str,
+        next_hop_mac: str,
+        vip: BenchVip,
+        backends: Sequence[str],
+    ) -> Iterator[None]:
+        """Katran's balancer with one VIP and its backends on ``ifname`` (in ``netns``), sending
+        encapsulated frames to ``next_hop_mac``; with GUE, ``mux_addr`` is the outer source."""
+        from katran_target.balancer import bench_balancer
+
+        with bench_balancer(
+            self.balancer_object(),
+            netns=netns,
+            ifname=ifname,
+            next_hop_mac=next_hop_mac,
+            vip=(vip.addr, vip.port, vip.proto),
+            backends=backends,
+            hash_function=self.hash_function,
+            gue_source=mux_addr if self.encap == "gue" else None,
+        ):
+            yield
+
+
+if TYPE_CHECKING:
+
+    def _is_a_target(target: KatranTarget) -> Target:
+        return target  # mypy checks that KatranTarget keeps dsrconform.target.Target
