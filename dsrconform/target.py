@@ -93,7 +93,21 @@ class Target(Protocol):
         ...
 
 
-@runtime_checkable
+class BgpSpeaker(Protocol):
+    """A MUX node's BGP speaker, owned by the lab (``lab.bgp(mux)``): the border router installs
+    a VIP as an ECMP route over every MUX announcing it. A target announces a VIP on a MUX once
+    its data plane there forwards it, and withdraws it to take the MUX out of the VIP's ECMP
+    group. Both are idempotent. A killed MUX's session dies with the node; when the lab restarts
+    the node, its speaker announces nothing until the target announces again
+    (:meth:`Deployment.restart`)."""
+
+    def announce(self, vip: str) -> None: ...
+
+    def withdraw(self, vip: str) -> None: ...
+
+    def announced(self) -> list[str]: ...
+
+
 @runtime_checkable
 class AgentRestart(Protocol):
     """A deployment capability (optional): restart a server's agent with empty state, as when
