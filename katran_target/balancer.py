@@ -135,7 +135,8 @@ FLOW_KEY_SIZE, REAL_POS_LRU_SIZE = 40, 16  # struct flow_key, struct real_pos_lr
 class _Vip:
     num: int
     flags: int
-    reals: dict[int, int] = field(default_factory=dict)  # real number -> weight
+    reals: dict[int, int] = field(default_factory=dict)  # in the ring: real number -> weight
+    held: set[int] = field(default_factory=set)  # out of the ring, numbers kept (draining)
     ring: list[int] = field(default_factory=list)
 
 
@@ -262,20 +263,28 @@ class KatranBalancer:
             del self._reals[addr]
             self._free_reals.append(real.num)
 
-    def set_reals(self, vip: VipKey, reals: Sequence[str], weight: int = 1) -> int:
+    def set_reals(
+        self, vip: VipKey, reals: Sequence[str], weight: int = 1, *, hold: Sequence[str] = ()
+    ) -> int:
         """Make ``reals`` the VIP's reals (all of weight ``weight``), as a batch of
         ``modifyRealsForVip`` deletions and additions: the ring is recomputed and only its
         changed slots written, in one batch. Returns how many slots changed. An empty set
-        leaves the ring as it was (Katran's behaviour), so callers keep at least one real."""
+        leaves the ring as it was (Katran's behaviour), so callers keep at least one real.
+
+        ``hold``: reals out of the ring whose numbers stay allocated (and in ``reals``), so LRU
+        entries naming them keep forwarding there: how this adapter drains a server."""
         state = self._vips[vip]
-        addrs = list(dict.fromkeys(reals))
-        current = {a: r.num for a, r in self._reals.items() if r.num in state.reals}
-        for addr in [a for a in current if a not in addrs]:
-            del state.reals[current[addr]]
+        ring_addrs = list(dict.fromkeys(reals))
+        held_addrs = [a for a in dict.fromkeys(hold) if a not in ring_addrs]
+        by_num = {r.num: a for a, r in self._reals.items()}
+        current = {by_num[n] for n in [*state.reals, *state.held]}
+        wanted = {*ring_addrs, *held_addrs}
+        for addr in sorted(current - wanted):
             self._drop_real(addr)
-        for addr in addrs:
-            if addr not in current:
-                state.reals[self._real_num(addr)] = weight
+        for addr in [a for a in [*ring_addrs, *held_addrs] if a not in current]:
+            self._real_num(addr)
+        state.reals = {self._reals[a].num: weight for a in ring_addrs}
+        state.held = {self._reals[a].num for a in held_addrs}
         if not state.reals:
             return 0
         by_num = {r.num: a for a, r in self._reals.items()}
@@ -291,6 +300,7 @@ class KatranBalancer:
         return len(delta)
 
     def reals_of(self, vip: VipKey) -> list[str]:
+        """The VIP's reals in its ring, sorted."""
         nums = self._vips[vip].reals
         return sorted(a for a, r in self._reals.items() if r.num in nums)
 
