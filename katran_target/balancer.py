@@ -408,3 +408,14 @@ def bench_balancer(
         lb.set_reals(vip, backends)
         lb.attach(netns, ifname)
         yield lb
+
+
+def ipip_outer_source(src: str, sport: int, prefix: int) -> str:
+    """The outer IPv4 source Katran's IPIP build writes (``create_encap_ipv4_src``): the two
+    bytes of ``prefix`` (``IPIP_V4_PREFIX`` as the little-endian CPU stores it), then the
+    client address's last two bytes XOR the source port (low byte first)."""
+    raw = ipaddress.IPv4Address(src).packed
+    head = prefix.to_bytes(2, "little")
+    return str(
+        ipaddress.IPv4Address(head + bytes([raw[2] ^ (sport & 0xFF), raw[3] ^ (sport >> 8)]))
+    )
