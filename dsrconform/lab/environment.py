@@ -30,6 +30,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,9 @@ class BirdSpeaker:
     conf: Path
     sock: Path
     header: str
+    lab_name: str = "lab"
+    dead: Callable[[], list[str]] = field(default=lambda: [], repr=False)
+    """The lab's daemons that have exited (an announcement stops waiting on a BIRD that died)."""
     running: bool = False
     vips: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -157,6 +161,9 @@ class BirdSpeaker:
             if res.returncode == 0 and "Reconfigur" in res.stdout:
                 return
             last = (res.stdout + res.stderr).strip().replace("\n", " | ")
+            dead = self.dead()
+            if dead:
+                raise LabError(f"lab {self.lab_name} cannot get ready: {'; '.join(dead)}")
             if time.monotonic() > deadline:
                 raise LabError(f"bgp {self.node}: BIRD did not take the new routes: {last}")
             time.sleep(0.02)  # BIRD opening its control socket; bounded by the deadline
@@ -292,6 +299,8 @@ class Environment:
                 conf=self.lab.dir / f"bird-{mux}.conf",
                 sock=self.lab.dir / f"bird-{mux}.ctl",
                 header=header,
+                lab_name=self.lab.name,
+                dead=self.dead_daemons,
             )
             speaker.write()
             self.speakers[mux] = speaker
