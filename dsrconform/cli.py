@@ -98,8 +98,10 @@ def _cmd_spec(args: argparse.Namespace) -> int:
 def _cmd_bench_mux(args: argparse.Namespace) -> int:
     from dsrconform.target import load_target
 
-    # Reject an unknown target or mutant before the benchmark builds a lab.
-    load_target(args.target, mutant=args.mutant)
+    # Reject an unknown target or mutant before the benchmark builds a lab (several targets,
+    # comma-separated, are measured one after the other and compared).
+    for name in args.target.split(","):
+        load_target(name, mutant=args.mutant)
     from dsrconform.bench import mux
 
     return int(mux.main(args) or 0)
@@ -164,7 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="performance benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", metavar="WHAT", required=True)
     p = bench_sub.add_parser("mux", help="packets/s through the target's MUX (needs root)")
-    p.add_argument("--target", default="reference", metavar="NAME", help="default: reference")
+    p.add_argument(
+        "--target",
+        default="reference",
+        metavar="NAME[,NAME...]",
+        help="default: reference; several (reference,katran) are measured in turn, compared",
+    )
     p.add_argument("--mutant", default=None, metavar="NAME", help="benchmark a mutant instead")
     p.add_argument("--seconds", type=float, default=3.0, metavar="S", help="default: 3")
     p.add_argument(
