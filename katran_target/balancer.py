@@ -398,13 +398,14 @@ def bench_balancer(
     backends: Sequence[str],
     hash_function: maglev.HashFunction = maglev.DEFAULT_HASH,
     gue_source: str | None = None,
+    vip_flags: int = 0,
 ) -> Iterator[KatranBalancer]:
     """A balancer with one VIP and its backends, attached to ``ifname`` in ``netns`` for the
     body, detached and closed after it."""
     with KatranBalancer(
         obj_path, default_mac=next_hop_mac, hash_function=hash_function, gue_source=gue_source
     ) as lb:
-        lb.add_vip(vip)
+        lb.add_vip(vip, vip_flags)
         lb.set_reals(vip, backends)
         lb.attach(netns, ifname)
         yield lb

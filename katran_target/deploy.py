@@ -175,7 +175,7 @@ class KatranDeployment:
         try:
             for s in topo.services_of_mux(mux):
                 sets = self.backends(s.name)
-                lb.add_vip(_vip_key(s))
+                lb.add_vip(_vip_key(s), self.target.vip_flags)
                 lb.set_reals(
                     _vip_key(s), self._addrs(sets["active"]), hold=self._addrs(sets["draining"])
                 )

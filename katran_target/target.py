@@ -18,6 +18,9 @@ each server. Encapsulation (target option ``encap``):
 Other options: ``katran_src`` (the Katran checkout) and ``hash`` (``maglev``, KatranLb's default,
 or ``maglev_v2``). Katran rewrites nothing on the servers, so only the ``encap`` mode is offered,
 and only IPv4 (the lab's family).
+
+Mutants (:data:`MUTANTS`) are Katran run with a VIP flag of its own that breaks a requirement:
+genuine Katran configurations, not patches to its code.
 """
 
 from __future__ import annotations
@@ -47,6 +50,36 @@ DEFAULT_ENCAP: Encap = "gue"
 GUE_DEFINES: dict[str, str | int] = {"GUE_ENCAP": 1}
 TC_DECAP_SOURCE = Path("katran/decap/tc_bpf/tc_decap.bpf.c")
 TC_DECAP_DEFINES: dict[str, str | int] = {"__KERNEL__": 1, "INLINE_DECAP_GUE": 1}
+F_HASH_NO_SRC_PORT = 1 << 0  # balancer_consts.h VIP flags
+F_LRU_BYPASS = 1 << 1
+
+MUTANTS: dict[str, tuple[int, MutantInfo]] = {
+    "lru-bypass": (
+        F_LRU_BYPASS,
+        MutantInfo(
+            name="lru-bypass",
+            description="every VIP flagged F_LRU_BYPASS: Katran keeps no connection table, so "
+            "a ring change moves the established connections of every slot that changed (a "
+            "drained server's, and a share of the others' when a server is added)",
+            requirements=("SC-1", "SC-3"),
+            component="mux",
+            system_level="only a backend change under established connections shows it: "
+            "each packet alone is forwarded as the current ring says",
+        ),
+    ),
+    "hash-no-src-port": (
+        F_HASH_NO_SRC_PORT,
+        MutantInfo(
+            name="hash-no-src-port",
+            description="every VIP flagged F_HASH_NO_SRC_PORT: the flow hash leaves the source "
+            "port out, so all connections of one client address go to one server",
+            requirements=("AF-4",),
+            component="mux",
+            system_level="the spread over many connections of one client address shows it, "
+            "not any one packet",
+        ),
+    ),
+}
 
 
 def check_options(options: dict[str, str]) -> dict[str, str]:
@@ -72,16 +105,21 @@ class KatranTarget:
     families: tuple[str, ...] = ("ipv4",)
 
     def __init__(self, mutant: str | None = None, options: dict[str, str] | None = None) -> None:
-        if mutant is not None:
+        if mutant is not None and mutant not in MUTANTS:
             raise ConfigError(
-                f"katran target: unknown mutant {mutant!r}; the katran target has no mutants "
-                "(it runs Katran as its sources build it); fix: leave --mutant out"
+                f"katran target: unknown mutant {mutant!r}; its mutants: {', '.join(MUTANTS)}"
+                " (`dsrconform mutants --target katran`); fix: one of them, or no --mutant"
             )
-        self.mutant: str | None = None
+        self.mutant = mutant
         self.options = check_options(options or {})
 
     def __repr__(self) -> str:
-        return f"KatranTarget(options={self.options!r})"
+        return f"KatranTarget(mutant={self.mutant!r}, options={self.options!r})"
+
+    @property
+    def vip_flags(self) -> int:
+        """Katran VIP flags every VIP gets: 0, or the mutant's."""
+        return MUTANTS[self.mutant][0] if self.mutant else 0
 
     @property
     def encap(self) -> Encap:
@@ -92,7 +130,7 @@ class KatranTarget:
         return cast(maglev.HashFunction, self.options.get("hash", maglev.DEFAULT_HASH))
 
     def mutants(self) -> Sequence[MutantInfo]:
-        return []
+        return [info for _, info in MUTANTS.values()]
 
     def sources(self) -> Path:
         """The Katran checkout (ConfigError naming the option, variable and fix if none)."""
@@ -150,6 +188,7 @@ class KatranTarget:
             backends=backends,
             hash_function=self.hash_function,
             gue_source=mux_addr if self.encap == "gue" else None,
+            vip_flags=self.vip_flags,
         ):
             yield
 

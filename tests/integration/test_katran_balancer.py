@@ -162,3 +162,37 @@ def test_attaches_natively_and_detaches(veth: str) -> None:
         assert libbpf.xdp_query_id(idx) != 0
     with enter_netns(veth):
         assert libbpf.xdp_query_id(idx) == 0
+
+
+def _loaded(mutant: str | None) -> KatranBalancer:
+    target = KatranTarget(mutant=mutant, options={"encap": "gue"})
+    try:
+        target.sources()
+    except ConfigError as e:
+        pytest.skip(f"Katran's sources are not available: {e}")
+    lb = KatranBalancer(target.balancer_object(), default_mac=ROUTER_MAC, gue_source=MUX_ADDR)
+    lb.add_vip(VIP, target.vip_flags)
+    lb.set_reals(VIP, REALS)
+    return lb
+
+
+def test_mutant_lru_bypass_moves_an_established_flow() -> None:
+    """The same sequence as the LRU test, with F_LRU_BYPASS: the ACK follows the new ring."""
+    with _loaded("lru-bypass") as lb, pinned_to_one_cpu():
+        src, sport = "198.18.1.9", 41000
+        first = _chosen(lb, src, sport)
+        assert lb.program.test_run(_frame(src, sport, "S")).retval == XDP_TX
+        lb.set_reals(VIP, [r for r in REALS if r != first], hold=[first])
+        res = lb.program.test_run(_frame(src, sport, "A"))
+        assert Ether(res.data)[IP].dst not in (first, None)
+        assert lb.counters()["lru_hit"] == 0
+
+
+@pytest.mark.parametrize("mutant", [None, "hash-no-src-port"])
+def test_mutant_hash_no_src_port_sends_an_address_to_one_real(mutant: str | None) -> None:
+    with _loaded(mutant) as lb:
+        reals = {
+            Ether(lb.program.test_run(_frame("198.18.1.7", 30000 + 131 * i, "S")).data)[IP].dst
+            for i in range(24)
+        }
+    assert (len(reals) == 1) == (mutant == "hash-no-src-port"), reals

@@ -199,7 +199,10 @@ def test_target_construction() -> None:
     t = KatranTarget()
     assert isinstance(t, Target)
     assert t.name == "katran" and t.modes == ("encap",) and t.families == ("ipv4",)
-    assert t.mutants() == [] and t.mutant is None
+    assert t.mutant is None and t.vip_flags == 0
+    assert {m.name for m in t.mutants()} == {"lru-bypass", "hash-no-src-port"}
+    assert all(m.requirements and m.system_level for m in t.mutants())
+    assert KatranTarget(mutant="lru-bypass").vip_flags == 2
     assert t.encap == "gue" and t.hash_function == "maglev"
     assert KatranTarget(options={"encap": "ipip", "hash": "maglev_v2"}).encap == "ipip"
 
@@ -209,7 +212,7 @@ def test_bad_options_and_mutants_are_config_errors() -> None:
         KatranTarget(options={"foo": "1"})
     with pytest.raises(ConfigError, match="encap='vxlan'"):
         KatranTarget(options={"encap": "vxlan"})
-    with pytest.raises(ConfigError, match="no mutants"):
+    with pytest.raises(ConfigError, match="its mutants: lru-bypass, hash-no-src-port"):
         KatranTarget(mutant="some-bug")
 
 
