@@ -47,6 +47,9 @@ if TYPE_CHECKING:
 
 IPIP_DEVICE = "katran-ipip"
 TC_DECAP_PROGRAM = "tcdecap"
+TC_PRIORITY = 10
+"""tc filter priority of Katran's decap: after the framework's link taps (priority 1,
+:mod:`dsrconform.observe.linktap`), which see the encapsulated packet and pass it on."""
 
 
 class LabHandle(Protocol):
@@ -95,7 +98,7 @@ class _Decap:
 
         try:
             with enter_netns(self.netns):
-                libbpf.tc_detach(self.ifindex, "ingress")
+                libbpf.tc_detach(self.ifindex, "ingress", priority=TC_PRIORITY)
         finally:
             self.obj.close()
 
@@ -140,7 +143,8 @@ class KatranDeployment:
         obj = libbpf.BpfObject(decap_obj)
         try:
             with enter_netns(ns):
-                libbpf.tc_attach(idx, obj.program(TC_DECAP_PROGRAM).fd, "ingress")
+                prog = obj.program(TC_DECAP_PROGRAM)
+                libbpf.tc_attach(idx, prog.fd, "ingress", priority=TC_PRIORITY)
         except BaseException:
             obj.close()
             raise
