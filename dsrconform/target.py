@@ -1,7 +1,9 @@
 """The target protocol: how dsrconform drives a DSR stack without knowing whose it is.
 
 A target is found by name through the ``dsrconform.targets`` entry-point group (the reference
-stack registers ``reference``); :func:`load_target` instantiates it, optionally as one of its
+stack registers ``reference``, and dsrconform's own :mod:`dsrconform.targets.null`, a stack that
+deploys nothing, ``null``), or as ``module:Class`` for an adapter that is not installed;
+:func:`load_target` instantiates it, optionally as one of its
 mutants. The protocol grows with the lab issue (deploy, backends, MUX failure); for now it covers
 what the first brick needs: the mutant catalogue and a MUX the benchmark can attach.
 
@@ -23,6 +25,7 @@ Contracts:
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
@@ -222,12 +225,19 @@ def load_target(
 ) -> Target:
     """Instantiate the target registered as ``name`` (optionally as mutant ``mutant``). With
     ``options`` (the target's own settings, e.g. the reference gateway's ``gateway: naive``),
-    its constructor is called with ``options=``; a target that takes none refuses them."""
-    eps = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    if name not in eps:
-        known = ", ".join(sorted(eps)) or "none (is the package installed? `pip install -e .`)"
-        raise ConfigError(f"unknown target {name!r}; registered targets: {known}")
-    cls = eps[name].load()
+    its constructor is called with ``options=``; a target that takes none refuses them.
+
+    ``name`` may also be ``module:Class`` (``my_adapter.target:MyTarget``, or the built-in
+    ``dsrconform.targets.null:NullTarget``): the class is imported from the module on
+    ``sys.path``, without an entry point. That runs an adapter that is not installed (a
+    checkout on ``PYTHONPATH``, an adapter under development) exactly as a registered one::
+
+        dsrconform run --target my_adapter.target:MyTarget
+        pytest suites --dsr-target my_adapter.target:MyTarget
+
+    ConfigError names an unknown registered name (listing the registered ones), a module that
+    cannot be imported, or a class the module lacks."""
+    cls = _target_class(name)
     if options:
         try:
             target = cls(mutant=mutant, options=dict(options))
@@ -241,6 +251,36 @@ def load_target(
     if not isinstance(target, Target):
         raise ConfigError(f"target {name!r} ({cls}) does not implement dsrconform.target.Target")
     return target
+
+
+def _target_class(name: str) -> Any:
+    """The class ``name`` stands for: an entry point's, or ``module:Class``'s."""
+    module, sep, attr = name.partition(":")
+    if sep:
+        if not module or not attr.isidentifier():
+            raise ConfigError(
+                f"target {name!r}: fix: name a registered target, or a class as module:Class "
+                "(e.g. dsrconform.targets.null:NullTarget)"
+            )
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as e:
+            raise ConfigError(
+                f"target {name!r}: cannot import module {module!r} ({e}); fix: install it, or "
+                "put its directory on PYTHONPATH"
+            ) from None
+        cls = getattr(mod, attr, None)
+        if cls is None:
+            raise ConfigError(f"target {name!r}: module {module!r} has no {attr!r}")
+        return cls
+    eps = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    if name not in eps:
+        known = ", ".join(sorted(eps)) or "none (is the package installed? `pip install -e .`)"
+        raise ConfigError(
+            f"unknown target {name!r}; registered targets: {known} (or name a class as "
+            "module:Class)"
+        )
+    return eps[name].load()
 
 
 def target_version(name: str) -> str | None:
