@@ -55,9 +55,7 @@ def check_return_path_bypasses_mux(obs: Observations, p: Params) -> Verdict:
                     time=rec.first,
                     until=rec.last,
                 )
-    j.measured.update(
-        mux_link_packets=packets, mux_link_requests=requests, mux_link_taps=len(taps)
-    )
+    j.measured.update(mux_link_packets=packets, mux_link_requests=requests, mux_link_taps=len(taps))
     if requests == 0:
         j.incomplete("client packets to a VIP on a tapped MUX link: the MUXes carried none")
     need_replies_from_each(j, obs, lab)
