@@ -219,7 +219,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "cut by a reset or timeout are judged by the survival requirements.",
         f"{_RW}:check_bytes_intact",
         (_n("min_streams", "N", 1, "completed streams needed to decide"),),
-        minimum="N TCP streams closed by their server after delivering verified bytes.",
+        minimum="N TCP streams to a VIP closed by their server after delivering verified bytes.",
     ),
     _Q(
         "RW-6",

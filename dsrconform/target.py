@@ -272,6 +272,11 @@ def _target_class(name: str) -> Any:
         cls = getattr(mod, attr, None)
         if cls is None:
             raise ConfigError(f"target {name!r}: module {module!r} has no {attr!r}")
+        if not isinstance(cls, type):
+            raise ConfigError(
+                f"target {name!r}: {attr!r} of module {module!r} is no class; fix: name the "
+                "target's class"
+            )
         return cls
     eps = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
     if name not in eps:

@@ -395,13 +395,18 @@ def check_marks_kept(obs: Observations, p: Params) -> Verdict:
 def check_bytes_intact(obs: Observations, p: Params) -> Verdict:
     """No integrity error; every closed stream delivered exactly its expected, verified bytes.
 
-    Minimum: N TCP streams the server closed after delivering verified bytes."""
+    Minimum: N TCP streams to a VIP (to any address, without the lab's facts) that the server
+    closed after delivering verified bytes."""
     j = Judge("RW-5")
     history = obs.need_history()
+    lab = obs.lab
     complete = 0
     for fh in history.flows.values():
         if fh.start.proto != "tcp":
             continue
+        # Only a stream through the stack counts toward the minimum (a non-VIP one shows
+        # nothing of it); any stream's lost bytes are a violation all the same.
+        to_vip = lab is None or lab.service(fh.start.dst, fh.start.dport, 6) is not None
         bad = next((e for e in fh.events if isinstance(e, IntegrityError)), None)
         if bad is not None:
             j.violation(
@@ -422,7 +427,7 @@ def check_bytes_intact(obs: Observations, p: Params) -> Verdict:
                 flow=fh.describe(),
                 time=end.t,
             )
-        elif end.reason == "eof" and end.verified > 0:
+        elif end.reason == "eof" and end.verified > 0 and to_vip:
             complete += 1
     j.measured["streams_completed"] = complete
     j.thresholds["min_streams"] = p["min_streams"]

@@ -177,8 +177,7 @@ def test_rw2_ignores_crafted_windows_and_needs_verified_checksums() -> None:
     v = run_checker(check_checksums_valid, unverified.obs())
     assert v.status == Status.UNKNOWN
     assert v.missing == [
-        "0 checksums verified in the replies from 198.19.0.10:80/tcp (web) to clients "
-        "(1 needed)"
+        "0 checksums verified in the replies from 198.19.0.10:80/tcp (web) to clients (1 needed)"
     ]
     # Packets that no client's traffic asked for decide nothing.
     bare = Run()
@@ -186,6 +185,26 @@ def test_rw2_ignores_crafted_windows_and_needs_verified_checksums() -> None:
     v = run_checker(check_checksums_valid, bare.obs())
     assert v.status == Status.UNKNOWN
     assert v.missing == ["traffic to a VIP (no recorded flow addressed a service)"]
+
+
+def test_rw1_rw2_rw3_dp1_need_a_reply_from_every_addressed_service() -> None:
+    """The edge VIP was addressed and never answered: what the web VIP's replies show says
+    nothing of the edge's rewrites."""
+    run = healthy()
+    run.conn(3, 12.0, dst=EDGE, end="connect-timeout", wire=False)
+    for check in (
+        check_replies_carry_vip,
+        check_checksums_valid,
+        check_no_server_address_leaks,
+        check_return_path_bypasses_mux,
+    ):
+        v = run_checker(check, run.obs())
+        assert v.status == Status.UNKNOWN, (check, v.message)
+        assert v.missing == [
+            "a reply from 198.19.0.12:80/tcp (edge) reaching a client: the traffic addressed it "
+            "and no tap toward a client saw one"
+        ]
+        assert v.measured["services_answered"] == "1 of 2 addressed"
 
 
 # --- RW-3 --------------------------------------------------------------------------------------

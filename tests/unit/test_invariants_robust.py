@@ -216,3 +216,30 @@ def test_rb4_unknown_cases() -> None:
     blind.drop_taps("server1-out", "server2-out", "server3-out")
     v = run_checker(check_decap_only_from_muxes, blind.obs())
     assert v.status == Status.UNKNOWN and "server's sending side" in v.message
+
+
+def test_rb4_unknown_when_the_servers_answer_nothing_from_the_muxes_either() -> None:
+    """A server that decapsulates nothing leaves the foreign packets unanswered too: no PASS
+    until an encapsulated packet from a MUX was seen answered."""
+    run = Run()
+    run.conn(1, 10.0, end_t=20.0, wire=False)
+    run.add(encap("server1-in", "mux1", "server1", tcp(CLIENT, 40001, WEB, 80), 10.0, 20.0))
+    foreign_ipip(run, answered=False)
+    v = run_checker(check_decap_only_from_muxes, run.obs())
+    assert v.status == Status.UNKNOWN
+    assert v.missing == [
+        "an answer to an encapsulated packet a MUX sent a server: the servers were never seen "
+        "decapsulating the stack's own traffic, so an unanswered foreign one says nothing"
+    ]
+    foreign_ipip(run, answered=True)  # a violation seen is a FAIL all the same
+    assert run_checker(check_decap_only_from_muxes, run.obs()).status == Status.FAIL
+
+
+def test_rb2_unknown_when_no_mux_forwards_vip_traffic() -> None:
+    """Non-VIP flows that succeed past MUXes forwarding nothing show no data plane leaving
+    them alone."""
+    run = Run()
+    run.conn(1, 10.0, end_t=11.0, dst=MUX_ADDR["mux1"], dport=22, wire=False)
+    v = run_checker(check_non_vip_untouched, run.obs())
+    assert v.status == Status.UNKNOWN
+    assert v.missing == ["VIP traffic forwarded by a MUX toward a server: the taps saw none"]
