@@ -102,6 +102,8 @@ OPT_KEEP_LAB = "--dsr-keep-lab"
 OPT_PROFILE = "--dsr-profile"
 OPT_NO_EVIDENCE = "--dsr-no-evidence"
 OPT_MUTANT = "--dsr-mutant"
+OPT_TARGET_OPT = "--dsr-target-opt"
+OPT_SERVER_COMMAND = "--dsr-server-command"
 OPT_REQUIREMENT = "--dsr-requirement"
 
 MARKER = "requirement"
@@ -163,6 +165,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="reference",
         metavar="NAME",
         help="DSR stack under test, a registered dsrconform.targets name (default: reference)",
+    )
+    group.addoption(
+        OPT_TARGET_OPT,
+        dest=_dest(OPT_TARGET_OPT),
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the target's own (repeatable), e.g. katran_src=DIR",
+    )
+    group.addoption(
+        OPT_SERVER_COMMAND,
+        dest=_dest(OPT_SERVER_COMMAND),
+        default=None,
+        metavar="COMMAND",
+        help="the servers' application instead of the project's (docs/targets.md), e.g. "
+        "'sh examples/servers/nginx.sh'",
     )
     group.addoption(
         OPT_MODE,
@@ -262,14 +280,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
     config.pluginmanager.register(ReportHooks(config), "dsrconform-report-hooks")
     mutant = config.getoption(_dest(OPT_MUTANT))
-    if mutant is not None:  # an unknown one: now, not as an error in every lab test's setup
+    options = target_options(config)
+    if mutant is not None or options:  # unknown ones: now, not as an error in every lab setup
         from dsrconform.errors import ConfigError
         from dsrconform.target import check_mutant
 
         try:
-            check_mutant(config.getoption(_dest(OPT_TARGET)), mutant)
+            check_mutant(config.getoption(_dest(OPT_TARGET)), mutant, options=options)
         except ConfigError as e:
-            raise pytest.UsageError(f"{OPT_MUTANT}: {e}") from None
+            flag = OPT_MUTANT if mutant is not None else OPT_TARGET_OPT
+            raise pytest.UsageError(f"{flag}: {e}") from None
 
 
 def pytest_report_header(config: pytest.Config) -> str | list[str]:
@@ -535,6 +555,17 @@ def _lab_name(config: pytest.Config, platform: Platform | None = None) -> str:
     return f"s{os.getpid()}p{platforms(config).index(platform)}"
 
 
+def target_options(config: pytest.Config) -> dict[str, str]:
+    """The target's own settings given with ``--dsr-target-opt KEY=VALUE``."""
+    from dsrconform.errors import ConfigError
+    from dsrconform.target import parse_target_options
+
+    try:
+        return parse_target_options(config.getoption(_dest(OPT_TARGET_OPT)), flag=OPT_TARGET_OPT)
+    except ConfigError as e:
+        raise pytest.UsageError(str(e)) from None
+
+
 @pytest.fixture(scope="session")
 def dsr_lab(request: pytest.FixtureRequest, dsr_platform: Platform) -> Iterator[Lab]:
     """Session scope; depends on ``dsr_platform``. The lab of ``--dsr-lab`` (default
@@ -560,6 +591,8 @@ def dsr_lab(request: pytest.FixtureRequest, dsr_platform: Platform) -> Iterator[
                     target=config.getoption(_dest(OPT_TARGET)),
                     mutant=config.getoption(_dest(OPT_MUTANT)),
                     keep=config.getoption(_dest(OPT_KEEP_LAB)),
+                    target_options=target_options(config),
+                    server_command=config.getoption(_dest(OPT_SERVER_COMMAND)),
                 )
             )
             progress.last = f"up (ready {lab.ready_seconds or 0:.1f} s after deploying)"

@@ -127,6 +127,10 @@ def pytest_argv(
     for opt, value in optional:
         if value is not None:
             argv += [opt, str(value)]
+    for item in args.target_opt:
+        argv += ["--dsr-target-opt", item]
+    if args.server_command is not None:
+        argv += ["--dsr-server-command", args.server_command]
     for ids in args.requirement:
         argv += ["--dsr-requirement", ids]
     if args.keep_lab:
@@ -278,6 +282,8 @@ def replay_command(args: argparse.Namespace) -> str:
     pairs: list[tuple[str, Any]] = [
         ("--target", args.target),
         ("--mutant", args.mutant),
+        *[("--target-opt", item) for item in args.target_opt],
+        ("--server-command", args.server_command),
         ("--level", args.level),
         ("--lab", args.lab),
         ("--backend", None if args.backend is None else ",".join(args.backend)),
@@ -296,10 +302,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     suite_paths(args.suite, directory)  # ConfigError for an unknown suite, before anything runs
     extra_args(args.pytest_args)
     check_requirements(args.requirement)
-    if args.target is not None or args.mutant is not None:  # unknown: now, not in every setup
-        from dsrconform.target import check_mutant
+    if args.target is not None or args.mutant is not None or args.target_opt:
+        # unknown target, mutant or option: now, not in every lab test's setup
+        from dsrconform.target import check_mutant, parse_target_options
 
-        check_mutant(args.target or "reference", args.mutant)
+        options = parse_target_options(args.target_opt)
+        check_mutant(args.target or "reference", args.mutant, options=options)
     if args.lab is not None:
         check_lab(args.lab, args.mode)
     if args.seed is None:  # drawn here, so that the run directory's name can say it
@@ -347,6 +355,19 @@ def add_parser(sub: Any) -> None:
                    help="suites/test_NAME.py only (repeatable; default: every suite)")  # fmt: skip
     p.add_argument("--target", default=None, metavar="NAME", help="default: reference")
     p.add_argument("--mutant", default=None, metavar="NAME", help="run a mutant of the target")
+    p.add_argument(
+        "--target-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the target's own (repeatable), e.g. katran_src=DIR",
+    )
+    p.add_argument(
+        "--server-command",
+        default=None,
+        metavar="COMMAND",
+        help="the servers' application instead of the project's (docs/targets.md)",
+    )
     p.add_argument(
         "--level",
         choices=LEVELS,

@@ -96,7 +96,21 @@ class Target(Protocol):
         ...
 
 
-@runtime_checkable
+class BgpSpeaker(Protocol):
+    """A MUX node's BGP speaker, owned by the lab (``lab.bgp(mux)``): the border router installs
+    a VIP as an ECMP route over every MUX announcing it. A target announces a VIP on a MUX once
+    its data plane there forwards it, and withdraws it to take the MUX out of the VIP's ECMP
+    group. Both are idempotent. A killed MUX's session dies with the node; when the lab restarts
+    the node, its speaker announces nothing until the target announces again
+    (:meth:`Deployment.restart`)."""
+
+    def announce(self, vip: str) -> None: ...
+
+    def withdraw(self, vip: str) -> None: ...
+
+    def announced(self) -> list[str]: ...
+
+
 @runtime_checkable
 class AgentRestart(Protocol):
     """A deployment capability (optional): restart a server's agent with empty state, as when
@@ -194,17 +208,31 @@ class Deployment(Protocol):
         ...
 
 
+def parse_target_options(items: Sequence[str], *, flag: str = "--target-opt") -> dict[str, str]:
+    """``KEY=VALUE`` items (``--target-opt``, repeatable) as a dict; a ConfigError naming the
+    bad item and the fix. Which keys a target knows is for its constructor to check."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} {item!r}: fix: KEY=VALUE, e.g. {flag} katran_src=/src")
+        out[key.strip()] = value
+    return out
+
+
 def available_targets() -> list[str]:
     return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
 
 
-def check_mutant(target_name: str, mutant: str | None) -> MutantInfo | None:
+def check_mutant(
+    target_name: str, mutant: str | None, *, options: Mapping[str, str] | None = None
+) -> MutantInfo | None:
     """The :class:`MutantInfo` of ``mutant`` among the mutants target ``target_name`` lists
     (None for the correct stack), checked before anything is built or brought up: every command
     and fixture that takes a mutant name calls this first, so an unknown target or mutant is a
     ConfigError (exit 2) naming the target's mutants, whatever the target's own constructor
     would accept."""
-    infos = load_target(target_name).mutants()
+    infos = load_target(target_name, options=options).mutants()
     if mutant is None:
         return None
     for info in infos:

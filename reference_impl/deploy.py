@@ -1,29 +1,23 @@
 """Deploy the reference stack into a running lab (``ReferenceTarget.deploy``).
 
-Per node role, in this order:
+The lab owns the test environment (:mod:`dsrconform.lab.environment`: the applications, the
+VIPs on the servers' ``lo``, BGP, the pass-through program on the router's end of each MUX
+link); this module installs only the reference stack's own data plane, per node role:
 
 - every **server**: the tc agent on its uplink (decapsulates IPIP from the lab's MUX addresses;
-  NAT modes also rewrite VIP:port to the application's port), the VIPs it serves on ``lo`` in
-  encap mode, and the HTTP/UDP application (``python -m reference_impl.app``);
+  NAT modes also rewrite VIP:port to the application's port);
 - the **gateway** (gateway-nat only): the stateless source rewrite on its server-facing ingress;
 - every **MUX**: the XDP MUX on its link to the router, programmed with the services it fronts
   and their current servers (the topology's until :meth:`ReferenceDeployment.set_backends`
-  changes them; a restarted MUX gets the current ones), plus a pass-through XDP program on the
-  router's end of that link (XDP_TX frames reach a veth peer only when the peer runs native XDP:
-  docs/kernel.md);
-- **BGP** (BIRD 2): the router peers with every MUX and installs each VIP as an ECMP route over
-  the MUXes announcing it; a MUX announces its VIPs from the moment its BIRD runs.
+  changes them; a restarted MUX gets the current ones); once attached, the MUX's VIPs are
+  announced through the lab's BGP speaker on that node (``lab.bgp(mux)``).
 
-The lab object (:class:`dsrconform.lab.Lab`) provides namespaces, process spawning and a run
-directory; nothing here touches the host's own interfaces.
+Nothing here touches the host's own interfaces.
 """
 
 from __future__ import annotations
 
-import re
-import subprocess
 import threading
-import time
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -31,24 +25,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dsrconform.errors import ConfigError, LabError
-from dsrconform.netns import enter_netns, link_mac
+from dsrconform.netns import link_mac
 from dsrconform.observe.counters import CounterCarry
+from dsrconform.target import BgpSpeaker
 from dsrconform.topology import Service, Topology
 
-PASS_PROGRAM = "dsrc_pass"
 LAB_CONN_ENTRIES = 65_536
 """A lab MUX's connection-table size. A SYN flood at SF-1's rate (50,000 packets/s for 10 s, split
 over the MUXes by ECMP) must overflow the table several times, as a flood a production table is
 sized for overflows that one; with the 262,144-entry default only the fastest generator (live
 frames) does, so on a kernel that refuses it a MUX whose flood evicts established flows
 (mutant syn-evicts-established) went unseen. The lab's own flows need a few thousand entries."""
-# BGP timers: a hung MUX is detected in ~3 s, sessions come up in ~1.5 s and retry at once
-# after an error. graceful restart off: else the router keeps a killed MUX's routes for 120 s.
-BIRD_TIMERS = (
-    "hold time 3; keepalive time 1; connect delay time 1; connect retry time 1; "
-    "error wait time 1, 2; error forget time 10; startup hold time 3; graceful restart off;"
-)
-BIRD_COMMON = "timeformat protocol iso long;\n"
 
 
 class LabHandle(Protocol):
@@ -66,6 +53,8 @@ class LabHandle(Protocol):
 
     def spawn(self, node: str, argv: list[str], *, log: str) -> int: ...
 
+    def bgp(self, mux: str) -> BgpSpeaker: ...
+
 
 @dataclass
 class ReferenceDeployment:
@@ -76,13 +65,6 @@ class ReferenceDeployment:
     muxes: dict[str, Any] = field(default_factory=dict)
     agents: dict[str, Any] = field(default_factory=dict)
     gateway: Any = None
-    passers: list[tuple[str, int]] = field(default_factory=list)
-    ready_files: list[Path] = field(default_factory=list)
-    bird_sockets: dict[str, Path] = field(default_factory=dict)
-    app_argv: dict[str, list[str]] = field(default_factory=dict)
-    # Every long-running process started in the lab, by its log's name: (node, host pid). A
-    # restart replaces the entry. wait_ready() fails at once, naming it, when one has exited.
-    daemons: dict[str, tuple[str, int]] = field(default_factory=dict)
     # counters() may run in a sampler thread while restart() or close() replaces or closes the
     # BPF objects it reads: both take this lock (a closed map's fd could be reused by another).
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -95,16 +77,12 @@ class ReferenceDeployment:
 
     def deploy(self) -> None:
         topo = self.lab.topology
-        problems = check_topology(topo)
-        if problems:
-            raise LabError("the reference stack cannot run this topology: " + "; ".join(problems))
         for server in topo.of_role("server"):
-            self._server(server)
+            self._agent(server)
         if topo.mode == "gateway-nat":
             self._gateway()
         for mux in topo.of_role("mux"):
             self._mux(mux)
-        self._bird()
 
     def mux_addresses(self) -> list[str]:
         topo = self.lab.topology
@@ -151,34 +129,6 @@ class ReferenceDeployment:
                 old.close()
             self._agent(server)
 
-    def _server(self, server: str) -> None:
-        topo, ns = self.lab.topology, self.lab.netns(server)
-        up = topo.uplink(server)
-        services = self._server_services(server)
-        nat = topo.mode in ("server-nat", "gateway-nat")
-        self._agent(server)
-        argv = [self.lab.python, "-m", "reference_impl.app", "--server-id", server]
-        if nat:
-            binds = {(s.proto, s.server_port) for s in services}
-            for proto, port in sorted(binds):
-                argv += [f"--{'http' if proto == 'tcp' else 'udp'}", f"{up.ip}:{port}"]
-        else:
-            from pyroute2 import IPRoute
-
-            with enter_netns(ns):
-                ipr = IPRoute()
-            with ipr:
-                lo = ipr.link_lookup(ifname="lo")[0]
-                for vip in sorted({s.vip for s in services}):
-                    ipr.addr("add", index=lo, address=vip, prefixlen=32)
-            for s in services:
-                argv += [f"--{'http' if s.proto == 'tcp' else 'udp'}", f"{s.vip}:{s.port}"]
-        ready = self.lab.dir / f"app-{server}.ready"
-        ready.unlink(missing_ok=True)
-        self.ready_files.append(ready)
-        self.app_argv[server] = [*argv, "--ready-file", str(ready)]
-        self._spawn(server, self.app_argv[server], log=f"app-{server}.log")
-
     def _gateway(self) -> None:
         from reference_impl.agent import GatewayConfig, GatewayMapping, GatewayProgram
 
@@ -217,7 +167,6 @@ class ReferenceDeployment:
         self.gateway.attach(self.lab.netns(gw), topo.uplink(gw, first_server).ifname, "ingress")
 
     def _mux(self, mux: str) -> None:
-        from dsrconform.bpf import libbpf
         from reference_impl.config import MuxConfig
         from reference_impl.mux import MuxProgram
 
@@ -254,60 +203,9 @@ class ReferenceDeployment:
                 )
         prog.attach(self.lab.netns(mux), up.ifname)
         self.muxes[mux] = prog
-        # The router's end of the link must run native XDP for the MUX's XDP_TX to arrive.
-        passer = _pass_program()
-        from pyroute2 import IPRoute
-
-        with enter_netns(self.lab.netns(router)):
-            ipr = IPRoute()
-            with ipr:
-                idx = ipr.link_lookup(ifname=back.ifname)[0]
-            libbpf.xdp_attach(idx, passer.fd, mode="native")
-        if (router, idx) not in self.passers:
-            self.passers.append((router, idx))
-
-    def _bird(self) -> None:
-        """BIRD 2 configs: eBGP between the router and each MUX (docs/lab.md says why each timer:
-        BIRD's defaults take 5-8 s to converge and 60 s to recover after a hold expiry)."""
-        topo = self.lab.topology
-        router = topo.router
-        confs: dict[str, str] = {}
-        rtr_id = topo.uplink(topo.of_role("mux")[0], router).peer_ip
-        peers = []
-        for mux in topo.of_role("mux"):
-            up = topo.uplink(mux)
-            peers.append(
-                f"protocol bgp {mux} from muxes {{\n  local {up.peer_ip} as "
-                f"{topo.nodes[router].asn};\n  neighbor {up.ip} as {topo.nodes[mux].asn};\n}}\n"
-            )
-        confs[router] = (
-            f"{BIRD_COMMON}router id {rtr_id};\nprotocol device {{ scan time 10; }}\n"
-            # merge paths: one ECMP route per VIP over every MUX announcing it.
-            "protocol kernel {\n  ipv4 { import none; export where source = RTS_BGP; };\n"
-            "  merge paths yes;\n  learn off;\n  persist off;\n  scan time 10;\n}\n"
-            f"template bgp muxes {{\n  {BIRD_TIMERS}\n  ipv4 {{ import all; export none; }};\n}}\n"
-            + "".join(peers)
-        )
-        for mux in topo.of_role("mux"):
-            up = topo.uplink(mux)
-            routes = "".join(
-                f"  route {vip}/32 blackhole;\n"
-                for vip in sorted({s.vip for s in topo.services_of_mux(mux)})
-            )
-            confs[mux] = (
-                f"{BIRD_COMMON}router id {up.ip};\nprotocol device {{ scan time 10; }}\n"
-                f"protocol static vips {{\n  ipv4;\n{routes}}}\n"
-                f"protocol bgp border {{\n  local {up.ip} as {topo.nodes[mux].asn};\n"
-                f"  neighbor {up.peer_ip} as {topo.nodes[router].asn};\n  {BIRD_TIMERS}\n"
-                '  ipv4 { import none; export where proto = "vips"; next hop self; };\n}\n'
-            )
-        for node, text in confs.items():
-            conf = self.lab.dir / f"bird-{node}.conf"
-            sock = self.lab.dir / f"bird-{node}.ctl"
-            conf.write_text(text)
-            self.bird_sockets[node] = sock
-            self._spawn(node, ["bird", "-f", "-c", str(conf), "-s", str(sock)],
-                        log=f"bird-{node}.log")  # fmt: skip
+        speaker = self.lab.bgp(mux)
+        for vip in sorted({s.vip for s in topo.services_of_mux(mux)}):
+            speaker.announce(vip)
 
     # --- backend changes (Deployment.set_backends) ------------------------------------------------
 
@@ -399,112 +297,16 @@ class ReferenceDeployment:
                         self.carry.retire(node, mux_counters(old))
                     old.close()  # detach: the new MUX starts with an empty connection table
                 self._mux(node)
-        if role == "server":
-            self._restart_app(node)
-        if node in self.bird_sockets:
-            sock = self.bird_sockets[node]
-            conf = self.lab.dir / f"bird-{node}.conf"
-            sock.unlink(missing_ok=True)
-            self._spawn(node, ["bird", "-f", "-c", str(conf), "-s", str(sock)],
-                        log=f"bird-{node}.log")  # fmt: skip
-
-    def _restart_app(self, server: str) -> None:
-        argv = self.app_argv.get(server)
-        if argv is None:
-            return
-        ready = self.lab.dir / f"app-{server}.ready"
-        ready.unlink(missing_ok=True)
-        self._spawn(server, argv, log=f"app-{server}.log")
-
-    def _spawn(self, node: str, argv: list[str], *, log: str) -> None:
-        self.daemons[log] = (node, self.lab.spawn(node, argv, log=log))
 
     # --- readiness and status -------------------------------------------------------------------
 
-    def dead_daemons(self) -> list[str]:
-        """The daemons started in the lab that have exited, each with the end of its log."""
-        from dsrconform.lab.registry import pid_running
-
-        out = []
-        for log, (node, pid) in sorted(self.daemons.items()):
-            if pid and pid_running(pid):
-                continue
-            path = self.lab.dir / log
-            try:
-                tail = " | ".join(path.read_text(errors="replace").strip().splitlines()[-3:])
-            except OSError:
-                tail = ""
-            what = log.removesuffix(".log").split("-", 1)[0]
-            out.append(f"{what} on {node} exited ({log}: {tail or 'empty'})")
-        return out
-
-    def vip_routes(self) -> dict[str, list[str]]:
-        """The router's kernel routes for each VIP: VIP -> next-hop addresses."""
-        from pyroute2 import IPRoute
-
-        topo = self.lab.topology
-        with enter_netns(self.lab.netns(topo.router)):
-            ipr = IPRoute()
-        vips = {s.vip for s in topo.services}
-        out: dict[str, list[str]] = {v: [] for v in vips}
-        with ipr:
-            for r in ipr.get_routes(family=2):
-                dst = r.get_attr("RTA_DST")
-                if r["dst_len"] != 32 or dst not in vips:
-                    continue
-                if r.get_attr("RTA_GATEWAY"):
-                    out[dst].append(r.get_attr("RTA_GATEWAY"))
-                for nh in r.get_attr("RTA_MULTIPATH") or []:
-                    if nh.get_attr("RTA_GATEWAY"):
-                        out[dst].append(nh.get_attr("RTA_GATEWAY"))
-        return {v: sorted(h) for v, h in out.items()}
-
-    def expected_routes(self) -> dict[str, list[str]]:
-        topo = self.lab.topology
-        want: dict[str, set[str]] = {}
-        for mux in topo.of_role("mux"):
-            for s in topo.services_of_mux(mux):
-                want.setdefault(s.vip, set()).add(topo.uplink(mux).ip)
-        return {v: sorted(h) for v, h in want.items()}
-
     def wait_ready(self, timeout: float = 30.0) -> float:
-        """Wait until every application is listening and the router has every VIP's ECMP route
-        over all the MUXes announcing it (BGP converged). Returns the seconds waited; raises
-        :class:`LabError` at the deadline, or as soon as a daemon it waits on has exited."""
-        start = time.monotonic()
-        deadline = start + timeout
-        want = self.expected_routes()
-        while True:
-            missing_apps = [p.name for p in self.ready_files if not p.exists()]
-            routes = self.vip_routes()
-            if not missing_apps and routes == want:
-                return time.monotonic() - start
-            dead = self.dead_daemons()
-            if dead:  # it will not get ready: say so now, and why, rather than at the deadline
-                raise LabError(f"lab {self.lab.name} cannot get ready: {'; '.join(dead)}")
-            if time.monotonic() > deadline:
-                raise LabError(
-                    f"lab {self.lab.name} not ready after {timeout:.0f} s: apps not listening: "
-                    f"{missing_apps or 'none'}; router VIP routes {routes}, expected {want}"
-                )
-            time.sleep(0.05)  # polling kernel routes and files, bounded by the deadline
-
-    def bgp_state(self) -> dict[str, dict[str, dict[str, str]]]:
-        """BGP sessions per node, from BIRD: node -> protocol -> {state, since, info}; a session
-        is healthy when state is "up" and info starts with "Established"."""
-        out: dict[str, dict[str, dict[str, str]]] = {}
-        for node, sock in self.bird_sockets.items():
-            res = subprocess.run(["birdc", "-s", str(sock), "show", "protocols"],
-                                 capture_output=True, text=True, timeout=10)  # fmt: skip
-            out[node] = parse_bird_protocols(res.stdout) if res.returncode == 0 else {}
-        return out
+        """Ready as soon as deployed: every program is attached and every VIP announced by
+        :meth:`deploy` (the lab then waits for the applications and BGP)."""
+        return 0.0
 
     def status(self) -> dict[str, Any]:
-        return {
-            "vip_routes": self.vip_routes(),
-            "bgp": self.bgp_state(),
-            "mux_stats": self._mux_globals(),
-        }
+        return {"mux_stats": self._mux_globals()}
 
     def _mux_globals(self) -> dict[str, dict[str, int]]:
         with self.lock:
@@ -525,7 +327,6 @@ class ReferenceDeployment:
 
     def close(self) -> None:
         """Detach every program this deployment attached (processes go with the lab)."""
-        from dsrconform.bpf import libbpf
 
         with self.lock:
             progs = [*self.muxes.values(), *self.agents.values(), self.gateway]
@@ -534,9 +335,6 @@ class ReferenceDeployment:
             if prog is not None:
                 with suppress(Exception):  # the namespace may be gone with its interfaces
                     prog.close()
-        for router, idx in self.passers:
-            with suppress(Exception), enter_netns(self.lab.netns(router)):
-                libbpf.xdp_detach(idx, mode="native")
 
 
 PROTO_NAMES = {6: "tcp", 17: "udp"}
@@ -574,47 +372,4 @@ def mux_counters(mux: Any) -> dict[str, int]:
         out[f"vip_packets[{label}]"], out[f"vip_bytes[{label}]"] = pk, by
     for addr, (pk, by) in st.backends.items():
         out[f"backend_packets[{addr}]"], out[f"backend_bytes[{addr}]"] = pk, by
-    return out
-
-
-_PASS: list[Any] = []  # [object, program], loaded once per process
-
-
-def _pass_program() -> Any:
-    """The XDP_PASS program (dsrconform/bpf/progs/xdp_pass.bpf.c), loaded once per process."""
-    if not _PASS:
-        from dsrconform.bpf.build import compile_bpf
-        from dsrconform.bpf.libbpf import BpfObject
-
-        progs = Path(__file__).resolve().parent.parent / "dsrconform" / "bpf" / "progs"
-        obj = BpfObject(compile_bpf(progs / "xdp_pass.bpf.c"))
-        _PASS.extend([obj, obj.program(PASS_PROGRAM)])
-    return _PASS[1]
-
-
-_BIRD_ROW = re.compile(
-    r"^(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)\s*(.*)$"
-)
-
-
-def parse_bird_protocols(text: str) -> dict[str, dict[str, str]]:
-    """BGP rows of ``birdc show protocols`` (with ``timeformat protocol iso long``)."""
-    rows: dict[str, dict[str, str]] = {}
-    for line in text.splitlines()[2:]:
-        m = _BIRD_ROW.match(line.rstrip())
-        if m and m.group(2) == "BGP":
-            rows[m.group(1)] = {"state": m.group(4), "since": m.group(5), "info": m.group(6)}
-    return rows
-
-
-def check_topology(topo: Topology) -> list[str]:
-    """What the reference stack needs beyond a valid topology, checked before deploying."""
-    out = []
-    router = topo.router
-    for mux in topo.of_role("mux"):
-        if not any(set(link.ends) == {mux, router} for link in topo.links):
-            out.append(
-                f"{mux} needs a link of its own to the router {router} (its XDP program sends "
-                "encapsulated packets back over it); fix: a link, not a segment"
-            )
     return out

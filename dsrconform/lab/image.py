@@ -11,7 +11,7 @@ build it. ``docker/Dockerfile`` makes an equivalent image where a registry is re
 (``docker build -t dsrconform-node:dockerfile docker/`` then ``DSRCONFORM_IMAGE=...``).
 
 The lab's processes are Python programs from the repository, which is bind-mounted read-only:
-``python3 -m reference_impl.app`` and ``python3 -m dsrconform.traffic.probe`` need only the
+``python3 -m dsrconform.app`` and ``python3 -m dsrconform.traffic.probe`` need only the
 standard library, so the image carries no Python packages of its own.
 """
 

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from dsrconform.errors import ConfigError, LabError
 from dsrconform.lab import registry
+from dsrconform.lab.environment import Environment, ServerCommand, check_topology
 from dsrconform.lab.netns_backend import NetnsBackend
 from dsrconform.target import load_target
 from dsrconform.topofile import load_topology
@@ -45,7 +46,7 @@ from dsrconform.topology import Mode, Topology
 
 if TYPE_CHECKING:
     from dsrconform.lab.protocol import LabBackend, Undo
-    from dsrconform.target import Deployment
+    from dsrconform.target import BgpSpeaker, Deployment
 
 BACKENDS = ("netns", "docker")
 
@@ -75,6 +76,7 @@ class Lab:
         mutant: str | None = None,
         source: str = "",
         target_options: Mapping[str, str] | None = None,
+        server_command: str | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -86,6 +88,10 @@ class Lab:
         self.target = load_target(target, mutant=mutant, options=target_options)
         self.dir = registry.lab_dir(self.name)
         self.deployment: Deployment | None = None
+        self.environment = Environment(
+            self,
+            server_command=ServerCommand.parse(server_command) if server_command else None,
+        )
         self.events: list[Event] = []
         self.listeners: list[Callable[[Event], None]] = []
         """Called with each event as it is recorded (in the thread that caused it)."""
@@ -105,7 +111,8 @@ class Lab:
     def up(cls, path: str | Path, *, backend: str = "netns", mode: Mode | None = None,
            name: str | None = None, target: str = "reference", mutant: str | None = None,
            keep: bool = False, timeout: float = 60.0,
-           target_options: Mapping[str, str] | None = None) -> Iterator[Lab]:  # fmt: skip
+           target_options: Mapping[str, str] | None = None,
+           server_command: str | None = None) -> Iterator[Lab]:  # fmt: skip
         """Bring the lab up, yield it, tear it down (unless ``keep``) whatever happens. A kept
         lab outlives this process (``detach``, :meth:`start`)."""
         lab = cls.start(
@@ -118,6 +125,7 @@ class Lab:
             timeout=timeout,
             detach=keep,
             target_options=target_options,
+            server_command=server_command,
         )
         previous = _install_signal_handlers()
         try:
@@ -140,6 +148,7 @@ class Lab:
         timeout: float = 60.0,
         detach: bool = False,
         target_options: Mapping[str, str] | None = None,
+        server_command: str | None = None,
     ) -> Lab:
         """Bring the lab up and return it (the caller owns :meth:`down`). First, labs whose
         owner died without tearing them down are reaped (a notice on stderr says which).
@@ -147,11 +156,16 @@ class Lab:
         The lab belongs to this process: its daemons are killed when it ends, and a lab left
         behind is reaped by the next ``Lab.start``. ``detach=True`` (``lab up``): the lab
         outlives this process, until ``lab down``. ``target_options``: the target's own
-        settings (:func:`dsrconform.target.load_target`)."""
+        settings (:func:`dsrconform.target.load_target`). ``server_command``: the servers'
+        application instead of the project's (:class:`~dsrconform.lab.environment.ServerCommand`).
+        """
         from dsrconform.target import check_mutant
 
         check_mutant(target, mutant)  # an unknown target or mutant: before anything exists
         topo = load_topology(path, mode=mode)  # a bad file fails here, before anything exists
+        problems = check_topology(topo)
+        if problems:
+            raise ConfigError(f"{path}: " + "; ".join(problems))
         if name is not None:
             if not registry.LAB_NAME_OK(name):
                 raise ConfigError(
@@ -159,7 +173,7 @@ class Lab:
                 )
             topo = topo.model_copy(update={"name": name})
         lab = cls(topo, backend=backend, target=target, mutant=mutant, source=str(path),
-                  target_options=target_options)  # fmt: skip
+                  target_options=target_options, server_command=server_command)  # fmt: skip
         lab._bring_up(timeout, detach=detach)
         return lab
 
@@ -184,13 +198,17 @@ class Lab:
             held = registry.bpf_fd_ids()
             try:
                 self.backend.create(self.topology)
+                self.environment.start()  # the lab's own: apps, BGP, pass-through programs
                 self.deployment = self.target.deploy(self)
             finally:
                 # What this process loaded meanwhile is the lab's (teardown waits for it).
                 now = registry.bpf_fd_ids()
                 self._bpf = (now[0] - held[0], now[1] - held[1])
             self._record()  # with the BPF ids, before the wait (a crash there leaves them)
-            self.ready_seconds = self.deployment.wait_ready(timeout)
+            start = time.monotonic()
+            self.deployment.wait_ready(timeout)
+            self.environment.wait_ready(max(1.0, timeout - (time.monotonic() - start)))
+            self.ready_seconds = time.monotonic() - start
             self._record()
         except BaseException as e:
             kept = None
@@ -233,6 +251,13 @@ class Lab:
                         after = registry.bpf_fd_ids()
                         progs |= before[0] - after[0]  # closed now: the lab's to wait for
                         maps |= before[1] - after[1]
+                before = registry.bpf_fd_ids()
+                try:
+                    self.environment.close()
+                finally:
+                    after = registry.bpf_fd_ids()
+                    progs |= before[0] - after[0]
+                    maps |= before[1] - after[1]
             finally:
                 self.deployment = None
                 removed = registry.reap(self.name, bpf=(progs, maps)) if self._created else {}
@@ -287,6 +312,7 @@ class Lab:
         ``docker kill``) and bring its interfaces down, so it neither routes nor answers: a dead
         box."""
         pids = self.backend.kill(self._node(node))
+        self.environment.killed(node)
         for ifname in self._ifnames(node):
             self.backend.set_link(node, ifname, False)
         self._event("kill", node, f"pids {pids}")
@@ -311,14 +337,22 @@ class Lab:
         return [i.ifname for i in self.topology.interfaces() if i.node == node]
 
     def restart_node(self, node: str) -> None:
-        """Bring a killed node back: its links up, then the target restarts what runs there (a
-        MUX comes back with empty state and re-announces its VIPs)."""
+        """Bring a killed node back: its links up, the target restarts what runs there (a MUX
+        comes back with empty state and announces its VIPs again), then the lab its own (the
+        node's BIRD, which picks up those announcements, and its application)."""
         self.backend.revive(self._node(node))
         for ifname in self._ifnames(node):
             self.backend.set_link(node, ifname, True)
+        self.environment.killed(node)  # a restart without a kill: BIRD is started afresh too
         if self.deployment is not None:
             self.deployment.restart(node)
+        self.environment.restart(node)
         self._event("restart", node)
+
+    def bgp(self, mux: str) -> BgpSpeaker:
+        """The BGP speaker of MUX node ``mux``: what it announces to the border router
+        (:class:`dsrconform.target.BgpSpeaker`)."""
+        return self.environment.bgp(self._node(mux))
 
     def set_backends(
         self, service: str, servers: Sequence[str], *, draining: Sequence[str] = ()
@@ -399,6 +433,7 @@ class Lab:
             "links": [{"node": i.node, "ifname": i.ifname, "address": i.address, "mtu": i.mtu}
                       for i in topo.interfaces()],
         }  # fmt: skip
+        out.update(self.environment.status())
         if self.deployment is not None:
             out.update(self.deployment.status())
         return out

@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from dsrconform.lab.lab import Event
-    from dsrconform.target import Deployment
+    from dsrconform.target import BgpSpeaker, Deployment
     from dsrconform.topology import Topology
 
 __all__ = ["LabBackend", "LabNodes", "RunningLab", "Undo"]
@@ -154,6 +154,13 @@ class RunningLab(LabNodes, Protocol):
     - ``spawn(node, argv, log=)``: start a long-running process in the node, its output
       appended to ``log`` (a file name relative to ``dir``); returns its host pid. It dies with
       the lab.
+    - ``bgp(mux)``: the lab's BGP speaker on MUX node ``mux``
+      (:class:`dsrconform.target.BgpSpeaker`): a target announces the VIPs it serves there.
+
+    The lab owns the test environment (:mod:`dsrconform.lab.environment`): the server
+    applications, the VIPs on the servers' ``lo`` in encap mode, BGP between the border router
+    and every MUX, and the pass-through XDP program on the router's end of each MUX link. A
+    target deploys only its own data plane and control plane into it.
 
     Faults, each recorded as an :class:`~dsrconform.lab.lab.Event` in ``events`` (monotonic
     time) and passed to every callable of ``listeners``, in the thread that caused it, once done:
@@ -187,6 +194,8 @@ class RunningLab(LabNodes, Protocol):
     ) -> subprocess.CompletedProcess[str]: ...
 
     def spawn(self, node: str, argv: list[str], *, log: str) -> int: ...
+
+    def bgp(self, mux: str) -> BgpSpeaker: ...
 
     def kill_node(self, node: str) -> None: ...
 

@@ -15,7 +15,7 @@ records, in the format of :mod:`dsrconform.observe.history`: ``connected``, ``fi
 (with the ``X-Server-Id`` that answered) and ``closed``; or ``refused`` (the SYN was answered
 by a RST or an ICMP error), ``timeout`` (with the phase, ``connect`` or ``read``), ``reset``. A
 reply that is not ``200`` with the body ``<X-Server-Id>\\n`` (the reference app's, see
-``reference_impl/app.py``) is recorded as an ``integrity_error`` at the first wrong byte, then
+``dsrconform/app.py``) is recorded as an ``integrity_error`` at the first wrong byte, then
 ``closed``.
 
 The flow records carry no ``seed`` and no ``expected_bytes`` (the reply's length is the server

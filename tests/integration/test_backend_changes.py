@@ -68,7 +68,7 @@ def entries(lab: Lab, src: str) -> dict[tuple, str | None]:
 
 
 def routes(lab: Lab) -> list[str]:
-    return lab.deployment.vip_routes()[VIP]
+    return lab.environment.vip_routes()[VIP]
 
 
 def test_a_removed_server_gets_no_new_connection_and_comes_back_when_added(lab: Lab) -> None:

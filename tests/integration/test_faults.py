@@ -26,7 +26,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
 
 
 def routes(lab: Lab) -> list[str]:
-    return lab.deployment.vip_routes()[VIP]
+    return lab.environment.vip_routes()[VIP]
 
 
 def curl_ok(lab: Lab, timeout: float = 2) -> bool:

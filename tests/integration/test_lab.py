@@ -125,7 +125,7 @@ def test_udp_flows_get_replies_from_one_server_each(basic: Lab) -> None:
 
 def _wait_routes(lab: Lab, vip: str, want: list[str], seconds: float) -> float:
     t0 = time.monotonic()
-    while (got := lab.deployment.vip_routes()[vip]) != want:
+    while (got := lab.environment.vip_routes()[vip]) != want:
         assert time.monotonic() - t0 < seconds, f"{vip} routes {got}, expected {want}"
         time.sleep(0.05)  # polling the router's table, bounded by the deadline
     return time.monotonic() - t0
@@ -182,7 +182,7 @@ def test_docker_nodes_are_containers_sharing_the_run_directory(basic: Lab) -> No
         pytest.skip("docker backend only")
     assert basic.run("server1", ["hostname"]).stdout.strip() == "server1"
     procs = basic.run("server1", ["ps", "-eo", "args"]).stdout
-    assert "python3 -m reference_impl.app" in procs, procs
+    assert "python3 -m dsrconform.app" in procs, procs
     assert basic.run("router", ["ls", str(basic.dir)]).stdout.split().count("bird-router.conf")
     assert len(registry.lab_containers(basic.name)) == 2 * len(
         basic.topology.nodes
@@ -192,13 +192,14 @@ def test_docker_nodes_are_containers_sharing_the_run_directory(basic: Lab) -> No
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_killing_a_mux_withdraws_its_routes_and_traffic_continues(backend: str) -> None:
     with Lab.up(BASIC, backend=backend, name=lab_name("tkill", backend)) as lab:
-        dep = lab.deployment
-        assert dep.vip_routes()["198.19.0.10"] == ["198.18.10.1", "198.18.10.5"]
+        assert lab.environment.vip_routes()["198.19.0.10"] == ["198.18.10.1", "198.18.10.5"]
         t0 = time.monotonic()
         lab.kill_node("mux1")
         deadline = t0 + 10
-        while dep.vip_routes()["198.19.0.10"] != ["198.18.10.5"]:
-            assert time.monotonic() < deadline, f"route not withdrawn: {dep.vip_routes()}"
+        while lab.environment.vip_routes()["198.19.0.10"] != ["198.18.10.5"]:
+            assert time.monotonic() < deadline, (
+                f"route not withdrawn: {lab.environment.vip_routes()}"
+            )
             time.sleep(0.05)  # polling the router's table, bounded by the deadline
         withdrawn = time.monotonic() - t0
         assert withdrawn < 5, f"withdrawal took {withdrawn:.1f} s after the kill"
@@ -252,7 +253,7 @@ def test_a_daemon_that_dies_at_start_fails_lab_up_at_once_naming_it(
 ) -> None:
     """A BGP daemon that exits on a bad configuration: lab up fails naming it and its log's
     last words, instead of waiting out the readiness deadline, and leaves nothing behind."""
-    import reference_impl.deploy as deploy
+    import dsrconform.lab.environment as deploy
 
     monkeypatch.setattr(deploy, "BIRD_COMMON", deploy.BIRD_COMMON + "not bird syntax;\n")
     before = _host_snapshot()
@@ -304,14 +305,14 @@ def test_kill_9_of_the_holder_then_down_all_leaves_nothing_and_up_works_again(
     assert not registry.pids_in_namespaces(registry.lab_namespaces(name))
     assert not [x for x in registry.iter_leftovers() if f"dsrc-{name}." in x or name in x]
     with Lab.up(BASIC, backend=backend, name=name) as lab:
-        assert lab.deployment.vip_routes()["198.19.0.10"]
+        assert lab.environment.vip_routes()["198.19.0.10"]
 
 
 def test_each_mux_fronts_its_own_vip_and_replies_carry_it() -> None:
     """labs/multi-mux-nat.yaml: the same servers behind two external VIPs, one per MUX; a reply
     carrying the wrong VIP would not complete the client's handshake."""
     with Lab.up(LABS / "multi-mux-nat.yaml", name="tmulti") as lab:
-        routes = lab.deployment.vip_routes()
+        routes = lab.environment.vip_routes()
         assert routes["198.19.0.10"] == ["198.18.10.1"] and routes["198.19.0.20"] == ["198.18.10.5"]
         for vip in ("198.19.0.10", "198.19.0.20"):
             recs = probe(lab, "http", "--vip", vip, "--port", "80", "--conns", "100",
@@ -326,7 +327,7 @@ def test_each_mux_fronts_its_own_vip_and_replies_carry_it() -> None:
 
 def test_scale_lab_comes_up_and_spreads_over_sixteen_servers() -> None:
     with Lab.up(LABS / "scale.yaml", name="tscale") as lab:
-        assert len(lab.deployment.vip_routes()["198.19.0.10"]) == 4
+        assert len(lab.environment.vip_routes()["198.19.0.10"]) == 4
         recs = probe(lab, "http", "--vip", "198.19.0.10", "--port", "80", "--conns", "400",
                      "--bytes", "2000", "--sources", client_sources(lab.topology))  # fmt: skip
         assert not [r for r in recs if r["error"]]

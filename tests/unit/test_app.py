@@ -20,9 +20,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from dsrconform.streampattern import PatternVerifier
-from reference_impl import app as appmod
-from reference_impl.app import (
+from dsrconform import app as appmod
+from dsrconform.app import (
     AppServer,
     ServerApp,
     UdpResponder,
@@ -32,6 +31,7 @@ from reference_impl.app import (
     valid_server_id,
     write_ready_file,
 )
+from dsrconform.streampattern import PatternVerifier
 
 T = TypeVar("T")
 SID = "srv-7"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def test_bird_protocol_rows_parse() -> None:
-    from reference_impl.deploy import parse_bird_protocols
+    from dsrconform.lab.environment import parse_bird_protocols
 
     text = (
         "BIRD 2.0.12 ready.\nName       Proto      Table      State  Since         Info\n"

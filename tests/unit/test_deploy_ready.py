@@ -1,4 +1,4 @@
-"""The reference deployment's readiness wait notices a daemon that exited (no privileges: the
+"""The lab environment's readiness wait notices a daemon that exited (no privileges: the
 lab is a stand-in, the daemons are real processes of this test)."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def test_pid_running_tells_live_from_exited_and_reaped() -> None:
 
 
 def deployment(tmp_path: Path, pids: dict[str, int]) -> Any:
-    from reference_impl.deploy import ReferenceDeployment
+    from dsrconform.lab.environment import Environment
 
     topo = load_topology(BASIC)
     spawned = iter(pids.items())
@@ -50,7 +50,7 @@ def deployment(tmp_path: Path, pids: dict[str, int]) -> Any:
         return next(spawned)[1]
 
     lab = SimpleNamespace(name="t", topology=topo, dir=tmp_path, spawn=spawn, python="python3")
-    dep = ReferenceDeployment(lab, None)  # type: ignore[arg-type]
+    dep = Environment(lab)  # type: ignore[arg-type]
     for log in pids:
         node = log.removesuffix(".log").split("-", 1)[1]
         dep._spawn(node, ["x"], log=log)

@@ -281,7 +281,6 @@ def test_reference_counters_survive_a_mux_restart(tmp_path: Path, monkeypatch: A
 def test_reference_counters_after_close_keep_the_last_values(tmp_path: Path) -> None:
     dep = fake_deployment(tmp_path)
     last = snapshot(dep)
-    dep.passers = []
     dep.close()
     assert dep.muxes == {} and dep.gateway is None
     assert snapshot(dep).components == last.components

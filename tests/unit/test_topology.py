@@ -136,8 +136,8 @@ def test_bad_files_name_file_line_field_and_fix(
     assert re.search(pattern, msg), f"{what}: {msg!r} does not match {pattern!r}"
 
 
-def test_the_reference_stack_refuses_a_mux_behind_a_segment(tmp_path: Path) -> None:
-    from reference_impl.deploy import check_topology
+def test_the_lab_refuses_a_mux_behind_a_segment(tmp_path: Path) -> None:
+    from dsrconform.lab.environment import check_topology
 
     f = tmp_path / "seg.yaml"
     text = GOOD.replace("  - ends: {mux1: 198.18.10.1/30, router: 198.18.10.2/30}\n", "")

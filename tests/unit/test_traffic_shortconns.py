@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from dsrconform.app import ServerApp
 from dsrconform.observe import history as h
 from dsrconform.traffic import shortconns as sc
 from dsrconform.traffic.common import Recorder
-from reference_impl.app import ServerApp
 from tests.unit.loopback import Handler, loopback_server
 
 LAB_ARGS = ["--vip", "198.19.0.10", "--sources", "198.18.1.2,198.18.1.3"]

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from dsrconform.app import ServerApp
 from dsrconform.observe import history as h
 from dsrconform.streampattern import SEED_MAX
 from dsrconform.traffic import common, streams
 from dsrconform.traffic.common import Recorder
-from reference_impl.app import ServerApp
 from tests.unit.loopback import Handler, loopback_server
 
 

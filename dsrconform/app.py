@@ -2,7 +2,7 @@
 
 Run on every lab server (one process per server, asyncio, no threads)::
 
-    python -m reference_impl.app --server-id ID [--http ADDR:PORT ...] [--udp ADDR:PORT ...]
+    python -m dsrconform.app --server-id ID [--http ADDR:PORT ...] [--udp ADDR:PORT ...]
                                  [--ready-file PATH]      (at least one --http or --udp)
 
 HTTP/1.1 (a minimal server: request line and headers; GET, and POST for uploads)
@@ -65,7 +65,7 @@ from typing import Any, cast
 
 from dsrconform.streampattern import SEED_MAX, pattern_bytes
 
-log = logging.getLogger("reference_impl.app")
+log = logging.getLogger("dsrconform.app")
 
 MAX_BYTES = 2**40
 """Largest ``bytes`` (and ``rate``) accepted by ``/stream``."""
@@ -620,7 +620,7 @@ def _server_id_arg(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m reference_impl.app",
+        prog="python -m dsrconform.app",
         description="The lab's server application: /id and /stream over HTTP, UDP identity echo.",
     )
     parser.add_argument("--server-id", required=True, type=_server_id_arg, metavar="ID")
