@@ -108,7 +108,11 @@ def need_replies_from_each(
         names = {s.name for s in only}
         wanted = [s for s in wanted if s.name in names]
     if not wanted:
-        j.incomplete("traffic to a VIP (no recorded flow addressed a service)")
+        if only is None:
+            j.incomplete("traffic to a VIP (no recorded flow addressed a service)")
+        else:
+            vips = ", ".join(s.describe() for s in only) or "none"
+            j.incomplete(f"traffic to {vips} (no recorded flow addressed it)")
         return 0
     if obs.taps is None or not any(lab.role(i.receiver) == "client" for i, _ in obs.taps.items()):
         j.incomplete("a tap toward a client, to see the VIPs' replies")
