@@ -244,6 +244,7 @@ def check_decap_only_from_muxes(obs: Observations, p: Params) -> Verdict:
             "nothing"
         )
     return j.verdict(
-        passed=f"none of {foreign} foreign encapsulated flows was answered",
+        passed=f"none of {foreign} foreign encapsulated flows was answered, while the MUXes' "
+        "own were",
         failed=f"{j.violations} foreign encapsulated flows were accepted and answered",
     )
