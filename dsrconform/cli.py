@@ -22,6 +22,7 @@ Subcommands::
                                                     one self-contained HTML report of the runs
     dsrconform gate RESULTS_DIR [--baseline DIR] [--level MUST] [--allow FILE]
                                                     the CI gate: exit 0 only if it may merge
+    dsrconform target check NAME | target list      an adapter checked without a lab (exit 0/1/2)
 
 Targets are reached only through the registry (:func:`dsrconform.target.load_target`), never by
 importing a stack. Heavy modules (doctor's probes, the benchmark) are imported inside their
@@ -96,13 +97,12 @@ def _cmd_spec(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_mux(args: argparse.Namespace) -> int:
-    from dsrconform.target import load_target
-
-    # Reject an unknown target or mutant before the benchmark builds a lab (several targets,
-    # comma-separated, are measured one after the other and compared).
-    for name in args.target.split(","):
-        load_target(name, mutant=args.mutant)
     from dsrconform.bench import mux
+
+    # An unknown target or mutant, or a target that cannot bench: before any lab or BPF (several
+    # targets, comma-separated, are measured one after the other and compared).
+    for name in args.target.split(","):
+        mux.bench_target(name, args.mutant)
 
     return int(mux.main(args) or 0)
 
@@ -207,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     from dsrconform.report.gatecli import add_parser as add_gate_parser
     from dsrconform.report.reportcli import add_parser as add_report_parser
     from dsrconform.runcli import add_parser as add_run_parser
+    from dsrconform.targetcli import add_parser as add_target_parser
 
     add_lab_parser(sub)
     add_check_parsers(sub)
@@ -214,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_parser(sub)
     add_gate_parser(sub)
     add_chaos_parser(sub)
+    add_target_parser(sub)
     return parser
 
 

@@ -17,6 +17,10 @@ What it adds to every pytest run in an environment where dsrconform is installed
   summary gives one line per requirement, and with ``--dsr-results DIR`` the run leaves
   ``DIR/verdicts.jsonl`` (one verdict a line, appended as tests end, by every xdist worker)
   and ``DIR/summary.json`` (written once, by the controller: see :func:`summarize`);
+- NOT APPLICABLE (:mod:`dsrconform.applicability`): at collection, a lab test whose platform's
+  mode or lab family the target's capabilities lack, or whose every requirement concerns only
+  modes the target lacks, is marked; it is skipped in setup before its fixtures (no lab comes
+  up for it), counted as ``not applicable`` and recorded with its reasons, never a failure;
 - progress while a lab comes up or a scenario runs (:class:`Progress`): a line per phase with
   the seconds elapsed, and on a terminal one every few seconds in between;
 - the marker ``@pytest.mark.dsr_every_mode``: without ``--dsr-mode``, lab tests run in the lab
@@ -55,6 +59,7 @@ from dsrconform.features import probed
 from dsrconform.pytest_progress import Progress, is_worker
 from dsrconform.report.collect import (
     PROP_ATTACHMENTS,
+    PROP_NOT_APPLICABLE,
     PROP_PLATFORM,
     PROP_REQUIREMENTS,
     PROP_SCENARIO,
@@ -62,6 +67,7 @@ from dsrconform.report.collect import (
     PROP_VERDICTS,
     RunRecorder,
     build_results,
+    is_not_applicable,
     is_unknown,
     one_line,
 )
@@ -102,6 +108,8 @@ OPT_KEEP_LAB = "--dsr-keep-lab"
 OPT_PROFILE = "--dsr-profile"
 OPT_NO_EVIDENCE = "--dsr-no-evidence"
 OPT_MUTANT = "--dsr-mutant"
+OPT_TARGET_OPT = "--dsr-target-opt"
+OPT_SERVER_COMMAND = "--dsr-server-command"
 OPT_REQUIREMENT = "--dsr-requirement"
 
 MARKER = "requirement"
@@ -121,6 +129,9 @@ ATTACHMENTS_KEY = pytest.StashKey[list[Attachment]]()
 SCENARIO_RUNS_KEY = pytest.StashKey[list[Any]]()
 """The :class:`~dsrconform.chaos.traffic.SteadyRun` of each scenario run this session (their
 captures cut the evidence of FAILs)."""
+NOT_APPLICABLE_KEY = pytest.StashKey[dict[str, str]]()
+"""On a test's item: requirement ID -> why it is NOT APPLICABLE to the target (the test is not
+run; :mod:`dsrconform.applicability`)."""
 SCENARIO_KEY = pytest.StashKey[tuple[str, str | None]]()
 """On a test's item: (scenario name, its run directory relative to the results) it judged."""
 # The user_properties of the test reports (PROP_*) are dsrconform.report.collect's.
@@ -163,6 +174,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="reference",
         metavar="NAME",
         help="DSR stack under test, a registered dsrconform.targets name (default: reference)",
+    )
+    group.addoption(
+        OPT_TARGET_OPT,
+        dest=_dest(OPT_TARGET_OPT),
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the target's own (repeatable), e.g. katran_src=DIR",
+    )
+    group.addoption(
+        OPT_SERVER_COMMAND,
+        dest=_dest(OPT_SERVER_COMMAND),
+        default=None,
+        metavar="COMMAND",
+        help="the servers' application instead of the project's (docs/targets.md), e.g. "
+        "'sh examples/servers/nginx.sh'",
     )
     group.addoption(
         OPT_MODE,
@@ -262,14 +289,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
     config.pluginmanager.register(ReportHooks(config), "dsrconform-report-hooks")
     mutant = config.getoption(_dest(OPT_MUTANT))
-    if mutant is not None:  # an unknown one: now, not as an error in every lab test's setup
+    options = target_options(config)
+    if mutant is not None or options:  # unknown ones: now, not as an error in every lab setup
         from dsrconform.errors import ConfigError
         from dsrconform.target import check_mutant
 
         try:
-            check_mutant(config.getoption(_dest(OPT_TARGET)), mutant)
+            check_mutant(config.getoption(_dest(OPT_TARGET)), mutant, options=options)
         except ConfigError as e:
-            raise pytest.UsageError(f"{OPT_MUTANT}: {e}") from None
+            flag = OPT_MUTANT if mutant is not None else OPT_TARGET_OPT
+            raise pytest.UsageError(f"{flag}: {e}") from None
 
 
 def pytest_report_header(config: pytest.Config) -> str | list[str]:
@@ -341,6 +370,50 @@ def pytest_collection_modifyitems(
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+    _mark_not_applicable(config, items)
+
+
+# --- NOT APPLICABLE (dsrconform.applicability): decided here, before any lab comes up -----------
+
+
+def _mark_not_applicable(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Stash the reasons on every lab test NOT APPLICABLE to the target on its platform: its
+    platform's mode or the lab's family is not among the target's capabilities, or every
+    requirement it cites concerns only modes the target lacks. Nothing when the target or the
+    lab file does not load (the lab fixture reports why)."""
+    from dsrconform.applicability import Capabilities, family_of, lab_test_reasons
+    from dsrconform.errors import ConfigError
+    from dsrconform.target import load_target
+    from dsrconform.topofile import load_topology
+
+    lab_items = [i for i in items if "dsr_lab" in getattr(i, "fixturenames", ())]
+    if not lab_items:
+        return
+    name = config.getoption(_dest(OPT_TARGET))
+    try:
+        target = load_target(name, options=target_options(config))
+        topo = load_topology(_lab_path(config))
+    except (ConfigError, OSError):
+        return
+    caps = Capabilities(name, tuple(target.modes), tuple(target.families))
+    family = family_of(svc.vip for svc in topo.services)
+    for item in lab_items:
+        callspec = getattr(item, "callspec", None)  # only parametrised items have one
+        platform = callspec.params.get("dsr_platform") if callspec is not None else None
+        if platform is None:
+            platform = platforms(config)[0]
+        reasons = lab_test_reasons(caps, platform[1] or topo.mode, family, requirement_ids(item))
+        if reasons is not None:
+            item.stash[NOT_APPLICABLE_KEY] = reasons
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A NOT APPLICABLE test ends here, skipped with its reasons, before its fixtures: no lab
+    comes up for it."""
+    reasons = item.stash.get(NOT_APPLICABLE_KEY, None)
+    if reasons is not None:
+        pytest.skip("NOT APPLICABLE: " + "; ".join(dict.fromkeys(reasons.values())))
 
 
 # --- profiles (dsrconform.profiles): selection by scenario and platform ---------------------------
@@ -535,6 +608,17 @@ def _lab_name(config: pytest.Config, platform: Platform | None = None) -> str:
     return f"s{os.getpid()}p{platforms(config).index(platform)}"
 
 
+def target_options(config: pytest.Config) -> dict[str, str]:
+    """The target's own settings given with ``--dsr-target-opt KEY=VALUE``."""
+    from dsrconform.errors import ConfigError
+    from dsrconform.target import parse_target_options
+
+    try:
+        return parse_target_options(config.getoption(_dest(OPT_TARGET_OPT)), flag=OPT_TARGET_OPT)
+    except ConfigError as e:
+        raise pytest.UsageError(str(e)) from None
+
+
 @pytest.fixture(scope="session")
 def dsr_lab(request: pytest.FixtureRequest, dsr_platform: Platform) -> Iterator[Lab]:
     """Session scope; depends on ``dsr_platform``. The lab of ``--dsr-lab`` (default
@@ -560,6 +644,8 @@ def dsr_lab(request: pytest.FixtureRequest, dsr_platform: Platform) -> Iterator[
                     target=config.getoption(_dest(OPT_TARGET)),
                     mutant=config.getoption(_dest(OPT_MUTANT)),
                     keep=config.getoption(_dest(OPT_KEEP_LAB)),
+                    target_options=target_options(config),
+                    server_command=config.getoption(_dest(OPT_SERVER_COMMAND)),
                 )
             )
             progress.last = f"up (ready {lab.ready_seconds or 0:.1f} s after deploying)"
@@ -754,6 +840,9 @@ def pytest_runtest_makereport(
     platform = _item_platform(item)
     if platform is not None:
         report.user_properties.append((PROP_PLATFORM, platform))
+    reasons = item.stash.get(NOT_APPLICABLE_KEY, None)
+    if reasons is not None and call.when == "setup":
+        report.user_properties.append((PROP_NOT_APPLICABLE, reasons))
     if call.when != "call":
         return report
     unknown = call.excinfo is not None and call.excinfo.errisinstance(RequirementUnknown)
@@ -786,9 +875,12 @@ def pytest_report_teststatus(
 ) -> tuple[str, str, str] | None:
     """An UNKNOWN is an error, not a failure: counted as ``error``, listed by ``-rE`` and under
     ERRORS (``ERROR at call of ...``) with its longrepr (what was missing). The report stays
-    ``failed``, so the exit status is 1 and ``-x``, ``--lf`` treat it as not passed."""
+    ``failed``, so the exit status is 1 and ``-x``, ``--lf`` treat it as not passed. A NOT
+    APPLICABLE test is counted as ``not applicable`` (``n``), not as a skip."""
     if is_unknown(report):
         return "error", "E", "ERROR"
+    if is_not_applicable(report):
+        return "not applicable", "n", "NOT APPLICABLE"
     return None
 
 
@@ -861,7 +953,7 @@ def pytest_terminal_summary(
     if is_worker(config):
         return
     recorder = config.stash[RUN_KEY]
-    if not any(t.verdicts for t in recorder.tests.values()):
+    if not any(t.verdicts or t.not_applicable for t in recorder.tests.values()):
         return
     tr = terminalreporter
     tr.write_sep("=", "dsrconform: requirements")

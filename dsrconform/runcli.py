@@ -23,7 +23,9 @@ MUST) PASSed, 1 when one of them is FAIL or UNKNOWN; pytest's own code when pyte
 the tests through (2 interrupted, 3 internal error, 4 usage error, 5 no test collected); 2 for
 bad arguments (an unknown suite, requirement ID, target or mutant, a lab file that does not load
 in a mode asked for), refused before pytest starts. A requirement no test of the run cites is
-not judged.
+not judged. A requirement NOT APPLICABLE to the target (its capabilities lack the run's mode or
+family, :mod:`dsrconform.applicability`) is shown with its reason and counted neither way; a
+run that decided nothing else exits 1 (nothing decided is not a pass).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import shlex
 import subprocess
 import sys
@@ -127,6 +130,10 @@ def pytest_argv(
     for opt, value in optional:
         if value is not None:
             argv += [opt, str(value)]
+    for item in args.target_opt:
+        argv += ["--dsr-target-opt", item]
+    if args.server_command is not None:
+        argv += ["--dsr-server-command", args.server_command]
     for ids in args.requirement:
         argv += ["--dsr-requirement", ids]
     if args.keep_lab:
@@ -157,9 +164,11 @@ def utc_now() -> datetime:
 
 def run_directory(root: Path, target: str, seed: int, now: datetime | None = None) -> Path:
     """A new run directory under ``root``: ``<UTC time>-<target>-<seed>`` (``-2``, ``-3``...
-    when two runs start in the same second with the same target and seed)."""
+    when two runs start in the same second with the same target and seed). A target named
+    ``module:Class`` is written ``module_Class``: CI artifact stores refuse colons in paths."""
     stamp = (now or utc_now()).strftime("%Y%m%dT%H%M%SZ")
-    base = f"{stamp}-{target}-{seed}"
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", target)
+    base = f"{stamp}-{safe}-{seed}"
     path, n = root / base, 1
     while path.exists():
         n += 1
@@ -180,7 +189,8 @@ def link_latest(root: Path, run: Path) -> None:
 
 
 def exit_code(results: Results | None, level: str, pytest_code: int) -> int:
-    """0 if every requirement at or above ``level`` PASSed, 1 if one FAILed or is UNKNOWN;
+    """0 if every requirement at or above ``level`` PASSed (NOT APPLICABLE ones left out), 1 if
+    one FAILed or is UNKNOWN;
     pytest's own code when it did not run the tests through (interrupted, internal or usage
     error, nothing collected, killed: 128 + signal). With no results (the plugin did not run),
     or none of its requirements at or above the level, the run decided nothing: 1 (as the
@@ -191,7 +201,7 @@ def exit_code(results: Results | None, level: str, pytest_code: int) -> int:
         return pytest_code
     if results is None:
         return 1
-    rows = results.gating(level)
+    rows = results.decided(level)  # NOT APPLICABLE: neither a pass nor a failure
     if not rows or not_judged(results, level):
         return 1
     return 0 if all(r.status == "PASS" for r in rows.values()) else 1
@@ -227,6 +237,12 @@ def print_summary(results: Results, level: str) -> None:
     if not console.is_terminal:
         console.width = max(console.width, 100)
     console.print(table)
+    why: dict[str, list[str]] = {}
+    for req, row in results.requirements.items():
+        if row.status == "NOT APPLICABLE":
+            why.setdefault(row.message, []).append(req)
+    for reason, reqs in why.items():
+        console.print(f"NOT APPLICABLE ({', '.join(reqs)}): {reason}", highlight=False)
 
 
 def run_pytest(argv: Sequence[str]) -> int:
@@ -278,6 +294,8 @@ def replay_command(args: argparse.Namespace) -> str:
     pairs: list[tuple[str, Any]] = [
         ("--target", args.target),
         ("--mutant", args.mutant),
+        *[("--target-opt", item) for item in args.target_opt],
+        ("--server-command", args.server_command),
         ("--level", args.level),
         ("--lab", args.lab),
         ("--backend", None if args.backend is None else ",".join(args.backend)),
@@ -296,10 +314,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     suite_paths(args.suite, directory)  # ConfigError for an unknown suite, before anything runs
     extra_args(args.pytest_args)
     check_requirements(args.requirement)
-    if args.target is not None or args.mutant is not None:  # unknown: now, not in every setup
-        from dsrconform.target import check_mutant
+    if args.target is not None or args.mutant is not None or args.target_opt:
+        # unknown target, mutant or option: now, not in every lab test's setup
+        from dsrconform.target import check_mutant, parse_target_options
 
-        check_mutant(args.target or "reference", args.mutant)
+        options = parse_target_options(args.target_opt)
+        check_mutant(args.target or "reference", args.mutant, options=options)
     if args.lab is not None:
         check_lab(args.lab, args.mode)
     if args.seed is None:  # drawn here, so that the run directory's name can say it
@@ -347,6 +367,19 @@ def add_parser(sub: Any) -> None:
                    help="suites/test_NAME.py only (repeatable; default: every suite)")  # fmt: skip
     p.add_argument("--target", default=None, metavar="NAME", help="default: reference")
     p.add_argument("--mutant", default=None, metavar="NAME", help="run a mutant of the target")
+    p.add_argument(
+        "--target-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the target's own (repeatable), e.g. katran_src=DIR",
+    )
+    p.add_argument(
+        "--server-command",
+        default=None,
+        metavar="COMMAND",
+        help="the servers' application instead of the project's (docs/targets.md)",
+    )
     p.add_argument(
         "--level",
         choices=LEVELS,

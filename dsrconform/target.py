@@ -1,33 +1,61 @@
-"""The target protocol: how dsrconform drives a DSR stack without knowing whose it is.
+"""The target SDK: how dsrconform drives a DSR stack without knowing whose it is.
 
-A target is found by name through the ``dsrconform.targets`` entry-point group (the reference
-stack registers ``reference``); :func:`load_target` instantiates it, optionally as one of its
-mutants. The protocol grows with the lab issue (deploy, backends, MUX failure); for now it covers
-what the first brick needs: the mutant catalogue and a MUX the benchmark can attach.
+A *target* is the adapter between dsrconform and one DSR stack (the reference stack in
+``reference_impl``, Katran, your own). docs/targets.md is the step-by-step guide; this module is
+the contract, member by member, and ``dsrconform target check NAME`` checks an adapter against it
+without a lab.
 
-Contracts:
-- ``modes`` are the rewrite modes (:data:`dsrconform.topology.MODES`) the target can deploy:
-  without ``--dsr-mode``, a run covers each (the steady suite in every one the lab file allows).
-- ``mutants()`` lists the deliberate bugs the target can be built with; ``load_target(name,
-  mutant=M)`` gives a target that runs M everywhere it would run the correct stack.
-- ``mux_for_bench(...)`` is a context manager that attaches the target's MUX data plane to
-  ``ifname`` inside network namespace ``netns``, programmed with one VIP and its backends, sending
-  encapsulated packets back out of the same interface toward ``next_hop_mac``; leaving the
-  context detaches everything it attached.
-- ``deploy(lab)`` returns a :class:`Deployment`, whose ``counters()`` are the stack's own
-  counters (per component, never decreasing, stable names) for the checkers that read them.
-- ``Deployment.set_backends(service, servers, draining=...)`` changes a service's active and
-  draining servers on the running stack, every MUX atomically, and the change outlives MUX
-  restarts; ``Deployment.backends(service)`` reads the current sets.
+Finding a target. ``--target NAME`` (and :func:`load_target`) takes either a name registered in
+the ``dsrconform.targets`` entry-point group (the reference stack registers ``reference``,
+dsrconform's own :mod:`dsrconform.targets.null`, a stack that deploys nothing, ``null``; an
+installed adapter adds its own in its ``pyproject.toml``), or ``module:Class`` for an adapter that
+is importable but not installed (``PYTHONPATH=examples dsrconform target check
+template_target.kernel_ecmp:KernelEcmpTarget``).
+
+Constructing it. The framework calls ``cls(mutant=None, options=None)`` (keywords):
+
+- ``mutant``: None for the correct stack, else the name of one of ``mutants()``: the target is
+  then built with that deliberate bug wherever it would run the correct stack. An unknown name
+  must be refused *here*, with :class:`~dsrconform.errors.ConfigError` naming the known ones.
+  (Every command also checks the name against ``mutants()`` first, :func:`check_mutant`, before
+  any lab or BPF program comes up; refusing in the constructor keeps a direct caller safe.)
+- ``options``: the target's own settings, ``KEY=VALUE`` strings (``--target-opt KEY=VALUE``,
+  ``--dsr-target-opt``, a chaos scenario's ``target_options``; e.g. the reference gateway's
+  ``gateway=naive``); None or ``{}`` when there are none. An unknown key or value must be
+  refused with ConfigError naming the known ones.
+- Construction is cheap and touches nothing: no lab, no BPF, no process. ``dsrconform mutants``,
+  ``target check`` and every command's argument checks construct targets freely.
+
+Capabilities (class attributes, read without a lab):
+
+- ``modes``: the rewrite modes (:data:`dsrconform.topology.MODES`) the target can deploy. Without
+  ``--mode``, the steady suite runs in each of them the lab file allows; a run in a mode it does
+  not list reports that mode's requirements NOT APPLICABLE (:mod:`dsrconform.applicability`).
+- ``families``: the address families (:data:`FAMILIES`) it serves VIPs in, e.g. ``("ipv4",)``;
+  a lab of another family is NOT APPLICABLE the same way.
+
+The lab (:class:`dsrconform.lab.protocol.RunningLab`) owns the environment: namespaces, links,
+the border router's BIRD and one BIRD per MUX (sessions Established, nothing announced), the
+server applications (listening, and in encap mode each served VIP on the server's ``lo``), a
+pass-through XDP program on the router's side of each MUX link, the clients. ``deploy(lab)``
+installs only the target's data plane and control plane (MUX program on each MUX's uplink
+``lab.topology.uplink(mux).ifname``, server-side decapsulation or NAT, the gateway), then announces
+each VIP on each MUX that serves it through ``lab.bgp(mux).announce(vip)`` (:class:`BgpSpeaker`).
+
+Optional capabilities are separate protocols a deployment or target may also satisfy, checked with
+``isinstance``: :class:`AgentRestart` (the ``agent-restart`` fault), :class:`MuxBench`
+(``dsrconform bench mux``). Without one, what needs it is UNKNOWN or refused, never a FAIL.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from importlib.metadata import entry_points, packages_distributions
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from dsrconform.errors import ConfigError
 
@@ -36,14 +64,25 @@ if TYPE_CHECKING:
     from dsrconform.topology import Mode
 
 ENTRY_POINT_GROUP = "dsrconform.targets"
+GUIDE = "docs/targets.md"
+
+Family = Literal["ipv4", "ipv6"]
+FAMILIES: tuple[Family, ...] = ("ipv4", "ipv6")
+"""The address families a target may list in ``families``."""
 
 
 @dataclass(frozen=True)
 class MutantInfo:
-    """One deliberate bug a target can be built with.
+    """One deliberate bug a target can be built with (``mutants()`` lists them).
 
-    ``requirements`` are the IDs it violates (see :mod:`dsrconform.spec`). ``system_level`` is
-    empty when a packet-level test catches it, else the reason only a running system shows it.
+    - ``name``: what ``--mutant`` takes (unique among the target's mutants);
+    - ``description``: the bug, in a sentence;
+    - ``requirements``: the IDs it violates (each one of :mod:`dsrconform.spec`, at least one);
+    - ``component``: where the bug lives (``mux``, ``agent``, ``gateway``, ...);
+    - ``system_level``: empty when a packet-level test catches it, else the reason only a running
+      system shows it;
+    - ``caught_by``: the tests (pytest node ids or scenario names) that catch it, for the table of
+      ``dsrconform mutants``.
     """
 
     name: str
@@ -64,16 +103,62 @@ class BenchVip:
     proto: int
 
 
+class BgpSpeaker(Protocol):
+    """A MUX node's BGP speaker, owned by the lab (``lab.bgp(mux)``): the border router installs
+    a VIP as an ECMP route over every MUX announcing it. A target announces a VIP on a MUX once
+    its data plane there forwards it, and withdraws it to take the MUX out of the VIP's ECMP
+    group. Both are idempotent. A killed MUX's session dies with the node; when the lab restarts
+    the node, its speaker announces nothing until the target announces again
+    (:meth:`Deployment.restart`)."""
+
+    def announce(self, vip: str) -> None:
+        """Announce ``vip`` (an address, no prefix length) from this MUX."""
+        ...
+
+    def withdraw(self, vip: str) -> None:
+        """Stop announcing ``vip`` from this MUX."""
+        ...
+
+    def announced(self) -> list[str]:
+        """The VIPs this MUX announces now."""
+        ...
+
+
 @runtime_checkable
 class Target(Protocol):
-    """A DSR stack under test."""
+    """A DSR stack under test (the module docstring: construction, mutants, capabilities)."""
 
     name: str
+    """The target's name, as results, run directories and ``lab status`` show it."""
     mutant: str | None
+    """The mutant it was built as (None: the correct stack)."""
     modes: tuple[Mode, ...]
-    """The rewrite modes this target can deploy (a lab's ``mode``)."""
+    """Capability: the rewrite modes it can deploy (a subset of dsrconform.topology.MODES)."""
+    families: tuple[Family, ...]
+    """Capability: the address families it serves VIPs in (a subset of :data:`FAMILIES`)."""
 
-    def mutants(self) -> Sequence[MutantInfo]: ...
+    def mutants(self) -> Sequence[MutantInfo]:
+        """Every mutant the target can be built with (the same list whatever ``mutant`` it was
+        built as); empty when it has none."""
+        ...
+
+    def deploy(self, lab: RunningLab) -> Deployment:
+        """Install the stack into ``lab`` and return a handle on it.
+
+        ``lab`` is a :class:`~dsrconform.lab.protocol.RunningLab` whose environment is up (its
+        ``deployment`` is still None): topology, ``netns``/``run``/``spawn`` per node, ``dir``,
+        ``bgp(mux)``. Install the data plane and control plane only (the module docstring says
+        what the lab already runs), in the mode ``lab.topology.mode``, then announce each VIP a
+        MUX serves (``lab.topology.services_of_mux(mux)``) with ``lab.bgp(mux).announce(vip)``.
+        Raise LabError (or ConfigError for a topology it cannot serve, naming the field) on
+        failure, having undone what it attached; return without waiting for readiness
+        (:meth:`Deployment.wait_ready` does)."""
+        ...
+
+
+@runtime_checkable
+class MuxBench(Protocol):
+    """A target capability (optional): attach its MUX alone for ``dsrconform bench mux``."""
 
     def mux_for_bench(
         self,
@@ -84,28 +169,12 @@ class Target(Protocol):
         next_hop_mac: str,
         vip: BenchVip,
         backends: Sequence[str],
-    ) -> AbstractContextManager[None]: ...
-
-    def deploy(self, lab: RunningLab) -> Deployment:
-        """Deploy the stack into ``lab`` (a :class:`~dsrconform.lab.protocol.RunningLab`:
-        topology, namespaces, ``spawn``/``run`` per node, a run directory; its ``deployment`` is
-        still None) and return a handle on it."""
+    ) -> AbstractContextManager[None]:
+        """A context manager that attaches the MUX data plane to ``ifname`` inside network
+        namespace ``netns``, programmed with one VIP and its backends, sending encapsulated
+        packets (outer source ``mux_addr``) back out of the same interface toward
+        ``next_hop_mac``; leaving the context detaches everything it attached."""
         ...
-
-
-class BgpSpeaker(Protocol):
-    """A MUX node's BGP speaker, owned by the lab (``lab.bgp(mux)``): the border router installs
-    a VIP as an ECMP route over every MUX announcing it. A target announces a VIP on a MUX once
-    its data plane there forwards it, and withdraws it to take the MUX out of the VIP's ECMP
-    group. Both are idempotent. A killed MUX's session dies with the node; when the lab restarts
-    the node, its speaker announces nothing until the target announces again
-    (:meth:`Deployment.restart`)."""
-
-    def announce(self, vip: str) -> None: ...
-
-    def withdraw(self, vip: str) -> None: ...
-
-    def announced(self) -> list[str]: ...
 
 
 @runtime_checkable
@@ -118,11 +187,13 @@ class AgentRestart(Protocol):
 
 
 class Deployment(Protocol):
-    """A target's stack running in a lab."""
+    """A target's stack running in a lab (what ``Target.deploy`` returns)."""
 
     def wait_ready(self, timeout: float) -> float:
-        """Block until traffic can flow (routes converged, applications listening); return the
-        seconds waited, or raise LabError naming what is missing at the deadline."""
+        """Block until the target's own parts are ready (programs attached, agents up, VIPs
+        announced); return the seconds waited, or raise LabError naming what is missing at the
+        deadline. The lab then waits itself until the applications listen and the router's
+        routes equal the announcements."""
         ...
 
     def status(self) -> dict[str, Any]:
@@ -131,11 +202,12 @@ class Deployment(Protocol):
         ...
 
     def restart(self, node: str) -> None:
-        """Start again what the stack runs on ``node``, after the lab killed it and brought its
-        interfaces back up (:meth:`dsrconform.lab.Lab.restart_node`). A restarted component
-        comes back with the deployment's current configuration (backend sets included,
-        :meth:`set_backends`) and empty state; a node where the stack runs nothing is left
-        as it is."""
+        """Start again what the stack runs on ``node``, after the lab killed it and brought it
+        back (:meth:`dsrconform.lab.Lab.restart_node`: interfaces up, BIRD restarted announcing
+        nothing, applications restarted). Re-attach what the target runs there with the
+        deployment's current configuration (backend sets included, :meth:`set_backends`) and
+        empty state, and announce the node's VIPs again; a node where the stack runs nothing is
+        left as it is."""
         ...
 
     def counters(self) -> dict[str, dict[str, int]]:
@@ -190,6 +262,8 @@ class Deployment(Protocol):
         Raises :class:`~dsrconform.errors.ConfigError`, changing nothing, for an unknown service
         or server (the message names it and lists the known ones), an empty ``servers``, a
         server in both lists, or a server that does not run the service's application.
+        A target that cannot drain (no connection table) lists that in its docs: its SC-3
+        verdicts are then FAILs, as they should be.
         """
         ...
 
@@ -201,21 +275,168 @@ class Deployment(Protocol):
         ...
 
     def close(self) -> None:
-        """Detach whatever the deployment attached (the lab removes namespaces and processes)."""
+        """Detach whatever the deployment attached and stop what it started; safe to call twice
+        and after a failed deploy (the lab removes namespaces, its own daemons and processes)."""
         ...
+
+
+def parse_target_options(items: Sequence[str], *, flag: str = "--target-opt") -> dict[str, str]:
+    """``KEY=VALUE`` items (``--target-opt``, repeatable) as a dict; a ConfigError naming the
+    bad item and the fix. Which keys a target knows is for its constructor to check."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} {item!r}: fix: KEY=VALUE, e.g. {flag} katran_src=/src")
+        out[key.strip()] = value
+    return out
+
+
+# --- the members, for checking an adapter (load_target, `dsrconform target check`) ----------------
+
+MemberKind = Literal["attribute", "method"]
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of a protocol: its name, whether it is data or a method, and what it is."""
+
+    name: str
+    kind: MemberKind
+    what: str
+
+
+TARGET_MEMBERS: tuple[Member, ...] = (
+    Member("name", "attribute", "the target's name, a str"),
+    Member("mutant", "attribute", "the mutant it was built as (str), or None"),
+    Member("modes", "attribute", 'the rewrite modes it deploys, e.g. ("encap",)'),
+    Member("families", "attribute", 'the address families it serves, e.g. ("ipv4",)'),
+    Member("mutants", "method", "mutants() -> Sequence[MutantInfo] ([] if none)"),
+    Member("deploy", "method", "deploy(lab) -> Deployment"),
+)
+"""Every member of :class:`Target`."""
+
+DEPLOYMENT_MEMBERS: tuple[Member, ...] = (
+    Member("wait_ready", "method", "wait_ready(timeout) -> seconds waited"),
+    Member("status", "method", "status() -> dict (JSON-able)"),
+    Member("restart", "method", "restart(node) -> None"),
+    Member("counters", "method", "counters() -> {component: {counter: int}}"),
+    Member("set_backends", "method", "set_backends(service, servers, *, draining=()) -> None"),
+    Member("backends", "method", 'backends(service) -> {"active": [...], "draining": [...]}'),
+    Member("close", "method", "close() -> None"),
+)
+"""Every member of :class:`Deployment`."""
+
+_MISSING = object()
+
+
+def member_problems(obj: object, members: Sequence[Member]) -> list[str]:
+    """What ``obj`` (an instance or a class) lacks of ``members``: one line per member missing
+    or of the wrong kind (a method where data belongs, or the reverse), naming it and what it
+    should be; empty when it has them all."""
+    out: list[str] = []
+    for m in members:
+        value = getattr(obj, m.name, _MISSING)
+        if value is _MISSING:
+            out.append(f"missing {m.kind} {m.name!r} ({m.what})")
+        elif m.kind == "method" and not callable(value):
+            out.append(f"{m.name!r} must be a method ({m.what}), not a {type(value).__name__}")
+        elif m.kind == "attribute" and callable(value):
+            out.append(f"{m.name!r} must be an attribute ({m.what}), not a method")
+    return out
+
+
+# --- finding and loading targets ----------------------------------------------------------------
 
 
 def available_targets() -> list[str]:
     return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
 
 
-def check_mutant(target_name: str, mutant: str | None) -> MutantInfo | None:
+def resolve_target(name: str) -> tuple[Any, str]:
+    """(the adapter class of target ``name``, where it comes from: ``module:Class``). ``name`` is
+    a registered entry point or ``module:Class`` (importable: installed, or on ``PYTHONPATH``);
+    ConfigError (exit 2) names what is unknown and the fix."""
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        if not module or not attr.isidentifier():
+            raise ConfigError(
+                f"target {name!r}: fix: name a registered target, or a class as module:Class "
+                "(e.g. dsrconform.targets.null:NullTarget)"
+            )
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name is None or not (module == e.name or module.startswith(e.name + ".")):
+                raise  # the adapter's own import failed: its error, not an unknown target
+            raise ConfigError(
+                f"unknown target {name!r}: no module {module!r}; fix: put the directory holding "
+                f"it on PYTHONPATH, or install the adapter and use its entry-point name"
+            ) from None
+        cls = getattr(mod, attr, None) if attr else None
+        if cls is None:
+            raise ConfigError(
+                f"unknown target {name!r}: module {module!r} has no {attr!r}; fix: "
+                "module:Class naming the adapter class"
+            )
+        if not isinstance(cls, type):
+            raise ConfigError(
+                f"target {name!r}: {attr!r} of module {module!r} is no class; fix: "
+                "module:Class naming the adapter class"
+            )
+        return cls, name
+    eps = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    if name not in eps:
+        known = ", ".join(sorted(eps)) or "none (is the package installed? `pip install -e .`)"
+        raise ConfigError(
+            f"unknown target {name!r}; registered targets: {known}; or name an adapter that is "
+            "not installed as module:Class"
+        )
+    ep = eps[name]
+    return ep.load(), str(getattr(ep, "value", name))
+
+
+INIT = "def __init__(self, mutant: str | None = None, options: dict[str, str] | None = None)"
+"""The constructor every adapter has (the module docstring)."""
+
+
+def accepts_keyword(cls: Any, keyword: str) -> bool | None:
+    """Whether ``cls(...)`` takes ``keyword`` (None: its signature cannot be read)."""
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    return any(
+        (p.name == keyword and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        or p.kind == p.VAR_KEYWORD
+        for p in params
+    )
+
+
+def construct(name: str, cls: Any, mutant: str | None, options: Mapping[str, str] | None) -> Any:
+    """``cls(mutant=..., options=...)`` (``options`` only when given: an older adapter may take
+    none, and is then told so). A constructor without ``mutant=`` is a ConfigError naming it."""
+    if accepts_keyword(cls, "mutant") is False:
+        raise ConfigError(f"target {name!r}: its constructor takes no mutant=; fix: {INIT}")
+    if not options:
+        return cls(mutant=mutant)
+    if accepts_keyword(cls, "options") is False:
+        raise ConfigError(
+            f"target {name!r} takes no options (given: {', '.join(options)}); fix: leave them "
+            f"out, or give it {INIT}"
+        )
+    return cls(mutant=mutant, options=dict(options))
+
+
+def check_mutant(
+    target_name: str, mutant: str | None, *, options: Mapping[str, str] | None = None
+) -> MutantInfo | None:
     """The :class:`MutantInfo` of ``mutant`` among the mutants target ``target_name`` lists
     (None for the correct stack), checked before anything is built or brought up: every command
     and fixture that takes a mutant name calls this first, so an unknown target or mutant is a
     ConfigError (exit 2) naming the target's mutants, whatever the target's own constructor
     would accept."""
-    infos = load_target(target_name).mutants()
+    infos = load_target(target_name, options=options).mutants()
     if mutant is None:
         return None
     for info in infos:
@@ -234,32 +455,35 @@ def load_target(
     mutant: str | None = None,
     options: Mapping[str, str] | None = None,
 ) -> Target:
-    """Instantiate the target registered as ``name`` (optionally as mutant ``mutant``). With
-    ``options`` (the target's own settings, e.g. the reference gateway's ``gateway: naive``),
-    its constructor is called with ``options=``; a target that takes none refuses them."""
-    eps = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    if name not in eps:
-        known = ", ".join(sorted(eps)) or "none (is the package installed? `pip install -e .`)"
-        raise ConfigError(f"unknown target {name!r}; registered targets: {known}")
-    cls = eps[name].load()
-    if options:
-        try:
-            target = cls(mutant=mutant, options=dict(options))
-        except TypeError:
-            raise ConfigError(
-                f"target {name!r} takes no options (given: {', '.join(options)}); fix: leave "
-                "them out"
-            ) from None
-    else:
-        target = cls(mutant=mutant)
-    if not isinstance(target, Target):
-        raise ConfigError(f"target {name!r} ({cls}) does not implement dsrconform.target.Target")
+    """Instantiate target ``name`` (a registered name or ``module:Class``), optionally as mutant
+    ``mutant``, with its own ``options``. ConfigError names an unknown target, and every
+    :class:`Target` member the adapter lacks or has of the wrong kind."""
+    cls, where = resolve_target(name)
+    target = construct(name, cls, mutant, options)
+    problems = member_problems(target, TARGET_MEMBERS)
+    if problems:
+        raise ConfigError(
+            f"target {name!r} ({where}) does not implement dsrconform.target.Target: "
+            + "; ".join(problems)
+            + f"; fix: add them ({GUIDE}; `dsrconform target check {name}` checks an adapter)"
+        )
+    if not isinstance(target, Target):  # the checks above are the protocol's: never reached
+        raise ConfigError(f"target {name!r} ({where}) does not implement dsrconform.target.Target")
     return target
 
 
 def target_version(name: str) -> str | None:
-    """The version of the distribution that registers target ``name`` (its package's version,
-    e.g. ``dsrconform 0.1.0`` for the reference stack); None for an unknown target."""
+    """The version of the distribution that provides target ``name`` (its package's version,
+    e.g. ``dsrconform 0.1.0`` for the reference stack); None for an unknown target or an adapter
+    that is not installed."""
+    if ":" in name:
+        top = name.partition(":")[0].split(".")[0]
+        dists = packages_distributions().get(top, [])
+        if not dists:
+            return None
+        from importlib.metadata import version
+
+        return f"{dists[0]} {version(dists[0])}"
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == name:
             dist = ep.dist

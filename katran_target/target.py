@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, cast
 
 from dsrconform.errors import ConfigError
-from dsrconform.target import BenchVip, MutantInfo
+from dsrconform.target import BenchVip, Family, MutantInfo
 from katran_target import maglev
 from katran_target.sources import OPTION as SRC_OPTION
 
 if TYPE_CHECKING:
-    from dsrconform.target import Target
+    from dsrconform.target import MuxBench, Target
     from dsrconform.topology import Mode
     from katran_target.deploy import KatranDeployment, LabHandle
 
@@ -102,7 +102,7 @@ class KatranTarget:
 
     name = "katran"
     modes: tuple[Mode, ...] = ("encap",)
-    families: tuple[str, ...] = ("ipv4",)
+    families: tuple[Family, ...] = ("ipv4",)
 
     def __init__(self, mutant: str | None = None, options: dict[str, str] | None = None) -> None:
         if mutant is not None and mutant not in MUTANTS:
@@ -197,3 +197,6 @@ if TYPE_CHECKING:
 
     def _is_a_target(target: KatranTarget) -> Target:
         return target  # mypy checks that KatranTarget keeps dsrconform.target.Target
+
+    def _can_bench(target: KatranTarget) -> MuxBench:
+        return target  # and the optional MuxBench capability

@@ -13,12 +13,12 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from dsrconform.errors import ConfigError
-from dsrconform.target import BenchVip, MutantInfo
+from dsrconform.target import BenchVip, Family, MutantInfo
 from dsrconform.topology import MODES
 from reference_impl import mutants as _mutants
 
 if TYPE_CHECKING:
-    from dsrconform.target import Target
+    from dsrconform.target import MuxBench, Target
     from reference_impl.deploy import LabHandle, ReferenceDeployment
 
 
@@ -48,6 +48,7 @@ class ReferenceTarget:
 
     name = "reference"
     modes = MODES  # encapsulation, server-side NAT and the egress gateway's NAT: all of them
+    families: tuple[Family, ...] = ("ipv4",)
 
     def __init__(self, mutant: str | None = None, options: dict[str, str] | None = None) -> None:
         _mutants.get(mutant)  # ConfigError naming the known mutants
@@ -104,3 +105,6 @@ if TYPE_CHECKING:
 
     def _is_a_target(target: ReferenceTarget) -> Target:
         return target  # mypy checks that ReferenceTarget keeps dsrconform.target.Target
+
+    def _benches(target: ReferenceTarget) -> MuxBench:
+        return target  # and the optional MuxBench capability (dsrconform bench mux)

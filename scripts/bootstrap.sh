@@ -20,7 +20,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PACKAGES=(clang llvm libbpf-dev bpftool iproute2 ethtool nftables tcpdump bird2 curl
           netsniff-ng docker.io debootstrap python3-venv python3-dev gcc make git
-          chromium chromium-driver)
+          chromium chromium-driver nginx-light)
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.dsrconform-installed

@@ -61,7 +61,7 @@ from dsrconform.bpf.libbpf import (
 from dsrconform.errors import ConfigError
 from dsrconform.features import pick_engine
 from dsrconform.netns import enter_netns, link_mac, throwaway_netns, veth_pair
-from dsrconform.target import BenchVip, Target, load_target
+from dsrconform.target import BenchVip, MuxBench, check_mutant, load_target
 
 PROGS_DIR = Path(__file__).resolve().parent.parent / "bpf" / "progs"
 GEN_IF = "dsrc-bg0"
@@ -386,7 +386,20 @@ def _run_round(
     )
 
 
-def _mux_factory(target: Target, lab: _Lab) -> Callable[[], AbstractContextManager[None]]:
+def bench_target(name: str, mutant: str | None) -> MuxBench:
+    """Target ``name`` built as ``mutant``, if it has the optional :class:`MuxBench` capability
+    (ConfigError otherwise, or for an unknown target or mutant: before any BPF is loaded)."""
+    check_mutant(name, mutant)
+    target = load_target(name, mutant=mutant)
+    if not isinstance(target, MuxBench):
+        raise ConfigError(
+            f"target {name!r} has no mux_for_bench (the optional MuxBench capability of "
+            "dsrconform.target): `bench mux` cannot attach its MUX alone"
+        )
+    return target
+
+
+def _mux_factory(target: MuxBench, lab: _Lab) -> Callable[[], AbstractContextManager[None]]:
     def mux() -> AbstractContextManager[None]:
         return target.mux_for_bench(
             netns=lab.dut_ns,
@@ -426,7 +439,7 @@ def run_bench(
     if not 1 <= rounds <= MAX_ROUNDS:
         raise ConfigError(f"rounds {rounds}: expected 1..{MAX_ROUNDS}")
     choice = pick_engine(generator, GENERATORS, what="bench mux generator")
-    target = load_target(target_name, mutant=mutant) if dut == "target" else None
+    target = bench_target(target_name, mutant) if dut == "target" else None
     per_case: dict[str, list[CaseResult]] = {f"{d}-{m}": [] for d, m in CASES}
     progs = load_programs()
     try:

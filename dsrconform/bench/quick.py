@@ -120,8 +120,10 @@ def summary(correct: list[dict[str, Any]], mutants: list[dict[str, Any]]) -> dic
 
 
 def main(args: argparse.Namespace) -> int:
-    from dsrconform.target import load_target
+    from dsrconform.target import check_mutant, load_target
 
+    for name in args.mutant or ():  # an unknown one: before the first (minute-long) run
+        check_mutant("reference", name)
     names = args.mutant or [m.name for m in load_target("reference").mutants()]
     correct, mutants = [], []
     for seed in args.seeds:

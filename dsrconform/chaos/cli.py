@@ -144,8 +144,11 @@ class _Progress:
 
 def _run(args: argparse.Namespace) -> int:
     from dsrconform.chaos.plan import load_scenario, plan_scenario
+    from dsrconform.target import check_mutant
 
     scn, topo = load_scenario(args.file)
+    # an unknown target, option or mutant: before any lab
+    check_mutant(scn.target, args.mutant, options=scn.target_options)
     plan = plan_scenario(scn, topo)
     if args.dry_run:
         print("\n".join(plan.lines()))

@@ -11,6 +11,9 @@ system access, no clock, no randomness) and decides one requirement of
 - **UNKNOWN**: no violation was seen, but data was missing, incomplete (a tap that overflowed) or
   too small to decide; ``missing`` says what. A checker that crashes is UNKNOWN, never PASS.
 
+A fourth status, **NOT APPLICABLE**, is never a checker's: the framework gives it, before
+checking, to a requirement the target cannot be asked about (:mod:`dsrconform.applicability`).
+
 Checkers build their verdict with a :class:`Judge`. A helper that finds data missing raises
 :class:`MissingData`; the decorator turns it into UNKNOWN. Callers use :func:`run_checker`, which
 also fills the requirement's default parameters and turns any exception into UNKNOWN::
@@ -48,6 +51,9 @@ class Status(StrEnum):
     PASS = "PASS"
     FAIL = "FAIL"
     UNKNOWN = "UNKNOWN"
+    NOT_APPLICABLE = "NOT APPLICABLE"
+    """Not a checker's answer: the framework's, before checking, for a requirement the target
+    cannot be asked about (:mod:`dsrconform.applicability`). A checker returning it is UNKNOWN."""
 
 
 class Evidence(BaseModel):
@@ -260,6 +266,11 @@ def run_checker(
     finally:
         if was_enabled:
             gc.enable()
+    if isinstance(verdict, Verdict) and verdict.status == Status.NOT_APPLICABLE:
+        return unknown(
+            req.id,
+            [f"the checker {fn.name} answered NOT APPLICABLE, which only the framework decides"],
+        ).model_copy(update={"checker": fn.name, "params": merged})
     if not isinstance(verdict, Verdict) or verdict.requirement != req.id:
         got = verdict.requirement if isinstance(verdict, Verdict) else type(verdict).__name__
         return unknown(

@@ -38,6 +38,19 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--name", default=None, help="lab name (default: the file's)")
     p.add_argument("--target", default="reference", metavar="NAME")
     p.add_argument("--mutant", default=None, metavar="NAME", help="deploy a mutant instead")
+    p.add_argument(
+        "--target-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the target's own (repeatable), e.g. katran_src=DIR",
+    )
+    p.add_argument(
+        "--server-command",
+        default=None,
+        metavar="COMMAND",
+        help="the servers' application instead of the project's (docs/targets.md)",
+    )
     p.add_argument("--timeout", type=float, default=60.0, metavar="S", help="readiness deadline")
     p.set_defaults(handler=_up)
 
@@ -104,12 +117,15 @@ def _validate(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     """Check FILE and the names, then start the lab's controller, which brings the lab up, owns
     it and serves ``lab fault`` / ``lab backends`` (:func:`dsrconform.lab.faultcli.launch`)."""
+    from dsrconform.applicability import refuse_unsupported
     from dsrconform.lab import faultcli
-    from dsrconform.target import check_mutant
+    from dsrconform.target import check_mutant, parse_target_options
     from dsrconform.topofile import load_topology
 
-    check_mutant(args.target, args.mutant)  # before anything exists, as Lab.start would
+    options = parse_target_options(args.target_opt)
+    check_mutant(args.target, args.mutant, options=options)  # before anything exists
     topo = load_topology(args.file, mode=args.mode)
+    refuse_unsupported(args.target, topo, options)  # a mode the target lacks: before the lab
     name = args.name if args.name is not None else topo.name or "lab"
     if not registry.LAB_NAME_OK(name):
         raise ConfigError(
@@ -123,6 +139,8 @@ def _up(args: argparse.Namespace) -> int:
         target=args.target,
         mutant=args.mutant,
         timeout=args.timeout,
+        target_opts=args.target_opt,
+        server_command=args.server_command,
     )
     print(
         f"lab {name} is up ({up['took']:.1f} s; BGP converged {up['ready_seconds']:.1f} s after "

@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=None)
     p.add_argument("--target", default="reference")
     p.add_argument("--mutant", default=None)
+    p.add_argument("--target-opt", action="append", default=[])
+    p.add_argument("--server-command", default=None)
     p.add_argument("--timeout", type=float, default=60.0)
     args = p.parse_args(argv)
     handler = _terminate(os.getpid())
@@ -90,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, handler)
     start = time.monotonic()
     try:
+        from dsrconform.target import parse_target_options
+
         lab = Lab.start(
             args.file,
             backend=args.backend,
@@ -98,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             target=args.target,
             mutant=args.mutant,
             timeout=args.timeout,
+            target_options=parse_target_options(args.target_opt),
+            server_command=args.server_command,
         )
     except BaseException as e:
         _report(args.ready_fd, proto.error_response(e))

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from dsrconform.errors import ConfigError, DsrConformError, LabError
@@ -277,6 +278,8 @@ def launch(
     target: str,
     mutant: str | None,
     timeout: float,
+    target_opts: Sequence[str] = (),
+    server_command: str | None = None,
 ) -> dict[str, Any]:
     """Start lab ``name``'s controller (its own session; it inherits our stderr until the lab is
     ready, so reaping notices and errors show here) and return its readiness report; raise the
@@ -300,6 +303,9 @@ def launch(
     ]
     argv += ["--mode", mode] if mode else []
     argv += ["--mutant", mutant] if mutant else []
+    for item in target_opts:
+        argv += ["--target-opt", item]
+    argv += ["--server-command", server_command] if server_command else []
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, pass_fds=(w,), start_new_session=True)
     os.close(w)
     try:

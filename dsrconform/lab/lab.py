@@ -159,10 +159,12 @@ class Lab:
         settings (:func:`dsrconform.target.load_target`). ``server_command``: the servers'
         application instead of the project's (:class:`~dsrconform.lab.environment.ServerCommand`).
         """
+        from dsrconform.applicability import refuse_unsupported
         from dsrconform.target import check_mutant
 
         check_mutant(target, mutant)  # an unknown target or mutant: before anything exists
         topo = load_topology(path, mode=mode)  # a bad file fails here, before anything exists
+        refuse_unsupported(target, topo, target_options)  # a mode the target lacks: now
         problems = check_topology(topo)
         if problems:
             raise ConfigError(f"{path}: " + "; ".join(problems))

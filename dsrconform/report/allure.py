@@ -25,7 +25,9 @@ module imports allure, nothing else of dsrconform does) adds to it, through allu
 
 Statuses are allure-pytest's: a FAIL (``pytest.fail``) is ``failed``; an UNKNOWN
 (``RequirementUnknown``, not an assertion) is ``broken``, allure's status for a test that could
-not decide; a skip ``skipped``. A failure to annotate never fails a test: it is a warning.
+not decide; a skip ``skipped``, and a test NOT APPLICABLE to the target is a skip tagged ``NOT
+APPLICABLE`` whose status message holds the reasons. A failure to annotate never fails a test: it is
+a warning.
 """
 
 from __future__ import annotations
@@ -149,6 +151,8 @@ class AllureHooks:
         if mutant is not None:
             allure.dynamic.parameter("mutant", mutant)
         allure.dynamic.parameter("seed", self.config.stash[plugin.SEED_KEY], excluded=True)
+        if item.stash.get(plugin.NOT_APPLICABLE_KEY, None) is not None:
+            allure.dynamic.tag("NOT APPLICABLE")  # a skip by the framework: reasons in its message
 
     def attach_evidence(self, item: pytest.Item) -> None:
         """The test's verdicts (JSON) and its evidence files that exist."""

@@ -36,7 +36,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dsrconform.invariants.verdict import Verdict
+from dsrconform.invariants.verdict import Status, Verdict
 from dsrconform.report.attachments import Placer, inside
 from dsrconform.report.model import OUTCOMES, TIMELINE_FILE, Results, TestResult
 from dsrconform.report.svg import inline_timelines
@@ -239,7 +239,14 @@ class Builder:
             verdict_css=STATUS_CLASS[verdict],
             level=results.run.level,
             counts=[
-                (lv, counts[lv]["PASS"], counts[lv]["FAIL"], counts[lv]["UNKNOWN"]) for lv in LEVELS
+                (
+                    lv,
+                    counts[lv][Status.PASS],
+                    counts[lv][Status.FAIL],
+                    counts[lv][Status.UNKNOWN],
+                    counts[lv][Status.NOT_APPLICABLE],
+                )
+                for lv in LEVELS
             ],
             outcomes=[(o, n, OUTCOME_CLASS[o]) for o, n in outcomes.items()],
             facts=_facts(results),

@@ -37,6 +37,7 @@ PROP_UNKNOWN = "dsrconform_unknown"  # call report: the test ended on Requiremen
 PROP_SCENARIO = "dsrconform_scenario"  # call report: (scenario name, run dir relative or None)
 PROP_PLATFORM = "dsrconform_platform"  # every report of a lab test: "<backend>-<mode>"
 PROP_ATTACHMENTS = "dsrconform_attachments"  # call report: Attachment rows (pcap windows, ...)
+PROP_NOT_APPLICABLE = "dsrconform_not_applicable"  # setup report: {requirement: why}, not run
 PROPS = (
     PROP_VERDICTS,
     PROP_REQUIREMENTS,
@@ -44,6 +45,7 @@ PROPS = (
     PROP_SCENARIO,
     PROP_PLATFORM,
     PROP_ATTACHMENTS,
+    PROP_NOT_APPLICABLE,
 )
 
 
@@ -55,6 +57,11 @@ def prop(report: pytest.TestReport, name: str) -> Any:
 def is_unknown(report: pytest.TestReport) -> bool:
     """A call that failed on RequirementUnknown: an UNKNOWN, reported as an error."""
     return report.when == "call" and report.failed and bool(prop(report, PROP_UNKNOWN))
+
+
+def is_not_applicable(report: pytest.TestReport) -> bool:
+    """A test the framework did not run: NOT APPLICABLE to the target (a skip in setup)."""
+    return report.skipped and prop(report, PROP_NOT_APPLICABLE) is not None
 
 
 def outcome_of(report: pytest.TestReport) -> Outcome:
@@ -90,6 +97,7 @@ class _Test:
     scenario: str | None = None
     run_dir: str | None = None
     attachments: list[Attachment] = field(default_factory=list)
+    not_applicable: dict[str, str] = field(default_factory=dict)
 
 
 class RunRecorder:
@@ -115,6 +123,7 @@ class RunRecorder:
         test.attachments += [
             Attachment.model_validate(a) for a in prop(report, PROP_ATTACHMENTS) or []
         ]
+        test.not_applicable.update(prop(report, PROP_NOT_APPLICABLE) or {})
         scenario = prop(report, PROP_SCENARIO)
         if scenario:
             test.scenario, test.run_dir = scenario
@@ -127,7 +136,8 @@ def _result(nodeid: str, t: _Test) -> TestResult:
     outcome, why = max(t.phases.values(), key=lambda p: OUTCOMES.index(p[0]))
     call = t.phases.get("call")
     call_failure = call[1] if call is not None and call[0] == "failed" else None
-    decisions = decide_test(t.ids, t.verdicts, outcome, why, call_failure)
+    na = {r: why for r, why in t.not_applicable.items() if r}  # "": the platform's, no ID
+    decisions = decide_test(t.ids, t.verdicts, outcome, why, call_failure, na)
     return TestResult(
         nodeid=nodeid,
         outcome=outcome,
@@ -140,6 +150,7 @@ def _result(nodeid: str, t: _Test) -> TestResult:
         verdicts=t.verdicts,
         decisions=decisions,
         attachments=t.attachments,
+        not_applicable=na,
     )
 
 

@@ -18,6 +18,9 @@ only when
    baseline measured is reported (the run lost the measurement) and fails when the baseline
    measured it and the requirement is at the level (it is then UNKNOWN in the run anyway).
 
+A requirement NOT APPLICABLE to the target (:mod:`dsrconform.applicability`) never fails the
+gate and does not count as decided; the summary and ``gate.md`` list it apart, with its reason.
+
 It writes a short summary for CI logs (stdout) and a markdown one for a pull-request comment
 (``RESULTS_DIR/gate.md``). Exit status: 0 pass, 1 the gate failed, 2 bad input (results or
 baseline missing or malformed, an allow file that does not validate: file, line, field, fix).
@@ -243,6 +246,8 @@ class GateDecision:
     """(requirement, status, message) that fail the gate."""
     waived: list[tuple[str, str, str]] = field(default_factory=list)
     """(requirement, status, reason) FAIL/UNKNOWN that the allow file waives."""
+    not_applicable: list[tuple[str, str]] = field(default_factory=list)
+    """(requirement, reason) NOT APPLICABLE to the target: neither decided nor failing."""
     comparisons: list[Comparison] = field(default_factory=list)
     passed_count: int = 0
     decided: int = 0
@@ -273,8 +278,13 @@ def decide(
     """The gate's decision on ``results`` (pure: no files)."""
     d = GateDecision(level=level)
     waivers = allow.waivers if allow else {}
-    rows = results.gating(level)
+    rows = results.decided(level)
     d.decided = len(rows)
+    d.not_applicable = [
+        (req, row.message)
+        for req, row in results.gating(level).items()
+        if row.status == Status.NOT_APPLICABLE
+    ]
     for req, row in rows.items():
         if row.status == Status.PASS:
             d.passed_count += 1
@@ -330,6 +340,7 @@ def summary_lines(d: GateDecision, results_dir: str, baseline_dir: str | None) -
     out += [f"  incomplete: {why}" for why in d.incomplete]
     out += [f"  {req} {status}: {msg}" for req, status, msg in d.failed]
     out += [f"  {req} {status} waived: {why}" for req, status, why in d.waived]
+    out += [f"  {req} NOT APPLICABLE (not counted): {why}" for req, why in d.not_applicable]
     out += [f"  regressed: {c.describe()}" for c in d.regressions]
     out += [f"  note: {n}" for n in d.notes]
     out.append(f"  results: {results_dir}")
@@ -356,6 +367,10 @@ def markdown(d: GateDecision, results: Results, baseline_dir: str | None) -> str
         lines += ["| requirement | status | why |", "|---|---|---|"]
         lines += [f"| {r} | {s} | {_cell(m)} |" for r, s, m in d.failed]
         lines += [f"| {r} | {s} (waived) | {_cell(m)} |" for r, s, m in d.waived]
+        lines.append("")
+    if d.not_applicable:
+        lines += ["Not applicable to the target (not counted):", ""]
+        lines += [f"- {r}: {_cell(why)}" for r, why in d.not_applicable]
         lines.append("")
     if d.comparisons:
         lines += [

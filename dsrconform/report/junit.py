@@ -28,6 +28,9 @@ The contract:
 - an UNKNOWN (a test whose outcome is ``error`` and whose call failed: its ``<failure>``) becomes
   ``<error type="dsrconform.UNKNOWN">``, the text listing what data was missing. A setup or
   teardown error is pytest's ``<error>`` already and stays so;
+- a test NOT APPLICABLE to the target (not run: its ``verdict:<ID>`` properties say ``NOT
+  APPLICABLE``) keeps its ``<skipped>``, with ``type="dsrconform.NOT_APPLICABLE"`` and the
+  reasons (target and capability) as its message;
 - each ``<testsuite>``'s ``tests``, ``failures``, ``errors`` and ``skipped`` are recomputed: each
   testcase counts once, under its worst child (failure, else error, else skipped), so the four
   add up; a ``<testsuites>`` root that has counts gets their sums;
@@ -52,6 +55,7 @@ from dsrconform.report.model import Results, RunInfo, TestResult
 
 __all__ = [
     "JUNIT_XSD",
+    "NOT_APPLICABLE_TYPE",
     "RUN_PROPERTIES",
     "UNKNOWN_TYPE",
     "describe_verdicts",
@@ -68,6 +72,8 @@ UNKNOWN_TYPE = "dsrconform.UNKNOWN"
 """The ``type`` of the ``<error>`` of an UNKNOWN."""
 FAIL_TYPE = "dsrconform.FAIL"
 """The ``type`` of the ``<failure>`` of a test whose verdicts FAILed."""
+NOT_APPLICABLE_TYPE = "dsrconform.NOT_APPLICABLE"
+"""The ``type`` of the ``<skipped>`` of a test NOT APPLICABLE to the target."""
 RUN_PROPERTIES = (
     "seed",
     "target",
@@ -297,6 +303,11 @@ def _rewrite_case(case: ET.Element, t: TestResult | None) -> None:
             failure.set("type", UNKNOWN_TYPE)
         elif decisive:
             failure.set("type", FAIL_TYPE)
+    if t.not_applicable:
+        why = "; ".join(dict.fromkeys(t.not_applicable.values()))
+        for skipped in case.findall("skipped"):
+            skipped.set("type", NOT_APPLICABLE_TYPE)
+            skipped.set("message", xml_safe(_shorten(f"NOT APPLICABLE: {why}")))
     # failure/error/skipped before system-out/system-err, as pytest writes them
     order = {"properties": 0, "failure": 1, "error": 1, "skipped": 1}
     children = sorted(case, key=lambda c: order.get(c.tag, 2))

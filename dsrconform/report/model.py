@@ -14,8 +14,13 @@ The contract:
   The JSON Schema of the model is checked in (``docs/results.schema.json``, see
   :func:`json_schema`) and a unit test fails when the two differ.
 - :attr:`Results.requirements`: per requirement the run decided (catalogue order), the **worst**
-  status over the tests citing it (FAIL > UNKNOWN > PASS, :data:`STATUS_RANK`) with that test's
-  message. A requirement no test of the run cited is absent, never PASS.
+  status over the tests citing it (FAIL > UNKNOWN > PASS > NOT APPLICABLE, :data:`STATUS_RANK`)
+  with that test's message. A requirement no test of the run cited is absent, never PASS. NOT
+  APPLICABLE (the target lacks a capability the requirement needs; decided by the framework
+  before checking, :mod:`dsrconform.applicability`) is neither a pass nor a failure: the run's
+  exit status and the gate leave it out (:meth:`Results.decided`). Schema version 1 still: a
+  file without the status reads as before, and a reader that predates it refuses the new status
+  by name rather than misreading it.
 - :attr:`Results.tests`: per test, its outcome, the requirements it cites, how it decided each
   (:class:`TestDecision`), its verdicts (measured values, thresholds, evidence) and the scenario
   run directory its observations came from (relative to the results directory).
@@ -69,9 +74,20 @@ TIMELINE_FILE = "timeline.json"
 """A scenario run directory's timeline (:class:`dsrconform.report.timeline.Timeline`), written by
 the pytest plugin, drawn by the report."""
 
-STATUS_RANK: dict[str, int] = {Status.PASS: 0, Status.UNKNOWN: 1, Status.FAIL: 2}
-"""Worst wins, when several verdicts or tests decide one requirement."""
-STATUS_COLOUR: dict[str, str] = {Status.PASS: "green", Status.FAIL: "red", Status.UNKNOWN: "yellow"}
+STATUS_RANK: dict[str, int] = {
+    Status.NOT_APPLICABLE: -1,
+    Status.PASS: 0,
+    Status.UNKNOWN: 1,
+    Status.FAIL: 2,
+}
+"""Worst wins, when several verdicts or tests decide one requirement: a requirement NOT
+APPLICABLE on one platform and decided on another takes the other's status."""
+STATUS_COLOUR: dict[str, str] = {
+    Status.PASS: "green",
+    Status.FAIL: "red",
+    Status.UNKNOWN: "yellow",
+    Status.NOT_APPLICABLE: "blue",
+}
 """rich's colour of each status (the terminal tables); the HTML report has its own CSS."""
 
 Outcome = Literal["passed", "failed", "error", "skipped"]
@@ -199,6 +215,10 @@ class TestResult(_Model):
     decisions: dict[str, TestDecision] = Field(default_factory=dict)
     """Requirement ID -> what this test decided (see :func:`decide_requirements`)."""
     attachments: list[Attachment] = Field(default_factory=list)
+    not_applicable: dict[str, str] = Field(default_factory=dict)
+    """Requirement ID -> why the framework did not run this test for it: the target lacks a
+    capability its platform or the requirement needs (:mod:`dsrconform.applicability`); empty
+    for a test that ran. A NOT APPLICABLE test's outcome is ``skipped``."""
 
 
 class RequirementTest(_Model):
@@ -234,8 +254,14 @@ class Results(_Model):
         """The requirements at or above ``level``."""
         return {k: r for k, r in self.requirements.items() if at_or_above(r.level, level)}
 
+    def decided(self, level: str) -> dict[str, RequirementResult]:
+        """The requirements at or above ``level`` the run decided: NOT APPLICABLE ones left out
+        (they neither pass nor fail a run or a gate)."""
+        return {k: r for k, r in self.gating(level).items() if r.status != Status.NOT_APPLICABLE}
+
     def counts(self) -> dict[str, dict[str, int]]:
-        """Per level (strictest first), how many requirements PASSed, FAILed, are UNKNOWN."""
+        """Per level (strictest first), how many requirements PASSed, FAILed, are UNKNOWN or
+        NOT APPLICABLE."""
         out: dict[str, dict[str, int]] = {lv: {s.value: 0 for s in Status} for lv in LEVELS}
         for r in self.requirements.values():
             if r.level is not None:
@@ -244,8 +270,9 @@ class Results(_Model):
 
     def verdict(self, level: str | None = None) -> Status:
         """The run's verdict at ``level`` (default: the run's): the worst status of the
-        requirements at or above it; UNKNOWN when it decided none (nothing is not a PASS)."""
-        rows = self.gating(level or self.run.level)
+        requirements at or above it it decided; UNKNOWN when it decided none (nothing, or only
+        NOT APPLICABLE, is not a PASS)."""
+        rows = self.decided(level or self.run.level)
         return worst(r.status for r in rows.values()) if rows else Status.UNKNOWN
 
     def verdicts_of(self, requirement: str) -> list[tuple[TestResult, Verdict]]:
@@ -335,8 +362,12 @@ def decide_test(
     outcome: str,
     why: str,
     call_failure: str | None = None,
+    not_applicable: Mapping[str, str] | None = None,
 ) -> dict[str, TestDecision]:
     """Requirement ID -> how one test decided it.
+
+    A requirement in ``not_applicable`` (the framework did not run the test for it) is NOT
+    APPLICABLE with its reason, whatever the test's outcome (a skip).
 
     The test's verdicts decide the requirements they are about (the worst verdict of each). A
     requirement the test cites but has no verdict for takes the test's outcome: passed is PASS,
@@ -352,7 +383,9 @@ def decide_test(
             out[v.requirement] = TestDecision(status=v.status, message=one_line(v.message))
     unexplained = call_failure is not None and all(d.status == Status.PASS for d in out.values())
     for req in ids:
-        if req not in out:
+        if not_applicable and req in not_applicable and req not in out:
+            out[req] = TestDecision(status=Status.NOT_APPLICABLE, message=not_applicable[req])
+        elif req not in out:
             message = why or (
                 "test passed (no verdict recorded)"
                 if outcome == "passed"
@@ -396,7 +429,7 @@ def one_line(text: str, width: int = 200) -> str:
 
 
 def status_counts(rows: Mapping[str, RequirementResult]) -> dict[str, int]:
-    """How many of ``rows`` are PASS, FAIL, UNKNOWN (every status present)."""
+    """How many of ``rows`` are PASS, FAIL, UNKNOWN, NOT APPLICABLE (every status present)."""
     return {s.value: sum(r.status == s for r in rows.values()) for s in Status}
 
 

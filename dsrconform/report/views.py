@@ -41,6 +41,7 @@ STATUS_CLASS: dict[str | None, str] = {
     Status.PASS: "st-pass",
     Status.FAIL: "st-fail",
     Status.UNKNOWN: "st-unknown",
+    Status.NOT_APPLICABLE: "st-na",
     None: "st-none",
 }
 """CSS class of a status (None: the run did not decide the requirement)."""
@@ -173,8 +174,8 @@ class RunView:
     verdict: str
     verdict_css: str
     level: str
-    counts: list[tuple[str, int, int, int]]
-    """(level, PASS, FAIL, UNKNOWN)."""
+    counts: list[tuple[str, int, int, int, int]]
+    """(level, PASS, FAIL, UNKNOWN, NOT APPLICABLE)."""
     outcomes: list[tuple[str, int, str]]
     facts: list[tuple[str, str]]
     replay: str

@@ -192,7 +192,6 @@ def test_docker_nodes_are_containers_sharing_the_run_directory(basic: Lab) -> No
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_killing_a_mux_withdraws_its_routes_and_traffic_continues(backend: str) -> None:
     with Lab.up(BASIC, backend=backend, name=lab_name("tkill", backend)) as lab:
-        dep = lab.deployment
         assert lab.environment.vip_routes()["198.19.0.10"] == ["198.18.10.1", "198.18.10.5"]
         t0 = time.monotonic()
         lab.kill_node("mux1")

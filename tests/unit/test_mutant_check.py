@@ -1,12 +1,13 @@
-"""An unknown mutant is refused before any lab or pytest runs, by ``run``, ``steady``,
-``lab up`` and the plugin's ``--dsr-mutant`` alike, whatever the target's constructor accepts:
-the framework checks the name against the target's own ``mutants()``
-(:func:`dsrconform.target.check_mutant`)."""
+"""An unknown mutant is refused before any lab, BPF program or pytest runs, by ``run``,
+``steady``, ``lab up``, ``bench mux``, ``chaos run`` and the plugin's ``--dsr-mutant`` alike,
+whatever the target's constructor accepts: the framework checks the name against the target's
+own ``mutants()`` (:func:`dsrconform.target.check_mutant`)."""
 
 from __future__ import annotations
 
 import importlib.metadata
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,6 +23,7 @@ class LenientTarget:
 
     name = "lenient"
     modes = ("encap",)
+    families = ("ipv4",)
 
     def __init__(self, mutant: str | None = None) -> None:
         self.mutant = mutant
@@ -61,6 +63,25 @@ def no_lab(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(Lab, "_bring_up", brought_up)
     monkeypatch.setattr(runcli, "run_pytest", lambda argv: pytest.fail("pytest ran"))
+    from dsrconform.bench import mux
+    from dsrconform.chaos import runner
+
+    monkeypatch.setattr(mux, "run_bench", lambda *a, **kw: pytest.fail("the MUX bench ran"))
+    monkeypatch.setattr(runner, "run_scenario", lambda *a, **kw: pytest.fail("chaos ran"))
+
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "labs" / "scenarios"
+
+
+@pytest.fixture
+def lenient_scenario(tmp_path: Path) -> str:
+    """A shipped chaos scenario whose target is ``lenient``."""
+    text = (SCENARIOS / "server-drain.yaml").read_text()
+    lab = (SCENARIOS / "../basic.yaml").resolve()
+    text = text.replace("lab: ../basic.yaml", f"lab: {lab}") + "target: lenient\n"
+    path = tmp_path / "drain.yaml"
+    path.write_text(text)
+    return str(path)
 
 
 def test_check_mutant_knows_the_targets_mutants(lenient: None) -> None:
@@ -90,12 +111,20 @@ def test_the_reference_targets_mutants_are_known() -> None:
         ["run", "--target", "lenient", "--mutant", "nope"],
         ["steady", "labs/basic.yaml", "--target", "lenient", "--mutant", "nope"],
         ["lab", "up", "labs/basic.yaml", "--target", "lenient", "--mutant", "nope"],
+        ["bench", "mux", "--target", "lenient", "--mutant", "nope"],
+        ["chaos", "run", "SCENARIO", "--mutant", "nope"],
+        ["chaos", "run", "SCENARIO", "--mutant", "nope", "--dry-run"],
     ],
-    ids=["run", "steady", "lab-up"],
+    ids=["run", "steady", "lab-up", "bench-mux", "chaos-run", "chaos-dry-run"],
 )
 def test_an_unknown_mutant_is_refused_before_any_lab(
-    lenient: None, no_lab: None, capsys: pytest.CaptureFixture[str], argv: list[str]
+    lenient: None,
+    no_lab: None,
+    lenient_scenario: str,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
 ) -> None:
+    argv = [lenient_scenario if a == "SCENARIO" else a for a in argv]
     assert cli.main(argv) == ConfigError.exit_code
     err = capsys.readouterr().err
     assert err.startswith("dsrconform: error: unknown mutant 'nope' of target 'lenient'")
@@ -120,3 +149,13 @@ def test_the_plugin_refuses_an_unknown_mutant_as_a_usage_error(
     result.stderr.fnmatch_lines(["*--dsr-mutant: unknown mutant 'nope' of target 'lenient'*"])
     ok = pytester.runpytest_inprocess("--dsr-target", "lenient", "--dsr-mutant", "real-bug")
     ok.assert_outcomes(passed=1)
+
+
+def test_bench_quick_refuses_an_unknown_mutant_before_its_first_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dsrconform.bench import quick
+
+    monkeypatch.setattr(quick, "time_run", lambda *a, **kw: pytest.fail("a quick run started"))
+    assert cli.main(["bench", "quick", "--mutant", "nope"]) == ConfigError.exit_code
+    assert "unknown mutant 'nope' of target 'reference'" in capsys.readouterr().err

@@ -394,7 +394,7 @@ def test_one_run_shows_summary_matrix_requirements_and_every_link_resolves(tmp_p
     assert facts["seed"] == "7" and facts["mutant"] == "none" and facts["duration"] == "4 min 02 s"
     assert facts["target"] == "reference (version 0.1.0)" and facts["profile"] == "ci"
     must = [tr for tr in doc.find_all("table", "counts")[0].find_all("tr") if tr.text[:4] == "MUST"]
-    assert [td.text for td in must[0].find_all("td")] == ["1", "1", "2"]
+    assert [td.text for td in must[0].find_all("td")] == ["1", "1", "2", "0"]
     # The UNKNOWN's missing data and error, the FAIL's evidence, measured vs thresholds.
     dp1 = doc.by_id("r0-DP-1")
     assert "a tap overflowed" in dp1.text and "Traceback: boom" in dp1.text

@@ -84,8 +84,8 @@ def test_worst_status_and_counts() -> None:
     }
     assert list(res.requirements) == ["RW-1", "RW-7", "AF-1"]  # catalogue order
     assert res.requirements["RW-1"].message == "leak"
-    assert res.counts()["MUST"] == {"PASS": 0, "FAIL": 1, "UNKNOWN": 1}
-    assert res.counts()["SHOULD"] == {"PASS": 1, "FAIL": 0, "UNKNOWN": 0}
+    assert res.counts()["MUST"] == {"PASS": 0, "FAIL": 1, "UNKNOWN": 1, "NOT APPLICABLE": 0}
+    assert res.counts()["SHOULD"] == {"PASS": 1, "FAIL": 0, "UNKNOWN": 0, "NOT APPLICABLE": 0}
     assert res.verdict() == "FAIL"
     assert res.verdict("MUST") == "FAIL"
     assert [t.nodeid for t, _ in res.verdicts_of("RW-1")] == ["s::a", "s::b"]

@@ -350,3 +350,11 @@ def test_latest_never_replaces_a_users_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a symlink"):
         runcli.link_latest(tmp_path, tmp_path / "run1")
     assert (tmp_path / "latest").read_text() == "mine"
+
+
+def test_a_module_class_target_makes_a_run_directory_without_colons(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    path = runcli.run_directory(tmp_path, "template_target.kernel_ecmp:KernelEcmpTarget", 7, when)
+    assert path.name == "20260102T030405Z-template_target.kernel_ecmp_KernelEcmpTarget-7"

@@ -1,0 +1,1 @@
+"""A template dsrconform target adapter (docs/targets.md): copy it, keep the shape."""
