@@ -112,6 +112,10 @@ class KatranTarget:
             )
         self.mutant = mutant
         self.options = check_options(options or {})
+        if SRC_OPTION in self.options:
+            # A directory given explicitly is checked now (a file test: cheap, touches nothing),
+            # so a wrong one stops the command before any lab comes up.
+            self.sources()
 
     def __repr__(self) -> str:
         return f"KatranTarget(mutant={self.mutant!r}, options={self.options!r})"

@@ -212,6 +212,8 @@ def test_bad_options_and_mutants_are_config_errors() -> None:
         KatranTarget(options={"foo": "1"})
     with pytest.raises(ConfigError, match="encap='vxlan'"):
         KatranTarget(options={"encap": "vxlan"})
+    with pytest.raises(ConfigError, match="katran_src=/nonexistent is not a Katran checkout"):
+        KatranTarget(options={"katran_src": "/nonexistent"})
     with pytest.raises(ConfigError, match="its mutants: lru-bypass, hash-no-src-port"):
         KatranTarget(mutant="some-bug")
 
