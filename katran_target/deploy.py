@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from dsrconform.errors import ConfigError, LabError
+from dsrconform.errors import BpfError, ConfigError, LabError
 from dsrconform.netns import enter_netns, link_mac
 from dsrconform.observe.counters import CounterCarry
 from dsrconform.target import BgpSpeaker
@@ -238,7 +238,7 @@ class KatranDeployment:
                 try:
                     self.carry.retire(node, old.counters())
                 finally:
-                    with suppress(OSError, LabError):  # its interface may be gone
+                    with suppress(OSError, LabError, BpfError):  # its interface may be gone
                         old.close()
             self._mux(node)
 
@@ -284,7 +284,7 @@ class KatranDeployment:
             items: list[KatranBalancer | _Decap] = [*self.muxes.values(), *self.decaps.values()]
             self.muxes, self.decaps = {}, {}
         for item in items:
-            with suppress(OSError, LabError):  # the namespace may be gone with its interfaces
+            with suppress(OSError, LabError, BpfError):  # its namespace may be gone
                 item.close()
 
 
