@@ -42,7 +42,7 @@ proof: bootstrap
 lint: bootstrap
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy dsrconform reference_impl examples/template_target
+	$(BIN)/mypy dsrconform reference_impl examples/template_target katran_target
 
 bench: bootstrap
 	$(BIN)/dsrconform bench mux

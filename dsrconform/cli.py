@@ -99,8 +99,10 @@ def _cmd_spec(args: argparse.Namespace) -> int:
 def _cmd_bench_mux(args: argparse.Namespace) -> int:
     from dsrconform.bench import mux
 
-    # An unknown target or mutant, or a target that cannot bench: before any lab or BPF.
-    mux.bench_target(args.target, args.mutant)
+    # An unknown target or mutant, or a target that cannot bench: before any lab or BPF (several
+    # targets, comma-separated, are measured one after the other and compared).
+    for name in args.target.split(","):
+        mux.bench_target(name, args.mutant)
 
     return int(mux.main(args) or 0)
 
@@ -164,7 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="performance benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", metavar="WHAT", required=True)
     p = bench_sub.add_parser("mux", help="packets/s through the target's MUX (needs root)")
-    p.add_argument("--target", default="reference", metavar="NAME", help="default: reference")
+    p.add_argument(
+        "--target",
+        default="reference",
+        metavar="NAME[,NAME...]",
+        help="default: reference; several (reference,katran) are measured in turn, compared",
+    )
     p.add_argument("--mutant", default=None, metavar="NAME", help="benchmark a mutant instead")
     p.add_argument("--seconds", type=float, default=3.0, metavar="S", help="default: 3")
     p.add_argument(

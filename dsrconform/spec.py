@@ -77,6 +77,10 @@ class Requirement:
     """The rewrite modes (:data:`dsrconform.topology.MODES`) the requirement concerns; empty:
     every mode. A target supporting none of them is not asked
     (:mod:`dsrconform.applicability`: NOT APPLICABLE)."""
+    minimum: str = ""
+    """The least the checker must have seen of the stack working to PASS (below it: UNKNOWN
+    naming what was missing; a violation seen is FAIL all the same). A stack that forwards
+    nothing (the ``null`` target) never reaches it."""
 
     def defaults(self) -> dict[str, float]:
         return {p.name: p.default for p in self.params}
@@ -108,6 +112,7 @@ class Requirement:
             "statement": self.statement,
             "measure": self.measure,
             "params": [p.as_dict() for p in self.params],
+            "minimum": self.minimum,
             "checker": self.checker,
             "modes": list(self.modes),
         }
@@ -155,6 +160,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "its source; decided on at least N flows whose replies were seen.",
         f"{_RW}:check_replies_carry_vip",
         (_n("min_flows", "N", 1, "flows with replies seen needed to decide"),),
+        minimum=(
+            "the replies of N recorded flows seen on taps toward clients, and a reply from every "
+            "service the recorded flows addressed."
+        ),
     ),
     _Q(
         "RW-2",
@@ -163,10 +172,15 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "IP and L4 checksums are valid on every packet after every rewrite.",
         "Taps on SUT nodes' sending side (MUX, server, gateway) and toward clients: no packet "
         "with an invalid IPv4 checksum (outer or inner) or TCP/UDP/ICMP checksum; at least N "
-        "checksums verified. Tap records lying wholly inside a 'crafted' fault window "
+        "checksums verified in the replies of every service the traffic addressed. Tap records "
+        "lying wholly inside a 'crafted' fault window "
         "(deliberately bad input) are judged by RB-1 instead.",
         f"{_RW}:check_checksums_valid",
-        (_n("min_packets", "N", 1, "verified checksums needed to decide"),),
+        (_n("min_packets", "N", 1, "verified checksums in each addressed service's replies"),),
+        minimum=(
+            "for every service the traffic addressed, its replies (from its VIP:port: the "
+            "rewritten packets) seen reaching clients with N checksums verified in them."
+        ),
     ),
     _Q(
         "RW-3",
@@ -177,9 +191,13 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "quoted by an ICMP error), except in a conversation the client began with that address: "
         "the same 5-tuple (for an ICMP error, the quoted header's, whose peer must be that "
         "address), whose first packet from the client (for TCP, in a record holding a SYN) came "
-        "no later; at least N packets toward clients seen.",
+        "no later; at least N replies of every service the traffic addressed seen toward clients.",
         f"{_RW}:check_no_server_address_leaks",
-        (_n("min_packets", "N", 1, "packets toward clients needed to decide"),),
+        (_n("min_packets", "N", 1, "replies of each addressed service toward clients needed"),),
+        minimum=(
+            "for every service the traffic addressed, N of its replies (the packets a stack "
+            "rewrites, or leaks) seen reaching clients."
+        ),
     ),
     _Q(
         "RW-4",
@@ -190,6 +208,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "external VIPs); decided on at least N such flows.",
         f"{_RW}:check_per_mux_vip_honoured",
         (_n("min_flows", "N", 1, "flows to per-MUX VIPs with replies seen needed to decide"),),
+        minimum=(
+            "the replies of N recorded flows to per-MUX VIPs, and a reply from every per-MUX "
+            "service the recorded flows addressed."
+        ),
     ),
     _Q(
         "RW-5",
@@ -197,10 +219,12 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "MUST",
         "Bytes arrive intact end to end.",
         "Histories: no integrity error; every stream that closed delivered exactly its expected "
-        "bytes, all verified against the stream pattern; at least N streams completed. Streams "
+        "bytes, all verified against the stream pattern; at least N streams completed with "
+        "verified bytes. Streams "
         "cut by a reset or timeout are judged by the survival requirements.",
         f"{_RW}:check_bytes_intact",
         (_n("min_streams", "N", 1, "completed streams needed to decide"),),
+        minimum="N TCP streams to a VIP closed by their server after delivering verified bytes.",
     ),
     _Q(
         "RW-6",
@@ -208,11 +232,16 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "MUST",
         "Encapsulation overhead is handled: MSS clamp or working PMTU "
         "(packet-too-big for a flow reaches its server).",
-        "Histories: every flow that sent at least U request bytes (full-sized segments toward "
-        "the VIP) succeeded. Taps: every ICMP fragmentation-needed quoting a VIP flow that "
+        "Histories: every established flow that sent at least U request bytes (full-sized "
+        "segments toward the VIP) succeeded. Taps: every ICMP fragmentation-needed quoting a VIP "
+        "flow that "
         "entered a MUX reached that flow's server and no other.",
         f"{_RW}:check_encap_overhead_handled",
         (Param("upload_bytes", "U", 4096, "bytes", "request size that needs full segments"),),
+        minimum=(
+            "an upload of U bytes whose connection was established, or a fragmentation-needed "
+            "error about a VIP flow with a known server entering a MUX."
+        ),
     ),
     _Q(
         "RW-7",
@@ -223,6 +252,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "parameter problem) quoting a VIP flow that entered a MUX reached that flow's server "
         "and no other.",
         f"{_RW}:check_icmp_errors_reach_flow_server",
+        minimum="an ICMP error about a VIP flow with a known server entering a MUX.",
     ),
     _Q(
         "RW-8",
@@ -236,6 +266,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "encapsulated packets with a DSCP mark and N ECN-capable ones seen.",
         f"{_RW}:check_marks_kept",
         (_n("min_packets", "N", 1, "marked and ECN-capable encapsulated packets needed"),),
+        minimum="N encapsulated packets with a DSCP mark and N ECN-capable ones sent by the MUXes.",
     ),
     _Q(
         "DP-1",
@@ -245,6 +276,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "Taps on every MUX's links: no packet whose destination, outer or encapsulated, is a "
         "client address (the clients' and the flood sources').",
         f"{_DP}:check_return_path_bypasses_mux",
+        minimum=(
+            "client packets to a VIP on a MUX's link, and a reply from every service the traffic "
+            "addressed reaching a client."
+        ),
     ),
     _Q(
         "DP-2",
@@ -259,6 +294,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
             _n("slack", "s", 0.10, "allowed excess over the inbound bytes"),
             Param("min_inbound_bytes", "B", 10_000, "bytes", "inbound bytes needed to decide"),
         ),
+        minimum=(
+            "B bytes from clients to VIPs, B bytes of client-to-VIP traffic received by the MUXes, "
+            "and a reply from every service the traffic addressed reaching a client."
+        ),
     ),
     _Q(
         "AF-1",
@@ -270,9 +309,14 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "overlapping a backend change are left out; a 5-tuple reused across a change (the taps "
         "add a tuple up over the run) is judged per connection that overlaps none, by the "
         "servers certainly reached during it (a record whose first or last packet falls "
-        "inside); tuple probes are no connections; decided on at least N connections.",
+        "inside); tuple probes are no connections; decided on at least N connections the stack "
+        "answered.",
         f"{_AF}:check_connection_affinity",
         (_n("min_flows", "N", 1, "connections needed to decide"),),
+        minimum=(
+            "N connections seen by the server taps that the stack answered (their handshake "
+            "completed, or the server's packets reached the client)."
+        ),
     ),
     _Q(
         "AF-2",
@@ -281,9 +325,13 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "Every packet of a UDP 5-tuple reaches one server while the backend set is stable.",
         "Histories (the server id in each reply) and, when present, taps on servers' receiving "
         "side: each UDP 5-tuple is answered by and reaches one server; flows overlapping a "
-        "backend change are left out; decided on at least N flows.",
+        "backend change are left out; decided on at least N flows the stack answered.",
         f"{_AF}:check_udp_affinity",
         (_n("min_flows", "N", 1, "UDP flows needed to decide"),),
+        minimum=(
+            "N UDP flows the stack answered (a reply in the history or on a tap toward the client) "
+            "among those judged."
+        ),
     ),
     _Q(
         "AF-3",
@@ -300,6 +348,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
             _n("epsilon", "epsilon", 0.05, "allowed deviation of a share from 1/k"),
             _n("min_samples", "n", 2000, "new flows per service needed to decide"),
         ),
+        minimum="n new flows of one service answered by a known server.",
     ),
     _Q(
         "AF-4",
@@ -319,6 +368,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
             _n("min_samples", "n", 100, "new flows per service needed to decide"),
             _n("min_per_address", "a", 30, "new flows from one client address to judge it"),
         ),
+        minimum="n new flows of one service answered by a known server.",
     ),
     _Q(
         "SF-1",
@@ -329,6 +379,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         f"and overlaps no backend change, {_SURVIVE}.",
         f"{_SF}:check_established_survive_flood",
         (_R, _T, _G),
+        minimum=(
+            "a flood of R packets/s for T s overlapping no backend change, and a connection "
+            "established (handshake completed) before it and open at its start."
+        ),
     ),
     _Q(
         "SF-2",
@@ -347,6 +401,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
             Param("max_latency", "L", 1.0, "s", "99th percentile of connect latency"),
             _n("min_attempts", "N", 50, "attempts during the flood needed to decide"),
         ),
+        minimum=(
+            "N connections attempted during floods of R packets/s for T s (a share S of them must "
+            "succeed to PASS)."
+        ),
     ),
     _Q(
         "SF-3",
@@ -358,6 +416,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         f"still open when the first began {_BREAK} until G s after the later one ended.",
         f"{_SF}:check_survive_flood_with_backend_change",
         (_R, _T, _G),
+        minimum=(
+            "a flood of R packets/s for T s overlapping a backend change, and a connection "
+            "established before both and open when the first began."
+        ),
     ),
     _Q(
         "SF-4",
@@ -369,6 +431,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "new legitimate connection attempts completed at least one of them.",
         f"{_SF}:check_mux_forwards_during_flood",
         (_R, _T, Param("interval", "I", 1.0, "s", "length of each interval judged")),
+        minimum=(
+            "legitimate connections attempted during a flood of R packets/s for T s (every MUX "
+            "must complete one in each interval to PASS)."
+        ),
     ),
     _Q(
         "MF-1",
@@ -382,6 +448,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         f"{_BREAK} between its start and G s after its end.",
         f"{_MF}:check_rehashed_connections_survive",
         (_G,),
+        minimum=(
+            "a mux-fail window naming its MUX and overlapping no backend change, and a connection "
+            "that MUX carried, established before the failure and open at its start."
+        ),
     ),
     _Q(
         "MF-2",
@@ -392,6 +462,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "longer than S between the failure's start and G s after its end.",
         f"{_MF}:check_healthy_mux_connections_untouched",
         (_G, Param("max_stall", "S", 1.0, "s", "longest stall allowed")),
+        minimum="as MF-1, a connection carried only by the other MUXes.",
     ),
     _Q(
         "MF-3",
@@ -407,6 +478,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
             Param("recovery_seconds", "tau", 5.0, "s", "recovery time bound"),
             _n("min_attempts", "N", 10, "attempts after tau needed to decide"),
         ),
+        minimum=(
+            "a mux-fail window with its route withdrawal, and N connections attempted later than "
+            "tau after it (all must succeed to PASS)."
+        ),
     ),
     _Q(
         "MF-4",
@@ -416,6 +491,8 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         f"Fault timeline (mux-rejoin) and histories: for each rejoin, {_SURVIVE}.",
         f"{_MF}:check_rejoin_breaks_nothing",
         (_G,),
+        minimum="a mux-rejoin window, and a connection established before it and open at its "
+        "start.",
     ),
     _Q(
         "SC-1",
@@ -425,6 +502,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         f"Fault timeline (backend-add, mux-add) and histories: for each addition, {_SURVIVE}.",
         f"{_SC}:check_scale_out_breaks_nothing",
         (_G,),
+        minimum=(
+            "a backend-add or mux-add window, and a connection established before it and open at "
+            "its start."
+        ),
     ),
     _Q(
         "SC-2",
@@ -444,6 +525,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
             _n("epsilon", "epsilon", 0.05, "allowed remapping above the minimum"),
             _n("min_samples", "n", 1000, "tuples probed before and after needed to decide"),
         ),
+        minimum=(
+            "n tuple probes the MUXes were seen sending to servers before and after a backend "
+            "change that lists its backends, and some moved where some should."
+        ),
     ),
     _Q(
         "SC-3",
@@ -458,6 +543,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "VIP judges that service only.",
         f"{_SC}:check_drain",
         (_G, Param("settle", "W", 1.0, "s", "time for the drain to reach every MUX")),
+        minimum=(
+            "a connection to the drained server established before the drain and open at its "
+            "start, and a new connection started later than W whose server is known."
+        ),
     ),
     _Q(
         "SC-4",
@@ -480,6 +569,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
             Param("atomic_slack", "S", 0.005, "s", "timing slack of the one-instant check"),
             _n("min_tuples", "N", 20, "tuples probed after tau needed to decide"),
         ),
+        minimum=(
+            "N tuple probes the MUXes were seen sending to servers later than tau after each "
+            "change, and some moved where about five or more should."
+        ),
     ),
     _Q(
         "SC-5",
@@ -492,6 +585,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "at most B (a daisy-chaining stack such as Beamer keeps it at zero).",
         f"{_SC}:check_change_then_mux_loss",
         (_G, _n("max_breakage", "B", 0.0, "share of those connections allowed to break")),
+        minimum=(
+            "a backend change then a mux-fail, and a connection established before the change and "
+            "open when the MUX failed."
+        ),
     ),
     _Q(
         "RB-1",
@@ -505,6 +602,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "attached and forwarding).",
         f"{_RB}:check_hostile_packets_harmless",
         (_n("min_success", "S", 0.99, "share of legitimate attempts that must succeed"),),
+        minimum=(
+            "a crafted window, and legitimate connections attempted during or after it (a share S "
+            "of them must succeed to PASS)."
+        ),
     ),
     _Q(
         "RB-2",
@@ -514,6 +615,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "Taps on MUX links and histories: no MUX sends an encapsulated packet whose inner "
         "destination is not a VIP; every recorded flow to a non-VIP address succeeded.",
         f"{_RB}:check_non_vip_untouched",
+        minimum=(
+            "a MUX seen forwarding VIP traffic toward a server (a data plane on the path), and "
+            "non-VIP flows recorded or non-VIP packets into a MUX whose sending side is tapped."
+        ),
     ),
     _Q(
         "RB-3",
@@ -523,6 +628,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "Taps: for each (client address, VIP, protocol) whose IPv4 fragments entered a MUX, the "
         "fragments reach one server or none, and all of them arrive or none does.",
         f"{_RB}:check_fragments_consistent",
+        minimum=(
+            "IPv4 fragments from a client to a VIP entering a MUX, and a MUX seen forwarding VIP "
+            "traffic toward a server."
+        ),
     ),
     _Q(
         "RB-4",
@@ -533,6 +642,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "packet answering its inner flow (to the inner source address and port) appears "
         "afterwards on any tapped link.",
         f"{_RB}:check_decap_only_from_muxes",
+        minimum=(
+            "a foreign IPIP packet reaching a server, and an answer to an IPIP packet a MUX sent a "
+            "server (the servers decapsulate the stack's own traffic)."
+        ),
     ),
 )
 
@@ -572,7 +685,9 @@ def render_markdown(requirements: Sequence[Requirement] = REQUIREMENTS) -> str:
         "the run's observations (connection histories, link taps, SUT counters, the fault",
         "timeline) and answers PASS, FAIL with evidence (flows, packets, links, times), or",
         "UNKNOWN when data is missing, incomplete (an overflowed tap) or too small to decide.",
-        "A checker that crashes answers UNKNOWN, never PASS. Parameters can be overridden per",
+        "A checker that crashes answers UNKNOWN, never PASS, and so does one that has not seen",
+        "the minimum evidence it states (the stack serving what it judges: a stack that forwards",
+        "nothing passes no requirement). Parameters can be overridden per",
         "run; the defaults are listed here. Times are CLOCK_MONOTONIC seconds.",
         "",
         "| ID | Level | Requirement | Checker |",
@@ -589,6 +704,7 @@ def render_markdown(requirements: Sequence[Requirement] = REQUIREMENTS) -> str:
         for r in members:
             out += ["", f"### {r.id}", "", f"**{r.level}.** {r.statement}", ""]
             out += [f"*Measured:* {r.measure}", ""]
+            out += [f"*Minimum evidence to PASS (else UNKNOWN):* {r.minimum}", ""]
             if r.params:
                 out += ["| Parameter | Name | Default | Unit | Meaning |"]
                 out += ["| --- | --- | --- | --- | --- |"]

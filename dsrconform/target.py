@@ -6,7 +6,8 @@ the contract, member by member, and ``dsrconform target check NAME`` checks an a
 without a lab.
 
 Finding a target. ``--target NAME`` (and :func:`load_target`) takes either a name registered in
-the ``dsrconform.targets`` entry-point group (the reference stack registers ``reference``; an
+the ``dsrconform.targets`` entry-point group (the reference stack registers ``reference``,
+dsrconform's own :mod:`dsrconform.targets.null`, a stack that deploys nothing, ``null``; an
 installed adapter adds its own in its ``pyproject.toml``), or ``module:Class`` for an adapter that
 is importable but not installed (``PYTHONPATH=examples dsrconform target check
 template_target.minimal:MinimalTarget``).
@@ -358,6 +359,11 @@ def resolve_target(name: str) -> tuple[Any, str]:
     ConfigError (exit 2) names what is unknown and the fix."""
     if ":" in name:
         module, _, attr = name.partition(":")
+        if not module or not attr.isidentifier():
+            raise ConfigError(
+                f"target {name!r}: fix: name a registered target, or a class as module:Class "
+                "(e.g. dsrconform.targets.null:NullTarget)"
+            )
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
@@ -371,6 +377,11 @@ def resolve_target(name: str) -> tuple[Any, str]:
         if cls is None:
             raise ConfigError(
                 f"unknown target {name!r}: module {module!r} has no {attr!r}; fix: "
+                "module:Class naming the adapter class"
+            )
+        if not isinstance(cls, type):
+            raise ConfigError(
+                f"target {name!r}: {attr!r} of module {module!r} is no class; fix: "
                 "module:Class naming the adapter class"
             )
         return cls, name

@@ -567,25 +567,66 @@ def _render(summary: dict[str, Any]) -> None:
     console.print(f"goal: mux/reflector >= {summary['target_ratio']} in both modes: {verdict} it")
 
 
+def _render_comparison(summaries: dict[str, dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title="MUX side by side (each target against its own reflector rounds)",
+        caption="Mpps delivered through the MUX; /ref: over the reflector's; +ns: the MUX's cost "
+        "per packet over the reflector's",
+    )
+    table.add_column("target")
+    for mode in ("syn", "est"):
+        table.add_column(f"{mode} Mpps", justify="right")
+        table.add_column(f"{mode} /ref", justify="right")
+        table.add_column(f"{mode} +ns", justify="right")
+    for name, summary in summaries.items():
+        row = [name]
+        for mode in ("syn", "established"):
+            ratio = summary["ratios"][mode]
+            row += [
+                f"{summary['cases'][f'mux-{mode}']['pps'] / 1e6:.2f}",
+                "n/a" if ratio is None else f"{ratio:.2f}",
+                _ns(summary["mux_extra_ns_per_packet"][mode]),
+            ]
+        table.add_row(*row)
+    Console().print(table)
+
+
 def main(args: argparse.Namespace) -> int:
     """``dsrconform bench mux``: run the bench, print a table (or JSON with ``--json``).
 
-    ``args``: ``target`` (default "reference"), ``mutant`` (None), ``seconds`` per case (3),
-    ``json`` (False). Progress goes to stderr, so ``--json`` output stays parseable.
+    ``args``: ``target`` (default "reference"; several, comma-separated, are measured one after
+    the other and shown side by side, their JSON under ``targets``), ``mutant`` (None),
+    ``seconds`` per case (3), ``json`` (False). Progress goes to stderr, so ``--json`` output
+    stays parseable.
     """
     seconds = float(getattr(args, "seconds", 3.0))
+    targets = (getattr(args, "target", None) or "reference").split(",")
     # Cases are interleaved (see schedule()), so each bar fills in steps, in turn.
-    names = [f"{d}-{m}" for d, m in CASES]
-    with progress_bars(names, transient=bool(getattr(args, "json", False))) as progress:
-        summary = run_bench(
-            getattr(args, "target", None) or "reference",
-            getattr(args, "mutant", None),
-            seconds,
-            progress=progress,
-            generator=getattr(args, "generator", None) or "auto",
-        )
+    summaries: dict[str, dict[str, Any]] = {}
+    for target in targets:
+        prefix = f"{target}: " if len(targets) > 1 else ""
+        names = [f"{prefix}{d}-{m}" for d, m in CASES]
+        with progress_bars(names, transient=bool(getattr(args, "json", False))) as progress:
+
+            def report(case: str, fraction: float, prefix: str = prefix) -> None:
+                progress(prefix + case, fraction)
+
+            summaries[target] = run_bench(
+                target,
+                getattr(args, "mutant", None),
+                seconds,
+                progress=report,
+                generator=getattr(args, "generator", None) or "auto",
+            )
     if getattr(args, "json", False):
-        print(json.dumps(summary, indent=2))
-    else:
+        out = summaries[targets[0]] if len(targets) == 1 else {"targets": summaries}
+        print(json.dumps(out, indent=2))
+        return 0
+    for summary in summaries.values():
         _render(summary)
+    if len(summaries) > 1:
+        _render_comparison(summaries)
     return 0

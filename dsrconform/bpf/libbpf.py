@@ -137,6 +137,8 @@ def lib() -> ctypes.CDLL:
         "bpf_program__fd": (i, [vp]),
         "bpf_map__fd": (i, [vp]),
         "bpf_map__set_max_entries": (i, [vp, u32]),
+        "bpf_map__set_inner_map_fd": (i, [vp, i]),
+        "bpf_map_create": (i, [i, cp, u32, u32, u32, vp]),
         "bpf_map__max_entries": (u32, [vp]),
         "bpf_map__key_size": (u32, [vp]),
         "bpf_map__value_size": (u32, [vp]),
@@ -401,11 +403,19 @@ class BpfObject:
     """A compiled BPF object file, opened and loaded into the kernel.
 
     ``max_entries`` overrides map sizes before load (e.g. a small connection table in tests).
+    ``inner_maps`` gives map-in-map maps the fd of a map whose shape their inner maps take (its
+    type, key and value sizes, max entries), instead of the one the object declares.
     Close it (or use it as a context manager) to release every program and map it holds;
     programs attached to interfaces stay attached until detached.
     """
 
-    def __init__(self, path: str | Path, *, max_entries: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_entries: dict[str, int] | None = None,
+        inner_maps: dict[str, int] | None = None,
+    ) -> None:
         L = lib()
         self.path = str(path)
         ctypes.set_errno(0)
@@ -419,6 +429,11 @@ class BpfObject:
                 if not m:
                     raise BpfError(f"{self.path}: no map named {name!r} to resize")
                 _check(L.bpf_map__set_max_entries(m, size), f"resizing map {name}")
+            for name, fd in (inner_maps or {}).items():
+                m = L.bpf_object__find_map_by_name(self._obj, name.encode())
+                if not m:
+                    raise BpfError(f"{self.path}: no map named {name!r} to give an inner map")
+                _check(L.bpf_map__set_inner_map_fd(m, fd), f"inner map of {name}")
             self._load()
         except BaseException:
             L.bpf_object__close(self._obj)
@@ -484,6 +499,14 @@ class BpfObject:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def create_map(map_type: int, name: str, key_size: int, value_size: int, max_entries: int) -> Map:
+    """A map of its own (not from an object), e.g. an inner map of a map-in-map. The caller owns
+    its fd: ``os.close(m.fd)`` when done (a map-in-map holding it keeps the map alive)."""
+    fd = lib().bpf_map_create(map_type, name.encode()[:15], key_size, value_size, max_entries, None)
+    _check(fd, f"creating map {name}")
+    return Map(name, fd, key_size, value_size, map_type, max_entries)
 
 
 # --- attach / detach (in the calling thread's network namespace) ------------------------------

@@ -8,8 +8,12 @@ no netlink, no subprocesses, no clock; the same observations always give the sam
 
 Modules by family: :mod:`.rewrite` (RW), :mod:`.path` (DP), :mod:`.affinity` (AF),
 :mod:`.flood` (SF), :mod:`.muxfail` (MF), :mod:`.scale` (SC), :mod:`.robust` (RB); shared
-pieces in :mod:`.observations` (what checkers read), :mod:`.flows` (survival, attempts) and
-:mod:`.verdict` (the contract, :func:`run_checker`)::
+pieces in :mod:`.observations` (what checkers read), :mod:`.flows` (survival, attempts),
+:mod:`.served` (what the stack was seen to serve: the minimum evidence before a PASS) and
+:mod:`.verdict` (the contract, :func:`run_checker`).
+
+No checker passes a stack that forwards nothing: each states the minimum evidence it needs
+(its docstring's "Minimum:", the catalogue's ``minimum``) and answers UNKNOWN below it::
 
     from dsrconform.invariants import Observations, check_all
     verdicts = check_all(Observations(lab=facts, history=history, taps=taps), ids=["RW-1"])

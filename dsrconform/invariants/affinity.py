@@ -3,7 +3,9 @@
 Each checker decides one requirement of :mod:`dsrconform.spec` from taps on the servers'
 receiving side, histories and the fault timeline (flows overlapping a backend change are left
 out, but each connection of a 5-tuple reused across a change is judged on its own; tuple probes
-are no flows); see :mod:`dsrconform.invariants.verdict` for the contract.
+are no flows); see :mod:`dsrconform.invariants.verdict` for the contract. Only flows the stack
+answered count toward the flows a checker needs to decide ("Minimum:" in each docstring): a SYN
+that reached one server and was never answered shows no affinity.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable
 
+from dsrconform.invariants.served import answered_endpoints
 from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
 from dsrconform.observe.history import PROTO_NUMBER, FlowHistory
 from dsrconform.observe.observations import (
@@ -214,13 +217,20 @@ def _server_flows(
 
 @checker("AF-1")
 def check_connection_affinity(obs: Observations, p: Params) -> Verdict:
-    """Every TCP connection's packets reach one server while the backend set is stable."""
+    """Every TCP connection's packets reach one server while the backend set is stable.
+
+    Minimum: N connections seen by the server taps that were answered (their handshake
+    completed, or a tap toward the client saw the server's packets)."""
     j = Judge("AF-1")
     judged = _judge_tap_affinity(j, obs, 6, required=True)
-    j.measured["connections_judged"] = len(judged)
+    answered = _answered(obs, judged)
+    j.measured.update(connections_judged=len(judged), connections_answered=answered)
     j.thresholds["min_flows"] = p["min_flows"]
-    if len(judged) < p["min_flows"]:
-        j.incomplete(f"{len(judged)} connections seen by server taps ({p['min_flows']:g} needed)")
+    if answered < p["min_flows"]:
+        j.incomplete(
+            f"{answered} answered connections seen by server taps ({p['min_flows']:g} needed; "
+            f"{len(judged) - answered} more reached a server and were never answered)"
+        )
     return j.verdict(
         passed=f"each of {len(judged)} connections reached a single server",
         failed=f"{j.violations} connections reached more than one server (or another one "
@@ -230,7 +240,10 @@ def check_connection_affinity(obs: Observations, p: Params) -> Verdict:
 
 @checker("AF-2")
 def check_udp_affinity(obs: Observations, p: Params) -> Verdict:
-    """Every UDP 5-tuple is answered by, and reaches, one server while backends are stable."""
+    """Every UDP 5-tuple is answered by, and reaches, one server while backends are stable.
+
+    Minimum: N UDP flows answered (a reply in the history, or a tap toward the client saw one)
+    among those judged."""
     j = Judge("AF-2")
     changes = obs.backend_changes()
     judged: set[Flow5] = set()
@@ -240,18 +253,31 @@ def check_udp_affinity(obs: Observations, p: Params) -> Verdict:
                 continue
             judged.add((*fh.endpoint, fh.start.dst, fh.start.dport))
             _judge_udp_replies(j, fh)
+    answered = len(judged)  # the history's, so far: each had a reply
     if obs.lab is not None:
-        judged |= _judge_tap_affinity(j, obs, 17, required=False)
-    j.measured["udp_flows_judged"] = len(judged)
+        tapped = _judge_tap_affinity(j, obs, 17, required=False) - judged
+        answered += _answered(obs, tapped)
+        judged |= tapped
+    j.measured.update(udp_flows_judged=len(judged), udp_flows_answered=answered)
     j.thresholds["min_flows"] = p["min_flows"]
-    if len(judged) < p["min_flows"]:
+    if answered < p["min_flows"]:
         j.incomplete(
-            f"{len(judged)} UDP flows with replies or server taps ({p['min_flows']:g} needed)"
+            f"{answered} answered UDP flows with replies or server taps ({p['min_flows']:g} "
+            f"needed; {len(judged) - answered} more reached a server and were never answered)"
         )
     return j.verdict(
         passed=f"each of {len(judged)} UDP flows stayed on one server",
         failed=f"{j.violations} UDP flows were answered by or reached more than one server",
     )
+
+
+def _answered(obs: Observations, flows: set[Flow5]) -> int:
+    """How many of ``flows`` (judged by the server taps) the stack answered."""
+    lab = obs.lab
+    if lab is None or not flows:
+        return 0
+    answered = answered_endpoints(obs, lab)
+    return sum(1 for key in flows if key[:3] in answered)
 
 
 def _judge_udp_replies(j: Judge, fh: FlowHistory) -> None:
@@ -289,7 +315,9 @@ def _new_flow_servers(obs: Observations, lab: LabFacts) -> list[tuple[str, str, 
 
 @checker("AF-3")
 def check_spread_within_bound(obs: Observations, p: Params) -> Verdict:
-    """Each backend's share of a service's new flows is within epsilon of 1/k."""
+    """Each backend's share of a service's new flows is within epsilon of 1/k.
+
+    Minimum: n new flows of one service answered by a known server (the id in its reply)."""
     j = Judge("AF-3")
     lab = obs.need_lab()
     eps, need = p["epsilon"], p["min_samples"]
@@ -318,7 +346,9 @@ def check_spread_within_bound(obs: Observations, p: Params) -> Verdict:
 @checker("AF-4")
 def check_spread_loosely_bounded(obs: Observations, p: Params) -> Verdict:
     """The MUST floor of AF-3: no server of a service without new flows, none above m times its
-    share, over the service's flows and over each busy client address's flows."""
+    share, over the service's flows and over each busy client address's flows.
+
+    Minimum: n new flows of one service answered by a known server (the id in its reply)."""
     j = Judge("AF-4")
     lab = obs.need_lab()
     m, need, per_addr = p["max_multiple"], p["min_samples"], p["min_per_address"]

@@ -54,7 +54,10 @@ def _floods(j: Judge, obs: Observations, p: Params) -> list[FaultWindow]:
 
 @checker("SF-1")
 def check_established_survive_flood(obs: Observations, p: Params) -> Verdict:
-    """Connections established before a flood (no backend change) survive it."""
+    """Connections established before a flood (no backend change) survive it.
+
+    Minimum: a flood of R packets/s for T s overlapping no backend change, and a connection
+    established (handshake completed) before it and still open at its start."""
     j = Judge("SF-1")
     history = obs.need_history()
     changes = obs.backend_changes()
@@ -78,7 +81,10 @@ def check_established_survive_flood(obs: Observations, p: Params) -> Verdict:
 
 @checker("SF-2")
 def check_new_connections_during_flood(obs: Observations, p: Params) -> Verdict:
-    """During a flood, a share >= S of new connections succeeds, p99 connect latency <= L."""
+    """During a flood, a share >= S of new connections succeeds, p99 connect latency <= L.
+
+    Minimum: N attempts during floods of R packets/s for T s; PASS needs a share S of them to
+    succeed (a stack that forwards nothing fails them all: FAIL)."""
     j = Judge("SF-2")
     history = obs.need_history()
     tried: list[FlowHistory] = []
@@ -121,7 +127,10 @@ def check_new_connections_during_flood(obs: Observations, p: Params) -> Verdict:
 
 @checker("SF-3")
 def check_survive_flood_with_backend_change(obs: Observations, p: Params) -> Verdict:
-    """Connections survive a flood that overlaps a backend change."""
+    """Connections survive a flood that overlaps a backend change.
+
+    Minimum: such a flood, and a connection established before both and open when the first
+    began."""
     j = Judge("SF-3")
     history = obs.need_history()
     changes = obs.backend_changes()
@@ -154,7 +163,10 @@ def check_survive_flood_with_backend_change(obs: Observations, p: Params) -> Ver
 
 @checker("SF-4")
 def check_mux_forwards_during_flood(obs: Observations, p: Params) -> Verdict:
-    """In every interval of a flood, each MUX that got new attempts completed one of them."""
+    """In every interval of a flood, each MUX that got new attempts completed one of them.
+
+    Minimum: legitimate attempts during a flood of R packets/s for T s; PASS needs every MUX
+    to complete one per interval (a stack that forwards nothing completes none: FAIL)."""
     j = Judge("SF-4")
     history = obs.need_history()
     floods = _floods(j, obs, p)

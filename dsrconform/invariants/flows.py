@@ -5,6 +5,10 @@ reset, does not time out while reading, has no integrity error and does not clos
 expected bytes, from the fault's start until ``until``; a UDP flow keeps being answered by the
 same server. "Attempt" means a flow whose start (the connect call, the first datagram) falls in
 a window; it succeeded if it was established and never failed.
+
+Only established flows are judged for survival (:meth:`FlowHistory.alive_at`: the TCP handshake
+completed, or a UDP reply came, before the fault): that is the survival checkers' minimum
+evidence, so a stack that answers nothing gives them nothing to judge (UNKNOWN).
 """
 
 from __future__ import annotations

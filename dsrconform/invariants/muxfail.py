@@ -89,7 +89,10 @@ def _judge_by_mux(obs: Observations, p: Params, *, failed_mux: bool, j: Judge) -
 
 @checker("MF-1")
 def check_rehashed_connections_survive(obs: Observations, p: Params) -> Verdict:
-    """Connections the failed MUX carried survive being re-hashed to another MUX."""
+    """Connections the failed MUX carried survive being re-hashed to another MUX.
+
+    Minimum: a mux-fail window naming its MUX and overlapping no backend change, and a
+    connection that MUX carried, established before the failure and open at its start."""
     j = Judge("MF-1")
     n = _judge_by_mux(obs, p, failed_mux=True, j=j)
     if n == 0:
@@ -102,7 +105,9 @@ def check_rehashed_connections_survive(obs: Observations, p: Params) -> Verdict:
 
 @checker("MF-2")
 def check_healthy_mux_connections_untouched(obs: Observations, p: Params) -> Verdict:
-    """Connections carried only by other MUXes neither break nor stall longer than S."""
+    """Connections carried only by other MUXes neither break nor stall longer than S.
+
+    Minimum: as MF-1, a connection carried only by the other MUXes."""
     j = Judge("MF-2")
     n = _judge_by_mux(obs, p, failed_mux=False, j=j)
     if n == 0:
@@ -132,7 +137,10 @@ def _pending(fh: FlowHistory, history: History) -> bool:
 
 @checker("MF-3")
 def check_new_connections_recover(obs: Observations, p: Params) -> Verdict:
-    """Every new connection attempted later than tau after the route withdrawal succeeds."""
+    """Every new connection attempted later than tau after the route withdrawal succeeds.
+
+    Minimum: a mux-fail window with its route withdrawal, and N attempts later than tau after
+    it; PASS needs them all to succeed."""
     j = Judge("MF-3")
     history = obs.need_history()
     tau = p["recovery_seconds"]
@@ -178,7 +186,10 @@ def check_new_connections_recover(obs: Observations, p: Params) -> Verdict:
 
 @checker("MF-4")
 def check_rejoin_breaks_nothing(obs: Observations, p: Params) -> Verdict:
-    """No connection open when a MUX rejoins (with empty state) breaks."""
+    """No connection open when a MUX rejoins (with empty state) breaks.
+
+    Minimum: a mux-rejoin window, and a connection established before it and open at its
+    start."""
     j = Judge("MF-4")
     history = obs.need_history()
     judged = 0

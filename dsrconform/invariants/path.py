@@ -1,11 +1,14 @@
 """DSR path (DP): replies bypass the MUXes, so MUX load follows inbound traffic only.
 
 Each checker decides one requirement of :mod:`dsrconform.spec` from link taps and the lab's
-facts; see :mod:`dsrconform.invariants.verdict` for the contract.
+facts; see :mod:`dsrconform.invariants.verdict` for the contract. A return path is judged only
+once the stack was seen carrying requests through its MUXes and answering them ("Minimum:" in
+each docstring): a stack that answers nothing sends nothing back through a MUX either.
 """
 
 from __future__ import annotations
 
+from dsrconform.invariants.served import need_replies_from_each
 from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
 from dsrconform.observe.observations import (
     Observations,
@@ -19,7 +22,11 @@ from dsrconform.observe.taps import TapFlow, TapInfo
 
 @checker("DP-1")
 def check_return_path_bypasses_mux(obs: Observations, p: Params) -> Verdict:
-    """No packet to a client address, outer or encapsulated, on any MUX's link."""
+    """No packet to a client address, outer or encapsulated, on any MUX's link.
+
+    Minimum: client packets to a VIP seen on a MUX's link (the MUXes carried the requests),
+    and a reply from every service the traffic addressed seen reaching a client (there was a
+    return path to judge)."""
     j = Judge("DP-1")
     lab = obs.need_lab()
     taps = obs.need_taps(
@@ -29,11 +36,14 @@ def check_return_path_bypasses_mux(obs: Observations, p: Params) -> Verdict:
         expect=lab.nodes("mux"),
         covers=lambda t: mux_of_tap(lab, t),
     )
-    packets = 0
+    packets = requests = 0
     is_client = lab.client_test()
     for info, recs in taps:
         for rec in recs:
             packets += rec.packets
+            carried = rec.inner if rec.inner is not None else rec
+            if lab.is_vip(carried.dst) and is_client(carried.src):
+                requests += rec.packets
             dst = rec.dst if is_client(rec.dst) else None
             if dst is None and rec.inner is not None and is_client(rec.inner.dst):
                 dst = rec.inner.dst
@@ -45,9 +55,10 @@ def check_return_path_bypasses_mux(obs: Observations, p: Params) -> Verdict:
                     time=rec.first,
                     until=rec.last,
                 )
-    j.measured.update(mux_link_packets=packets, mux_link_taps=len(taps))
-    if packets == 0:
-        j.incomplete("no packet crossed a tapped MUX link (was there traffic?)")
+    j.measured.update(mux_link_packets=packets, mux_link_requests=requests, mux_link_taps=len(taps))
+    if requests == 0:
+        j.incomplete("client packets to a VIP on a tapped MUX link: the MUXes carried none")
+    need_replies_from_each(j, obs, lab)
     return j.verdict(
         passed=f"none of {packets} packets on MUX links was addressed to a client",
         failed=f"{j.violations} tap records show server-to-client packets on MUX links",
@@ -56,7 +67,11 @@ def check_return_path_bypasses_mux(obs: Observations, p: Params) -> Verdict:
 
 @checker("DP-2")
 def check_mux_load_follows_inbound(obs: Observations, p: Params) -> Verdict:
-    """Bytes into the MUXes (control traffic aside) <= (1 + slack) x client-to-VIP bytes."""
+    """Bytes into the MUXes (control traffic aside) <= (1 + slack) x client-to-VIP bytes.
+
+    Minimum: clients sent B bytes to VIPs, the MUXes received B bytes of client-to-VIP
+    traffic, and a reply from every service the traffic addressed reached a client (a MUX that
+    receives nothing, or a stack that never answers, bounds nothing)."""
     j = Judge("DP-2")
     lab = obs.need_lab()
     client_out = obs.need_taps(
@@ -84,9 +99,15 @@ def check_mux_load_follows_inbound(obs: Observations, p: Params) -> Verdict:
         if r.src not in mux_addrs and r.dst not in mux_addrs
     ]
     mux_bytes = sum(r.bytes for _, r in into_mux)
+    mux_vip_bytes = sum(r.bytes for _, r in into_mux if lab.is_client(r.src) and lab.is_vip(r.dst))
     replies = _reply_bytes(obs)
     bound = (1 + p["slack"]) * inbound
-    j.measured.update(inbound_bytes=inbound, mux_received_bytes=mux_bytes, reply_bytes=replies)
+    j.measured.update(
+        inbound_bytes=inbound,
+        mux_received_bytes=mux_bytes,
+        mux_received_vip_bytes=mux_vip_bytes,
+        reply_bytes=replies,
+    )
     j.thresholds.update(max_mux_bytes=bound, min_inbound_bytes=p["min_inbound_bytes"])
     if inbound < p["min_inbound_bytes"]:
         j.incomplete(
@@ -106,6 +127,12 @@ def check_mux_load_follows_inbound(obs: Observations, p: Params) -> Verdict:
                 time=rec.first,
                 until=rec.last,
             )
+    if mux_vip_bytes < p["min_inbound_bytes"]:
+        j.incomplete(
+            f"the MUXes received {mux_vip_bytes} bytes of client-to-VIP traffic "
+            f"({p['min_inbound_bytes']:g} needed: the requests must have reached them)"
+        )
+    need_replies_from_each(j, obs, lab)
     return j.verdict(
         passed=f"the MUXes received {mux_bytes} bytes for {inbound} inbound bytes "
         f"(replies: {replies} bytes)",

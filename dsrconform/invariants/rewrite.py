@@ -1,13 +1,17 @@
 """Rewrite correctness (RW): what clients receive carries the right addresses, checksums, bytes.
 
 Each checker decides one requirement of :mod:`dsrconform.spec` (see its ``measure``) from taps,
-histories and the lab's facts; see :mod:`dsrconform.invariants.verdict` for the contract.
+histories and the lab's facts; see :mod:`dsrconform.invariants.verdict` for the contract. Each
+states the minimum evidence it needs to PASS ("Minimum:" in its docstring): below it the answer
+is UNKNOWN naming what was missing (:mod:`dsrconform.invariants.served`), a violation seen is
+still FAIL.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from dsrconform.invariants.served import need_replies_from_each
 from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
 from dsrconform.observe.history import Closed, FlowHistory, IntegrityError
 from dsrconform.observe.observations import (
@@ -17,6 +21,7 @@ from dsrconform.observe.observations import (
     LabFacts,
     Observations,
     Role,
+    ServiceFacts,
     Sighting,
     from_role,
     sightings,
@@ -28,10 +33,15 @@ SUT_ROLES: tuple[Role, ...] = ("mux", "server", "gateway")
 
 
 def _judge_reply_sources(
-    j: Judge, obs: Observations, p: Params, only: Callable[[FlowHistory], bool] | None
+    j: Judge,
+    obs: Observations,
+    p: Params,
+    only: Callable[[FlowHistory], bool] | None,
+    services: list[ServiceFacts] | None = None,
 ) -> None:
     """RW-1/RW-4: packets toward a recorded flow's client endpoint come from its VIP:port
-    (of the flows ``only`` accepts; None: every flow)."""
+    (of the flows ``only`` accepts; None: every flow), and every service the traffic addressed
+    (of ``services``) was seen replying."""
     lab = obs.need_lab()
     obs.need_history()
     index = obs.flow_index()
@@ -79,6 +89,7 @@ def _judge_reply_sources(
             f"replies of {len(answered)} recorded flows seen by taps toward clients "
             f"({p['min_flows']:g} needed)"
         )
+    need_replies_from_each(j, obs, lab, only=services)
 
 
 def _match_to_flows(
@@ -106,7 +117,10 @@ def _match_to_flows(
 @checker("RW-1")
 def check_replies_carry_vip(obs: Observations, p: Params) -> Verdict:
     """Every reply toward a client endpoint of a recorded flow comes from the VIP:port the
-    client addressed."""
+    client addressed.
+
+    Minimum: the replies of N recorded flows seen on taps toward clients, and a reply from
+    every service the recorded flows addressed."""
     j = Judge("RW-1")
     _judge_reply_sources(j, obs, p, None)
     return j.verdict(
@@ -117,7 +131,10 @@ def check_replies_carry_vip(obs: Observations, p: Params) -> Verdict:
 
 @checker("RW-4")
 def check_per_mux_vip_honoured(obs: Observations, p: Params) -> Verdict:
-    """As RW-1, for flows addressed to VIPs only some MUXes announce."""
+    """As RW-1, for flows addressed to VIPs only some MUXes announce.
+
+    Minimum: the replies of N recorded flows to per-MUX VIPs, and a reply from every per-MUX
+    service the recorded flows addressed."""
     j = Judge("RW-4")
     lab = obs.need_lab()
     per_mux = {(s.vip, s.port, s.proto_number) for s in lab.per_mux_services()}
@@ -125,7 +142,11 @@ def check_per_mux_vip_honoured(obs: Observations, p: Params) -> Verdict:
         raise MissingData("a service announced by only some MUXes (a per-MUX external VIP)")
     j.measured["per_mux_vips"] = ", ".join(sorted(f"{a}:{b}" for a, b, _ in per_mux))
     _judge_reply_sources(
-        j, obs, p, lambda fh: (fh.start.dst, fh.start.dport, fh.proto_number) in per_mux
+        j,
+        obs,
+        p,
+        lambda fh: (fh.start.dst, fh.start.dport, fh.proto_number) in per_mux,
+        lab.per_mux_services(),
     )
     return j.verdict(
         passed="every reply to a per-MUX VIP flow came from the VIP its flow came through",
@@ -139,7 +160,11 @@ def _in_crafted(windows: list[FaultWindow], rec: TapFlow) -> bool:
 
 @checker("RW-2")
 def check_checksums_valid(obs: Observations, p: Params) -> Verdict:
-    """No packet a SUT node sends, nor any packet toward a client, has a bad checksum."""
+    """No packet a SUT node sends, nor any packet toward a client, has a bad checksum.
+
+    Minimum: for every service the traffic addressed, its replies (from its VIP:port, the
+    rewritten packets) seen reaching clients with N checksums verified in them. Valid checksums
+    on the routers' ICMP errors and the BGP sessions say nothing of a stack's rewrites."""
     j = Judge("RW-2")
     lab = obs.need_lab()
     taps = obs.need_taps(
@@ -169,8 +194,7 @@ def check_checksums_valid(obs: Observations, p: Params) -> Verdict:
         checksums_verified=verified, l4_unchecked=unchecked, packets_in_crafted_windows=skipped
     )
     j.thresholds["min_packets"] = p["min_packets"]
-    if verified < p["min_packets"]:
-        j.incomplete(f"the taps verified {verified} checksums ({p['min_packets']:g} needed)")
+    need_replies_from_each(j, obs, lab, min_checksums=p["min_packets"])
     return j.verdict(
         passed=f"all {verified} checksums verified were valid",
         failed=f"{j.violations} tap records hold packets with invalid checksums",
@@ -181,7 +205,10 @@ def check_checksums_valid(obs: Observations, p: Params) -> Verdict:
 def check_no_server_address_leaks(obs: Observations, p: Params) -> Verdict:
     """No packet toward a client carries a server's address, except in a conversation the client
     itself opened with that address: the same 5-tuple, begun by the client before the packet
-    (an ICMP error: the conversation it quotes, whose peer must be that address)."""
+    (an ICMP error: the conversation it quotes, whose peer must be that address).
+
+    Minimum: for every service the traffic addressed, N of its replies (the packets a stack
+    rewrites, or leaks) seen reaching clients: a stack that answers nothing leaks nothing."""
     j = Judge("RW-3")
     lab = obs.need_lab()
     servers = {a: n for n in lab.nodes("server") for a in lab.addresses.get(n, [])}
@@ -222,8 +249,7 @@ def check_no_server_address_leaks(obs: Observations, p: Params) -> Verdict:
     j.measured["packets_toward_clients"] = packets
     j.measured["conversations_clients_began"] = len(opened)
     j.thresholds["min_packets"] = p["min_packets"]
-    if packets < p["min_packets"]:
-        j.incomplete(f"taps saw {packets} packets toward clients ({p['min_packets']:g} needed)")
+    need_replies_from_each(j, obs, lab, min_packets=p["min_packets"])
     return j.verdict(
         passed=f"no server address in {packets} packets toward clients",
         failed=f"{j.violations} tap records toward clients carry a server's address",
@@ -288,7 +314,10 @@ def _ecns(bits: int) -> str:
 @checker("RW-8")
 def check_marks_kept(obs: Observations, p: Params) -> Verdict:
     """Encapsulation keeps the client's DSCP in the outer header and sets its ECN field as RFC
-    6040 allows; the encapsulated header keeps the DSCP and ECN the client sent."""
+    6040 allows; the encapsulated header keeps the DSCP and ECN the client sent.
+
+    Minimum: N encapsulated packets with a DSCP mark and N ECN-capable ones sent by the MUXes
+    (what a MUX never encapsulated, it could not have re-marked)."""
     j = Judge("RW-8")
     lab = obs.need_lab()
     taps = obs.need_taps(
@@ -364,13 +393,20 @@ def check_marks_kept(obs: Observations, p: Params) -> Verdict:
 
 @checker("RW-5")
 def check_bytes_intact(obs: Observations, p: Params) -> Verdict:
-    """No integrity error; every closed stream delivered exactly its expected, verified bytes."""
+    """No integrity error; every closed stream delivered exactly its expected, verified bytes.
+
+    Minimum: N TCP streams to a VIP (to any address, without the lab's facts) that the server
+    closed after delivering verified bytes."""
     j = Judge("RW-5")
     history = obs.need_history()
+    lab = obs.lab
     complete = 0
     for fh in history.flows.values():
         if fh.start.proto != "tcp":
             continue
+        # Only a stream through the stack counts toward the minimum (a non-VIP one shows
+        # nothing of it); any stream's lost bytes are a violation all the same.
+        to_vip = lab is None or lab.service(fh.start.dst, fh.start.dport, 6) is not None
         bad = next((e for e in fh.events if isinstance(e, IntegrityError)), None)
         if bad is not None:
             j.violation(
@@ -391,12 +427,14 @@ def check_bytes_intact(obs: Observations, p: Params) -> Verdict:
                 flow=fh.describe(),
                 time=end.t,
             )
-        elif end.reason == "eof":
+        elif end.reason == "eof" and end.verified > 0 and to_vip:
             complete += 1
     j.measured["streams_completed"] = complete
     j.thresholds["min_streams"] = p["min_streams"]
     if complete < p["min_streams"]:
-        j.incomplete(f"{complete} streams completed ({p['min_streams']:g} needed)")
+        j.incomplete(
+            f"{complete} streams completed with verified bytes ({p['min_streams']:g} needed)"
+        )
     return j.verdict(
         passed=f"{complete} streams delivered every expected byte intact",
         failed=f"{j.violations} streams lost or corrupted bytes",
@@ -498,17 +536,24 @@ def _is_ptb(rec: TapFlow) -> bool:
 
 @checker("RW-6")
 def check_encap_overhead_handled(obs: Observations, p: Params) -> Verdict:
-    """Uploads of full-sized segments succeed; fragmentation-needed reaches the flow's server."""
+    """Uploads of full-sized segments succeed; fragmentation-needed reaches the flow's server.
+
+    Minimum: an upload of U bytes whose connection was established (one that never was sent
+    no full-sized segment: it shows nothing of the overhead), or a fragmentation-needed error
+    about a VIP flow entering a MUX whose server is known."""
     j = Judge("RW-6")
     ptb = 0
     try:
         ptb = _judge_icmp_delivery(j, obs, _is_ptb, "fragmentation needed")
     except MissingData as e:
         j.measured["ptb_not_judged"] = "; ".join(e.what)
-    uploads = 0
+    uploads = unconnected = 0
     if obs.history is not None:
         for fh in obs.history.flows.values():
             if fh.start.request_bytes < p["upload_bytes"]:
+                continue
+            if fh.established_at is None:
+                unconnected += 1
                 continue
             uploads += 1
             if not fh.succeeded():
@@ -518,12 +563,13 @@ def check_encap_overhead_handled(obs: Observations, p: Params) -> Verdict:
                     flow=fh.describe(),
                     time=(fh.failure() or fh.start).t,
                 )
-    j.measured["uploads_judged"] = uploads
+    j.measured.update(uploads_judged=uploads, uploads_never_established=unconnected)
     j.thresholds["upload_bytes"] = p["upload_bytes"]
     if ptb == 0 and uploads == 0:
         j.incomplete(
-            f"neither an upload of at least {p['upload_bytes']:g} bytes in the histories nor a "
-            "fragmentation-needed error about a VIP flow entering a MUX"
+            f"neither an established upload of at least {p['upload_bytes']:g} bytes in the "
+            f"histories ({unconnected} never connected) nor a fragmentation-needed error about "
+            "a VIP flow entering a MUX"
         )
     return j.verdict(
         passed=f"{uploads} uploads succeeded and {ptb} fragmentation-needed errors reached "
@@ -539,7 +585,10 @@ def _failure_text(fh: FlowHistory) -> str:
 
 @checker("RW-7")
 def check_icmp_errors_reach_flow_server(obs: Observations, p: Params) -> Verdict:
-    """ICMP errors (other than fragmentation-needed) about a VIP flow reach its server."""
+    """ICMP errors (other than fragmentation-needed) about a VIP flow reach its server.
+
+    Minimum: one such error quoting a VIP flow whose server is known (its history names it, or
+    its packets reached one server) entered a MUX."""
     j = Judge("RW-7")
     n = _judge_icmp_delivery(
         j, obs, lambda r: r.embedded is not None and not _is_ptb(r), "icmp error"

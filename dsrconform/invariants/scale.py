@@ -37,7 +37,10 @@ _PROTO_NAMES = {n: name for name, n in PROTO_NUMBERS.items()}
 
 @checker("SC-1")
 def check_scale_out_breaks_nothing(obs: Observations, p: Params) -> Verdict:
-    """No connection open when a server or a MUX is added breaks."""
+    """No connection open when a server or a MUX is added breaks.
+
+    Minimum: a backend-add or mux-add window, and a connection established before it and open
+    at its start."""
     j = Judge("SC-1")
     history = obs.need_history()
     judged = 0
@@ -169,7 +172,10 @@ def _describe_tuple(tup: ProbeTuple) -> str:
 
 @checker("SC-2")
 def check_minimal_remapping(obs: Observations, p: Params) -> Verdict:
-    """Share of probe tuples answered by another server after a change <= changed/N + eps."""
+    """Share of probe tuples answered by another server after a change <= changed/N + eps.
+
+    Minimum: n tuple probes the MUXes were seen sending to servers before and after a backend
+    change that lists its backends, some of them moved where some should."""
     j = Judge("SC-2")
     paths = probe_paths(j, obs)
     eps, need = p["epsilon"], p["min_samples"]
@@ -242,7 +248,10 @@ def _until_next(obs: Observations, w: FaultWindow, kinds: Iterable[str]) -> floa
 
 @checker("SC-3")
 def check_drain(obs: Observations, p: Params) -> Verdict:
-    """Connections to a drained server survive; no connection started after W goes to it."""
+    """Connections to a drained server survive; no connection started after W goes to it.
+
+    Minimum: a connection to the drained server established before the drain and open at its
+    start, and a new connection started later than W whose server is known (it was answered)."""
     j = Judge("SC-3")
     history = obs.need_history()
     judged = fresh = reused = 0
@@ -306,7 +315,10 @@ def check_drain(obs: Observations, p: Params) -> Verdict:
 
 @checker("SC-4")
 def check_atomic_convergence(obs: Observations, p: Params) -> Verdict:
-    """Per MUX, every probe tuple changes server at most once, all at one instant, within tau."""
+    """Per MUX, every probe tuple changes server at most once, all at one instant, within tau.
+
+    Minimum: N tuple probes the MUXes were seen sending to servers later than tau after each
+    change, some of them moved where about five or more should."""
     j = Judge("SC-4")
     paths = probe_paths(j, obs)
     tau, slack = p["converge_seconds"], p["atomic_slack"]
@@ -430,7 +442,10 @@ def _expected_moves(w: FaultWindow, tuples: int) -> float:
 
 @checker("SC-5")
 def check_change_then_mux_loss(obs: Observations, p: Params) -> Verdict:
-    """Share of connections broken by a backend change followed by a MUX loss <= B."""
+    """Share of connections broken by a backend change followed by a MUX loss <= B.
+
+    Minimum: a backend change then a mux-fail, and a connection established before the change
+    and open when the MUX failed."""
     j = Judge("SC-5")
     history = obs.need_history()
     changes = obs.backend_changes()

@@ -232,7 +232,7 @@ def test_af1_unknown_cases() -> None:
     v = run_checker(check_connection_affinity, run.obs())
     assert v.status == Status.UNKNOWN and "a tap toward a server" in v.message
     v = run_checker(check_connection_affinity, Run().obs())
-    assert v.status == Status.UNKNOWN and "0 connections seen by server taps" in v.message
+    assert v.status == Status.UNKNOWN and "0 answered connections seen by server taps" in v.message
 
 
 def test_af2_udp_affinity() -> None:
@@ -255,7 +255,7 @@ def test_af2_left_out_across_backend_changes_and_unknown_without_data() -> None:
     run.udp(1, 10.0, ["server1", "server2"])
     run.fault("backend-remove", 10.05, 10.06, backends_before=SERVERS, backends_after=SERVERS[1:])
     v = run_checker(check_udp_affinity, run.obs())
-    assert v.status == Status.UNKNOWN and "0 UDP flows" in v.message
+    assert v.status == Status.UNKNOWN and "0 answered UDP flows" in v.message
     v = run_checker(check_udp_affinity, Run().obs(lab=False, taps=False))
     assert v.status == Status.UNKNOWN
 

@@ -160,21 +160,51 @@ def test_rw2_ignores_crafted_windows_and_needs_verified_checksums() -> None:
     run.fault("crafted", 30.0, 40.0)
     run.add(record("client-in", tcp(WEB, 80, CLIENT, 40010), 31.0, 32.0, l4_valid=0, l4_invalid=10))
     assert run_checker(check_checksums_valid, run.obs()).status == Status.PASS
-    bare = Run()
-    bare.add(
+    # Replies whose checksums the taps could not judge (all offloaded): none verified.
+    unverified = Run()
+    unverified.conn(1, 10.0, end_t=20.0, wire=False)
+    unverified.add(
         record(
-            "server1-out",
-            tcp(WEB, 80, CLIENT, 1),
-            1.0,
-            2.0,
+            "client-in",
+            tcp(WEB, 80, CLIENT, 40001),
+            10.0,
+            20.0,
             l3_valid=0,
             l4_valid=0,
             l4_unchecked=10,
         )
     )
+    v = run_checker(check_checksums_valid, unverified.obs())
+    assert v.status == Status.UNKNOWN
+    assert v.missing == [
+        "0 checksums verified in the replies from 198.19.0.10:80/tcp (web) to clients (1 needed)"
+    ]
+    # Packets that no client's traffic asked for decide nothing.
+    bare = Run()
+    bare.add(record("server1-out", tcp(WEB, 80, CLIENT, 1), 1.0, 2.0))
     v = run_checker(check_checksums_valid, bare.obs())
-    assert v.status == Status.UNKNOWN and "verified 0 checksums" in v.message
-    assert v.missing == ["the taps verified 0 checksums (1 needed)"]
+    assert v.status == Status.UNKNOWN
+    assert v.missing == ["traffic to a VIP (no recorded flow addressed a service)"]
+
+
+def test_rw1_rw2_rw3_dp1_need_a_reply_from_every_addressed_service() -> None:
+    """The edge VIP was addressed and never answered: what the web VIP's replies show says
+    nothing of the edge's rewrites."""
+    run = healthy()
+    run.conn(3, 12.0, dst=EDGE, end="connect-timeout", wire=False)
+    for check in (
+        check_replies_carry_vip,
+        check_checksums_valid,
+        check_no_server_address_leaks,
+        check_return_path_bypasses_mux,
+    ):
+        v = run_checker(check, run.obs())
+        assert v.status == Status.UNKNOWN, (check, v.message)
+        assert v.missing == [
+            "a reply from 198.19.0.12:80/tcp (edge) reaching a client: the traffic addressed it "
+            "and no tap toward a client saw one"
+        ]
+        assert v.measured["services_answered"] == "1 of 2 addressed"
 
 
 # --- RW-3 --------------------------------------------------------------------------------------
@@ -441,7 +471,13 @@ def test_rw6_uploads_and_packet_too_big() -> None:
     assert "reached server2; the flow's server is server1" in e.message
     assert e.link is not None and e.link.startswith("mux1:dsrc-router ingress")
     v = run_checker(check_encap_overhead_handled, healthy().obs())
-    assert v.status == Status.UNKNOWN and "neither an upload of at least 4096 bytes" in v.message
+    assert v.status == Status.UNKNOWN
+    assert "neither an established upload of at least 4096 bytes" in v.message
+    # An upload that never connected sent no full-sized segment: it is no evidence either way.
+    unconnected = healthy()
+    unconnected.conn(3, 12.0, request_bytes=9000, end="connect-timeout")
+    v = run_checker(check_encap_overhead_handled, unconnected.obs())
+    assert v.status == Status.UNKNOWN and "(1 never connected)" in v.message
 
 
 def test_rw6_the_error_is_judged_by_the_flow_it_quotes_not_by_the_client_port() -> None:
@@ -523,7 +559,7 @@ def test_dp1_unknown_cases() -> None:
     run.overflow("mux1-in")
     assert run_checker(check_return_path_bypasses_mux, run.obs()).status == Status.UNKNOWN
     v = run_checker(check_return_path_bypasses_mux, Run().obs())
-    assert v.status == Status.UNKNOWN and "no packet crossed" in v.message
+    assert v.status == Status.UNKNOWN and "the MUXes carried none" in v.message
     v = run_checker(check_return_path_bypasses_mux, healthy().obs(taps=False))
     assert v.status == Status.UNKNOWN and "link taps" in v.message
 

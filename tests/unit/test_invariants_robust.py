@@ -117,15 +117,23 @@ def frag(tap: str, server: str | None, n: int, at: float = 10.0) -> TapFlow:
     return encap(tap, "mux1", server, udp, at, at + 0.01, packets=n, fragments=n)
 
 
-def test_rb3_fragments() -> None:
+def forwarding() -> Run:
+    """A run whose MUXes forward one connection (RB-3's fixtures had no VIP traffic at all,
+    so a stack forwarding nothing passed them)."""
     run = Run()
+    run.conn(1, 5.0, end_t=6.0)
+    return run
+
+
+def test_rb3_fragments() -> None:
+    run = forwarding()
     run.add(frag("mux1-in", None, 4), frag("server1-in", "server1", 4))
     v = run_checker(check_fragments_consistent, run.obs())
     assert v.status == Status.PASS and v.measured["fragmented_streams"] == 1
-    dropped = Run()
+    dropped = forwarding()
     dropped.add(frag("mux1-in", None, 4))
     assert run_checker(check_fragments_consistent, dropped.obs()).status == Status.PASS
-    split = Run()
+    split = forwarding()
     split.add(
         frag("mux1-in", None, 4),
         frag("server1-in", "server1", 2),
@@ -136,7 +144,7 @@ def test_rb3_fragments() -> None:
     (e,) = v.evidence
     assert "reached several servers: server1 (2), server2 (2)" in e.message
     assert e.link is not None and e.link.startswith("mux1:dsrc-router ingress")
-    partial = Run()
+    partial = forwarding()
     partial.add(frag("mux1-in", None, 4), frag("server1-in", "server1", 3))
     v = run_checker(check_fragments_consistent, partial.obs())
     assert v.status == Status.FAIL and "3 of 4 fragments" in v.evidence[0].message
@@ -147,6 +155,16 @@ def test_rb3_unknown_without_fragments() -> None:
     run.conn(1, 10.0, end_t=11.0)
     v = run_checker(check_fragments_consistent, run.obs())
     assert v.status == Status.UNKNOWN and "no IPv4 fragment" in v.message
+
+
+def test_rb3_unknown_when_no_mux_forwards_anything() -> None:
+    """Fragments that reach no server, from MUXes that forward nothing: a stack without a data
+    plane drops them all "consistently"."""
+    run = Run()
+    run.add(frag("mux1-in", None, 4))
+    v = run_checker(check_fragments_consistent, run.obs())
+    assert v.status == Status.UNKNOWN
+    assert v.missing == ["VIP traffic forwarded by a MUX toward a server: the taps saw none"]
 
 
 # --- RB-4 --------------------------------------------------------------------------------------
@@ -198,3 +216,30 @@ def test_rb4_unknown_cases() -> None:
     blind.drop_taps("server1-out", "server2-out", "server3-out")
     v = run_checker(check_decap_only_from_muxes, blind.obs())
     assert v.status == Status.UNKNOWN and "server's sending side" in v.message
+
+
+def test_rb4_unknown_when_the_servers_answer_nothing_from_the_muxes_either() -> None:
+    """A server that decapsulates nothing leaves the foreign packets unanswered too: no PASS
+    until an encapsulated packet from a MUX was seen answered."""
+    run = Run()
+    run.conn(1, 10.0, end_t=20.0, wire=False)
+    run.add(encap("server1-in", "mux1", "server1", tcp(CLIENT, 40001, WEB, 80), 10.0, 20.0))
+    foreign_ipip(run, answered=False)
+    v = run_checker(check_decap_only_from_muxes, run.obs())
+    assert v.status == Status.UNKNOWN
+    assert v.missing == [
+        "an answer to an encapsulated packet a MUX sent a server: the servers were never seen "
+        "decapsulating the stack's own traffic, so an unanswered foreign one says nothing"
+    ]
+    foreign_ipip(run, answered=True)  # a violation seen is a FAIL all the same
+    assert run_checker(check_decap_only_from_muxes, run.obs()).status == Status.FAIL
+
+
+def test_rb2_unknown_when_no_mux_forwards_vip_traffic() -> None:
+    """Non-VIP flows that succeed past MUXes forwarding nothing show no data plane leaving
+    them alone."""
+    run = Run()
+    run.conn(1, 10.0, end_t=11.0, dst=MUX_ADDR["mux1"], dport=22, wire=False)
+    v = run_checker(check_non_vip_untouched, run.obs())
+    assert v.status == Status.UNKNOWN
+    assert v.missing == ["VIP traffic forwarded by a MUX toward a server: the taps saw none"]

@@ -71,6 +71,16 @@ def test_parameters_and_checkers_are_well_formed() -> None:
     assert "recovery_seconds" in spec.get("MF-3").defaults()
 
 
+def test_every_requirement_states_its_minimum_evidence() -> None:
+    """What a checker must have seen of the stack working before it may PASS (issue 17: a
+    stack that deploys nothing passed RW-2, RW-3 and RB-4), stated for every requirement,
+    listed by ``dsrconform spec --json`` and in SPEC.md."""
+    for r in spec.REQUIREMENTS:
+        assert len(r.minimum) > 20 and r.minimum.endswith("."), r.id
+        assert r.as_dict()["minimum"] == r.minimum
+        assert f"*Minimum evidence to PASS (else UNKNOWN):* {r.minimum}" in spec.render_markdown()
+
+
 def test_spec_md_is_generated_from_the_code() -> None:
     assert SPEC_MD.exists(), "SPEC.md is missing; fix: python -m dsrconform.spec --write SPEC.md"
     assert SPEC_MD.read_text(encoding="utf-8") == spec.render_markdown(), (

@@ -1,0 +1,165 @@
+"""The ``null`` target: a stack that deploys nothing and announces nothing.
+
+It keeps the target protocol (:mod:`dsrconform.target`) to the letter and forwards no packet:
+no MUX program, no server agent, no gateway, no VIP announced over the lab's BGP speakers. The
+lab around it still has what the lab owns (routers, BGP sessions, applications, clients), so
+traffic runs and is observed, and no request addressed to a VIP is ever answered.
+
+What it is for: the conformance suites run against it must give no requirement PASS, since a
+checker that passes a stack that forwards nothing passes on no evidence (every checker states
+the minimum evidence it needs, see :mod:`dsrconform.invariants`). It is also the smallest
+example of an adapter::
+
+    dsrconform run --target null --mode encap      # every verdict UNKNOWN or FAIL
+
+Backend sets (:meth:`NullDeployment.set_backends`) are kept in memory with the same checks as
+any target's (the contract :class:`dsrconform.target.Deployment` documents), so scenarios that
+change backends run and record their changes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from dsrconform.errors import ConfigError
+from dsrconform.target import FAMILIES, BenchVip, MutantInfo
+from dsrconform.topology import MODES
+
+if TYPE_CHECKING:
+    from dsrconform.lab.protocol import RunningLab
+    from dsrconform.target import Deployment, Target
+    from dsrconform.topology import Service, Topology
+
+
+class NullTarget:
+    """A target that deploys nothing (see the module's docstring); it has no mutants."""
+
+    name = "null"
+    modes = MODES  # nothing is deployed in any of them, equally
+    families = FAMILIES  # nor in any family
+
+    def __init__(self, mutant: str | None = None) -> None:
+        if mutant is not None:
+            raise ConfigError(f"unknown mutant {mutant!r} of target 'null'; it has none")
+        self.mutant: str | None = None
+
+    def __repr__(self) -> str:
+        return "NullTarget()"
+
+    def mutants(self) -> Sequence[MutantInfo]:
+        return []
+
+    def deploy(self, lab: RunningLab) -> NullDeployment:
+        """Deploy nothing into ``lab``: no program, no agent, no announcement."""
+        return NullDeployment(lab.topology, lab.name)
+
+    @contextmanager
+    def mux_for_bench(
+        self,
+        *,
+        netns: str,
+        ifname: str,
+        mux_addr: str,
+        next_hop_mac: str,
+        vip: BenchVip,
+        backends: Sequence[str],
+    ) -> Iterator[None]:
+        """Attach nothing: the benchmark's packets meet the bare kernel."""
+        yield
+
+
+class NullDeployment:
+    """The null stack "running" in a lab: backend sets in memory, nothing else."""
+
+    def __init__(self, topology: Topology, lab_name: str) -> None:
+        self.topology = topology
+        self.lab_name = lab_name
+        self.lock = threading.Lock()
+        self.backend_sets: dict[str, dict[str, list[str]]] = {}
+
+    def wait_ready(self, timeout: float) -> float:
+        return 0.0
+
+    def status(self) -> dict[str, Any]:
+        return {"deployed": "nothing (the null target)"}
+
+    def restart(self, node: str) -> None:
+        """Nothing runs on any node: nothing to start again."""
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        return {}  # no component counts anything: every one is absent
+
+    def close(self) -> None:
+        """Nothing was attached."""
+
+    def _service(self, name: str) -> Service:
+        for s in self.topology.services:
+            if s.name == name:
+                return s
+        known = ", ".join(s.name for s in self.topology.services) or "none"
+        raise ConfigError(f"unknown service {name!r}; services of lab {self.lab_name}: {known}")
+
+    def backends(self, service: str) -> dict[str, list[str]]:
+        svc = self._service(service)
+        with self.lock:
+            cur = self.backend_sets.get(svc.name)
+            if cur is None:
+                return {"active": sorted(self.topology.servers_of(svc)), "draining": []}
+            return {k: list(v) for k, v in cur.items()}
+
+    def set_backends(
+        self, service: str, servers: Sequence[str], *, draining: Sequence[str] = ()
+    ) -> None:
+        """Remember the new sets after the checks every target makes (changing nothing when
+        one fails): a known service, known servers that run its application, a non-empty
+        active set, no server both active and draining."""
+        svc = self._service(service)
+        active = _names(service, "servers", servers)
+        drain = _names(service, "draining", draining)
+        known, runs = self.topology.of_role("server"), self.topology.servers_of(svc)
+        for name in [*active, *drain]:
+            if name not in known:
+                raise ConfigError(
+                    f"service {service!r}: no server {name!r} in lab {self.lab_name}; "
+                    f"servers: {', '.join(known)}"
+                )
+            if name not in runs:
+                raise ConfigError(
+                    f"service {service!r}: server {name!r} does not run its application; "
+                    f"servers that do: {', '.join(runs)}"
+                )
+        if not active:
+            raise ConfigError(
+                f"service {service!r}: an empty active set would leave VIP {svc.vip}:{svc.port} "
+                "with no server for new connections; fix: keep at least one server active"
+            )
+        both = sorted(set(active) & set(drain))
+        if both:
+            raise ConfigError(
+                f"service {service!r}: {', '.join(both)} listed as both active and draining; "
+                "fix: list each server in one of them"
+            )
+        with self.lock:
+            self.backend_sets[svc.name] = {"active": sorted(active), "draining": sorted(drain)}
+
+
+def _names(service: str, what: str, names: Sequence[str]) -> list[str]:
+    """``names`` without repeats, in order; a bare string is refused (it is a sequence too)."""
+    if isinstance(names, str):
+        raise ConfigError(
+            f"service {service!r}: {what} must be a list of server names, not the string "
+            f"{names!r}; fix: [{names!r}]"
+        )
+    return list(dict.fromkeys(names))
+
+
+if TYPE_CHECKING:
+
+    def _is_a_target(target: NullTarget) -> Target:
+        return target  # mypy checks that NullTarget keeps dsrconform.target.Target
+
+    def _is_a_deployment(deployment: NullDeployment) -> Deployment:
+        return deployment  # and that NullDeployment keeps dsrconform.target.Deployment
