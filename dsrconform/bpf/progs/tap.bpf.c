@@ -5,7 +5,7 @@
  * and last time seen, TCP SYN/FIN/RST counts, fragments, and how many packets had a bad IPv4
  * header checksum or a bad TCP/UDP/ICMP checksum. A flow is keyed by what checkers need to tell
  * packets apart on a DSR path:
- * - the outer 5-tuple (ports 0 for fragments and port-less protocols);
+ * - the outer 5-tuple (ports 0 for fragments and port-less protocols, IPIP among them);
  * - for an encapsulated packet (a MUX's output), the encapsulated 5-tuple: DSR never rewrites the
  *   client's end, so the inner tuple ties an encapsulated packet to its connection. Two
  *   encapsulations are understood: IPIP (IPv4 protocol 4) and GUE variant 1 as Katran sends it,
@@ -338,6 +338,8 @@ static __always_inline void record(struct __sk_buff *skb, __u8 dir)
 				bad_l4 = s < 0 || fold(s + pseudo) != 0xffff;
 				checked = 1;
 			}
+			key.outer.sport = uh.source; /* the outer header's own ports: kept */
+			key.outer.dport = uh.dest;
 			encap = 2;
 			off += sizeof(uh);
 			l4len -= sizeof(uh);
