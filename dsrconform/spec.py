@@ -367,7 +367,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         (
             _n("max_multiple", "m", 2.0, "most a server may get, in multiples of its share 1/k"),
             _n("min_samples", "n", 100, "new flows per service needed to decide"),
-            _n("min_per_address", "a", 30, "distinct 5-tuples from one client address to judge it"),
+            _n("min_per_address", "a", 20, "distinct 5-tuples from one client address to judge it"),
         ),
         minimum="n new flows of one service answered by a known server.",
     ),

@@ -353,6 +353,9 @@ def check_spread_loosely_bounded(obs: Observations, p: Params) -> Verdict:
     the hash, and a reused port is the same tuple again, which a correct hash must send to the
     same server; counted once per flow, a few tuples reused many times would be judged as if
     they were many independent draws. A tuple that reached two servers counts once for each.
+    With a = 20 tuples (the ``gate`` scenario gives each client address ~25, its short
+    connections cycling through 16 reused ports), a hash that leaves the port out puts all of
+    them on one server, while a fair one exceeds 2 x 1/3 with probability ~0.1-0.3% per address.
 
     Minimum: n new flows of one service answered by a known server (the id in its reply)."""
     j = Judge("AF-4")
