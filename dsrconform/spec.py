@@ -358,15 +358,16 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "above m times its share, over many client addresses and ports.",
         "Histories: for each service with at least n new flows started outside backend changes, "
         "every backend answered at least one and none more than m/k of them; for each client "
-        "address with at least a new flows to the service, no server answered more than m/k of "
-        "them (a flow hash over part of the 5-tuple sends one address's flows to one server). "
+        "address with at least a distinct 5-tuples (source ports) among its new flows to the "
+        "service, no server answered more than m/k of those 5-tuples (a flow hash over part of "
+        "the 5-tuple sends one address's flows to one server; a reused 5-tuple counts once). "
         "Services with fewer flows are left out; if none is left, UNKNOWN. AF-3 is the strict "
         "bound (SHOULD).",
         f"{_AF}:check_spread_loosely_bounded",
         (
             _n("max_multiple", "m", 2.0, "most a server may get, in multiples of its share 1/k"),
             _n("min_samples", "n", 100, "new flows per service needed to decide"),
-            _n("min_per_address", "a", 30, "new flows from one client address to judge it"),
+            _n("min_per_address", "a", 20, "distinct 5-tuples from one client address to judge it"),
         ),
         minimum="n new flows of one service answered by a known server.",
     ),

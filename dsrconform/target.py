@@ -42,6 +42,16 @@ installs only the target's data plane and control plane (MUX program on each MUX
 ``lab.topology.uplink(mux).ifname``, server-side decapsulation or NAT, the gateway), then announces
 each VIP on each MUX that serves it through ``lab.bgp(mux).announce(vip)`` (:class:`BgpSpeaker`).
 
+Encapsulation. In encap mode a MUX sends each VIP packet on to its server encapsulated, and the
+checkers judge it by the packet inside (its client's 5-tuple, checksums, DSCP and ECN). The taps
+and decoders (:mod:`dsrconform.observe`) understand two encapsulations, whatever the target:
+IPIP (IPv4 protocol 4) and GUE variant 1 as Katran sends it, IPv4 directly in UDP to port
+:data:`dsrconform.observe.taps.GUE_PORT` (6080; no GUE header, any outer source port: Katran
+mixes the client's port into it), the one place that port is set. A target needs to declare
+nothing; a stack that encapsulates otherwise is judged by its outer headers only (its
+encapsulated checks UNKNOWN or, where the outer header is what is checked, FAIL), until the
+observe layer learns its format.
+
 Optional capabilities are separate protocols a deployment or target may also satisfy, checked with
 ``isinstance``: :class:`AgentRestart` (the ``agent-restart`` fault), :class:`MuxBench`
 (``dsrconform bench mux``). Without one, what needs it is UNKNOWN or refused, never a FAIL.

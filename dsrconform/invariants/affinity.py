@@ -301,15 +301,15 @@ def _new_flows(obs: Observations, changes: list[FaultWindow]) -> list[FlowHistor
     ]
 
 
-def _new_flow_servers(obs: Observations, lab: LabFacts) -> list[tuple[str, str, str]]:
-    """(service name, client address, server node) of each new flow to a service whose server
-    is known (AF-3, AF-4)."""
+def _new_flow_servers(obs: Observations, lab: LabFacts) -> list[tuple[str, str, int, str]]:
+    """(service name, client address, client port, server node) of each new flow to a service
+    whose server is known (AF-3, AF-4)."""
     out = []
     for fh in _new_flows(obs, obs.backend_changes()):
         st = fh.start
         svc = lab.service(st.dst, st.dport, PROTO_NUMBER[st.proto])
         if svc is not None:  # _new_flows kept only flows whose server is known
-            out.append((svc.name, st.src, lab.server_node(fh.servers[0][1])))
+            out.append((svc.name, st.src, st.sport, lab.server_node(fh.servers[0][1])))
     return out
 
 
@@ -323,7 +323,7 @@ def check_spread_within_bound(obs: Observations, p: Params) -> Verdict:
     eps, need = p["epsilon"], p["min_samples"]
     j.thresholds.update(epsilon=eps, min_samples=need)
     per_service: dict[str, Counter[str]] = {}
-    for name, _, server in _new_flow_servers(obs, lab):
+    for name, _, _, server in _new_flow_servers(obs, lab):
         per_service.setdefault(name, Counter())[server] += 1
     decided = 0
     for svc in lab.services:
@@ -348,16 +348,27 @@ def check_spread_loosely_bounded(obs: Observations, p: Params) -> Verdict:
     """The MUST floor of AF-3: no server of a service without new flows, none above m times its
     share, over the service's flows and over each busy client address's flows.
 
+    Per client address, what is counted is distinct 5-tuples (the client's ports: the address,
+    VIP, port and protocol are fixed), not flows: that clause asks whether the source port is in
+    the hash, and a reused port is the same tuple again, which a correct hash must send to the
+    same server; counted once per flow, a few tuples reused many times would be judged as if
+    they were many independent draws. A tuple that reached two servers counts once for each.
+    With a = 20 tuples (the ``gate`` scenario gives each client address ~25, its short
+    connections cycling through 16 reused ports), a hash that leaves the port out puts all of
+    them on one server, while a fair one exceeds 2 x 1/3 with probability ~0.1-0.3% per address.
+
     Minimum: n new flows of one service answered by a known server (the id in its reply)."""
     j = Judge("AF-4")
     lab = obs.need_lab()
     m, need, per_addr = p["max_multiple"], p["min_samples"], p["min_per_address"]
     j.thresholds.update(max_multiple=m, min_samples=need, min_per_address=per_addr)
     per_service: dict[str, Counter[str]] = {}
-    per_address: dict[tuple[str, str], Counter[str]] = {}
-    for name, src, server in _new_flow_servers(obs, lab):
+    per_address: dict[tuple[str, str], set[tuple[int, str]]] = {}
+    flows_from: Counter[tuple[str, str]] = Counter()
+    for name, src, sport, server in _new_flow_servers(obs, lab):
         per_service.setdefault(name, Counter())[server] += 1
-        per_address.setdefault((name, src), Counter())[server] += 1
+        per_address.setdefault((name, src), set()).add((sport, server))
+        flows_from[name, src] += 1
     decided = 0
     for svc in lab.services:
         counts = per_service.get(svc.name, Counter())
@@ -379,17 +390,18 @@ def check_spread_loosely_bounded(obs: Observations, p: Params) -> Verdict:
                     f"(at most {m:g} x 1/{len(backends)} = {bound:.1%})"
                 )
         busy = 0
-        for (name, src), c in sorted(per_address.items()):
-            total = sum(c.values())
+        for (name, src), tuples in sorted(per_address.items()):
+            total = len(tuples)
             if name != svc.name or total < per_addr:
                 continue
             busy += 1
-            server, top = c.most_common(1)[0]
+            server, top = Counter(s for _, s in tuples).most_common(1)[0]
             if top / total > bound:
                 j.violation(
-                    f"{server} answered {top} of the {total} new flows from {src} to "
-                    f"{svc.describe()} ({top / total:.0%}; at most {bound:.1%}): a flow hash "
-                    "that leaves out part of the 5-tuple (the source port?)",
+                    f"{server} answered {top} of the {total} distinct 5-tuples of the "
+                    f"{flows_from[name, src]} new flows from {src} to {svc.describe()} "
+                    f"({top / total:.0%}; at most {bound:.1%}): a flow hash that leaves out "
+                    "part of the 5-tuple (the source port?)",
                     flow=f"{src} -> {svc.describe()}",
                 )
         j.measured[f"{svc.name}_addresses_judged"] = busy

@@ -215,7 +215,7 @@ def check_decap_only_from_muxes(obs: Observations, p: Params) -> Verdict:
     for info, recs in srv_in:
         for rec in recs:
             inner = rec.inner
-            if rec.proto != 4 or inner is None:
+            if inner is None:  # not encapsulated (IPIP or GUE)
                 continue
             key = (inner.proto, inner.src, inner.sport)
             if rec.src in mux_addrs:
@@ -226,8 +226,8 @@ def check_decap_only_from_muxes(obs: Observations, p: Params) -> Verdict:
             for ainfo, ans in answers.get(key, []):
                 if ans.last >= rec.first:
                     j.violation(
-                        f"{info.receiver} accepted IPIP from {rec.src} (not a MUX): its inner "
-                        f"flow {inner.describe()} was answered",
+                        f"{info.receiver} accepted encapsulated packets from {rec.src} (not a "
+                        f"MUX): its inner flow {inner.describe()} was answered",
                         packet=ans.describe(),
                         link=ainfo.describe(),
                         time=ans.first,

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from dsrconform.errors import ConfigError
 from dsrconform.observe.pcap import NS_PREFIX, ClientEnd, PacketCapture
-from dsrconform.observe.taps import PROTO_NAMES
+from dsrconform.observe.taps import GUE_PORT, PROTO_NAMES
 from dsrconform.traffic.synflood import FLOOD_NET
 
 if TYPE_CHECKING:
@@ -107,11 +107,15 @@ class BatchedCapture(PacketCapture):
 def capture_filter(flood_net: str = FLOOD_NET) -> str:
     """The tcpdump filter of an evidence capture: every packet except the SYN flood's, whose
     spoofed sources are in ``flood_net``, on the outer header (the SYNs, and anything sent to
-    those sources) or on the IPIP-encapsulated one (the SYNs a MUX passes on)."""
+    those sources) or on the encapsulated one, IPIP or GUE (the SYNs a MUX passes on)."""
     net = ipaddress.IPv4Network(flood_net)
     base, mask = int(net.network_address), int(net.netmask)
-    inner_src = "ip[(ip[0] & 0xf) * 4 + 12:4]"  # the encapsulated header's source address
-    return f"not net {net} and not (ip proto 4 and {inner_src} & {mask:#x} = {base:#x})"
+    inner_src = "ip[(ip[0] & 0xf) * 4 + 12:4]"  # the IPIP-encapsulated header's source address
+    gue_src = "ip[(ip[0] & 0xf) * 4 + 20:4]"  # the GUE-encapsulated one's (after 8 bytes of UDP)
+    return (
+        f"not net {net} and not (ip proto 4 and {inner_src} & {mask:#x} = {base:#x})"
+        f" and not (udp dst port {GUE_PORT} and {gue_src} & {mask:#x} = {base:#x})"
+    )
 
 
 def _evidence_links(topo: Any, mux_links: bool = True) -> list[tuple[str, str]]:
@@ -191,15 +195,17 @@ _END = rf"({_ADDR})(?::(\d{{1,5}}))?"
 _PROTO = r"\b(tcp|udp|icmp|ipip|proto \d+)\s+(?:client\s+)?"
 _TUPLE = re.compile(rf"{_PROTO}{_END}(?:\s*(?:>|->)\s*{_END})?")
 """``proto src[:port] [> or -> dst[:port]]``, as flow texts and tap records describe packets."""
+_INNER = re.compile(r"\s*\[inner ")
 
 
 def parse_ends(
     text: str, *, first_is_client: bool = False, clients: Collection[str] = ()
 ) -> list[ClientEnd]:
     """The client ends of the flows named in ``text`` (an evidence ``flow`` or ``packet``), in
-    order, without repeats. Every ``proto src:port > dst:port`` in it counts (an IPIP packet's
-    ``[inner ...]``, an ICMP error's ``about ...``); headers with ports are preferred to those
-    without (the outer header of an encapsulated packet is the MUX's, not the flow's). Which
+    order, without repeats. Every ``proto src:port > dst:port`` in it counts (an encapsulated
+    packet's ``[inner ...]``, an ICMP error's ``about ...``) but a GUE packet's outer UDP header;
+    headers with ports are preferred to those without (the outer header of an encapsulated
+    packet is the MUX's, not the flow's). Which
     end is the client's: the one whose address is in ``clients`` (the lab's client addresses,
     when known); else the source when ``first_is_client`` (a flow as the traffic saw it);
     else the end with the higher port (a client's ephemeral port against a service's), the
@@ -209,6 +215,8 @@ def parse_ends(
     for m in _TUPLE.finditer(text):
         proto_text, a, ap, b, bp = m.groups()
         proto = _PROTOS.get(proto_text, int(proto_text.split()[-1]) if " " in proto_text else 0)
+        if proto == 17 and bp is not None and int(bp) == GUE_PORT and _INNER.match(text, m.end()):
+            continue  # a GUE packet's outer header: the MUX's, its port a hash (the flow's inside)
         try:
             ends = [(str(ipaddress.IPv4Address(a)), int(ap) if ap else None)]
             if b is not None:

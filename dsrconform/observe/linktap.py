@@ -4,11 +4,11 @@ A tap attaches to the tc ingress and egress hooks of one interface in one namesp
 1, before any target's tc programs, which it never affects: it returns TC_ACT_UNSPEC) and counts,
 per flow and direction: packets, bytes, first and last time, TCP SYN/FIN/RST, fragments, and
 packets with a bad IPv4 or TCP/UDP/ICMP checksum (L4 checksums on ingress only: at egress a
-locally generated packet may not have its checksum yet). A flow is its outer 5-tuple, plus the
-encapsulated 5-tuple of an IPIP packet and, for ICMP, the type, code and the 5-tuple an ICMP error
-quotes. Its flow table never
-evicts: a full table counts the packets it could not record (``overflow``), and a checker that
-sees overflow must answer UNKNOWN.
+locally generated packet may not have its checksum yet; a GUE packet's outer UDP checksum is
+verified too). A flow is its outer 5-tuple, plus the encapsulated 5-tuple of an IPIP or GUE
+packet (IPv4 in UDP to ``taps.GUE_PORT``) and, for ICMP, the type, code and the 5-tuple an ICMP
+error quotes. Its flow table never evicts: a full table counts the packets it could not record
+(``overflow``), and a checker that sees overflow must answer UNKNOWN.
 
 :meth:`LinkTap.new_period` starts a new period (a :class:`~dsrconform.observe.labtaps.LabTaps`
 does at each lab event: a backend change, a node killed). The tap keeps each period's packets of
@@ -38,6 +38,7 @@ from dsrconform.bpf import libbpf
 from dsrconform.bpf.build import compile_bpf
 from dsrconform.errors import LabError
 from dsrconform.netns import enter_netns
+from dsrconform.observe.taps import GUE_PORT
 
 if TYPE_CHECKING:
     from dsrconform.observe.taps import Direction
@@ -92,9 +93,9 @@ class TapFlow:
     fragments: int = 0  # packets that were fragments (outer or encapsulated)
     dscp_seen: int = 0  # bitmap: bit d set if the innermost header carried DSCP d
     ecn_seen: int = 0  # bitmap: bit e set if it carried ECN codepoint e (0-3)
-    dscp_changed: int = 0  # IPIP packets whose outer DSCP was not the inner one's
-    ecn_bad: int = 0  # IPIP packets whose outer ECN was neither the inner's nor Not-ECT
-    inner: Tuple5 | None = None  # the IPIP payload's 5-tuple
+    dscp_changed: int = 0  # encapsulated packets whose outer DSCP was not the inner one's
+    ecn_bad: int = 0  # encapsulated packets whose outer ECN was neither the inner's nor Not-ECT
+    inner: Tuple5 | None = None  # the IPIP or GUE payload's 5-tuple
     icmp: tuple[int, int] | None = None  # ICMP type and code
     embedded: Tuple5 | None = None  # the 5-tuple an ICMP error quotes
     spans: tuple[Span, ...] = ()  # per period with packets, in period order, if more than one
@@ -111,10 +112,10 @@ class LinkTap:
         """``aggregate``: a network (a SYN flood's spoofed sources) whose addresses are recorded
         as the network's own address with port 0: one record for the whole flood."""
         self.netns, self.ifname = netns, ifname
-        defines: dict[str, int] = {}
+        defines: dict[str, int] = {"TAP_GUE_PORT": GUE_PORT}
         if aggregate is not None:
             net = ipaddress.IPv4Network(aggregate)
-            defines = {"TAP_AGG_NET": int(net.network_address), "TAP_AGG_MASK": int(net.netmask)}
+            defines |= {"TAP_AGG_NET": int(net.network_address), "TAP_AGG_MASK": int(net.netmask)}
         obj = compile_bpf(SOURCE, defines)
         self._obj = libbpf.BpfObject(obj, max_entries={"dsrc_tap_flows": max_flows})
         self._ifindex: int | None = None

@@ -10,7 +10,7 @@ then SIGKILL to the process group it was started in (its own session: ``timeout`
 
 Afterwards, :meth:`PacketCapture.window` cuts ``[t0, t1]`` (``time.monotonic()`` seconds, the
 clock every observation uses) into one small pcap file, optionally only the packets of some
-flows (a client address, and port; matched on the outer header, the IPIP-encapsulated one and
+flows (a client address, and port; matched on the outer header, the encapsulated one (IPIP, GUE) and
 the header an ICMP error quotes)::
 
     with capture_link(lab, "router", "mux1") as cap:    # router's interface toward mux1
@@ -50,6 +50,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from dsrconform.errors import ConfigError, LabError, ToolMissingError
+from dsrconform.observe.taps import GUE_PORT
 
 if TYPE_CHECKING:
     from dsrconform.lab.protocol import RunningLab
@@ -254,7 +255,7 @@ class Header:
     dst: str
     sport: int = 0
     dport: int = 0
-    layer: str = "outer"  # "outer", "inner" (IPIP), "embedded" (quoted by an ICMP error)
+    layer: str = "outer"  # "outer", "inner" (IPIP, GUE), "embedded" (quoted by an ICMP error)
 
 
 @dataclass(frozen=True)
@@ -320,14 +321,17 @@ def _ip_headers(data: bytes, off: int, layer: str, depth: int) -> list[Header]:
         return out
     if proto == 4:  # IPIP: the encapsulated packet
         out += _ip_headers(data, l4, "inner", depth + 1)
+    elif proto == 17 and dport == GUE_PORT and len(data) > l4 + 8 and data[l4 + 8] >> 4 == 4:
+        out += _ip_headers(data, l4 + 8, "inner", depth + 1)  # GUE: IPv4 directly in UDP
     elif proto == 1 and len(data) >= l4 + 8 and data[l4] in _ICMP_ERRORS:
         out += _ip_headers(data, l4 + 8, "embedded", depth + 1)
     return out
 
 
 def frame_headers(data: bytes, linktype: int = LINKTYPE_ETHERNET) -> list[Header]:
-    """Every IPv4 header of a frame: outer, IPIP-encapsulated, and quoted by an ICMP error (an
-    encapsulated ICMP error's quote too). Empty for non-IPv4 frames (ARP)."""
+    """Every IPv4 header of a frame: outer, encapsulated (IPIP, or GUE to ``taps.GUE_PORT``), and
+    quoted by an ICMP error (an encapsulated ICMP error's quote too). Empty for non-IPv4 frames
+    (ARP)."""
     off = _ipv4_at(data, linktype)
     return [] if off is None else _ip_headers(data, off, "outer", 0)
 

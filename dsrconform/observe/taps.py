@@ -67,6 +67,12 @@ Direction = Literal["ingress", "egress"]
 Port = Annotated[int, Field(ge=0, le=65535)]
 ProtoNumber = Annotated[int, Field(ge=0, le=255)]
 PROTO_NAMES = {1: "icmp", 4: "ipip", 6: "tcp", 17: "udp"}
+GUE_PORT = 6080
+"""The UDP destination port of GUE encapsulation (variant 1, IPv4 directly in UDP, as Katran's
+``GUE_ENCAP`` build sends it, its ``GUE_DPORT``). Taps (``bpf/progs/tap.bpf.c``), pcap decoding
+and evidence filters take a UDP datagram to this port whose payload starts with an IPv4 version
+nibble as encapsulated, like IPIP: its ``inner`` 5-tuple is the carried packet's. The one place
+to change it; the suites' own traffic never uses this port."""
 TCP_FLAG_LETTERS = "FSRPAUEC"  # bit 0 (FIN) .. bit 7 (CWR)
 
 
@@ -161,7 +167,7 @@ class TapFlow(_Record):
     sport: Port = 0
     dport: Port = 0
     inner: FiveTuple | None = None
-    """The encapsulated packet's 5-tuple (IPIP)."""
+    """The encapsulated packet's 5-tuple (IPIP, or GUE to :data:`GUE_PORT`)."""
     icmp_type: Annotated[int, Field(ge=0, le=255)] | None = None
     icmp_code: Annotated[int, Field(ge=0, le=255)] | None = None
     embedded: FiveTuple | None = None

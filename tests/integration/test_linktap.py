@@ -274,3 +274,67 @@ def test_periods_split_a_flow_into_spans_of_one_record(pair: tuple[str, str]) ->
     rec = {f.sport: f for f in TapSet.from_records(records).flows["server1:dsrc-tb:ingress"]}
     assert rec[7000].spans is not None and [s.packets for s in rec[7000].spans] == [2, 3]
     assert rec[7001].spans is None
+
+
+def test_gue_is_decoded_like_ipip_with_both_checksums_verified(pair: tuple[str, str]) -> None:
+    """Katran's GUE (IPv4 directly in UDP to GUE_PORT, the outer source port a hash): the inner
+    5-tuple, flags and marks; the inner L4 checksum and the outer UDP one (when not zero) both
+    verified; an ICMP error quoted inside GUE; UDP to another port, or to GUE_PORT without an
+    IPv4 header inside, stays plain UDP."""
+    from dsrconform.observe.taps import GUE_PORT
+
+    na, nb = pair
+    mux, srv, vip, cli, rtr = (
+        "198.18.10.1",
+        "198.18.20.1",
+        "198.19.0.10",
+        "198.18.1.2",
+        "198.18.1.1",
+    )
+    af11_ect0 = (10 << 2) | 2
+
+    def gue(inner: Packet, sport: int, *, tos: int | None = None, **udp: int) -> Packet:
+        raw = bytes(inner)
+        outer = IP(src=mux, dst=srv, tos=raw[1] if tos is None else tos)
+        return outer / UDP(sport=sport, dport=GUE_PORT, **udp) / Raw(raw)
+
+    def syn(sport: int, **kw: int) -> Packet:
+        return IP(src=cli, dst=vip, tos=af11_ect0) / TCP(sport=sport, dport=80, flags="S", **kw)
+
+    quoted = IP(src=vip, dst=cli) / TCP(sport=80, dport=44000, flags="A")
+    icmp = IP(src=rtr, dst=vip) / ICMP(type=3, code=4, nexthopmtu=1400) / bytes(quoted)[:28]
+    pkts = [
+        gue(syn(44000), 1001),
+        gue(syn(44000), 1001),
+        gue(syn(44001, chksum=7), 1002),  # bad inner checksum (the outer one is right)
+        gue(syn(44002), 1003, chksum=0x1234),  # bad outer UDP checksum, good inner one
+        gue(syn(44003), 1004, chksum=0),  # no outer checksum: fine
+        gue(syn(44004), 1005, tos=0),  # outer DSCP lost
+        gue(icmp, 1006),
+        IP(src=mux, dst=srv) / UDP(sport=1007, dport=GUE_PORT + 1) / Raw(bytes(syn(44005))),
+        IP(src=mux, dst=srv) / UDP(sport=1008, dport=GUE_PORT) / Raw(b"\x60" + b"\0" * 40),
+    ]
+    with LinkTap(nb, "dsrc-tb") as tap:
+        send(na, "dsrc-ta", [frame(na, "dsrc-ta", nb, "dsrc-tb", p) for p in pkts])
+        flows = [f for f in tap.flows() if f.direction == "ingress"]
+        records = to_records(tap, node="server1", link="l", peer="mux1", started=0.0)
+        counters = tap.counters("ingress")
+    assert counters["truncated"] == 0
+    inside = {f.inner[3]: f for f in flows if f.inner and f.inner[0] == 6}
+    ok = inside[44000]
+    assert (ok.proto, ok.src, ok.dst, ok.sport, ok.dport) == (17, mux, srv, 1001, GUE_PORT)
+    assert ok.inner == (6, cli, vip, 44000, 80)
+    assert (ok.packets, ok.syn, ok.bad_l3, ok.bad_l4, ok.l4_checked) == (2, 2, 0, 0, 2)
+    assert (ok.dscp_seen, ok.ecn_seen, ok.dscp_changed, ok.ecn_bad) == (1 << 10, 1 << 2, 0, 0)
+    assert (inside[44001].bad_l4, inside[44001].l4_checked) == (1, 1)
+    assert (inside[44002].bad_l4, inside[44002].l4_checked) == (1, 1), "outer UDP not verified"
+    assert (inside[44003].bad_l4, inside[44003].l4_checked) == (0, 1)
+    assert inside[44004].dscp_changed == 1 and inside[44004].ecn_bad == 0
+    (err,) = [f for f in flows if f.embedded]
+    assert err.inner == (1, rtr, vip, 0, 0) and err.icmp == (3, 4)
+    assert err.embedded == (6, vip, cli, 80, 44000) and (err.bad_l3, err.bad_l4) == (0, 0)
+    plain = {f.sport: f for f in flows if f.inner is None}
+    assert set(plain) == {1007, 1008}, f"not plain UDP: {flows}"
+    assert plain[1007].dport == GUE_PORT + 1 and plain[1008].dport == GUE_PORT
+    recs = {r.inner.sport: r for r in records if getattr(r, "inner", None) and r.inner.proto == 6}
+    assert recs[44000].payload.dport == 80 and recs[44002].l4_invalid == 1

@@ -132,9 +132,18 @@ def probe_tuple(i: int, *, sport: int = 5000, vip: str = WEB) -> FiveTuple:
     return tcp(f"198.18.{208 + i // 256}.{i % 256}", sport, vip, 80)
 
 
+ENCAPSULATION = "ipip"
+"""How :func:`encap` encapsulates: ``"ipip"``, or ``"gue"`` (Katran's GUE, decoded from a scapy
+packet by :func:`tests.unit.gue_packets.gue_record`); tests switch it with ``monkeypatch``."""
+
+
 def encap(
     tap: str, mux: str, server: str, inner: FiveTuple, first: float, last: float, **kw: Any
 ) -> TapFlow:
+    if ENCAPSULATION == "gue":
+        from tests.unit.gue_packets import gue_record
+
+        return gue_record(tap, MUX_ADDR[mux], SERVER_ADDR[server], inner, first, last, **kw)
     outer = FiveTuple(proto=4, src=MUX_ADDR[mux], dst=SERVER_ADDR[server])
     return record(tap, outer, first, last, inner=inner, **kw)
 

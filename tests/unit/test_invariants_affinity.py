@@ -374,12 +374,52 @@ def test_af4_fails_a_hash_that_leaves_out_the_source_port() -> None:
     assert v.status == Status.FAIL
     assert len(v.evidence) == 3
     e = v.evidence[0]
-    assert e.message.startswith("server1 answered 40 of the 40 new flows from 198.18.1.7 to ")
+    assert e.message.startswith(
+        "server1 answered 40 of the 40 distinct 5-tuples of the 40 new flows from 198.18.1.7 to "
+    )
     assert "(100%; at most 66.7%): a flow hash that leaves out part of the 5-tuple" in e.message
     assert e.flow == "198.18.1.7 -> 198.19.0.10:80/tcp"
     # AF-3, the strict SHOULD, passes the same run (each server a third): AF-4 is not AF-3.
     v3 = run_checker(check_spread_within_bound, run.obs(), {"min_samples": 100})
     assert v3.status == Status.PASS
+
+
+def reused_ports(tuples: dict[str, tuple[int, int]]) -> Run:
+    """New flows from 198.18.1.5 to the web VIP: for ``tuples[server] = (ports, reuse)``, that
+    many distinct source ports each used ``reuse`` times (a correct hash sends every reuse
+    where the first went); plus 113 flows of distinct ports, evenly spread, from 198.18.1.7."""
+    run = by_address({"198.18.1.7": EVEN})
+    i, port = 1000, 0
+    for server, (n, reuse) in tuples.items():
+        for _ in range(n):
+            port += 1
+            for _ in range(reuse):
+                i += 1
+                run.conn(i, 10.0 + i * 1e-3, end_t=10.5 + i * 1e-3, server=server,
+                         src="198.18.1.5", sport=34800 + port, wire=False)  # fmt: skip
+    return run
+
+
+def test_af4_per_address_counts_distinct_5_tuples_not_flows() -> None:
+    """The Katran run's case: 20 source ports reused by 58 flows. The per-address clause asks
+    whether the source port is in the hash: 20 ports are 20 draws, not 58."""
+    # server1's 12 ports happened to be reused more: 72 of 88 flows (82%), 12 of 20 tuples (60%).
+    run = reused_ports({"server1": (12, 6), "server2": (4, 2), "server3": (4, 2)})
+    v = run_checker(check_spread_loosely_bounded, run.obs())
+    assert v.status == Status.PASS, v.message
+    assert v.measured["web_flows"] == 88 + 113 and v.measured["web_addresses_judged"] == 2
+    # Below a distinct tuples the address is not judged at all (its 88 flows would be).
+    v = run_checker(check_spread_loosely_bounded, run.obs(), {"min_per_address": 30})
+    assert v.status == Status.PASS and v.measured["web_addresses_judged"] == 1
+    # Concentrated by tuple, it still fails, and says how many tuples and flows it judged.
+    run = reused_ports({"server1": (16, 2), "server2": (2, 2), "server3": (2, 2)})
+    v = run_checker(check_spread_loosely_bounded, run.obs())
+    assert v.status == Status.FAIL
+    assert [e.message for e in v.evidence if e.flow is not None] == [
+        "server1 answered 16 of the 20 distinct 5-tuples of the 40 new flows from 198.18.1.5 to "
+        "198.19.0.10:80/tcp (80%; at most 66.7%): a flow hash that leaves out part of the "
+        "5-tuple (the source port?)"
+    ]
 
 
 def test_af4_fails_a_server_left_without_flows_or_far_over_its_share() -> None:

@@ -199,7 +199,7 @@ def test_rb4_decap_only_from_muxes() -> None:
     v = run_checker(check_decap_only_from_muxes, run.obs())
     assert v.status == Status.FAIL
     (e,) = v.evidence
-    assert "server1 accepted IPIP from 198.18.1.2 (not a MUX)" in e.message
+    assert "server1 accepted encapsulated packets from 198.18.1.2 (not a MUX)" in e.message
     assert e.packet is not None and "flags SA" in e.packet
     assert e.link == "server1:dsrc-router egress (link-server1 to router)" and e.time == 30.001
 

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import IP, TCP, UDP
 from scapy.packet import Raw
 from scapy.utils import rdpcap
 
@@ -30,6 +30,7 @@ from dsrconform.observe.evidence import (
     parse_ends,
 )
 from dsrconform.observe.pcap import CaptureStats, ClientEnd, PacketCapture
+from dsrconform.observe.taps import GUE_PORT
 from tests.unit.test_observe_pcap import (
     CLIENT,
     MS,
@@ -96,6 +97,16 @@ def fail(*evidence: Evidence, req: str = "RW-2") -> Verdict:
             {},
             [ClientEnd(OTHER, 40002, 17)],
         ),
+        # GUE (Katran): the outer UDP header's ports are the MUX's hash and the GUE port, not a
+        # flow's; only the inner flow counts, also without the lab's client addresses.
+        (
+            "udp 198.18.10.1:53010 > 198.18.20.1:6080 [inner tcp 198.18.1.3:40002 > "
+            "198.19.0.10:80], 3 packets/300 bytes",
+            {},
+            [ClientEnd(OTHER, 40002, 6)],
+        ),
+        # A UDP flow to the GUE port that carries nothing encapsulated is a flow like another.
+        ("udp 198.18.1.3:40003 > 198.19.0.11:6080", {}, [ClientEnd(OTHER, 40003, 17)]),
         # An ICMP error: the flow it quotes.
         (
             "icmp 198.18.1.2 > 198.19.0.10 icmp type 3 code 4 about tcp 198.18.1.2:40001 > "
@@ -350,6 +361,10 @@ def test_capture_filter_keeps_the_syn_flood_out(tmp_path: Path) -> None:
         eth(syn(lab_client, "client")),
         eth(IP(src=mux, dst=server, proto=4) / syn(lab_client, "client-encapsulated")),
         eth(syn("198.18.208.1", "outside-the-flood-range")),
+        # GUE (Katran: IPv4 directly in UDP to GUE_PORT), and UDP to another port.
+        eth(IP(src=mux, dst=server) / UDP(sport=9, dport=GUE_PORT) / syn(flood, "flood-gue")),
+        eth(IP(src=mux, dst=server) / UDP(sport=9, dport=GUE_PORT) / syn(lab_client, "cl-gue")),
+        eth(IP(src=mux, dst=server) / UDP(sport=9, dport=GUE_PORT + 1) / syn(flood, "not-gue")),
     ]
     src = write(tmp_path / "all.pcap", [at(p, 100 * S + i * MS) for i, p in enumerate(pkts)])
     out = tmp_path / "kept.pcap"
@@ -361,7 +376,8 @@ def test_capture_filter_keeps_the_syn_flood_out(tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stderr
     kept = [tag(p) for p in rdpcap(str(out))]
-    assert kept == ["client", "client-encapsulated", "outside-the-flood-range"]
+    want = ["client", "client-encapsulated", "outside-the-flood-range", "cl-gue", "not-gue"]
+    assert kept == want
 
 
 def test_batched_captures_wake_per_block_and_say_when_a_window_reaches_their_stop(

@@ -5,9 +5,14 @@
  * and last time seen, TCP SYN/FIN/RST counts, fragments, and how many packets had a bad IPv4
  * header checksum or a bad TCP/UDP/ICMP checksum. A flow is keyed by what checkers need to tell
  * packets apart on a DSR path:
- * - the outer 5-tuple (ports 0 for fragments and port-less protocols);
- * - for IPIP (a MUX's output), the encapsulated 5-tuple: DSR never rewrites the client's end, so
- *   the inner tuple ties an encapsulated packet to its connection;
+ * - the outer 5-tuple (ports 0 for fragments and port-less protocols, IPIP among them);
+ * - for an encapsulated packet (a MUX's output), the encapsulated 5-tuple: DSR never rewrites the
+ *   client's end, so the inner tuple ties an encapsulated packet to its connection. Two
+ *   encapsulations are understood: IPIP (IPv4 protocol 4) and GUE variant 1 as Katran sends it,
+ *   IPv4 directly in UDP to port TAP_GUE_PORT (no GUE header: the inner header's version
+ *   nibble, 4, tells it). The port is a build define, from dsrconform.observe.taps.GUE_PORT;
+ *   a UDP datagram to it whose payload does not start like an IPv4 header is plain UDP. For
+ *   GUE, the outer UDP checksum (when not zero) is verified too, as part of the L4 one;
  * - for ICMP, type and code, and for ICMP errors the 5-tuple of the header they quote (which
  *   flow the error is about), of the outer or of the encapsulated ICMP.
  * Ports, TCP flags and the L4 checksum are those of the innermost header.
@@ -66,6 +71,10 @@
 #define TAP_TRUNCATED 3 /* IPv4 packets too short to parse (counted, not per flow) */
 #define TAP_META_PER_DIR 4 /* the slots above, for ingress, then again for egress */
 #define TAP_META_SLOTS (2 * TAP_META_PER_DIR)
+
+#ifndef TAP_GUE_PORT
+#error "TAP_GUE_PORT (the GUE destination port) must be defined: see dsrconform.observe.taps"
+#endif
 
 #define CSUM_CHUNK 128  /* bytes summed per bpf_csum_diff call (a small stack buffer) */
 #define CSUM_CHUNKS 16  /* so segments up to 2048 bytes are checked; longer ones count as bad */
@@ -310,7 +319,33 @@ static __always_inline void record(struct __sk_buff *skb, __u8 dir)
 	l4len = tot - ihl;
 	frag = !!(iph->frag_off & bpf_htons(0x3fff)); /* MF set or a non-zero offset */
 
-	if (!frag && proto == IPPROTO_IPIP) {
+	if (!frag && proto == IPPROTO_UDP && l4len >= sizeof(struct udphdr) + sizeof(in)) {
+		/* GUE variant 1 (IPv4 in UDP to the GUE port): verify the outer UDP checksum (as
+		 * for any UDP, on ingress, not for GSO, not when zero), then go on to the inner
+		 * header as for IPIP. */
+		struct udphdr uh;
+		__u8 ver = 0;
+
+		if (!bpf_skb_load_bytes(skb, off, &uh, sizeof(uh)) &&
+		    uh.dest == bpf_htons(TAP_GUE_PORT) &&
+		    !bpf_skb_load_bytes(skb, off + sizeof(uh), &ver, 1) && (ver >> 4) == 4) {
+			if (dir == TAP_DIR_INGRESS && !skb->gso_size && uh.check) {
+				__u64 pseudo = (__u64)(saddr & 0xffff) + (saddr >> 16) +
+					       (daddr & 0xffff) + (daddr >> 16) +
+					       bpf_htons(IPPROTO_UDP) + bpf_htons(l4len);
+
+				s = sum_bytes(skb, off, l4len);
+				bad_l4 = s < 0 || fold(s + pseudo) != 0xffff;
+				checked = 1;
+			}
+			key.outer.sport = uh.source; /* the outer header's own ports: kept */
+			key.outer.dport = uh.dest;
+			encap = 2;
+			off += sizeof(uh);
+			l4len -= sizeof(uh);
+		}
+	}
+	if (!frag && (proto == IPPROTO_IPIP || encap)) {
 		/* Encapsulated: the inner header names the connection; ports, flags and the L4
 		 * checksum are the inner packet's. An inner header that does not fit its outer
 		 * one is malformed: the packet is counted under its outer header only. */
@@ -350,7 +385,7 @@ static __always_inline void record(struct __sk_buff *skb, __u8 dir)
 
 			bpf_skb_load_bytes(skb, off + 6, &ucheck, sizeof(ucheck));
 			if (ucheck == 0) { /* UDP without a checksum: nothing to verify */
-				checked = dir == TAP_DIR_INGRESS;
+				checked |= dir == TAP_DIR_INGRESS;
 				goto account;
 			}
 		}
@@ -359,7 +394,7 @@ static __always_inline void record(struct __sk_buff *skb, __u8 dir)
 		if (dir == TAP_DIR_INGRESS && !skb->gso_size &&
 		    (proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_ICMP)) {
 			s = sum_bytes(skb, off, l4len);
-			bad_l4 = s < 0 || fold(s + pseudo) != 0xffff;
+			bad_l4 |= s < 0 || fold(s + pseudo) != 0xffff;
 			checked = 1;
 		}
 	}
