@@ -639,13 +639,14 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "RB",
         "MUST",
         "Servers accept encapsulated traffic only from the stack's own MUXes.",
-        "Taps: for every IPIP packet reaching a server from a source that is not a MUX, no "
-        "packet answering its inner flow (to the inner source address and port) appears "
-        "afterwards on any tapped link.",
+        "Taps: for every encapsulated packet (IPIP, or GUE: each encapsulation the target "
+        "declares is forged) reaching a server from a source that is not a MUX, no packet "
+        "answering its inner flow (to the inner source address and port) appears afterwards on "
+        "any tapped link.",
         f"{_RB}:check_decap_only_from_muxes",
         minimum=(
-            "a foreign IPIP packet reaching a server, and an answer to an IPIP packet a MUX sent a "
-            "server (the servers decapsulate the stack's own traffic)."
+            "per encapsulation forged: a foreign packet in it reaching a server, and an answer to "
+            "a packet in it a MUX sent a server (the servers decapsulate the stack's own traffic)."
         ),
     ),
 )

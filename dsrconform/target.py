@@ -33,6 +33,11 @@ Capabilities (class attributes, read without a lab):
   not list reports that mode's requirements NOT APPLICABLE (:mod:`dsrconform.applicability`).
 - ``families``: the address families (:data:`FAMILIES`) it serves VIPs in, e.g. ``("ipv4",)``;
   a lab of another family is NOT APPLICABLE the same way.
+- ``encapsulations`` (optional): how its MUXes encapsulate and its servers decapsulate
+  (:data:`ENCAPSULATIONS`: ``ipip``, ``gue``), e.g. ``("gue",)``; it may be a property when an
+  option decides it. Read through :func:`target_encapsulations`, which gives
+  :data:`DEFAULT_ENCAPSULATIONS` (``("ipip",)``) for a target that does not declare it. The
+  hostile traffic forges "foreign" encapsulated packets (RB-4) in each of them.
 
 The lab (:class:`dsrconform.lab.protocol.RunningLab`) owns the environment: namespaces, links,
 the border router's BIRD and one BIRD per MUX (sessions Established, nothing announced), the
@@ -47,10 +52,11 @@ checkers judge it by the packet inside (its client's 5-tuple, checksums, DSCP an
 and decoders (:mod:`dsrconform.observe`) understand two encapsulations, whatever the target:
 IPIP (IPv4 protocol 4) and GUE variant 1 as Katran sends it, IPv4 directly in UDP to port
 :data:`dsrconform.observe.taps.GUE_PORT` (6080; no GUE header, any outer source port: Katran
-mixes the client's port into it), the one place that port is set. A target needs to declare
-nothing; a stack that encapsulates otherwise is judged by its outer headers only (its
-encapsulated checks UNKNOWN or, where the outer header is what is checked, FAIL), until the
-observe layer learns its format.
+mixes the client's port into it), the one place that port is set. Observing needs no
+declaration; the hostile traffic forges packets in the ``encapsulations`` a target declares
+(IPIP if it declares none). A stack that encapsulates otherwise is judged by its outer headers
+only (its encapsulated checks UNKNOWN or, where the outer header is what is checked, FAIL),
+until the observe layer learns its format.
 
 Optional capabilities are separate protocols a deployment or target may also satisfy, checked with
 ``isinstance``: :class:`AgentRestart` (the ``agent-restart`` fault), :class:`MuxBench`
@@ -65,7 +71,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import entry_points, packages_distributions
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, runtime_checkable
 
 from dsrconform.errors import ConfigError
 
@@ -79,6 +85,41 @@ GUIDE = "docs/targets.md"
 Family = Literal["ipv4", "ipv6"]
 FAMILIES: tuple[Family, ...] = ("ipv4", "ipv6")
 """The address families a target may list in ``families``."""
+
+Encapsulation = Literal["ipip", "gue"]
+ENCAPSULATIONS: tuple[Encapsulation, ...] = ("ipip", "gue")
+"""The encapsulations a target may list in ``encapsulations``: IPIP (IPv4 protocol 4), GUE
+variant 1 (IPv4 directly in UDP to :data:`dsrconform.observe.taps.GUE_PORT`)."""
+DEFAULT_ENCAPSULATIONS: tuple[Encapsulation, ...] = ("ipip",)
+"""What a target that does not declare ``encapsulations`` is taken to use."""
+
+
+def encapsulations_problem(value: object) -> str | None:
+    """Why ``value`` is no valid ``encapsulations`` capability (None: it is one)."""
+    if isinstance(value, str) or not isinstance(value, tuple | list) or not value:
+        return f"{value!r}: a non-empty tuple expected"
+    bad = [v for v in value if v not in ENCAPSULATIONS]
+    if bad:
+        return f"{value!r}: unknown {bad}"
+    if len(set(value)) != len(value):
+        return f"{value!r}: listed twice"
+    return None
+
+
+def target_encapsulations(target: object) -> tuple[Encapsulation, ...]:
+    """The encapsulations ``target`` declares (its optional ``encapsulations`` capability), or
+    :data:`DEFAULT_ENCAPSULATIONS` when it declares none; ConfigError for an invalid one."""
+    value = getattr(target, "encapsulations", None)
+    if value is None:
+        return DEFAULT_ENCAPSULATIONS
+    problem = encapsulations_problem(value)
+    if problem is not None:
+        name = getattr(target, "name", type(target).__name__)
+        raise ConfigError(
+            f"target {name}: capability encapsulations {problem}; fix: a tuple of some of "
+            f"{', '.join(ENCAPSULATIONS)} (`dsrconform target check`)"
+        )
+    return tuple(cast(Sequence[Encapsulation], value))
 
 
 @dataclass(frozen=True)

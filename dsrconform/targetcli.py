@@ -10,7 +10,9 @@ with the fix (``SKIP`` for what could not be checked, ``INFO`` for optional capa
 - every :class:`~dsrconform.target.Deployment` member on the class ``deploy`` is annotated to
   return (SKIP when the annotation does not resolve to a class);
 - capabilities: ``modes`` a non-empty subset of :data:`dsrconform.topology.MODES`, ``families`` a
-  non-empty subset of :data:`dsrconform.target.FAMILIES`;
+  non-empty subset of :data:`dsrconform.target.FAMILIES`; ``encapsulations``, when declared
+  (optional), a non-empty subset of :data:`dsrconform.target.ENCAPSULATIONS` (INFO when not:
+  the default, IPIP);
 - ``mutants()``: a list of :class:`~dsrconform.target.MutantInfo` with unique names, a
   description, a component and requirement IDs of the catalogue; each one constructs;
 - an unknown mutant and an unknown option are refused with ConfigError.
@@ -33,7 +35,9 @@ from typing import Any, Literal
 
 from dsrconform.errors import ConfigError
 from dsrconform.target import (
+    DEFAULT_ENCAPSULATIONS,
     DEPLOYMENT_MEMBERS,
+    ENCAPSULATIONS,
     FAMILIES,
     GUIDE,
     INIT,
@@ -43,6 +47,7 @@ from dsrconform.target import (
     MutantInfo,
     MuxBench,
     accepts_keyword,
+    encapsulations_problem,
     member_problems,
     resolve_target,
 )
@@ -165,6 +170,19 @@ def _capabilities(target: object) -> Iterator[Check]:
             )
         else:
             yield _ok(f"capability {attr}", ", ".join(items))
+    encaps = getattr(target, "encapsulations", None)
+    if encaps is None:
+        yield Check(
+            "INFO",
+            "optional capability encapsulations",
+            f"not declared: {', '.join(DEFAULT_ENCAPSULATIONS)} assumed",
+        )
+    elif (problem := encapsulations_problem(encaps)) is not None:
+        yield _fail(
+            "capability encapsulations", problem, f"a tuple of some of {', '.join(ENCAPSULATIONS)}"
+        )
+    else:
+        yield _ok("capability encapsulations", ", ".join(encaps))
 
 
 def _mutants(cls: Any, target: object) -> Iterator[Check]:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, cast
 
 from dsrconform.errors import ConfigError
-from dsrconform.target import BenchVip, Family, MutantInfo
+from dsrconform.target import BenchVip, Encapsulation, Family, MutantInfo
 from katran_target import maglev
 from katran_target.sources import OPTION as SRC_OPTION
 
@@ -128,6 +128,11 @@ class KatranTarget:
     @property
     def encap(self) -> Encap:
         return cast(Encap, self.options.get("encap", DEFAULT_ENCAP))
+
+    @property
+    def encapsulations(self) -> tuple[Encapsulation, ...]:
+        """Capability: the one encapsulation it is built with (option ``encap``)."""
+        return (self.encap,)
 
     @property
     def hash_function(self) -> maglev.HashFunction:

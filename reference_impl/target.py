@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from dsrconform.errors import ConfigError
-from dsrconform.target import BenchVip, Family, MutantInfo
+from dsrconform.target import BenchVip, Encapsulation, Family, MutantInfo
 from dsrconform.topology import MODES
 from reference_impl import mutants as _mutants
 
@@ -49,6 +49,7 @@ class ReferenceTarget:
     name = "reference"
     modes = MODES  # encapsulation, server-side NAT and the egress gateway's NAT: all of them
     families: tuple[Family, ...] = ("ipv4",)
+    encapsulations: tuple[Encapsulation, ...] = ("ipip",)
 
     def __init__(self, mutant: str | None = None, options: dict[str, str] | None = None) -> None:
         _mutants.get(mutant)  # ConfigError naming the known mutants

@@ -1,5 +1,6 @@
 """Hostile packets for the RB requirements: malformed frames at every service, non-VIP packets to
-the MUXes' and servers' own addresses, and IPIP packets from a client posing as a MUX."""
+the MUXes' and servers' own addresses, and encapsulated packets (in each of the target's
+encapsulations, ``lab.encapsulations``) from a client posing as a MUX."""
 
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ def send_hostile(lab: RunningLab, say: Say, *, repeats: int = 20) -> list[FaultW
       router's link into each MUX serving it (the router's own stack drops some cases);
     - non-VIP packets (ICMP echo, TCP SYN, UDP) to a MUX's and a server's own address, from the
       router's link into each MUX (RB-2: passed, never encapsulated);
-    - each service's SYN or datagram IPIP-encapsulated by a client (not a MUX) to every server
-      (RB-4: never decapsulated, so never answered)."""
+    - each service's SYN or datagram encapsulated by a client (not a MUX) to every server, in
+      each of the target's encapsulations (``lab.encapsulations``: IPIP, GUE), one window each
+      (``foreign-<encapsulation>``, detail ``encapsulation``) (RB-4: never decapsulated, so
+      never answered)."""
     from dsrconform.netns import link_mac
     from dsrconform.traffic import crafted
 
@@ -34,7 +37,7 @@ def send_hostile(lab: RunningLab, say: Say, *, repeats: int = 20) -> list[FaultW
     cases = [n for n in crafted.CASE_NAMES if not n.startswith("icmp-")]
     windows: list[FaultWindow] = []
 
-    def send(node: str, peer: str, frames: list[Any], what: str) -> int:
+    def send(node: str, peer: str, frames: list[Any], what: str, encapsulation: str = "") -> int:
         out_if = topo.uplink(node, peer).ifname
         if frames and isinstance(frames[0], bytes):
             frames = [crafted.CraftedFrames(what, tuple(frames))]
@@ -46,7 +49,8 @@ def send_hostile(lab: RunningLab, say: Say, *, repeats: int = 20) -> list[FaultW
             max_packets=20_000,
             deadline=10.0,
         )
-        windows.append(rec.fault_window(peer, what=what))
+        detail = {"encapsulation": encapsulation} if encapsulation else {}
+        windows.append(rec.fault_window(peer, what=what, **detail))
         return rec.sent
 
     def framed(node: str, peer: str, packets: list[Any]) -> list[bytes]:
@@ -70,16 +74,19 @@ def send_hostile(lab: RunningLab, say: Say, *, repeats: int = 20) -> list[FaultW
         pkts = crafted.non_vip_packets(src, topo.uplink(mux).ip)
         pkts += crafted.non_vip_packets(src, server_addrs[0])
         sent += send(router, mux, framed(router, mux, pkts), "non-VIP")
-    foreign = [
-        p
-        for addr in server_addrs
-        for svc in topo.services
-        for p in crafted.foreign_ipip(
-            crafted.Flow(src, crafted.next_probe_port(), svc.vip, svc.port, svc.proto),
-            outer_src=src,
-            server=addr,
-        )
-    ]
-    sent += send(client, router, framed(client, router, foreign), "foreign-ipip")
+    for encapsulation in lab.encapsulations:
+        foreign = [
+            p
+            for addr in server_addrs
+            for svc in topo.services
+            for p in crafted.foreign_packets(
+                encapsulation,
+                crafted.Flow(src, crafted.next_probe_port(), svc.vip, svc.port, svc.proto),
+                outer_src=src,
+                server=addr,
+            )
+        ]
+        what = f"foreign-{encapsulation}"
+        sent += send(client, router, framed(client, router, foreign), what, encapsulation)
     say(f"sent {sent} hostile packets in {len(windows)} windows")
     return windows

@@ -245,8 +245,8 @@ class SynFlood(_Base):
 
 
 class HostilePackets(_Base):
-    """Malformed, non-VIP and foreign-IPIP packets, each frame sent ``repeats`` times (windows
-    ``crafted``; RB-1..RB-4)."""
+    """Malformed, non-VIP and foreign encapsulated packets, each frame sent ``repeats`` times
+    (windows ``crafted``; RB-1..RB-4)."""
 
     kind: Literal["hostile-packets"] = "hostile-packets"
     lasting: ClassVar[bool] = False
@@ -261,7 +261,7 @@ class HostilePackets(_Base):
                 "invoke",
                 "send-crafted",
                 "every service",
-                f"malformed, non-VIP and foreign IPIP, x{self.repeats}",
+                f"malformed, non-VIP and foreign encapsulated, x{self.repeats}",
             )
         ]
 

@@ -125,7 +125,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         _scenario(
             "hostile",
-            "malformed, non-VIP and foreign-IPIP packets during traffic",
+            "malformed, non-VIP and foreign encapsulated packets during traffic",
             "hostile",
             [{"fault": {"kind": "hostile-packets"}, "at": 4}],
             ["RB-1", "RB-2", "RB-3", "RB-4"],

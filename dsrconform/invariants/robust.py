@@ -16,7 +16,7 @@ from dsrconform.invariants.served import need_mux_forwarding
 from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
 from dsrconform.observe.history import FlowHistory
 from dsrconform.observe.observations import Observations, Role, from_role
-from dsrconform.observe.taps import TapFlow, TapInfo
+from dsrconform.observe.taps import GUE_PORT, TapFlow, TapInfo
 
 SUT_ROLES: tuple[Role, ...] = ("mux", "server", "gateway")
 
@@ -192,13 +192,37 @@ def check_fragments_consistent(obs: Observations, p: Params) -> Verdict:
     )
 
 
+ENCAP_NAMES = {"ipip": "IPIP", "gue": "GUE"}
+
+
+def encapsulation_of(rec: TapFlow) -> str | None:
+    """``ipip`` or ``gue``: how ``rec`` is encapsulated (the taps decode only those two); None
+    when it is not."""
+    if rec.inner is None:
+        return None
+    return "gue" if rec.proto == 17 and rec.dport == GUE_PORT else "ipip"
+
+
+def foreign_sent(obs: Observations) -> set[str]:
+    """The encapsulations the harness forged foreign packets in: its ``crafted`` windows'
+    ``encapsulation`` detail (one per encapsulation the target declares)."""
+    return {
+        str(w.detail["encapsulation"])
+        for w in obs.faults
+        if w.kind == "crafted" and "encapsulation" in w.detail
+    }
+
+
 @checker("RB-4")
 def check_decap_only_from_muxes(obs: Observations, p: Params) -> Verdict:
-    """IPIP from a non-MUX source reaching a server is never answered.
+    """Encapsulated packets from a non-MUX source reaching a server are never answered, in each
+    encapsulation: those the harness forged foreign packets in (the target's declared ones) and
+    any other seen.
 
-    Minimum: a foreign IPIP packet (from a non-MUX source) reached a server, and an IPIP
-    packet from a MUX reaching a server was answered (the servers decapsulate what the MUXes
-    send: a server that decapsulates nothing leaves the foreign packets unanswered too)."""
+    Minimum, per encapsulation: a foreign packet in it (from a non-MUX source) reached a
+    server, and a packet in it from a MUX reaching a server was answered (the servers
+    decapsulate what the MUXes send: a server that decapsulates nothing, or another
+    encapsulation, leaves the foreign packets unanswered too)."""
     j = Judge("RB-4")
     lab = obs.need_lab()
     srv_in = obs.need_taps_into(j, "server")
@@ -211,40 +235,54 @@ def check_decap_only_from_muxes(obs: Observations, p: Params) -> Verdict:
             answers.setdefault((r.payload.proto, r.payload.dst, r.payload.dport), []).append(
                 (info, r)
             )
-    foreign = from_mux = 0
+    sent = foreign_sent(obs)
+    foreign: dict[str, int] = dict.fromkeys(sent, 0)
+    from_mux: set[str] = set()
     for info, recs in srv_in:
         for rec in recs:
+            enc = encapsulation_of(rec)
             inner = rec.inner
-            if inner is None:  # not encapsulated (IPIP or GUE)
+            if enc is None or inner is None:  # not encapsulated
                 continue
             key = (inner.proto, inner.src, inner.sport)
             if rec.src in mux_addrs:
-                if not from_mux and any(a.last >= rec.first for _, a in answers.get(key, [])):
-                    from_mux = 1  # one is enough: the servers' decapsulation works
+                if enc not in from_mux and any(
+                    a.last >= rec.first for _, a in answers.get(key, [])
+                ):
+                    from_mux.add(enc)  # one is enough: the servers decapsulate it
                 continue
-            foreign += 1
+            foreign[enc] = foreign.get(enc, 0) + 1
             for ainfo, ans in answers.get(key, []):
                 if ans.last >= rec.first:
                     j.violation(
-                        f"{info.receiver} accepted encapsulated packets from {rec.src} (not a "
-                        f"MUX): its inner flow {inner.describe()} was answered",
+                        f"{info.receiver} accepted {ENCAP_NAMES[enc]}-encapsulated packets from "
+                        f"{rec.src} (not a MUX): its inner flow {inner.describe()} was answered",
                         packet=ans.describe(),
                         link=ainfo.describe(),
                         time=ans.first,
                     )
                     break
-    j.measured["foreign_encapsulated_records"] = foreign
+    j.measured["foreign_encapsulated_records"] = sum(foreign.values())
+    for enc, n in sorted(foreign.items()):
+        j.measured[f"foreign_{enc}_records"] = n
+    j.measured["foreign_sent_encapsulations"] = ",".join(sorted(sent))
     j.measured["mux_encapsulated_flow_answered"] = bool(from_mux)
-    if foreign == 0:
+    j.measured["mux_flow_answered_encapsulations"] = ",".join(sorted(from_mux))
+    if not foreign:
         j.incomplete("no encapsulated packet from a non-MUX source reached a server")
-    if not from_mux:
-        j.incomplete(
-            "an answer to an encapsulated packet a MUX sent a server: the servers were never "
-            "seen decapsulating the stack's own traffic, so an unanswered foreign one says "
-            "nothing"
-        )
+    for enc in sorted(foreign):
+        name = ENCAP_NAMES.get(enc, enc)
+        if foreign[enc] == 0:
+            j.incomplete(f"a foreign {name} packet (sent by the harness) reaching a server")
+        if enc not in from_mux:
+            j.incomplete(
+                f"an answer to a packet in {name} that a MUX sent a server: the servers were "
+                f"never seen decapsulating the stack's own {name} traffic, so an unanswered "
+                "foreign one says nothing"
+            )
+    judged = ", ".join(ENCAP_NAMES.get(e, e) for e in sorted(foreign))
     return j.verdict(
-        passed=f"none of {foreign} foreign encapsulated flows was answered, while the MUXes' "
-        "own were",
+        passed=f"none of {sum(foreign.values())} foreign encapsulated flows ({judged}) was "
+        "answered, while the MUXes' own were",
         failed=f"{j.violations} foreign encapsulated flows were accepted and answered",
     )

@@ -40,7 +40,7 @@ from dsrconform.errors import ConfigError, LabError
 from dsrconform.lab import registry
 from dsrconform.lab.environment import Environment, ServerCommand, check_topology
 from dsrconform.lab.netns_backend import NetnsBackend
-from dsrconform.target import load_target
+from dsrconform.target import load_target, target_encapsulations
 from dsrconform.topofile import load_topology
 from dsrconform.topology import Mode, Topology
 
@@ -86,6 +86,7 @@ class Lab:
         self.backend = make_backend(backend, self.name)
         self.python = self.backend.python  # the interpreter for Python programs in a node
         self.target = load_target(target, mutant=mutant, options=target_options)
+        self.encapsulations = target_encapsulations(self.target)
         self.dir = registry.lab_dir(self.name)
         self.deployment: Deployment | None = None
         self.environment = Environment(

@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from dsrconform.lab.lab import Event
-    from dsrconform.target import BgpSpeaker, Deployment
+    from dsrconform.target import BgpSpeaker, Deployment, Encapsulation
     from dsrconform.topology import Topology
 
 __all__ = ["LabBackend", "LabNodes", "RunningLab", "Undo"]
@@ -154,6 +154,9 @@ class RunningLab(LabNodes, Protocol):
     - ``spawn(node, argv, log=)``: start a long-running process in the node, its output
       appended to ``log`` (a file name relative to ``dir``); returns its host pid. It dies with
       the lab.
+    - ``encapsulations``: the encapsulations the deployed target uses
+      (:func:`dsrconform.target.target_encapsulations`, read when the lab is made): the
+      hostile traffic forges packets in each of them (RB-4).
     - ``bgp(mux)``: the lab's BGP speaker on MUX node ``mux``
       (:class:`dsrconform.target.BgpSpeaker`): a target announces the VIPs it serves there.
 
@@ -186,6 +189,7 @@ class RunningLab(LabNodes, Protocol):
     dir: Path
     python: str
     deployment: Deployment | None
+    encapsulations: tuple[Encapsulation, ...]
     events: list[Event]
     listeners: list[Callable[[Event], None]]
 

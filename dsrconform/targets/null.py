@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from dsrconform.errors import ConfigError
-from dsrconform.target import FAMILIES, BenchVip, MutantInfo
+from dsrconform.target import ENCAPSULATIONS, FAMILIES, BenchVip, MutantInfo
 from dsrconform.topology import MODES
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ class NullTarget:
     name = "null"
     modes = MODES  # nothing is deployed in any of them, equally
     families = FAMILIES  # nor in any family
+    encapsulations = ENCAPSULATIONS  # nor decapsulated in any
 
     def __init__(self, mutant: str | None = None) -> None:
         if mutant is not None:

@@ -311,6 +311,30 @@ def foreign_ipip(flow: Flow, *, outer_src: str, server: str) -> list[Packet]:
     return [IP(bytes(outer / vip_packet(flow, _with_mark(flow, "foreign-ipip"))))]
 
 
+def foreign_gue(flow: Flow, *, outer_src: str, server: str) -> list[Packet]:
+    """As :func:`foreign_ipip`, GUE-encapsulated the way Katran sends it (RB-4): outer IPv4 and
+    UDP to :data:`~dsrconform.observe.taps.GUE_PORT` carrying the IPv4 packet directly (GUE
+    variant 1, no GUE header), from a source port Katran would pick (the client's port mixed
+    with its address) so that only the outer source says it comes from no MUX."""
+    from dsrconform.observe.taps import GUE_PORT
+
+    src, dst = _lab_addr(outer_src, "outer_src"), _lab_addr(server, "server")
+    client = ipaddress.IPv4Address(flow.client).packed
+    sport = flow.client_port ^ int.from_bytes(client[2:4], "little") or flow.client_port
+    inner = bytes(vip_packet(flow, _with_mark(flow, "foreign-gue")))
+    return [IP(bytes(IP(src=src, dst=dst) / UDP(sport=sport, dport=GUE_PORT) / Raw(inner)))]
+
+
+def foreign_packets(encapsulation: str, flow: Flow, *, outer_src: str, server: str) -> list[Packet]:
+    """:func:`foreign_ipip` or :func:`foreign_gue`, by ``encapsulation`` (one of
+    :data:`dsrconform.target.ENCAPSULATIONS`)."""
+    if encapsulation == "ipip":
+        return foreign_ipip(flow, outer_src=outer_src, server=server)
+    if encapsulation == "gue":
+        return foreign_gue(flow, outer_src=outer_src, server=server)
+    raise ValueError(f"encapsulation: {encapsulation!r} is not 'ipip' or 'gue'")
+
+
 def non_vip_packets(client: str, dst: str, *, port: int = 8080, sport: int = 20000) -> list[Packet]:
     """Packets from ``client`` to ``dst``, an address that is no VIP (a MUX's own, a server's):
     an ICMP echo, a TCP SYN and a UDP datagram to ``port`` (RB-2: a MUX passes them untouched,

@@ -48,7 +48,7 @@ from dsrconform.bpf.build import compile_bpf
 from dsrconform.bpf.libbpf import BpfObject
 from dsrconform.errors import BpfError, ConfigError, LabError
 from dsrconform.netns import enter_netns, link_mac
-from dsrconform.target import Family, MutantInfo
+from dsrconform.target import Encapsulation, Family, MutantInfo
 
 if TYPE_CHECKING:
     from dsrconform.lab.protocol import RunningLab
@@ -87,6 +87,7 @@ class MinimalTarget:
     name = "template"
     modes: tuple[Mode, ...] = ("encap",)
     families: tuple[Family, ...] = ("ipv4",)
+    encapsulations: tuple[Encapsulation, ...] = ("ipip",)
 
     def __init__(self, mutant: str | None = None, options: dict[str, str] | None = None) -> None:
         known = [m.name for m in MUTANTS]

@@ -184,7 +184,7 @@ def test_rb4_foreign_gue_answered_fails(gue: None) -> None:
     assert v.measured["foreign_encapsulated_records"] == 1
     v = run_checker(check_decap_only_from_muxes, foreign(True).obs())
     assert v.status == Status.FAIL
-    assert "server1 accepted encapsulated packets from 198.18.1.2" in v.evidence[0].message
+    assert "server1 accepted GUE-encapsulated packets from 198.18.1.2" in v.evidence[0].message
 
 
 def test_a_gue_record_is_the_records_own_five_tuple() -> None:

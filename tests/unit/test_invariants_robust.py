@@ -199,7 +199,7 @@ def test_rb4_decap_only_from_muxes() -> None:
     v = run_checker(check_decap_only_from_muxes, run.obs())
     assert v.status == Status.FAIL
     (e,) = v.evidence
-    assert "server1 accepted encapsulated packets from 198.18.1.2 (not a MUX)" in e.message
+    assert "server1 accepted IPIP-encapsulated packets from 198.18.1.2 (not a MUX)" in e.message
     assert e.packet is not None and "flags SA" in e.packet
     assert e.link == "server1:dsrc-router egress (link-server1 to router)" and e.time == 30.001
 
@@ -228,8 +228,9 @@ def test_rb4_unknown_when_the_servers_answer_nothing_from_the_muxes_either() -> 
     v = run_checker(check_decap_only_from_muxes, run.obs())
     assert v.status == Status.UNKNOWN
     assert v.missing == [
-        "an answer to an encapsulated packet a MUX sent a server: the servers were never seen "
-        "decapsulating the stack's own traffic, so an unanswered foreign one says nothing"
+        "an answer to a packet in IPIP that a MUX sent a server: the servers were never "
+        "seen decapsulating the stack's own IPIP traffic, so an unanswered foreign one says "
+        "nothing"
     ]
     foreign_ipip(run, answered=True)  # a violation seen is a FAIL all the same
     assert run_checker(check_decap_only_from_muxes, run.obs()).status == Status.FAIL
