@@ -42,9 +42,13 @@ class NullTarget:
     families = FAMILIES  # nor in any family
     encapsulations = ENCAPSULATIONS  # nor decapsulated in any
 
-    def __init__(self, mutant: str | None = None) -> None:
+    def __init__(self, mutant: str | None = None, options: dict[str, str] | None = None) -> None:
         if mutant is not None:
             raise ConfigError(f"unknown mutant {mutant!r} of target 'null'; it has none")
+        if options:
+            raise ConfigError(
+                f"target 'null' takes no options (given: {', '.join(options)}); fix: leave them out"
+            )
         self.mutant: str | None = None
 
     def __repr__(self) -> str:

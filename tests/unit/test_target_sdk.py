@@ -267,3 +267,11 @@ def test_load_target_names_a_constructor_without_mutant_or_options() -> None:
     assert load_target(f"{HERE}:NoOptions").mutant is None  # without options it loads
     fails = {c.what for c in check_target(f"{HERE}:NoMutantArg") if c.outcome == "FAIL"}
     assert "constructor" in fails
+
+
+@pytest.mark.parametrize(
+    "name", ["reference", "null", "katran", "examples.template_target.minimal:MinimalTarget"]
+)
+def test_every_shipped_adapter_passes_target_check(name: str) -> None:
+    fails = {c.what: c.detail for c in check_target(name) if c.outcome == "FAIL"}
+    assert not fails, f"{name}: {fails}"
