@@ -24,6 +24,7 @@ from dsrconform.observe.observations import (
     ServiceFacts,
     Sighting,
     from_role,
+    one_per_link,
     sightings,
     toward_role,
 )
@@ -457,7 +458,9 @@ def _judge_icmp_delivery(
     """Every ICMP error (``is_target``) quoting a VIP flow that entered a MUX reached that
     flow's server and no other; return how many were judged."""
     lab = obs.need_lab()
-    mux_in = obs.need_taps_into(j, "mux")
+    # One tap per link into a MUX: with both ends tapped (the router's egress and the MUX's
+    # ingress, which sees what its XDP program passed to its stack) one error would count twice.
+    mux_in = one_per_link(obs.need_taps_into(j, "mux"))
     srv_in = obs.need_taps_into(j, "server")
     index = obs.flow_index()
     carried: dict[Endpoint, Sighting] = {}

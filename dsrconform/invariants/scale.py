@@ -246,6 +246,19 @@ def _until_next(obs: Observations, w: FaultWindow, kinds: Iterable[str]) -> floa
     return min(later, default=math.inf)
 
 
+def _of_drained_service(obs: Observations, w: FaultWindow, fh: FlowHistory) -> bool:
+    """Whether ``fh`` is of what ``w`` drained: the service its detail names, if the lab knows
+    it (two services may share a VIP address, e.g. TCP and UDP on port 80, each drained in a
+    window of its own: judged by address, a flow would count once per window), else ``w``'s VIP
+    (every flow, if it names none)."""
+    name = w.detail.get("service")
+    lab = obs.lab
+    svc = next((s for s in lab.services if s.name == name), None) if lab and name else None
+    if svc is not None:
+        return (fh.start.proto, fh.start.dst, fh.start.dport) == (svc.proto, svc.vip, svc.port)
+    return w.vip is None or fh.start.dst == w.vip
+
+
 @checker("SC-3")
 def check_drain(obs: Observations, p: Params) -> Verdict:
     """Connections to a drained server survive; no connection started after W goes to it.
@@ -262,7 +275,7 @@ def check_drain(obs: Observations, p: Params) -> Verdict:
             continue
         # A drain names the service's VIP when it drains one service only: the server keeps
         # serving the others.
-        flows = [fh for fh in history.flows.values() if w.vip is None or fh.start.dst == w.vip]
+        flows = [fh for fh in history.flows.values() if _of_drained_service(obs, w, fh)]
         on_it = [fh for fh in flows if fh.server == target]
         judged += judge_survival(
             j, history, on_it, w.start, w.stop + p["grace"], what=f"the drain of {target}"

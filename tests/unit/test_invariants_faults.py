@@ -336,6 +336,31 @@ def test_sc3_drain_of_one_service_leaves_its_others_alone() -> None:
     assert v.status == Status.FAIL and len(v.evidence) == 1
 
 
+def test_sc3_services_sharing_a_vip_address_are_judged_each_in_its_own_drain() -> None:
+    """Seen with Katran (flood-scale): web (TCP) and webudp (UDP) share 198.19.0.10:80 and are
+    drained in windows of their own; a UDP flow that left the drained server broke once, not
+    once per window of that address."""
+    from dsrconform.observe.history import DatagramReply, DatagramSent, FlowStart
+    from dsrconform.observe.observations import ServiceFacts
+
+    run = drain_run()
+    webudp = ServiceFacts(name="webudp", vip=WEB, port=80, proto="udp")
+    run.lab = run.lab.model_copy(update={"services": [*run.lab.services, webudp]})
+    run.faults[0] = run.faults[0].model_copy(update={"vip": WEB, "detail": {"service": "web"}})
+    run.records.append(FlowStart(flow=30, t=50.0, proto="udp", src=CLIENT, sport=50030,
+                                 dst=WEB, dport=80))  # fmt: skip
+    for i, (t, server) in enumerate(((50.0, "server2"), (110.0, "server1"))):
+        run.records += [DatagramSent(flow=30, t=t, seq=i),
+                        DatagramReply(flow=30, t=t + 0.001, seq=i, server=server)]  # fmt: skip
+    v = run_checker(check_drain, run.obs())
+    assert v.status == Status.PASS, v.message  # web's drain: the UDP flow is not web's
+    run.fault("backend-drain", 100.5, 130.0, target="server2", vip=WEB,
+              detail={"service": "webudp"})  # fmt: skip
+    v = run_checker(check_drain, run.obs())
+    assert v.status == Status.FAIL and len(v.evidence) == 1, [e.message for e in v.evidence]
+    assert "flow 30" in (v.evidence[0].flow or "")
+
+
 def test_sc3_a_server_moved_to_another_service_is_judged_until_its_own_service_changes() -> None:
     run = drain_run()
     run.faults[0] = run.faults[0].model_copy(update={"vip": WEB})

@@ -528,6 +528,24 @@ def test_rw7_icmp_errors_reach_the_flow_server() -> None:
     assert run_checker(check_icmp_errors_reach_flow_server, ptb.obs()).status == Status.UNKNOWN
 
 
+def test_rw7_an_error_seen_at_both_ends_of_the_link_into_a_mux_counts_once() -> None:
+    """Seen with Katran (a time-exceeded error XDP_PASSed to the MUX's own stack): the router's
+    egress toward the MUX and the MUX's ingress both recorded the error; it is one error."""
+    from dsrconform.observe.taps import TapInfo
+
+    run = healthy()
+    run.taps["router-to-mux1"] = TapInfo(
+        tap="router-to-mux1", node="router", ifname="dsrc-mux1", link="link-mux1", peer="mux1",
+        direction="egress", started=0.0, stopped=1000.0,
+    )  # fmt: skip
+    lost = _icmp("mux1-in", 11, 0, 15.0)
+    run.add(lost, lost.model_copy(update={"tap": "router-to-mux1"}))
+    v = run_checker(check_icmp_errors_reach_flow_server, run.obs())
+    assert v.status == Status.FAIL
+    assert v.measured["icmp_error_judged"] == 1 and len(v.evidence) == 1
+    assert v.message.startswith("1 ICMP errors did not reach")
+
+
 # --- DP-1 / DP-2 -------------------------------------------------------------------------------
 
 
