@@ -77,7 +77,7 @@ from dsrconform.errors import ConfigError
 
 if TYPE_CHECKING:
     from dsrconform.lab.protocol import RunningLab
-    from dsrconform.topology import Mode
+    from dsrconform.topology import Mode, Service, Topology
 
 ENTRY_POINT_GROUP = "dsrconform.targets"
 GUIDE = "docs/targets.md"
@@ -540,3 +540,58 @@ def target_version(name: str) -> str | None:
             dist = ep.dist
             return f"{dist.name} {dist.version}" if dist is not None else None
     return None
+
+
+# --- helpers every adapter's Deployment may use ------------------------------------------------
+
+
+def service_named(topo: Topology, name: str, lab: str) -> Service:
+    """The service ``name`` of ``topo``; ConfigError naming the known ones (what
+    :meth:`Deployment.backends` and :meth:`Deployment.set_backends` raise for an unknown one)."""
+    for s in topo.services:
+        if s.name == name:
+            return s
+    known = ", ".join(s.name for s in topo.services) or "none"
+    raise ConfigError(f"unknown service {name!r}; services of lab {lab}: {known}")
+
+
+def check_backend_sets(
+    topo: Topology, lab: str, svc: Service, servers: Sequence[str], draining: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """The active and draining sets of a :meth:`Deployment.set_backends` call, each without
+    repeats, after the checks its contract asks of every target (known servers that run the
+    service's application, a non-empty active set, none in both, lists not bare strings):
+    ConfigError naming what is wrong and the fix, before anything changes."""
+    sets = []
+    for what, names in (("servers", servers), ("draining", draining)):
+        if isinstance(names, str):
+            raise ConfigError(
+                f"service {svc.name!r}: {what} must be a list of server names, not the string "
+                f"{names!r}; fix: [{names!r}]"
+            )
+        sets.append(list(dict.fromkeys(names)))
+    active, drain = sets
+    known, runs = topo.of_role("server"), topo.servers_of(svc)
+    for name in [*active, *drain]:
+        if name not in known:
+            raise ConfigError(
+                f"service {svc.name!r}: no server {name!r} in lab {lab}; servers: "
+                f"{', '.join(known)}"
+            )
+        if name not in runs:
+            raise ConfigError(
+                f"service {svc.name!r}: server {name!r} does not run its application; "
+                f"servers that do: {', '.join(runs)}"
+            )
+    if not active:
+        raise ConfigError(
+            f"service {svc.name!r}: an empty active set would leave VIP {svc.vip}:{svc.port} "
+            "with no server for new connections; fix: keep at least one server active"
+        )
+    both = sorted(set(active) & set(drain))
+    if both:
+        raise ConfigError(
+            f"service {svc.name!r}: {', '.join(both)} listed as both active and draining; "
+            "fix: list each server in one of them"
+        )
+    return active, drain

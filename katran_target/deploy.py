@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from dsrconform.errors import BpfError, ConfigError, LabError
+from dsrconform.errors import BpfError, LabError
 from dsrconform.netns import enter_netns, link_mac
 from dsrconform.observe.counters import CounterCarry
-from dsrconform.target import BgpSpeaker
+from dsrconform.target import BgpSpeaker, check_backend_sets, service_named
 from dsrconform.topology import Service, Topology
 from katran_target.balancer import KatranBalancer, VipKey, pack_u32
 
@@ -195,11 +195,7 @@ class KatranDeployment:
     # --- backend changes (Deployment.set_backends) ------------------------------------------------
 
     def _service(self, name: str) -> Service:
-        for s in self.lab.topology.services:
-            if s.name == name:
-                return s
-        known = ", ".join(s.name for s in self.lab.topology.services)
-        raise ConfigError(f"unknown service {name!r}; services of lab {self.lab.name}: {known}")
+        return service_named(self.lab.topology, name, self.lab.name)
 
     def _addrs(self, servers: Sequence[str]) -> list[str]:
         return [self.lab.topology.uplink(n).ip for n in servers]
@@ -306,43 +302,3 @@ def check_topology(topo: Topology) -> list[str]:
                 "encapsulated packets back out of it); fix: a link, not a segment"
             )
     return out
-
-
-def check_backend_sets(
-    topo: Topology, lab: str, svc: Service, servers: Sequence[str], draining: Sequence[str]
-) -> tuple[list[str], list[str]]:
-    """The active and draining sets, each without repeats, after the Deployment contract's
-    checks (ConfigError naming what is wrong and the fix)."""
-    sets = []
-    for what, names in (("servers", servers), ("draining", draining)):
-        if isinstance(names, str):
-            raise ConfigError(
-                f"service {svc.name!r}: {what} must be a list of server names, not the string "
-                f"{names!r}; fix: [{names!r}]"
-            )
-        sets.append(list(dict.fromkeys(names)))
-    active, drain = sets
-    known, runs = topo.of_role("server"), topo.servers_of(svc)
-    for name in [*active, *drain]:
-        if name not in known:
-            raise ConfigError(
-                f"service {svc.name!r}: no server {name!r} in lab {lab}; servers: "
-                f"{', '.join(known)}"
-            )
-        if name not in runs:
-            raise ConfigError(
-                f"service {svc.name!r}: server {name!r} does not run its application; "
-                f"servers that do: {', '.join(runs)}"
-            )
-    if not active:
-        raise ConfigError(
-            f"service {svc.name!r}: an empty active set would leave VIP {svc.vip}:{svc.port} "
-            "with no server for new connections; fix: keep at least one server active"
-        )
-    both = sorted(set(active) & set(drain))
-    if both:
-        raise ConfigError(
-            f"service {svc.name!r}: {', '.join(both)} listed as both active and draining; "
-            "fix: list each server in one of them"
-        )
-    return active, drain

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from dsrconform.errors import ConfigError, LabError
 from dsrconform.netns import link_mac
 from dsrconform.observe.counters import CounterCarry
-from dsrconform.target import BgpSpeaker
+from dsrconform.target import BgpSpeaker, check_backend_sets, service_named
 from dsrconform.topology import Service, Topology
 
 LAB_CONN_ENTRIES = 65_536
@@ -210,12 +210,7 @@ class ReferenceDeployment:
     # --- backend changes (Deployment.set_backends) ------------------------------------------------
 
     def _service(self, name: str) -> Service:
-        topo = self.lab.topology
-        for s in topo.services:
-            if s.name == name:
-                return s
-        known = ", ".join(s.name for s in topo.services)
-        raise ConfigError(f"unknown service {name!r}; services of lab {self.lab.name}: {known}")
+        return service_named(self.lab.topology, name, self.lab.name)
 
     def _addrs(self, servers: Sequence[str]) -> list[str]:
         return [self.lab.topology.uplink(n).ip for n in servers]
@@ -239,31 +234,7 @@ class ReferenceDeployment:
         The sets are remembered: a MUX restarted later is programmed with them."""
         topo = self.lab.topology
         svc = self._service(service)
-        active = _server_names(service, "servers", servers)
-        drain = _server_names(service, "draining", draining)
-        known, runs = topo.of_role("server"), topo.servers_of(svc)
-        for name in [*active, *drain]:
-            if name not in known:
-                raise ConfigError(
-                    f"service {service!r}: no server {name!r} in lab {self.lab.name}; "
-                    f"servers: {', '.join(known)}"
-                )
-            if name not in runs:
-                raise ConfigError(
-                    f"service {service!r}: server {name!r} does not run its application; "
-                    f"servers that do: {', '.join(runs)}"
-                )
-        if not active:
-            raise ConfigError(
-                f"service {service!r}: an empty active set would leave VIP {svc.vip}:{svc.port} "
-                "with no server for new connections; fix: keep at least one server active"
-            )
-        both = sorted(set(active) & set(drain))
-        if both:
-            raise ConfigError(
-                f"service {service!r}: {', '.join(both)} listed as both active and draining; "
-                "fix: list each server in one of them"
-            )
+        active, drain = check_backend_sets(topo, self.lab.name, svc, servers, draining)
         key = _vip_key(svc)
         with self.lock:
             # Recorded first: a MUX restarted from here on gets the new sets.
@@ -342,16 +313,6 @@ PROTO_NAMES = {6: "tcp", 17: "udp"}
 
 def _vip_key(svc: Service) -> tuple[str, int, int]:
     return (svc.vip, svc.port, svc.proto_number)
-
-
-def _server_names(service: str, what: str, names: Sequence[str]) -> list[str]:
-    """``names`` without repeats, in order; a bare string is refused (it is a sequence too)."""
-    if isinstance(names, str):
-        raise ConfigError(
-            f"service {service!r}: {what} must be a list of server names, not the string "
-            f"{names!r}; fix: [{names!r}]"
-        )
-    return list(dict.fromkeys(names))
 
 
 def mux_counters(mux: Any) -> dict[str, int]:

@@ -25,12 +25,18 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from dsrconform.errors import ConfigError
-from dsrconform.target import ENCAPSULATIONS, FAMILIES, BenchVip, MutantInfo
+from dsrconform.target import (
+    ENCAPSULATIONS,
+    FAMILIES,
+    BenchVip,
+    MutantInfo,
+    check_backend_sets,
+    service_named,
+)
 from dsrconform.topology import MODES
 
 if TYPE_CHECKING:
     from dsrconform.lab.protocol import RunningLab
-    from dsrconform.target import Deployment, Target
     from dsrconform.topology import Service, Topology
 
 
@@ -101,11 +107,7 @@ class NullDeployment:
         """Nothing was attached."""
 
     def _service(self, name: str) -> Service:
-        for s in self.topology.services:
-            if s.name == name:
-                return s
-        known = ", ".join(s.name for s in self.topology.services) or "none"
-        raise ConfigError(f"unknown service {name!r}; services of lab {self.lab_name}: {known}")
+        return service_named(self.topology, name, self.lab_name)
 
     def backends(self, service: str) -> dict[str, list[str]]:
         svc = self._service(service)
@@ -122,49 +124,6 @@ class NullDeployment:
         one fails): a known service, known servers that run its application, a non-empty
         active set, no server both active and draining."""
         svc = self._service(service)
-        active = _names(service, "servers", servers)
-        drain = _names(service, "draining", draining)
-        known, runs = self.topology.of_role("server"), self.topology.servers_of(svc)
-        for name in [*active, *drain]:
-            if name not in known:
-                raise ConfigError(
-                    f"service {service!r}: no server {name!r} in lab {self.lab_name}; "
-                    f"servers: {', '.join(known)}"
-                )
-            if name not in runs:
-                raise ConfigError(
-                    f"service {service!r}: server {name!r} does not run its application; "
-                    f"servers that do: {', '.join(runs)}"
-                )
-        if not active:
-            raise ConfigError(
-                f"service {service!r}: an empty active set would leave VIP {svc.vip}:{svc.port} "
-                "with no server for new connections; fix: keep at least one server active"
-            )
-        both = sorted(set(active) & set(drain))
-        if both:
-            raise ConfigError(
-                f"service {service!r}: {', '.join(both)} listed as both active and draining; "
-                "fix: list each server in one of them"
-            )
+        active, drain = check_backend_sets(self.topology, self.lab_name, svc, servers, draining)
         with self.lock:
             self.backend_sets[svc.name] = {"active": sorted(active), "draining": sorted(drain)}
-
-
-def _names(service: str, what: str, names: Sequence[str]) -> list[str]:
-    """``names`` without repeats, in order; a bare string is refused (it is a sequence too)."""
-    if isinstance(names, str):
-        raise ConfigError(
-            f"service {service!r}: {what} must be a list of server names, not the string "
-            f"{names!r}; fix: [{names!r}]"
-        )
-    return list(dict.fromkeys(names))
-
-
-if TYPE_CHECKING:
-
-    def _is_a_target(target: NullTarget) -> Target:
-        return target  # mypy checks that NullTarget keeps dsrconform.target.Target
-
-    def _is_a_deployment(deployment: NullDeployment) -> Deployment:
-        return deployment  # and that NullDeployment keeps dsrconform.target.Deployment

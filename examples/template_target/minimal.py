@@ -48,7 +48,13 @@ from dsrconform.bpf.build import compile_bpf
 from dsrconform.bpf.libbpf import BpfObject
 from dsrconform.errors import BpfError, ConfigError, LabError
 from dsrconform.netns import enter_netns, link_mac
-from dsrconform.target import Encapsulation, Family, MutantInfo
+from dsrconform.target import (
+    Encapsulation,
+    Family,
+    MutantInfo,
+    check_backend_sets,
+    service_named,
+)
 
 if TYPE_CHECKING:
     from dsrconform.lab.protocol import RunningLab
@@ -371,11 +377,7 @@ class MinimalDeployment:
         return out
 
     def _service(self, name: str) -> Service:
-        for s in self.lab.topology.services:
-            if s.name == name:
-                return s
-        known = ", ".join(s.name for s in self.lab.topology.services)
-        raise ConfigError(f"unknown service {name!r}; services: {known}")
+        return service_named(self.lab.topology, name, self.lab.name)
 
     def backends(self, service: str) -> dict[str, list[str]]:
         svc = self._service(service)
@@ -389,24 +391,10 @@ class MinimalDeployment:
         table a draining server gets no packet at all: draining is removing (SC-3 FAILs)."""
         topo = self.lab.topology
         svc = self._service(service)
-        runs = topo.servers_of(svc)
-        for name in [*servers, *draining]:
-            if name not in runs:
-                raise ConfigError(
-                    f"service {service!r}: {name!r} is not a server running its application; "
-                    f"those that do: {', '.join(runs)}"
-                )
-        if not servers:
-            raise ConfigError(f"service {service!r}: fix: keep at least one server active")
-        both = sorted(set(servers) & set(draining))
-        if both:
-            raise ConfigError(f"service {service!r}: {', '.join(both)} both active and draining")
-        backends_value([topo.uplink(n).ip for n in set(servers)])  # too many: refused here
+        active, drain = check_backend_sets(topo, self.lab.name, svc, servers, draining)
+        backends_value([topo.uplink(n).ip for n in active])  # too many: refused here
         with self.lock:
-            self.sets[svc.name] = {
-                "active": sorted(set(servers)),
-                "draining": sorted(set(draining)),
-            }
+            self.sets[svc.name] = {"active": sorted(active), "draining": sorted(drain)}
         for mux in topo.of_role("mux"):
             attached = self.nodes[mux].attached
             if attached is not None and svc in topo.services_of_mux(mux):

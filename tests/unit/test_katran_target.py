@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dsrconform.errors import ConfigError
-from dsrconform.target import Target
+from dsrconform.target import Target, check_backend_sets
 from dsrconform.topofile import load_topology
 from katran_target import maglev, sources
 from katran_target.balancer import (
@@ -23,7 +23,7 @@ from katran_target.balancer import (
     pack_vip_meta,
     sum_lb_stats,
 )
-from katran_target.deploy import check_backend_sets, check_topology
+from katran_target.deploy import check_topology
 from katran_target.target import KatranTarget
 from tests.unit.labfiles import BASIC
 

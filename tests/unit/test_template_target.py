@@ -43,6 +43,7 @@ class Speaker:
 class FakeLab:
     def __init__(self, mode: Mode | None = None) -> None:
         self.topology = load_topology(BASIC, mode=mode) if mode else load_topology(BASIC)
+        self.name = "t"
         self.speakers: dict[str, Speaker] = {}
 
     def bgp(self, mux: str) -> Speaker:
@@ -108,9 +109,9 @@ def test_set_backends_validates_first_and_keeps_the_sets() -> None:
     dep.set_backends("echo", ["server2", "server1"], draining=["server3"])
     assert dep.backends("echo") == {"active": ["server1", "server2"], "draining": ["server3"]}
     for active, draining, why in [
-        (["server9"], [], "'server9' is not a server running its application"),
+        (["server9"], [], "no server 'server9' in lab t"),
         ([], [], "keep at least one server active"),
-        (["server1"], ["server1"], "server1 both active and draining"),
+        (["server1"], ["server1"], "server1 listed as both active and draining"),
     ]:
         with pytest.raises(ConfigError, match=why):
             dep.set_backends("echo", active, draining=draining)
