@@ -56,6 +56,7 @@ from dsrconform.runopts import (
     DEFAULT_LEVEL,
     MODES,
     PROFILES,
+    add_environment_options,
     choice_list,
     parse_seed,
 )
@@ -367,19 +368,7 @@ def add_parser(sub: Any) -> None:
                    help="suites/test_NAME.py only (repeatable; default: every suite)")  # fmt: skip
     p.add_argument("--target", default=None, metavar="NAME", help="default: reference")
     p.add_argument("--mutant", default=None, metavar="NAME", help="run a mutant of the target")
-    p.add_argument(
-        "--target-opt",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a setting of the target's own (repeatable), e.g. katran_src=DIR",
-    )
-    p.add_argument(
-        "--server-command",
-        default=None,
-        metavar="COMMAND",
-        help="the servers' application instead of the project's (docs/targets.md)",
-    )
+    add_environment_options(p)
     p.add_argument(
         "--level",
         choices=LEVELS,

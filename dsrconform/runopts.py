@@ -49,3 +49,22 @@ def choice_list(choices: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
 
     parse.__name__ = "choice list"  # argparse names the type in its error messages
     return parse
+
+
+def add_environment_options(p: argparse.ArgumentParser) -> None:
+    """``--target-opt KEY=VALUE`` (repeatable: the target's own settings) and
+    ``--server-command`` (the servers' application instead of the project's), as every command
+    that brings a lab up takes them (``run``, ``lab up``)."""
+    p.add_argument(
+        "--target-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the target's own (repeatable), e.g. katran_src=DIR",
+    )
+    p.add_argument(
+        "--server-command",
+        default=None,
+        metavar="COMMAND",
+        help="the servers' application instead of the project's (docs/lab.md)",
+    )

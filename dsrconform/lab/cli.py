@@ -24,6 +24,7 @@ from typing import Any
 
 from dsrconform.errors import ConfigError
 from dsrconform.lab import registry
+from dsrconform.runopts import add_environment_options
 from dsrconform.topology import MODES
 
 
@@ -38,19 +39,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--name", default=None, help="lab name (default: the file's)")
     p.add_argument("--target", default="reference", metavar="NAME")
     p.add_argument("--mutant", default=None, metavar="NAME", help="deploy a mutant instead")
-    p.add_argument(
-        "--target-opt",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a setting of the target's own (repeatable), e.g. katran_src=DIR",
-    )
-    p.add_argument(
-        "--server-command",
-        default=None,
-        metavar="COMMAND",
-        help="the servers' application instead of the project's (docs/targets.md)",
-    )
+    add_environment_options(p)
     p.add_argument("--timeout", type=float, default=60.0, metavar="S", help="readiness deadline")
     p.set_defaults(handler=_up)
 

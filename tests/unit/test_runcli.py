@@ -358,3 +358,30 @@ def test_a_module_class_target_makes_a_run_directory_without_colons(tmp_path: Pa
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     path = runcli.run_directory(tmp_path, "template_target.minimal:MinimalTarget", 7, when)
     assert path.name == "20260102T030405Z-template_target.minimal_MinimalTarget-7"
+
+
+def test_target_options_and_the_server_command_reach_the_plugin_and_the_replay(
+    suites: Path,
+) -> None:
+    args = parse(
+        *("--target", "katran", "--target-opt", "katran_src=/src", "--target-opt", "hash=maglev"),
+        *("--server-command", "sh examples/servers/nginx.sh"),
+    )
+    args.results = "results/x"
+    argv = runcli.pytest_argv(args, suites, python="PY")
+    i = argv.index("--dsr-target-opt")
+    assert argv[i : i + 4] == [
+        "--dsr-target-opt",
+        "katran_src=/src",
+        "--dsr-target-opt",
+        "hash=maglev",
+    ]
+    assert argv[argv.index("--dsr-server-command") + 1] == "sh examples/servers/nginx.sh"
+    replay = shlex.split(runcli.replay_command(args))
+    assert replay[replay.index("--target-opt") + 1] == "katran_src=/src"
+    assert replay[replay.index("--server-command") + 1] == "sh examples/servers/nginx.sh"
+
+
+def test_a_target_option_without_a_value_is_refused_before_any_lab() -> None:
+    with pytest.raises(ConfigError, match="--target-opt 'katran_src': fix: KEY=VALUE"):
+        runcli._cmd_run(parse("--target-opt", "katran_src"))
