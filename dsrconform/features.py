@@ -36,6 +36,7 @@ from pathlib import Path
 
 from scapy.utils import checksum  # the Internet checksum (RFC 1071)
 
+from dsrconform.bpf import PASS_PROGRAM
 from dsrconform.errors import DsrConformError, FeatureUnavailableError
 
 DISABLE_ENV = "DSRCONFORM_DISABLE_FEATURES"
@@ -339,9 +340,9 @@ def _probe_test_run() -> str:
     from dsrconform.bpf.libbpf import XDP_ACTIONS
 
     with _obj("xdp_pass") as obj:
-        res = obj.program("dsrc_pass").test_run(PROBE_FRAME)
+        res = obj.program(PASS_PROGRAM).test_run(PROBE_FRAME)
     if res.retval != 2:
-        raise ValueError(f"dsrc_pass returned {XDP_ACTIONS.get(res.retval, res.retval)}")
+        raise ValueError(f"{PASS_PROGRAM} returned {XDP_ACTIONS.get(res.retval, res.retval)}")
     return "an XDP program ran on a frame and returned XDP_PASS"
 
 
@@ -390,7 +391,7 @@ def _probe_xdp_native() -> str:
     from dsrconform.netns import enter_netns
 
     with _obj("xdp_pass") as obj, _pair() as (ns, ia, _ib), enter_netns(ns):
-        xdp_attach(ia, obj.program("dsrc_pass").fd, mode="native")
+        xdp_attach(ia, obj.program(PASS_PROGRAM).fd, mode="native")
         try:
             attached = xdp_query_id(ia)
         finally:

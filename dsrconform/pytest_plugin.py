@@ -188,7 +188,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest=_dest(OPT_SERVER_COMMAND),
         default=None,
         metavar="COMMAND",
-        help="the servers' application instead of the project's (docs/targets.md), e.g. "
+        help="the servers' application instead of the project's (docs/lab.md), e.g. "
         "'sh examples/servers/nginx.sh'",
     )
     group.addoption(

@@ -254,11 +254,12 @@ class Deployment(Protocol):
 
     def restart(self, node: str) -> None:
         """Start again what the stack runs on ``node``, after the lab killed it and brought it
-        back (:meth:`dsrconform.lab.Lab.restart_node`: interfaces up, BIRD restarted announcing
-        nothing, applications restarted). Re-attach what the target runs there with the
-        deployment's current configuration (backend sets included, :meth:`set_backends`) and
-        empty state, and announce the node's VIPs again; a node where the stack runs nothing is
-        left as it is."""
+        back (:meth:`dsrconform.lab.Lab.restart_node`: interfaces up, the node's BGP speaker
+        announcing nothing; the lab starts the node's BIRD and application right after this call,
+        so an announcement made here is in the configuration BIRD starts with). Re-attach what
+        the target runs there with the deployment's current configuration (backend sets
+        included, :meth:`set_backends`) and empty state, and announce the node's VIPs again; a
+        node where the stack runs nothing is left as it is."""
         ...
 
     def counters(self) -> dict[str, dict[str, int]]:

@@ -24,6 +24,8 @@ interfaces.
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import shlex
 import socket
@@ -36,13 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from dsrconform.bpf import PASS_PROGRAM
 from dsrconform.errors import ConfigError, LabError
 from dsrconform.netns import enter_netns
 
 if TYPE_CHECKING:
     from dsrconform.topology import Service, Topology
 
-PASS_PROGRAM = "dsrc_pass"
 # BGP timers: a hung MUX is detected in ~3 s, sessions come up in ~1.5 s and retry at once
 # after an error. graceful restart off: else the router keeps a killed MUX's routes for 120 s.
 BIRD_TIMERS = (
@@ -77,7 +79,7 @@ class ServerCommand:
     (space-separated ``ADDR:PORT`` it must listen on, per the mode: VIP:port in encap, the
     server's address and the service's server port in the NAT modes), ``DSRC_DIR`` (a
     directory of its own for configuration and logs). The suites' HTTP traffic needs ``GET
-    /id`` answered with the server's id in an ``X-Server-Id`` header (docs/targets.md shows
+    /id`` answered with the server's id in an ``X-Server-Id`` header (docs/lab.md shows
     nginx doing it); a stream needs ``/stream`` as the project's app serves it. The lab calls
     it ready once every HTTP address accepts a connection."""
 
@@ -102,6 +104,8 @@ class BirdSpeaker:
     conf: Path
     sock: Path
     header: str
+    vips_served: frozenset[str] = frozenset()
+    """The VIPs of the services this MUX fronts (the topology's): the only ones it may announce."""
     lab_name: str = "lab"
     dead: Callable[[], list[str]] = field(default=lambda: [], repr=False)
     """The lab's daemons that have exited (an announcement stops waiting on a BIRD that died)."""
@@ -120,12 +124,11 @@ class BirdSpeaker:
             return sorted(self.vips)
 
     def _change(self, vip: str, *, add: bool) -> None:
-        import ipaddress
-
-        try:
-            ipaddress.IPv4Address(vip)
-        except ValueError:
-            raise ConfigError(f"bgp {self.node}: {vip!r} is not an IPv4 address") from None
+        if vip not in self.vips_served:
+            raise ConfigError(
+                f"bgp {self.node}: {vip!r} is not a VIP this MUX fronts; fix: one of "
+                f"{', '.join(sorted(self.vips_served)) or 'none (no service names this MUX)'}"
+            )
         with self.lock:
             if (vip in self.vips) == add:
                 return
@@ -139,7 +142,10 @@ class BirdSpeaker:
 
     def write(self) -> None:
         routes = "".join(f"  route {v}/32 blackhole;\n" for v in sorted(self.vips))
-        self.conf.write_text(self.header.replace("@ROUTES@", routes))
+        # Whole or not at all: a BIRD starting or reloading never reads a half-written file.
+        tmp = self.conf.with_name(self.conf.name + ".tmp")
+        tmp.write_text(self.header.replace("@ROUTES@", routes))
+        os.replace(tmp, self.conf)
 
     def reset(self) -> None:
         """Forget every announcement (the node was killed: its BIRD is gone)."""
@@ -152,12 +158,18 @@ class BirdSpeaker:
         deadline = time.monotonic() + BIRDC_TIMEOUT
         last = ""
         while True:
-            res = subprocess.run(
-                ["birdc", "-s", str(self.sock), "configure"],
-                capture_output=True,
-                text=True,
-                timeout=BIRDC_TIMEOUT,
-            )
+            try:
+                res = subprocess.run(
+                    ["birdc", "-s", str(self.sock), "configure"],
+                    capture_output=True,
+                    text=True,
+                    timeout=max(0.5, deadline - time.monotonic()),
+                )
+            except subprocess.TimeoutExpired:  # a paused BIRD accepts, then never answers
+                raise LabError(
+                    f"bgp {self.node}: BIRD did not answer `birdc configure` within "
+                    f"{BIRDC_TIMEOUT:.0f} s (is the node paused?)"
+                ) from None
             if res.returncode == 0 and "Reconfigur" in res.stdout:
                 return
             last = (res.stdout + res.stderr).strip().replace("\n", " | ")
@@ -300,7 +312,8 @@ class Environment:
                 sock=self.lab.dir / f"bird-{mux}.ctl",
                 header=header,
                 lab_name=self.lab.name,
-                dead=self.dead_daemons,
+                dead=functools.partial(self.dead_daemons, f"bird on {mux} "),
+                vips_served=frozenset(s.vip for s in topo.services_of_mux(mux)),
             )
             speaker.write()
             self.speakers[mux] = speaker
@@ -311,12 +324,18 @@ class Environment:
     def _start_bird(self, node: str) -> None:
         conf = self.lab.dir / f"bird-{node}.conf"
         sock = self.bird_sockets[node]
-        sock.unlink(missing_ok=True)
-        self._spawn(node, ["bird", "-f", "-c", str(conf), "-s", str(sock)], log=f"bird-{node}.log")
+        argv = ["bird", "-f", "-c", str(conf), "-s", str(sock)]
         speaker = self.speakers.get(node)
-        if speaker is not None:
-            with speaker.lock:
-                speaker.running = True
+        if speaker is None:
+            sock.unlink(missing_ok=True)
+            self._spawn(node, argv, log=f"bird-{node}.log")
+            return
+        # Under the speaker's lock: an announcement either lands in the file BIRD starts with or
+        # reloads the running BIRD (it waits for the control socket), never neither.
+        with speaker.lock:
+            sock.unlink(missing_ok=True)
+            self._spawn(node, argv, log=f"bird-{node}.log")
+            speaker.running = True
 
     def _spawn(self, node: str, argv: list[str], *, log: str) -> None:
         self.daemons[log] = (node, self.lab.spawn(node, argv, log=log))
@@ -350,8 +369,9 @@ class Environment:
 
     # --- readiness and status -------------------------------------------------------------------
 
-    def dead_daemons(self) -> list[str]:
-        """The daemons started in the lab that have exited, each with the end of its log."""
+    def dead_daemons(self, prefix: str = "") -> list[str]:
+        """The daemons started in the lab that have exited, each with the end of its log (with
+        ``prefix``, only those whose description starts with it: ``"bird on mux1 "``)."""
         from dsrconform.lab.registry import pid_running
 
         out = []
@@ -365,7 +385,7 @@ class Environment:
                 tail = ""
             what = log.removesuffix(".log").split("-", 1)[0]
             out.append(f"{what} on {node} exited ({log}: {tail or 'empty'})")
-        return out
+        return [d for d in out if d.startswith(prefix)]
 
     def vip_routes(self) -> dict[str, list[str]]:
         """The router's kernel routes for each VIP: VIP -> next-hop addresses."""
@@ -432,12 +452,16 @@ class Environment:
         is healthy when state is "up" and info starts with "Established"."""
         out: dict[str, dict[str, dict[str, str]]] = {}
         for node, sock in self.bird_sockets.items():
-            res = subprocess.run(
-                ["birdc", "-s", str(sock), "show", "protocols"],
-                capture_output=True,
-                text=True,
-                timeout=BIRDC_TIMEOUT,
-            )
+            try:
+                res = subprocess.run(
+                    ["birdc", "-s", str(sock), "show", "protocols"],
+                    capture_output=True,
+                    text=True,
+                    timeout=BIRDC_TIMEOUT,
+                )
+            except subprocess.TimeoutExpired:  # a paused node's BIRD: no sessions to report
+                out[node] = {}
+                continue
             out[node] = parse_bird_protocols(res.stdout) if res.returncode == 0 else {}
         return out
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dsrconform.bpf import PASS_PROGRAM
 from dsrconform.errors import ConfigError, LabError
 from dsrconform.lab import registry
 from dsrconform.topology import IF_PREFIX, Topology
@@ -32,7 +33,6 @@ from dsrconform.topology import IF_PREFIX, Topology
 if TYPE_CHECKING:
     from dsrconform.lab.protocol import LabNodes
 
-PASS_PROGRAM = "dsrc_pass"
 _SEQ = itertools.count(1)  # one nft table per impairment, so undoing one leaves the others
 
 

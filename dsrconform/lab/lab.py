@@ -97,6 +97,7 @@ class Lab:
         self.listeners: list[Callable[[Event], None]] = []
         """Called with each event as it is recorded (in the thread that caused it)."""
         self._paused: dict[str, list[int]] = {}
+        self._killed: set[str] = set()  # killed and not restarted since (restart_node kills first)
         self._port_blocks = 0  # client port ranges handed out by fresh_client_ports()
         self._created = False  # set once this object starts creating the lab's objects
         self.created = time.time()
@@ -315,6 +316,7 @@ class Lab:
         ``docker kill``) and bring its interfaces down, so it neither routes nor answers: a dead
         box."""
         pids = self.backend.kill(self._node(node))
+        self._killed.add(node)
         self.environment.killed(node)
         for ifname in self._ifnames(node):
             self.backend.set_link(node, ifname, False)
@@ -342,15 +344,21 @@ class Lab:
     def restart_node(self, node: str) -> None:
         """Bring a killed node back: its links up, the target restarts what runs there (a MUX
         comes back with empty state and announces its VIPs again), then the lab its own (the
-        node's BIRD, which picks up those announcements, and its application)."""
-        self.backend.revive(self._node(node))
+        node's BIRD, which picks up those announcements, and its application), even when the
+        target's restart fails. A node that was not killed is killed first: a restart is a
+        kill and a start, never a second BIRD or application beside the running ones."""
+        if self._node(node) not in self._killed:
+            self.kill_node(node)
+        self.backend.revive(node)
         for ifname in self._ifnames(node):
             self.backend.set_link(node, ifname, True)
-        self.environment.killed(node)  # a restart without a kill: BIRD is started afresh too
-        if self.deployment is not None:
-            self.deployment.restart(node)
-        self.environment.restart(node)
-        self._event("restart", node)
+        self._killed.discard(node)
+        try:
+            if self.deployment is not None:
+                self.deployment.restart(node)
+        finally:
+            self.environment.restart(node)
+            self._event("restart", node)
 
     def bgp(self, mux: str) -> BgpSpeaker:
         """The BGP speaker of MUX node ``mux``: what it announces to the border router

@@ -5,7 +5,7 @@
 #   dsrconform lab up labs/basic.yaml --server-command 'sh examples/servers/nginx.sh'
 #
 # The lab runs it on every server with DSRC_SERVER_ID, DSRC_HTTP (ADDR:PORT ... to listen on),
-# DSRC_UDP and DSRC_DIR (a directory of its own) in the environment (docs/targets.md). nginx has
+# DSRC_UDP and DSRC_DIR (a directory of its own) in the environment (docs/lab.md). nginx has
 # no /stream of the project's pattern, so stream scenarios need the project's app.
 set -eu
 : "${DSRC_SERVER_ID:?}" "${DSRC_HTTP:?}" "${DSRC_DIR:?}"

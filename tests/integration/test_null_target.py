@@ -38,13 +38,33 @@ def run_null(tmp: Path, *args: str) -> tuple[int, Results, str, float]:
     began = time.monotonic()
     res = subprocess.run(
         [
-            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "suites",
-            "--dsr-target", NULL, "--dsr-lab", str(REPO / "labs" / "basic.yaml"),
-            "--dsr-mode", "encap", "--dsr-level", "MUST", "--dsr-seed", "1",
-            "--dsr-results", str(tmp), "--dsr-no-evidence", *args,
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "suites",
+            "--dsr-target",
+            NULL,
+            "--dsr-lab",
+            str(REPO / "labs" / "basic.yaml"),
+            "--dsr-mode",
+            "encap",
+            "--dsr-level",
+            "MUST",
+            "--dsr-seed",
+            "1",
+            "--dsr-results",
+            str(tmp),
+            "--dsr-no-evidence",
+            *args,
         ],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     took = time.monotonic() - began
     try:
         results = load_results(tmp)

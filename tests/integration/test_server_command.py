@@ -34,10 +34,25 @@ def test_nginx_as_the_server_command_answers_every_short_connection() -> None:
             procs = lab.run(server, ["ps", "-eo", "args"]).stdout
             assert "nginx: master process" in procs and "dsrconform.app" not in procs, procs
         client = lab.topology.of_role("client")[0]
-        res = lab.run(client, [lab.python, "-m", "dsrconform.traffic.shortconns", "--vip",
-                               "198.19.0.10", "--sources", lab.topology.uplink(client).ip,
-                               "--count", "300", "--rate", "300", "--duration", "2"],
-                      timeout=60)  # fmt: skip
+        res = lab.run(
+            client,
+            [
+                lab.python,
+                "-m",
+                "dsrconform.traffic.shortconns",
+                "--vip",
+                "198.19.0.10",
+                "--sources",
+                lab.topology.uplink(client).ip,
+                "--count",
+                "300",
+                "--rate",
+                "300",
+                "--duration",
+                "2",
+            ],
+            timeout=60,
+        )
     recs = [json.loads(line) for line in res.stdout.splitlines()]
     closed = [r for r in recs if r["kind"] == "closed"]
     good = [r for r in closed if r["reason"] == "eof" and r["verified"] == r["received"] > 0]

@@ -43,9 +43,14 @@ def inner_packet(inner: FiveTuple, *, tos: int = 0, l4_chksum: int | None = None
 
 
 def katran_gue(
-    mux: str, server: str, inner: Packet, *, outer_tos: int | None = None,
-    udp_chksum: int | None = None, dport: int = GUE_PORT,
-) -> Packet:  # fmt: skip
+    mux: str,
+    server: str,
+    inner: Packet,
+    *,
+    outer_tos: int | None = None,
+    udp_chksum: int | None = None,
+    dport: int = GUE_PORT,
+) -> Packet:
     """``inner`` GUE-encapsulated from ``mux`` to ``server`` as Katran does (outer TOS: the
     inner one's unless given)."""
     raw = bytes(inner)
@@ -115,16 +120,20 @@ def gue_record(
 
     shape = {k: kw.pop(k) for k in ("outer_tos", "inner_tos", "l4_chksum", "udp_chksum") if k in kw}
     pkt = katran_gue(
-        mux, server, inner_packet(inner, tos=shape.get("inner_tos", 0),
-                                  l4_chksum=shape.get("l4_chksum")),
-        outer_tos=shape.get("outer_tos"), udp_chksum=shape.get("udp_chksum"),
-    )  # fmt: skip
+        mux,
+        server,
+        inner_packet(inner, tos=shape.get("inner_tos", 0), l4_chksum=shape.get("l4_chksum")),
+        outer_tos=shape.get("outer_tos"),
+        udp_chksum=shape.get("udp_chksum"),
+    )
     outer, decoded, bad_l3, bad_l4 = decode(pkt)
     n = kw.get("packets", 10)
     fields: dict[str, Any] = {
         "inner": decoded,
-        "l3_valid": n * (1 - bad_l3), "l3_invalid": n * bad_l3,
-        "l4_valid": n * (1 - bad_l4), "l4_invalid": n * bad_l4,
-    }  # fmt: skip
+        "l3_valid": n * (1 - bad_l3),
+        "l3_invalid": n * bad_l3,
+        "l4_valid": n * (1 - bad_l4),
+        "l4_invalid": n * bad_l4,
+    }
     fields.update(kw)
     return record(tap, outer, first, last, **fields)

@@ -30,8 +30,9 @@ def test_a_bpf_source_includes_no_glibc_header(src: Path) -> None:
     # -M lists every header the preprocessor opened; glibc's all include features.h.
     # The tap's GUE port is a define its loader always passes (its one place: taps.GUE_PORT).
     defines = {"TAP_GUE_PORT": GUE_PORT} if src.name == "tap.bpf.c" else None
-    res = subprocess.run([*clang_command(src, defines), "-M", str(src)], capture_output=True,
-                         text=True, check=False)  # fmt: skip
+    res = subprocess.run(
+        [*clang_command(src, defines), "-M", str(src)], capture_output=True, text=True, check=False
+    )
     assert "stubs-32.h" not in res.stderr, f"{src.name} pulls in a glibc header:\n{res.stderr}"
     assert res.returncode == 0, res.stderr
     deps = res.stdout.replace("\\\n", " ").split()

@@ -78,12 +78,21 @@ def test_foreign_gue_is_ipv4_in_udp_to_the_gue_port_from_the_client() -> None:
     heads = frame_headers(bytes(Ether(type=0x0800)) + bytes(pkt))
     outer, inner = heads[0], heads[1]
     assert (outer.layer, outer.proto, outer.src, outer.dst, outer.dport) == (
-        "outer", 17, CLIENT, SRV, GUE_PORT,
-    )  # fmt: skip
+        "outer",
+        17,
+        CLIENT,
+        SRV,
+        GUE_PORT,
+    )
     assert outer.sport not in (0, GUE_PORT, flow.client_port)
     assert (inner.layer, inner.proto, inner.src, inner.dst, inner.sport, inner.dport) == (
-        "inner", 6, CLIENT, WEB, 41000, 80,
-    )  # fmt: skip
+        "inner",
+        6,
+        CLIENT,
+        WEB,
+        41000,
+        80,
+    )
     (ipip,) = crafted.foreign_packets("ipip", flow, outer_src=CLIENT, server=SRV)
     assert ipip.proto == 4
     with pytest.raises(ValueError, match="'vxlan' is not 'ipip' or 'gue'"):

@@ -128,12 +128,20 @@ def marked(**shape: int) -> Run:
     outer_tos = shape.get("outer_tos", tos)
     run.add(
         gue_record(
-            "mux1-out", MUX, SRV, fwd, 30.0, 31.0, inner_tos=tos, outer_tos=outer_tos,
-            dscp_seen=1 << 10, ecn_seen=1 << 2,
+            "mux1-out",
+            MUX,
+            SRV,
+            fwd,
+            30.0,
+            31.0,
+            inner_tos=tos,
+            outer_tos=outer_tos,
+            dscp_seen=1 << 10,
+            ecn_seen=1 << 2,
             dscp_changed=10 * int(outer_tos >> 2 != tos >> 2),
             ecn_bad=10 * int(bool(outer_tos & 3) and outer_tos & 3 != tos & 3),
         )
-    )  # fmt: skip
+    )
     return run
 
 
@@ -189,7 +197,8 @@ def test_rb4_foreign_gue_answered_fails(gue: None) -> None:
 
 def test_a_gue_record_is_the_records_own_five_tuple() -> None:
     """The checkers' records: outer 5-tuple UDP to GUE_PORT, inner the client's flow."""
-    rec = gue_record("server1-in", MUX, SRV, FiveTuple(proto=17, src=CLIENT, dst=WEB, sport=5,
-                     dport=7), 1.0, 1.0)  # fmt: skip
+    rec = gue_record(
+        "server1-in", MUX, SRV, FiveTuple(proto=17, src=CLIENT, dst=WEB, sport=5, dport=7), 1.0, 1.0
+    )
     assert rec.payload == FiveTuple(proto=17, src=CLIENT, dst=WEB, sport=5, dport=7)
     assert (rec.l4_valid, rec.l4_invalid) == (10, 0)

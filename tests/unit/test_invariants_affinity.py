@@ -395,8 +395,15 @@ def reused_ports(tuples: dict[str, tuple[int, int]]) -> Run:
             port += 1
             for _ in range(reuse):
                 i += 1
-                run.conn(i, 10.0 + i * 1e-3, end_t=10.5 + i * 1e-3, server=server,
-                         src="198.18.1.5", sport=34800 + port, wire=False)  # fmt: skip
+                run.conn(
+                    i,
+                    10.0 + i * 1e-3,
+                    end_t=10.5 + i * 1e-3,
+                    server=server,
+                    src="198.18.1.5",
+                    sport=34800 + port,
+                    wire=False,
+                )
     return run
 
 

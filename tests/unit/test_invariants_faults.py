@@ -347,15 +347,19 @@ def test_sc3_services_sharing_a_vip_address_are_judged_each_in_its_own_drain() -
     webudp = ServiceFacts(name="webudp", vip=WEB, port=80, proto="udp")
     run.lab = run.lab.model_copy(update={"services": [*run.lab.services, webudp]})
     run.faults[0] = run.faults[0].model_copy(update={"vip": WEB, "detail": {"service": "web"}})
-    run.records.append(FlowStart(flow=30, t=50.0, proto="udp", src=CLIENT, sport=50030,
-                                 dst=WEB, dport=80))  # fmt: skip
+    run.records.append(
+        FlowStart(flow=30, t=50.0, proto="udp", src=CLIENT, sport=50030, dst=WEB, dport=80)
+    )
     for i, (t, server) in enumerate(((50.0, "server2"), (110.0, "server1"))):
-        run.records += [DatagramSent(flow=30, t=t, seq=i),
-                        DatagramReply(flow=30, t=t + 0.001, seq=i, server=server)]  # fmt: skip
+        run.records += [
+            DatagramSent(flow=30, t=t, seq=i),
+            DatagramReply(flow=30, t=t + 0.001, seq=i, server=server),
+        ]
     v = run_checker(check_drain, run.obs())
     assert v.status == Status.PASS, v.message  # web's drain: the UDP flow is not web's
-    run.fault("backend-drain", 100.5, 130.0, target="server2", vip=WEB,
-              detail={"service": "webudp"})  # fmt: skip
+    run.fault(
+        "backend-drain", 100.5, 130.0, target="server2", vip=WEB, detail={"service": "webudp"}
+    )
     v = run_checker(check_drain, run.obs())
     assert v.status == Status.FAIL and len(v.evidence) == 1, [e.message for e in v.evidence]
     assert "flow 30" in (v.evidence[0].flow or "")

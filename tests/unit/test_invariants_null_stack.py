@@ -82,12 +82,25 @@ def null_run(*, bgp: bool = True) -> Run:
     for i in range(10):
         sport = 50000 + i
         run.records += [
-            FlowStart(flow=1000 + i, t=11.0 + i, proto="udp", src=CLIENT, sport=sport,
-                      dst=UDP_VIP, dport=7),
+            FlowStart(
+                flow=1000 + i,
+                t=11.0 + i,
+                proto="udp",
+                src=CLIENT,
+                sport=sport,
+                dst=UDP_VIP,
+                dport=7,
+            ),
             DatagramSent(flow=1000 + i, t=11.0 + i, seq=0),
-        ]  # fmt: skip
-        run.add(record("client-out", FiveTuple(proto=17, src=CLIENT, dst=UDP_VIP, sport=sport,
-                                               dport=7), 11.0 + i, 12.0 + i))  # fmt: skip
+        ]
+        run.add(
+            record(
+                "client-out",
+                FiveTuple(proto=17, src=CLIENT, dst=UDP_VIP, sport=sport, dport=7),
+                11.0 + i,
+                12.0 + i,
+            )
+        )
     # Non-VIP flows succeed: nothing stands in their way.
     run.conn(2000, 15.0, end_t=16.0, dst=MUX_ADDR["mux1"], dport=22, wire=False)
     if bgp:
@@ -111,8 +124,16 @@ def null_run(*, bgp: bool = True) -> Run:
         )
     for n, (server, addr) in enumerate(SERVER_ADDR.items()):
         outer = FiveTuple(proto=4, src=CLIENT, dst=addr)
-        run.add(record(f"{server}-in", outer, 103.0, 103.0, packets=1,
-                       inner=tcp(CLIENT, 41001 + n, WEB, 80)))  # fmt: skip
+        run.add(
+            record(
+                f"{server}-in",
+                outer,
+                103.0,
+                103.0,
+                packets=1,
+                inner=tcp(CLIENT, 41001 + n, WEB, 80),
+            )
+        )
     # Tuple probes: bare SYNs the router drops (no VIP route); none reaches a MUX.
     for i in range(50):
         run.add(record("client-out", probe_tuple(i), 200.0, 210.0, tcp_flags=0x02))
@@ -125,12 +146,33 @@ def null_run(*, bgp: bool = True) -> Run:
     run.fault("route-withdrawn", 121.0, target="mux2")
     run.fault("mux-rejoin", 128.0, 129.0, target="mux2")
     run.fault("mux-add", 130.0, 131.0, target="mux2")
-    run.fault("backend-remove", 140.0, 140.1, target="server3", vip=WEB,
-              backends_before=SERVERS, backends_after=SERVERS[:2])  # fmt: skip
-    run.fault("backend-add", 144.0, 144.1, target="server3", vip=WEB,
-              backends_before=SERVERS[:2], backends_after=SERVERS)  # fmt: skip
-    run.fault("backend-drain", 148.0, 154.0, target="server2", vip=WEB,
-              backends_before=SERVERS, backends_after=["server1", "server3"])  # fmt: skip
+    run.fault(
+        "backend-remove",
+        140.0,
+        140.1,
+        target="server3",
+        vip=WEB,
+        backends_before=SERVERS,
+        backends_after=SERVERS[:2],
+    )
+    run.fault(
+        "backend-add",
+        144.0,
+        144.1,
+        target="server3",
+        vip=WEB,
+        backends_before=SERVERS[:2],
+        backends_after=SERVERS,
+    )
+    run.fault(
+        "backend-drain",
+        148.0,
+        154.0,
+        target="server2",
+        vip=WEB,
+        backends_before=SERVERS,
+        backends_after=["server1", "server3"],
+    )
     run.fault("config-change", 160.0, 160.1)
     return run
 

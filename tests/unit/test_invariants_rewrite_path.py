@@ -535,9 +535,15 @@ def test_rw7_an_error_seen_at_both_ends_of_the_link_into_a_mux_counts_once() -> 
 
     run = healthy()
     run.taps["router-to-mux1"] = TapInfo(
-        tap="router-to-mux1", node="router", ifname="dsrc-mux1", link="link-mux1", peer="mux1",
-        direction="egress", started=0.0, stopped=1000.0,
-    )  # fmt: skip
+        tap="router-to-mux1",
+        node="router",
+        ifname="dsrc-mux1",
+        link="link-mux1",
+        peer="mux1",
+        direction="egress",
+        started=0.0,
+        stopped=1000.0,
+    )
     lost = _icmp("mux1-in", 11, 0, 15.0)
     run.add(lost, lost.model_copy(update={"tap": "router-to-mux1"}))
     v = run_checker(check_icmp_errors_reach_flow_server, run.obs())

@@ -71,9 +71,14 @@ def test_deploys_nothing() -> None:
     assert dep.status() == {"deployed": "nothing (the null target)"}
     dep.restart("mux1")
     dep.close()
-    with NullTarget().mux_for_bench(netns="x", ifname="y", mux_addr="198.18.10.1",
-                                    next_hop_mac="00:00:00:00:00:01", vip=Any,  # type: ignore[arg-type]
-                                    backends=[]):  # fmt: skip
+    with NullTarget().mux_for_bench(
+        netns="x",
+        ifname="y",
+        mux_addr="198.18.10.1",
+        next_hop_mac="00:00:00:00:00:01",
+        vip=Any,  # type: ignore[arg-type]
+        backends=[],
+    ):
         pass
 
 
