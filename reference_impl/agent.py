@@ -7,6 +7,11 @@ BPF (as a mutant when asked), load it, program its maps and attach it to tc::
     cfg = AgentConfig(server_addr="198.18.20.1", mode="server-nat", mux_addrs=["198.18.10.1"],
                       nat_services=[{"vip": "198.19.0.10", "vport": 80, "proto": "tcp",
                                      "port": 8080}])
+
+Addresses may be IPv6 (inside 2001:2::/48) wherever a family is not implied: MUX addresses
+(IPv6-in-IPv6 and IPv4-in-IPv6 from them is decapsulated), VIPs of NAT services (an IPv6 VIP is
+translated to ``server_addr6``) and gateway mappings (both ends of one family). Each family has
+its own maps (``dsrc_muxes6``, ``dsrc_nat_svc6``, ``dsrc_gw_map6``, ...).
     with AgentProgram(cfg) as agent:
         action, out = run_packets(agent.ingress, [frame])[0]   # BPF_PROG_TEST_RUN
         agent.attach("dsrc-srv1", "eth0")                      # tc ingress + egress
@@ -29,6 +34,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -39,12 +45,11 @@ from pydantic import (
 from dsrconform.bpf import libbpf
 from dsrconform.bpf.build import compile_bpf
 from dsrconform.bpf.libbpf import BpfObject, Map, Program
-from dsrconform.configfile import lab_address, load_model
+from dsrconform.configfile import LAB_NET6, lab_address, load_model
 from dsrconform.errors import BpfError, ConfigError, LabError
 from dsrconform.netns import enter_netns
 from reference_impl import layout, mutants
 
-LAB_NET = ipaddress.IPv4Network("198.18.0.0/15")
 AGENT_SOURCE = layout.BPF_DIR / "agent.bpf.c"
 GATEWAY_SOURCE = layout.BPF_DIR / "gateway.bpf.c"
 # tc filter priority of the agent and gateway programs: after the framework's link taps
@@ -53,16 +58,73 @@ TC_PRIORITY = 10
 AGENT_PROGRAMS = ("dsrc_agent_in", "dsrc_agent_eg")
 GATEWAY_PROGRAM = "dsrc_gw"
 MODES = {"encap": "MODE_ENCAP", "server-nat": "MODE_SERVER_NAT"}
+# The agent's maps per address family (of the MUX address, or of the VIP).
+_MAPS = {
+    "ipv4": {
+        "muxes": "dsrc_muxes",
+        "svc": "dsrc_nat_svc",
+        "first": "dsrc_nat_first",
+        "flows": "dsrc_nat_flows",
+    },
+    "ipv6": {
+        "muxes": "dsrc_muxes6",
+        "svc": "dsrc_nat_svc6",
+        "first": "dsrc_nat_first6",
+        "flows": "dsrc_nat_flows6",
+    },
+}
 
 # --- configuration ----------------------------------------------------------------------------
 
 
-def _lab_addr(value: str, info: ValidationInfo) -> str:
+def _lab_addr4(value: str, info: ValidationInfo) -> str:
     """An IPv4 address inside the lab range; the message names the field it came from."""
     return lab_address(value, info.field_name or "address")
 
 
-LabAddr = Annotated[str, AfterValidator(_lab_addr)]
+def _lab_addr6(value: str, info: ValidationInfo) -> str:
+    """An IPv6 address inside the lab's IPv6 range, in its compressed form."""
+    what = info.field_name or "address"
+    try:
+        addr = ipaddress.IPv6Address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv6 address") from None
+    if addr not in LAB_NET6:
+        raise ValueError(
+            f"{what} {value} is outside the lab range {LAB_NET6}; fix: use an address from "
+            f"{LAB_NET6} (MUX links 2001:2:0:10::/64, servers 2001:2:0:20::/64, VIPs "
+            "2001:2:0:100::/64)"
+        )
+    return str(addr)
+
+
+def _lab_addr(value: str, info: ValidationInfo) -> str:
+    """An IPv4 or IPv6 address inside its family's lab range."""
+    if ":" in value:
+        return _lab_addr6(value, info)
+    return _lab_addr4(value, info)
+
+
+def family(addr: str) -> str:
+    """The family ("ipv4" or "ipv6", as dsrconform.target.FAMILIES) of a validated address."""
+    return "ipv6" if ipaddress.ip_address(addr).version == 6 else "ipv4"
+
+
+def _not_a_number(value: object) -> object:
+    """YAML 1.1 reads an unquoted IPv6 address made of small decimal groups (2001:2:0:1:2:3:4:5)
+    as a base-60 integer: say so rather than "not a valid string"."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(
+            "an address was read as the number "
+            f"{value} (YAML takes unquoted groups of digits separated by ':' for base 60); "
+            "fix: quote the address"
+        )
+    return value
+
+
+LabAddr = Annotated[str, BeforeValidator(_not_a_number), AfterValidator(_lab_addr)]
+LabAddr4 = Annotated[str, BeforeValidator(_not_a_number), AfterValidator(_lab_addr4)]
+LabAddr6 = Annotated[str, BeforeValidator(_not_a_number), AfterValidator(_lab_addr6)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Proto = Literal["tcp", "udp"]
 
@@ -85,7 +147,8 @@ class _Model(BaseModel):
 
 
 class NatService(_Model):
-    """server-nat: traffic to ``vip:vport`` is handed to the application on ``port``."""
+    """server-nat: traffic to ``vip:vport`` is handed to the application on ``port`` (at the
+    server's address of the VIP's family: ``server_addr`` or ``server_addr6``)."""
 
     vip: LabAddr
     vport: Port
@@ -94,32 +157,61 @@ class NatService(_Model):
 
 
 class AgentConfig(_Model):
-    server_addr: LabAddr
+    """``server_addr`` is the server's IPv4 address (IPv4 is on every link); ``server_addr6`` its
+    IPv6 one, needed by NAT services with an IPv6 VIP. ``mux_addrs`` lists the MUXes of either
+    family whose encapsulated traffic is decapsulated."""
+
+    server_addr: LabAddr4
+    server_addr6: LabAddr6 | None = None
     mode: Literal["encap", "server-nat"] = "encap"
     mux_addrs: list[LabAddr] = Field(default_factory=list)
     nat_services: list[NatService] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _limits(self) -> Self:
-        if len(self.mux_addrs) > layout.C("MAX_MUXES"):
-            raise ValueError(
-                f"mux_addrs: {len(self.mux_addrs)} entries, at most {layout.C('MAX_MUXES')}"
-            )
+        limit = layout.C("MAX_MUXES")
+        for fam in ("ipv4", "ipv6"):
+            n = sum(1 for a in self.mux_addrs if family(a) == fam)
+            if n > limit:
+                raise ValueError(f"mux_addrs: {n} {fam} entries, at most {limit} per family")
         seen = [(s.vip, s.vport, s.proto) for s in self.nat_services]
         dups = {k for k in seen if seen.count(k) > 1}
         if dups:
             raise ValueError(f"nat_services: VIP:port/proto listed twice: {sorted(dups)}")
+        for i, s in enumerate(self.nat_services):
+            if family(s.vip) == "ipv6" and self.server_addr6 is None:
+                raise ValueError(
+                    f"nat_services.{i}: IPv6 VIP {s.vip} needs the server's IPv6 address; "
+                    "fix: set server_addr6"
+                )
         return self
+
+    def server_addr_for(self, vip: str) -> str:
+        """The server address a NAT service of ``vip`` translates to: the VIP's family's."""
+        if family(vip) == "ipv6":
+            assert self.server_addr6 is not None  # the validator requires it
+            return self.server_addr6
+        return self.server_addr
 
 
 class GatewayMapping(_Model):
-    """gateway-nat: replies from ``server:server_port`` leave as ``external:external_port``."""
+    """gateway-nat: replies from ``server:server_port`` leave as ``external:external_port``
+    (both IPv4 or both IPv6)."""
 
     server: LabAddr
     server_port: Port
     proto: Proto
     external: LabAddr
     external_port: Port
+
+    @model_validator(mode="after")
+    def _one_family(self) -> Self:
+        if family(self.server) != family(self.external):
+            raise ValueError(
+                f"server {self.server} and external {self.external} differ in family; fix: map "
+                "an IPv4 server to an IPv4 address and an IPv6 one to an IPv6 address"
+            )
+        return self
 
 
 class GatewayConfig(_Model):
@@ -164,7 +256,9 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
 
 @dataclass(frozen=True)
 class NatFlow:
-    """A server-nat flow the agent remembers, as its replies look (local = this server)."""
+    """A server-nat flow the agent remembers, as its replies look (local = this server). The
+    addresses are of the flow's family; ``mux_addr`` may be IPv6 for an IPv4 flow that came
+    IPv4-in-IPv6."""
 
     local_addr: str
     local_port: int
@@ -267,7 +361,8 @@ class AgentProgram(_TcProgram):
         self.config = config
         self.mutant = mutant
         path = compile_bpf(AGENT_SOURCE, mutants.defines_for("agent", mutant))
-        super().__init__(BpfObject(path, max_entries={"dsrc_nat_flows": nat_flow_entries}))
+        sizes = {maps["flows"]: nat_flow_entries for maps in _MAPS.values()}
+        super().__init__(BpfObject(path, max_entries=sizes))
         try:
             self.ingress = self._obj.program(AGENT_PROGRAMS[0])
             self.egress = self._obj.program(AGENT_PROGRAMS[1])
@@ -281,34 +376,38 @@ class AgentProgram(_TcProgram):
         mode = layout.C(MODES[cfg.mode])
         self.map("dsrc_agent_cfg").update(layout.u32(0), layout.agent_config(cfg.server_addr, mode))
         for addr in cfg.mux_addrs:
-            self.map("dsrc_muxes").update(layout.ip_be(addr), layout.u32(1))
-        svc_map, first_map = self.map("dsrc_nat_svc"), self.map("dsrc_nat_first")
-        if len(cfg.nat_services) > svc_map.max_entries:
-            raise ConfigError(
-                f"nat_services: {len(cfg.nat_services)} entries, the agent holds at most "
-                f"{svc_map.max_entries}"
-            )
-        for s in cfg.nat_services:
-            proto = layout.IPPROTO[s.proto]
-            svc_map.update(
-                layout.nat_service_key(s.vip, s.vport, proto),
-                layout.nat_service(cfg.server_addr, s.port),
-            )
-            first = layout.gw_key(cfg.server_addr, s.port, proto)
-            if first_map.lookup(first) is None:  # config order: the first VIP wins
-                first_map.update(first, layout.gw_value(s.vip, s.vport))
+            self.map(_MAPS[family(addr)]["muxes"]).update(layout.addr_be(addr), layout.u32(1))
+        for fam, maps in _MAPS.items():
+            services = [s for s in cfg.nat_services if family(s.vip) == fam]
+            svc_map, first_map = self.map(maps["svc"]), self.map(maps["first"])
+            if len(services) > svc_map.max_entries:
+                raise ConfigError(
+                    f"nat_services: {len(services)} {fam} entries, the agent holds at most "
+                    f"{svc_map.max_entries}"
+                )
+            for s in services:
+                proto = layout.IPPROTO[s.proto]
+                server = cfg.server_addr_for(s.vip)
+                svc_map.update(
+                    layout.nat_service_key(s.vip, s.vport, proto),
+                    layout.nat_service(server, s.port),
+                )
+                first = layout.gw_key(server, s.port, proto)
+                if first_map.lookup(first) is None:  # config order: the first VIP wins
+                    first_map.update(first, layout.gw_value(s.vip, s.vport))
 
     def nat_flows(self) -> list[NatFlow]:
-        """Every flow in the server-nat flow table."""
-        m = self.map("dsrc_nat_flows")
+        """Every flow in the server-nat flow tables (IPv4 first, then IPv6)."""
         flows = []
-        for key in m.keys():  # noqa: SIM118 (a BPF map, not a dict)
-            raw = m.lookup(key)
-            if raw is None:  # evicted while iterating
-                continue
-            vip, vport, mux = layout.nat_flow_unpack(raw)
-            local, remote, lport, rport, proto = layout.nat_flow_key_unpack(key)
-            flows.append(NatFlow(local, lport, remote, rport, proto, vip, vport, mux))
+        for maps in _MAPS.values():
+            m = self.map(maps["flows"])
+            for key in m.keys():  # noqa: SIM118 (a BPF map, not a dict)
+                raw = m.lookup(key)
+                if raw is None:  # evicted while iterating
+                    continue
+                vip, vport, mux = layout.nat_flow_unpack(raw)
+                local, remote, lport, rport, proto = layout.nat_flow_key_unpack(key)
+                flows.append(NatFlow(local, lport, remote, rport, proto, vip, vport, mux))
         return flows
 
     def attach(self, netns: str | None, ifname: str, *, egress: bool = True) -> None:
@@ -331,17 +430,19 @@ class GatewayProgram(_TcProgram):
         super().__init__(BpfObject(path))
         try:
             self.program = self._obj.program(GATEWAY_PROGRAM)
-            gw = self.map("dsrc_gw_map")
-            if len(config.mappings) > gw.max_entries:
-                raise ConfigError(
-                    f"mappings: {len(config.mappings)} entries, the gateway holds at most "
-                    f"{gw.max_entries}"
-                )
-            for m in config.mappings:
-                gw.update(
-                    layout.gw_key(m.server, m.server_port, layout.IPPROTO[m.proto]),
-                    layout.gw_value(m.external, m.external_port),
-                )
+            for fam, name in (("ipv4", "dsrc_gw_map"), ("ipv6", "dsrc_gw_map6")):
+                gw = self.map(name)
+                mappings = [m for m in config.mappings if family(m.server) == fam]
+                if len(mappings) > gw.max_entries:
+                    raise ConfigError(
+                        f"mappings: {len(mappings)} {fam} entries, the gateway holds at most "
+                        f"{gw.max_entries}"
+                    )
+                for m in mappings:
+                    gw.update(
+                        layout.gw_key(m.server, m.server_port, layout.IPPROTO[m.proto]),
+                        layout.gw_value(m.external, m.external_port),
+                    )
         except BaseException:
             self._obj.close()
             raise

@@ -105,37 +105,69 @@ def counter_unpack(raw: bytes) -> tuple[int, int]:
     return p, b
 
 
+# --- agent and gateway: one packer per record for both families. The IPv6 records (dsr_shared.h's
+# nat_service6_key, gw6_key, ...) are the IPv4 ones with a 16-byte address in place of the 4-byte
+# one, so the address's own family picks the layout; the caller picks the map of that family.
+
+
+def addr_be(addr: str) -> bytes:
+    """An IPv4 or IPv6 address as the 4 or 16 network-order bytes stored in maps."""
+    return ipaddress.ip_address(addr).packed
+
+
+def addr_str(raw: bytes) -> str:
+    """4 or 16 network-order bytes as an address string."""
+    return str(ipaddress.ip_address(raw))
+
+
 def agent_config(server_addr: str, mode: int) -> bytes:
     return ip_be(server_addr) + struct.pack("=I", mode)
 
 
 def nat_service_key(vip: str, vport: int, proto: int) -> bytes:
-    return ip_be(vip) + struct.pack("!H", vport) + bytes([proto, 0])
+    """nat_service_key, or nat_service6_key for an IPv6 VIP."""
+    return addr_be(vip) + struct.pack("!H", vport) + bytes([proto, 0])
 
 
 def nat_service(addr: str, port: int) -> bytes:
-    return ip_be(addr) + struct.pack("!H", port) + b"\0\0"
+    """nat_service, or nat_service6 for an IPv6 server address."""
+    return addr_be(addr) + struct.pack("!H", port) + b"\0\0"
 
 
 def nat_flow_key(local: str, remote: str, lport: int, rport: int, proto: int) -> bytes:
     return ip_be(local) + ip_be(remote) + struct.pack("!HH", lport, rport) + bytes([proto, 0, 0, 0])
 
 
+NAT_FLOW6_SIZE = 36  # struct nat_flow6; struct nat_flow is 28
+NAT_FLOW6_KEY_SIZE = 40  # struct nat_flow6_key; struct nat_flow_key is 16
+
+
 def nat_flow_unpack(raw: bytes) -> tuple[str, int, str]:
-    """(vip, vport, mux address)."""
+    """(vip, vport, mux address) of a nat_flow or (by its size) a nat_flow6. An IPv4 flow's MUX
+    is its IPv4 address, or the IPv6 one when the flow came IPv4-in-IPv6."""
+    if len(raw) >= NAT_FLOW6_SIZE:
+        vport = struct.unpack("!H", raw[16:18])[0]
+        return addr_str(raw[0:16]), vport, addr_str(raw[20:36])
     vport = struct.unpack("!H", raw[4:6])[0]
-    return ip_str(raw[0:4]), vport, ip_str(raw[8:12])
+    mux = raw[8:12] if raw[8:12] != bytes(4) else raw[12:28]
+    return ip_str(raw[0:4]), vport, addr_str(mux)
 
 
 def gw_key(addr: str, port: int, proto: int) -> bytes:
-    return ip_be(addr) + struct.pack("!H", port) + bytes([proto, 0])
+    """gw_key, or gw6_key for an IPv6 address."""
+    return addr_be(addr) + struct.pack("!H", port) + bytes([proto, 0])
 
 
 def gw_value(addr: str, port: int) -> bytes:
-    return ip_be(addr) + struct.pack("!H", port) + b"\0\0"
+    """gw_value, or gw6_value for an IPv6 address."""
+    return addr_be(addr) + struct.pack("!H", port) + b"\0\0"
 
 
 def nat_flow_key_unpack(raw: bytes) -> tuple[str, str, int, int, int]:
-    """(local addr, remote addr, local port, remote port, proto) of a nat_flow_key."""
+    """(local addr, remote addr, local port, remote port, proto) of a nat_flow_key, or (by its
+    size) a nat_flow6_key."""
+    if len(raw) >= NAT_FLOW6_KEY_SIZE:
+        lport, rport = struct.unpack("!HH", raw[32:36])
+        return addr_str(raw[0:16]), addr_str(raw[16:32]), lport, rport, raw[36]
     lport, rport = struct.unpack("!HH", raw[8:12])
     return ip_str(raw[0:4]), ip_str(raw[4:8]), lport, rport, raw[12]

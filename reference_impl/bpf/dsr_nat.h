@@ -1,5 +1,5 @@
-/* dsr_nat.h - packet parsing and checksum-safe rewriting of one TCP/UDP endpoint, shared by the
- * server agent (agent.bpf.c) and the egress gateway (gateway.bpf.c). tc programs only.
+/* dsr_nat.h - packet parsing and checksum-safe rewriting of one TCP/UDP endpoint, IPv4 or IPv6,
+ * shared by the server agent (agent.bpf.c) and the egress gateway (gateway.bpf.c). tc programs only.
  *
  * Rewrites go through the skb checksum helpers rather than through packet pointers so that the
  * kernel keeps its checksum state right: skb->csum for CHECKSUM_COMPLETE on receive, and the
@@ -15,6 +15,7 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/pkt_cls.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
@@ -25,6 +26,9 @@
 
 #ifndef IPPROTO_IPIP
 #define IPPROTO_IPIP 4
+#endif
+#ifndef IPPROTO_IPV6
+#define IPPROTO_IPV6 41 /* IPv6-in-IPv6 (an IPv6 next header, as IPPROTO_IPIP is IPv4-in-) */
 #endif
 
 /* Fragment offset bits of iphdr.frag_off (host order before bpf_htons). */
@@ -75,6 +79,31 @@ static __always_inline struct iphdr *parse_ipv4(struct cursor *c)
 		return NULL;
 	c->pos += hlen;
 	return ip;
+}
+
+/* The fixed 40-byte IPv6 header, or NULL when it is truncated or its version is not 6. Extension
+ * headers are not walked: callers treat a next header they do not expect as not theirs. */
+static __always_inline struct ipv6hdr *parse_ipv6(struct cursor *c)
+{
+	struct ipv6hdr *ip6 = c->pos;
+
+	/* All 40 bytes: the addresses the callers copy are its last 32. */
+	if ((void *)(ip6 + 1) > c->end)
+		return NULL;
+	if (ip6->version != 6)
+		return NULL;
+	c->pos = ip6 + 1;
+	return ip6;
+}
+
+static __always_inline void addr6_copy(__u32 *dst, const void *src)
+{
+	__builtin_memcpy(dst, src, 16);
+}
+
+static __always_inline bool addr6_eq(const __u32 *a, const __u32 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
 }
 
 /* Only the first fragment carries the TCP/UDP header; later ones have no ports to look at. */
@@ -135,7 +164,8 @@ static __always_inline int parse_l4(struct cursor *c, __u8 proto, __u32 off, str
 #define NAT_L4_CSUM (1u << 0)    /* update the TCP/UDP checksum at all */
 #define NAT_PSEUDO_HDR (1u << 1) /* the address is in the pseudo-header: BPF_F_PSEUDO_HDR */
 #define NAT_UDP_ZERO (1u << 2)   /* UDP checksum 0 means "none" and must stay 0 */
-#define NAT_CSUM_ALL (NAT_L4_CSUM | NAT_PSEUDO_HDR | NAT_UDP_ZERO)
+#define NAT_ADDR6_FULL (1u << 3) /* IPv6: all 128 bits of the address enter the checksum */
+#define NAT_CSUM_ALL (NAT_L4_CSUM | NAT_PSEUDO_HDR | NAT_UDP_ZERO | NAT_ADDR6_FULL)
 
 /* Rewrites the source (source=true) or destination endpoint of an IPv4 TCP/UDP packet whose
  * IPv4 header starts at ip_off, from old_addr:old_port to new_addr:new_port (network order).
@@ -178,6 +208,69 @@ static __always_inline int rewrite_endpoint(struct __sk_buff *skb, __u32 ip_off,
 	if (ret)
 		return ret;
 	return bpf_skb_store_bytes(skb, port_off, &new_port, sizeof(new_port), port_store);
+}
+
+/* bpf_l4_csum_replace() with a checksum difference (from = 0, size 0). BPF_F_IPV6 tells the kernel
+ * that an IPv6 address has no header checksum to balance it: under CHECKSUM_COMPLETE skb->csum
+ * must then stay as it is (the address bytes and the checksum field change by opposite amounts).
+ * Kernels before 6.16 (and stables without the backport) refuse the flag with -EINVAL: the
+ * checksum bytes come out right there without it, only a CHECKSUM_COMPLETE skb->csum would not. */
+static __always_inline int l4_csum_diff6(struct __sk_buff *skb, __u32 csum_off, __s64 diff,
+					 __u64 flags)
+{
+	int ret;
+
+	if (!(flags & BPF_F_PSEUDO_HDR))
+		return bpf_l4_csum_replace(skb, csum_off, 0, diff, flags);
+	ret = bpf_l4_csum_replace(skb, csum_off, 0, diff, flags | BPF_F_IPV6);
+	if (ret == -22 /* EINVAL */)
+		ret = bpf_l4_csum_replace(skb, csum_off, 0, diff, flags);
+	return ret;
+}
+
+/* The IPv6 counterpart of rewrite_endpoint(): the IPv6 header starts at ip_off, addresses are four
+ * network-order words. There is no IP header checksum; the 128-bit address enters the TCP/UDP
+ * checksum through the pseudo-header, as one csum_diff over its 16 bytes. UDP over IPv6 must
+ * carry a checksum (RFC 8200, 8.1): a zero one is refused (-1) rather than "updated" into a wrong
+ * non-zero value, and a result of zero goes out as 0xffff. */
+static __always_inline int rewrite_endpoint6(struct __sk_buff *skb, __u32 ip_off,
+					     const struct l4_info *l4, bool source,
+					     const __u32 *old_addr, const __u32 *new_addr,
+					     __u16 old_port, __u16 new_port, __u32 how)
+{
+	__u32 addr_off = ip_off + (source ? offsetof(struct ipv6hdr, saddr)
+					  : offsetof(struct ipv6hdr, daddr));
+	__u32 port_off = l4->off + (source ? 0 : 2);
+	__u64 mangled = l4->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+	__u64 pseudo = (how & NAT_PSEUDO_HDR) ? BPF_F_PSEUDO_HDR : 0;
+	__u32 from[4], to[4];
+	__s64 diff;
+	int ret;
+
+	if (l4->proto == IPPROTO_UDP && l4->csum_absent)
+		return -1;
+	/* bpf_csum_diff reads stack or map memory, not packet pointers the helpers invalidate. */
+	addr6_copy(from, old_addr);
+	addr6_copy(to, new_addr);
+	if (how & NAT_L4_CSUM) {
+		if (how & NAT_ADDR6_FULL)
+			diff = bpf_csum_diff(from, sizeof(from), to, sizeof(to), 0);
+		else /* the low 32 bits only (a mutant): wrong whenever the upper 96 differ */
+			diff = bpf_csum_diff(&from[3], sizeof(from[3]), &to[3], sizeof(to[3]), 0);
+		if (diff < 0)
+			return (int)diff;
+		ret = l4_csum_diff6(skb, l4->csum_off, diff, pseudo | mangled);
+		if (ret)
+			return ret;
+		ret = bpf_l4_csum_replace(skb, l4->csum_off, old_port, new_port,
+					  mangled | sizeof(new_port));
+		if (ret)
+			return ret;
+	}
+	ret = bpf_skb_store_bytes(skb, addr_off, to, sizeof(to), 0);
+	if (ret)
+		return ret;
+	return bpf_skb_store_bytes(skb, port_off, &new_port, sizeof(new_port), 0);
 }
 
 /* Adds one packet of `len` bytes to slot `idx` of a percpu array of struct counter. */

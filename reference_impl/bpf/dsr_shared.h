@@ -50,12 +50,12 @@
 #define STAT_SLOTS 4176          /* STAT_GLOBAL_BASE + STAT_GLOBAL_COUNT */
 
 /* Agent and gateway statistics: a percpu array of struct counter indexed by these. */
-#define AGENT_STAT_DECAP 0        /* IPIP from a known MUX, decapsulated */
-#define AGENT_STAT_FOREIGN_IPIP 1 /* IPIP from an unknown source: passed untouched */
+#define AGENT_STAT_DECAP 0        /* IPIP or IPv6-encapsulated from a known MUX, decapsulated */
+#define AGENT_STAT_FOREIGN_IPIP 1 /* the same from an unknown source: passed untouched */
 #define AGENT_STAT_DNAT 2         /* server-nat: VIP:port rewritten to server:app port */
 #define AGENT_STAT_SNAT 3         /* server-nat: reply rewritten back to the flow's VIP:port */
 #define AGENT_STAT_SNAT_MISS 4    /* reply from a NAT service port with no remembered flow */
-#define AGENT_STAT_MALFORMED 5    /* truncated inner packets: dropped */
+#define AGENT_STAT_MALFORMED 5    /* truncated inner packets (IPv6: UDP without checksum): dropped */
 #define AGENT_STAT_PASS 6         /* everything else: untouched */
 #define AGENT_STAT_GW_REWRITE 7   /* gateway-nat: source rewritten */
 #define AGENT_STAT_COUNT 8
@@ -178,7 +178,8 @@ struct nat_flow {
 	__u32 vip;             /* the VIP:port the client addressed */
 	__u16 vport;
 	__u16 pad;
-	__u32 mux_addr;        /* which MUX delivered it (diagnostics) */
+	__u32 mux_addr;        /* which MUX delivered it (diagnostics); 0 when it came over IPv6 */
+	__u32 mux_addr6[4];    /* the MUX of an IPv4-in-IPv6 flow (all zero for IPIP) */
 };
 
 /* gateway-nat: (server addr, server port, proto) -> (external addr, port). Stateless, 1:1. */
@@ -191,6 +192,59 @@ struct gw_key {
 
 struct gw_value {
 	__u32 addr;
+	__u16 port;
+	__u16 pad;
+};
+
+/* Agent and gateway, IPv6: the same records with 128-bit addresses, each four network-order words
+ * (the IPv6 header's byte order), in maps beside the IPv4 ones. */
+
+/* dsrc_muxes6: outer IPv6 source addresses whose IPv6-in-IPv6 / IPv4-in-IPv6 we decapsulate. */
+struct mux6_key {
+	__u32 addr[4];
+};
+
+/* server-nat: IPv6 VIP:port the MUX delivers -> server IPv6 address:app port. */
+struct nat_service6_key {
+	__u32 vip[4];
+	__u16 vport;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct nat_service6 {
+	__u32 addr[4];         /* server IPv6 address */
+	__u16 port;            /* application port */
+	__u16 pad;
+};
+
+/* server-nat: an IPv6 flow seen at ingress, keyed as the reply will look at egress. */
+struct nat_flow6_key {
+	__u32 local_addr[4];
+	__u32 remote_addr[4];
+	__u16 local_port;
+	__u16 remote_port;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct nat_flow6 {
+	__u32 vip[4];          /* the VIP:port the client addressed */
+	__u16 vport;
+	__u16 pad;
+	__u32 mux_addr[4];     /* which MUX delivered it (diagnostics) */
+};
+
+/* gateway-nat and the agent's dsrc_nat_first6: (server IPv6, port, proto) -> (IPv6, port). */
+struct gw6_key {
+	__u32 addr[4];
+	__u16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct gw6_value {
+	__u32 addr[4];
 	__u16 port;
 	__u16 pad;
 };
