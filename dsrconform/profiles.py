@@ -208,6 +208,7 @@ QUICK = Profile(
         ("scale-mux-loss (SC-5, a MAY)", "nightly"),
         ("encap mode", "server-nat still encapsulates (every MUX mutant shows there)"),
         ("nat-wrong-vip", "needs VIPs sharing a server port (labs/multi-mux-nat.yaml)"),
+        ("v6-nat-csum-low32", "an IPv6 mutant: the quick runs are IPv4 only"),
     ),
 )
 """The pull-request gate. Its main platform is server-nat (the MUXes still encapsulate, and the

@@ -39,6 +39,7 @@ class Mutant:
 
 _MUX = "tests.integration.mux_checks"
 _AGENT = "tests.integration.agent_checks"
+_AGENT6 = "tests.integration.agent6_checks"
 
 CATALOGUE: tuple[Mutant, ...] = (
     Mutant(
@@ -163,7 +164,10 @@ CATALOGUE: tuple[Mutant, ...] = (
         "get replies from the wrong address.",
         ("RW-1", "RW-4"),
         defines={"MUTANT_NAT_WRONG_VIP": 1},
-        caught_by=(f"{_AGENT}:check_nat_reply_uses_flow_vip",),
+        caught_by=(
+            f"{_AGENT}:check_nat_reply_uses_flow_vip",
+            f"{_AGENT6}:check_nat6_reply_uses_flow_vip",
+        ),
     ),
     Mutant(
         "nat-svc-no-proto",
@@ -186,7 +190,10 @@ CATALOGUE: tuple[Mutant, ...] = (
         "inject traffic to the VIP past the load balancer.",
         ("RB-4",),
         defines={"MUTANT_DECAP_ANY_SOURCE": 1},
-        caught_by=(f"{_AGENT}:check_decap_only_from_muxes",),
+        caught_by=(
+            f"{_AGENT}:check_decap_only_from_muxes",
+            f"{_AGENT6}:check_ipv6_decap_only_from_muxes",
+        ),
     ),
     Mutant(
         "gateway-no-l4-csum",
@@ -195,7 +202,19 @@ CATALOGUE: tuple[Mutant, ...] = (
         "as it was.",
         ("RW-2",),
         defines={"MUTANT_GW_NO_L4_CSUM": 1},
-        caught_by=(f"{_AGENT}:check_gateway_rewrite",),
+        caught_by=(f"{_AGENT}:check_gateway_rewrite", f"{_AGENT6}:check_gateway6_rewrite"),
+    ),
+    # --- IPv6 agent (issue 18) ---
+    Mutant(
+        "v6-nat-csum-low32",
+        "agent",
+        "server-nat folds only the low 32 bits of the old and new IPv6 addresses into the TCP/UDP "
+        "checksum (the pseudo-header holds all 128): every IPv6 packet whose VIP and server "
+        "addresses differ above the low 32 bits leaves with a wrong checksum and is dropped by "
+        "its receiver; IPv4 is unaffected.",
+        ("RW-2",),
+        defines={"MUTANT_NAT_CSUM_LOW32": 1},
+        caught_by=(f"{_AGENT6}:check_server_nat6_checksums",),
     ),
 )
 
