@@ -2,7 +2,8 @@
 
 - ``mux-run --config C --in IN.pcap --out OUT.pcap [--verdicts V.jsonl] [--mutant M]``: run a
   pcap through the MUX (BPF_PROG_TEST_RUN), write the output frames and a verdict per packet.
-- ``agent-run`` / ``gateway-run``: the same for the server agent and the egress gateway.
+- ``agent-run`` / ``gateway-run``: the same for the server agent and the egress gateway, IPv4
+  and IPv6 alike (``examples/agent-demo6.yaml``, ``examples/gateway-demo6.yaml``).
 - ``build [--mutant M]``: compile the BPF objects into the cache (done on first use anyway).
 """
 
@@ -98,7 +99,7 @@ def parser() -> argparse.ArgumentParser:
         return s
 
     trace_cmd("mux-run", "run a pcap through the XDP MUX").set_defaults(fn=_mux_run)
-    ag = trace_cmd("agent-run", "run a pcap through the server agent (tc)")
+    ag = trace_cmd("agent-run", "run a pcap through the server agent (tc, IPv4 and IPv6)")
     ag.add_argument("--direction", choices=["ingress", "egress"], default="ingress")
     ag.set_defaults(fn=_agent_run)
     trace_cmd("gateway-run", "run a pcap through the egress gateway (tc)").set_defaults(
