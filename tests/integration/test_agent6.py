@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
-from scapy.utils import rdpcap, wrpcap
+from scapy.utils import checksum, rdpcap, wrpcap
 
 from dsrconform.configfile import LAB_NET6
 from dsrconform.netns import enter_netns, link_mac, throwaway_netns, veth_pair
@@ -263,11 +265,36 @@ def _capture(sock: socket.socket, match: str, timeout: float) -> Ether:
     raise AssertionError(f"no UDP datagram from {match} within {timeout}s")
 
 
+def _pseudo_seed(src: str, dst: str, proto: int, length: int) -> int:
+    """What a CHECKSUM_PARTIAL packet carries in its TCP/UDP checksum field until the checksum is
+    completed: the folded (not complemented) sum of its pseudo-header."""
+    if ":" in src:
+        tail = struct.pack("!IxxxB", length, proto)
+    else:
+        tail = struct.pack("!xBH", proto, length)
+    return ~checksum(layout.addr_be(src) + layout.addr_be(dst) + tail) & 0xFFFF
+
+
+def _assert_partial_seed(reply: Ether, what: str) -> None:
+    """The reply left CHECKSUM_PARTIAL: its UDP checksum field must hold the seed of its own
+    (rewritten) pseudo-header, or the checksum completed later is wrong."""
+    ip = reply.getlayer(IPv6) or reply[IP]
+    want = _pseudo_seed(ip.src, ip.dst, 17, reply[UDP].len)
+    got = reply[UDP].chksum
+    assert got == want, (
+        f"{what}: checksum field 0x{got:04x}, expected the pseudo-header seed 0x{want:04x} for "
+        f"{ip.src} -> {ip.dst}: the address rewrite of a CHECKSUM_PARTIAL packet must move the "
+        "seed (BPF_F_PSEUDO_HDR)"
+    )
+
+
+@pytest.mark.parametrize("offload", [False, True], ids=["tx-csum-off", "tx-csum-partial"])
 @pytest.mark.parametrize("inner_family", ["ipv6", "ipv4"])
-def test_server_nat_udp_through_a_real_stack_over_ipv6(inner_family: str) -> None:
+def test_server_nat_udp_through_a_real_stack_over_ipv6(inner_family: str, offload: bool) -> None:
     """A datagram IPv6-encapsulated by an IPv6 MUX (IPv6-in-IPv6 to an IPv6 VIP, IPv4-in-IPv6 to
     an IPv4 VIP) reaches a socket on the server's app port of the inner family, and the socket's
-    reply leaves from the VIP with a valid checksum."""
+    reply leaves from the VIP with a valid checksum; with transmit checksum offload on, the reply
+    is CHECKSUM_PARTIAL at egress and must carry the seed of its rewritten pseudo-header."""
     if inner_family == "ipv6":
         client, vip, vport, server = c6.CLIENT6_1, c6.VIP6_1, 53, c6.SERVER6
         af = socket.AF_INET6
@@ -289,6 +316,12 @@ def test_server_nat_udp_through_a_real_stack_over_ipv6(inner_family: str) -> Non
             ["198.18.20.254", "2001:2:0:20::fe"],
         )
         _configure(net, "dsrc-n6", [("198.18.20.254", 24), ("2001:2:0:20::fe", 64)], [])
+        if offload:
+            subprocess.run(
+                ["ip", "netns", "exec", srv, "ethtool", "-K", "dsrc-s6", "tx", "on"],
+                check=True,
+                capture_output=True,
+            )
         agent.attach(srv, "dsrc-s6")
         with enter_netns(srv):
             app = socket.socket(af, socket.SOCK_DGRAM)
@@ -306,12 +339,14 @@ def test_server_nat_udp_through_a_real_stack_over_ipv6(inner_family: str) -> Non
             assert (data, peer[:2]) == (b"question", (client, 40000))
             app.sendto(b"answer", peer)
             reply = _capture(wire, vip, timeout=3)
-        if inner_family == "ipv6":
-            pkt = c6.assert_checksums6(bytes(reply), "UDP reply on the wire")
-            got = (pkt[IPv6].src, pkt[UDP].sport, pkt[IPv6].dst, pkt[UDP].dport)
-        else:
-            pkt = ac.assert_checksums(bytes(reply), "UDP reply on the wire")
-            got = (pkt[IP].src, pkt[UDP].sport, pkt[IP].dst, pkt[UDP].dport)
+        ip = reply.getlayer(IPv6) or reply[IP]
+        got = (ip.src, reply[UDP].sport, ip.dst, reply[UDP].dport)
         assert got == (vip, vport, client, 40000)
+        if offload:
+            _assert_partial_seed(reply, "UDP reply on the wire")
+        elif inner_family == "ipv6":
+            c6.assert_checksums6(bytes(reply), "UDP reply on the wire")
+        else:
+            ac.assert_checksums(bytes(reply), "UDP reply on the wire")
         stats = agent.stats()
         assert (stats["decap"], stats["dnat"], stats["snat"]) == (1, 1, 1)
