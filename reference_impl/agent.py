@@ -7,11 +7,6 @@ BPF (as a mutant when asked), load it, program its maps and attach it to tc::
     cfg = AgentConfig(server_addr="198.18.20.1", mode="server-nat", mux_addrs=["198.18.10.1"],
                       nat_services=[{"vip": "198.19.0.10", "vport": 80, "proto": "tcp",
                                      "port": 8080}])
-
-Addresses may be IPv6 (inside 2001:2::/48) wherever a family is not implied: MUX addresses
-(IPv6-in-IPv6 and IPv4-in-IPv6 from them is decapsulated), VIPs of NAT services (an IPv6 VIP is
-translated to ``server_addr6``) and gateway mappings (both ends of one family). Each family has
-its own maps (``dsrc_muxes6``, ``dsrc_nat_svc6``, ``dsrc_gw_map6``, ...).
     with AgentProgram(cfg) as agent:
         action, out = run_packets(agent.ingress, [frame])[0]   # BPF_PROG_TEST_RUN
         agent.attach("dsrc-srv1", "eth0")                      # tc ingress + egress
@@ -20,6 +15,11 @@ its own maps (``dsrc_muxes6``, ``dsrc_nat_svc6``, ``dsrc_gw_map6``, ...).
 
 Attachments are remembered and :meth:`detach` (also run by ``close``) removes exactly those
 filters; the clsact qdisc is left in place, as it may hold filters of others.
+
+Addresses may be IPv6 (inside 2001:2::/48) wherever a family is not implied: MUX addresses
+(IPv6-in-IPv6 and IPv4-in-IPv6 from them is decapsulated), VIPs of NAT services (an IPv6 VIP is
+translated to ``server_addr6``) and gateway mappings (both ends of one family). Each family has
+its own maps (``dsrc_muxes6``, ``dsrc_nat_svc6``, ``dsrc_gw_map6``, ...).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from dsrconform.bpf.libbpf import BpfObject, Map, Program
 from dsrconform.configfile import LAB_NET6, lab_address, load_model
 from dsrconform.errors import BpfError, ConfigError, LabError
 from dsrconform.netns import enter_netns
+from dsrconform.target import FAMILIES
 from reference_impl import layout, mutants
 
 AGENT_SOURCE = layout.BPF_DIR / "agent.bpf.c"
@@ -170,7 +171,7 @@ class AgentConfig(_Model):
     @model_validator(mode="after")
     def _limits(self) -> Self:
         limit = layout.C("MAX_MUXES")
-        for fam in ("ipv4", "ipv6"):
+        for fam in FAMILIES:
             n = sum(1 for a in self.mux_addrs if family(a) == fam)
             if n > limit:
                 raise ValueError(f"mux_addrs: {n} {fam} entries, at most {limit} per family")
