@@ -287,6 +287,23 @@ class Results(_Model):
         rows = self.decided(level or self.run.level)
         return worst(r.status for r in rows.values()) if rows else Status.UNKNOWN
 
+    def names_families(self) -> bool:
+        """Whether the run asked for any address family but ipv4 alone (its tables then say
+        in which family each requirement was decided)."""
+        return self.run.families not in ([], ["ipv4"])
+
+    def families_at(self, requirement: str, status: Status) -> list[str]:
+        """The address families of the tests that decided ``requirement`` as ``status``
+        (ipv4 first): where a FAIL or an UNKNOWN happened."""
+        fams = {
+            t.family
+            for t in self.tests
+            if t.family is not None
+            and requirement in t.decisions
+            and t.decisions[requirement].status == status
+        }
+        return sorted(fams)
+
     def verdicts_of(self, requirement: str) -> list[tuple[TestResult, Verdict]]:
         """Every verdict on ``requirement``, with its test."""
         return [(t, v) for t in self.tests for v in t.verdicts if v.requirement == requirement]
