@@ -8,6 +8,8 @@ nothing heavy: ``dsrconform run`` and ``--help`` stay fast.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dsrconform.runopts import (
@@ -195,3 +197,20 @@ def target_options(config: pytest.Config) -> dict[str, str]:
         return parse_target_options(config.getoption(_dest(OPT_TARGET_OPT)), flag=OPT_TARGET_OPT)
     except ConfigError as e:
         raise pytest.UsageError(str(e)) from None
+
+
+def wanted_ids(config: pytest.Config) -> set[str]:
+    """The IDs of every ``--dsr-requirement``."""
+    values = config.getoption(_dest(OPT_REQUIREMENT))
+    return {i.strip() for v in values for i in v.split(",") if i.strip()}
+
+
+def results_dir(config: pytest.Config) -> Path | None:
+    """``--dsr-results`` as a path (None: not given)."""
+    results = config.getoption(_dest(OPT_RESULTS))
+    return Path(results) if results else None
+
+
+def requirement_ids(item: pytest.Item) -> list[str]:
+    """The requirement IDs cited by ``item``'s ``requirement`` markers (outermost first)."""
+    return [i for m in item.iter_markers(MARKER) for i in m.args]

@@ -24,11 +24,14 @@ from dsrconform.pytest_options import (
     EVERY_MODE_MARKER,
     OPT_BACKEND,
     OPT_FAMILY,
+    OPT_LAB,
     OPT_MODE,
     OPT_PROFILE,
     OPT_TARGET,
     _dest,
     lab_path,
+    requirement_ids,
+    target_options,
 )
 from dsrconform.runopts import DEFAULT_FAMILIES
 
@@ -40,6 +43,9 @@ Platform = tuple[str, "Mode | None", str]
 
 PLATFORMS_KEY = pytest.StashKey[tuple[list[Platform], list[Platform]]]()
 USED_PLATFORMS_KEY = pytest.StashKey[list[Platform]]()
+NOT_APPLICABLE_KEY = pytest.StashKey[dict[str, str]]()
+"""On a test's item: requirement ID -> why it is NOT APPLICABLE to the target (the test is not
+run; :mod:`dsrconform.applicability`)."""
 
 
 def profile_of(config: pytest.Config) -> Any:
@@ -191,3 +197,51 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def several_platforms(config: pytest.Config) -> bool:
     """Whether the selected tests run on more than one (backend, mode, family)."""
     return len(config.stash.get(USED_PLATFORMS_KEY, [])) > 1
+
+
+# --- NOT APPLICABLE (dsrconform.applicability): decided at collection, before any lab comes up ---
+
+
+def mark_not_applicable(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Stash the reasons on every lab test NOT APPLICABLE to the target on its platform: its
+    platform's mode or address family, or a family of its lab file's services, is not among the
+    target's capabilities, or every requirement it cites concerns only modes the target lacks.
+    A lab test that is to run in a family its lab file has no service of stops the run here
+    (a usage error naming the file and the fix: :func:`dsrconform.families.missing_family`),
+    before any lab. Nothing when the target or a lab file does not load (the lab fixture
+    reports why)."""
+    from dsrconform.applicability import Capabilities, lab_test_reasons
+    from dsrconform.errors import ConfigError
+    from dsrconform.families import lab_families, missing_family
+    from dsrconform.target import load_target
+    from dsrconform.topofile import load_topology
+
+    lab_items = [i for i in items if "dsr_lab" in getattr(i, "fixturenames", ())]
+    if not lab_items:
+        return
+    name = config.getoption(_dest(OPT_TARGET))
+    try:
+        target = load_target(name, options=target_options(config))
+    except ConfigError:
+        return
+    caps = Capabilities(name, tuple(target.modes), tuple(target.families))
+    topos: dict[str, Any] = {}
+    for family in families(config):
+        try:
+            topos[family] = load_topology(lab_path(config, family))
+        except (ConfigError, OSError):
+            continue
+    for item in lab_items:
+        _, mode, family = item_platform_or_run(item)
+        topo = topos.get(family)
+        if topo is None:
+            continue
+        kinds = lab_families(topo.services)
+        reasons = lab_test_reasons(caps, mode or topo.mode, family, requirement_ids(item), kinds)
+        if reasons is not None:
+            item.stash[NOT_APPLICABLE_KEY] = reasons
+            continue
+        # An IPv4 run of a lab with no service at all is left to the lab (as before families).
+        why = missing_family(lab_path(config, family), topo.services, family, flag=OPT_LAB)
+        if why is not None and (topo.services or family != "ipv4"):
+            raise pytest.UsageError(f"{OPT_FAMILY} {family}: {why}")

@@ -2,9 +2,10 @@
 
 What it adds to every pytest run in an environment where dsrconform is installed:
 
-- the option group ``dsrconform`` (names in the ``OPT_*`` constants): which lab file, lab backend,
-  target, rewrite mode, requirement level, random seed, results directory, and whether to keep the
-  lab up after the run;
+- the option group ``dsrconform`` (names in the ``OPT_*`` constants, registered by
+  :mod:`dsrconform.pytest_options`): which lab file, lab backend, target, rewrite mode, address
+  family, requirement level, random seed, results directory, and whether to keep the lab up
+  after the run;
 - the marker ``@pytest.mark.requirement("RW-1", ...)`` tying a test to requirement IDs of
   :mod:`dsrconform.spec`; an unknown ID stops collection with a usage error naming the test;
 - ``--dsr-level``: tests whose requirements are all below that level are deselected;
@@ -15,18 +16,24 @@ What it adds to every pytest run in an environment where dsrconform is installed
   UNKNOWN (:class:`RequirementUnknown`) is reported as an *error* (``N error``, ``-rE``), never
   a pass nor a failure; at the end a ``dsrconform: requirements`` section of the terminal
   summary gives one line per requirement, and with ``--dsr-results DIR`` the run leaves
-  ``DIR/verdicts.jsonl`` (one verdict a line, appended as tests end, by every xdist worker)
-  and ``DIR/summary.json`` (written once, by the controller: see :func:`summarize`);
+  ``DIR/results.json`` (written once, by the controller: :mod:`dsrconform.pytest_results`);
+- ``--dsr-family ipv4,ipv6`` (default ipv4; :mod:`dsrconform.pytest_platforms`): every lab
+  test runs once per address family as it does per mode, the family part of its platform and
+  of its id when the run asks for more than ipv4; the ``dsr_family`` fixture names it, and
+  ``dsr_scenario`` drives that family's services only (:mod:`dsrconform.families`); without
+  ``--dsr-lab`` each family brings up its own lab (ipv4 labs/basic.yaml, ipv6 labs/dual.yaml),
+  and a lab file with no service of a family asked for stops the run at collection;
 - NOT APPLICABLE (:mod:`dsrconform.applicability`): at collection, a lab test whose platform's
-  mode or lab family the target's capabilities lack, or whose every requirement concerns only
-  modes the target lacks, is marked; it is skipped in setup before its fixtures (no lab comes
-  up for it), counted as ``not applicable`` and recorded with its reasons, never a failure;
+  mode or address family (or a family of its lab's services) the target's capabilities lack,
+  or whose every requirement concerns only modes the target lacks, is marked; it is skipped in
+  setup before its fixtures (no lab comes up for it), counted as ``not applicable`` and
+  recorded with its reasons, never a failure;
 - progress while a lab comes up or a scenario runs (:class:`Progress`): a line per phase with
   the seconds elapsed, and on a terminal one every few seconds in between;
 - the marker ``@pytest.mark.dsr_every_mode``: without ``--dsr-mode``, lab tests run in the lab
   file's rewrite mode, and tests so marked (the steady suite: RW, DP, AF, what a mode changes)
   also in every other mode the target supports and the lab file can run
-  (:func:`platforms_of`);
+  (:func:`dsrconform.pytest_platforms.platforms_of`);
 - the marker ``@pytest.mark.dsr_scenario_for("SF-3")``: the test judges its requirement inside
   a scenario that exists for another, less strict one (SC-3 in the flood-scale scenario, built
   for SF-3); it is deselected when that requirement is below ``--dsr-level``, so a MUST run
@@ -46,16 +53,12 @@ from __future__ import annotations
 
 import os
 import random
-import shlex
 from collections.abc import Callable, Generator, Iterator
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-
-from dsrconform.features import probed
 
 # Options and platforms live in their own modules; pytest finds hooks and fixtures on the
 # registered plugin module, so those defined there are imported (re-exported) here.
@@ -83,15 +86,20 @@ from dsrconform.pytest_options import (  # noqa: F401 (re-exported: hooks, const
     _dest,
     lab_path,
     pytest_addoption,
+    requirement_ids,
+    results_dir,
     target_options,
+    wanted_ids,
 )
 from dsrconform.pytest_platforms import (  # noqa: F401 (re-exported: hooks, fixtures)
+    NOT_APPLICABLE_KEY,
     USED_PLATFORMS_KEY,
     Platform,
     families,
     item_platform,
     item_platform_id,
     item_platform_or_run,
+    mark_not_applicable,
     names_family,
     platform_id,
     platforms,
@@ -102,7 +110,16 @@ from dsrconform.pytest_platforms import (  # noqa: F401 (re-exported: hooks, fix
     scenario_platform,
     several_platforms,
 )
-from dsrconform.pytest_progress import Progress, is_worker
+from dsrconform.pytest_progress import Progress
+from dsrconform.pytest_results import (  # noqa: F401 (re-exported: hooks, stash keys)
+    RESULTS_KEY,
+    RUN_KEY,
+    SEED_KEY,
+    pytest_sessionfinish,
+    pytest_sessionstart,
+    pytest_terminal_summary,
+    run_info,
+)
 from dsrconform.report.collect import (
     PROP_ATTACHMENTS,
     PROP_FAMILY,
@@ -113,40 +130,26 @@ from dsrconform.report.collect import (
     PROP_UNKNOWN,
     PROP_VERDICTS,
     RunRecorder,
-    build_results,
     is_not_applicable,
     is_unknown,
-    one_line,
 )
 from dsrconform.report.model import (
-    RESULTS_FILE,
-    STATUS_COLOUR,
     Attachment,
-    Results,
-    RunInfo,
     at_or_above,
-    decide_requirements,
 )
 
 if TYPE_CHECKING:
     from dsrconform.lab import Lab
     from dsrconform.lab.protocol import RunningLab
 
-SEED_KEY = pytest.StashKey[int]()
 VERDICTS_KEY = pytest.StashKey[list[Any]]()
-RUN_KEY = pytest.StashKey[RunRecorder]()
 SCENARIO_DIRS_KEY = pytest.StashKey[list[tuple[Any, str, Path | None]]]()
 """(observations, scenario name, run directory or None) of each scenario run this session."""
-RESULTS_KEY = pytest.StashKey[Results]()
-"""The session's results, once built at its end (on the controller)."""
 ATTACHMENTS_KEY = pytest.StashKey[list[Attachment]]()
 """On a test's item: the evidence files made for it (pcap windows of its FAILs)."""
 SCENARIO_RUNS_KEY = pytest.StashKey[list[Any]]()
 """The :class:`~dsrconform.chaos.traffic.SteadyRun` of each scenario run this session (their
 captures cut the evidence of FAILs)."""
-NOT_APPLICABLE_KEY = pytest.StashKey[dict[str, str]]()
-"""On a test's item: requirement ID -> why it is NOT APPLICABLE to the target (the test is not
-run; :mod:`dsrconform.applicability`)."""
 SCENARIO_KEY = pytest.StashKey[tuple[str, str | None]]()
 """On a test's item: (scenario name, its run directory relative to the results) it judged."""
 # The user_properties of the test reports (PROP_*) are dsrconform.report.collect's.
@@ -214,9 +217,10 @@ def pytest_report_header(config: pytest.Config) -> str | list[str]:
         modes = "the profile's (see below)"
     else:
         modes = "the lab file's (steady suite: every mode of the target)"
+    family = f" family={','.join(families(config))}" if names_family(config) else ""
     header = (
         f"dsrconform: target={config.getoption(_dest(OPT_TARGET))} backend={backends} "
-        f"mode={modes} seed={seed} ({how})"
+        f"mode={modes}{family} seed={seed} ({how})"
     )
     # --- profiles (dsrconform.profiles): what a profile with runs of its own covers, first ---
     if profile.runs is None:
@@ -227,18 +231,13 @@ def pytest_report_header(config: pytest.Config) -> str | list[str]:
     return [header, *(f"dsrconform: {line}" for line in coverage_table(profile, used))]
 
 
-def requirement_ids(item: pytest.Item) -> list[str]:
-    """The requirement IDs cited by ``item``'s ``requirement`` markers (outermost first)."""
-    return [i for m in item.iter_markers(MARKER) for i in m.args]
-
-
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
     from dsrconform.spec import BY_ID
 
     lowest = config.getoption(_dest(OPT_LEVEL))
-    wanted = _wanted_ids(config)
+    wanted = wanted_ids(config)
     bad = sorted(wanted - set(BY_ID))
     if bad:
         raise pytest.UsageError(
@@ -270,55 +269,10 @@ def pytest_collection_modifyitems(
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
-    _mark_not_applicable(config, items)
+    mark_not_applicable(config, items)
 
 
 # --- NOT APPLICABLE (dsrconform.applicability): decided here, before any lab comes up -----------
-
-
-def _mark_not_applicable(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Stash the reasons on every lab test NOT APPLICABLE to the target on its platform: its
-    platform's mode or address family, or a family of its lab file's services, is not among the
-    target's capabilities, or every requirement it cites concerns only modes the target lacks.
-    A lab test that is to run in a family its lab file has no service of stops the run here
-    (a usage error naming the file and the fix: :func:`dsrconform.families.missing_family`),
-    before any lab. Nothing when the target or a lab file does not load (the lab fixture
-    reports why)."""
-    from dsrconform.applicability import Capabilities, lab_test_reasons
-    from dsrconform.errors import ConfigError
-    from dsrconform.families import lab_families, missing_family
-    from dsrconform.target import load_target
-    from dsrconform.topofile import load_topology
-
-    lab_items = [i for i in items if "dsr_lab" in getattr(i, "fixturenames", ())]
-    if not lab_items:
-        return
-    name = config.getoption(_dest(OPT_TARGET))
-    try:
-        target = load_target(name, options=target_options(config))
-    except ConfigError:
-        return
-    caps = Capabilities(name, tuple(target.modes), tuple(target.families))
-    topos: dict[str, Any] = {}
-    for family in families(config):
-        try:
-            topos[family] = load_topology(lab_path(config, family))
-        except (ConfigError, OSError):
-            continue
-    for item in lab_items:
-        _, mode, family = item_platform_or_run(item)
-        topo = topos.get(family)
-        if topo is None:
-            continue
-        kinds = lab_families(topo.services)
-        reasons = lab_test_reasons(caps, mode or topo.mode, family, requirement_ids(item), kinds)
-        if reasons is not None:
-            item.stash[NOT_APPLICABLE_KEY] = reasons
-            continue
-        # An IPv4 run of a lab with no service at all is left to the lab (as before families).
-        why = missing_family(lab_path(config, family), topo.services, family, flag=OPT_LAB)
-        if why is not None and (topo.services or family != "ipv4"):
-            raise pytest.UsageError(f"{OPT_FAMILY} {family}: {why}")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -355,12 +309,6 @@ def _profile_selects(item: pytest.Item, ids: list[str]) -> bool:
         return False  # a lab test of no scenario: no run of the profile stands in for it
     mode, extra = scenario_platform(item.config, platform)
     return bool(profile.selects(scenario, mode, ids, extra=extra))
-
-
-def _wanted_ids(config: pytest.Config) -> set[str]:
-    """The IDs of every ``--dsr-requirement``."""
-    values = config.getoption(_dest(OPT_REQUIREMENT))
-    return {i.strip() for v in values for i in v.split(",") if i.strip()}
 
 
 @pytest.fixture(scope="session")
@@ -572,7 +520,7 @@ def _record_scenario_requirements(
     observations are not a scenario run's of this session)."""
     from dsrconform.runfiles import record_requirements
 
-    results = _results_dir(config)
+    results = results_dir(config)
     for obs, name, out in config.stash.get(SCENARIO_DIRS_KEY, []):
         if obs is observations:
             if out is None or results is None:
@@ -590,7 +538,7 @@ def _attach_evidence(request: pytest.FixtureRequest, observations: Any, failed: 
     run saved under ``--dsr-results``."""
     from dsrconform.observe.evidence import attach_evidence
 
-    results = _results_dir(request.config)
+    results = results_dir(request.config)
     stash = request.config.stash
     run = next(
         (r for r in stash.get(SCENARIO_RUNS_KEY, []) if r.observations is observations), None
@@ -664,84 +612,3 @@ def pytest_report_teststatus(
     if is_not_applicable(report):
         return "not applicable", "n", "NOT APPLICABLE"
     return None
-
-
-# --- the run's results (dsrconform.report.model) -------------------------------------------------
-
-
-def _results_dir(config: pytest.Config) -> Path | None:
-    results = config.getoption(_dest(OPT_RESULTS))
-    return Path(results) if results else None
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """A rerun into the same results directory starts afresh: the previous run's results.json
-    goes first (the controller only)."""
-    results = _results_dir(session.config)
-    if results is None or is_worker(session.config):
-        return
-    (results / RESULTS_FILE).unlink(missing_ok=True)
-
-
-def run_info(config: pytest.Config, exitstatus: int | None = None) -> RunInfo:
-    """What the run was: options, seed, lab file and its hash, platforms, times, environment."""
-    from dsrconform.report.environment import environment, file_sha256
-    from dsrconform.target import target_version
-
-    target = config.getoption(_dest(OPT_TARGET))
-    seed = config.stash[SEED_KEY]
-    args = list(config.invocation_params.args)
-    replay = ["pytest", *args]
-    if config.getoption(_dest(OPT_SEED)) is None:
-        replay += [OPT_SEED, str(seed)]
-    return RunInfo(
-        seed=seed,
-        target=target,
-        target_version=target_version(target),
-        mutant=config.getoption(_dest(OPT_MUTANT)),
-        lab=lab_path(config),
-        lab_sha256=file_sha256(lab_path(config)),
-        backends=list(config.getoption(_dest(OPT_BACKEND))),
-        modes=list(config.getoption(_dest(OPT_MODE)) or ()),
-        platforms=[platform_id(p, config) for p in config.stash.get(USED_PLATFORMS_KEY, [])],
-        families=list(families(config)),
-        family_labs={f: lab_path(config, f) for f in families(config)},
-        level=config.getoption(_dest(OPT_LEVEL)),
-        requirements_asked=sorted(_wanted_ids(config)),
-        profile=config.getoption(_dest(OPT_PROFILE)),
-        started=config.stash[RUN_KEY].started,
-        stopped=datetime.now(UTC),
-        exit_status=exitstatus,
-        pytest_args=args,
-        replay=shlex.join(replay),
-        # The kernel features probed for the run's traffic (live frames, AF_PACKET, ...): why
-        # its floods and probes used the engine their fault windows name.
-        environment=environment(probed()),
-    )
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    config = session.config
-    results = _results_dir(config)
-    if results is None or is_worker(config):
-        return
-    built = build_results(config.stash[RUN_KEY], run_info(config, int(exitstatus)))
-    built.save(results)
-    config.stash[RESULTS_KEY] = built  # for the JUnit rewrite (dsrconform.report.pytest_hooks)
-
-
-def pytest_terminal_summary(
-    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
-) -> None:
-    """One line per requirement (ID, level, status, why), when some test recorded a verdict."""
-    if is_worker(config):
-        return
-    recorder = config.stash[RUN_KEY]
-    if not any(t.verdicts or t.not_applicable for t in recorder.tests.values()):
-        return
-    tr = terminalreporter
-    tr.write_sep("=", "dsrconform: requirements")
-    for req, row in decide_requirements(recorder.test_results()).items():
-        tr.write(f"{req:<6} {row.level or '?':<6} ")
-        tr.write(f"{row.status:<7}", bold=True, **{STATUS_COLOUR[row.status]: True})
-        tr.line(" " + one_line(row.message, 100))

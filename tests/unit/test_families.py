@@ -151,7 +151,11 @@ def test_lab_tests_run_once_per_mode_and_family_with_ids_naming_both(
     )
     result.assert_outcomes(passed=5)
     result.stdout.fnmatch_lines(
-        ["*test_a?netns-encap-ipv4? PASSED*", "*test_a?netns-server-nat-ipv6? PASSED*"],
+        [
+            "*mode=encap,server-nat family=ipv4,ipv6 seed=*",
+            "*test_a?netns-encap-ipv4? PASSED*",
+            "*test_a?netns-server-nat-ipv6? PASSED*",
+        ],
         consecutive=False,
     )
     want = sorted(("netns", m, f) for m in ("encap", "server-nat") for f in ("ipv4", "ipv6"))
