@@ -73,8 +73,8 @@ def platforms_of(config: pytest.Config) -> tuple[list[Platform], list[Platform]]
     marked tests every other mode the target (``--dsr-target``) lists in its ``modes`` that the
     lab file loads in (a gateway-nat run needs a gateway node); when there are such modes, the
     lab file's is named rather than ``None``, so results and test ids say which mode each run
-    was. The lab file is the first family's (each family's lab, without ``--dsr-lab``, is a
-    copy of basic.yaml's plan with more services). Computed once per run."""
+    was. The modes are read from the first family's lab file (labs/dual.yaml is labs/basic.yaml
+    with IPv6 added: the same nodes, so the same modes). Computed once per run."""
     if PLATFORMS_KEY in config.stash:
         return config.stash[PLATFORMS_KEY]
     backends = config.getoption(_dest(OPT_BACKEND))

@@ -34,6 +34,7 @@ def test_options_appear_in_help(pytester: pytest.Pytester) -> None:
         plugin.OPT_BACKEND,
         plugin.OPT_TARGET,
         plugin.OPT_MODE,
+        plugin.OPT_FAMILY,
         plugin.OPT_LEVEL,
         plugin.OPT_SEED,
         plugin.OPT_RESULTS,
