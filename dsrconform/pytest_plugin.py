@@ -2,9 +2,10 @@
 
 What it adds to every pytest run in an environment where dsrconform is installed:
 
-- the option group ``dsrconform`` (names in the ``OPT_*`` constants): which lab file, lab backend,
-  target, rewrite mode, requirement level, random seed, results directory, and whether to keep the
-  lab up after the run;
+- the option group ``dsrconform`` (names in the ``OPT_*`` constants, registered by
+  :mod:`dsrconform.pytest_options`): which lab file, lab backend, target, rewrite mode, address
+  family, requirement level, random seed, results directory, and whether to keep the lab up
+  after the run;
 - the marker ``@pytest.mark.requirement("RW-1", ...)`` tying a test to requirement IDs of
   :mod:`dsrconform.spec`; an unknown ID stops collection with a usage error naming the test;
 - ``--dsr-level``: tests whose requirements are all below that level are deselected;
@@ -15,18 +16,24 @@ What it adds to every pytest run in an environment where dsrconform is installed
   UNKNOWN (:class:`RequirementUnknown`) is reported as an *error* (``N error``, ``-rE``), never
   a pass nor a failure; at the end a ``dsrconform: requirements`` section of the terminal
   summary gives one line per requirement, and with ``--dsr-results DIR`` the run leaves
-  ``DIR/verdicts.jsonl`` (one verdict a line, appended as tests end, by every xdist worker)
-  and ``DIR/summary.json`` (written once, by the controller: see :func:`summarize`);
+  ``DIR/results.json`` (written once, by the controller: :mod:`dsrconform.pytest_results`);
+- ``--dsr-family ipv4,ipv6`` (default ipv4; :mod:`dsrconform.pytest_platforms`): every lab
+  test runs once per address family as it does per mode, the family part of its platform and
+  of its id when the run asks for more than ipv4; the ``dsr_family`` fixture names it, and
+  ``dsr_scenario`` drives that family's services only (:mod:`dsrconform.families`); without
+  ``--dsr-lab`` each family brings up its own lab (ipv4 labs/basic.yaml, ipv6 labs/dual.yaml),
+  and a lab file with no service of a family asked for stops the run at collection;
 - NOT APPLICABLE (:mod:`dsrconform.applicability`): at collection, a lab test whose platform's
-  mode or lab family the target's capabilities lack, or whose every requirement concerns only
-  modes the target lacks, is marked; it is skipped in setup before its fixtures (no lab comes
-  up for it), counted as ``not applicable`` and recorded with its reasons, never a failure;
+  mode or address family (or a family of its lab's services) the target's capabilities lack,
+  or whose every requirement concerns only modes the target lacks, is marked; it is skipped in
+  setup before its fixtures (no lab comes up for it), counted as ``not applicable`` and
+  recorded with its reasons, never a failure;
 - progress while a lab comes up or a scenario runs (:class:`Progress`): a line per phase with
   the seconds elapsed, and on a terminal one every few seconds in between;
 - the marker ``@pytest.mark.dsr_every_mode``: without ``--dsr-mode``, lab tests run in the lab
   file's rewrite mode, and tests so marked (the steady suite: RW, DP, AF, what a mode changes)
   also in every other mode the target supports and the lab file can run
-  (:func:`platforms_of`);
+  (:func:`dsrconform.pytest_platforms.platforms_of`);
 - the marker ``@pytest.mark.dsr_scenario_for("SF-3")``: the test judges its requirement inside
   a scenario that exists for another, less strict one (SC-3 in the flood-scale scenario, built
   for SF-3); it is deselected when that requirement is below ``--dsr-level``, so a MUST run
@@ -46,19 +53,76 @@ from __future__ import annotations
 
 import os
 import random
-import shlex
 from collections.abc import Callable, Generator, Iterator
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from dsrconform.features import probed
-from dsrconform.pytest_progress import Progress, is_worker
+# Options and platforms live in their own modules; pytest finds hooks and fixtures on the
+# registered plugin module, so those defined there are imported (re-exported) here.
+from dsrconform.pytest_options import (  # noqa: F401 (re-exported: hooks, constants)
+    EVERY_MODE_MARKER,
+    GROUP,
+    MARKER,
+    OPT_BACKEND,
+    OPT_FAMILY,
+    OPT_KEEP_LAB,
+    OPT_LAB,
+    OPT_LEVEL,
+    OPT_MODE,
+    OPT_MUTANT,
+    OPT_NO_EVIDENCE,
+    OPT_PROFILE,
+    OPT_REQUIREMENT,
+    OPT_RESULTS,
+    OPT_SEED,
+    OPT_SERVER_COMMAND,
+    OPT_TARGET,
+    OPT_TARGET_OPT,
+    SCENARIO_FOR_MARKER,
+    SCENARIO_MARKER,
+    _dest,
+    lab_path,
+    pytest_addoption,
+    requirement_ids,
+    results_dir,
+    target_options,
+    wanted_ids,
+)
+from dsrconform.pytest_platforms import (  # noqa: F401 (re-exported: hooks, fixtures)
+    NOT_APPLICABLE_KEY,
+    USED_PLATFORMS_KEY,
+    Platform,
+    families,
+    item_platform,
+    item_platform_id,
+    item_platform_or_run,
+    mark_not_applicable,
+    names_family,
+    platform_id,
+    platforms,
+    platforms_of,
+    profile_of,
+    pytest_collection_finish,
+    pytest_generate_tests,
+    scenario_platform,
+    several_platforms,
+)
+from dsrconform.pytest_progress import Progress
+from dsrconform.pytest_results import (  # noqa: F401 (re-exported: hooks, stash keys)
+    RESULTS_KEY,
+    RUN_KEY,
+    SEED_KEY,
+    pytest_sessionfinish,
+    pytest_sessionstart,
+    pytest_terminal_summary,
+    run_info,
+)
 from dsrconform.report.collect import (
     PROP_ATTACHMENTS,
+    PROP_FAMILY,
     PROP_NOT_APPLICABLE,
     PROP_PLATFORM,
     PROP_REQUIREMENTS,
@@ -66,72 +130,26 @@ from dsrconform.report.collect import (
     PROP_UNKNOWN,
     PROP_VERDICTS,
     RunRecorder,
-    build_results,
     is_not_applicable,
     is_unknown,
-    one_line,
 )
 from dsrconform.report.model import (
-    RESULTS_FILE,
-    STATUS_COLOUR,
     Attachment,
-    Results,
-    RunInfo,
     at_or_above,
-    decide_requirements,
 )
-from dsrconform.runopts import (
-    BACKENDS,
-    DEFAULT_LAB,
-    DEFAULT_LEVEL,
-    MODES,
-    PROFILES,
-    choice_list,
-    parse_seed,
-)
-from dsrconform.spec import LEVELS
 
 if TYPE_CHECKING:
     from dsrconform.lab import Lab
     from dsrconform.lab.protocol import RunningLab
-    from dsrconform.topology import Mode
 
-GROUP = "dsrconform"
-OPT_LAB = "--dsr-lab"
-OPT_BACKEND = "--dsr-backend"
-OPT_TARGET = "--dsr-target"
-OPT_MODE = "--dsr-mode"
-OPT_LEVEL = "--dsr-level"
-OPT_SEED = "--dsr-seed"
-OPT_RESULTS = "--dsr-results"
-OPT_KEEP_LAB = "--dsr-keep-lab"
-OPT_PROFILE = "--dsr-profile"
-OPT_NO_EVIDENCE = "--dsr-no-evidence"
-OPT_MUTANT = "--dsr-mutant"
-OPT_TARGET_OPT = "--dsr-target-opt"
-OPT_SERVER_COMMAND = "--dsr-server-command"
-OPT_REQUIREMENT = "--dsr-requirement"
-
-MARKER = "requirement"
-EVERY_MODE_MARKER = "dsr_every_mode"
-SCENARIO_FOR_MARKER = "dsr_scenario_for"
-SCENARIO_MARKER = "dsr_scenario"  # profiles: the suites' scenario a test judges
-
-SEED_KEY = pytest.StashKey[int]()
 VERDICTS_KEY = pytest.StashKey[list[Any]]()
-RUN_KEY = pytest.StashKey[RunRecorder]()
 SCENARIO_DIRS_KEY = pytest.StashKey[list[tuple[Any, str, Path | None]]]()
 """(observations, scenario name, run directory or None) of each scenario run this session."""
-RESULTS_KEY = pytest.StashKey[Results]()
-"""The session's results, once built at its end (on the controller)."""
 ATTACHMENTS_KEY = pytest.StashKey[list[Attachment]]()
 """On a test's item: the evidence files made for it (pcap windows of its FAILs)."""
 SCENARIO_RUNS_KEY = pytest.StashKey[list[Any]]()
 """The :class:`~dsrconform.chaos.traffic.SteadyRun` of each scenario run this session (their
 captures cut the evidence of FAILs)."""
-NOT_APPLICABLE_KEY = pytest.StashKey[dict[str, str]]()
-"""On a test's item: requirement ID -> why it is NOT APPLICABLE to the target (the test is not
-run; :mod:`dsrconform.applicability`)."""
 SCENARIO_KEY = pytest.StashKey[tuple[str, str | None]]()
 """On a test's item: (scenario name, its run directory relative to the results) it judged."""
 # The user_properties of the test reports (PROP_*) are dsrconform.report.collect's.
@@ -144,121 +162,6 @@ class RequirementUnknown(Exception):
 class ScenarioFailed(RequirementUnknown):
     """The scenario a test judges could not run (a fault or a generator failed): its
     requirements are undecided, reported as an error like any UNKNOWN."""
-
-
-def _dest(opt: str) -> str:
-    return opt.removeprefix("--").replace("-", "_")
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup(GROUP, "dsrconform: DSR load-balancer conformance")
-    group.addoption(
-        OPT_LAB,
-        dest=_dest(OPT_LAB),
-        metavar="FILE",
-        default=None,
-        help=f"lab topology file (default: {DEFAULT_LAB} of the rootdir)",
-    )
-    group.addoption(
-        OPT_BACKEND,
-        dest=_dest(OPT_BACKEND),
-        type=choice_list(BACKENDS),
-        default=("netns",),
-        metavar="NAME[,NAME]",
-        help="where the lab runs: network namespaces (netns, default) or Docker containers "
-        "(docker); both (netns,docker) runs every lab test on each",
-    )
-    group.addoption(
-        OPT_TARGET,
-        dest=_dest(OPT_TARGET),
-        default="reference",
-        metavar="NAME",
-        help="DSR stack under test, a registered dsrconform.targets name (default: reference)",
-    )
-    group.addoption(
-        OPT_TARGET_OPT,
-        dest=_dest(OPT_TARGET_OPT),
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a setting of the target's own (repeatable), e.g. katran_src=DIR",
-    )
-    group.addoption(
-        OPT_SERVER_COMMAND,
-        dest=_dest(OPT_SERVER_COMMAND),
-        default=None,
-        metavar="COMMAND",
-        help="the servers' application instead of the project's (docs/lab.md), e.g. "
-        "'sh examples/servers/nginx.sh'",
-    )
-    group.addoption(
-        OPT_MODE,
-        dest=_dest(OPT_MODE),
-        type=choice_list(MODES),
-        default=None,
-        metavar="MODE[,MODE...]",
-        help=f"rewrite mode of the servers, {'/'.join(MODES)} (default: the lab file's); "
-        "several run every lab test in each",
-    )
-    group.addoption(
-        OPT_LEVEL,
-        dest=_dest(OPT_LEVEL),
-        choices=LEVELS,
-        default=DEFAULT_LEVEL,
-        help="lowest requirement level to test: tests citing only less strict requirements are "
-        f"deselected (default: {DEFAULT_LEVEL}, as `dsrconform run`; MAY: every test)",
-    )
-    group.addoption(
-        OPT_SEED,
-        dest=_dest(OPT_SEED),
-        type=parse_seed,
-        default=None,
-        metavar="N",
-        help="seed for every random choice (default: random, printed in the header)",
-    )
-    group.addoption(
-        OPT_RESULTS,
-        dest=_dest(OPT_RESULTS),
-        metavar="DIR",
-        default=None,
-        help="directory for verdicts, evidence and reports",
-    )
-    group.addoption(
-        OPT_MUTANT,
-        dest=_dest(OPT_MUTANT),
-        metavar="NAME",
-        default=None,
-        help="run a mutant of the target instead (`dsrconform mutants` lists them)",
-    )
-    group.addoption(
-        OPT_REQUIREMENT,
-        dest=_dest(OPT_REQUIREMENT),
-        action="append",
-        default=[],
-        metavar="ID[,ID...]",
-        help="run only the tests citing one of these requirement IDs (repeatable)",
-    )
-    group.addoption(
-        OPT_KEEP_LAB,
-        dest=_dest(OPT_KEEP_LAB),
-        action="store_true",
-        help="leave the lab up after the run for inspection (remove it yourself)",
-    )
-    group.addoption(
-        OPT_NO_EVIDENCE,
-        dest=_dest(OPT_NO_EVIDENCE),
-        action="store_true",
-        help="no packet captures while scenarios run: a FAIL then has no pcap window of its "
-        "evidence (faster mutant runs: cutting windows from the captures takes seconds a FAIL)",
-    )
-    group.addoption(
-        OPT_PROFILE,
-        dest=_dest(OPT_PROFILE),
-        choices=PROFILES,
-        default=None,
-        help="the run's profile (set by `dsrconform run --profile`): quick runs the short "
-        "scenarios of a pull-request gate; recorded in the results",
-    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -307,29 +210,25 @@ def pytest_report_header(config: pytest.Config) -> str | list[str]:
     how = "given" if given else f"random; replay with {OPT_SEED} {seed}"
     backends = ",".join(config.getoption(_dest(OPT_BACKEND)))
     asked = config.getoption(_dest(OPT_MODE))
-    profile = _profile(config)
+    profile = profile_of(config)
     if asked:
         modes = ",".join(asked)
     elif profile.runs is not None:
         modes = "the profile's (see below)"
     else:
         modes = "the lab file's (steady suite: every mode of the target)"
+    family = f" family={','.join(families(config))}" if names_family(config) else ""
     header = (
         f"dsrconform: target={config.getoption(_dest(OPT_TARGET))} backend={backends} "
-        f"mode={modes} seed={seed} ({how})"
+        f"mode={modes}{family} seed={seed} ({how})"
     )
     # --- profiles (dsrconform.profiles): what a profile with runs of its own covers, first ---
     if profile.runs is None:
         return header
     from dsrconform.profiles import coverage_table
 
-    used = {mode for _, mode in platforms(config)}
+    used = {p[1] for p in platforms(config)}
     return [header, *(f"dsrconform: {line}" for line in coverage_table(profile, used))]
-
-
-def requirement_ids(item: pytest.Item) -> list[str]:
-    """The requirement IDs cited by ``item``'s ``requirement`` markers (outermost first)."""
-    return [i for m in item.iter_markers(MARKER) for i in m.args]
 
 
 def pytest_collection_modifyitems(
@@ -338,7 +237,7 @@ def pytest_collection_modifyitems(
     from dsrconform.spec import BY_ID
 
     lowest = config.getoption(_dest(OPT_LEVEL))
-    wanted = _wanted_ids(config)
+    wanted = wanted_ids(config)
     bad = sorted(wanted - set(BY_ID))
     if bad:
         raise pytest.UsageError(
@@ -370,41 +269,10 @@ def pytest_collection_modifyitems(
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
-    _mark_not_applicable(config, items)
+    mark_not_applicable(config, items)
 
 
 # --- NOT APPLICABLE (dsrconform.applicability): decided here, before any lab comes up -----------
-
-
-def _mark_not_applicable(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Stash the reasons on every lab test NOT APPLICABLE to the target on its platform: its
-    platform's mode or the lab's family is not among the target's capabilities, or every
-    requirement it cites concerns only modes the target lacks. Nothing when the target or the
-    lab file does not load (the lab fixture reports why)."""
-    from dsrconform.applicability import Capabilities, family_of, lab_test_reasons
-    from dsrconform.errors import ConfigError
-    from dsrconform.target import load_target
-    from dsrconform.topofile import load_topology
-
-    lab_items = [i for i in items if "dsr_lab" in getattr(i, "fixturenames", ())]
-    if not lab_items:
-        return
-    name = config.getoption(_dest(OPT_TARGET))
-    try:
-        target = load_target(name, options=target_options(config))
-        topo = load_topology(_lab_path(config))
-    except (ConfigError, OSError):
-        return
-    caps = Capabilities(name, tuple(target.modes), tuple(target.families))
-    family = family_of(svc.vip for svc in topo.services)
-    for item in lab_items:
-        callspec = getattr(item, "callspec", None)  # only parametrised items have one
-        platform = callspec.params.get("dsr_platform") if callspec is not None else None
-        if platform is None:
-            platform = platforms(config)[0]
-        reasons = lab_test_reasons(caps, platform[1] or topo.mode, family, requirement_ids(item))
-        if reasons is not None:
-            item.stash[NOT_APPLICABLE_KEY] = reasons
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -419,13 +287,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 # --- profiles (dsrconform.profiles): selection by scenario and platform ---------------------------
 
 
-def _profile(config: pytest.Config) -> Any:
-    """The run's :class:`~dsrconform.profiles.Profile` (``--dsr-profile``; full by default)."""
-    from dsrconform.profiles import get_profile
-
-    return get_profile(config.getoption(_dest(OPT_PROFILE)))
-
-
 def item_scenario(item: pytest.Item) -> str | None:
     """The suites' scenario ``item`` judges: its ``dsr_scenario`` marker's, else its
     ``scenario`` parameter; None for a test of no scenario."""
@@ -437,33 +298,17 @@ def item_scenario(item: pytest.Item) -> str | None:
     return scenario if isinstance(scenario, str) else None
 
 
-def _scenario_platform(config: pytest.Config, platform: Platform | None) -> tuple[Any, bool]:
-    """(mode, whether it is an extra platform of dsr_every_mode tests) of a lab test's
-    platform (None: the run's only one)."""
-    base, extra = platforms_of(config)
-    if platform is None:
-        platform = (base + extra)[0] if base + extra else ("netns", None)
-    return platform[1], platform in extra and platform not in base
-
-
 def _profile_selects(item: pytest.Item, ids: list[str]) -> bool:
     """Whether the run's profile keeps ``item`` (:meth:`dsrconform.profiles.Profile.selects`)."""
-    profile = _profile(item.config)
+    profile = profile_of(item.config)
     if profile.runs is None:
         return True
-    callspec = getattr(item, "callspec", None)
-    platform = callspec.params.get("dsr_platform") if callspec is not None else None
+    platform = item_platform(item)
     scenario = item_scenario(item)
     if scenario is None and "dsr_lab" in getattr(item, "fixturenames", ()):
         return False  # a lab test of no scenario: no run of the profile stands in for it
-    mode, extra = _scenario_platform(item.config, platform)
+    mode, extra = scenario_platform(item.config, platform)
     return bool(profile.selects(scenario, mode, ids, extra=extra))
-
-
-def _wanted_ids(config: pytest.Config) -> set[str]:
-    """The IDs of every ``--dsr-requirement``."""
-    values = config.getoption(_dest(OPT_REQUIREMENT))
-    return {i.strip() for v in values for i in v.split(",") if i.strip()}
 
 
 @pytest.fixture(scope="session")
@@ -475,127 +320,22 @@ def dsr_seed(request: pytest.FixtureRequest) -> int:
 # --- fixtures: the lab, the steady-state observations, checking with verdicts on the report ------
 
 
-Platform = tuple[str, "Mode | None"]
-"""Where a lab test runs: (backend, rewrite mode or None for the lab file's)."""
-
-
-PLATFORMS_KEY = pytest.StashKey[tuple[list[Platform], list[Platform]]]()
-
-
-def platforms_of(config: pytest.Config) -> tuple[list[Platform], list[Platform]]:
-    """(every lab test's platforms, the extra ones of tests marked ``dsr_every_mode``): each
-    backend of ``--dsr-backend`` times each mode of ``--dsr-mode``, with no extra ones. Without
-    ``--dsr-mode``: the lab file's mode, and for marked tests every other mode the target
-    (``--dsr-target``) lists in its ``modes`` that the lab file loads in (a gateway-nat run
-    needs a gateway node); when there are such modes, the lab file's is named rather than
-    ``None``, so results and test ids say which mode each run was. Computed once per run."""
-    if PLATFORMS_KEY in config.stash:
-        return config.stash[PLATFORMS_KEY]
-    backends = config.getoption(_dest(OPT_BACKEND))
-    asked: tuple[Mode | None, ...] | None = config.getoption(_dest(OPT_MODE))
-    extra_modes: list[Mode] = []
-    if asked is None:
-        own, extra_modes = _other_modes(config)
-        # profiles: a profile may name the main mode and the extra ones (among those possible)
-        profile = _profile(config)
-        main: Mode | None = profile.main_mode
-        moved = False
-        if own is not None and main is not None and main in extra_modes:
-            extra_modes = [m for m in [own, *extra_modes] if m != main]
-            own, moved = main, True
-        if profile.extra_modes is not None:
-            extra_modes = [m for m in extra_modes if m in profile.extra_modes]
-        asked = (own,) if extra_modes or moved else (None,)
-    base: list[Platform] = [(b, m) for b in backends for m in asked]
-    extra: list[Platform] = [(b, m) for b in backends for m in extra_modes]
-    out = (base, extra)
-    config.stash[PLATFORMS_KEY] = out
-    return out
-
-
-def _other_modes(config: pytest.Config) -> tuple[Mode | None, list[Mode]]:
-    """(the lab file's mode, the target's other modes the lab file loads in); (None, []) when
-    the lab file does not load (the lab fixture reports why) or the target is unknown."""
-    from dsrconform.errors import ConfigError
-    from dsrconform.target import load_target
-    from dsrconform.topofile import load_topology
-
-    path = _lab_path(config)
-    try:
-        own = load_topology(path).mode
-        supported = load_target(config.getoption(_dest(OPT_TARGET))).modes
-    except (ConfigError, OSError):
-        return None, []
-    others = []
-    for mode in supported:
-        if mode == own:
-            continue
-        try:
-            load_topology(path, mode=mode)
-        except ConfigError:
-            continue  # this lab cannot run in that mode (e.g. gateway-nat without a gateway)
-        others.append(mode)
-    return own, others
-
-
-def platforms(config: pytest.Config) -> list[Platform]:
-    """Every (backend, mode) the run's lab tests use, the extra modes' last."""
-    base, extra = platforms_of(config)
-    return base + extra
-
-
-def _platform_id(p: Platform) -> str:
-    return f"{p[0]}-{p[1] or 'lab-mode'}"
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Every test that needs the lab runs once per (backend, mode) it is to run on, when the run
-    has more than one (ids like ``[netns-server-nat-...]``; with one, test ids stay as they
-    are). The parameter is session-scoped, so pytest groups the tests by it: one lab is up at a
-    time."""
-    if "dsr_platform" not in metafunc.fixturenames:
-        return
-    base, extra = platforms_of(metafunc.config)
-    if len(base) + len(extra) > 1:
-        every = metafunc.definition.get_closest_marker(EVERY_MODE_MARKER) is not None
-        # profiles: a profile with its own runs decides each test's platforms at collection
-        every = every or _profile(metafunc.config).runs is not None
-        combos = base + extra if every else base
-        ids = [_platform_id(c) for c in combos]
-        metafunc.parametrize("dsr_platform", combos, indirect=True, scope="session", ids=ids)
-
-
-USED_PLATFORMS_KEY = pytest.StashKey[list[Platform]]()
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Note the platforms the selected tests run on (after deselection): a run whose tests all
-    use one (the fault suites alone, or ``-k`` on one mode) keeps one lab name and the plain
-    results layout."""
-    used: list[Platform] = []
-    for item in session.items:
-        callspec = getattr(item, "callspec", None)  # only parametrised items have one
-        platform = callspec.params.get("dsr_platform") if callspec is not None else None
-        if platform is not None and platform not in used:
-            used.append(platform)
-    session.config.stash[USED_PLATFORMS_KEY] = used
-
-
-def several_platforms(config: pytest.Config) -> bool:
-    """Whether the selected tests run on more than one (backend, mode)."""
-    return len(config.stash.get(USED_PLATFORMS_KEY, [])) > 1
-
-
 @pytest.fixture(scope="session")
 def dsr_platform(request: pytest.FixtureRequest) -> Platform:
-    """Session scope, parametrised (see :func:`pytest_generate_tests`). The (backend, mode)
+    """Session scope, parametrised
+    (:func:`dsrconform.pytest_platforms.pytest_generate_tests`). The (backend, mode, family)
     this test's lab runs on: the only one asked for, or this parameter's."""
     param: Platform | None = getattr(request, "param", None)
     return param if param is not None else platforms(request.config)[0]
 
 
-def _lab_path(config: pytest.Config) -> str:
-    return config.getoption(_dest(OPT_LAB)) or str(config.rootpath / DEFAULT_LAB)
+@pytest.fixture(scope="session")
+def dsr_family(dsr_platform: Platform) -> str:
+    """Session scope; depends on ``dsr_platform``. The address family (``ipv4``/``ipv6``) whose
+    services this test drives: the scenarios of ``dsr_scenario`` address only its VIPs, and a
+    test driving services itself picks them with
+    ``dsrconform.families.family_services(dsr_lab.topology, dsr_family)``."""
+    return dsr_platform[2]
 
 
 def _lab_name(config: pytest.Config, platform: Platform | None = None) -> str:
@@ -608,36 +348,27 @@ def _lab_name(config: pytest.Config, platform: Platform | None = None) -> str:
     return f"s{os.getpid()}p{platforms(config).index(platform)}"
 
 
-def target_options(config: pytest.Config) -> dict[str, str]:
-    """The target's own settings given with ``--dsr-target-opt KEY=VALUE``."""
-    from dsrconform.errors import ConfigError
-    from dsrconform.target import parse_target_options
-
-    try:
-        return parse_target_options(config.getoption(_dest(OPT_TARGET_OPT)), flag=OPT_TARGET_OPT)
-    except ConfigError as e:
-        raise pytest.UsageError(str(e)) from None
-
-
 @pytest.fixture(scope="session")
 def dsr_lab(request: pytest.FixtureRequest, dsr_platform: Platform) -> Iterator[Lab]:
-    """Session scope; depends on ``dsr_platform``. The lab of ``--dsr-lab`` (default
-    labs/basic.yaml) brought up with the target (``--dsr-target``, ``--dsr-mutant``) on the
-    platform's backend and mode; torn down at the end of the session (or when the next
-    platform's tests start) unless ``--dsr-keep-lab``. Needs root (the test is skipped
-    without)."""
+    """Session scope; depends on ``dsr_platform``. The lab of ``--dsr-lab`` (default: the
+    platform family's, labs/basic.yaml for ipv4, labs/dual.yaml for ipv6) brought up with the
+    target (``--dsr-target``, ``--dsr-mutant``) on the platform's backend and mode; torn down
+    at the end of the session (or when the next platform's tests start) unless
+    ``--dsr-keep-lab``. Needs root (the test is skipped without)."""
     from dsrconform.lab import Lab
 
     if os.geteuid() != 0:
         pytest.skip("the dsrconform lab needs root (network namespaces, BPF)")
     config = request.config
     name = _lab_name(config, dsr_platform)
-    about = f"{_lab_path(config)}, {dsr_platform[0]}, {dsr_platform[1] or 'its mode'}"
+    path = lab_path(config, dsr_platform[2])
+    about = f"{path}, {dsr_platform[0]}, {dsr_platform[1] or 'its mode'}"
+    about += f", {dsr_platform[2]}" if names_family(config) else ""
     with ExitStack() as stack:
         with Progress(config, f"lab {name}", about) as progress:
             lab = stack.enter_context(
                 Lab.up(
-                    _lab_path(config),
+                    path,
                     backend=dsr_platform[0],
                     mode=dsr_platform[1],
                     name=name,
@@ -656,16 +387,18 @@ def dsr_lab(request: pytest.FixtureRequest, dsr_platform: Platform) -> Iterator[
 def dsr_scenario(
     request: pytest.FixtureRequest, dsr_lab: RunningLab, dsr_seed: int, dsr_platform: Platform
 ) -> Callable[[str], Any]:
-    """Session scope; depends on ``dsr_lab``, ``dsr_seed`` and ``dsr_platform``.
+    """Session scope; depends on ``dsr_lab``, ``dsr_seed`` and ``dsr_platform`` (whose family
+    picks the services the scenarios drive: :func:`dsrconform.families.for_family`).
     ``dsr_scenario(name)`` runs the scenario ``name`` of
     :data:`dsrconform.chaos.suite.SCENARIOS` (a traffic mix, seeded, with its faults) on the lab
     at most once per session and platform and returns the
     :class:`~dsrconform.chaos.traffic.SteadyRun` (``.observations`` for ``dsr_check``); later calls
     return the same run. Its run directory goes to ``<--dsr-results>/<name>`` when a results
-    directory is given (``<--dsr-results>/<backend>-<mode>/<name>`` when the selected
-    tests use several platforms). A scenario that fails is not run again: this and every later call
-    raise :class:`ScenarioFailed` (reported as an error, its requirements UNKNOWN) with the
-    first failure. An unknown name fails the test, listing the known ones.
+    directory is given (``<--dsr-results>/<platform id>/<name>`` when the selected
+    tests use several platforms: ``netns-encap``, ``netns-encap-ipv6``). A scenario that
+    fails is not run again: this and every later call raise :class:`ScenarioFailed` (reported
+    as an error, its requirements UNKNOWN) with the first failure. An unknown name fails the
+    test, listing the known ones.
 
     With ``--dsr-profile`` (:mod:`dsrconform.profiles`), the profile's run standing in for
     ``name`` on this platform runs instead, under its own name (one run may stand in for
@@ -674,16 +407,18 @@ def dsr_scenario(
     from dsrconform.chaos import traffic
     from dsrconform.chaos.mixes import mix_for
     from dsrconform.chaos.suite import SCENARIOS, about
+    from dsrconform.families import for_family
 
+    lab = for_family(dsr_lab, dsr_platform[2])  # the family's services only
     results = request.config.getoption(_dest(OPT_RESULTS))
     if results and several_platforms(request.config):
-        results = str(Path(results) / _platform_id(dsr_platform))
+        results = str(Path(results) / platform_id(dsr_platform, request.config))
     runs: dict[str, Any] = {}
     failed: dict[str, str] = {}
 
     no_evidence = request.config.getoption(_dest(OPT_NO_EVIDENCE))
-    profile = _profile(request.config)  # profiles: the variant standing in for a scenario
-    mode, extra = _scenario_platform(request.config, dsr_platform)
+    profile = profile_of(request.config)  # profiles: the variant standing in for a scenario
+    mode, extra = scenario_platform(request.config, dsr_platform)
 
     def run(asked: str) -> Any:
         __tracebackhide__ = True
@@ -698,7 +433,7 @@ def dsr_scenario(
             try:
                 with Progress(request.config, f"scenario {name}", about(sc)) as progress:
                     runs[name] = traffic.observe_scenario(
-                        dsr_lab,
+                        lab,
                         sc,
                         mix_for(sc.traffic.mix, sc.traffic.overrides, dsr_seed),
                         out_dir=out,
@@ -785,7 +520,7 @@ def _record_scenario_requirements(
     observations are not a scenario run's of this session)."""
     from dsrconform.runfiles import record_requirements
 
-    results = _results_dir(config)
+    results = results_dir(config)
     for obs, name, out in config.stash.get(SCENARIO_DIRS_KEY, []):
         if obs is observations:
             if out is None or results is None:
@@ -803,7 +538,7 @@ def _attach_evidence(request: pytest.FixtureRequest, observations: Any, failed: 
     run saved under ``--dsr-results``."""
     from dsrconform.observe.evidence import attach_evidence
 
-    results = _results_dir(request.config)
+    results = results_dir(request.config)
     stash = request.config.stash
     run = next(
         (r for r in stash.get(SCENARIO_RUNS_KEY, []) if r.observations is observations), None
@@ -837,9 +572,11 @@ def pytest_runtest_makereport(
     ids = requirement_ids(item)
     if ids:
         report.user_properties.append((PROP_REQUIREMENTS, ids))
-    platform = _item_platform(item)
+    platform = item_platform_id(item)
     if platform is not None:
         report.user_properties.append((PROP_PLATFORM, platform))
+    if "dsr_lab" in getattr(item, "fixturenames", ()):
+        report.user_properties.append((PROP_FAMILY, item_platform_or_run(item)[2]))
     reasons = item.stash.get(NOT_APPLICABLE_KEY, None)
     if reasons is not None and call.when == "setup":
         report.user_properties.append((PROP_NOT_APPLICABLE, reasons))
@@ -862,13 +599,6 @@ def pytest_runtest_makereport(
     return report
 
 
-def _item_platform(item: pytest.Item) -> str | None:
-    """``<backend>-<mode>`` of a lab test when the run has several platforms."""
-    callspec = getattr(item, "callspec", None)  # only parametrised items have one
-    platform = callspec.params.get("dsr_platform") if callspec is not None else None
-    return _platform_id(platform) if platform is not None else None
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_report_teststatus(
     report: pytest.TestReport, config: pytest.Config
@@ -882,82 +612,3 @@ def pytest_report_teststatus(
     if is_not_applicable(report):
         return "not applicable", "n", "NOT APPLICABLE"
     return None
-
-
-# --- the run's results (dsrconform.report.model) -------------------------------------------------
-
-
-def _results_dir(config: pytest.Config) -> Path | None:
-    results = config.getoption(_dest(OPT_RESULTS))
-    return Path(results) if results else None
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """A rerun into the same results directory starts afresh: the previous run's results.json
-    goes first (the controller only)."""
-    results = _results_dir(session.config)
-    if results is None or is_worker(session.config):
-        return
-    (results / RESULTS_FILE).unlink(missing_ok=True)
-
-
-def run_info(config: pytest.Config, exitstatus: int | None = None) -> RunInfo:
-    """What the run was: options, seed, lab file and its hash, platforms, times, environment."""
-    from dsrconform.report.environment import environment, file_sha256
-    from dsrconform.target import target_version
-
-    target = config.getoption(_dest(OPT_TARGET))
-    seed = config.stash[SEED_KEY]
-    args = list(config.invocation_params.args)
-    replay = ["pytest", *args]
-    if config.getoption(_dest(OPT_SEED)) is None:
-        replay += [OPT_SEED, str(seed)]
-    return RunInfo(
-        seed=seed,
-        target=target,
-        target_version=target_version(target),
-        mutant=config.getoption(_dest(OPT_MUTANT)),
-        lab=_lab_path(config),
-        lab_sha256=file_sha256(_lab_path(config)),
-        backends=list(config.getoption(_dest(OPT_BACKEND))),
-        modes=list(config.getoption(_dest(OPT_MODE)) or ()),
-        platforms=[_platform_id(p) for p in config.stash.get(USED_PLATFORMS_KEY, [])],
-        level=config.getoption(_dest(OPT_LEVEL)),
-        requirements_asked=sorted(_wanted_ids(config)),
-        profile=config.getoption(_dest(OPT_PROFILE)),
-        started=config.stash[RUN_KEY].started,
-        stopped=datetime.now(UTC),
-        exit_status=exitstatus,
-        pytest_args=args,
-        replay=shlex.join(replay),
-        # The kernel features probed for the run's traffic (live frames, AF_PACKET, ...): why
-        # its floods and probes used the engine their fault windows name.
-        environment=environment(probed()),
-    )
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    config = session.config
-    results = _results_dir(config)
-    if results is None or is_worker(config):
-        return
-    built = build_results(config.stash[RUN_KEY], run_info(config, int(exitstatus)))
-    built.save(results)
-    config.stash[RESULTS_KEY] = built  # for the JUnit rewrite (dsrconform.report.pytest_hooks)
-
-
-def pytest_terminal_summary(
-    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
-) -> None:
-    """One line per requirement (ID, level, status, why), when some test recorded a verdict."""
-    if is_worker(config):
-        return
-    recorder = config.stash[RUN_KEY]
-    if not any(t.verdicts or t.not_applicable for t in recorder.tests.values()):
-        return
-    tr = terminalreporter
-    tr.write_sep("=", "dsrconform: requirements")
-    for req, row in decide_requirements(recorder.test_results()).items():
-        tr.write(f"{req:<6} {row.level or '?':<6} ")
-        tr.write(f"{row.status:<7}", bold=True, **{STATUS_COLOUR[row.status]: True})
-        tr.line(" " + one_line(row.message, 100))

@@ -2,7 +2,8 @@
 
     dsrconform run [--suite NAME ...] [--target NAME] [--mutant NAME] [--level MUST|SHOULD|MAY]
                    [--requirement ID,...] [--lab FILE] [--backend netns|docker] [--mode MODE]
-                   [--profile full|quick] [--seed N] [--results DIR] [--keep-lab]
+                   [--family ipv4,ipv6] [--profile full|quick] [--seed N] [--results DIR]
+                   [--keep-lab]
                    [-- PYTEST-OPTIONS...]
 
 It runs ``sys.executable -m pytest`` on the repository's ``suites/`` (all of it, or
@@ -10,6 +11,16 @@ It runs ``sys.executable -m pytest`` on the repository's ``suites/`` (all of it,
 terminal, one line per test (``-v``), with the ``--dsr-*`` options of the pytest plugin mapped
 from its own; the command is printed first so it can be rerun by hand. Arguments after ``--``
 go to pytest verbatim (and win over the mapped ones).
+
+Address families: ``--family ipv4,ipv6`` runs every lab test once per family (as ``--mode``
+does per mode), each driving its family's services only (:mod:`dsrconform.families`). Without
+``--lab`` each family brings up its own lab, so that the defaults just work: IPv4 on
+labs/basic.yaml (the run it always was), IPv6 on labs/dual.yaml. With ``--lab``, every family
+runs on that file, and one with no service of a family asked for is refused before anything
+runs (exit 2, naming the file and the fix: ``--lab labs/dual.yaml`` or no ``--lab``), rather
+than reported UNKNOWN after a lab came up for nothing. The table at the end names the families
+each requirement was judged in, and the catalogue's note for a family where its text differs
+(RW-6: ICMPv6 Packet Too Big).
 
 Results accumulate: each run gets its own directory, ``results/<UTC time>-<target>-<seed>/``
 (the seed is drawn here when ``--seed`` is not given, so the name says it), and
@@ -52,12 +63,15 @@ from dsrconform.report.model import (
 )
 from dsrconform.runopts import (
     BACKENDS,
-    DEFAULT_LAB,
+    DEFAULT_FAMILIES,
     DEFAULT_LEVEL,
+    FAMILIES,
+    FAMILY_LABS,
     MODES,
     PROFILES,
     add_environment_options,
     choice_list,
+    default_lab,
     parse_seed,
 )
 from dsrconform.spec import LEVELS
@@ -126,6 +140,7 @@ def pytest_argv(
         ("--dsr-lab", None if args.lab is None else Path(args.lab).absolute()),
         ("--dsr-backend", None if args.backend is None else ",".join(args.backend)),
         ("--dsr-mode", None if args.mode is None else ",".join(args.mode)),
+        ("--dsr-family", None if args.family is None else ",".join(args.family)),
         ("--dsr-seed", args.seed),
     ]
     for opt, value in optional:
@@ -228,12 +243,14 @@ def print_summary(results: Results, level: str) -> None:
     counted = results.gating(level)
     dim = len(counted) < len(results.requirements)
     table = Table(caption=f"dim: less strict than {level}, not counted" if dim else None)
-    for col in ("requirement", "level", "status"):
+    several = results.run.families not in ([], list(DEFAULT_FAMILIES))
+    for col in ("requirement", "level", "status", *(["families"] if several else [])):
         table.add_column(col)
     for req, row in results.requirements.items():
         status = f"[{STATUS_COLOUR.get(row.status, 'white')}]{row.status}[/]"
         style = None if req in counted else "dim"
-        table.add_row(req, row.level or "?", status, style=style)
+        cells = [req, row.level or "?", status, *([", ".join(row.families)] if several else [])]
+        table.add_row(*cells, style=style)
     console = Console()
     if not console.is_terminal:
         console.width = max(console.width, 100)
@@ -244,6 +261,24 @@ def print_summary(results: Results, level: str) -> None:
             why.setdefault(row.message, []).append(req)
     for reason, reqs in why.items():
         console.print(f"NOT APPLICABLE ({', '.join(reqs)}): {reason}", highlight=False)
+    if several:
+        for line in family_note_lines(results):
+            console.print(line, highlight=False)
+
+
+def family_note_lines(results: Results) -> list[str]:
+    """``RW-6 (IPv6): <the catalogue's note>`` for each requirement judged in a family whose
+    text the catalogue qualifies (:meth:`dsrconform.spec.Requirement.family_note`), in the
+    families' order; none for an IPv4-only run (its text is the catalogue's as written)."""
+    from dsrconform.spec import ADDRESS_FAMILY_NAMES, BY_ID
+
+    out = []
+    for req, row in results.requirements.items():
+        for fam in row.families:
+            note = BY_ID[req].family_note(fam) if req in BY_ID else ""
+            if note and fam not in DEFAULT_FAMILIES:
+                out.append(f"{req} ({ADDRESS_FAMILY_NAMES.get(fam, fam)}): {note}")
+    return out
 
 
 def run_pytest(argv: Sequence[str]) -> int:
@@ -277,13 +312,30 @@ def check_requirements(values: Sequence[str]) -> list[str]:
     return ids
 
 
-def check_lab(path: str, modes: Sequence[Mode] | None) -> None:
+def check_lab(
+    path: str, modes: Sequence[Mode] | None, families: Sequence[str] = DEFAULT_FAMILIES
+) -> None:
     """Load the lab file as the run will, in each mode asked for: its ConfigError (file, line,
-    field) now rather than as an error in every lab test's setup."""
+    field) now rather than as an error in every lab test's setup; and a ConfigError naming the
+    file and the fix when it has no service of a family asked for (nothing of that family could
+    be judged on it: refused before any lab, :func:`dsrconform.families.missing_family`)."""
+    from dsrconform.families import missing_family
     from dsrconform.topofile import load_topology
 
     for mode in modes or (None,):
-        load_topology(path, mode=mode)
+        topo = load_topology(path, mode=mode)
+    for family in families:
+        why = missing_family(path, topo.services, family)
+        if why is not None:
+            raise ConfigError(f"--family {family}: {why}")
+
+
+def family_labs(lab: str | None, families: Sequence[str], root: Path | None = None) -> list[str]:
+    """The lab file each family's tests bring up, as the plugin picks it: ``lab`` for every
+    family, else each family's own (:data:`dsrconform.runopts.FAMILY_LABS`, in the checkout)."""
+    if lab is not None:
+        return [lab] * len(families)
+    return [str((root or repo_root()) / default_lab(f)) for f in families]
 
 
 def replay_command(args: argparse.Namespace) -> str:
@@ -301,6 +353,7 @@ def replay_command(args: argparse.Namespace) -> str:
         ("--lab", args.lab),
         ("--backend", None if args.backend is None else ",".join(args.backend)),
         ("--mode", None if args.mode is None else ",".join(args.mode)),
+        ("--family", None if args.family is None else ",".join(args.family)),
         ("--profile", args.profile),
         ("--seed", args.seed),
     ]
@@ -321,8 +374,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         options = parse_target_options(args.target_opt)
         check_mutant(args.target or "reference", args.mutant, options=options)
-    if args.lab is not None:
-        check_lab(args.lab, args.mode)
+    families = args.family or DEFAULT_FAMILIES
+    for family, path in zip(families, family_labs(args.lab, families), strict=True):
+        if args.lab is not None or family not in DEFAULT_FAMILIES:  # the default: as it was
+            check_lab(path, args.mode, (family,))
     if args.seed is None:  # drawn here, so that the run directory's name can say it
         args.seed = random.SystemRandom().randrange(2**32)
     if args.results is None:
@@ -382,12 +437,28 @@ def add_parser(sub: Any) -> None:
         metavar="ID[,ID...]",
         help="only the tests citing one of these requirement IDs (repeatable)",
     )
-    p.add_argument("--lab", default=None, metavar="FILE", help=f"default: {DEFAULT_LAB}")
+    p.add_argument(
+        "--lab",
+        default=None,
+        metavar="FILE",
+        help="the lab of every family (default: per family, "
+        + ", ".join(f"{f} {lab}" for f, lab in FAMILY_LABS.items())
+        + ")",
+    )
     p.add_argument("--backend", type=choice_list(BACKENDS), default=None, metavar="NAME[,NAME]",
                    help="netns or docker, or both (default: netns)")  # fmt: skip
     p.add_argument("--mode", type=choice_list(MODES), default=None, metavar="MODE[,MODE...]",
                    help="rewrite mode(s) of every suite (default: the lab file's, and the "
                         "steady suite also in the target's other modes)")  # fmt: skip
+    p.add_argument(
+        "--family",
+        type=choice_list(FAMILIES),
+        default=None,
+        metavar="FAMILY[,FAMILY]",
+        help="address families whose services the lab tests drive, ipv4/ipv6 (default: ipv4); "
+        "several run every lab test in each. Without --lab each family runs on its own lab: "
+        + ", ".join(f"{f} {lab}" for f, lab in FAMILY_LABS.items()),
+    )
     p.add_argument("--seed", type=parse_seed, default=None, metavar="N",
                    help="seed of every random choice (default: random, shown)")  # fmt: skip
     p.add_argument(

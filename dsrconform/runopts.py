@@ -7,6 +7,9 @@ import argparse
 from collections.abc import Callable
 
 from dsrconform.spec import Level
+from dsrconform.target import FAMILIES, Family
+
+__all__ = ["FAMILIES"]  # the choices of --family, re-exported beside MODES and BACKENDS
 
 MODES = ("encap", "server-nat", "gateway-nat")
 BACKENDS = ("netns", "docker")
@@ -14,10 +17,22 @@ PROFILES = ("full", "quick")
 """``dsrconform run --profile``: every scenario (nightly gate), or the short pull-request one."""
 DEFAULT_LAB = "labs/basic.yaml"
 """The lab a run brings up unless told otherwise, relative to the repository (pytest's rootdir)."""
+DEFAULT_FAMILIES: tuple[Family, ...] = ("ipv4",)
+"""The address families a run's lab tests run in unless ``--family``/``--dsr-family`` say."""
+FAMILY_LABS: dict[str, str] = {"ipv4": DEFAULT_LAB, "ipv6": "labs/dual.yaml"}
+"""Without ``--lab``/``--dsr-lab``: the lab each family's tests bring up, relative to the
+repository. IPv4 keeps the lab every run had before IPv6 (an ``--family ipv4,ipv6`` run judges
+IPv4 exactly as an IPv4-only run does); IPv6 needs a lab with IPv6 services (labs/dual.yaml)."""
 DEFAULT_LEVEL: Level = "MUST"
 """The lowest requirement level a run tests and counts unless told otherwise: the default of
 ``dsrconform run --level`` and of the plugin's ``--dsr-level``, and the level ``dsrconform
 steady --quick`` gates on."""
+
+
+def default_lab(family: str) -> str:
+    """The lab file (relative to the repository) the tests of ``family`` bring up when no lab
+    is given: :data:`FAMILY_LABS`."""
+    return FAMILY_LABS.get(family, DEFAULT_LAB)
 
 
 def parse_seed(value: str) -> int:

@@ -40,6 +40,9 @@ FAMILIES: dict[Family, str] = {
     "RB": "Robustness",
 }
 
+ADDRESS_FAMILY_NAMES: dict[str, str] = {"ipv4": "IPv4", "ipv6": "IPv6"}
+"""How the catalogue and the reports write an address family (``family_notes``' keys)."""
+
 
 @dataclass(frozen=True)
 class Param:
@@ -81,6 +84,15 @@ class Requirement:
     """The least the checker must have seen of the stack working to PASS (below it: UNKNOWN
     naming what was missing; a violation seen is FAIL all the same). A stack that forwards
     nothing (the ``null`` target) never reaches it."""
+    family_notes: tuple[tuple[str, str], ...] = ()
+    """(address family, note) pairs: how the requirement reads in that family (``ipv4``,
+    ``ipv6``) where the statement or its measure is family-specific (an ICMP type, a header
+    field); the reports show the note of each family the requirement was judged in. A family
+    without a note reads the text as it is."""
+
+    def family_note(self, family: str) -> str:
+        """The note for address ``family`` ("" when there is none)."""
+        return dict(self.family_notes).get(family, "")
 
     def defaults(self) -> dict[str, float]:
         return {p.name: p.default for p in self.params}
@@ -115,6 +127,7 @@ class Requirement:
             "minimum": self.minimum,
             "checker": self.checker,
             "modes": list(self.modes),
+            "family_notes": dict(self.family_notes),
         }
 
 
@@ -181,6 +194,16 @@ REQUIREMENTS: tuple[Requirement, ...] = (
             "for every service the traffic addressed, its replies (from its VIP:port: the "
             "rewritten packets) seen reaching clients with N checksums verified in them."
         ),
+        family_notes=(
+            ("ipv4", "IPv4 header checksums (outer and inner) and TCP/UDP/ICMP checksums."),
+            (
+                "ipv6",
+                "IPv6 has no header checksum: TCP, UDP and ICMPv6 checksums over the "
+                "pseudo-header with 128-bit addresses (ICMPv6's covers it too, unlike ICMP's); "
+                "a zero UDP checksum is invalid over IPv6. An IPv4-in-IPv6 inner header keeps "
+                "its IPv4 checksum.",
+            ),
+        ),
     ),
     _Q(
         "RW-3",
@@ -242,6 +265,20 @@ REQUIREMENTS: tuple[Requirement, ...] = (
             "an upload of U bytes whose connection was established, or a fragmentation-needed "
             "error about a VIP flow with a known server entering a MUX."
         ),
+        family_notes=(
+            (
+                "ipv4",
+                "PMTU signal: ICMP destination unreachable, fragmentation needed (type 3, code "
+                "4), quoting the flow's IPv4 header; IPIP adds 20 bytes.",
+            ),
+            (
+                "ipv6",
+                "PMTU signal: ICMPv6 Packet Too Big (type 2, code 0), quoting the flow's IPv6 "
+                "header; IPv6 routers never fragment, so a PTB that misses the flow's server "
+                "is a black hole. IPv6-in-IPv6 and IPv4-in-IPv6 add 40 bytes (IPv6's minimum "
+                "MTU is 1280).",
+            ),
+        ),
     ),
     _Q(
         "RW-7",
@@ -253,6 +290,18 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "and no other.",
         f"{_RW}:check_icmp_errors_reach_flow_server",
         minimum="an ICMP error about a VIP flow with a known server entering a MUX.",
+        family_notes=(
+            (
+                "ipv4",
+                "ICMP destination unreachable (type 3, codes other than 4), time exceeded "
+                "(11), parameter problem (12).",
+            ),
+            (
+                "ipv6",
+                "ICMPv6 destination unreachable (type 1), time exceeded (3), parameter "
+                "problem (4); Packet Too Big (2) is RW-6's.",
+            ),
+        ),
     ),
     _Q(
         "RW-8",
@@ -267,6 +316,14 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         f"{_RW}:check_marks_kept",
         (_n("min_packets", "N", 1, "marked and ECN-capable encapsulated packets needed"),),
         minimum="N encapsulated packets with a DSCP mark and N ECN-capable ones sent by the MUXes.",
+        family_notes=(
+            ("ipv4", "DSCP and ECN: the IPv4 TOS byte's six and two bits."),
+            (
+                "ipv6",
+                "DSCP and ECN: the IPv6 Traffic Class's six and two bits; the outer IPv6 "
+                "header takes them from the inner header (IPv4-in-IPv6: its TOS byte).",
+            ),
+        ),
     ),
     _Q(
         "DP-1",
@@ -607,6 +664,15 @@ REQUIREMENTS: tuple[Requirement, ...] = (
             "a crafted window, and legitimate connections attempted during or after it (a share S "
             "of them must succeed to PASS)."
         ),
+        family_notes=(
+            (
+                "ipv6",
+                "Hostile IPv6 includes extension-header chains (hop-by-hop, routing, "
+                "destination options) ahead of TCP/UDP on VIP traffic: a stack that does not "
+                "walk them drops them (the reference stack drops and counts them), never "
+                "forwards them balanced on a guessed port.",
+            ),
+        ),
     ),
     _Q(
         "RB-2",
@@ -633,6 +699,19 @@ REQUIREMENTS: tuple[Requirement, ...] = (
             "IPv4 fragments from a client to a VIP entering a MUX, and a MUX seen forwarding VIP "
             "traffic toward a server."
         ),
+        family_notes=(
+            (
+                "ipv4",
+                "IPv4 fragments: the MF flag or a non-zero offset; only the first carries the "
+                "ports.",
+            ),
+            (
+                "ipv6",
+                "IPv6 fragments: a Fragment header (next header 44); only the first carries "
+                "the ports. Dropping every fragment to a VIP is consistent (the reference stack "
+                "drops and counts them).",
+            ),
+        ),
     ),
     _Q(
         "RB-4",
@@ -647,6 +726,14 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         minimum=(
             "per encapsulation forged: a foreign packet in it reaching a server, and an answer to "
             "a packet in it a MUX sent a server (the servers decapsulate the stack's own traffic)."
+        ),
+        family_notes=(
+            ("ipv4", "Foreign packets: IPIP (IPv4 protocol 4) or GUE from a non-MUX source."),
+            (
+                "ipv6",
+                "Foreign packets: IPv6-in-IPv6 (next header 41) or IPv4-in-IPv6 (next header 4) "
+                "from a non-MUX IPv6 source.",
+            ),
         ),
     ),
 )
@@ -718,6 +805,8 @@ def render_markdown(requirements: Sequence[Requirement] = REQUIREMENTS) -> str:
                 out.append("")
             if r.modes:
                 out += [f"*Modes:* {', '.join(r.modes)} only", ""]
+            for af, note in r.family_notes:
+                out += [f"*{ADDRESS_FAMILY_NAMES.get(af, af)}:* {note}", ""]
             out.append(f"*Checker:* `{r.checker}`")
     return "\n".join(out) + "\n"
 

@@ -106,6 +106,54 @@ def encapsulations_problem(value: object) -> str | None:
     return None
 
 
+def capability_problem(field: str, value: object) -> str | None:
+    """Why ``value`` is no valid value of capability ``field`` (``modes``, ``families`` or
+    ``encapsulations``; None: it is one): a non-empty tuple (or list) of known values, none
+    twice. What :func:`load_target` and ``dsrconform target check`` both check."""
+    if field == "encapsulations":
+        return encapsulations_problem(value)
+    allowed = capability_values(field)
+    if isinstance(value, str) or not isinstance(value, tuple | list) or not value:
+        return f"{value!r}: a non-empty tuple expected"
+    bad = [v for v in value if v not in allowed]
+    if bad:
+        return f"{value!r}: unknown {bad}"
+    if len(set(value)) != len(value):
+        return f"{value!r}: listed twice"
+    return None
+
+
+def capability_values(field: str) -> tuple[str, ...]:
+    """The values capability ``field`` may list (``modes``, ``families``, ``encapsulations``)."""
+    if field == "modes":
+        from dsrconform.topology import MODES  # pydantic: loaded only when a target is checked
+
+        return tuple(MODES)
+    return {"families": FAMILIES, "encapsulations": ENCAPSULATIONS}[field]
+
+
+CAPABILITIES = ("modes", "families", "encapsulations")
+"""The capabilities a target declares (``encapsulations`` optional: None when not declared)."""
+
+
+def check_capabilities(name: str, target: object) -> None:
+    """ConfigError for the first capability of ``target`` (called ``name``) whose value is
+    invalid: a typo in ``modes`` (``"nat"``), ``families`` (``"ip6"``) or ``encapsulations``
+    would otherwise make every requirement NOT APPLICABLE, or pass unnoticed. The message names
+    the target, the field and the known values. A member that is missing or a method is
+    reported by :func:`member_problems` instead."""
+    for attr in CAPABILITIES:
+        value = getattr(target, attr, None)
+        if value is None or callable(value):
+            continue
+        problem = capability_problem(attr, value)
+        if problem is not None:
+            raise ConfigError(
+                f"target {name}: capability {attr} {problem}; fix: a tuple of some of "
+                f"{', '.join(capability_values(attr))} (`dsrconform target check {name}`)"
+            )
+
+
 def target_encapsulations(target: object) -> tuple[Encapsulation, ...]:
     """The encapsulations ``target`` declares (its optional ``encapsulations`` capability), or
     :data:`DEFAULT_ENCAPSULATIONS` when it declares none; ConfigError for an invalid one."""
@@ -509,7 +557,9 @@ def load_target(
 ) -> Target:
     """Instantiate target ``name`` (a registered name or ``module:Class``), optionally as mutant
     ``mutant``, with its own ``options``. ConfigError names an unknown target, and every
-    :class:`Target` member the adapter lacks or has of the wrong kind."""
+    :class:`Target` member the adapter lacks or has of the wrong kind, and a capability
+    (``modes``, ``families``, ``encapsulations``) listing a value that is not a known one
+    (:func:`check_capabilities`)."""
     cls, where = resolve_target(name)
     target = construct(name, cls, mutant, options)
     problems = member_problems(target, TARGET_MEMBERS)
@@ -519,6 +569,7 @@ def load_target(
             + "; ".join(problems)
             + f"; fix: add them ({GUIDE}; `dsrconform target check {name}` checks an adapter)"
         )
+    check_capabilities(name, target)
     if not isinstance(target, Target):  # the checks above are the protocol's: never reached
         raise ConfigError(f"target {name!r} ({where}) does not implement dsrconform.target.Target")
     return target

@@ -35,10 +35,9 @@ from typing import Any, Literal
 
 from dsrconform.errors import ConfigError
 from dsrconform.target import (
+    CAPABILITIES,
     DEFAULT_ENCAPSULATIONS,
     DEPLOYMENT_MEMBERS,
-    ENCAPSULATIONS,
-    FAMILIES,
     GUIDE,
     INIT,
     TARGET_MEMBERS,
@@ -47,7 +46,8 @@ from dsrconform.target import (
     MutantInfo,
     MuxBench,
     accepts_keyword,
-    encapsulations_problem,
+    capability_problem,
+    capability_values,
     member_problems,
     resolve_target,
 )
@@ -148,41 +148,29 @@ def check_target(name: str) -> list[Check]:
 
 
 def _capabilities(target: object) -> Iterator[Check]:
-    from dsrconform.topology import MODES
-
     name = getattr(target, "name", None)
     if name is not None:
         if isinstance(name, str) and name:
             yield _ok("name", repr(name))
         else:
             yield _fail("name", f"{name!r} is not a non-empty str", 'name = "mystack"')
-    for attr, allowed in (("modes", MODES), ("families", FAMILIES)):
+    for attr in CAPABILITIES:  # the checks load_target makes (dsrconform.target)
         value = getattr(target, attr, None)
+        if value is None and attr == "encapsulations":
+            yield Check(
+                "INFO",
+                "optional capability encapsulations",
+                f"not declared: {', '.join(DEFAULT_ENCAPSULATIONS)} assumed",
+            )
+            continue
         if value is None or callable(value):
             continue  # reported by the member checks
-        items = list(value) if isinstance(value, tuple | list) else None
-        bad = [v for v in items or () if v not in allowed]
-        if not items or bad or isinstance(value, str):
-            yield _fail(
-                f"capability {attr}",
-                f"{value!r}: " + (f"unknown {bad}" if bad else "a non-empty tuple expected"),
-                f"a tuple of some of {', '.join(allowed)}",
-            )
+        problem = capability_problem(attr, value)
+        if problem is not None:
+            allowed = ", ".join(capability_values(attr))
+            yield _fail(f"capability {attr}", problem, f"a tuple of some of {allowed}")
         else:
-            yield _ok(f"capability {attr}", ", ".join(items))
-    encaps = getattr(target, "encapsulations", None)
-    if encaps is None:
-        yield Check(
-            "INFO",
-            "optional capability encapsulations",
-            f"not declared: {', '.join(DEFAULT_ENCAPSULATIONS)} assumed",
-        )
-    elif (problem := encapsulations_problem(encaps)) is not None:
-        yield _fail(
-            "capability encapsulations", problem, f"a tuple of some of {', '.join(ENCAPSULATIONS)}"
-        )
-    else:
-        yield _ok("capability encapsulations", ", ".join(encaps))
+            yield _ok(f"capability {attr}", ", ".join(value))
 
 
 def _mutants(cls: Any, target: object) -> Iterator[Check]:

@@ -14,7 +14,8 @@ module imports allure, nothing else of dsrconform does) adds to it, through allu
   (``SPEC.md#rw-1``: the catalogue's headings are ``### RW-1``; relative, so
   ``--allure-link-pattern requirement:https://HOST/REPO/blob/main/{}`` makes them absolute);
   parameters ``target``, ``backend``, ``mode`` (the test's platform, else the run's options;
-  ``lab-mode``: the lab file's),
+  ``lab-mode``: the lab file's), and ``family`` (its address family) when the run asks for any
+  but ipv4 alone (a parameter is part of allure's history id: an IPv4-only run keeps its own),
   ``mutant`` when one runs, and ``seed`` (excluded from allure's history id: a new seed is the
   same test);
 - at the end of the call phase (its report being made), for any test: its verdicts as JSON
@@ -117,17 +118,17 @@ class AllureHooks:
 
         return self.config.getoption(plugin._dest(opt))
 
-    def _platform(self, item: pytest.Item) -> tuple[str, str]:
-        """(backend, mode) of the test: its ``dsr_platform`` parameter, else the run's."""
+    def _platform(self, item: pytest.Item) -> tuple[str, str, str]:
+        """(backend, mode, address family) of the test: its ``dsr_platform`` parameter, else
+        the run's."""
         from dsrconform import pytest_plugin as plugin
 
-        callspec = getattr(item, "callspec", None)
-        param = callspec.params.get("dsr_platform") if callspec is not None else None
+        param = plugin.item_platform(item)
         if param is not None:
-            return param[0], param[1] or LAB_MODE
+            return param[0], param[1] or LAB_MODE, param[2]
         backends = ",".join(self._option(plugin.OPT_BACKEND))
         modes = ",".join(self._option(plugin.OPT_MODE) or ()) or LAB_MODE
-        return backends, modes
+        return backends, modes, ",".join(plugin.families(self.config))
 
     def annotate(self, item: pytest.Item) -> None:
         """Labels, links, parameters of a test citing requirements (nothing for another)."""
@@ -143,10 +144,12 @@ class AllureHooks:
             allure.dynamic.severity(allure.severity_level(severity))
         for req in dict.fromkeys(ids):
             allure.dynamic.link(spec_link(req), link_type=LINK_TYPE, name=req)
-        backend, mode = self._platform(item)
+        backend, mode, family = self._platform(item)
         allure.dynamic.parameter("target", self._option(plugin.OPT_TARGET))
         allure.dynamic.parameter("backend", backend)
         allure.dynamic.parameter("mode", mode)
+        if plugin.names_family(self.config):  # an IPv4-only run keeps its tests' history ids
+            allure.dynamic.parameter("family", family)
         mutant = self._option(plugin.OPT_MUTANT)
         if mutant is not None:
             allure.dynamic.parameter("mutant", mutant)

@@ -55,7 +55,7 @@ from dsrconform.report.views import (
     TestView,
     VerdictView,
 )
-from dsrconform.spec import BY_ID, FAMILIES, LEVELS, REQUIREMENTS
+from dsrconform.spec import ADDRESS_FAMILY_NAMES, BY_ID, FAMILIES, LEVELS, REQUIREMENTS, Requirement
 
 if TYPE_CHECKING:
     from dsrconform.report.timeline import Timeline
@@ -90,6 +90,24 @@ def _label(results: Results) -> list[str]:
         printable(", ".join(r.backends) or "\u2014"),
         f"seed {r.seed}",
     ]
+
+
+def _family_notes(req: Requirement | None, families: Iterable[str]) -> list[tuple[str, str]]:
+    """(family's name, note) of ``req`` for each address family it was judged in: what the
+    report shows under the statement (nothing for a family the catalogue does not qualify)."""
+    if req is None:
+        return []
+    notes = [(ADDRESS_FAMILY_NAMES.get(f, f), req.family_note(f)) for f in families]
+    return [(name, printable(note)) for name, note in notes if note]
+
+
+def platform_text(test: TestResult) -> str:
+    """A test's platform as the report shows it: its ``platform`` (which names the family when
+    the run asked for several), else its address family when that is not IPv4 (a run of one
+    family other than the default keeps plain test ids)."""
+    if test.platform:
+        return test.platform
+    return test.family if test.family is not None and test.family != "ipv4" else ""
 
 
 def _when(t: float | None, until: float | None, origin: float | None) -> tuple[str, str]:
@@ -156,7 +174,7 @@ def _verdict_view(
         message=printable(v.message),
         test=printable(test.nodeid),
         test_anchor=test_anchor,
-        platform=printable(test.platform or ""),
+        platform=printable(platform_text(test)),
         checker=printable(v.checker),
         params=[(printable(k), num(val)) for k, val in v.params.items()],
         values=values,
@@ -183,6 +201,7 @@ def _facts(results: Results) -> list[tuple[str, str]]:
         ("level", r.level),
         ("modes", ", ".join(r.modes) or "the lab file's"),
         ("platforms", ", ".join(r.platforms) or "\u2014"),
+        ("address families", ", ".join(r.families) or "ipv4 (not recorded)"),
         ("backends", ", ".join(r.backends) or "\u2014"),
         ("profile", r.profile or "none"),
         ("requirements asked", ", ".join(r.requirements_asked) or "all at the level"),
@@ -191,6 +210,7 @@ def _facts(results: Results) -> list[tuple[str, str]]:
         ("duration", duration(took)),
         ("exit status", "\u2014" if r.exit_status is None else str(r.exit_status)),
         ("lab", r.lab),
+        *[(f"lab ({f})", lab) for f, lab in r.family_labs.items() if lab != r.lab],
         ("lab sha256", r.lab_sha256 or "unknown (the file could not be read)"),
     ]
     return [(k, printable(v)) for k, v in rows]
@@ -329,7 +349,7 @@ class Builder:
                     outcome=t.outcome,
                     css=OUTCOME_CLASS[t.outcome],
                     duration=f"{t.duration:.1f} s",
-                    platform=printable(t.platform or ""),
+                    platform=printable(platform_text(t)),
                     scenario=printable(t.scenario or ""),
                     scenario_anchor=sv.anchor if sv else "",
                     message=printable(t.message),
@@ -377,6 +397,7 @@ class Builder:
                 statement=printable(req.statement) if req else "not in this dsrconform's catalogue",
                 measure=printable(req.measure) if req else "",
                 known=req is not None,
+                family_notes=_family_notes(req, rr.families),
                 params=_param_rows(rid, (v for _, v in pairs)),
                 status=rr.status.value,
                 css=STATUS_CLASS[rr.status],

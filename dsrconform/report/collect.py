@@ -36,6 +36,7 @@ PROP_REQUIREMENTS = "dsrconform_requirements"  # every report: the IDs the test 
 PROP_UNKNOWN = "dsrconform_unknown"  # call report: the test ended on RequirementUnknown
 PROP_SCENARIO = "dsrconform_scenario"  # call report: (scenario name, run dir relative or None)
 PROP_PLATFORM = "dsrconform_platform"  # every report of a lab test: "<backend>-<mode>"
+PROP_FAMILY = "dsrconform_family"  # every report of a lab test: its address family
 PROP_ATTACHMENTS = "dsrconform_attachments"  # call report: Attachment rows (pcap windows, ...)
 PROP_NOT_APPLICABLE = "dsrconform_not_applicable"  # setup report: {requirement: why}, not run
 PROPS = (
@@ -94,6 +95,7 @@ class _Test:
     phases: dict[str, tuple[Outcome, str]] = field(default_factory=dict)
     duration: float = 0.0
     platform: str | None = None
+    family: str | None = None
     scenario: str | None = None
     run_dir: str | None = None
     attachments: list[Attachment] = field(default_factory=list)
@@ -120,6 +122,7 @@ class RunRecorder:
         test.phases[report.when] = (outcome_of(report), crash_line(report))
         test.duration += report.duration
         test.platform = prop(report, PROP_PLATFORM) or test.platform
+        test.family = prop(report, PROP_FAMILY) or test.family
         test.attachments += [
             Attachment.model_validate(a) for a in prop(report, PROP_ATTACHMENTS) or []
         ]
@@ -145,6 +148,7 @@ def _result(nodeid: str, t: _Test) -> TestResult:
         message=why,
         duration=round(t.duration, 3),
         platform=t.platform,
+        family=t.family,
         scenario=t.scenario,
         run_dir=t.run_dir,
         verdicts=t.verdicts,

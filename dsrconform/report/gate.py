@@ -20,6 +20,9 @@ only when
 
 A requirement NOT APPLICABLE to the target (:mod:`dsrconform.applicability`) never fails the
 gate and does not count as decided; the summary and ``gate.md`` list it apart, with its reason.
+A run of several address families (``--family ipv4,ipv6``) is gated on every family: a
+requirement FAILed in one is failed, named with the families that failed it (``RW-6 (ipv6)``);
+a waiver names the requirement and covers every family.
 
 It writes a short summary for CI logs (stdout) and a markdown one for a pull-request comment
 (``RESULTS_DIR/gate.md``). Exit status: 0 pass, 1 the gate failed, 2 bad input (results or
@@ -243,7 +246,8 @@ def _fmt(x: float | None) -> str:
 class GateDecision:
     level: str
     failed: list[tuple[str, str, str]] = field(default_factory=list)
-    """(requirement, status, message) that fail the gate."""
+    """(requirement, status, message) that fail the gate; the requirement names the address
+    families that failed it, ``RW-6 (ipv6)``, when the run asked for any but ipv4 alone."""
     waived: list[tuple[str, str, str]] = field(default_factory=list)
     """(requirement, status, reason) FAIL/UNKNOWN that the allow file waives."""
     not_applicable: list[tuple[str, str]] = field(default_factory=list)
@@ -288,10 +292,14 @@ def decide(
     for req, row in rows.items():
         if row.status == Status.PASS:
             d.passed_count += 1
-        elif req in waivers:
-            d.waived.append((req, row.status.value, waivers[req]))
+            continue
+        key = req
+        if results.names_families():  # which family failed it: "RW-6 (ipv6)"
+            key = f"{req} ({', '.join(results.families_at(req, row.status)) or '?'})"
+        if req in waivers:
+            d.waived.append((key, row.status.value, waivers[req]))
         else:
-            d.failed.append((req, row.status.value, row.message))
+            d.failed.append((key, row.status.value, row.message))
     for req in results.run.requirements_asked:
         if req in results.requirements or not at_or_above(BY_ID[req].level, level):
             continue
@@ -313,6 +321,12 @@ def decide(
             mine, theirs = getattr(results.run, what), getattr(baseline.run, what)
             if mine != theirs:
                 d.notes.append(f"the baseline's {what} is {theirs!r}, this run's {mine!r}")
+        mine_f, theirs_f = results.run.families or ["ipv4"], baseline.run.families or ["ipv4"]
+        if mine_f != theirs_f:  # a run before families was IPv4 only
+            d.notes.append(
+                f"the baseline's address families are {', '.join(theirs_f)}, this run's "
+                f"{', '.join(mine_f)}: a metric compares the worst over each run's families"
+            )
         for m in metrics_with(allow):
             if not at_or_above(BY_ID[m.requirement].level, level):
                 continue
@@ -356,7 +370,9 @@ def markdown(d: GateDecision, results: Results, baseline_dir: str | None) -> str
         "",
         f"Target **{run.target}**"
         + (f" (mutant `{run.mutant}`)" if run.mutant else "")
-        + f", seed {run.seed}, {', '.join(run.platforms or run.backends)}; "
+        + f", seed {run.seed}, {', '.join(run.platforms or run.backends)}"
+        + (f", families {', '.join(run.families)}" if results.names_families() else "")
+        + "; "
         f"{d.passed_count}/{d.decided} requirements PASS.",
         "",
     ]

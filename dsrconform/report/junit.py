@@ -19,8 +19,9 @@ The contract:
 - a matched testcase's properties: ``requirement`` per cited ID (in citing order),
   ``verdict:<ID>`` with PASS, FAIL or UNKNOWN per requirement the test decided
   (:attr:`TestResult.decisions`, as ``results.json`` has them: a skip leaves its requirements
-  UNKNOWN), ``scenario`` and ``platform`` when known, ``attachment`` per evidence file (its path,
-  relative to the results directory); the properties a test recorded itself are kept;
+  UNKNOWN), ``scenario``, ``platform`` and ``family`` (a lab test's address family) when known,
+  ``attachment`` per evidence file (its path, relative to the results directory); the
+  properties a test recorded itself are kept;
 - a FAIL stays ``<failure>`` (``type="dsrconform.FAIL"`` when a verdict FAILed; a test failing on
   its own assertion keeps pytest's message), its text starting with every verdict that did not
   PASS: the message, measured values against thresholds, the evidence (flow, packet, link, time),
@@ -85,6 +86,7 @@ RUN_PROPERTIES = (
     "backends",
     "modes",
     "platforms",
+    "families",
     "profile",
     "replay",
 )
@@ -230,6 +232,8 @@ def _test_properties(t: TestResult) -> Iterator[tuple[str, str]]:
         yield "scenario", t.scenario
     if t.platform:
         yield "platform", t.platform
+    if t.family:
+        yield "family", t.family
     for a in t.attachments:
         yield "attachment", a.path
 

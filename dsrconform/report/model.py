@@ -152,6 +152,11 @@ class RunInfo(_Model):
     """The rewrite modes asked for (empty: the lab file's, and the steady suite's others)."""
     platforms: list[str] = Field(default_factory=list)
     """Every ``<backend>-<mode>`` the selected tests ran on."""
+    families: list[str] = Field(default_factory=list)
+    """The address families asked for (``--dsr-family``; empty: a run recorded before
+    families, IPv4 only)."""
+    family_labs: dict[str, str] = Field(default_factory=dict)
+    """Address family -> the lab file its tests brought up (``lab`` is the first family's)."""
     level: Level
     """The lowest requirement level the run tested (and its exit status counted)."""
     requirements_asked: list[str] = Field(default_factory=list)
@@ -206,7 +211,11 @@ class TestResult(_Model):
     duration: float = 0.0
     """Seconds, over its phases."""
     platform: str | None = None
-    """``<backend>-<mode>`` when the run had several."""
+    """``<backend>-<mode>`` when the run had several (``-<family>`` added when the run asked
+    for any address family but ipv4 alone)."""
+    family: str | None = None
+    """The address family (``ipv4``/``ipv6``) whose services a lab test drove; None for a test
+    of no lab."""
     scenario: str | None = None
     """The scenario whose observations it judged."""
     run_dir: str | None = None
@@ -240,6 +249,9 @@ class RequirementResult(_Model):
     message: str
     """The worst test's message for it."""
     tests: list[RequirementTest]
+    families: list[str] = Field(default_factory=list)
+    """The address families it was judged in (its lab tests'), ipv4 first; the report shows
+    the catalogue's note for each (:meth:`dsrconform.spec.Requirement.family_note`)."""
 
 
 class Results(_Model):
@@ -274,6 +286,23 @@ class Results(_Model):
         NOT APPLICABLE, is not a PASS)."""
         rows = self.decided(level or self.run.level)
         return worst(r.status for r in rows.values()) if rows else Status.UNKNOWN
+
+    def names_families(self) -> bool:
+        """Whether the run asked for any address family but ipv4 alone (its tables then say
+        in which family each requirement was decided)."""
+        return self.run.families not in ([], ["ipv4"])
+
+    def families_at(self, requirement: str, status: Status) -> list[str]:
+        """The address families of the tests that decided ``requirement`` as ``status``
+        (ipv4 first): where a FAIL or an UNKNOWN happened."""
+        fams = {
+            t.family
+            for t in self.tests
+            if t.family is not None
+            and requirement in t.decisions
+            and t.decisions[requirement].status == status
+        }
+        return sorted(fams)
 
     def verdicts_of(self, requirement: str) -> list[tuple[TestResult, Verdict]]:
         """Every verdict on ``requirement``, with its test."""
@@ -401,8 +430,11 @@ def decide_requirements(tests: Iterable[TestResult]) -> dict[str, RequirementRes
     """Per requirement some test decided (catalogue order, unknown IDs last): the worst status
     over those tests with that test's message (the first of the worst), and every test's part."""
     per: dict[str, list[RequirementTest]] = {}
+    fams: dict[str, set[str]] = {}
     for t in tests:
         for req, d in t.decisions.items():
+            if t.family is not None:
+                fams.setdefault(req, set()).add(t.family)
             row = RequirementTest(
                 test=t.nodeid, outcome=t.outcome, status=d.status, message=d.message
             )
@@ -418,6 +450,7 @@ def decide_requirements(tests: Iterable[TestResult]) -> dict[str, RequirementRes
             status=first_worst.status,
             message=first_worst.message,
             tests=rows,
+            families=sorted(fams.get(req, ())),  # "ipv4" < "ipv6": ipv4 first
         )
     return out
 

@@ -120,6 +120,9 @@ class ReqView:
     statement: str
     measure: str
     known: bool
+    family_notes: list[tuple[str, str]]
+    """(address family's name, the catalogue's note) for each family it was judged in whose
+    text the catalogue qualifies (:meth:`dsrconform.spec.Requirement.family_note`)."""
     params: list[ParamRow]
     status: str
     css: str

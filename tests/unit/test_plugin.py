@@ -34,6 +34,7 @@ def test_options_appear_in_help(pytester: pytest.Pytester) -> None:
         plugin.OPT_BACKEND,
         plugin.OPT_TARGET,
         plugin.OPT_MODE,
+        plugin.OPT_FAMILY,
         plugin.OPT_LEVEL,
         plugin.OPT_SEED,
         plugin.OPT_RESULTS,
@@ -72,8 +73,8 @@ def test_lab_tests_run_once_per_backend_and_mode_asked_for(pytester: pytest.Pyte
             # Each platform's tests together (one lab up at a time), each platform once.
             assert len(SEEN) == 8
             firsts = [p for n, p in enumerate(SEEN) if n == 0 or SEEN[n - 1] != p]
-            assert firsts == [("netns", "encap"), ("netns", "server-nat"),
-                              ("docker", "encap"), ("docker", "server-nat")]
+            assert firsts == [("netns", "encap", "ipv4"), ("netns", "server-nat", "ipv4"),
+                              ("docker", "encap", "ipv4"), ("docker", "server-nat", "ipv4")]
         """
     )
     result = pytester.runpytest("-v", "-p", "no:randomly", "--dsr-backend", "netns,docker",
@@ -121,14 +122,16 @@ def test_without_a_mode_marked_tests_run_in_every_mode_the_target_and_lab_allow(
     pytester.makepyfile(EVERY_MODE_TESTS)
     result = pytester.runpytest("-s", "-v", "--dsr-lab", str(pytester.path / "lab.yaml"))
     result.assert_outcomes(passed=len(modes) + 2)
-    want = sorted([("fault", ("netns", "encap"))] + [("steady", ("netns", m)) for m in modes])
+    want = sorted(
+        [("fault", ("netns", "encap", "ipv4"))] + [("steady", ("netns", m, "ipv4")) for m in modes]
+    )
     assert f"SEEN {want}" in result.stdout.str()
     result.stdout.fnmatch_lines(["*test_steady?netns-server-nat? PASSED*"])
     # Asked for modes: exactly those, for every test.
     one = pytester.runpytest(
         "-s", "-v", "--dsr-lab", str(pytester.path / "lab.yaml"), "--dsr-mode", "server-nat"
     )
-    want = [("fault", ("netns", "server-nat")), ("steady", ("netns", "server-nat"))]
+    want = [("fault", ("netns", "server-nat", "ipv4")), ("steady", ("netns", "server-nat", "ipv4"))]
     assert f"SEEN {want}" in one.stdout.str()
 
 
@@ -291,6 +294,7 @@ def test_a_failed_scenario_runs_once_and_leaves_its_tests_undecided(
         """
         import pytest
         import dsrconform.chaos.traffic
+        from types import SimpleNamespace
 
         CALLS = []
 
@@ -300,7 +304,7 @@ def test_a_failed_scenario_runs_once_and_leaves_its_tests_undecided(
 
         @pytest.fixture(scope="session")
         def dsr_lab(monkeypatch_session):
-            return object()
+            return SimpleNamespace(topology=SimpleNamespace(services=[]))
 
         @pytest.fixture(scope="session")
         def monkeypatch_session():
@@ -594,7 +598,7 @@ def fake_run(lab, scenario, mix, *, out_dir=None, **kw):
 
 @pytest.fixture(scope="session")
 def dsr_lab(patched):
-    return object()
+    return SimpleNamespace(topology=SimpleNamespace(services=[]))  # no service: no narrowing
 
 @pytest.fixture(scope="session")
 def patched():
@@ -694,7 +698,7 @@ def fake_run(lab, scenario, mix, *, progress, **kw):
 
 @pytest.fixture(scope="session")
 def dsr_lab(patched):
-    return object()
+    return SimpleNamespace(topology=SimpleNamespace(services=[]))  # no service: no narrowing
 
 @pytest.fixture(scope="session")
 def patched():
@@ -790,7 +794,7 @@ def fake_run(lab, scenario, mix, *, out_dir=None, capture=False, **kw):
 
 @pytest.fixture(scope="session")
 def dsr_lab(patched):
-    return object()
+    return SimpleNamespace(topology=SimpleNamespace(services=[]))  # no service: no narrowing
 
 @pytest.fixture(scope="session")
 def patched():

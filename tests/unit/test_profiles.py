@@ -175,7 +175,7 @@ def test_quick_scenarios_run_their_profile_variant(pytester: pytest.Pytester) ->
         def dsr_lab():
             mp = pytest.MonkeyPatch()
             mp.setattr(dsrconform.chaos.traffic, "observe_scenario", fake_run)
-            yield object()
+            yield SimpleNamespace(topology=SimpleNamespace(services=[]))
             mp.undo()
         """
     )
