@@ -9,9 +9,11 @@ gives its link's global IPv6 address as the routes' next hop (``next hop address
 installs them in the IPv6 table through a second kernel protocol, with merge paths too. Why
 not a second, IPv6 session per MUX: one session per MUX keeps one failure detector per MUX
 (a MUX's death withdraws both families at once, as a real box's does), the session state the
-lab reports stays one row per MUX, and the IPv4-only configuration is unchanged; BIRD 2.0.12
-here carries the ipv6 channel over an IPv4 session reliably once the next hop is set (without
-``next hop address`` it would announce an IPv4-mapped next hop the router cannot resolve).
+lab reports stays one row per MUX, and the IPv4-only configuration is unchanged. BIRD 2.0.12
+here carries the ipv6 channel over an IPv4 session reliably (tests/integration/test_lab_dual.py);
+left to itself it takes a global IPv6 address of the session's interface as next hop (seen
+here: the right one, plus the link-local), and ``next hop address`` pins it to the address the
+file gives the MUX, the one the lab's readiness check expects, whatever else the link holds.
 Extended next hop (RFC 8950) is the other direction, IPv4 routes over IPv6 next hops: not
 needed, every link has IPv4.
 """
