@@ -107,6 +107,11 @@ def parse_iface_addrs(v: object) -> IfAddrs:
     return IfAddrs(str(one))
 
 
+def endpoint(addr: str, port: int) -> str:
+    """``ADDR:PORT``, an IPv6 address in brackets (``[2001:2:0:100::10]:80``)."""
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
 def network(addr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     return ipaddress.ip_interface(addr).network
 

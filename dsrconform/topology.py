@@ -138,6 +138,10 @@ class Node(_Model):
     asn: OptInt = Field(default=None, ge=1, le=4294967294)
     traffic: Flag = True
 
+    def addresses_of(self, family: Family) -> list[str]:
+        """The extra ``addresses`` of one family (``addresses`` holds both in a dual-stack lab)."""
+        return [a for a in self.addresses if _family(a) == family]
+
     @model_validator(mode="after")
     def _traffic_is_for_clients(self) -> Node:
         if not self.traffic and self.role != "client":

@@ -45,6 +45,7 @@ from dsrconform.lab.bird import (
     router_config,
 )
 from dsrconform.netns import enter_netns
+from dsrconform.topoaddrs import endpoint
 
 __all__ = ["BirdSpeaker", "Environment", "ServerCommand", "check_topology", "parse_bird_protocols"]
 
@@ -384,11 +385,6 @@ class Environment:
             with suppress(OSError, LabError), enter_netns(self.lab.netns(router)):
                 libbpf.xdp_detach(idx, mode="native")
         self.passers = []
-
-
-def endpoint(addr: str, port: int) -> str:
-    """``ADDR:PORT``, an IPv6 address in brackets (``[2001:2:0:100::10]:80``)."""
-    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
 def _accepts(netns: str, addr: str, port: int) -> bool:

@@ -96,8 +96,10 @@ def test_dual_lab_loads_with_its_ipv6_services_and_addresses() -> None:
             "2001:2:0:200::/56",
         ]
     )
-    client = topo.nodes["client"].addresses
-    assert "2001:2:0:1::2" in client and "198.18.1.2" in client
+    client = topo.nodes["client"]
+    assert "2001:2:0:1::2" in client.addresses and "198.18.1.2" in client.addresses
+    assert client.addresses_of("ipv6") == [f"2001:2:0:1::{i}" for i in range(2, 9)]
+    assert client.addresses_of("ipv4") == basic.nodes["client"].addresses
 
 
 def test_the_ipv6_views_of_uplinks_and_interfaces(tmp_path: Path) -> None:
