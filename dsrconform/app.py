@@ -32,7 +32,11 @@ UDP, on each ``--udp`` address
     (at most) 64 bytes of the request, unchanged. ``ID`` contains no space, so the reply splits
     unambiguously at the first space. A request starting with ``nocsum `` is answered with the
     UDP checksum field 0 ("no checksum", as RFC 768 allows over IPv4), so a target's rewrite of
-    such replies (which must keep it 0) is exercised.
+    such replies (which must keep it 0) is exercised. Over IPv6, where a zero checksum is not
+    allowed (RFC 8200), the kernel computes it regardless: the reply is otherwise the same.
+
+Addresses are IPv4 or IPv6 (``[ADDR]:PORT``, e.g. ``--http [2001:2:0:100::10]:80``), served
+alike; in a dual-stack lab one process listens on the server's VIPs (or addresses) of both.
 
 ``--ready-file PATH``
     Once every socket is bound the process writes ``ready\\n`` to PATH atomically (a temporary

@@ -23,19 +23,31 @@ from dsrconform.errors import ConfigError
 M = TypeVar("M", bound=BaseModel)
 LAB_NET = ipaddress.IPv4Network("198.18.0.0/15")
 LAB_NET6 = ipaddress.IPv6Network("2001:2::/48")
+"""The lab's IPv6 range (RFC 5180 benchmarking), beside :data:`LAB_NET` for IPv4."""
+LAB_PLAN = (
+    "clients 198.18.1.0/24, MUX links 198.18.10.0/24, servers 198.18.20.0/24, VIPs 198.19.0.0/24"
+)
+LAB_PLAN6 = (
+    "clients 2001:2:0:1::/64, MUX links 2001:2:0:10::/64, servers 2001:2:0:20::/64, "
+    "VIPs 2001:2:0:100::/64"
+)
 
 
 def lab_address(value: str, what: str = "address") -> str:
-    """Validate an IPv4 address inside 198.18.0.0/15 (pydantic validators call this)."""
+    """Validate an IPv4 address inside :data:`LAB_NET` or an IPv6 address inside
+    :data:`LAB_NET6` (pydantic validators call this); returns it in its canonical form (IPv6
+    compressed)."""
     try:
-        addr = ipaddress.IPv4Address(value)
+        addr = ipaddress.ip_address(value)
     except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 address (expected a dotted quad)") from None
-    if addr not in LAB_NET:
         raise ValueError(
-            f"{what} {value} is outside the lab range {LAB_NET}; "
-            "fix: use an address from 198.18.0.0/15 (clients 198.18.1.0/24, MUX links "
-            "198.18.10.0/24, servers 198.18.20.0/24, VIPs 198.19.0.0/24)"
+            f"{value!r} is not an IPv4 address (expected a dotted quad) nor an IPv6 address"
+        ) from None
+    net, plan = (LAB_NET, LAB_PLAN) if addr.version == 4 else (LAB_NET6, LAB_PLAN6)
+    if addr not in net:
+        raise ValueError(
+            f"{what} {value} is outside the lab range {net}; fix: use an address from {net} "
+            f"({plan})"
         )
     return str(addr)
 

@@ -2,7 +2,9 @@
 
 A topology names nodes with roles (client, router, mux, server, gateway), the point-to-point
 links between them, optional bridge segments (a server LAN), the services (VIP, port, protocol)
-and the data-plane mode. Every address lies in 198.18.0.0/15. A bad file fails in
+and the data-plane mode. Every address lies in 198.18.0.0/15, or in 2001:2::/48 for IPv6 (an
+interface takes one IPv4 address, or IPv4 and IPv6 as a list: :mod:`dsrconform.topoaddrs`; a node
+gets IPv6 only where the file gives it some). A bad file fails in
 :func:`dsrconform.topofile.load_topology`, before anything is created, with the file, line, field
 and a fix::
 
@@ -24,6 +26,12 @@ Example (``labs/basic.yaml`` is the full one)::
          members: {server1: 198.18.20.1/24}}
     services:
       - {name: web, vip: 198.19.0.10, port: 80, proto: tcp, app_port: 8080}
+
+Dual-stack (``labs/dual.yaml`` is the full one): an end is ``[198.18.10.1/30, 2001:2:0:10::1/64]``,
+a client's ``addresses`` may hold IPv6 ones, a service's VIP may be IPv6 (its family,
+:attr:`Service.family`), and ``backend_family: ipv6`` carries an IPv4 VIP's packets to IPv6
+server addresses (IPv4-in-IPv6, as Katran does; an IPv6 VIP always has IPv6 backends). The
+servers and MUXes of a service that needs IPv6 must have IPv6 toward the router.
 
 Interfaces are named after the peer: in node ``mux1`` the link to ``router`` is ``dsrc-router``;
 a segment member's interface is ``dsrc-<segment>``, its other end is the bridge port
@@ -51,11 +59,17 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
+    PlainSerializer,
+    PlainValidator,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from dsrconform.configfile import LAB_NET, lab_address
+from dsrconform.configfile import LAB_NET, LAB_NET6, lab_address
+from dsrconform.target import FAMILIES, Family
+from dsrconform.topoaddrs import IfAddrs, ip_of, ipv6_problems, network, parse_iface_addrs
 
 Role = Literal["client", "router", "mux", "server", "gateway"]
 Mode = Literal["encap", "server-nat", "gateway-nat"]
@@ -72,25 +86,6 @@ def _name(v: str) -> str:
             "lower-case letters and digits (interface names derive from it)"
         )
     return v
-
-
-def _iface_addr(v: str) -> str:
-    try:
-        iface = ipaddress.IPv4Interface(v)
-    except ValueError:
-        raise ValueError(
-            f"{v!r} is not an address with a prefix; fix: write e.g. 198.18.1.1/24"
-        ) from None
-    if iface.network.prefixlen == 32 or "/" not in v:
-        raise ValueError(f"{v!r} needs a prefix length below 32; fix: write e.g. 198.18.1.1/24")
-    lab_address(str(iface.ip))
-    if not iface.network.subnet_of(LAB_NET):
-        raise ValueError(f"{v}: the subnet leaves 198.18.0.0/15; fix: use a longer prefix")
-    if iface.ip in (iface.network.network_address, iface.network.broadcast_address):
-        raise ValueError(
-            f"{v} is the subnet's network or broadcast address; fix: use a host address"
-        )
-    return str(iface)
 
 
 def _seg_name(v: str) -> str:
@@ -124,7 +119,7 @@ Flag = Annotated[bool, BeforeValidator(_flag)]
 Name = Annotated[str, AfterValidator(_name)]
 SegName = Annotated[str, AfterValidator(_seg_name)]
 LabAddr = Annotated[str, AfterValidator(lab_address)]
-IfaceAddr = Annotated[str, AfterValidator(_iface_addr)]
+IfaceAddr = Annotated[IfAddrs, PlainValidator(parse_iface_addrs), PlainSerializer(IfAddrs.dump)]
 Loc = tuple[Any, ...]
 
 
@@ -133,7 +128,8 @@ class _Model(BaseModel):
 
 
 class Node(_Model):
-    """A lab host. Per-role fields: ``addresses`` (client: extra source addresses on its uplink),
+    """A lab host. Per-role fields: ``addresses`` (client: extra source addresses on its uplink,
+    IPv4 or IPv6; an IPv6 one needs IPv6 on the uplink),
     ``asn`` (router and mux: the BGP AS number), ``traffic`` (client: false for a client that
     runs no traffic mix, a SYN flood's source, so the flood shares no link with the clients)."""
 
@@ -141,6 +137,10 @@ class Node(_Model):
     addresses: list[LabAddr] = Field(default_factory=list)
     asn: OptInt = Field(default=None, ge=1, le=4294967294)
     traffic: Flag = True
+
+    def addresses_of(self, family: Family) -> list[str]:
+        """The extra ``addresses`` of one family (``addresses`` holds both in a dual-stack lab)."""
+        return [a for a in self.addresses if _family(a) == family]
 
     @model_validator(mode="after")
     def _traffic_is_for_clients(self) -> Node:
@@ -152,7 +152,8 @@ class Node(_Model):
 
 
 class Link(_Model):
-    """A veth pair between two nodes: ``ends`` maps each node to its address on the link."""
+    """A veth pair between two nodes: ``ends`` maps each node to its address on the link (or
+    its IPv4 and IPv6 addresses: both ends have IPv6, or neither)."""
 
     ends: dict[Name, IfaceAddr]
     mtu: Int = Field(default=1500, ge=1280, le=9000)
@@ -160,19 +161,28 @@ class Link(_Model):
 
     @field_validator("ends")
     @classmethod
-    def _two(cls, v: dict[str, str]) -> dict[str, str]:
+    def _two(cls, v: dict[str, IfAddrs]) -> dict[str, IfAddrs]:
         if len(v) != 2:
             raise ValueError(
                 f"a link has exactly two ends, got {len(v)}; fix: {{a: ADDR, b: ADDR}}"
             )
-        nets = {ipaddress.IPv4Interface(a).network for a in v.values()}
-        if len(nets) != 1:
-            raise ValueError(f"the two ends are in different subnets ({', '.join(v.values())})")
+        (a, aa), (b, ba) = v.items()
+        if len({network(aa.v4), network(ba.v4)}) != 1:
+            raise ValueError(f"the two ends are in different subnets ({aa.v4}, {ba.v4})")
+        if (aa.v6 is None) != (ba.v6 is None):
+            has, lacks = (a, b) if aa.v6 is not None else (b, a)
+            raise ValueError(
+                f"{has} has an IPv6 address on the link and {lacks} none; fix: give {lacks} one "
+                f"in the same subnet ({v[has].v6}), or neither end one"
+            )
+        if aa.v6 is not None and ba.v6 is not None and network(aa.v6) != network(ba.v6):
+            raise ValueError(f"the two ends are in different IPv6 subnets ({aa.v6}, {ba.v6})")
         return v
 
 
 class Segment(_Model):
-    """A bridge on ``host`` (which owns ``address`` on it) joining ``members`` by veths."""
+    """A bridge on ``host`` (which owns ``address`` on it) joining ``members`` by veths. A member
+    may have IPv6 only where ``address`` has (the host routes it); one without keeps IPv4 only."""
 
     name: SegName
     host: Name
@@ -185,7 +195,8 @@ class Segment(_Model):
 class Service(_Model):
     """A load-balanced service. ``muxes`` announce it (default: every MUX); ``servers`` serve it
     (default: every server). ``app_port``: the application's port on the servers in the NAT modes
-    (default: ``port``)."""
+    (default: ``port``). ``backend_family``: the family of the server addresses a MUX sends the
+    VIP's packets to (default: the VIP's; ``ipv6`` for an IPv4 VIP is IPv4-in-IPv6)."""
 
     name: Name
     vip: LabAddr
@@ -194,6 +205,27 @@ class Service(_Model):
     app_port: OptInt = Field(default=None, ge=1, le=65535)
     muxes: Annotated[list[Name], Field(min_length=1)] | None = None
     servers: Annotated[list[Name], Field(min_length=1)] | None = None
+    backend_family: Family = Field(default=None, validate_default=True)
+
+    @field_validator("backend_family", mode="before")
+    @classmethod
+    def _backend_family(cls, v: object, info: ValidationInfo) -> object:
+        vip = info.data.get("vip")
+        family = _family(vip) if vip is not None else "ipv4"
+        if v is None:
+            return family
+        if family == "ipv6" and v == "ipv4":
+            raise ValueError(
+                f"VIP {vip} is IPv6 and backend_family ipv4: an IPv6 packet cannot be carried "
+                "to an IPv4 server address here; fix: remove backend_family (an IPv6 VIP has "
+                "IPv6 backends) or write ipv6"
+            )
+        return v
+
+    @property
+    def family(self) -> Family:
+        """The VIP's address family."""
+        return _family(self.vip)
 
     @property
     def proto_number(self) -> int:
@@ -213,7 +245,9 @@ class Topology(_Model):
     services: list[Service] = Field(default_factory=list)
     blackhole: list[str] = Field(default_factory=lambda: ["198.18.200.0/21", "198.18.208.0/21"])
     """Networks the border router drops: spoofed sources nothing may answer. The first is the
-    SYN flood's (the taps aggregate it), the second the tuple probes' (SC-2, SC-4)."""
+    SYN flood's (the taps aggregate it), the second the tuple probes' (SC-2, SC-4). IPv6 ones
+    may follow (in 2001:2::/48); a file that uses IPv6 and gives no list gets
+    :data:`BLACKHOLE6` added, the IPv6 SYN flood's (the first IPv6 network is the flood's)."""
     ambiguous_gateway: bool = False
     """gateway-nat: accept services that reach one server on one port and protocol (refused by
     default: a stateless egress gateway cannot tell them apart). For a lab that shows that
@@ -223,10 +257,19 @@ class Topology(_Model):
     @classmethod
     def _blackholes(cls, v: list[str]) -> list[str]:
         for net in v:
-            n = ipaddress.IPv4Network(net)
-            if not n.subnet_of(LAB_NET):
-                raise ValueError(f"blackhole {net} is outside 198.18.0.0/15")
+            n = ipaddress.ip_network(net)
+            lab = LAB_NET if n.version == 4 else LAB_NET6
+            if not n.subnet_of(lab):  # type: ignore[arg-type]
+                raise ValueError(f"blackhole {net} is outside {lab}; fix: a network inside it")
         return v
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _ipv6_blackhole(cls, data: Any, handler: ModelWrapValidatorHandler[Topology]) -> Topology:
+        topo = handler(data)
+        if "blackhole" in topo.model_fields_set or not topo.uses_ipv6:
+            return topo
+        return topo.model_copy(update={"blackhole": [*topo.blackhole, BLACKHOLE6]})
 
     # --- cross-references, reported with their location by topofile.load_topology -------------
 
@@ -278,8 +321,9 @@ class Topology(_Model):
                     f"a second link between {' and '.join(ends)}; fix: one link per pair",
                 )
             pairs.add(pair)
-            for n, a in link.ends.items():
-                yield from self._dup(seen_addr, a, ("links", i, "ends", n))
+            for n, addrs in link.ends.items():
+                for a in addrs.all:
+                    yield from self._dup(seen_addr, a, ("links", i, "ends", n))
         for i, seg in enumerate(self.segments):
             if seg.host not in self.nodes:
                 yield ("segments", i, "host"), f"unknown node {seg.host!r} (known: {known})"
@@ -288,27 +332,43 @@ class Topology(_Model):
                     ("segments", i, "members", seg.host),
                     "the host joins its own segment through the bridge",
                 )
-            for n, a in seg.members.items():
+            for n, addrs in seg.members.items():
                 if n not in self.nodes:
                     yield ("segments", i, "members", n), f"unknown node {n!r} (known: {known})"
-                if (
-                    ipaddress.IPv4Interface(a).network
-                    != ipaddress.IPv4Interface(seg.address).network
+                if network(addrs.v4) != network(seg.address.v4):
+                    yield (
+                        ("segments", i, "members", n),
+                        f"{addrs.v4} is not in the segment's subnet {seg.address.v4}",
+                    )
+                if addrs.v6 is not None and seg.address.v6 is None:
+                    yield (
+                        ("segments", i, "members", n),
+                        f"{n} has IPv6 ({addrs.v6}) but the segment's address has none, so "
+                        f"{seg.host} cannot route it; fix: give address an IPv6 address in the "
+                        "same subnet, or remove the member's",
+                    )
+                elif (
+                    addrs.v6 is not None
+                    and seg.address.v6 is not None
+                    and network(addrs.v6) != network(seg.address.v6)
                 ):
                     yield (
                         ("segments", i, "members", n),
-                        f"{a} is not in the segment's subnet {seg.address}",
+                        f"{addrs.v6} is not in the segment's IPv6 subnet {seg.address.v6}",
                     )
-                yield from self._dup(seen_addr, a, ("segments", i, "members", n))
-            yield from self._dup(seen_addr, seg.address, ("segments", i, "address"))
+                for a in addrs.all:
+                    yield from self._dup(seen_addr, a, ("segments", i, "members", n))
+            for a in seg.address.all:
+                yield from self._dup(seen_addr, a, ("segments", i, "address"))
             if seg_names[seg.name] > 1:
                 yield ("segments", i, "name"), f"segment name {seg.name!r} used twice"
         for name in self.nodes:
             for a in self.nodes[name].addresses:
-                yield from self._dup(seen_addr, a + "/32", ("nodes", name, "addresses"))
-        holes = [ipaddress.IPv4Network(n) for n in self.blackhole]
+                host = a + ("/128" if ":" in a else "/32")
+                yield from self._dup(seen_addr, host, ("nodes", name, "addresses"))
+        holes = [ipaddress.ip_network(n) for n in self.blackhole]
         for a, loc in seen_addr.items():
-            ip = ipaddress.IPv4Address(a)
+            ip = ipaddress.ip_address(a)
             for k, net in enumerate(holes):
                 if ip in net:
                     yield (
@@ -375,6 +435,8 @@ class Topology(_Model):
             yield ("mode",), "gateway-nat needs a node with role gateway"
         if self.mode == "gateway-nat" and not self.ambiguous_gateway:
             yield from self._shared_server_ports()
+        if router:
+            yield from ipv6_problems(self, router)
 
     def _shared_server_ports(self) -> Iterator[tuple[Loc, str]]:
         """gateway-nat: two services that reach one server on one port and protocol collide.
@@ -385,11 +447,13 @@ class Topology(_Model):
         server:``server_port`` and remembers each flow, so replies regain the VIP they came to:
         services may share a port (labs/multi-mux-nat.yaml does, one VIP per MUX). In gateway-nat
         the egress gateway rewrites a reply's source by (server, port, protocol) alone, from a
-        static table: one such triple can stand for one VIP:port only. TCP and UDP never collide.
+        static table: one such triple can stand for one VIP:port only. TCP and UDP never collide,
+        nor do IPv4 and IPv6 services (the server's addresses differ).
         """
-        first: dict[tuple[int, str], list[int]] = {}
+        first: dict[tuple[int, str, str], list[int]] = {}
         for i, svc in enumerate(self.services):
-            same = first.setdefault((svc.server_port, svc.proto), [])
+            # A reply's family is its VIP's: the server answers from its address of that family.
+            same = first.setdefault((svc.server_port, svc.proto, svc.family), [])
             mine = self.servers_of(svc)
             for k in same:
                 other = self.services[k]
@@ -413,7 +477,7 @@ class Topology(_Model):
 
     @staticmethod
     def _dup(seen: dict[str, Loc], addr: str, loc: Loc) -> Iterator[tuple[Loc, str]]:
-        ip = ipaddress.IPv4Interface(addr).ip.compressed
+        ip = ipaddress.ip_interface(addr).ip.compressed
         prior = seen.get(ip)
         if prior is not None:
             yield loc, f"address {ip} is already used at {'.'.join(map(str, prior))}"
@@ -429,7 +493,7 @@ class Topology(_Model):
     def router(self) -> str:
         return self.of_role("router")[0]
 
-    def _uplink(self, node: str, peer: str) -> tuple[str, str, str] | None:
+    def _uplink(self, node: str, peer: str) -> tuple[str, IfAddrs, IfAddrs] | None:
         """(node's interface, node's address, peer's address) on a link or segment to ``peer``."""
         for link in self.links:
             if node in link.ends and peer in link.ends:
@@ -450,7 +514,39 @@ class Topology(_Model):
         if found is None:
             raise KeyError(f"{node} has no link or segment to {peer}")
         ifname, mine, theirs = found
-        return Uplink(peer, ifname, mine, theirs)
+        if mine.v6 is None or theirs.v6 is None:  # IPv4 only (e.g. a segment member without)
+            return Uplink(peer, ifname, mine.v4, theirs.v4)
+        return Uplink(peer, ifname, mine.v4, theirs.v4, mine.v6, theirs.v6)
+
+    def address6_of(self, node: str) -> str | None:
+        """``node``'s IPv6 address toward the router (no prefix), or None if it has none there.
+        KeyError for a node without a link or segment to the router (the router itself)."""
+        if node == self.router:
+            raise KeyError(f"{node} is the router")
+        return self.uplink(node).ip6
+
+    @property
+    def families(self) -> tuple[Family, ...]:
+        """The address families of the services' VIPs, ipv4 first."""
+        return tuple(f for f in FAMILIES if any(s.family == f for s in self.services))
+
+    @property
+    def uses_ipv6(self) -> bool:
+        """Whether the file gives IPv6 anywhere (an interface, a client address, a VIP)."""
+        return (
+            any(i.address6 is not None for i in self.interfaces())
+            or any(":" in a for n in self.nodes.values() for a in n.addresses)
+            or any(s.family == "ipv6" or s.backend_family == "ipv6" for s in self.services)
+        )
+
+    def has_ipv6(self, node: str) -> bool:
+        """Whether ``node`` gets IPv6 in a lab: the file gives it an IPv6 address (the router
+        also when it black-holes an IPv6 network)."""
+        if any(i.node == node and i.address6 is not None for i in self.interfaces()):
+            return True
+        if node == self.router and any(":" in n for n in self.blackhole):
+            return True
+        return any(":" in a for a in self.nodes[node].addresses)
 
     def services_of_mux(self, mux: str) -> list[Service]:
         return [s for s in self.services if s.muxes is None or mux in s.muxes]
@@ -462,25 +558,37 @@ class Topology(_Model):
         """Every interface the lab creates (veths and bridges), in creation order."""
         for i, link in enumerate(self.links):
             (a, aa), (b, ba) = link.ends.items()
-            yield Interface(a, IF_PREFIX + b, aa, link.mtu, f"link{i}", b, link.tx_checksum_offload)
-            yield Interface(b, IF_PREFIX + a, ba, link.mtu, f"link{i}", a, link.tx_checksum_offload)
+            off = link.tx_checksum_offload
+            yield Interface(a, IF_PREFIX + b, aa.v4, link.mtu, f"link{i}", b, off, address6=aa.v6)
+            yield Interface(b, IF_PREFIX + a, ba.v4, link.mtu, f"link{i}", a, off, address6=ba.v6)
         for seg in self.segments:
             br = f"{IF_PREFIX}br-{seg.name}"
-            yield Interface(seg.host, br, seg.address, seg.mtu, seg.name, None, True, bridge=True)
-            for n, addr in seg.members.items():
-                yield Interface(n, IF_PREFIX + seg.name, addr, seg.mtu, seg.name, seg.host,
-                                seg.tx_checksum_offload)  # fmt: skip
+            addr = seg.address
+            yield Interface(
+                seg.host, br, addr.v4, seg.mtu, seg.name, None, True, bridge=True, address6=addr.v6
+            )
+            for n, addrs in seg.members.items():
+                yield Interface(n, IF_PREFIX + seg.name, addrs.v4, seg.mtu, seg.name, seg.host,
+                                seg.tx_checksum_offload, address6=addrs.v6)  # fmt: skip
 
 
 _ROLES: tuple[Role, ...] = ("client", "router", "mux", "server", "gateway")
+BLACKHOLE6 = "2001:2:0:200::/56"
+"""The IPv6 SYN flood's spoofed sources, black-holed at the router in a lab that uses IPv6."""
+
+
+def _family(addr: str) -> Family:
+    return "ipv6" if ipaddress.ip_address(addr).version == 6 else "ipv4"
 
 
 @dataclass(frozen=True)
 class Uplink:
     peer: str
     ifname: str  # this node's interface
-    address: str  # this node's address on it (with prefix)
-    peer_address: str  # the peer's address on it (with prefix)
+    address: str  # this node's IPv4 address on it (with prefix)
+    peer_address: str  # the peer's IPv4 address on it (with prefix)
+    address6: str | None = None  # this node's IPv6 address on it (with prefix), if any
+    peer_address6: str | None = None  # the peer's, if any
 
     @property
     def peer_ip(self) -> str:
@@ -489,6 +597,14 @@ class Uplink:
     @property
     def ip(self) -> str:
         return str(ipaddress.IPv4Interface(self.address).ip)
+
+    @property
+    def ip6(self) -> str | None:
+        return ip_of(self.address6)
+
+    @property
+    def peer_ip6(self) -> str | None:
+        return ip_of(self.peer_address6)
 
 
 @dataclass(frozen=True)
@@ -501,3 +617,4 @@ class Interface:
     peer: str | None  # the node at the other end (for a segment member: the segment's host)
     tx_offload: bool
     bridge: bool = False
+    address6: str | None = None  # its IPv6 address (with prefix), if the file gives one

@@ -78,6 +78,7 @@ def _validate(args: argparse.Namespace) -> int:
     """Parse and check FILE as ``lab up`` would before creating anything; create nothing."""
     from collections import Counter
 
+    from dsrconform.topoaddrs import endpoint
     from dsrconform.topofile import load_topology
 
     topo = load_topology(args.file, mode=args.mode)
@@ -96,8 +97,10 @@ def _validate(args: argparse.Namespace) -> int:
     for svc in topo.services:
         muxes = len(svc.muxes) if svc.muxes is not None else roles["mux"]
         app = f" (app port {svc.server_port})" if topo.mode != "encap" else ""
+        if svc.backend_family != svc.family:
+            app += f" (backends {svc.backend_family})"
         print(
-            f"  {svc.name}: {svc.proto} {svc.vip}:{svc.port}{app}, "
+            f"  {svc.name}: {svc.proto} {endpoint(svc.vip, svc.port)}{app}, "
             f"{n(len(topo.servers_of(svc)), 'server')}, {n(muxes, 'MUX', 'MUXes')}"
         )
     return 0

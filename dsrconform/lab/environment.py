@@ -5,34 +5,31 @@ Whatever the target, the lab brings up and owns (in this order, before ``Target.
 - the **server applications**: on every server, the project's app (``python -m dsrconform.app``:
   ``/id``, ``/stream``, uploads, ``X-Server-Id``, a UDP echo of the server's id) or a
   user-chosen command (:class:`ServerCommand`, e.g. nginx). In encap mode they listen on each
-  served VIP:port, and the lab puts those VIPs on the server's ``lo`` (a decapsulated packet is
-  addressed to the VIP); in the NAT modes, on the server's own address and the service's
-  server port;
+  served VIP:port, and the lab puts those VIPs on the server's ``lo`` (/32, or /128 for an IPv6
+  VIP: a decapsulated packet is addressed to the VIP); in the NAT modes, on the server's own
+  address of the VIP's family and the service's server port;
 - a pass-through XDP program on the **router's end of each MUX link**: a MUX that answers with
   XDP_TX (the reference MUX, Katran) reaches a veth peer only when the peer runs native XDP
   (docs/kernel.md); harmless for a MUX that forwards through the kernel;
-- **BGP** (BIRD 2): the border router peers with a BIRD on every MUX node and installs each VIP
-  as an ECMP route over the MUXes announcing it. Sessions come up with nothing announced: the
-  target announces a VIP on a MUX (:class:`BirdSpeaker`, ``lab.bgp(mux)``) once its data plane
-  there is ready, and may withdraw it. A killed MUX's session dies with it (BIRD is one of the
+- **BGP** (BIRD 2, :mod:`dsrconform.lab.bird`): the border router peers with a BIRD on every
+  MUX node and installs each VIP (IPv4 or IPv6) as an ECMP route over the MUXes announcing it.
+  Sessions come up with nothing announced: the target announces a VIP on a MUX
+  (:class:`BirdSpeaker`, ``lab.bgp(mux)``) once its data plane there is ready, and may withdraw
+  it. A killed MUX's session dies with it (BIRD is one of the
   node's processes); the lab starts it again, announcing nothing, when the node restarts.
 
 Readiness (:meth:`Environment.wait_ready`): every application listening, and the router's VIP
-routes equal to what the MUXes announce (BGP converged). Nothing here touches the host's own
-interfaces.
+routes (IPv4 and IPv6) equal to what the MUXes announce (BGP converged). Nothing here touches
+the host's own interfaces.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-import re
 import shlex
 import socket
 import subprocess
-import threading
 import time
-from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,21 +37,20 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from dsrconform.bpf import PASS_PROGRAM
 from dsrconform.errors import ConfigError, LabError
+from dsrconform.lab.bird import (
+    BIRDC_TIMEOUT,
+    BirdSpeaker,
+    mux_header,
+    parse_bird_protocols,
+    router_config,
+)
 from dsrconform.netns import enter_netns
+from dsrconform.topoaddrs import endpoint
+
+__all__ = ["BirdSpeaker", "Environment", "ServerCommand", "check_topology", "parse_bird_protocols"]
 
 if TYPE_CHECKING:
     from dsrconform.topology import Service, Topology
-
-# BGP timers: a hung MUX is detected in ~3 s, sessions come up in ~1.5 s and retry at once
-# after an error. graceful restart off: else the router keeps a killed MUX's routes for 120 s.
-BIRD_TIMERS = (
-    "hold time 3; keepalive time 1; connect delay time 1; connect retry time 1; "
-    "error wait time 1, 2; error forget time 10; startup hold time 3; graceful restart off;"
-)
-BIRD_COMMON = "timeformat protocol iso long;\n"
-BIRDC_TIMEOUT = 10.0
-"""Seconds an announcement waits for its MUX's BIRD to take the new configuration (a BIRD
-started a moment ago opens its control socket within a few milliseconds)."""
 
 
 class EnvLab(Protocol):
@@ -93,95 +89,6 @@ class ServerCommand:
 
 
 @dataclass
-class BirdSpeaker:
-    """The BGP speaker of one MUX node (``lab.bgp(mux)``): what it announces to the router.
-
-    ``announce``/``withdraw`` are idempotent; each rewrites the node's BIRD configuration and,
-    while BIRD runs, has it reload (``birdc configure``: the session stays up, only the route
-    changes). A restarted node's speaker announces nothing until the target announces again."""
-
-    node: str
-    conf: Path
-    sock: Path
-    header: str
-    vips_served: frozenset[str] = frozenset()
-    """The VIPs of the services this MUX fronts (the topology's): the only ones it may announce."""
-    lab_name: str = "lab"
-    dead: Callable[[], list[str]] = field(default=lambda: [], repr=False)
-    """The lab's daemons that have exited (an announcement stops waiting on a BIRD that died)."""
-    running: bool = False
-    vips: set[str] = field(default_factory=set)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def announce(self, vip: str) -> None:
-        self._change(vip, add=True)
-
-    def withdraw(self, vip: str) -> None:
-        self._change(vip, add=False)
-
-    def announced(self) -> list[str]:
-        with self.lock:
-            return sorted(self.vips)
-
-    def _change(self, vip: str, *, add: bool) -> None:
-        if vip not in self.vips_served:
-            raise ConfigError(
-                f"bgp {self.node}: {vip!r} is not a VIP this MUX fronts; fix: one of "
-                f"{', '.join(sorted(self.vips_served)) or 'none (no service names this MUX)'}"
-            )
-        with self.lock:
-            if (vip in self.vips) == add:
-                return
-            if add:
-                self.vips.add(vip)
-            else:
-                self.vips.discard(vip)
-            self.write()
-            if self.running:
-                self._reload()
-
-    def write(self) -> None:
-        routes = "".join(f"  route {v}/32 blackhole;\n" for v in sorted(self.vips))
-        # Whole or not at all: a BIRD starting or reloading never reads a half-written file.
-        tmp = self.conf.with_name(self.conf.name + ".tmp")
-        tmp.write_text(self.header.replace("@ROUTES@", routes))
-        os.replace(tmp, self.conf)
-
-    def reset(self) -> None:
-        """Forget every announcement (the node was killed: its BIRD is gone)."""
-        with self.lock:
-            self.vips.clear()
-            self.running = False
-            self.write()
-
-    def _reload(self) -> None:
-        deadline = time.monotonic() + BIRDC_TIMEOUT
-        last = ""
-        while True:
-            try:
-                res = subprocess.run(
-                    ["birdc", "-s", str(self.sock), "configure"],
-                    capture_output=True,
-                    text=True,
-                    timeout=max(0.5, deadline - time.monotonic()),
-                )
-            except subprocess.TimeoutExpired:  # a paused BIRD accepts, then never answers
-                raise LabError(
-                    f"bgp {self.node}: BIRD did not answer `birdc configure` within "
-                    f"{BIRDC_TIMEOUT:.0f} s (is the node paused?)"
-                ) from None
-            if res.returncode == 0 and "Reconfigur" in res.stdout:
-                return
-            last = (res.stdout + res.stderr).strip().replace("\n", " | ")
-            dead = self.dead()
-            if dead:
-                raise LabError(f"lab {self.lab_name} cannot get ready: {'; '.join(dead)}")
-            if time.monotonic() > deadline:
-                raise LabError(f"bgp {self.node}: BIRD did not take the new routes: {last}")
-            time.sleep(0.02)  # BIRD opening its control socket; bounded by the deadline
-
-
-@dataclass
 class Environment:
     """The lab-owned environment of one lab (see the module doc)."""
 
@@ -216,29 +123,37 @@ class Environment:
         services = self._services(server)
         nat = topo.mode in ("server-nat", "gateway-nat")
         if nat:
-            addr = topo.uplink(server).ip
-            http = sorted({(addr, s.server_port) for s in services if s.proto == "tcp"})
-            udp = sorted({(addr, s.server_port) for s in services if s.proto == "udp"})
+            # The agent rewrites VIP:port to the server's address of the VIP's family.
+            # (The model refuses an IPv6 service on a server without IPv6 toward the router.)
+            up = topo.uplink(server)
+            own = {s.name: (up.ip6 if s.family == "ipv6" else None) or up.ip for s in services}
+            http = sorted({(own[s.name], s.server_port) for s in services if s.proto == "tcp"})
+            udp = sorted({(own[s.name], s.server_port) for s in services if s.proto == "udp"})
         else:
             from pyroute2 import IPRoute
+
+            from dsrconform.lab.netns_backend import add_address6
 
             with enter_netns(ns):
                 ipr = IPRoute()
             with ipr:
                 lo = ipr.link_lookup(ifname="lo")[0]
                 for vip in sorted({s.vip for s in services}):
-                    ipr.addr("add", index=lo, address=vip, prefixlen=32)
+                    if ":" in vip:
+                        add_address6(ipr, lo, f"{vip}/128")
+                    else:
+                        ipr.addr("add", index=lo, address=vip, prefixlen=32)
             http = [(s.vip, s.port) for s in services if s.proto == "tcp"]
             udp = [(s.vip, s.port) for s in services if s.proto == "udp"]
         self.listen[server] = http
         if self.server_command is not None:
-            own = self.lab.dir / f"server-{server}"
-            own.mkdir(exist_ok=True)
+            own_dir = self.lab.dir / f"server-{server}"
+            own_dir.mkdir(exist_ok=True)
             env = {
                 "DSRC_SERVER_ID": server,
-                "DSRC_HTTP": " ".join(f"{a}:{p}" for a, p in http),
-                "DSRC_UDP": " ".join(f"{a}:{p}" for a, p in udp),
-                "DSRC_DIR": str(own),
+                "DSRC_HTTP": " ".join(endpoint(a, p) for a, p in http),
+                "DSRC_UDP": " ".join(endpoint(a, p) for a, p in udp),
+                "DSRC_DIR": str(own_dir),
             }
             exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
             argv = ["sh", "-c", f"export {exports}; exec {shlex.join(self.server_command.argv)}"]
@@ -246,9 +161,9 @@ class Environment:
         else:
             argv = [self.lab.python, "-m", "dsrconform.app", "--server-id", server]
             for a, p in http:
-                argv += ["--http", f"{a}:{p}"]
+                argv += ["--http", endpoint(a, p)]
             for a, p in udp:
-                argv += ["--udp", f"{a}:{p}"]
+                argv += ["--udp", endpoint(a, p)]
             ready = self.lab.dir / f"app-{server}.ready"
             ready.unlink(missing_ok=True)
             self.ready_files.append(ready)
@@ -279,33 +194,11 @@ class Environment:
         muxes = topo.of_role("mux")
         if not muxes:
             return
-        rtr_id = topo.uplink(muxes[0], router).peer_ip
-        peers = []
-        for mux in muxes:
-            up = topo.uplink(mux)
-            peers.append(
-                f"protocol bgp {mux} from muxes {{\n  local {up.peer_ip} as "
-                f"{topo.nodes[router].asn};\n  neighbor {up.ip} as {topo.nodes[mux].asn};\n}}\n"
-            )
         conf = self.lab.dir / f"bird-{router}.conf"
-        conf.write_text(
-            f"{BIRD_COMMON}router id {rtr_id};\nprotocol device {{ scan time 10; }}\n"
-            # merge paths: one ECMP route per VIP over every MUX announcing it.
-            "protocol kernel {\n  ipv4 { import none; export where source = RTS_BGP; };\n"
-            "  merge paths yes;\n  learn off;\n  persist off;\n  scan time 10;\n}\n"
-            f"template bgp muxes {{\n  {BIRD_TIMERS}\n  ipv4 {{ import all; export none; }};\n}}\n"
-            + "".join(peers)
-        )
+        conf.write_text(router_config(topo))
         self.bird_sockets[router] = self.lab.dir / f"bird-{router}.ctl"
         for mux in muxes:
-            up = topo.uplink(mux)
-            header = (
-                f"{BIRD_COMMON}router id {up.ip};\nprotocol device {{ scan time 10; }}\n"
-                "protocol static vips {\n  ipv4;\n@ROUTES@}\n"
-                f"protocol bgp border {{\n  local {up.ip} as {topo.nodes[mux].asn};\n"
-                f"  neighbor {up.peer_ip} as {topo.nodes[router].asn};\n  {BIRD_TIMERS}\n"
-                '  ipv4 { import none; export where proto = "vips"; next hop self; };\n}\n'
-            )
+            header = mux_header(topo, mux)
             speaker = BirdSpeaker(
                 node=mux,
                 conf=self.lab.dir / f"bird-{mux}.conf",
@@ -396,10 +289,15 @@ class Environment:
             ipr = IPRoute()
         vips = {s.vip for s in topo.services}
         out: dict[str, list[str]] = {v: [] for v in vips}
+        # (family, host prefix length) of the VIPs' families: IPv6 only where there are IPv6 VIPs.
+        tables = [(socket.AF_INET, 32)] + (
+            [(socket.AF_INET6, 128)] if any(":" in v for v in vips) else []
+        )
         with ipr:
-            for r in ipr.get_routes(family=2):
+            routes = [(r, plen) for family, plen in tables for r in ipr.get_routes(family=family)]
+            for r, plen in routes:
                 dst = r.get_attr("RTA_DST")
-                if r["dst_len"] != 32 or dst not in vips:
+                if r["dst_len"] != plen or dst not in vips:
                     continue
                 if r.get_attr("RTA_GATEWAY"):
                     out[dst].append(r.get_attr("RTA_GATEWAY"))
@@ -413,8 +311,11 @@ class Environment:
         topo = self.lab.topology
         want: dict[str, set[str]] = {s.vip: set() for s in topo.services}
         for mux, speaker in self.speakers.items():
+            up = topo.uplink(mux)
             for vip in speaker.announced():
-                want.setdefault(vip, set()).add(topo.uplink(mux).ip)
+                # A MUX fronts IPv6 VIPs only with IPv6 on its link (the model checks).
+                hop = up.ip6 if ":" in vip else up.ip
+                want.setdefault(vip, set()).add(hop or up.ip)
         return {v: sorted(h) for v, h in want.items()}
 
     def _not_listening(self) -> list[str]:
@@ -487,9 +388,10 @@ class Environment:
 
 
 def _accepts(netns: str, addr: str, port: int) -> bool:
-    """Whether ``addr:port`` accepts a TCP connection inside ``netns``."""
+    """Whether ``addr:port`` accepts a TCP connection inside ``netns`` (either family)."""
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
     with enter_netns(netns):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s = socket.socket(family, socket.SOCK_STREAM)
     with s:
         s.settimeout(0.5)
         try:
@@ -512,21 +414,6 @@ def _pass_program() -> Any:
         obj = BpfObject(compile_bpf(progs / "xdp_pass.bpf.c"))
         _PASS.extend([obj, obj.program(PASS_PROGRAM)])
     return _PASS[1]
-
-
-_BIRD_ROW = re.compile(
-    r"^(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)\s*(.*)$"
-)
-
-
-def parse_bird_protocols(text: str) -> dict[str, dict[str, str]]:
-    """BGP rows of ``birdc show protocols`` (with ``timeformat protocol iso long``)."""
-    rows: dict[str, dict[str, str]] = {}
-    for line in text.splitlines()[2:]:
-        m = _BIRD_ROW.match(line.rstrip())
-        if m and m.group(2) == "BGP":
-            rows[m.group(1)] = {"state": m.group(4), "since": m.group(5), "info": m.group(6)}
-    return rows
 
 
 def check_topology(topo: Topology) -> list[str]:

@@ -441,7 +441,8 @@ class Lab:
             "nodes": {n: {"role": s.role, "netns": self.netns(n),
                           "processes": len(self.processes(n))}
                       for n, s in topo.nodes.items()},
-            "links": [{"node": i.node, "ifname": i.ifname, "address": i.address, "mtu": i.mtu}
+            "links": [{"node": i.node, "ifname": i.ifname, "address": i.address, "mtu": i.mtu,
+                       **({"address6": i.address6} if i.address6 else {})}
                       for i in topo.interfaces()],
         }  # fmt: skip
         out.update(self.environment.status())

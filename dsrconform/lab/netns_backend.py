@@ -28,11 +28,29 @@ from dsrconform.lab import registry
 from dsrconform.netns import create_netns, enter_netns
 from dsrconform.topology import IF_PREFIX, Topology
 
-# Per-namespace sysctls (paths under /proc/sys); IPv6 off keeps neighbour discovery out of the
-# measurements, rp_filter off because DSR replies leave by another path than requests arrive.
-_ALL_NODES = {
+# Per-namespace sysctls (paths under /proc/sys); IPv6 off where the topology gives a node none
+# (keeps neighbour discovery out of the measurements), rp_filter off because DSR replies leave
+# by another path than requests arrive.
+_IPV6_OFF = {
     "net/ipv6/conf/all/disable_ipv6": "1",
     "net/ipv6/conf/default/disable_ipv6": "1",
+}
+# A node the topology gives IPv6: on, with no duplicate address detection (an address is usable
+# at once: an application binding it, or a route through it, never meets a tentative address),
+# no router advertisements or autoconfiguration (the file says every address and route).
+# Written before the node's interfaces are made, so "default" covers them all.
+_IPV6_ON = {
+    f"net/ipv6/conf/{conf}/{key}": value
+    for conf in ("all", "default")
+    for key, value in (
+        ("disable_ipv6", "0"),
+        ("accept_dad", "0"),
+        ("accept_ra", "0"),
+        ("autoconf", "0"),
+        ("ignore_routes_with_linkdown", "1"),
+    )
+}
+_ALL_NODES = {
     "net/ipv4/conf/all/rp_filter": "0",
     "net/ipv4/conf/default/rp_filter": "0",
     # A next hop whose link is down leaves its ECMP group at once (not after BGP's hold time).
@@ -40,6 +58,7 @@ _ALL_NODES = {
     "net/ipv4/conf/default/ignore_routes_with_linkdown": "1",
 }
 _FORWARDING = {"net/ipv4/ip_forward": "1"}
+_FORWARDING6 = {"net/ipv6/conf/all/forwarding": "1"}
 # Clients ask for ECN on every TCP connection (RFC 3168), as many real clients do: the stack
 # under test then carries ECN-capable TCP, whose marks RW-8 follows through encapsulation.
 _CLIENTS = {"net/ipv4/tcp_ecn": "1"}
@@ -52,6 +71,13 @@ _ROUTER = {
     "net/ipv4/fib_multipath_hash_policy": "3",
     "net/ipv4/fib_multipath_hash_fields": "0x0037",  # src and dst IP, IP protocol, both ports
 }
+# The same for IPv6 (the same field bits; the flow label, 0x0008, left out: a sender re-draws it
+# with its txhash, as above, so a 5-tuple would move between MUXes).
+_ROUTER6 = {
+    "net/ipv6/fib_multipath_hash_policy": "3",
+    "net/ipv6/fib_multipath_hash_fields": "0x0037",
+}
+IFA_F_NODAD = 0x02  # <linux/if_addr.h>: an address usable at once (no DAD, belt and braces)
 
 
 SIOCETHTOOL = 0x8946
@@ -121,12 +147,18 @@ def plumb(topo: Topology, netns: NetnsOf) -> None:
     with ExitStack() as stack:
         ipr = {n: stack.enter_context(_ipr(netns(n))) for n in topo.nodes}
         for node, spec in topo.nodes.items():
+            ipv6 = topo.has_ipv6(node)
             with enter_netns(netns(node)):
+                set_sysctls(_IPV6_ON if ipv6 else _IPV6_OFF)
                 set_sysctls(_ALL_NODES)
                 if spec.role in ("router", "gateway"):
                     set_sysctls(_FORWARDING)
+                    if ipv6:
+                        set_sysctls(_FORWARDING6)
                 if spec.role == "router":
                     set_sysctls(_ROUTER)
+                    if ipv6:
+                        set_sysctls(_ROUTER6)
                 if spec.role == "client":
                     set_sysctls(_CLIENTS)
             lo = ipr[node].link_lookup(ifname="lo")[0]
@@ -183,13 +215,32 @@ def _addresses(topo: Topology, ipr: dict[str, Any]) -> None:
         idx = sock.link_lookup(ifname=iface.ifname)[0]
         net = ipaddress.IPv4Interface(iface.address)
         sock.addr("add", index=idx, address=str(net.ip), prefixlen=net.network.prefixlen)
+        if iface.address6 is not None:
+            add_address6(sock, idx, iface.address6)
         sock.link("set", index=idx, mtu=iface.mtu, state="up")
     for node in topo.of_role("client"):
         up = topo.uplink(node)
         idx = ipr[node].link_lookup(ifname=up.ifname)[0]
         plen = ipaddress.IPv4Interface(up.address).network.prefixlen
         for extra in topo.nodes[node].addresses:
-            ipr[node].addr("add", index=idx, address=extra, prefixlen=plen)
+            if ":" not in extra:
+                ipr[node].addr("add", index=idx, address=extra, prefixlen=plen)
+            elif up.address6 is not None:  # the model refuses an IPv6 address without
+                plen6 = ipaddress.IPv6Interface(up.address6).network.prefixlen
+                add_address6(ipr[node], idx, f"{extra}/{plen6}")
+
+
+def add_address6(ipr: Any, index: int, address: str) -> None:
+    """An IPv6 address (with prefix) on interface ``index``, usable at once (no DAD)."""
+    net = ipaddress.IPv6Interface(address)
+    ipr.addr(
+        "add",
+        index=index,
+        address=str(net.ip),
+        prefixlen=net.network.prefixlen,
+        family=socket.AF_INET6,
+        flags=IFA_F_NODAD,
+    )
 
 
 def _routes(topo: Topology, ipr: dict[str, Any]) -> None:
@@ -198,12 +249,19 @@ def _routes(topo: Topology, ipr: dict[str, Any]) -> None:
     for node, spec in topo.nodes.items():
         if node == router:
             for net in topo.blackhole:
-                ipr[node].route("add", dst=net, type="blackhole")
+                if ":" not in net:
+                    ipr[node].route("add", dst=net, type="blackhole")
+                else:
+                    ipr[node].route("add", dst=net, type="blackhole", family=socket.AF_INET6)
             continue
-        via = topo.uplink(node)
+        via = up = topo.uplink(node)
         if spec.role == "server" and topo.mode == "gateway-nat":
             via = topo.uplink(node, gateways[0])  # replies leave through the egress gateway
         ipr[node].route("add", dst="0.0.0.0/0", gateway=via.peer_ip)
+        # IPv6 likewise (through the router when the gateway has no IPv6 toward the server).
+        via6 = via.peer_ip6 or up.peer_ip6
+        if via6 is not None:
+            ipr[node].route("add", dst="::/0", gateway=via6, family=socket.AF_INET6)
 
 
 def _checksum_offload(topo: Topology, netns: NetnsOf) -> None:

@@ -254,7 +254,7 @@ def test_a_daemon_that_dies_at_start_fails_lab_up_at_once_naming_it(
 ) -> None:
     """A BGP daemon that exits on a bad configuration: lab up fails naming it and its log's
     last words, instead of waiting out the readiness deadline, and leaves nothing behind."""
-    import dsrconform.lab.environment as deploy
+    import dsrconform.lab.bird as deploy
 
     monkeypatch.setattr(deploy, "BIRD_COMMON", deploy.BIRD_COMMON + "not bird syntax;\n")
     before = _host_snapshot()

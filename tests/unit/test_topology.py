@@ -31,7 +31,7 @@ services:
 """
 
 
-@pytest.mark.parametrize("name", ["basic", "multi-mux-nat", "scale"])
+@pytest.mark.parametrize("name", ["basic", "dual", "multi-mux-nat", "scale"])
 def test_shipped_labs_load(name: str) -> None:
     topo = load_topology(LABS / f"{name}.yaml")
     assert topo.of_role("router") == ["router"]
