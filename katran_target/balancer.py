@@ -68,6 +68,7 @@ GLOBAL_STATS: dict[int, tuple[str | None, str | None]] = {
 
 VipKey = tuple[str, int, int]  # (address, port, IP protocol number)
 
+
 def vip_label(addr: str) -> str:
     """An address as it stands before ``:port`` in a counter name (IPv6 in brackets)."""
     return f"[{addr}]" if ":" in addr else addr
@@ -207,9 +208,7 @@ class KatranBalancer:
             self.obj.map("vip_miss_stats").update(pack_u32(0), bytes(20))
             for index, source in ((V4_SRC_INDEX, gue_source), (V6_SRC_INDEX, gue_source6)):
                 if source is not None:
-                    self.obj.map("pckt_srcs").update(
-                        pack_u32(index), pack_real_definition(source)
-                    )
+                    self.obj.map("pckt_srcs").update(pack_u32(index), pack_real_definition(source))
         except BaseException:
             self.close()
             raise

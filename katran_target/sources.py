@@ -10,10 +10,11 @@ directory holding ``katran/lib``) chosen, first found wins, by
 
 ``balancer.bpf.c`` is compiled with clang as Katran's own Makefile-bpf does, plus what the lab
 needs: ``IPIP_V4_PREFIX`` puts the outer IPv4 source in 198.18.0.0/16 (the lab's range; Katran's
-default is 172.16.0.0/16), ``IPIP_V6_PREFIX1`` the IPv6 one in 2001:2::/96 (default 100::/96),
-and an empty ``gnu/stubs-32.h`` stands in for the 32-bit glibc headers Debian does not ship
-(``-target bpf`` wants them through ``<linux/types.h>``). Objects are cached under :func:`dsrconform.bpf.build.cache_dir` by a hash of every file the build reads (the
-balancer's ``bpf/`` and ``linux_includes/`` folders), the defines and clang's version.
+default is 172.16.0.0/16), ``IPIP_V6_PREFIX1`` the IPv6 one in 2001:2::/96 (default 100::/96), and
+an empty ``gnu/stubs-32.h`` stands in for the 32-bit glibc headers Debian does not ship (``-target
+bpf`` wants them through ``<linux/types.h>``). Objects are cached under
+:func:`dsrconform.bpf.build.cache_dir` by a hash of every file the build reads (the balancer's
+``bpf/`` and ``linux_includes/`` folders), the defines and clang's version.
 """
 
 from __future__ import annotations
