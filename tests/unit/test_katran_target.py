@@ -229,7 +229,7 @@ def test_map_packing() -> None:
 def test_target_construction() -> None:
     t = KatranTarget()
     assert isinstance(t, Target)
-    assert t.name == "katran" and t.modes == ("encap",) and t.families == ("ipv4",)
+    assert t.name == "katran" and t.modes == ("encap",) and t.families == ("ipv4", "ipv6")
     assert t.mutant is None and t.vip_flags == 0
     assert {m.name for m in t.mutants()} == {"lru-bypass", "hash-no-src-port"}
     assert all(m.requirements and m.system_level for m in t.mutants())
