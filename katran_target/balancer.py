@@ -8,8 +8,8 @@ and its maps:
   given to ``lru_mapping`` as its inner-map shape, as ``KatranLb::initLrus``/``attachLrus`` do.
 - ``ctl_array[0]``: the default router's MAC, the destination of every encapsulated frame.
 - ``vip_miss_stats[0]``: an all-zero VIP, as ``KatranLb::loadBpfProgs`` writes.
-- ``pckt_srcs[0]`` (GUE builds only): the outer IPv4 source (``KatranConfig::katranSrcV4``,
-  ``KatranLb::setupGueEnvironment``).
+- ``pckt_srcs[0]`` / ``pckt_srcs[1]`` (GUE builds only): the outer IPv4 / IPv6 source
+  (``KatranConfig::katranSrcV4`` / ``katranSrcV6``, ``KatranLb::setupGueEnvironment``).
 - ``vip_map``: vip_definition -> vip_meta {flags, vip_num}; VIP numbers are handed out lowest
   first and returned when a VIP goes (``KatranLb::addVip``/``delVip``).
 - ``reals``: real number -> real_definition; numbers start at 1 (0 is "no real") and are
@@ -68,14 +68,25 @@ GLOBAL_STATS: dict[int, tuple[str | None, str | None]] = {
 
 VipKey = tuple[str, int, int]  # (address, port, IP protocol number)
 
+
+def vip_label(addr: str) -> str:
+    """An address as it stands before ``:port`` in a counter name (IPv6 in brackets)."""
+    return f"[{addr}]" if ":" in addr else addr
+
+
 # --- map layouts -----------------------------------------------------------------------------
 
 
+F_IPV6 = 1 << 0
+"""``real_definition.flags`` of an IPv6 real (balancer_consts.h): Katran encapsulates toward it
+in IPv6 (IPv6-in-IPv6, IPv4-in-IPv6, or GUE over IPv6)."""
+V4_SRC_INDEX, V6_SRC_INDEX = 0, 1  # pckt_srcs keys of the GUE outer sources (balancer_consts.h)
+
+
 def _addr16(addr: str) -> bytes:
+    """An address as Katran's 16-byte unions hold it: IPv4 in the first 4 bytes, or IPv6."""
     ip = ipaddress.ip_address(addr)
-    if ip.version != 4:
-        raise ConfigError(f"katran target: {addr}: only IPv4 is supported here (family ipv4)")
-    return ip.packed + bytes(12)
+    return ip.packed if ip.version == 6 else ip.packed + bytes(12)
 
 
 def pack_vip_definition(addr: str, port: int, proto: int) -> bytes:
@@ -89,7 +100,10 @@ def pack_vip_meta(flags: int, vip_num: int) -> bytes:
 
 
 def pack_real_definition(addr: str, flags: int = 0) -> bytes:
-    """struct real_definition: address (16 bytes), flags (F_IPV6 clear for IPv4), padding."""
+    """struct real_definition: address (16 bytes), flags (:data:`F_IPV6` set for an IPv6
+    address, as ``KatranLb`` sets it), padding."""
+    if ipaddress.ip_address(addr).version == 6:
+        flags |= F_IPV6
     return _addr16(addr) + struct.pack("=B3x", flags)
 
 
@@ -152,7 +166,8 @@ class KatranBalancer:
     ``default_mac``: the next hop's MAC (``KatranConfig::defaultMac``). ``hash_function``:
     Katran's ring algorithm (:data:`katran_target.maglev.DEFAULT_HASH`, KatranLb's default).
     ``lru_size``: entries of each CPU's connection table. ``gue_source``: the outer source of
-    GUE packets, for an object built with ``GUE_ENCAP`` (None for Katran's IPIP build).
+    GUE packets, for an object built with ``GUE_ENCAP`` (None for Katran's IPIP build);
+    ``gue_source6``: the outer source of GUE packets over IPv6 (toward IPv6 reals).
     """
 
     def __init__(
@@ -163,6 +178,7 @@ class KatranBalancer:
         hash_function: maglev.HashFunction = maglev.DEFAULT_HASH,
         lru_size: int = LRU_SIZE,
         gue_source: str | None = None,
+        gue_source6: str | None = None,
     ) -> None:
         self.hash_function = hash_function
         self._lrus: list[libbpf.Map] = []
@@ -190,8 +206,9 @@ class KatranBalancer:
                 mapping.update(pack_u32(cpu), pack_u32(lru.fd))
             self.obj.map("ctl_array").update(pack_u32(0), pack_ctl_mac(default_mac))
             self.obj.map("vip_miss_stats").update(pack_u32(0), bytes(20))
-            if gue_source is not None:
-                self.obj.map("pckt_srcs").update(pack_u32(0), pack_real_definition(gue_source))
+            for index, source in ((V4_SRC_INDEX, gue_source), (V6_SRC_INDEX, gue_source6)):
+                if source is not None:
+                    self.obj.map("pckt_srcs").update(pack_u32(index), pack_real_definition(source))
         except BaseException:
             self.close()
             raise
@@ -319,9 +336,10 @@ class KatranBalancer:
     def counters(self) -> dict[str, int]:
         """Katran's counters, per-CPU slots summed: the global ones (:data:`GLOBAL_STATS`
         names, plus ``lru_hit`` = ``lru_total - lru_miss``), per VIP
-        ``vip_packets[198.19.0.10:80/tcp]`` / ``vip_bytes[...]`` and per real
-        ``backend_packets[198.18.20.1]`` / ``backend_bytes[...]`` (bytes of the inner IP
-        packets; a real's totals stay reported after it is removed)."""
+        ``vip_packets[198.19.0.10:80/tcp]`` (``[2001:2:0:100::10]:80/tcp`` for IPv6) /
+        ``vip_bytes[...]`` and per real ``backend_packets[198.18.20.1]`` /
+        ``backend_bytes[...]`` (bytes of the inner IP packets; a real's totals stay reported
+        after it is removed)."""
         stats = self.obj.map("stats")
         out: dict[str, int] = {}
         for slot, names in GLOBAL_STATS.items():
@@ -332,7 +350,7 @@ class KatranBalancer:
         out["lru_hit"] = max(0, out["lru_total"] - out["lru_miss"])
         for (addr, port, proto), state in self._vips.items():
             pk, by = sum_lb_stats(stats.lookup_percpu(pack_u32(state.num)))
-            label = f"{addr}:{port}/{PROTO_NAMES.get(proto, proto)}"
+            label = f"{vip_label(addr)}:{port}/{PROTO_NAMES.get(proto, proto)}"
             out[f"vip_packets[{label}]"], out[f"vip_bytes[{label}]"] = pk, by
         backends = dict(self._released)
         for addr, real in self._reals.items():
@@ -401,9 +419,15 @@ def bench_balancer(
     vip_flags: int = 0,
 ) -> Iterator[KatranBalancer]:
     """A balancer with one VIP and its backends, attached to ``ifname`` in ``netns`` for the
-    body, detached and closed after it."""
+    body, detached and closed after it. ``gue_source`` of either family: the outer source
+    toward reals of that family."""
+    v6 = gue_source is not None and ipaddress.ip_address(gue_source).version == 6
     with KatranBalancer(
-        obj_path, default_mac=next_hop_mac, hash_function=hash_function, gue_source=gue_source
+        obj_path,
+        default_mac=next_hop_mac,
+        hash_function=hash_function,
+        gue_source=None if v6 else gue_source,
+        gue_source6=gue_source if v6 else None,
     ) as lb:
         lb.add_vip(vip, vip_flags)
         lb.set_reals(vip, backends)

@@ -10,8 +10,10 @@ pass-through program on the router's end of each MUX link); this module installs
   rp_filter off (the decapsulated packet's source is the client, reached through the uplink).
 - every **MUX**: Katran's XDP balancer on its uplink (:class:`katran_target.balancer.
   KatranBalancer`), default router MAC = the router's end of the link, one Katran VIP per
-  service the MUX fronts, reals = the service's active servers; then each of the MUX's VIPs is
-  announced through the lab's BGP speaker.
+  service the MUX fronts, reals = the service's active servers (their IPv6 addresses for a
+  service whose ``backend_family`` is ipv6: Katran then encapsulates in IPv6, an IPv4 VIP's
+  packets as IPv4-in-IPv6); then each of the MUX's VIPs is announced through the lab's BGP
+  speaker. GUE over IPv6 leaves from the MUX's IPv6 address (``pckt_srcs[1]``).
 
 Backend changes (:meth:`KatranDeployment.set_backends`) go through Katran's control-plane path
 (ring recomputed, changed slots written). Katran has no draining state: its per-CPU LRU keeps a
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from katran_target.target import KatranTarget
 
 IPIP_DEVICE = "katran-ipip"
+IP6TNL_DEVICE = "katran-ip6tnl"  # IPv6 outer headers (ip6ip6, ipip6) with encap=ipip
 TC_DECAP_PROGRAM = "tcdecap"
 TC_PRIORITY = 10
 """tc filter priority of Katran's decap: after the framework's link taps (priority 1,
@@ -161,6 +164,16 @@ class KatranDeployment:
             )
         self.lab.run(server, ["ip", "link", "set", IPIP_DEVICE, "up"])
         self.lab.run(server, ["sysctl", "-qw", f"net.ipv4.conf.{IPIP_DEVICE}.rp_filter=0"])
+        if any(s.backend_family == "ipv6" for s in self.lab.topology.services):
+            argv = ["ip", "-6", "link", "add", "name", IP6TNL_DEVICE, "type", "ip6tnl"]
+            res = self.lab.run(server, [*argv, "external"], check=False)
+            if res.returncode != 0 and "File exists" not in res.stderr:
+                raise LabError(
+                    f"katran target: {server}: cannot create the kernel's IPv6 tunnel device "
+                    f"({res.stderr.strip()}): this kernel likely lacks CONFIG_IPV6_TUNNEL; fix: "
+                    "use the target option encap=gue (Katran's tc decap)"
+                )
+            self.lab.run(server, ["ip", "link", "set", IP6TNL_DEVICE, "up"])
         if server not in self.ipip_servers:
             self.ipip_servers.append(server)
 
@@ -175,13 +188,16 @@ class KatranDeployment:
             default_mac=link_mac(self.lab.netns(router), back.ifname),
             hash_function=self.target.hash_function,
             gue_source=up.ip if self.target.encap == "gue" else None,
+            gue_source6=up.ip6 if self.target.encap == "gue" else None,
         )
         try:
             for s in topo.services_of_mux(mux):
                 sets = self.backends(s.name)
                 lb.add_vip(_vip_key(s), self.target.vip_flags)
                 lb.set_reals(
-                    _vip_key(s), self._addrs(sets["active"]), hold=self._addrs(sets["draining"])
+                    _vip_key(s),
+                    self._addrs(s, sets["active"]),
+                    hold=self._addrs(s, sets["draining"]),
                 )
             lb.attach(self.lab.netns(mux), up.ifname)
         except BaseException:
@@ -197,8 +213,13 @@ class KatranDeployment:
     def _service(self, name: str) -> Service:
         return service_named(self.lab.topology, name, self.lab.name)
 
-    def _addrs(self, servers: Sequence[str]) -> list[str]:
-        return [self.lab.topology.uplink(n).ip for n in servers]
+    def _addrs(self, svc: Service, servers: Sequence[str]) -> list[str]:
+        """The servers' addresses Katran encapsulates toward: of the service's backend family
+        (the topology guarantees a server of an IPv6 service has an IPv6 uplink address)."""
+        topo = self.lab.topology
+        if svc.backend_family == "ipv6":
+            return [_required(topo.uplink(n).ip6, n) for n in servers]
+        return [topo.uplink(n).ip for n in servers]
 
     def backends(self, service: str) -> dict[str, list[str]]:
         """The current sets of ``service`` (Deployment.backends): server names, sorted."""
@@ -221,7 +242,9 @@ class KatranDeployment:
             self.backend_sets[svc.name] = {"active": sorted(active), "draining": sorted(drain)}
             for mux, lb in self.muxes.items():
                 if svc in self.lab.topology.services_of_mux(mux):
-                    lb.set_reals(_vip_key(svc), self._addrs(active), hold=self._addrs(drain))
+                    lb.set_reals(
+                        _vip_key(svc), self._addrs(svc, active), hold=self._addrs(svc, drain)
+                    )
 
     def restart(self, node: str) -> None:
         """A restarted MUX gets a new balancer (empty LRUs) with the current backend sets, and
@@ -286,6 +309,12 @@ class KatranDeployment:
 
 def _vip_key(svc: Service) -> VipKey:
     return (svc.vip, svc.port, svc.proto_number)
+
+
+def _required(addr: str | None, node: str) -> str:
+    if addr is None:
+        raise LabError(f"katran target: {node} has no IPv6 address toward the router")
+    return addr
 
 
 def check_topology(topo: Topology) -> list[str]:

@@ -10,10 +10,11 @@ directory holding ``katran/lib``) chosen, first found wins, by
 
 ``balancer.bpf.c`` is compiled with clang as Katran's own Makefile-bpf does, plus what the lab
 needs: ``IPIP_V4_PREFIX`` puts the outer IPv4 source in 198.18.0.0/16 (the lab's range; Katran's
-default is 172.16.0.0/16) and an empty ``gnu/stubs-32.h`` stands in for the 32-bit glibc headers
-Debian does not ship (``-target bpf`` wants them through ``<linux/types.h>``). Objects are cached
-under :func:`dsrconform.bpf.build.cache_dir` by a hash of every file the build reads (the
-balancer's ``bpf/`` and ``linux_includes/`` folders), the defines and clang's version.
+default is 172.16.0.0/16), ``IPIP_V6_PREFIX1`` the IPv6 one in 2001:2::/96 (default 100::/96), and
+an empty ``gnu/stubs-32.h`` stands in for the 32-bit glibc headers Debian does not ship (``-target
+bpf`` wants them through ``<linux/types.h>``). Objects are cached under
+:func:`dsrconform.bpf.build.cache_dir` by a hash of every file the build reads (the balancer's
+``bpf/`` and ``linux_includes/`` folders), the defines and clang's version.
 """
 
 from __future__ import annotations
@@ -34,7 +35,15 @@ ENV_VAR = "DSRCONFORM_KATRAN_SRC"
 BALANCER = Path("katran/lib/bpf/balancer.bpf.c")
 LAB_IPIP_V4_PREFIX = 0x12C6
 """The outer source's first two octets as the little-endian CPU sees them: 198.18 (0xC6, 0x12)."""
-BALANCER_DEFINES: dict[str, str | int] = {"__KERNEL__": 1, "IPIP_V4_PREFIX": LAB_IPIP_V4_PREFIX}
+LAB_IPIP_V6_PREFIX1 = 0x02000120
+"""The IPv6 outer source's first 32 bits as the little-endian CPU sees them: 2001:0002 (Katran's
+default 1 gives 100::/32); with PREFIX2 and PREFIX3 0, the IPIP build's IPv6 outer sources are
+2001:2::/96, inside the lab range 2001:2::/48 and apart from every subnet the lab plans."""
+BALANCER_DEFINES: dict[str, str | int] = {
+    "__KERNEL__": 1,
+    "IPIP_V4_PREFIX": LAB_IPIP_V4_PREFIX,
+    "IPIP_V6_PREFIX1": LAB_IPIP_V6_PREFIX1,
+}
 STDERR_TAIL = 30  # lines of clang's stderr a build failure shows
 
 

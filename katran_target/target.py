@@ -8,16 +8,19 @@ What it deploys (:mod:`katran_target.deploy`): Katran's XDP balancer on each MUX
 programmed as Katran's control plane would program it, and Katran's own tc decapsulation on
 each server. Encapsulation (target option ``encap``):
 
-- ``gue`` (default): the balancer built with ``GUE_ENCAP`` (outer IPv4 + UDP to port 6080, outer
-  source the MUX's address, Katran's ``katranSrcV4``), decapsulated on the servers by Katran's
-  ``tc_decap.bpf.c`` (tc ingress). Works on any kernel with BPF (no tunnel module).
-- ``ipip``: Katran's default build (outer IPv4, source 198.18.x.y from the flow), decapsulated by
-  the kernel's IPIP tunnel (a collect-metadata ``ipip`` device in each server, rp_filter off):
-  needs CONFIG_NET_IPIP, which some kernels (this project's CI's) lack.
+- ``gue`` (default): the balancer built with ``GUE_ENCAP`` (outer IPv4 or IPv6 + UDP to port
+  6080, outer source the MUX's address of that family, Katran's ``katranSrcV4``/``katranSrcV6``),
+  decapsulated on the servers by Katran's ``tc_decap.bpf.c`` (tc ingress). Works on any kernel
+  with BPF (no tunnel module).
+- ``ipip``: Katran's default build (outer IPv4, source 198.18.x.y from the flow; toward IPv6
+  reals outer IPv6 from 2001:2::/96), decapsulated by the kernel's tunnels (collect-metadata
+  ``ipip`` and ``ip6tnl`` devices in each server, rp_filter off): needs CONFIG_NET_IPIP (and
+  CONFIG_IPV6_TUNNEL for IPv6 reals), which some kernels (this project's CI's) lack.
 
 Other options: ``katran_src`` (the Katran checkout) and ``hash`` (``maglev``, KatranLb's default,
-or ``maglev_v2``). Katran rewrites nothing on the servers, so only the ``encap`` mode is offered,
-and only IPv4 (the lab's family).
+or ``maglev_v2``). Katran rewrites nothing on the servers, so only the ``encap`` mode is offered;
+both families: IPv6 VIPs (IPv6 in IPv6), and IPv4 VIPs whose service has ``backend_family: ipv6``
+(IPv4 in IPv6, Katran's "v4 VIP, v6 real").
 
 Mutants (:data:`MUTANTS`) are Katran run with a VIP flag of its own that breaks a requirement:
 genuine Katran configurations, not patches to its code.
@@ -102,7 +105,7 @@ class KatranTarget:
 
     name = "katran"
     modes: tuple[Mode, ...] = ("encap",)
-    families: tuple[Family, ...] = ("ipv4",)
+    families: tuple[Family, ...] = ("ipv4", "ipv6")
 
     def __init__(self, mutant: str | None = None, options: dict[str, str] | None = None) -> None:
         if mutant is not None and mutant not in MUTANTS:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from pyroute2 import IPRoute
 from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
 from dsrconform.bench.mux import pinned_to_one_cpu
@@ -196,3 +197,88 @@ def test_mutant_hash_no_src_port_sends_an_address_to_one_real(mutant: str | None
             for i in range(24)
         }
     assert (len(reals) == 1) == (mutant == "hash-no-src-port"), reals
+
+
+# --- IPv6 ------------------------------------------------------------------------------------
+
+VIP6 = ("2001:2:0:100::10", 80, 6)
+VIP46 = ("198.19.0.13", 80, 6)  # an IPv4 VIP whose reals are IPv6: IPv4 in GUE over IPv6
+REALS6 = ["2001:2:0:20::1", "2001:2:0:20::2", "2001:2:0:20::3"]
+MUX_ADDR6 = "2001:2:0:10::1"
+
+
+@pytest.fixture
+def balancer6() -> Iterator[KatranBalancer]:
+    target = _target("gue")
+    lb = KatranBalancer(
+        target.balancer_object(),
+        default_mac=ROUTER_MAC,
+        gue_source=MUX_ADDR,
+        gue_source6=MUX_ADDR6,
+    )
+    try:
+        for vip in (VIP6, VIP46):
+            lb.add_vip(vip)
+            lb.set_reals(vip, REALS6)
+        yield lb
+    finally:
+        lb.close()
+
+
+def _frame6(src: str, sport: int, flags: str, vip: tuple[str, int, int] = VIP6) -> bytes:
+    l3 = IPv6(src=src, dst=vip[0]) if ":" in vip[0] else IP(src=src, dst=vip[0])
+    return bytes(
+        Ether(src="02:00:00:00:00:01", dst=MUX_MAC)
+        / l3
+        / TCP(sport=sport, dport=vip[1], flags=flags)
+    )
+
+
+@pytest.mark.parametrize("vip", [VIP6, VIP46], ids=["ipv6-in-gue6", "ipv4-in-gue6"])
+def test_ipv6_reals_get_gue_over_ipv6_toward_the_rings_real(
+    balancer6: KatranBalancer, vip: tuple[str, int, int]
+) -> None:
+    """Katran's IPv6 path as this adapter programs it: the flow's real is the one the ring
+    (computed here, with folly's IPv6 address hash) names at the slot Katran's 16-byte flow hash
+    picks; the outer header is IPv6 + UDP/6080 from the MUX's IPv6 address."""
+    lb = balancer6
+    seen = set()
+    for i in range(12):
+        src = f"2001:2:0:1::{2 + i:x}" if vip is VIP6 else f"198.18.1.{2 + i}"
+        sport = 40000 + 97 * i
+        res = lb.program.test_run(_frame6(src, sport, "S", vip))
+        assert res.retval == XDP_TX
+        out = Ether(res.data)
+        outer = out[IPv6]
+        slot = maglev.flow_slot(src, sport, vip[1], port_zeroed=False)
+        assert outer.dst == lb.real_address(lb.ring_of(vip)[slot])
+        assert outer.src == MUX_ADDR6 and outer.nh == 17 and outer[UDP].dport == 6080
+        assert outer.plen == len(bytes(outer.payload))
+        inner_raw = bytes(outer[UDP].payload)
+        inner = IPv6(inner_raw) if vip is VIP6 else IP(inner_raw)
+        assert (inner.src, inner.dst, inner[TCP].sport) == (src, vip[0], sport)
+        seen.add(outer.dst)
+    assert len(seen) > 1  # the ring spreads flows over the reals
+    label = "[2001:2:0:100::10]" if vip is VIP6 else "198.19.0.13"
+    assert lb.counters()[f"vip_packets[{label}:80/tcp]"] == 12
+
+
+def test_lru_keeps_an_ipv6_flow(balancer6: KatranBalancer) -> None:
+    """On one CPU, the ACK after a SYN is an LRU hit and goes where the SYN went."""
+    lb = balancer6
+    with pinned_to_one_cpu():
+        syn = lb.program.test_run(_frame6("2001:2:0:1::99", 41000, "S"))
+        ack = lb.program.test_run(_frame6("2001:2:0:1::99", 41000, "A"))
+    assert Ether(syn.data)[IPv6].dst == Ether(ack.data)[IPv6].dst
+    assert lb.counters()["lru_hit"] >= 1
+
+
+def test_katrans_tc_decap_returns_the_clients_ipv6_packet(balancer6: KatranBalancer) -> None:
+    target = _target("gue")
+    with libbpf.BpfObject(target.decap_object()) as decap:
+        for vip, src in ((VIP6, "2001:2:0:1::5"), (VIP46, "198.18.1.5")):
+            sent = _frame6(src, 40000, "S", vip)
+            encapped = balancer6.program.test_run(sent).data
+            res = decap.program("tcdecap").test_run(encapped)
+            assert libbpf.tc_action_name(res.retval) == "TC_ACT_UNSPEC"  # up the stack
+            assert bytes(Ether(res.data).payload) == bytes(Ether(sent).payload)

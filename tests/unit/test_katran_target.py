@@ -78,6 +78,34 @@ def test_katrans_own_fixtures_pick_the_same_real() -> None:
     assert ipip_outer_source("192.168.1.1", 31337, 4268) == "172.16.104.123"
 
 
+def test_katrans_own_ipv6_fixtures_pick_the_same_real() -> None:
+    """Katran's fixtures 5 and 6 (KatranBaseTestFixtures.h, reals from
+    KatranTestProvision.cpp): the IPv4 VIP 10.200.1.3:80 and the IPv6 VIP fc00:1::1:80, both
+    with reals fc00::1-3; 192.168.1.1:31337 goes to fc00::1 and fc00:2::1:31337 to fc00::3.
+    This ties folly's IPv6 address hash (SpookyHash V2), the ring and Katran's 16-byte flow
+    hash together."""
+    eps = maglev.endpoints([(4, "fc00::1", 1), (5, "fc00::2", 1), (6, "fc00::3", 1)])
+    ring = maglev.generate_ring(eps)
+    names = {4: "fc00::1", 5: "fc00::2", 6: "fc00::3"}
+    assert names[ring[maglev.flow_slot("192.168.1.1", 31337, 80, port_zeroed=False)]] == "fc00::1"
+    assert names[ring[maglev.flow_slot("fc00:2::1", 31337, 80, port_zeroed=False)]] == "fc00::3"
+
+
+def test_spooky_v2_short_matches_jenkins_test_vectors() -> None:
+    """SpookyV2's TestResults: Hash32 (the low half of hash1, seeds 0) of bytes i + 128 for the
+    first n of them."""
+    expected = [0x6BF50919, 0x70DE1D26, 0xA2B37298, 0x35BC5FBF, 0x8223B279, 0x5BCB315E]
+    expected += [0x53FE88A1, 0xF9F1A233, 0xEE193982, 0x54F86F29, 0xC8772D36, 0x9ED60886]
+    expected += [0x5F23D1DA, 0x1ED9F474, 0xF2EF0C89, 0x83EC01F9, 0xF274736C, 0x7E9AC0DF]
+    expected += [0xC7AED250, 0xB1015811, 0xE23470F5, 0x48AC20C4, 0xE2AB3CD5, 0x608F8363]
+    expected += [0xD0639E68, 0xC4E8E7AB, 0x863C7C5B, 0x4EA63579, 0x99AE8622, 0x170C658B]
+    expected += [0x149BA493, 0x027BCA7C, 0xE5CFC8B6, 0xCE01D9D7, 0x11103330, 0x5D1F5ED4]
+    data = bytes((i + 128) & 0xFF for i in range(len(expected)))
+    for n, want in enumerate(expected):
+        assert maglev.spooky_v2_short(data[:n])[0] & 0xFFFFFFFF == want, n
+    assert maglev.real_hash("::ffff:10.0.0.1") == maglev.real_hash("10.0.0.1")
+
+
 def test_ring_delta_lists_changed_slots_only() -> None:
     assert maglev.ring_delta([1, 2, 3], [1, 4, 3]) == [(1, 4)]
     assert maglev.ring_delta([-1, -1], [2, 2]) == [(0, 2), (1, 2)]
@@ -186,8 +214,11 @@ def test_map_packing() -> None:
     assert pack_ctl_mac("02:00:00:00:00:aa") == b"\x02\x00\x00\x00\x00\xaa\x00\x00"
     with pytest.raises(ConfigError):
         pack_ctl_mac("02:00")
-    with pytest.raises(ConfigError, match="IPv4"):
-        pack_real_definition("fc00::1")
+    real6 = pack_real_definition("fc00::1")
+    assert real6 == bytes.fromhex("fc00" + "00" * 13 + "01") + b"\x01" + bytes(3)  # F_IPV6
+    assert pack_vip_definition("fc00:1::1", 80, 17)[:16] == bytes.fromhex(
+        "fc000001" + "00" * 11 + "01"
+    )
     slots = [(1).to_bytes(8, "little") + (10).to_bytes(8, "little")] * 3
     assert sum_lb_stats(slots) == (3, 30)
 
@@ -198,7 +229,7 @@ def test_map_packing() -> None:
 def test_target_construction() -> None:
     t = KatranTarget()
     assert isinstance(t, Target)
-    assert t.name == "katran" and t.modes == ("encap",) and t.families == ("ipv4",)
+    assert t.name == "katran" and t.modes == ("encap",) and t.families == ("ipv4", "ipv6")
     assert t.mutant is None and t.vip_flags == 0
     assert {m.name for m in t.mutants()} == {"lru-bypass", "hash-no-src-port"}
     assert all(m.requirements and m.system_level for m in t.mutants())
