@@ -33,16 +33,24 @@ LAB_PLAN6 = (
 )
 
 
-def lab_address(value: str, what: str = "address") -> str:
+def lab_address(value: str, what: str = "address", family: str | None = None) -> str:
     """Validate an IPv4 address inside :data:`LAB_NET` or an IPv6 address inside
     :data:`LAB_NET6` (pydantic validators call this); returns it in its canonical form (IPv6
-    compressed)."""
+    compressed). ``family`` ("ipv4" or "ipv6"): only that family is accepted."""
+    name = {"ipv4": "IPv4", "ipv6": "IPv6"}.get(family or "")
     try:
         addr = ipaddress.ip_address(value)
     except ValueError:
         raise ValueError(
-            f"{value!r} is not an IPv4 address (expected a dotted quad) nor an IPv6 address"
+            f"{value!r} is not an {name} address"
+            if name
+            else f"{value!r} is not an IPv4 address (expected a dotted quad) nor an IPv6 address"
         ) from None
+    if name and f"ipv{addr.version}" != family:
+        raise ValueError(
+            f"{value!r} is not an {name} address; fix: write {what} as an address from "
+            f"{LAB_NET if family == 'ipv4' else LAB_NET6}"
+        )
     net, plan = (LAB_NET, LAB_PLAN) if addr.version == 4 else (LAB_NET6, LAB_PLAN6)
     if addr not in net:
         raise ValueError(

@@ -45,7 +45,7 @@ from pydantic import (
 from dsrconform.bpf import libbpf
 from dsrconform.bpf.build import compile_bpf
 from dsrconform.bpf.libbpf import BpfObject, Map, Program
-from dsrconform.configfile import LAB_NET6, lab_address, load_model
+from dsrconform.configfile import lab_address, load_model
 from dsrconform.errors import BpfError, ConfigError, LabError
 from dsrconform.netns import enter_netns
 from dsrconform.target import FAMILIES
@@ -80,23 +80,12 @@ _MAPS = {
 
 def _lab_addr4(value: str, info: ValidationInfo) -> str:
     """An IPv4 address inside the lab range; the message names the field it came from."""
-    return lab_address(value, info.field_name or "address")
+    return lab_address(value, info.field_name or "address", "ipv4")
 
 
 def _lab_addr6(value: str, info: ValidationInfo) -> str:
     """An IPv6 address inside the lab's IPv6 range, in its compressed form."""
-    what = info.field_name or "address"
-    try:
-        addr = ipaddress.IPv6Address(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IPv6 address") from None
-    if addr not in LAB_NET6:
-        raise ValueError(
-            f"{what} {value} is outside the lab range {LAB_NET6}; fix: use an address from "
-            f"{LAB_NET6} (MUX links 2001:2:0:10::/64, servers 2001:2:0:20::/64, VIPs "
-            "2001:2:0:100::/64)"
-        )
-    return str(addr)
+    return lab_address(value, info.field_name or "address", "ipv6")
 
 
 def _lab_addr(value: str, info: ValidationInfo) -> str:
