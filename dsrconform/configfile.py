@@ -22,6 +22,7 @@ from dsrconform.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 LAB_NET = ipaddress.IPv4Network("198.18.0.0/15")
+LAB_NET6 = ipaddress.IPv6Network("2001:2::/48")
 
 
 def lab_address(value: str, what: str = "address") -> str:
