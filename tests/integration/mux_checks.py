@@ -250,10 +250,15 @@ def random_flows6(rng: random.Random, n: int, vip: tuple[str, int, int] = TCP_VI
         return random_flows(rng, n, vip)
     base = int(ipaddress.IPv6Address("2001:2:0:1::"))
     return [
-        (str(ipaddress.IPv6Address(base + rng.randrange(2, 2**64))), vip[0],
-         rng.randrange(1024, 65536), vip[1], vip[2])
+        (
+            str(ipaddress.IPv6Address(base + rng.randrange(2, 2**64))),
+            vip[0],
+            rng.randrange(1024, 65536),
+            vip[1],
+            vip[2],
+        )
         for _ in range(n)
-    ]  # fmt: skip
+    ]
 
 
 def _check_encap6(

@@ -76,8 +76,12 @@ def test_model_decides_ipv6_flows_by_flow_hash6_and_pins_them() -> None:
     flow = (CLIENT6, VIP6, 1000, 80, 6)
     h = flow_hash6(
         int.from_bytes(layout.ip6_be(CLIENT6), "big"),
-        int.from_bytes(layout.ip6_be(VIP6), "big"), 1000, 80, 6, DEFAULT_SEED,
-    )  # fmt: skip
+        int.from_bytes(layout.ip6_be(VIP6), "big"),
+        1000,
+        80,
+        6,
+        DEFAULT_SEED,
+    )
     first = m.packet(flow, tcp_flags="S")
     assert first.backend == m.tables[(VIP6, 80, 6)][ring_slot(h, 4099)]
     assert first.backend in BACKENDS6 and flow not in m.conn, "a bare SYN inserted"
@@ -104,19 +108,37 @@ def test_model_names_the_outer_header_and_flow_label() -> None:
     ("change", "expect"),
     [
         ({"vips": [{"address": "2001:db8::1", "port": 80}]}, r"outside the lab's IPv6 range"),
-        ({"vips": [{"address": VIP6, "port": 80, "backends": ["198.18.20.1"]}]},
-         r"IPv6 VIP .* with IPv4 backends"),
-        ({"vips": [{"address": "198.19.0.1", "port": 80,
-                    "backends": ["198.18.20.1", "2001:2:0:20::1"]}]}, r"both address families"),
-        ({"vips": [{"address": VIP6, "port": 80, "backends": ["2001:2:0:20::1"]}],
-          "mux": {"address": "198.18.10.1"}}, r"mux\.address6 is not set"),
-        ({"mux": {"address": "198.18.10.1", "address6": "198.18.10.2"}},
-         r"not an IPv6 address"),
-        ({"mux": {"address": "198.18.10.1", "address6": "2001:db8::2"}},
-         r"outside the lab's IPv6 range"),
+        (
+            {"vips": [{"address": VIP6, "port": 80, "backends": ["198.18.20.1"]}]},
+            r"IPv6 VIP .* with IPv4 backends",
+        ),
+        (
+            {
+                "vips": [
+                    {
+                        "address": "198.19.0.1",
+                        "port": 80,
+                        "backends": ["198.18.20.1", "2001:2:0:20::1"],
+                    }
+                ]
+            },
+            r"both address families",
+        ),
+        (
+            {
+                "vips": [{"address": VIP6, "port": 80, "backends": ["2001:2:0:20::1"]}],
+                "mux": {"address": "198.18.10.1"},
+            },
+            r"mux\.address6 is not set",
+        ),
+        ({"mux": {"address": "198.18.10.1", "address6": "198.18.10.2"}}, r"not an IPv6 address"),
+        (
+            {"mux": {"address": "198.18.10.1", "address6": "2001:db8::2"}},
+            r"outside the lab's IPv6 range",
+        ),
         ({"mux": {"address": "2001:2:0:10::2"}}, r"not an IPv4 address"),
     ],
-)  # fmt: skip
+)
 def test_config_rejects_bad_ipv6_settings(change: dict[str, object], expect: str) -> None:
     with pytest.raises(ValidationError, match=expect):
         MuxConfig.model_validate({**CFG6, **change})
@@ -124,9 +146,11 @@ def test_config_rejects_bad_ipv6_settings(change: dict[str, object], expect: str
 
 def test_config_normalises_ipv6_addresses_and_reports_the_family() -> None:
     cfg = MuxConfig.model_validate(
-        {"mux": {"address": "198.18.10.1", "address6": "2001:2:0:10:0:0:0:2"},
-         "vips": [{"address": "2001:0002:0:100::10", "port": 80, "backends": BACKENDS6}]}
-    )  # fmt: skip
+        {
+            "mux": {"address": "198.18.10.1", "address6": "2001:2:0:10:0:0:0:2"},
+            "vips": [{"address": "2001:0002:0:100::10", "port": 80, "backends": BACKENDS6}],
+        }
+    )
     assert cfg.mux.address6 == "2001:2:0:10::2"
     assert cfg.vips[0].address == VIP6 and cfg.vips[0].family == "ipv6"
 
