@@ -72,7 +72,7 @@ struct {
 /* Is this backend address (network order, from dsrc_backends) an IPv6 server's tag? */
 static __always_inline int is_backend6(__u32 addr)
 {
-	return (bpf_ntohl(addr) & BACKEND6_TAG) == BACKEND6_TAG;
+	return (addr & bpf_htonl(BACKEND6_TAG)) == bpf_htonl(BACKEND6_TAG); /* no byte swap */
 }
 
 static __always_inline __u32 flow_hash6_of(const struct flow_key6 *fk, const struct mux_config *cfg)
