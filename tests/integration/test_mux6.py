@@ -304,3 +304,31 @@ def test_ipv4_vips_keep_ipip_on_a_dual_stack_mux(mux_and_model) -> None:
     action, out = send(mux, frame)
     assert action == XDP_TX and out[12:14] == b"\x08\x00" and out[23] == 4
     assert str(ipaddress.IPv4Address(out[30:34])) == model.packet(flow, tcp_flags="S").backend
+
+
+@HYP
+@given(
+    payload=st.binary(max_size=64),
+    cut=st.integers(0, 120),
+    edits=st.lists(st.tuples(st.integers(14, 100), st.integers(0, 255)), max_size=4),
+    vip=st.sampled_from([TCP_VIP6, UDP_VIP6]),
+)
+def test_mutated_ipv6_vip_packets_are_never_emitted_malformed(
+    mux_and_model, payload, cut, edits, vip
+) -> None:
+    mux, _ = mux_and_model
+    b = bytearray(flow_frame(CLIENT, vip[0], 4242, vip[1], vip[2], payload=payload))
+    for off, val in edits:
+        if off < len(b):
+            b[off] = val
+    frame = bytes(b[: max(14, len(b) - cut)])
+    action, out = send(mux, frame)
+    assert action in (XDP_DROP, XDP_PASS, XDP_TX), f"action {action} (XDP_ABORTED is a bug)"
+    if action == XDP_PASS:
+        assert out == frame, "a passed packet was modified"
+    if action == XDP_TX:
+        assert_valid_encap6(out, frame, mux_addr6=MUX_ADDR6, backend=None, flow_label=None)
+        inner = out[54:]
+        assert inner[0] >> 4 == 6, "emitted an inner packet that is not IPv6"
+        assert 40 + int.from_bytes(inner[4:6], "big") <= len(inner), "inner longer than frame"
+        assert inner[6] in (6, 17, 58), f"emitted an inner next header {inner[6]}"
