@@ -172,11 +172,13 @@ class MuxProgram:
         :meth:`refresh_syn_lookup` keeps it while any entry names a draining backend (such an
         entry never agrees with a table that does not contain it)."""
         addr, port, _proto = vip
-        VipConfig(address=addr, port=port, backends=list(backends))  # validates addresses
-        VipConfig(address=addr, port=port, backends=sorted({*backends, *draining}))  # one family
+        # Validated and normalised: an IPv6 address has many spellings, a backend one name.
+        backends = VipConfig(address=addr, port=port, backends=list(backends)).backends
+        draining = VipConfig(address=addr, port=port, backends=sorted(set(draining))).backends
         both = sorted(set(backends) & set(draining))
         if both:
             raise ValueError(f"backends both active and draining: {', '.join(both)}")
+        VipConfig(address=addr, port=port, backends=[*backends, *draining])  # one family
         v6 = sorted(b for b in {*backends, *draining} if is_ipv6(b))
         if v6 and self.settings.address6 is None:
             raise ConfigError(

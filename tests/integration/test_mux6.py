@@ -44,6 +44,7 @@ from tests.integration.packets import (
     assert_valid_encap6,
     flow_frame,
     icmp6_error,
+    icmp_frag_needed,
 )
 from tests.markers import requires_root
 
@@ -332,3 +333,24 @@ def test_mutated_ipv6_vip_packets_are_never_emitted_malformed(
         assert inner[0] >> 4 == 6, "emitted an inner packet that is not IPv6"
         assert 40 + int.from_bytes(inner[4:6], "big") <= len(inner), "inner longer than frame"
         assert inner[6] in (6, 17, 58), f"emitted an inner next header {inner[6]}"
+
+
+def test_icmp_errors_about_an_ipv4_vip_with_ipv6_servers_go_ipip6_to_the_flows_server(
+    mux_and_model,
+) -> None:
+    mux, model = mux_and_model
+    for flow in random_flows6(random.Random(35), 40, VIP46):
+        client, vaddr, cport, vport, proto = flow
+        frame = icmp_frag_needed("198.18.0.1", vaddr, vport, client, cport, proto)
+        action, out = send(mux, frame)
+        assert action == XDP_TX, f"ICMP error about {flow}: action {action}"
+        _encap(model, flow, frame, out, model.icmp_error(flow).backend)
+
+
+def test_ipv6_backend_spellings_are_normalised() -> None:
+    cfg = mux_config6()
+    with MuxProgram(cfg) as mux:
+        mux.set_backends(TCP_VIP6, ["2001:0002:0000:0020:0000:0000:0000:0001"])
+        action, out = send(mux, flow_frame(CLIENT, VIP, 1000, 80, 6, flags="S"))
+        assert action == XDP_TX and _outer_dst(out) == BACKENDS6[0]
+        assert BACKENDS6[0] in mux.stats().backends
