@@ -214,8 +214,10 @@ CATALOGUE: tuple[Mutant, ...] = (
         "v6-outer-plen",
         "mux",
         "The outer IPv6 header's payload length is the inner packet's own payload length instead "
-        "of the whole inner packet: the outer packet claims 40 (or 20) bytes too few, and the "
-        "server's stack trims the inner packet's tail (corrupt, or dropped as truncated).",
+        "of the whole inner packet: the outer packet claims 40 (or 20) bytes too few. A stack "
+        "that decapsulates after IPv6 input trims the inner packet's tail (bytes lost: RW-5); a "
+        "decapsulation in tc before it may hide that, so the taps' header check on the MUX's "
+        "sending side must judge it (RW-2: every emitted header consistent).",
         ("RW-2", "RW-5"),
         defines={"MUTANT_V6_OUTER_PLEN": 1},
         caught_by=(f"{_MUX}:check_encap6_matches_model",),
