@@ -341,6 +341,8 @@ static __always_inline __u32 pick_backend(void *conn, const void *fk, __u32 h,
 	return be->addr;
 }
 
+/* The IPv6 half here, not at the top: it uses the helpers above (counters, pick_backend), and
+ * encap_and_tx below uses its encap6_and_tx for IPv4 VIPs with IPv6 servers. */
 #include "mux_ipv6.h"
 
 /* Prepend the outer IPv4 header and a new Ethernet header, then send the frame back out; toward
