@@ -209,6 +209,9 @@ QUICK = Profile(
         ("encap mode", "server-nat still encapsulates (every MUX mutant shows there)"),
         ("nat-wrong-vip", "needs VIPs sharing a server port (labs/multi-mux-nat.yaml)"),
         ("v6-nat-csum-low32", "an IPv6 mutant: the quick runs are IPv4 only"),
+        ("v6-hash-low32", "an IPv6 path: the gate runs IPv4 only until runs are per family"),
+        ("v6-outer-plen", "an IPv6 path: the gate runs IPv4 only until runs are per family"),
+        ("v6-ptb-outer", "an IPv6 path: the gate runs IPv4 only until runs are per family"),
     ),
 )
 """The pull-request gate. Its main platform is server-nat (the MUXes still encapsulate, and the

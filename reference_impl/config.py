@@ -10,20 +10,46 @@ Example (``examples/mux-demo.yaml``)::
       - {address: 198.19.0.10, port: 80, proto: tcp,
          backends: [198.18.20.1, 198.18.20.2, 198.18.20.3]}
 
+IPv6 (``examples/mux-demo6.yaml``): a VIP and its backends may be IPv6 (2001:2::/48); an IPv4 VIP
+may have IPv6 backends (IPv4-in-IPv6, Katran's way); an IPv6 VIP has IPv6 backends only; one
+VIP's backends are all of one family. IPv6 backends need ``mux.address6``, the outer IPv6 source.
+
 Everything not given has a default that just works; see :class:`MuxSettings`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from dsrconform.configfile import lab_address, load_model
+from dsrconform.configfile import LAB_NET6, lab_address, load_model
 from reference_impl import maglev
 from reference_impl.flowhash import DEFAULT_SEED
 from reference_impl.layout import IPPROTO, C
+
+
+def lab_address_any(value: str, what: str = "address") -> str:
+    """An IPv4 address in the lab's IPv4 range or an IPv6 one in ``LAB_NET6``, normalised."""
+    if ":" not in value:
+        return lab_address(value, what)
+    try:
+        addr = ipaddress.IPv6Address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv6 address") from None
+    if addr not in LAB_NET6:
+        raise ValueError(
+            f"{what} {value} is outside the lab's IPv6 range {LAB_NET6}; fix: use an address from "
+            "2001:2::/48 (clients 2001:2:0:1::/64, MUX links 2001:2:0:10::/64, servers "
+            "2001:2:0:20::/64, VIPs 2001:2:0:100::/64)"
+        )
+    return str(addr)
+
+
+def _family(addr: str) -> str:
+    return "ipv6" if ":" in addr else "ipv4"
 
 
 def _mac(v: str) -> str:
@@ -41,6 +67,7 @@ class MuxSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     address: str
+    address6: str | None = Field(default=None, description="outer IPv6 source (IPv6 backends)")
     mac: str = "02:00:00:00:00:02"
     next_hop_mac: str = "02:00:00:00:00:01"
     mtu: int = Field(default=0, ge=0, le=65535, description="largest IP packet emitted; 0 = off")
@@ -53,6 +80,15 @@ class MuxSettings(BaseModel):
 
     _addr = field_validator("address")(lambda v: lab_address(v, "MUX address"))
     _macs = field_validator("mac", "next_hop_mac")(_mac)
+
+    @field_validator("address6")
+    @classmethod
+    def _addr6(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        if ":" not in v:
+            raise ValueError(f"address6 {v} is not an IPv6 address; fix: give the MUX's IPv6 one")
+        return lab_address_any(v, "MUX address6")
 
     @field_validator("ring_size")
     @classmethod
@@ -72,15 +108,33 @@ class VipConfig(BaseModel):
     proto: Literal["tcp", "udp"] = "tcp"
     backends: list[str] = Field(default_factory=list)
 
-    _addr = field_validator("address")(lambda v: lab_address(v, "VIP"))
+    _addr = field_validator("address")(lambda v: lab_address_any(v, "VIP"))
 
     @field_validator("backends")
     @classmethod
     def _backends(cls, v: list[str]) -> list[str]:
-        out = [lab_address(b, "backend") for b in v]
+        out = [lab_address_any(b, "backend") for b in v]
         if len(set(out)) != len(out):
             raise ValueError("backend listed twice; fix: list each server once")
+        if len({_family(b) for b in out}) > 1:
+            raise ValueError(
+                "backends of both address families; fix: give one VIP IPv4 or IPv6 backends"
+            )
         return out
+
+    @model_validator(mode="after")
+    def _families(self) -> VipConfig:
+        if _family(self.address) == "ipv6" and any(_family(b) == "ipv4" for b in self.backends):
+            raise ValueError(
+                f"IPv6 VIP {self.address} with IPv4 backends; fix: give it IPv6 backends "
+                "(IPv6 cannot be carried inside IPv4 here)"
+            )
+        return self
+
+    @property
+    def family(self) -> str:
+        """The VIP's address family, "ipv4" or "ipv6"."""
+        return _family(self.address)
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -101,6 +155,14 @@ class MuxConfig(BaseModel):
         if len(set(keys)) != len(keys):
             raise ValueError("the same (address, port, proto) VIP is listed twice")
         bes = {b for v in self.vips for b in v.backends}
+        need6 = sorted(
+            v.address for v in self.vips if any(_family(b) == "ipv6" for b in v.backends)
+        )
+        if need6 and self.mux.address6 is None:
+            raise ValueError(
+                f"VIP {need6[0]} has IPv6 backends but mux.address6 is not set; fix: give the "
+                "MUX's IPv6 address (the outer source), e.g. address6: 2001:2:0:10::2"
+            )
         if len(bes) > C("MAX_BACKENDS"):
             raise ValueError(f"{len(bes)} backends; this build supports {C('MAX_BACKENDS')}")
         return self

@@ -174,10 +174,12 @@ class ReferenceDeployment:
         up = topo.uplink(mux)
         back = topo.uplink(router, mux)
         mtu = next(i.mtu for i in topo.interfaces() if i.node == mux and i.ifname == up.ifname)
+        settings = {"address6": up.ip6} if up.ip6 else {}
         cfg = MuxConfig.model_validate(
             {
                 "mux": {
                     "address": up.ip,
+                    **settings,
                     "mac": link_mac(self.lab.netns(mux), up.ifname),
                     "next_hop_mac": link_mac(self.lab.netns(router), back.ifname),
                     "mtu": mtu,
@@ -188,7 +190,7 @@ class ReferenceDeployment:
                         "address": s.vip,
                         "port": s.port,
                         "proto": s.proto,
-                        "backends": self._addrs(self.backends(s.name)["active"]),
+                        "backends": self._addrs(self.backends(s.name)["active"], s),
                     }
                     for s in topo.services_of_mux(mux)
                 ],
@@ -199,7 +201,7 @@ class ReferenceDeployment:
             sets = self.backends(s.name)
             if sets["draining"]:
                 prog.set_backends(
-                    _vip_key(s), self._addrs(sets["active"]), self._addrs(sets["draining"])
+                    _vip_key(s), self._addrs(sets["active"], s), self._addrs(sets["draining"], s)
                 )
         prog.attach(self.lab.netns(mux), up.ifname)
         self.muxes[mux] = prog
@@ -212,8 +214,22 @@ class ReferenceDeployment:
     def _service(self, name: str) -> Service:
         return service_named(self.lab.topology, name, self.lab.name)
 
-    def _addrs(self, servers: Sequence[str]) -> list[str]:
-        return [self.lab.topology.uplink(n).ip for n in servers]
+    def _addrs(self, servers: Sequence[str], svc: Service) -> list[str]:
+        """The servers' addresses as ``svc``'s MUX backends: IPv4, or IPv6 when the service's
+        backend family is (an IPv6 VIP's always is; IPv4-in-IPv6 otherwise)."""
+        topo = self.lab.topology
+        if svc.backend_family != "ipv6":
+            return [topo.uplink(n).ip for n in servers]
+        out = []
+        for n in servers:
+            addr6 = topo.address6_of(n)
+            if addr6 is None:
+                raise LabError(
+                    f"lab {self.lab.name}: service {svc.name} has IPv6 backends but server {n} "
+                    "has no IPv6 address; fix: give its link an IPv6 address (2001:2:0:20::/64)"
+                )
+            out.append(addr6)
+        return out
 
     def backends(self, service: str) -> dict[str, list[str]]:
         """The current sets of ``service`` (Deployment.backends): server names, sorted."""
@@ -244,7 +260,7 @@ class ReferenceDeployment:
                 if prog is None or svc not in topo.services_of_mux(mux):
                     continue
                 before = mux_counters(prog)
-                prog.set_backends(key, self._addrs(active), self._addrs(drain))
+                prog.set_backends(key, self._addrs(active, svc), self._addrs(drain, svc))
                 # A released backend's counters restart at 0 if it comes back (a new index):
                 # carry its totals, so backend_packets[...] never goes back.
                 after = mux_counters(prog)
@@ -329,7 +345,8 @@ def mux_counters(mux: Any) -> dict[str, int]:
     st = mux.stats()
     out = dict(st.globals)
     for (addr, port, proto), (pk, by) in st.vips.items():
-        label = f"{addr}:{port}/{PROTO_NAMES.get(proto, proto)}"
+        host = f"[{addr}]" if ":" in addr else addr  # an IPv6 VIP in brackets, as in URLs
+        label = f"{host}:{port}/{PROTO_NAMES.get(proto, proto)}"
         out[f"vip_packets[{label}]"], out[f"vip_bytes[{label}]"] = pk, by
     for addr, (pk, by) in st.backends.items():
         out[f"backend_packets[{addr}]"], out[f"backend_bytes[{addr}]"] = pk, by

@@ -1,8 +1,9 @@
-"""The MUX's flow hash, bit for bit the same as ``flow_hash()`` in ``bpf/dsr_shared.h``.
+"""The MUX's flow hashes, bit for bit the same as ``flow_hash()`` and ``flow_hash6()`` in
+``bpf/dsr_helpers.h``.
 
 Every MUX instance uses the same seed, so every MUX maps a 5-tuple to the same Maglev slot: a
 flow re-hashed to another MUX by the border router still reaches its server. Inputs are host-order
-integers (addresses as 32-bit numbers, ports as 16-bit numbers).
+integers (addresses as 32-bit numbers, or 128-bit numbers for IPv6, ports as 16-bit numbers).
 """
 
 from __future__ import annotations
@@ -31,6 +32,25 @@ def flow_hash(saddr: int, daddr: int, sport: int, dport: int, proto: int, seed: 
     return fmix32(h ^ proto)
 
 
+def flow_hash6(saddr: int, daddr: int, sport: int, dport: int, proto: int, seed: int) -> int:
+    """The IPv6 flow hash: all 128 bits of both addresses, 32 bits at a time from the most
+    significant word (network order), then the ports and protocol as :func:`flow_hash`."""
+    h = seed & _M32
+    for addr in (saddr, daddr):
+        for shift in (96, 64, 32, 0):
+            h = fmix32(h ^ ((addr >> shift) & _M32))
+    h = fmix32(h ^ ((sport << 16) | dport))
+    return fmix32(h ^ proto)
+
+
+FLOW_LABEL_MASK = 0xFFFFF
+
+
+def flow_label(h: int) -> int:
+    """The outer IPv6 flow label of a flow whose hash is ``h``: its low 20 bits."""
+    return h & FLOW_LABEL_MASK
+
+
 def vip_slot(addr: int, port: int, proto: int, seed: int, slots: int) -> int:
     """The slot of a VIP service in a table of ``slots`` (a power of 2) entries, as ``vip_slot()``
     in ``bpf/dsr_helpers.h``; the control plane picks ``seed`` so that no two services share one."""
@@ -51,5 +71,9 @@ def ip_int(addr: str) -> int:
 def flow_hash_str(
     src: str, dst: str, sport: int, dport: int, proto: int, seed: int = DEFAULT_SEED
 ) -> int:
-    """:func:`flow_hash` for dotted-quad addresses."""
-    return flow_hash(ip_int(src), ip_int(dst), sport, dport, proto, seed)
+    """:func:`flow_hash` for dotted-quad addresses, :func:`flow_hash6` for IPv6 ones."""
+    s, d = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+    if s.version != d.version:
+        raise ValueError(f"{src} and {dst} are of different address families")
+    hash_ = flow_hash6 if s.version == 6 else flow_hash
+    return hash_(int(s), int(d), sport, dport, proto, seed)

@@ -16,6 +16,7 @@ BPF_DIR = Path(__file__).resolve().parent / "bpf"
 SHARED_H = BPF_DIR / "dsr_shared.h"
 
 IPPROTO = {"tcp": 6, "udp": 17, "icmp": 1}
+IPPROTO_ICMPV6 = 58
 
 
 @functools.cache
@@ -42,6 +43,20 @@ def ip_str(raw: bytes) -> str:
     return str(ipaddress.IPv4Address(raw))
 
 
+def is_ipv6(addr: str) -> bool:
+    """Is ``addr`` an IPv6 address (else IPv4)? The MUX keeps the two families in separate maps."""
+    return ipaddress.ip_address(addr).version == 6
+
+
+def ip6_be(addr: str) -> bytes:
+    """An IPv6 address as the 16 network-order bytes stored in maps."""
+    return ipaddress.IPv6Address(addr).packed
+
+
+def ip6_str(raw: bytes) -> str:
+    return str(ipaddress.IPv6Address(raw))
+
+
 def mac_bytes(mac: str) -> bytes:
     return bytes.fromhex(mac.replace(":", "").replace("-", ""))
 
@@ -65,6 +80,22 @@ def backend(addr: str, flags: int = 0) -> bytes:
     return ip_be(addr) + struct.pack("=I", flags)
 
 
+def vip6_key(addr: str, port: int, proto: int) -> bytes:
+    return ip6_be(addr) + struct.pack("!H", port) + struct.pack("BB", proto, 0)
+
+
+def backend6_tagged(index: int) -> bytes:
+    """dsrc_backends[index] of an IPv6 server: the tag BACKEND6_TAG | index, flag BACKEND_F_IPV6
+    (its address is dsrc_backends6[index]; see dsr_shared.h)."""
+    return struct.pack("!I", C("BACKEND6_TAG") | index) + struct.pack("=I", C("BACKEND_F_IPV6"))
+
+
+def flow_key6(saddr: str, daddr: str, sport: int, dport: int, proto: int) -> bytes:
+    return (
+        ip6_be(saddr) + ip6_be(daddr) + struct.pack("!HH", sport, dport) + bytes([proto, 0, 0, 0])
+    )
+
+
 def flow_key(saddr: str, daddr: str, sport: int, dport: int, proto: int) -> bytes:
     return ip_be(saddr) + ip_be(daddr) + struct.pack("!HH", sport, dport) + bytes([proto, 0, 0, 0])
 
@@ -86,12 +117,14 @@ def mux_config(
     ttl: int,
     src_mac: str,
     dst_mac: str,
+    mux_addr6: str | None = None,
 ) -> bytes:
     return (
         ip_be(mux_addr)
         + struct.pack("=IIIIHBB", hash_seed, ring_size, new_conn_rate, new_conn_burst, mtu, ttl, 0)
         + mac_bytes(src_mac)
         + mac_bytes(dst_mac)
+        + (ip6_be(mux_addr6) if mux_addr6 else bytes(16))
     )
 
 

@@ -216,6 +216,41 @@ CATALOGUE: tuple[Mutant, ...] = (
         defines={"MUTANT_NAT_CSUM_LOW32": 1},
         caught_by=(f"{_AGENT6}:check_server_nat6_checksums",),
     ),
+    # --- the MUX's IPv6 paths (mux_ipv6.h) ---
+    Mutant(
+        "v6-hash-low32",
+        "mux",
+        "The IPv6 flow hash reads only the low 32 bits of each address: clients that differ "
+        "only above them (other /64s, other upper interface-identifier bits) hash alike, so new "
+        "flows from many prefixes sharing low bits crowd onto few servers (AF-3's spread, judged "
+        "over clients that vary above the low 32 bits; the lab's clients, numbered ::2, ::3... "
+        "in one /64, do not show it). The packet check sees it against the model at once.",
+        ("AF-3",),
+        defines={"MUTANT_V6_HASH_LOW32": 1},
+        caught_by=(f"{_MUX}:check_encap6_matches_model",),
+    ),
+    Mutant(
+        "v6-outer-plen",
+        "mux",
+        "The outer IPv6 header's payload length is the inner packet's own payload length instead "
+        "of the whole inner packet: the outer packet claims 40 (or 20) bytes too few. A stack "
+        "that decapsulates after IPv6 input trims the inner packet's tail (bytes lost: RW-5); a "
+        "decapsulation in tc before it may hide that, so the taps' header check on the MUX's "
+        "sending side must judge it (RW-2: every emitted header consistent).",
+        ("RW-2", "RW-5"),
+        defines={"MUTANT_V6_OUTER_PLEN": 1},
+        caught_by=(f"{_MUX}:check_encap6_matches_model",),
+    ),
+    Mutant(
+        "v6-ptb-outer",
+        "mux",
+        "ICMPv6 errors about an IPv6 VIP flow (packet too big above all) are steered by the "
+        "ICMPv6 packet's own router->VIP header instead of the embedded flow: PMTU discovery "
+        "for an IPv6 flow reaches a random server, and the flow's server never lowers its MSS.",
+        ("RW-6", "RW-7"),
+        defines={"MUTANT_V6_PTB_OUTER": 1},
+        caught_by=(f"{_MUX}:check_icmp6_reaches_flow_server",),
+    ),
 )
 
 BY_NAME: dict[str, Mutant] = {m.name: m for m in CATALOGUE}

@@ -7,6 +7,9 @@ Usage::
         mux.set_backends(("198.19.0.10", 80, 6), ["198.18.20.1", "198.18.20.2"])
         print(mux.stats().globals)
 
+VIPs and backends may be IPv6 (``mux_ipv6.h``): IPv6 services live in their own hash map and
+connection table, and share the VIP indices, Maglev tables and backend indices with IPv4.
+
 Table changes are atomic per VIP: the new Maglev table is written into the standby half of
 ``dsrc_ring`` and then one word (``dsrc_active[vip]``, the VIP's state) flips. Backend indices are
 never reused while unused ones remain, so a stale connection-table entry cannot silently point at
@@ -31,12 +34,13 @@ from pathlib import Path
 
 from dsrconform.bpf import libbpf
 from dsrconform.bpf.build import compile_bpf
+from dsrconform.errors import ConfigError
 from dsrconform.netns import enter_netns
 from dsrconform.target import BenchVip
 from reference_impl import layout, maglev, mutants
 from reference_impl.config import MuxConfig, MuxSettings, VipConfig
-from reference_impl.flowhash import flow_hash, ring_slot, vip_slot
-from reference_impl.layout import IPPROTO, C
+from reference_impl.flowhash import flow_hash, flow_hash6, ring_slot, vip_slot
+from reference_impl.layout import IPPROTO, C, is_ipv6
 
 MUX_SOURCE = layout.BPF_DIR / "mux.bpf.c"
 NO_BACKEND = C("RING_NO_BACKEND")
@@ -50,6 +54,7 @@ GLOBAL_STATS = (
     "pass", "lru_hit", "lru_miss", "lru_insert", "lru_insert_skipped", "icmp_forwarded",
     "drop_ip_truncated", "drop_bad_ihl", "drop_ip_options", "drop_fragment", "drop_l4_truncated",
     "drop_bad_ip_csum", "drop_no_backend", "drop_too_big", "drop_encap", "drop_icmp_malformed",
+    "drop_ipv6_exthdr", "drop_bad_version",
 )  # fmt: skip
 
 
@@ -91,6 +96,7 @@ class MuxProgram:
             max_entries={
                 "dsrc_ring": 2 * C("MAX_VIPS") * self._chunks,
                 "dsrc_conn": self.settings.conn_table_size,
+                "dsrc_conn6": self.settings.conn_table_size,
             },
         )
         self.program = self.obj.program("dsrc_mux")
@@ -117,7 +123,7 @@ class MuxProgram:
         raw = layout.mux_config(
             mux_addr=s.address, hash_seed=s.hash_seed, ring_size=s.ring_size,
             new_conn_rate=s.new_conn_rate, new_conn_burst=s.new_conn_burst, mtu=s.mtu,
-            ttl=s.ttl, src_mac=s.mac, dst_mac=s.next_hop_mac,
+            ttl=s.ttl, src_mac=s.mac, dst_mac=s.next_hop_mac, mux_addr6=s.address6,
         )  # fmt: skip
         self.obj.map("dsrc_cfg").update(layout.u32(0), raw)
 
@@ -133,7 +139,13 @@ class MuxProgram:
             if idx not in used:
                 self._backend_index[addr] = idx
                 self._zero_stat(C("STAT_BACKEND_BASE") + idx)  # not the previous owner's counts
-                self.obj.map("dsrc_backends").update(layout.u32(idx), layout.backend(addr))
+                if is_ipv6(addr):  # the address first: the tag makes the slot live
+                    self.obj.map("dsrc_backends6").update(layout.u32(idx), layout.ip6_be(addr))
+                    self.obj.map("dsrc_backends").update(
+                        layout.u32(idx), layout.backend6_tagged(idx)
+                    )
+                else:
+                    self.obj.map("dsrc_backends").update(layout.u32(idx), layout.backend(addr))
                 return idx
         raise libbpf.BpfError(f"more than {limit} backends")
 
@@ -145,6 +157,8 @@ class MuxProgram:
         for addr in [a for a in self._backend_index if a not in live]:
             idx = self._backend_index.pop(addr)
             self.obj.map("dsrc_backends").update(layout.u32(idx), bytes(8))
+            if is_ipv6(addr):
+                self.obj.map("dsrc_backends6").update(layout.u32(idx), bytes(16))
 
     def set_backends(
         self, vip: VipKey, backends: Sequence[str], draining: Sequence[str] = ()
@@ -158,11 +172,19 @@ class MuxProgram:
         :meth:`refresh_syn_lookup` keeps it while any entry names a draining backend (such an
         entry never agrees with a table that does not contain it)."""
         addr, port, _proto = vip
-        VipConfig(address=addr, port=port, backends=list(backends))  # validates addresses
-        VipConfig(address=addr, port=port, backends=sorted(set(draining)))
+        # Validated and normalised: an IPv6 address has many spellings, a backend one name.
+        backends = VipConfig(address=addr, port=port, backends=list(backends)).backends
+        draining = VipConfig(address=addr, port=port, backends=sorted(set(draining))).backends
         both = sorted(set(backends) & set(draining))
         if both:
             raise ValueError(f"backends both active and draining: {', '.join(both)}")
+        VipConfig(address=addr, port=port, backends=[*backends, *draining])  # one family
+        v6 = sorted(b for b in {*backends, *draining} if is_ipv6(b))
+        if v6 and self.settings.address6 is None:
+            raise ConfigError(
+                f"VIP {addr}: IPv6 backend {v6[0]} but this MUX has no address6 (the outer IPv6 "
+                "source); fix: set mux.address6"
+            )
         if vip not in self._vip_index:
             free = sorted(set(range(C("MAX_VIPS"))) - set(self._vip_index.values()))
             if not free:
@@ -194,14 +216,34 @@ class MuxProgram:
             keys = b"".join(layout.u32(base + n) for n in range(len(idx)))
             self.obj.map("dsrc_vip_bes").update_batch(keys, bes, len(idx))
         self._publish_vips({**self._vip_meta, vip: (vi, len(idx))})
-        self.obj.map("dsrc_vip_addrs").update(layout.ip_be(addr), layout.u32(1))
+        if is_ipv6(addr):
+            self.obj.map("dsrc_vip6_addrs").update(layout.ip6_be(addr), layout.u32(1))
+        else:
+            self.obj.map("dsrc_vip_addrs").update(layout.ip_be(addr), layout.u32(1))
         self._release_unused_backends()
 
     def _publish_vips(self, meta: dict[VipKey, tuple[int, int]]) -> None:
-        """Make ``meta`` the VIP service table: find a seed that gives every service its own slot,
-        write the standby half of dsrc_vip_slots and its seed, then flip dsrc_vip_half."""
+        """Make ``meta`` the VIP service table: IPv6 services one entry each in dsrc_vip6; for the
+        IPv4 ones, find a seed that gives every service its own slot, write the standby half of
+        dsrc_vip_slots and its seed, then flip dsrc_vip_half."""
         if meta == self._vip_meta:
             return
+        v6map = self.obj.map("dsrc_vip6")
+        for k, m in meta.items():
+            if is_ipv6(k[0]) and self._vip_meta.get(k) != m:
+                v6map.update(layout.vip6_key(*k), layout.vip_meta(*m))
+        for k in self._vip_meta:
+            if is_ipv6(k[0]) and k not in meta:
+                v6map.delete(layout.vip6_key(*k))
+        v4 = {k: m for k, m in meta.items() if not is_ipv6(k[0])}
+        if v4 == {k: m for k, m in self._vip_meta.items() if not is_ipv6(k[0])}:
+            self._vip_meta = dict(meta)
+            return
+        self._publish_vips4(v4, meta)
+
+    def _publish_vips4(
+        self, meta: dict[VipKey, tuple[int, int]], full: dict[VipKey, tuple[int, int]]
+    ) -> None:
         slots = C("VIP_SLOTS")
         ints = {k: (int.from_bytes(layout.ip_be(k[0]), "big"), k[1], k[2]) for k in meta}
         for seed in range(1, MAX_SEED_TRIES + 1):
@@ -218,7 +260,7 @@ class MuxProgram:
         self.obj.map("dsrc_vip_slots").update_batch(keys, bytes(table), slots)
         self.obj.map("dsrc_vip_seed").update(layout.u32(standby), layout.u32(seed))
         self.obj.map("dsrc_vip_half").update(layout.u32(0), layout.u32(standby))  # the flip
-        self._vip_half, self._vip_meta = standby, dict(meta)
+        self._vip_half, self._vip_meta = standby, dict(full)
 
     def _write_table(self, vi: int, table: list[int]) -> None:
         ring, state = self.settings.ring_size, self._vip_state[vi]
@@ -260,11 +302,7 @@ class MuxProgram:
         }  # fmt: skip
         live_backends = set(self._backend_index.values())
         disagree = dict.fromkeys(flagged, 0)
-        m = self.obj.map("dsrc_conn")
-        for k in list(m.keys()) if flagged else []:
-            v = m.lookup(k)
-            if v is None:
-                continue
+        for k, v in self._conn_entries() if flagged else []:
             backend, vi, gen = layout.conn_value_unpack(v)
             if vi not in disagree or gen != self._vip_state[vi] >> shift:
                 continue
@@ -273,9 +311,7 @@ class MuxProgram:
             # A draining server keeps its index (live) but is in no table: its entries always
             # disagree, so the flag stays while any remains and a reused tuple's SYN still
             # follows its entry, as its ACK will.
-            saddr, daddr, sport, dport = struct.unpack("!IIHH", k[:12])
-            h = flow_hash(saddr, daddr, sport, dport, k[12], self.settings.hash_seed)
-            if self._vip_table[vi][ring_slot(h, ring)] != backend:
+            if self._vip_table[vi][ring_slot(self._key_hash(k), ring)] != backend:
                 disagree[vi] += 1
         for vi, n in disagree.items():
             if n == 0:
@@ -288,6 +324,25 @@ class MuxProgram:
             if st & syn_bit and vi in by_index
         }
 
+    def _conn_entries(self) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) of every entry of both connection tables (IPv4 keys are 16 bytes)."""
+        for name in ("dsrc_conn", "dsrc_conn6"):
+            m = self.obj.map(name)
+            for k in list(m.keys()):
+                v = m.lookup(k)
+                if v is not None:
+                    yield k, v
+
+    def _key_hash(self, k: bytes) -> int:
+        """The flow hash of a connection-table key (flow_key or flow_key6)."""
+        seed = self.settings.hash_seed
+        if len(k) == 16:
+            saddr, daddr, sport, dport = struct.unpack("!IIHH", k[:12])
+            return flow_hash(saddr, daddr, sport, dport, k[12], seed)
+        sport, dport = struct.unpack("!HH", k[32:36])
+        s6, d6 = int.from_bytes(k[0:16], "big"), int.from_bytes(k[16:32], "big")
+        return flow_hash6(s6, d6, sport, dport, k[36], seed)
+
     def remove_vip(self, vip: VipKey) -> None:
         vi = self._vip_index.pop(vip)
         self._vip_backends.pop(vip, None)
@@ -298,7 +353,10 @@ class MuxProgram:
         for d in (self._vip_state, self._vip_table, self._vip_changed):
             d.pop(vi, None)
         if not any(k[0] == vip[0] for k in self._vip_index):
-            self.obj.map("dsrc_vip_addrs").delete(layout.ip_be(vip[0]))
+            if is_ipv6(vip[0]):
+                self.obj.map("dsrc_vip6_addrs").delete(layout.ip6_be(vip[0]))
+            else:
+                self.obj.map("dsrc_vip_addrs").delete(layout.ip_be(vip[0]))
         self._release_unused_backends()
 
     # --- observation ----------------------------------------------------------------------
@@ -331,14 +389,16 @@ class MuxProgram:
         return out
 
     def conn_table(self) -> dict[tuple[str, str, int, int, int], str | None]:
-        """The connection table: 5-tuple -> backend address (None if the slot was freed)."""
-        m, out = self.obj.map("dsrc_conn"), {}
-        for k in list(m.keys()):
-            v = m.lookup(k)
-            if v is None:
-                continue
-            sport, dport = struct.unpack("!HH", k[8:12])
-            flow = (layout.ip_str(k[0:4]), layout.ip_str(k[4:8]), sport, dport, k[12])
+        """The connection tables of both families: 5-tuple -> backend address (None if the slot
+        was freed)."""
+        out = {}
+        for k, v in self._conn_entries():
+            if len(k) == 16:
+                sport, dport = struct.unpack("!HH", k[8:12])
+                flow = (layout.ip_str(k[0:4]), layout.ip_str(k[4:8]), sport, dport, k[12])
+            else:
+                sport, dport = struct.unpack("!HH", k[32:36])
+                flow = (layout.ip6_str(k[0:16]), layout.ip6_str(k[16:32]), sport, dport, k[36])
             out[flow] = self.backend_of_index(layout.conn_value_unpack(v)[0])
         return out
 

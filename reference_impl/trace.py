@@ -52,9 +52,14 @@ def read_frames(path: str | Path) -> list[tuple[float, bytes]]:
 
 def _describe(frame: bytes) -> tuple[str, str | None, str | None]:
     from scapy.layers.inet import IP
+    from scapy.layers.inet6 import IPv6
     from scapy.layers.l2 import Ether
 
     eth = Ether(frame)
+    outer6 = eth.payload if isinstance(eth.payload, IPv6) else None
+    if outer6 is not None and outer6.nh in (4, 41):  # IPv4-in-IPv6, IPv6-in-IPv6
+        inner6 = outer6.payload if isinstance(outer6.payload, (IP, IPv6)) else eth
+        return inner6.summary(), outer6.src, outer6.dst
     ip = eth.getlayer(IP)
     if ip is None or ip.proto != 4:
         return eth.summary(), None, None

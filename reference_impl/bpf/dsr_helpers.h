@@ -43,6 +43,33 @@ static __always_inline __u32 flow_hash(__u32 saddr, __u32 daddr, __u16 sport, __
 	return fmix32(h ^ proto);
 }
 
+/* IPv6: every one of the 128 bits of both addresses (words in host order, most significant
+ * first) goes through the mix, then the ports and protocol as flow_hash() does. Mirrored by
+ * reference_impl/flowhash.py:flow_hash6. */
+static __always_inline __u32 flow_hash6(const __u32 *saddr, const __u32 *daddr, __u16 sport,
+					__u16 dport, __u8 proto, __u32 seed)
+{
+	__u32 h = seed;
+
+#ifdef MUTANT_V6_HASH_LOW32
+	/* The bug: only the low 32 bits of each address (the interface identifier's half): clients
+	 * that differ above them hash alike. */
+	h = fmix32(h ^ saddr[3]);
+	h = fmix32(h ^ daddr[3]);
+#else
+	h = fmix32(h ^ saddr[0]);
+	h = fmix32(h ^ saddr[1]);
+	h = fmix32(h ^ saddr[2]);
+	h = fmix32(h ^ saddr[3]);
+	h = fmix32(h ^ daddr[0]);
+	h = fmix32(h ^ daddr[1]);
+	h = fmix32(h ^ daddr[2]);
+	h = fmix32(h ^ daddr[3]);
+#endif
+	h = fmix32(h ^ (((__u32)sport << 16) | dport));
+	return fmix32(h ^ proto);
+}
+
 /* The slot of a VIP service in one half of dsrc_vip_slots (VIP_SLOTS a power of 2; inputs in host
  * order). The control plane searches for a seed that gives every configured service its own slot
  * (a perfect hash), so a lookup is one array read and one key compare: no call into the kernel's

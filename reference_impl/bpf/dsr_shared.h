@@ -46,8 +46,10 @@
 #define STAT_DROP_TOO_BIG 13     /* encapsulated frame would exceed the configured MTU */
 #define STAT_DROP_ENCAP 14       /* no headroom for the outer header */
 #define STAT_DROP_ICMP_MALFORMED 15 /* ICMP error to a VIP whose embedded header is unusable */
-#define STAT_GLOBAL_COUNT 16
-#define STAT_SLOTS 4176          /* STAT_GLOBAL_BASE + STAT_GLOBAL_COUNT */
+#define STAT_DROP_IPV6_EXTHDR 16 /* IPv6 VIP traffic whose next header is not TCP/UDP/ICMPv6 */
+#define STAT_DROP_BAD_VERSION 17 /* IP version field disagrees with the EtherType */
+#define STAT_GLOBAL_COUNT 18
+#define STAT_SLOTS 4178          /* STAT_GLOBAL_BASE + STAT_GLOBAL_COUNT */
 
 /* Agent and gateway statistics: a percpu array of struct counter indexed by these. */
 #define AGENT_STAT_DECAP 0        /* IPIP or IPv6-encapsulated from a known MUX, decapsulated */
@@ -102,6 +104,37 @@ struct backend {
 	__u32 flags;
 };
 
+/* MUX, IPv6: a backend with an IPv6 address keeps its index's dsrc_backends slot in use with
+ * addr = htonl(BACKEND6_TAG | index) (255.x.x.x is never a server) and flags = BACKEND_F_IPV6;
+ * its address is dsrc_backends6[index]. The IPv4 path thus carries one 32-bit word per backend
+ * whatever its family, and one compare tells it to build an IPv6 outer header instead. */
+#define BACKEND6_TAG 0xff000000
+#define BACKEND6_INDEX_MASK 0x00ffffff
+#define BACKEND_F_IPV6 1
+
+struct backend6 {
+	__u32 addr[4];
+};
+
+/* MUX, IPv6: (vip, port, proto) -> service (dsrc_vip6, a hash map beside IPv4's slot table). */
+struct vip6_key {
+	__u32 addr[4];
+	__u16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+/* MUX, IPv6: the connection-table key of a client->VIP flow (dsrc_conn6, an LRU beside IPv4's:
+ * IPv4's 16-byte key and its fast path stay as they are). */
+struct flow_key6 {
+	__u32 saddr[4];
+	__u32 daddr[4];
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
 /* 5-tuple of a client->VIP flow: the connection-table key. */
 struct flow_key {
 	__u32 saddr;
@@ -135,6 +168,7 @@ struct mux_config {
 	__u8 pad;
 	__u8 src_mac[6];       /* MUX interface MAC (outer Ethernet source) */
 	__u8 dst_mac[6];       /* next hop toward the servers (the border router) */
+	__u32 mux_addr6[4];    /* outer IPv6 source (all zero: no IPv6 backends) */
 };
 
 /* Per-CPU token bucket that bounds connection-table inserts (the SYN-flood policy). */

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /* mux.bpf.c - the reference DSR MUX: an XDP program on the MUX's interface toward the border router.
  *
- * For each IPv4 packet to a VIP service (vip, port, proto):
+ * For each IPv4 or IPv6 packet to a VIP service (vip, port, proto):
  *   1. connection table (LRU hash, 5-tuple -> backend) first;
  *   2. on a miss, the VIP's Maglev table (computed by the control plane), indexed by a flow hash
  *      that is identical on every MUX, so a flow re-hashed to another MUX finds the same server;
  *   3. encapsulate in IPIP (outer source = this MUX, destination = the server) and XDP_TX back
- *      toward the router, which routes the outer packet to the server.
+ *      toward the router, which routes the outer packet to the server. A server with an IPv6
+ *      address gets an outer IPv6 header instead: IPv6-in-IPv6 for IPv6 VIPs, IPv4-in-IPv6 for
+ *      an IPv4 VIP whose backends are IPv6 (mux_ipv6.h).
  * ICMP errors about a VIP flow are steered by their embedded header to that flow's server.
  * Anything not addressed to a VIP passes untouched; malformed VIP traffic is dropped and counted
  * per reason, never emitted.
@@ -241,21 +243,48 @@ static __always_inline void count_hit(__u32 idx, __u64 bytes)
 		count(STAT_BACKEND_BASE + idx, bytes);
 }
 
-/* Choose the server for a flow of VIP vm. lookup: consult the connection table first (the caller
- * passes 0 when it already has, or when a bare SYN may skip it); may_insert: remember a Maglev
- * choice there. Returns the server address (network order) or 0 when the VIP has none. */
-static __always_inline __u32 pick_backend(const struct flow_key *fk, const struct vip_meta *vm,
-					  const struct mux_config *cfg, __u32 state, int lookup,
-					  int may_insert, __u64 bytes)
+/* The flow-hash seed: the same on every MUX (the per-MUX-seed mutant breaks that). */
+static __always_inline __u32 hash_seed(const struct mux_config *cfg)
 {
-	__u32 vip_index = vm->vip_index, idx, h, seed;
+	__u32 seed = cfg->hash_seed;
+
+#ifdef MUTANT_PER_MUX_SEED
+	seed ^= bpf_ntohl(cfg->mux_addr);
+#endif
+	return seed;
+}
+
+/* The flow hash of an IPv4 5-tuple (the Maglev index and, toward an IPv6 server, the flow label). */
+static __always_inline __u32 flow_hash4(const struct flow_key *fk, const struct mux_config *cfg)
+{
+#ifdef MUTANT_HASH_NO_SPORT
+	/* The bug: a hash over part of the 5-tuple. Every flow of one client address lands on one
+	 * server; probes from thousands of addresses (SC-2) still spread. */
+	return flow_hash(bpf_ntohl(fk->saddr), bpf_ntohl(fk->daddr), 0, bpf_ntohs(fk->dport),
+			 fk->proto, hash_seed(cfg));
+#else
+	return flow_hash(bpf_ntohl(fk->saddr), bpf_ntohl(fk->daddr), bpf_ntohs(fk->sport),
+			 bpf_ntohs(fk->dport), fk->proto, hash_seed(cfg));
+#endif
+}
+
+/* Choose the server for a flow of VIP vm whose flow hash is h. conn/fk: the connection table of
+ * the flow's family and its key there. lookup: consult the connection table first (the caller
+ * passes 0 when it already has, or when a bare SYN may skip it); may_insert: remember a Maglev
+ * choice there. Returns the server address (network order; an IPv6 server's tag, see
+ * BACKEND6_TAG) or 0 when the VIP has none. */
+static __always_inline __u32 pick_backend(void *conn, const void *fk, __u32 h,
+					  const struct vip_meta *vm, const struct mux_config *cfg,
+					  __u32 state, int lookup, int may_insert, __u64 bytes)
+{
+	__u32 vip_index = vm->vip_index, idx;
 	struct backend *be;
 
 	if (vip_index >= MAX_VIPS) /* bounds the table arithmetic for the verifier */
 		return 0;
 #ifndef MUTANT_NO_CONN_TABLE
 	if (lookup) {
-		struct conn_value *cv = bpf_map_lookup_elem(&dsrc_conn, fk);
+		struct conn_value *cv = bpf_map_lookup_elem(conn, fk);
 		__u32 addr = cv ? conn_backend(cv, &idx) : 0;
 
 		if (addr) {
@@ -265,19 +294,6 @@ static __always_inline __u32 pick_backend(const struct flow_key *fk, const struc
 	}
 #endif
 	count(STAT_GLOBAL_BASE + STAT_LRU_MISS, 0);
-	seed = cfg->hash_seed;
-#ifdef MUTANT_PER_MUX_SEED
-	seed ^= bpf_ntohl(cfg->mux_addr);
-#endif
-#ifdef MUTANT_HASH_NO_SPORT
-	/* The bug: a hash over part of the 5-tuple. Every flow of one client address lands on one
-	 * server; probes from thousands of addresses (SC-2) still spread. */
-	h = flow_hash(bpf_ntohl(fk->saddr), bpf_ntohl(fk->daddr), 0, bpf_ntohs(fk->dport), fk->proto,
-		      seed);
-#else
-	h = flow_hash(bpf_ntohl(fk->saddr), bpf_ntohl(fk->daddr), bpf_ntohs(fk->sport),
-		      bpf_ntohs(fk->dport), fk->proto, seed);
-#endif
 #ifdef MUTANT_MODULO_HASH
 	if (vm->num_backends == 0)
 		return 0;
@@ -313,7 +329,7 @@ static __always_inline __u32 pick_backend(const struct flow_key *fk, const struc
 				.vip_gen = state >> VIP_STATE_GEN_SHIFT,
 			};
 
-			bpf_map_update_elem(&dsrc_conn, fk, &v, BPF_ANY);
+			bpf_map_update_elem(conn, fk, &v, BPF_ANY);
 			count(STAT_GLOBAL_BASE + STAT_LRU_INSERT, 0);
 		} else {
 			count(STAT_GLOBAL_BASE + STAT_LRU_INSERT_SKIPPED, 0);
@@ -325,14 +341,23 @@ static __always_inline __u32 pick_backend(const struct flow_key *fk, const struc
 	return be->addr;
 }
 
-/* Prepend the outer IPv4 header and a new Ethernet header, then send the frame back out. */
+/* The IPv6 half here, not at the top: it uses the helpers above (counters, pick_backend), and
+ * encap_and_tx below uses its encap6_and_tx for IPv4 VIPs with IPv6 servers. */
+#include "mux_ipv6.h"
+
+/* Prepend the outer IPv4 header and a new Ethernet header, then send the frame back out; toward
+ * an IPv6 server, an outer IPv6 header instead (IPv4-in-IPv6), its flow label from fk's hash. */
 static __always_inline int encap_and_tx(struct xdp_md *ctx, const struct mux_config *cfg,
-					__u32 backend_addr, __u16 inner_len, __u8 tos, __u16 frag)
+					__u32 backend_addr, __u16 inner_len, __u8 tos, __u16 frag,
+					const struct flow_key *fk)
 {
 	void *data, *data_end;
 	struct ethhdr *eth;
 	struct iphdr *outer;
 
+	if (is_backend6(backend_addr))
+		return encap6_and_tx(ctx, cfg, backend_addr, inner_len, tos,
+				     flow_hash4(fk, cfg) & FLOW_LABEL_MASK, IPPROTO_IPIP);
 	if (cfg->mtu && (__u32)inner_len + sizeof(struct iphdr) > cfg->mtu)
 		return drop(STAT_DROP_TOO_BIG, inner_len);
 	if (bpf_xdp_adjust_head(ctx, 0 - (int)sizeof(struct iphdr)))
@@ -425,10 +450,10 @@ static __always_inline int handle_icmp(struct xdp_md *ctx, struct iphdr *iph, vo
 	if (!(state >> VIP_STATE_GEN_SHIFT))
 		return XDP_PASS; /* being removed */
 	/* An error never creates flow state, and always consults the connection table. */
-	be = pick_backend(&fk, vm, cfg, state, 1, 0, len);
+	be = pick_backend(&dsrc_conn, &fk, flow_hash4(&fk, cfg), vm, cfg, state, 1, 0, len);
 	if (!be)
 		return drop(STAT_DROP_NO_BACKEND, len);
-	if (encap_and_tx(ctx, cfg, be, len, iph->tos, iph->frag_off) != XDP_TX)
+	if (encap_and_tx(ctx, cfg, be, len, iph->tos, iph->frag_off, &fk) != XDP_TX)
 		return XDP_DROP; /* counted by encap_and_tx */
 	count(STAT_GLOBAL_BASE + STAT_ICMP_FORWARDED, len);
 	return XDP_TX;
@@ -464,11 +489,12 @@ static __always_inline __u32 vip_packet_problem(struct iphdr *iph, void *data_en
 
 /* Forward a valid packet to server be, or drop it when there is none. */
 static __always_inline int forward(struct xdp_md *ctx, struct iphdr *iph,
-				   const struct mux_config *cfg, __u32 be, __u32 vip_index, __u16 len)
+				   const struct mux_config *cfg, __u32 be, __u32 vip_index, __u16 len,
+				   const struct flow_key *fk)
 {
 	if (!be)
 		return drop(STAT_DROP_NO_BACKEND, len);
-	if (encap_and_tx(ctx, cfg, be, len, iph->tos, iph->frag_off) != XDP_TX)
+	if (encap_and_tx(ctx, cfg, be, len, iph->tos, iph->frag_off, fk) != XDP_TX)
 		return XDP_DROP; /* counted by encap_and_tx */
 	/* Forwarded packets only: tx = the VIPs' packets + icmp_forwarded (dsr_shared.h). */
 	if (vip_index < MAX_VIPS)
@@ -491,8 +517,13 @@ int dsrc_mux(struct xdp_md *ctx)
 	__u16 len = 0;
 	int bare_syn = 0, looked_up = 0;
 
-	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
-		goto pass; /* not IPv4: not ours */
+	if ((void *)(eth + 1) > data_end)
+		goto pass;
+	if (eth->h_proto != bpf_htons(ETH_P_IP)) {
+		if (eth->h_proto == bpf_htons(ETH_P_IPV6))
+			return mux_ipv6(ctx, data, data_end);
+		goto pass; /* neither IPv4 nor IPv6: not ours */
+	}
 	iph = (void *)(eth + 1);
 	if ((void *)(iph + 1) > data_end)
 		return drop(STAT_DROP_IP_TRUNCATED, 0);
@@ -533,7 +564,7 @@ int dsrc_mux(struct xdp_md *ctx)
 				if (problem)
 					return drop(problem, len);
 				count_hit(idx, len);
-				return forward(ctx, iph, cfg, be, cv->vip_index, len);
+				return forward(ctx, iph, cfg, be, cv->vip_index, len, &fk);
 			}
 		}
 #endif
@@ -553,7 +584,7 @@ int dsrc_mux(struct xdp_md *ctx)
 #ifdef MUTANT_SYN_SKIPS_TABLE
 		state &= ~VIP_STATE_SYN_LOOKUP; /* the flag ignored: a reused tuple's SYN goes astray */
 #endif
-		be = pick_backend(&fk, vm, cfg, state,
+		be = pick_backend(&dsrc_conn, &fk, flow_hash4(&fk, cfg), vm, cfg, state,
 				  !looked_up && (state & VIP_STATE_SYN_LOOKUP),
 #ifdef MUTANT_UNBOUNDED_INSERTS
 				  1,
@@ -561,7 +592,7 @@ int dsrc_mux(struct xdp_md *ctx)
 				  !bare_syn,
 #endif
 				  len);
-		return forward(ctx, iph, cfg, be, vm->vip_index, len);
+		return forward(ctx, iph, cfg, be, vm->vip_index, len, &fk);
 	}
 
 	/* Rare shapes (options, fragments, ICMP, cut ports) need the VIP address set. */

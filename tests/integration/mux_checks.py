@@ -19,8 +19,10 @@ from tests.integration.packets import (
     MUX_MAC,
     ROUTER_MAC,
     assert_valid_encap,
+    assert_valid_encap6,
     fast_syn,
     flow_frame,
+    icmp6_error,
     icmp_frag_needed,
     ip_csum,
 )
@@ -218,3 +220,95 @@ def check_icmp_reaches_flow_server(mutant: str | None) -> None:
                 assert action == XDP_TX, f"ICMP error about {flow}: action {action}, expected TX"
                 assert_valid_encap(out, frame, mux_addr=MUX_ADDR, backend=want)
         assert mux.stats().globals["icmp_forwarded"] == 120, "icmp_forwarded counter is wrong"
+
+
+# --- IPv6 ---------------------------------------------------------------------------------------
+
+MUX_ADDR6 = "2001:2:0:10::2"
+TCP_VIP6 = ("2001:2:0:100::10", 80, 6)
+UDP_VIP6 = ("2001:2:0:100::11", 7, 17)
+VIP46 = ("198.19.0.13", 80, 6)  # an IPv4 VIP with IPv6 backends: IPv4-in-IPv6
+BACKENDS6 = ["2001:2:0:20::1", "2001:2:0:20::2", "2001:2:0:20::3"]
+ROUTER6 = "2001:2:0:10::1"
+
+
+def mux_config6(**mux: Any) -> MuxConfig:
+    """The dual-stack MUX: the IPv4 VIPs of :func:`mux_config`, two IPv6 VIPs and an IPv4 VIP
+    with IPv6 backends."""
+    base = mux_config(address6=MUX_ADDR6, **mux).model_dump()
+    base["vips"] += [
+        {"address": a, "port": p, "proto": "tcp" if pr == 6 else "udp", "backends": BACKENDS6}
+        for a, p, pr in (TCP_VIP6, UDP_VIP6, VIP46)
+    ]
+    return MuxConfig.model_validate(base)
+
+
+def random_flows6(rng: random.Random, n: int, vip: tuple[str, int, int] = TCP_VIP6) -> list[Flow]:
+    """Client flows from 2001:2:0:1::/64 (IPv6 VIPs) or 198.18.1.0/24, with interface
+    identifiers random in all 64 bits: clients differ above the low 32 bits of their address."""
+    if ":" not in vip[0]:
+        return random_flows(rng, n, vip)
+    base = int(ipaddress.IPv6Address("2001:2:0:1::"))
+    return [
+        (
+            str(ipaddress.IPv6Address(base + rng.randrange(2, 2**64))),
+            vip[0],
+            rng.randrange(1024, 65536),
+            vip[1],
+            vip[2],
+        )
+        for _ in range(n)
+    ]
+
+
+def _check_encap6(
+    model: MuxModel, flow: Flow, frame: bytes, out: bytes, backend: str | None
+) -> None:
+    want = model.encapsulation(flow, backend or BACKENDS6[0])
+    assert_valid_encap6(
+        out, frame, mux_addr6=MUX_ADDR6, backend=backend, flow_label=want.flow_label
+    )
+
+
+def check_encap6_matches_model(mutant: str | None) -> None:
+    """Every packet to an IPv6 VIP (and to an IPv4 VIP with IPv6 servers) leaves in an outer IPv6
+    header toward the server the Python model predicts, with the model's flow label, the whole
+    inner packet as payload length, the MUX's hop limit and the inner traffic class."""
+    cfg = mux_config6()
+    model = MuxModel(cfg)
+    rng = random.Random(21)
+    with MuxProgram(cfg, mutant=mutant) as mux:
+        for vip in (TCP_VIP6, UDP_VIP6, VIP46):
+            for n, flow in enumerate(random_flows6(rng, 120, vip)):
+                flags = ("S", "A", "PA")[n % 3] if vip[2] == 6 else ""
+                frame = flow_frame(*flow, flags=flags, payload=b"x" * (n % 40))
+                action, out = send(mux, frame)
+                assert action == XDP_TX, f"VIP packet {flow} got action {action}, expected XDP_TX"
+                want = model.packet(flow, tcp_flags=flags).backend
+                _check_encap6(model, flow, frame, out, want)
+
+
+def check_icmp6_reaches_flow_server(mutant: str | None) -> None:
+    """ICMPv6 errors about an IPv6 VIP flow (packet too big, unreachable, time exceeded,
+    parameter problem) are sent to that flow's server, found by the embedded header."""
+    from tests.integration.packets import ICMPV6_ERRORS
+
+    cfg = mux_config6()
+    model = MuxModel(cfg)
+    rng = random.Random(22)
+    sent = 0
+    with MuxProgram(cfg, mutant=mutant) as mux:
+        for vip in (TCP_VIP6, UDP_VIP6):
+            for n, flow in enumerate(random_flows6(rng, 60, vip)):
+                client, vaddr, cport, vport, proto = flow
+                icmp_type = sorted(ICMPV6_ERRORS)[n % len(ICMPV6_ERRORS)]
+                frame = icmp6_error(ROUTER6, vaddr, vport, client, cport, proto, icmp_type)
+                action, out = send(mux, frame)
+                want = model.icmp_error(flow).backend
+                assert action == XDP_TX, (
+                    f"ICMPv6 type {icmp_type} about {flow}: action {action}, expected XDP_TX"
+                )
+                _check_encap6(model, flow, frame, out, want)
+                sent += 1
+        got = mux.stats().globals["icmp_forwarded"]
+        assert got == sent, f"icmp_forwarded counted {got}, {sent} ICMPv6 errors were forwarded"

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, TCPerror, UDPerror
+from scapy.layers.inet6 import (
+    ICMPv6DestUnreach,
+    ICMPv6PacketTooBig,
+    ICMPv6ParamProblem,
+    ICMPv6TimeExceeded,
+    IPerror6,
+    IPv6,
+)
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw, raw
 
@@ -23,8 +32,10 @@ def flow_frame(
     flags: str = "A",
     payload: bytes = b"",
 ) -> bytes:
+    """One client->VIP frame; IPv6 when the addresses are (no extension headers)."""
     l4 = TCP(sport=sport, dport=dport, flags=flags) if proto == 6 else UDP(sport=sport, dport=dport)
-    return raw(Ether(src=CLIENT_MAC, dst=MUX_MAC) / IP(src=src, dst=dst) / l4 / Raw(payload))
+    ip = IPv6(src=src, dst=dst) if ":" in src else IP(src=src, dst=dst)
+    return raw(Ether(src=CLIENT_MAC, dst=MUX_MAC) / ip / l4 / Raw(payload))
 
 
 def icmp_frag_needed(
@@ -39,6 +50,33 @@ def icmp_frag_needed(
         / IP(src=router, dst=vip)
         / ICMP(type=3, code=4, nexthopmtu=1400)
         / IPerror(src=vip, dst=client, proto=proto)
+        / inner_l4
+    )
+    return raw(pkt)
+
+
+ICMPV6_ERRORS = {
+    1: ICMPv6DestUnreach(code=4),
+    2: ICMPv6PacketTooBig(mtu=1280),
+    3: ICMPv6TimeExceeded(code=0),
+    4: ICMPv6ParamProblem(code=0, ptr=6),
+}
+"""ICMPv6 error types the MUX steers, each with a typical message."""
+
+
+def icmp6_error(
+    router: str, vip: str, vport: int, client: str, cport: int, proto: int, icmp_type: int = 2
+) -> bytes:
+    """ICMPv6 error ``icmp_type`` (2: packet too big) from ``router`` to the VIP about the reply
+    VIP:vport->client."""
+    inner_l4 = (
+        TCPerror(sport=vport, dport=cport) if proto == 6 else UDPerror(sport=vport, dport=cport)
+    )
+    pkt = (
+        Ether(src=CLIENT_MAC, dst=MUX_MAC)
+        / IPv6(src=router, dst=vip)
+        / ICMPV6_ERRORS[icmp_type].copy()
+        / IPerror6(src=vip, dst=client, nh=proto)
         / inner_l4
     )
     return raw(pkt)
@@ -86,3 +124,53 @@ def assert_valid_encap(
     if backend is not None:
         assert dst == backend, f"outer destination {dst}, the model predicts backend {backend}"
     assert out[34 : 34 + inner_len] == inp[14 : 14 + inner_len], "inner packet bytes changed"
+
+
+def inner_packet_length(inp: bytes) -> int:
+    """The IP packet's length in an input frame (IPv4 total length, or IPv6's 40 + payload)."""
+    if inp[12:14] == b"\x86\xdd":
+        return 40 + struct.unpack("!H", inp[18:20])[0]
+    return struct.unpack("!H", inp[16:18])[0]
+
+
+def assert_valid_encap6(
+    out: bytes,
+    inp: bytes,
+    *,
+    mux_addr6: str,
+    backend: str | None,
+    flow_label: int | None,
+    ttl: int = 64,
+) -> None:
+    """An XDP_TX output is a well-formed IPv6-in-IPv6 (inner IPv6) or IPv4-in-IPv6 (inner IPv4)
+    packet carrying exactly the input's IP packet: payload length = the whole inner packet, hop
+    limit = ttl, traffic class copied, flow label as the model predicts (None: any)."""
+    assert len(out) >= 14 + 40, f"output of {len(out)} bytes is too short for Ethernet + IPv6"
+    eth = Ether(out)
+    assert eth.dst == ROUTER_MAC, f"outer Ethernet destination {eth.dst}, expected {ROUTER_MAC}"
+    assert eth.src == MUX_MAC, f"outer Ethernet source {eth.src}, expected the MUX's {MUX_MAC}"
+    assert eth.type == 0x86DD, f"outer EtherType {eth.type:#06x}, expected 0x86dd (IPv6)"
+    outer = IPv6(out[14:54])
+    inner6 = inp[12:14] == b"\x86\xdd"
+    inner_len = inner_packet_length(inp)
+    assert outer.version == 6, f"outer version {outer.version}, expected 6"
+    want_nh = 41 if inner6 else 4
+    assert outer.nh == want_nh, f"outer next header {outer.nh}, expected {want_nh}"
+    assert outer.plen == inner_len, (
+        f"outer payload length {outer.plen}, expected the whole inner packet's {inner_len}"
+    )
+    assert outer.hlim == ttl, f"outer hop limit {outer.hlim}, expected {ttl}"
+    tclass = IPv6(inp[14:54]).tc if inner6 else inp[15]
+    assert outer.tc == tclass, f"outer traffic class {outer.tc:#04x}, inner {tclass:#04x}"
+    if backend is not None:
+        dst = str(ipaddress.IPv6Address(outer.dst))
+        assert dst == backend, f"outer destination {dst}, the model predicts backend {backend}"
+    if flow_label is not None:
+        assert outer.fl == flow_label, (
+            f"outer flow label {outer.fl:#07x}, the flow hash gives {flow_label:#07x}"
+        )
+    src = str(ipaddress.IPv6Address(outer.src))
+    assert src == str(ipaddress.IPv6Address(mux_addr6)), (
+        f"outer source {src}, expected the MUX's address6 {mux_addr6}"
+    )
+    assert out[54 : 54 + inner_len] == inp[14 : 14 + inner_len], "inner packet bytes changed"

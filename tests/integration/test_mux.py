@@ -52,6 +52,8 @@ def mux_and_model() -> Iterator[tuple[MuxProgram, MuxModel]]:
         mux_checks.check_reused_tuple_syn_follows_entry,
         mux_checks.check_flood_keeps_established,
         mux_checks.check_icmp_reaches_flow_server,
+        mux_checks.check_encap6_matches_model,
+        mux_checks.check_icmp6_reaches_flow_server,
     ],
     ids=lambda f: f.__name__,
 )

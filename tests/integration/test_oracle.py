@@ -68,6 +68,17 @@ bug shows (the others cost minutes of CI and cannot fail on it)."""
 NOT_CAUGHT_YET: dict[str, str] = {}
 """Mutants no suite catches yet, with why (strict xfails: see the module docstring)."""
 
+IPV6_SUITES_PENDING = "the suites judge IPv4 labs only until they run per family (issue 18)"
+NEEDS_IPV6_RUN: dict[str, str] = {
+    "v6-hash-low32": IPV6_SUITES_PENDING,
+    "v6-outer-plen": IPV6_SUITES_PENDING,
+    "v6-ptb-outer": IPV6_SUITES_PENDING,
+}
+"""Mutants of the MUX's IPv6 paths: an IPv4 run cannot reach their bug, and running the suites
+against them would spend minutes to show nothing, so they are skipped with the reason until the
+suites run on a dual-stack lab (their packet-level checks catch them meanwhile:
+test_mutants_caught.py)."""
+
 
 def run_suites(
     tmp: Path, *args: str, env: dict[str, str] | None = None, evidence: bool = False
@@ -110,6 +121,8 @@ def _mutant_param(m: Any) -> Any:
     marks = []
     if m.name in NOT_CAUGHT_YET:
         marks.append(pytest.mark.xfail(reason=NOT_CAUGHT_YET[m.name], strict=True))
+    if m.name in NEEDS_IPV6_RUN:
+        marks.append(pytest.mark.skip(reason=NEEDS_IPV6_RUN[m.name]))
     return pytest.param(m, id=m.name, marks=marks)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from scapy.layers.inet import IP
+from scapy.layers.inet6 import IPv6
 from scapy.utils import rdpcap
 
 from reference_impl.cli import main
@@ -38,6 +39,29 @@ def test_mux_run_writes_outputs_and_one_verdict_per_packet(tmp_path: Path) -> No
     ]
     assert len(c1) == 4 and len(set(c1)) == 1, c1
     assert all(p[IP].proto == 4 for p in outputs if IP in p and p[IP].dst.startswith("198.18.20."))
+
+
+@requires_root
+def test_mux_run_takes_an_ipv6_config_and_reports_its_decisions(tmp_path: Path) -> None:
+    out = tmp_path / "out6.pcap"
+    config, pcap = str(EXAMPLES / "mux-demo6.yaml"), str(EXAMPLES / "demo6.pcap")
+    rc = main(["mux-run", "--config", config, "--in", pcap, "--out", str(out)])
+    assert rc == 0
+    verdicts = [json.loads(x) for x in out.with_suffix(".verdicts.jsonl").read_text().splitlines()]
+    tx = [v for v in verdicts if v["action"] == "XDP_TX"]
+    assert tx and all(v["outer_src"] == "2001:2:0:10::2" for v in tx)
+    assert all(v["outer_dst"].startswith("2001:2:0:20::") for v in tx)
+    assert {v["action"] for v in verdicts} == {"XDP_TX", "XDP_PASS", "XDP_DROP"}
+    # The IPv6 handshake of 2001:2:0:1::2 and the packet-too-big about it reach one server.
+    c1 = [
+        v["outer_dst"]
+        for v in tx
+        if "2001:2:0:1::2:40000 > 2001:2:0:100::10:http" in v["summary"]
+        or "PacketTooBig" in v["summary"]
+    ]
+    assert len(c1) == 3 and len(set(c1)) == 1, c1
+    outputs = [p for p in rdpcap(str(out)) if IPv6 in p and p[IPv6].src == "2001:2:0:10::2"]
+    assert {p[IPv6].nh for p in outputs} == {4, 41}, "expected IPv6-in-IPv6 and IPv4-in-IPv6"
 
 
 def test_mux_run_names_a_missing_pcap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -69,7 +69,9 @@ def test_layout_packers_match_the_header_sizes() -> None:
     raw = layout.mux_config(mux_addr="198.18.10.1", hash_seed=1, ring_size=7, new_conn_rate=1,
                             new_conn_burst=1, mtu=0, ttl=64, src_mac="02:00:00:00:00:01",
                             dst_mac="02:00:00:00:00:02")  # fmt: skip
-    assert len(raw) == 36
+    assert len(raw) == 52  # 36 + the 16-byte mux_addr6
+    assert len(layout.flow_key6("2001:2::1", "2001:2::2", 1, 2, 6)) == 40
+    assert len(layout.vip6_key("2001:2::1", 80, 6)) == 20
     c = layout.constants()
     assert c["STAT_GLOBAL_BASE"] == c["MAX_VIPS"] + c["MAX_BACKENDS"]
     assert c["STAT_SLOTS"] == c["STAT_GLOBAL_BASE"] + c["STAT_GLOBAL_COUNT"]
