@@ -28,9 +28,7 @@ def test_backends_follow_the_services_backend_family() -> None:
     dep = deployment()
     web: Any = SimpleNamespace(name="web", backend_family="ipv4")
     web6: Any = SimpleNamespace(name="web6", backend_family="ipv6")
-    before_topology6: Any = SimpleNamespace(name="old")  # a Service without backend_family
     assert dep._addrs(["server1", "server2"], web) == ["198.18.20.1", "198.18.20.2"]
-    assert dep._addrs(["server1", "server2"], before_topology6) == ["198.18.20.1", "198.18.20.2"]
     assert dep._addrs(["server1"], web6) == ["2001:2:0:20::1"]
     with pytest.raises(LabError, match="server2 has no IPv6 address"):
         dep._addrs(["server2"], web6)

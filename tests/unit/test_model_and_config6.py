@@ -107,7 +107,7 @@ def test_model_names_the_outer_header_and_flow_label() -> None:
 @pytest.mark.parametrize(
     ("change", "expect"),
     [
-        ({"vips": [{"address": "2001:db8::1", "port": 80}]}, r"outside the lab's IPv6 range"),
+        ({"vips": [{"address": "2001:db8::1", "port": 80}]}, r"outside the lab range 2001:2::/48"),
         (
             {"vips": [{"address": VIP6, "port": 80, "backends": ["198.18.20.1"]}]},
             r"IPv6 VIP .* with IPv4 backends",
@@ -134,7 +134,7 @@ def test_model_names_the_outer_header_and_flow_label() -> None:
         ({"mux": {"address": "198.18.10.1", "address6": "198.18.10.2"}}, r"not an IPv6 address"),
         (
             {"mux": {"address": "198.18.10.1", "address6": "2001:db8::2"}},
-            r"outside the lab's IPv6 range",
+            r"outside the lab range 2001:2::/48",
         ),
         ({"mux": {"address": "2001:2:0:10::2"}}, r"not an IPv4 address"),
     ],
