@@ -85,8 +85,10 @@ class ReferenceDeployment:
             self._mux(mux)
 
     def mux_addresses(self) -> list[str]:
+        """Every MUX's outer source: its IPv4 address, and its IPv6 one when it has one."""
         topo = self.lab.topology
-        return [topo.uplink(m).ip for m in topo.of_role("mux")]
+        ups = [topo.uplink(m) for m in topo.of_role("mux")]
+        return [up.ip for up in ups] + [up.ip6 for up in ups if up.ip6]
 
     def _server_services(self, server: str) -> list[Service]:
         topo = self.lab.topology
@@ -102,6 +104,7 @@ class ReferenceDeployment:
         nat = topo.mode in ("server-nat", "gateway-nat")
         cfg = AgentConfig(
             server_addr=up.ip,
+            server_addr6=up.ip6,
             mode="server-nat" if nat else "encap",
             mux_addrs=self.mux_addresses(),
             nat_services=[
@@ -136,8 +139,14 @@ class ReferenceDeployment:
         gw = topo.of_role("gateway")[0]
         mappings = []
         for server in topo.of_role("server"):
-            addr = topo.uplink(server).ip
+            up = topo.uplink(server)
             for s in self._server_services(server):
+                # The reply leaves the server from its address of the VIP's family (web46's
+                # IPv4 VIP is translated to the server's IPv4 address: its backend family only
+                # decides the encapsulation).
+                addr = up.ip6 if s.family == "ipv6" else up.ip
+                if addr is None:
+                    raise LabError(f"{server} serves IPv6 service {s.name} without IPv6")
                 mappings.append(
                     GatewayMapping(
                         server=addr,

@@ -48,7 +48,7 @@ class ReferenceTarget:
 
     name = "reference"
     modes = MODES  # encapsulation, server-side NAT and the egress gateway's NAT: all of them
-    families: tuple[Family, ...] = ("ipv4",)
+    families: tuple[Family, ...] = ("ipv4", "ipv6")
     encapsulations: tuple[Encapsulation, ...] = ("ipip",)
 
     def __init__(self, mutant: str | None = None, options: dict[str, str] | None = None) -> None:
