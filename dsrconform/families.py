@@ -4,9 +4,10 @@ A run's lab tests run once per address family asked for (``--dsr-family ipv4,ipv
 ``dsrconform run --family``), as they run once per rewrite mode: each family is part of the
 test's platform (:mod:`dsrconform.pytest_platforms`), the suites see it as the ``dsr_family``
 fixture, and a family's scenarios drive that family's services only (:func:`services_of`,
-:func:`for_family`). A service's family is its VIP's (the shared IPv6 decisions of issue 18:
-``Service.family``); a service with an IPv4 VIP and IPv6 backends (IPv4-in-IPv6) is an IPv4
-service.
+:func:`for_family`). A service belongs to its VIP's family (``Service.family``) and to its
+backends' (``Service.backend_family``): a service with an IPv4 VIP and IPv6 backends
+(IPv4-in-IPv6, labs/dual.yaml's web46) is driven in both runs, since an IPv6 run judges every
+IPv6 path of the stack, its IPv6 encapsulation included.
 
 A lab that has no service of a family asked for cannot judge that family: that is the run's
 configuration error, refused before any lab comes up (:func:`missing_family`, the message
@@ -28,12 +29,20 @@ if TYPE_CHECKING:
     from dsrconform.topology import Topology
 
 
-class _HasVip(Protocol):
+class _Served(Protocol):
+    """What a family needs of a service (:class:`dsrconform.topology.Service` has it)."""
+
     @property
     def vip(self) -> str: ...
 
+    @property
+    def family(self) -> str: ...
 
-S = TypeVar("S", bound=_HasVip)
+    @property
+    def backend_family(self) -> str: ...
+
+
+S = TypeVar("S", bound=_Served)
 
 
 def family_of_address(address: str) -> str:
@@ -42,15 +51,10 @@ def family_of_address(address: str) -> str:
     return "ipv6" if version == 6 else "ipv4"
 
 
-def service_family(service: _HasVip) -> str:
-    """A service's address family: its VIP's (what ``Service.family`` answers)."""
-    return family_of_address(service.vip)
-
-
 def services_of(services: Iterable[S], family: str) -> list[S]:
-    """The services among ``services`` (a topology's ``services``) of address family
-    ``family``: the ones a test of that family drives, in the topology's order."""
-    return [s for s in services if service_family(s) == family]
+    """The services among ``services`` (a topology's ``services``) a test of address family
+    ``family`` drives: those whose VIP or backends are of it, in the topology's order."""
+    return [s for s in services if family in (s.family, s.backend_family)]
 
 
 def family_services(topology: Topology, family: str) -> list[Any]:
@@ -59,9 +63,9 @@ def family_services(topology: Topology, family: str) -> list[Any]:
     return services_of(topology.services, family)
 
 
-def lab_families(services: Iterable[_HasVip]) -> tuple[str, ...]:
-    """The families of ``services`` (a topology's), ipv4 first (``Topology.families``)."""
-    present = {service_family(s) for s in services}
+def lab_families(services: Iterable[_Served]) -> tuple[str, ...]:
+    """The families ``services`` (a topology's) can be judged in, ipv4 first."""
+    present = {f for s in services for f in (s.family, s.backend_family)}
     return tuple(f for f in ("ipv4", "ipv6") if f in present)
 
 

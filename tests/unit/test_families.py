@@ -25,13 +25,14 @@ from dsrconform.report.model import TestResult, decide_requirements, load_result
 from dsrconform.runopts import FAMILIES, FAMILY_LABS, choice_list
 from dsrconform.target import load_target
 from dsrconform.topofile import load_topology
+from dsrconform.topology import Service
 from tests.unit.labfiles import BASIC
 from tests.unit.test_not_applicable import LAB_TESTS, no_lab  # noqa: F401  (a fixture)
 from tests.unit.test_report_gate import results, verdict
 
-V4 = SimpleNamespace(name="web", vip="198.19.0.10")
-V6 = SimpleNamespace(name="web6", vip="2001:2:0:100::10")
-V46 = SimpleNamespace(name="web46", vip="198.19.0.13")  # IPv6 backends: still an IPv4 service
+V4 = Service(name="web", vip="198.19.0.10", port=80)
+V6 = Service(name="web6", vip="2001:2:0:100::10", port=80)
+V46 = Service(name="web46", vip="198.19.0.13", port=80, backend_family="ipv6")  # both runs
 BOTH = Capabilities("acme", ("encap",), ("ipv4", "ipv6"))
 V4_ONLY = Capabilities("acme", ("encap",), ("ipv4",))
 GOOD = "tests.unit.test_target_sdk:Good"  # modes ("encap",), families ("ipv4",)
@@ -99,8 +100,8 @@ def test_run_refuses_a_lab_without_the_familys_services_before_pytest(
 # --- the family's services ------------------------------------------------------------------------
 
 
-def test_a_family_drives_the_services_whose_vip_is_of_it() -> None:
-    assert services_of([V4, V6, V46], "ipv6") == [V6]
+def test_a_family_drives_the_services_whose_vip_or_backends_are_of_it() -> None:
+    assert services_of([V4, V6, V46], "ipv6") == [V6, V46]
     assert services_of([V4, V6, V46], "ipv4") == [V4, V46]
     assert lab_families([V6, V4]) == ("ipv4", "ipv6")
     assert missing_family("lab.yaml", [V4, V6], "ipv6") is None
