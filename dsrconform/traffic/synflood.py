@@ -100,6 +100,8 @@ EngineChoice = Literal["auto", "live-frames", "af-packet", "trafgen"]
 ENGINES: tuple[EngineChoice, ...] = ("auto", "live-frames", "af-packet", "trafgen")
 
 FLOOD_NET = "198.18.200.0/21"
+FLOOD_NET6 = "2001:2:0:200::/56"
+"""The IPv6 flood's spoofed sources (issue 18's address plan), black-holed at the router."""
 LAB_NET = ipaddress.IPv4Network("198.18.0.0/15")
 NAME_PREFIX = "dsrc-"
 FRAME_LEN = 64
