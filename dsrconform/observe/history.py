@@ -80,6 +80,16 @@ def ip(value: str) -> str:
 
 
 Addr = Annotated[str, AfterValidator(ip)]
+
+
+def hostport(addr: str, port: int | None) -> str:
+    """``198.18.1.2:40001``, or ``[2001:2:0:1::2]:40001`` (RFC 3986's brackets: an IPv6
+    address's colons would run into the port's); the bare address without a port."""
+    if port is None:
+        return addr
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
 Time = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 """CLOCK_MONOTONIC seconds."""
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -130,7 +140,8 @@ class FlowStart(_Record):
     """Bytes the client sends after its request line (uploads; encapsulation-overhead tests)."""
 
     def describe(self) -> str:
-        return f"{self.proto} {self.src}:{self.sport} > {self.dst}:{self.dport} (flow {self.flow})"
+        src, dst = hostport(self.src, self.sport), hostport(self.dst, self.dport)
+        return f"{self.proto} {src} > {dst} (flow {self.flow})"
 
 
 class _Event(_Record):

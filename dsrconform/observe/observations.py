@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from dsrconform.observe.history import TERMINAL, Addr, FlowHistory, History, Time
+from dsrconform.observe.history import TERMINAL, Addr, FlowHistory, History, Time, hostport
 from dsrconform.observe.taps import CounterSnapshot, FiveTuple, TapFlow, TapInfo, TapSet
 from dsrconform.traffic.synflood import FLOOD_NET6
 
@@ -89,7 +89,7 @@ class ServiceFacts(_Model):
         return PROTO_NUMBERS[self.proto]
 
     def describe(self) -> str:
-        return f"{self.vip}:{self.port}/{self.proto}"
+        return f"{hostport(self.vip, self.port)}/{self.proto}"
 
 
 class LabFacts(_Model):
@@ -499,7 +499,7 @@ def sightings(
 
 def describe_end(end: Endpoint) -> str:
     name = {6: "tcp", 17: "udp", 1: "icmp"}.get(end[0], f"proto {end[0]}")
-    return f"{name} client {end[1]}:{end[2]}"
+    return f"{name} client {hostport(end[1], end[2])}"
 
 
 def overlaps_any(windows: Iterable[FaultWindow], first: float, last: float) -> FaultWindow | None:

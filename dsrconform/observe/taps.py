@@ -52,7 +52,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from dsrconform.errors import ConfigError
-from dsrconform.observe.history import Addr, Count, Time
+from dsrconform.observe.history import Addr, Count, Time, hostport
 from dsrconform.observe.jsonl import read_jsonl, write_jsonl
 
 __all__ = [
@@ -79,8 +79,8 @@ GUE_PORT = 6080
 """The UDP destination port of GUE encapsulation (variant 1, IPv4 or IPv6 directly in UDP, as
 Katran's ``GUE_ENCAP`` build sends it, its ``GUE_DPORT``). Taps (``bpf/progs/tap.bpf.c``), pcap
 decoding and evidence filters take a UDP datagram to this port whose payload starts with an IP
-version nibble (4 or 6) as encapsulated, like IP-in-IP: its ``inner`` 5-tuple is the carried packet's. The one place
-to change it; the suites' own traffic never uses this port."""
+version nibble (4 or 6) as encapsulated, like IP-in-IP: its ``inner`` 5-tuple is the carried
+packet's. The one place to change it; the suites' own traffic never uses this port."""
 TCP_FLAG_LETTERS = "FSRPAUEC"  # bit 0 (FIN) .. bit 7 (CWR)
 
 
@@ -106,7 +106,7 @@ class FiveTuple(_Record):
     def describe(self) -> str:
         name = PROTO_NAMES.get(self.proto, f"proto {self.proto}")
         if self.sport or self.dport:
-            return f"{name} {self.src}:{self.sport} > {self.dst}:{self.dport}"
+            return f"{name} {hostport(self.src, self.sport)} > {hostport(self.dst, self.dport)}"
         return f"{name} {self.src} > {self.dst}"
 
 
