@@ -14,11 +14,12 @@ the links a FAIL is about:
 
 Every capture keeps :data:`SNAPLEN` bytes of each packet in a ring of :data:`RING_FILES` files
 of :data:`RING_FILE_MB` million bytes, ends by itself after ``max_seconds``, and its filter
-(:func:`capture_filter`) leaves out the SYN flood's spoofed packets (source in
-:data:`~dsrconform.traffic.synflood.FLOOD_NET`, on the outer header or the IPIP-encapsulated
-one): at 60-130k packets/s, copying them to tcpdump would take the CPU the flood and the MUX
-need. The kernel still runs the filter on them; nothing reaches user space. And tcpdump takes
-what passes a block at a time (:class:`BatchedCapture`), not with a wake-up per packet.
+(:func:`capture_filter`) leaves out the SYN floods' spoofed packets (source in
+:data:`~dsrconform.traffic.synflood.FLOOD_NET` or ``FLOOD_NET6``, on the outer header or the
+encapsulated one): at 60-130k packets/s, copying them to tcpdump would take the CPU the flood
+and the MUX need. The kernel still runs the filter on them; nothing reaches user space. And
+tcpdump takes what passes a block at a time (:class:`BatchedCapture`), not with a wake-up per
+packet.
 
 After the scenario, for each FAIL verdict, :func:`cut_evidence` cuts one small pcap file per
 capture: the packets of the evidence's flows (:func:`evidence_flows`, at most ``max_flows``)

@@ -2,13 +2,15 @@
 
 A tap attaches to the tc ingress and egress hooks of one interface in one namespace (priority
 1, before any target's tc programs, which it never affects: it returns TC_ACT_UNSPEC) and counts,
-per flow and direction: packets, bytes, first and last time, TCP SYN/FIN/RST, fragments, and
-packets with a bad IPv4 or TCP/UDP/ICMP checksum (L4 checksums on ingress only: at egress a
-locally generated packet may not have its checksum yet; a GUE packet's outer UDP checksum is
-verified too). A flow is its outer 5-tuple, plus the encapsulated 5-tuple of an IPIP or GUE
-packet (IPv4 in UDP to ``taps.GUE_PORT``) and, for ICMP, the type, code and the 5-tuple an ICMP
-error quotes. Its flow table never evicts: a full table counts the packets it could not record
-(``overflow``), and a checker that sees overflow must answer UNKNOWN.
+per flow and direction, IPv4 and IPv6 alike: packets, bytes, first and last time, TCP
+SYN/FIN/RST, fragments, and packets with a bad IPv4 header or TCP/UDP/ICMP/ICMPv6 checksum (L4
+checksums on ingress only: at egress a locally generated packet may not have its checksum yet; a
+GUE packet's outer UDP checksum is verified too). A flow is its outer 5-tuple, plus the
+encapsulated 5-tuple of an IP-in-IP packet (either family in either: protocol 4 or 41) or a GUE
+one (IPv4 or IPv6 in UDP to ``taps.GUE_PORT``) and, for ICMP and ICMPv6, the type, code and the
+5-tuple an error quotes. Addresses come out as canonical text of their family. Its flow table
+never evicts: a full table counts the packets it could not record (``overflow``), and a checker
+that sees overflow must answer UNKNOWN.
 
 :meth:`LinkTap.new_period` starts a new period (a :class:`~dsrconform.observe.labtaps.LabTaps`
 does at each lab event: a backend change, a node killed). The tap keeps each period's packets of
@@ -96,7 +98,7 @@ class TapFlow:
     bytes: int
     first_ns: int
     last_ns: int
-    bad_l3: int  # packets with a bad IPv4 header checksum
+    bad_l3: int  # packets with a bad IPv4 header checksum (IPv6 has none)
     bad_l4: int  # packets with a bad TCP/UDP/ICMP checksum (UDP without a checksum is fine)
     syn: int
     fin: int
@@ -107,7 +109,7 @@ class TapFlow:
     ecn_seen: int = 0  # bitmap: bit e set if it carried ECN codepoint e (0-3)
     dscp_changed: int = 0  # encapsulated packets whose outer DSCP was not the inner one's
     ecn_bad: int = 0  # encapsulated packets whose outer ECN was neither the inner's nor Not-ECT
-    inner: Tuple5 | None = None  # the IPIP or GUE payload's 5-tuple
+    inner: Tuple5 | None = None  # the IP-in-IP or GUE payload's 5-tuple
     icmp: tuple[int, int] | None = None  # ICMP type and code
     embedded: Tuple5 | None = None  # the 5-tuple an ICMP error quotes
     spans: tuple[Span, ...] = ()  # per period with packets, in period order, if more than one
@@ -209,8 +211,8 @@ class LinkTap:
         return sorted(out, key=lambda f: (f.first_ns, f.src, f.sport, f.direction))
 
     def counters(self, direction: str | None = None) -> dict[str, int]:
-        """Packets seen, not IPv4, not recorded because the table was full, too short to parse:
-        of one direction, or of both (None)."""
+        """Packets seen, not IP (neither IPv4 nor IPv6), not recorded because the table was full,
+        too short to parse: of one direction, or of both (None)."""
         m = self._obj.map("dsrc_tap_meta")
         dirs = DIRECTIONS if direction is None else (direction,)
         out = dict.fromkeys(_META, 0)
