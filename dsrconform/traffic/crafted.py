@@ -327,11 +327,20 @@ def foreign_ipip(flow: Flow, *, outer_src: str, server: str) -> list[Packet]:
     """``flow``'s SYN (or UDP datagram) to the VIP, IPIP-encapsulated by ``outer_src`` (not a
     MUX) straight to ``server``: what someone bypassing the load balancer would send (RB-4). A
     server that decapsulates it answers the inner flow; one that does not, does not. A server's
-    IPv6 address gets IPv6-in-IPv6 or IPv4-in-IPv6 (:func:`crafted6.foreign_in_ipv6`)."""
+    IPv6 address gets IPv6-in-IPv6 or IPv4-in-IPv6 (:func:`crafted6.foreign_in_ipv6`); an
+    IPv6 flow to a server's IPv4 address, IPv6-in-IPv4 (protocol 41)."""
     if is_ipv6(_lab_addr(server, "server")):
         return crafted6.foreign_in_ipv6(flow, outer_src=_same(outer_src, server), server=server)
-    outer = IP(src=_lab_addr(outer_src, "outer_src"), dst=_lab_addr(server, "server"), proto=4)
-    return [IP(bytes(outer / vip_packet(flow, _with_mark(flow, "foreign-ipip"))))]
+    src = _same(outer_src, server)
+    outer = IP(src=src, dst=server, proto=41 if flow.family == "ipv6" else 4)
+    return [IP(bytes(outer / _inner(flow, "foreign-ipip")))]
+
+
+def _inner(flow: Flow, case: str) -> Packet:
+    """``flow``'s packet to the VIP (its family's), marked as ``case``, parsed back."""
+    if flow.family == "ipv6":
+        return crafted6.vip_packet6(flow, _with_mark(flow, case))
+    return IP(bytes(vip_packet(flow, _with_mark(flow, case))))
 
 
 def foreign_gue(flow: Flow, *, outer_src: str, server: str) -> list[Packet]:
@@ -344,9 +353,9 @@ def foreign_gue(flow: Flow, *, outer_src: str, server: str) -> list[Packet]:
     src, dst = _lab_addr(outer_src, "outer_src"), _lab_addr(server, "server")
     if is_ipv6(dst):
         return crafted6.foreign_in_ipv6(flow, outer_src=_same(src, dst), server=dst, gue=True)
-    client = ipaddress.IPv4Address(flow.client).packed
+    client = ipaddress.ip_address(flow.client).packed[-4:]
     sport = flow.client_port ^ int.from_bytes(client[2:4], "little") or flow.client_port
-    inner = bytes(vip_packet(flow, _with_mark(flow, "foreign-gue")))
+    inner = bytes(_inner(flow, "foreign-gue"))
     return [IP(bytes(IP(src=src, dst=dst) / UDP(sport=sport, dport=GUE_PORT) / Raw(inner)))]
 
 

@@ -185,6 +185,14 @@ def test_foreign_encapsulated_packets_for_rb4() -> None:
     assert four.nh == 4 and four[IP].src == "198.18.1.2" and four[IP].dst == "198.19.0.13"
     (gue,) = crafted.foreign_packets("gue", LIVE, outer_src=OTHER, server=SERVER)
     assert gue[UDP].dport == GUE_PORT and IPv6(bytes(gue[UDP].payload)).src == CLIENT
+    (six_in_four,) = crafted.foreign_packets(
+        "ipip", LIVE, outer_src="198.18.1.3", server="198.18.20.1"
+    )
+    assert six_in_four[IP].proto == 41 and six_in_four[IP].payload.src == CLIENT
+    (gue4,) = crafted.foreign_packets("gue", LIVE, outer_src="198.18.1.3", server="198.18.20.1")
+    assert IPv6(bytes(gue4[UDP].payload)).dst == VIP
+    heads = frame_headers(crafted.frame([six_in_four], MAC_A, MAC_B)[0])
+    assert [(h.layer, h.src) for h in heads] == [("outer", "198.18.1.3"), ("inner", CLIENT)]
     with pytest.raises(ValueError, match="not of the server"):
         crafted.foreign_packets("ipip", LIVE, outer_src="198.18.1.3", server=SERVER)
     echo, syn, datagram = crafted.non_vip_packets(CLIENT, SERVER)
