@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from dsrconform.invariants.served import answered_endpoints
 from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
-from dsrconform.observe.history import PROTO_NUMBER, FlowHistory
+from dsrconform.observe.history import PROTO_NUMBER, FlowHistory, hostport
 from dsrconform.observe.observations import (
     FaultWindow,
     LabFacts,
@@ -88,7 +88,7 @@ def _judge_tap_affinity(j: Judge, obs: Observations, proto: int, *, required: bo
             reached = ", ".join(f"{n} (from t={seen[n]:.3f})" for n in nodes)
             j.violation(
                 f"packets of one flow reached {len(nodes)} servers: {reached}",
-                flow=f"{describe_end(key[:3])} > {key[3]}:{key[4]}",
+                flow=f"{describe_end(key[:3])} > {hostport(key[3], key[4])}",
                 packet=rec.describe(),
                 link=info.describe(),
                 time=seen[nodes[1]],

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from dsrconform.invariants.served import need_replies_from_each
 from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
-from dsrconform.observe.history import Closed, FlowHistory, IntegrityError
+from dsrconform.observe.history import Closed, FlowHistory, IntegrityError, hostport
 from dsrconform.observe.observations import (
     Endpoint,
     FaultWindow,
@@ -75,8 +75,8 @@ def _judge_reply_sources(
         fh = flows[0]
         answered.add(fh.id)
         j.violation(
-            f"reply from {rec.src}:{rec.sport}, but the client addressed "
-            f"{fh.start.dst}:{fh.start.dport}",
+            f"reply from {hostport(rec.src, rec.sport)}, but the client addressed "
+            f"{hostport(fh.start.dst, fh.start.dport)}",
             flow=fh.describe(),
             packet=rec.describe(),
             link=info.describe(),
@@ -141,7 +141,7 @@ def check_per_mux_vip_honoured(obs: Observations, p: Params) -> Verdict:
     per_mux = {(s.vip, s.port, s.proto_number) for s in lab.per_mux_services()}
     if not per_mux:
         raise MissingData("a service announced by only some MUXes (a per-MUX external VIP)")
-    j.measured["per_mux_vips"] = ", ".join(sorted(f"{a}:{b}" for a, b, _ in per_mux))
+    j.measured["per_mux_vips"] = ", ".join(sorted(hostport(a, b) for a, b, _ in per_mux))
     _judge_reply_sources(
         j,
         obs,
@@ -497,8 +497,8 @@ def _judge_icmp_delivery(
                 continue
             reached = ", ".join(sorted(got)) or "no server"
             j.violation(
-                f"{what} about the flow of {end[1]}:{end[2]} entered {info.receiver} and reached "
-                f"{reached}; the flow's server is {server}",
+                f"{what} about the flow of {hostport(end[1], end[2])} entered {info.receiver} "
+                f"and reached {reached}; the flow's server is {server}",
                 packet=rec.describe(),
                 link=info.describe(),
                 time=rec.first,
@@ -533,17 +533,29 @@ def _server_of(
     return nodes[0] if len(nodes) == 1 else None
 
 
+ICMP_FRAG_NEEDED = (1, 3, 4)
+"""(protocol, type, code) of IPv4's "fragmentation needed" (ICMP destination unreachable)."""
+ICMPV6_PACKET_TOO_BIG = (58, 2, 0)
+"""(protocol, type, code) of IPv6's "packet too big" (ICMPv6; RFC 4443 3.2, code always 0)."""
+
+
 def _is_ptb(rec: TapFlow) -> bool:
-    return rec.icmp_type == 3 and rec.icmp_code == 4
+    """Is ``rec`` a path-MTU error: ICMP fragmentation-needed for IPv4, ICMPv6 packet-too-big
+    for IPv6 (of the innermost header: an encapsulated error counts as its payload)."""
+    return (rec.payload.proto, rec.icmp_type, rec.icmp_code) in (
+        ICMP_FRAG_NEEDED,
+        ICMPV6_PACKET_TOO_BIG,
+    )
 
 
 @checker("RW-6")
 def check_encap_overhead_handled(obs: Observations, p: Params) -> Verdict:
-    """Uploads of full-sized segments succeed; fragmentation-needed reaches the flow's server.
+    """Uploads of full-sized segments succeed; fragmentation-needed (IPv4) or packet-too-big
+    (ICMPv6, for IPv6 flows) reaches the flow's server.
 
     Minimum: an upload of U bytes whose connection was established (one that never was sent
-    no full-sized segment: it shows nothing of the overhead), or a fragmentation-needed error
-    about a VIP flow entering a MUX whose server is known."""
+    no full-sized segment: it shows nothing of the overhead), or a fragmentation-needed or
+    packet-too-big error about a VIP flow entering a MUX whose server is known."""
     j = Judge("RW-6")
     ptb = 0
     try:
@@ -571,13 +583,16 @@ def check_encap_overhead_handled(obs: Observations, p: Params) -> Verdict:
     if ptb == 0 and uploads == 0:
         j.incomplete(
             f"neither an established upload of at least {p['upload_bytes']:g} bytes in the "
-            f"histories ({unconnected} never connected) nor a fragmentation-needed error about "
+            f"histories ({unconnected} never connected) nor a fragmentation-needed (or ICMPv6 "
+            "packet-too-big) error about "
             "a VIP flow entering a MUX"
         )
     return j.verdict(
-        passed=f"{uploads} uploads succeeded and {ptb} fragmentation-needed errors reached "
+        passed=f"{uploads} uploads succeeded and {ptb} fragmentation-needed/packet-too-big "
+        "errors reached "
         "their flow's server",
-        failed=f"{j.violations} uploads failed or fragmentation-needed errors went astray",
+        failed=f"{j.violations} uploads failed or fragmentation-needed/packet-too-big errors "
+        "went astray",
     )
 
 
@@ -588,7 +603,8 @@ def _failure_text(fh: FlowHistory) -> str:
 
 @checker("RW-7")
 def check_icmp_errors_reach_flow_server(obs: Observations, p: Params) -> Verdict:
-    """ICMP errors (other than fragmentation-needed) about a VIP flow reach its server.
+    """ICMP and ICMPv6 errors (other than fragmentation-needed and packet-too-big) about a VIP
+    flow reach its server.
 
     Minimum: one such error quoting a VIP flow whose server is known (its history names it, or
     its packets reached one server) entered a MUX."""

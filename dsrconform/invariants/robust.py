@@ -140,7 +140,8 @@ FragKey = tuple[int, str, str]
 def check_fragments_consistent(obs: Observations, p: Params) -> Verdict:
     """A stream's fragments reach one server or none, all of them or none.
 
-    Minimum: IPv4 fragments from a client to a VIP entered a MUX, and a MUX was seen forwarding
+    Minimum: fragments (IPv4, or IPv6 with a fragment header) from a client to a VIP entered a
+    MUX, and a MUX was seen forwarding
     VIP traffic toward a server (fragments that reach no server show a consistent choice only
     where the MUXes forward at all)."""
     j = Judge("RB-3")
@@ -184,7 +185,7 @@ def check_fragments_consistent(obs: Observations, p: Params) -> Verdict:
             )
     j.measured["fragmented_streams"] = len(entered)
     if not entered:
-        j.incomplete("no IPv4 fragment from a client to a VIP entered a MUX")
+        j.incomplete("no fragment (IPv4 or IPv6) from a client to a VIP entered a MUX")
     need_mux_forwarding(j, obs, lab)
     return j.verdict(
         passed=f"{len(entered)} fragmented streams were handled consistently",
@@ -196,7 +197,8 @@ ENCAP_NAMES = {"ipip": "IPIP", "gue": "GUE"}
 
 
 def encapsulation_of(rec: TapFlow) -> str | None:
-    """``ipip`` or ``gue``: how ``rec`` is encapsulated (the taps decode only those two); None
+    """``ipip`` (IP-in-IP of either family: protocol 4 or 41) or ``gue``: how ``rec`` is
+    encapsulated (the taps decode only those two); None
     when it is not."""
     if rec.inner is None:
         return None

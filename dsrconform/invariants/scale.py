@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from dsrconform.invariants.flows import describe_event, judge_survival, unterminated
 from dsrconform.invariants.muxfail import carried_by, muxes_before
 from dsrconform.invariants.verdict import Judge, MissingData, Params, Verdict, checker
-from dsrconform.observe.history import FirstByte, FlowEvent, FlowHistory
+from dsrconform.observe.history import FirstByte, FlowEvent, FlowHistory, hostport
 from dsrconform.observe.observations import (
     BACKEND_CHANGES,
     PROTO_NUMBERS,
@@ -167,7 +167,7 @@ def probes_failed(j: Judge, w: FaultWindow) -> bool:
 
 def _describe_tuple(tup: ProbeTuple) -> str:
     proto, src, sport, dst, dport = tup
-    return f"{_PROTO_NAMES.get(proto, proto)} {src}:{sport} -> {dst}:{dport}"
+    return f"{_PROTO_NAMES.get(proto, proto)} {hostport(src, sport)} -> {hostport(dst, dport)}"
 
 
 @checker("SC-2")

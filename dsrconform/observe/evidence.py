@@ -14,11 +14,12 @@ the links a FAIL is about:
 
 Every capture keeps :data:`SNAPLEN` bytes of each packet in a ring of :data:`RING_FILES` files
 of :data:`RING_FILE_MB` million bytes, ends by itself after ``max_seconds``, and its filter
-(:func:`capture_filter`) leaves out the SYN flood's spoofed packets (source in
-:data:`~dsrconform.traffic.synflood.FLOOD_NET`, on the outer header or the IPIP-encapsulated
-one): at 60-130k packets/s, copying them to tcpdump would take the CPU the flood and the MUX
-need. The kernel still runs the filter on them; nothing reaches user space. And tcpdump takes
-what passes a block at a time (:class:`BatchedCapture`), not with a wake-up per packet.
+(:func:`capture_filter`) leaves out the SYN floods' spoofed packets (source in
+:data:`~dsrconform.traffic.synflood.FLOOD_NET` or ``FLOOD_NET6``, on the outer header or the
+encapsulated one): at 60-130k packets/s, copying them to tcpdump would take the CPU the flood
+and the MUX need. The kernel still runs the filter on them; nothing reaches user space. And
+tcpdump takes what passes a block at a time (:class:`BatchedCapture`), not with a wake-up per
+packet.
 
 After the scenario, for each FAIL verdict, :func:`cut_evidence` cuts one small pcap file per
 capture: the packets of the evidence's flows (:func:`evidence_flows`, at most ``max_flows``)
@@ -45,9 +46,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dsrconform.errors import ConfigError
+from dsrconform.observe.history import hostport
 from dsrconform.observe.pcap import NS_PREFIX, ClientEnd, PacketCapture
 from dsrconform.observe.taps import GUE_PORT, PROTO_NAMES
-from dsrconform.traffic.synflood import FLOOD_NET
+from dsrconform.traffic.synflood import FLOOD_NET, FLOOD_NET6
 
 if TYPE_CHECKING:
     from dsrconform.invariants.verdict import Evidence, Verdict
@@ -72,7 +74,8 @@ __all__ = [
 ]
 
 SNAPLEN = 256
-"""Bytes kept of each packet: Ethernet, outer IPv4, IPIP, TCP with options, some payload."""
+"""Bytes kept of each packet: Ethernet, outer IP, encapsulated IP, TCP with options, some
+payload."""
 RING_FILES = 4
 RING_FILE_MB = 4
 """A ring of RING_FILES files of RING_FILE_MB million bytes each: 16 MB per capture at most."""
@@ -104,17 +107,38 @@ class BatchedCapture(PacketCapture):
         return [a for a in super().argv() if a not in ("-U", "--immediate-mode")]
 
 
-def capture_filter(flood_net: str = FLOOD_NET) -> str:
-    """The tcpdump filter of an evidence capture: every packet except the SYN flood's, whose
-    spoofed sources are in ``flood_net``, on the outer header (the SYNs, and anything sent to
-    those sources) or on the encapsulated one, IPIP or GUE (the SYNs a MUX passes on)."""
+def _ip6_prefix_test(offset: int, net: ipaddress.IPv6Network) -> str:
+    """A tcpdump test that the IPv6 address at ``ip6[offset]`` is in ``net`` (32 bits a word:
+    tcpdump loads at most 4 bytes at a time)."""
+    value, tests = int(net.network_address), []
+    for bit in range(0, net.prefixlen, 32):
+        width = min(32, net.prefixlen - bit)
+        mask = ((1 << width) - 1) << (32 - width)
+        word = (value >> (96 - bit)) & 0xFFFFFFFF
+        tests.append(f"ip6[{offset + bit // 8}:4] & {mask:#x} = {word & mask:#x}")
+    return " and ".join(tests) or "1 = 1"
+
+
+def capture_filter(flood_net: str = FLOOD_NET, flood_net6: str = FLOOD_NET6) -> str:
+    """The tcpdump filter of an evidence capture: every packet except the SYN floods', whose
+    spoofed sources are in ``flood_net`` (IPv4) or ``flood_net6`` (IPv6), on the outer header
+    (the SYNs, and anything sent to those sources) or on the encapsulated one, IP-in-IP of
+    either family or GUE (the SYNs a MUX passes on). Encapsulated IPv6 is recognised directly
+    after its outer header (no extension headers between: the MUXes add none)."""
     net = ipaddress.IPv4Network(flood_net)
+    net6 = ipaddress.IPv6Network(flood_net6)
     base, mask = int(net.network_address), int(net.netmask)
     inner_src = "ip[(ip[0] & 0xf) * 4 + 12:4]"  # the IPIP-encapsulated header's source address
     gue_src = "ip[(ip[0] & 0xf) * 4 + 20:4]"  # the GUE-encapsulated one's (after 8 bytes of UDP)
+    v4_in_v6, gue4_in_v6 = "ip6[52:4]", "ip6[60:4]"  # IPv4 source after 40 (+ 8 UDP) bytes
     return (
         f"not net {net} and not (ip proto 4 and {inner_src} & {mask:#x} = {base:#x})"
         f" and not (udp dst port {GUE_PORT} and {gue_src} & {mask:#x} = {base:#x})"
+        f" and not net {net6}"
+        f" and not (ip6 proto 41 and {_ip6_prefix_test(48, net6)})"
+        f" and not (ip6 proto 4 and {v4_in_v6} & {mask:#x} = {base:#x})"
+        f" and not (ip6 and udp dst port {GUE_PORT} and ({_ip6_prefix_test(56, net6)}"
+        f" or {gue4_in_v6} & {mask:#x} = {base:#x}))"
     )
 
 
@@ -191,11 +215,26 @@ def capture_summary(captures: Iterable[PacketCapture]) -> dict[str, dict[str, An
 # --- reading evidence --------------------------------------------------------------------------
 
 _ADDR = r"\d{1,3}(?:\.\d{1,3}){3}"
-_END = rf"({_ADDR})(?::(\d{{1,5}}))?"
-_PROTO = r"\b(tcp|udp|icmp|ipip|proto \d+)\s+(?:client\s+)?"
+_ADDR6 = r"[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7}"
+_END = rf"(?:\[({_ADDR6})\]:(\d{{1,5}})|({_ADDR6})(?![:\w])|({_ADDR})(?::(\d{{1,5}}))?)"
+"""An end: ``[v6]:port``, a bare IPv6 address, or ``v4[:port]`` (see history.hostport)."""
+_PROTO = r"\b(tcp|udp|icmp6|icmp|ipip|ip6|proto \d+)\s+(?:client\s+)?"
 _TUPLE = re.compile(rf"{_PROTO}{_END}(?:\s*(?:>|->)\s*{_END})?")
 """``proto src[:port] [> or -> dst[:port]]``, as flow texts and tap records describe packets."""
 _INNER = re.compile(r"\s*\[inner ")
+
+
+def _end(groups: Sequence[str | None]) -> tuple[str, int | None] | None:
+    """(address, port) from one :data:`_END` match's groups (None: that end is absent);
+    ValueError when the address is none."""
+    bracketed, bport, bare6, v4, v4port = groups
+    if bracketed is not None:
+        return str(ipaddress.IPv6Address(bracketed)), int(bport or 0)
+    if bare6 is not None:
+        return str(ipaddress.IPv6Address(bare6)), None
+    if v4 is not None:
+        return str(ipaddress.IPv4Address(v4)), int(v4port) if v4port else None
+    return None
 
 
 def parse_ends(
@@ -213,16 +252,21 @@ def parse_ends(
     with_ports: list[ClientEnd] = []
     bare: list[ClientEnd] = []
     for m in _TUPLE.finditer(text):
-        proto_text, a, ap, b, bp = m.groups()
+        proto_text, groups = m.group(1), m.groups()[1:]
         proto = _PROTOS.get(proto_text, int(proto_text.split()[-1]) if " " in proto_text else 0)
-        if proto == 17 and bp is not None and int(bp) == GUE_PORT and _INNER.match(text, m.end()):
-            continue  # a GUE packet's outer header: the MUX's, its port a hash (the flow's inside)
         try:
-            ends = [(str(ipaddress.IPv4Address(a)), int(ap) if ap else None)]
-            if b is not None:
-                ends.append((str(ipaddress.IPv4Address(b)), int(bp) if bp else None))
+            ends = [e for e in (_end(groups[:5]), _end(groups[5:])) if e is not None]
         except ValueError:
             continue  # not an address after all (999.1.2.3)
+        if not ends:
+            continue
+        if (
+            proto == 17
+            and len(ends) == 2
+            and ends[1][1] == GUE_PORT
+            and _INNER.match(text, m.end())
+        ):
+            continue  # a GUE packet's outer header: the MUX's, its port a hash (the flow's inside)
         chosen = next((e for e in ends if e[0] in clients), None)
         if chosen is None and (first_is_client or len(ends) == 1):
             chosen = ends[0]
@@ -398,7 +442,7 @@ def cut_evidence(
 
 def _describe_end(end: ClientEnd) -> str:
     name = "" if end.proto is None or end.proto == 4 else PROTO_NAMES.get(end.proto, "")
-    where = end.addr if end.port is None else f"{end.addr}:{end.port}"
+    where = hostport(end.addr, end.port)
     return f"{name} {where}".strip()
 
 

@@ -64,15 +64,32 @@ __all__ = [
 
 # Cached: a lab has few addresses, and a tap file repeats them a million times.
 @functools.lru_cache(maxsize=65536)
-def ipv4(value: str) -> str:
-    """An IPv4 address in its canonical dotted form (pydantic validators call this)."""
+def ip(value: str) -> str:
+    """An IPv4 or IPv6 address in its canonical text form (pydantic validators call this).
+
+    Records keep addresses as canonical strings of either family (dotted quad, or RFC 5952
+    compressed IPv6: ``2001:2:0:1::2``), never packed bytes: a string compares equal only to the
+    same address, whatever its family, so checkers match records across families without
+    knowing which one a flow uses."""
     try:
-        return str(ipaddress.IPv4Address(value))
+        return str(ipaddress.ip_address(value))
     except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 address (expected a dotted quad)") from None
+        raise ValueError(
+            f"{value!r} is not an IP address (expected a dotted quad or an IPv6 address)"
+        ) from None
 
 
-Addr = Annotated[str, AfterValidator(ipv4)]
+Addr = Annotated[str, AfterValidator(ip)]
+
+
+def hostport(addr: str, port: int | None) -> str:
+    """``198.18.1.2:40001``, or ``[2001:2:0:1::2]:40001`` (RFC 3986's brackets: an IPv6
+    address's colons would run into the port's); the bare address without a port."""
+    if port is None:
+        return addr
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
 Time = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 """CLOCK_MONOTONIC seconds."""
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -123,7 +140,8 @@ class FlowStart(_Record):
     """Bytes the client sends after its request line (uploads; encapsulation-overhead tests)."""
 
     def describe(self) -> str:
-        return f"{self.proto} {self.src}:{self.sport} > {self.dst}:{self.dport} (flow {self.flow})"
+        src, dst = hostport(self.src, self.sport), hostport(self.dst, self.dport)
+        return f"{self.proto} {src} > {dst} (flow {self.flow})"
 
 
 class _Event(_Record):

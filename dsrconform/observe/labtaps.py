@@ -44,11 +44,14 @@ class LabTaps:
 
     def __init__(self, lab: RunningLab, *, nodes: Iterable[str] | None = None,
                  max_flows: int = DEFAULT_MAX_FLOWS) -> None:  # fmt: skip
-        """The lab topology's first black-holed network (the SYN flood's sources) is aggregated
-        into one record per flow shape (see :class:`LinkTap`), so a flood never overflows."""
+        """The lab topology's first black-holed network (the SYN flood's sources) and the IPv6
+        flood's (:data:`~dsrconform.traffic.synflood.FLOOD_NET6`) are aggregated into one
+        record per flow shape (see :class:`LinkTap`), so a flood never overflows."""
+        from dsrconform.traffic.synflood import FLOOD_NET6
+
         self.lab = lab
         holes = list(getattr(lab.topology, "blackhole", []) or [])
-        self.aggregate: str | None = holes[0] if holes else None
+        self.aggregate: list[str] = [*holes[:1], FLOOD_NET6]
         wanted = set(nodes) if nodes is not None else set(lab.topology.nodes)
         unknown = wanted - set(lab.topology.nodes)
         if unknown:

@@ -2,13 +2,15 @@
 
 A tap attaches to the tc ingress and egress hooks of one interface in one namespace (priority
 1, before any target's tc programs, which it never affects: it returns TC_ACT_UNSPEC) and counts,
-per flow and direction: packets, bytes, first and last time, TCP SYN/FIN/RST, fragments, and
-packets with a bad IPv4 or TCP/UDP/ICMP checksum (L4 checksums on ingress only: at egress a
-locally generated packet may not have its checksum yet; a GUE packet's outer UDP checksum is
-verified too). A flow is its outer 5-tuple, plus the encapsulated 5-tuple of an IPIP or GUE
-packet (IPv4 in UDP to ``taps.GUE_PORT``) and, for ICMP, the type, code and the 5-tuple an ICMP
-error quotes. Its flow table never evicts: a full table counts the packets it could not record
-(``overflow``), and a checker that sees overflow must answer UNKNOWN.
+per flow and direction, IPv4 and IPv6 alike: packets, bytes, first and last time, TCP
+SYN/FIN/RST, fragments, and packets with a bad IPv4 header or TCP/UDP/ICMP/ICMPv6 checksum (L4
+checksums on ingress only: at egress a locally generated packet may not have its checksum yet; a
+GUE packet's outer UDP checksum is verified too). A flow is its outer 5-tuple, plus the
+encapsulated 5-tuple of an IP-in-IP packet (either family in either: protocol 4 or 41) or a GUE
+one (IPv4 or IPv6 in UDP to ``taps.GUE_PORT``) and, for ICMP and ICMPv6, the type, code and the
+5-tuple an error quotes. Addresses come out as canonical text of their family. Its flow table
+never evicts: a full table counts the packets it could not record (``overflow``), and a checker
+that sees overflow must answer UNKNOWN.
 
 :meth:`LinkTap.new_period` starts a new period (a :class:`~dsrconform.observe.labtaps.LabTaps`
 does at each lab event: a backend change, a node killed). The tap keeps each period's packets of
@@ -29,6 +31,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 import threading
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -48,21 +51,32 @@ PRIORITY = 1
 DEFAULT_MAX_FLOWS = 262144
 """Records (flow, direction and period) a tap holds; allocated as they appear. The busiest tap of
 the suites (the router's server segment in the ``scale`` scenario) holds ~44,000."""
-_TUPLE = "4s4s2s2sBB2x"  # struct tap_tuple (ports in network order)
+_TUPLE = "16s16s2s2sBBBx"  # struct tap_tuple (ports in network order; then the family)
 _KEY = struct.Struct("=" + _TUPLE * 3 + "BBBxI")  # struct tap_key: 3 tuples, ICMP, period
 _VAL = struct.Struct("=15Q")  # struct tap_val
-_META = ("packets", "non_ipv4", "overflow", "truncated")  # TAP_* slots
+_META = ("packets", "non_ip", "overflow", "truncated")  # TAP_* slots
 DIRECTIONS: tuple[Direction, ...] = ("ingress", "egress")
+_ICMP_END = 3 * 7 + 3  # key fields before the period: 3 tuples, ICMP type, code, is_icmp
 
 
 Tuple5 = tuple[int, str, str, int, int]
 """(protocol, source, destination, source port, destination port)."""
 
 
+_TUPLE_FIELDS = 7
+
+
+def _address(raw: bytes, family: int) -> str:
+    """A ``struct tap_tuple`` address as text: IPv4 in its first 4 bytes, or all 16 for IPv6."""
+    if family == 6:
+        return str(ipaddress.IPv6Address(raw))
+    return str(ipaddress.IPv4Address(raw[:4]))
+
+
 def _tuple(raw: tuple[Any, ...]) -> tuple[Tuple5, int]:
-    """(tuple, present) from the five unpacked fields of a ``struct tap_tuple``."""
-    src, dst, sport, dport, proto, present = raw
-    return (proto, str(ipaddress.IPv4Address(src)), str(ipaddress.IPv4Address(dst)),
+    """(tuple, present) from the unpacked fields of a ``struct tap_tuple``."""
+    src, dst, sport, dport, proto, present, family = raw
+    return (proto, _address(src, family), _address(dst, family),
             int.from_bytes(sport, "big"), int.from_bytes(dport, "big")), present  # fmt: skip
 
 
@@ -84,7 +98,7 @@ class TapFlow:
     bytes: int
     first_ns: int
     last_ns: int
-    bad_l3: int  # packets with a bad IPv4 header checksum
+    bad_l3: int  # packets with a bad IPv4 header checksum (IPv6 has none)
     bad_l4: int  # packets with a bad TCP/UDP/ICMP checksum (UDP without a checksum is fine)
     syn: int
     fin: int
@@ -95,7 +109,7 @@ class TapFlow:
     ecn_seen: int = 0  # bitmap: bit e set if it carried ECN codepoint e (0-3)
     dscp_changed: int = 0  # encapsulated packets whose outer DSCP was not the inner one's
     ecn_bad: int = 0  # encapsulated packets whose outer ECN was neither the inner's nor Not-ECT
-    inner: Tuple5 | None = None  # the IPIP or GUE payload's 5-tuple
+    inner: Tuple5 | None = None  # the IP-in-IP or GUE payload's 5-tuple
     icmp: tuple[int, int] | None = None  # ICMP type and code
     embedded: Tuple5 | None = None  # the 5-tuple an ICMP error quotes
     spans: tuple[Span, ...] = ()  # per period with packets, in period order, if more than one
@@ -108,15 +122,12 @@ class LinkTap:
     """A tap on ``ifname`` inside namespace ``netns`` (None: this namespace)."""
 
     def __init__(self, netns: str | None, ifname: str, *, max_flows: int = DEFAULT_MAX_FLOWS,
-                 aggregate: str | None = None) -> None:  # fmt: skip
-        """``aggregate``: a network (a SYN flood's spoofed sources) whose addresses are recorded
-        as the network's own address with port 0: one record for the whole flood."""
+                 aggregate: str | Sequence[str] | None = None) -> None:  # fmt: skip
+        """``aggregate``: networks (a SYN flood's spoofed sources; at most one per family, an
+        IPv6 one no longer than /64) whose addresses are recorded as the network's own address
+        with port 0: one record for the whole flood."""
         self.netns, self.ifname = netns, ifname
-        defines: dict[str, int] = {"TAP_GUE_PORT": GUE_PORT}
-        if aggregate is not None:
-            net = ipaddress.IPv4Network(aggregate)
-            defines |= {"TAP_AGG_NET": int(net.network_address), "TAP_AGG_MASK": int(net.netmask)}
-        obj = compile_bpf(SOURCE, defines)
+        obj = compile_bpf(SOURCE, tap_defines(aggregate))
         self._obj = libbpf.BpfObject(obj, max_entries={"dsrc_tap_flows": max_flows})
         self._ifindex: int | None = None
         self._attached: list[str] = []
@@ -195,13 +206,13 @@ class LinkTap:
             # counts torn between two atomic adds. Skip the first, keep the rest consistent.
             if counts[0] == 0:
                 continue
-            parts.setdefault(fields[:21], []).append((fields[21], counts))
+            parts.setdefault(fields[:_ICMP_END], []).append((fields[_ICMP_END], counts))
         out = [_merged(fields, periods) for fields, periods in parts.items()]
         return sorted(out, key=lambda f: (f.first_ns, f.src, f.sport, f.direction))
 
     def counters(self, direction: str | None = None) -> dict[str, int]:
-        """Packets seen, not IPv4, not recorded because the table was full, too short to parse:
-        of one direction, or of both (None)."""
+        """Packets seen, not IP (neither IPv4 nor IPv6), not recorded because the table was full,
+        too short to parse: of one direction, or of both (None)."""
         m = self._obj.map("dsrc_tap_meta")
         dirs = DIRECTIONS if direction is None else (direction,)
         out = dict.fromkeys(_META, 0)
@@ -212,12 +223,34 @@ class LinkTap:
         return out
 
 
+def tap_defines(aggregate: str | Sequence[str] | None = None) -> dict[str, str | int]:
+    """The build defines of a tap aggregating ``aggregate`` (see :class:`LinkTap`); ValueError
+    for a network that is not one, two of a family, or an IPv6 prefix longer than /64."""
+    defines: dict[str, str | int] = {"TAP_GUE_PORT": GUE_PORT}
+    nets = [aggregate] if isinstance(aggregate, str) else list(aggregate or [])
+    for text in nets:
+        net = ipaddress.ip_network(text)
+        name = "TAP_AGG" if net.version == 4 else "TAP_AGG6"
+        if f"{name}_NET" in defines:
+            raise ValueError(f"aggregate: two IPv{net.version} networks ({nets}); fix: one each")
+        if net.version == 4:
+            defines |= {"TAP_AGG_NET": int(net.network_address), "TAP_AGG_MASK": int(net.netmask)}
+        elif net.prefixlen > 64:
+            raise ValueError(f"aggregate: {net} is longer than /64; fix: a /64 or shorter prefix")
+        else:
+            # Upper 64 bits, unsigned (the mask is beyond a signed literal's range).
+            defines["TAP_AGG6_NET"] = f"{int(net.network_address) >> 64:#x}ULL"
+            defines["TAP_AGG6_MASK"] = f"{int(net.netmask) >> 64:#x}ULL"
+    return defines
+
+
 def _merged(fields: tuple[Any, ...], periods: list[tuple[int, tuple[int, ...]]]) -> TapFlow:
     """One flow's record from its periods' records (key fields without the period)."""
-    (proto, src, dst, sport, dport), d = _tuple(fields[0:6])
-    inner, has_inner = _tuple(fields[6:12])
-    embedded, has_embedded = _tuple(fields[12:18])
-    icmp_type, icmp_code, is_icmp = fields[18:21]
+    n = _TUPLE_FIELDS
+    (proto, src, dst, sport, dport), d = _tuple(fields[0:n])
+    inner, has_inner = _tuple(fields[n : 2 * n])
+    embedded, has_embedded = _tuple(fields[2 * n : 3 * n])
+    icmp_type, icmp_code, is_icmp = fields[3 * n : _ICMP_END]
     total = [0] * 11  # packets, bytes, bad_l3, bad_l4, syn, fin, rst, checked, fragments, ...
     dscp = ecn = 0
     spans: list[Span] = []
@@ -265,7 +298,7 @@ def to_records(
         out.append(t.TapInfo(
             tap=name, node=node, ifname=tap.ifname, link=link, peer=peer, direction=direction,
             started=started, stopped=stopped,
-            packets=own["packets"] - own["non_ipv4"],
+            packets=own["packets"] - own["non_ip"],
             malformed=own["truncated"], lost_records=counters["overflow"],
         ))  # fmt: skip
         for f in mine:

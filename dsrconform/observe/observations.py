@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from dsrconform.observe.history import TERMINAL, Addr, FlowHistory, History, Time
+from dsrconform.observe.history import TERMINAL, Addr, FlowHistory, History, Time, hostport
 from dsrconform.observe.taps import CounterSnapshot, FiveTuple, TapFlow, TapInfo, TapSet
+from dsrconform.traffic.synflood import FLOOD_NET6
 
 if TYPE_CHECKING:
     from dsrconform.topology import Topology
@@ -66,6 +67,7 @@ FaultKind = Literal[
 ]
 BACKEND_CHANGES: tuple[FaultKind, ...] = ("backend-add", "backend-remove", "backend-drain")
 PROTO_NUMBERS = {"tcp": 6, "udp": 17}
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class _Model(BaseModel):
@@ -87,7 +89,7 @@ class ServiceFacts(_Model):
         return PROTO_NUMBERS[self.proto]
 
     def describe(self) -> str:
-        return f"{self.vip}:{self.port}/{self.proto}"
+        return f"{hostport(self.vip, self.port)}/{self.proto}"
 
 
 class LabFacts(_Model):
@@ -105,8 +107,8 @@ class LabFacts(_Model):
     """Server id (``X-Server-Id``, UDP reply id) -> node, where they differ."""
 
     _clients: frozenset[str] = PrivateAttr(default=frozenset())
-    _nets: tuple[ipaddress.IPv4Network, ...] = PrivateAttr(default=())
-    _probe_nets: tuple[ipaddress.IPv4Network, ...] = PrivateAttr(default=())
+    _nets: tuple[IPNetwork, ...] = PrivateAttr(default=())
+    _probe_nets: tuple[IPNetwork, ...] = PrivateAttr(default=())
     _owner: dict[str, str] = PrivateAttr(default_factory=dict)
     _vips: dict[tuple[str, int, int], ServiceFacts] = PrivateAttr(default_factory=dict)
     _vip_addrs: frozenset[str] = PrivateAttr(default=frozenset())
@@ -117,8 +119,8 @@ class LabFacts(_Model):
         self._clients = frozenset(
             a for a, n in self._owner.items() if self.roles.get(n) == "client"
         )
-        self._nets = tuple(ipaddress.IPv4Network(n) for n in self.client_networks)
-        self._probe_nets = tuple(ipaddress.IPv4Network(n) for n in self.probe_networks)
+        self._nets = tuple(ipaddress.ip_network(n) for n in self.client_networks)
+        self._probe_nets = tuple(ipaddress.ip_network(n) for n in self.probe_networks)
         self._vips = {(s.vip, s.port, s.proto_number): s for s in self.services}
         self._vip_addrs = frozenset(s.vip for s in self.services)
         self._client_memo = {}
@@ -134,6 +136,14 @@ class LabFacts(_Model):
         }
         for iface in topo.interfaces():
             addresses[iface.node].append(str(ipaddress.IPv4Interface(iface.address).ip))
+            # Interface.address6 (dual-stack labs, issue 18): read through getattr until every
+            # branch has the dual-stack topology model.
+            address6: str | None = getattr(iface, "address6", None)
+            if address6:
+                addresses[iface.node].append(str(ipaddress.IPv6Interface(address6).ip))
+        holes = list(topo.blackhole)
+        if FLOOD_NET6 not in holes:  # the IPv6 flood's spoofed sources are clients too
+            holes.append(FLOOD_NET6)
         return cls(
             roles={n: node.role for n, node in topo.nodes.items()},
             addresses=addresses,
@@ -148,7 +158,7 @@ class LabFacts(_Model):
                 )
                 for s in topo.services
             ],
-            client_networks=list(topo.blackhole),
+            client_networks=holes,
             probe_networks=list(topo.blackhole[1:2]),
         )
 
@@ -173,7 +183,7 @@ class LabFacts(_Model):
         memo = private["_client_memo"]  # type: ignore[index]
         known = memo.get(addr)
         if known is None:
-            ip = ipaddress.IPv4Address(addr)
+            ip = ipaddress.ip_address(addr)
             known = addr in private["_clients"] or any(  # type: ignore[index]
                 ip in net
                 for net in private["_nets"]  # type: ignore[index]
@@ -196,7 +206,7 @@ class LabFacts(_Model):
         """Is ``addr`` a tuple probe's source?"""
         if not self.probe_networks:
             return False
-        ip = ipaddress.IPv4Address(addr)
+        ip = ipaddress.ip_address(addr)
         return any(ip in net for net in self.__pydantic_private__["_probe_nets"])  # type: ignore[index]
 
     def is_vip(self, addr: str) -> bool:
@@ -489,7 +499,7 @@ def sightings(
 
 def describe_end(end: Endpoint) -> str:
     name = {6: "tcp", 17: "udp", 1: "icmp"}.get(end[0], f"proto {end[0]}")
-    return f"{name} client {end[1]}:{end[2]}"
+    return f"{name} client {hostport(end[1], end[2])}"
 
 
 def overlaps_any(windows: Iterable[FaultWindow], first: float, last: float) -> FaultWindow | None:

@@ -10,8 +10,8 @@ then SIGKILL to the process group it was started in (its own session: ``timeout`
 
 Afterwards, :meth:`PacketCapture.window` cuts ``[t0, t1]`` (``time.monotonic()`` seconds, the
 clock every observation uses) into one small pcap file, optionally only the packets of some
-flows (a client address, and port; matched on the outer header, the encapsulated one (IPIP, GUE) and
-the header an ICMP error quotes)::
+flows (a client address of either family, and port; matched on the outer header, the encapsulated
+one (IP-in-IP, GUE) and the header an ICMP or ICMPv6 error quotes)::
 
     with capture_link(lab, "router", "mux1") as cap:    # router's interface toward mux1
         t0 = time.monotonic()
@@ -75,7 +75,8 @@ TIMEOUT = "timeout"  # coreutils: the time bound that outlives this process
 NS_PREFIX = "dsrc-"
 NETNS_DIR = Path("/run/netns")
 DEFAULT_SNAPLEN = 256
-"""Bytes kept of each packet: Ethernet + outer IPv4 + IPIP + TCP with options + some payload."""
+"""Bytes kept of each packet: Ethernet + outer IP + encapsulated IP + TCP with options + some
+payload (IPv6 in IPv6 with a full TCP header and options fits in 14 + 40 + 40 + 60)."""
 DEFAULT_FILE_MB = 8
 DEFAULT_FILES = 4
 DEFAULT_MAX_PACKETS = 2_000_000
@@ -146,7 +147,7 @@ _MAGICS = {  # magic as read little-endian -> (byte order, nanosecond timestamps
     0x4D3CB2A1: (">", True),
 }
 PCAPNG_MAGIC = 0x0A0D0D0A
-LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_IPV4 = 1, 101, 228
+LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6 = 1, 101, 228, 229
 LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2 = 113, 276
 
 
@@ -248,14 +249,14 @@ def write_pcap(path: str | Path, header: PcapHeader, records: Iterable[PcapRecor
 
 @dataclass(frozen=True)
 class Header:
-    """One IPv4 header of a packet with its L4 ports (0 when none or cut off)."""
+    """One IP header of a packet (either family) with its L4 ports (0 when none or cut off)."""
 
     proto: int
     src: str
     dst: str
     sport: int = 0
     dport: int = 0
-    layer: str = "outer"  # "outer", "inner" (IPIP, GUE), "embedded" (quoted by an ICMP error)
+    layer: str = "outer"  # "outer", "inner" (IP-in-IP, GUE), "embedded" (quoted by an error)
 
 
 @dataclass(frozen=True)
@@ -269,7 +270,8 @@ class ClientEnd:
     proto: int | None = None
 
     def __post_init__(self) -> None:
-        ipaddress.IPv4Address(self.addr)  # ValueError for a bad address
+        # ValueError for a bad address; kept canonical, as the headers' addresses are.
+        object.__setattr__(self, "addr", str(ipaddress.ip_address(self.addr)))
         if self.port is not None and not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} out of range")
 
@@ -282,13 +284,18 @@ class ClientEnd:
 
 
 _ICMP_ERRORS = frozenset({3, 4, 5, 11, 12})
+_ICMP6_ERRORS = frozenset({1, 2, 3, 4})  # unreachable, packet too big, time exceeded, param
+_IPV6_EXT = frozenset({0, 43, 60})  # hop-by-hop, routing, destination options
+_IPV6_FRAGMENT = 44
+_MAX_EXT = 8  # extension headers walked before giving up on the upper-layer header
 _VLAN = frozenset({0x8100, 0x88A8})
+_ETHERTYPES = {0x0800: 4, 0x86DD: 6}
 
 
-def _ipv4_at(data: bytes, linktype: int) -> int | None:
-    """Offset of the IPv4 header in a frame of ``linktype``, or None (not IPv4)."""
-    if linktype in (LINKTYPE_RAW, LINKTYPE_IPV4):
-        return 0 if data[:1] and data[0] >> 4 == 4 else None
+def _ip_at(data: bytes, linktype: int) -> int | None:
+    """Offset of the IP header (IPv4 or IPv6) in a frame of ``linktype``, or None (not IP)."""
+    if linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6):
+        return 0 if data[:1] and data[0] >> 4 in (4, 6) else None
     if linktype == LINKTYPE_ETHERNET:
         off, etype = 14, int.from_bytes(data[12:14], "big") if len(data) >= 14 else -1
         for _ in range(2):  # at most two VLAN tags
@@ -296,43 +303,75 @@ def _ipv4_at(data: bytes, linktype: int) -> int | None:
                 break
             etype = int.from_bytes(data[off + 2 : off + 4], "big") if len(data) >= off + 4 else -1
             off += 4
-        return off if etype == 0x0800 else None
+        return off if etype in _ETHERTYPES else None
     if linktype == LINKTYPE_LINUX_SLL:
-        return 16 if data[14:16] == b"\x08\x00" else None
+        return 16 if int.from_bytes(data[14:16], "big") in _ETHERTYPES else None
     if linktype == LINKTYPE_LINUX_SLL2:
-        return 20 if data[0:2] == b"\x08\x00" else None
+        return 20 if int.from_bytes(data[0:2], "big") in _ETHERTYPES else None
     return None
 
 
-def _ip_headers(data: bytes, off: int, layer: str, depth: int) -> list[Header]:
-    if len(data) < off + 20 or data[off] >> 4 != 4:
-        return []
-    ihl = (data[off] & 0x0F) * 4
-    proto = data[off + 9]
-    src = str(ipaddress.IPv4Address(data[off + 12 : off + 16]))
-    dst = str(ipaddress.IPv4Address(data[off + 16 : off + 20]))
-    frag = int.from_bytes(data[off + 6 : off + 8], "big") & 0x1FFF
-    l4 = off + ihl
-    sport = dport = 0
-    if proto in (6, 17) and frag == 0 and len(data) >= l4 + 4:
+def _ports(data: bytes, proto: int, l4: int) -> tuple[int, int]:
+    if proto in (6, 17) and len(data) >= l4 + 4:
         sport, dport = struct.unpack("!HH", data[l4 : l4 + 4])
+        return sport, dport
+    return 0, 0
+
+
+def _ipv6_upper(data: bytes, off: int) -> tuple[int, int, bool]:
+    """(upper-layer protocol, its offset, fragment) after the IPv6 header at ``off`` and its
+    extension headers; a chain cut short or too long stops at the header it reached."""
+    nh, l4, frag = data[off + 6], off + 40, False
+    for _ in range(_MAX_EXT):
+        if (nh not in _IPV6_EXT and nh != _IPV6_FRAGMENT) or len(data) < l4 + 8:
+            break
+        if nh == _IPV6_FRAGMENT:
+            frag = frag or int.from_bytes(data[l4 + 2 : l4 + 4], "big") & 0xFFF9 != 0
+            nh, l4 = data[l4], l4 + 8
+        else:
+            nh, l4 = data[l4], l4 + (data[l4 + 1] + 1) * 8
+    return nh, l4, frag
+
+
+def _ip_headers(data: bytes, off: int, layer: str, depth: int) -> list[Header]:
+    """The IP header at ``off`` (either family, its version nibble says) and those inside it."""
+    version = data[off] >> 4 if len(data) > off else 0
+    if version == 4 and len(data) >= off + 20:
+        ihl = (data[off] & 0x0F) * 4
+        proto = data[off + 9]
+        src = str(ipaddress.IPv4Address(data[off + 12 : off + 16]))
+        dst = str(ipaddress.IPv4Address(data[off + 16 : off + 20]))
+        frag = int.from_bytes(data[off + 6 : off + 8], "big") & 0x1FFF != 0
+        l4 = off + ihl
+        if ihl < 20:
+            return [Header(proto, src, dst, 0, 0, layer)]
+    elif version == 6 and len(data) >= off + 40:
+        src = str(ipaddress.IPv6Address(data[off + 8 : off + 24]))
+        dst = str(ipaddress.IPv6Address(data[off + 24 : off + 40]))
+        proto, l4, frag = _ipv6_upper(data, off)
+    else:
+        return []
+    sport, dport = (0, 0) if frag else _ports(data, proto, l4)
     out = [Header(proto, src, dst, sport, dport, layer)]
-    if depth >= 3 or frag != 0 or ihl < 20:
+    if depth >= 3 or frag:
         return out
-    if proto == 4:  # IPIP: the encapsulated packet
+    if proto in (4, 41):  # IP-in-IP: IPv4 (4) or IPv6 (41) inside either family
         out += _ip_headers(data, l4, "inner", depth + 1)
-    elif proto == 17 and dport == GUE_PORT and len(data) > l4 + 8 and data[l4 + 8] >> 4 == 4:
-        out += _ip_headers(data, l4 + 8, "inner", depth + 1)  # GUE: IPv4 directly in UDP
-    elif proto == 1 and len(data) >= l4 + 8 and data[l4] in _ICMP_ERRORS:
+    elif proto == 17 and dport == GUE_PORT and len(data) > l4 + 8 and data[l4 + 8] >> 4 in (4, 6):
+        out += _ip_headers(data, l4 + 8, "inner", depth + 1)  # GUE: IP directly in UDP
+    elif len(data) >= l4 + 8 and (
+        (proto == 1 and data[l4] in _ICMP_ERRORS) or (proto == 58 and data[l4] in _ICMP6_ERRORS)
+    ):
         out += _ip_headers(data, l4 + 8, "embedded", depth + 1)
     return out
 
 
 def frame_headers(data: bytes, linktype: int = LINKTYPE_ETHERNET) -> list[Header]:
-    """Every IPv4 header of a frame: outer, encapsulated (IPIP, or GUE to ``taps.GUE_PORT``), and
-    quoted by an ICMP error (an encapsulated ICMP error's quote too). Empty for non-IPv4 frames
-    (ARP)."""
-    off = _ipv4_at(data, linktype)
+    """Every IP header of a frame, IPv4 or IPv6: outer, encapsulated (IP-in-IP of either family,
+    or GUE to ``taps.GUE_PORT``), and quoted by an ICMP or ICMPv6 error (an encapsulated error's
+    quote too). An IPv6 header's protocol is its upper-layer header's, past extension headers;
+    a fragment has no ports. Empty for non-IP frames (ARP)."""
+    off = _ip_at(data, linktype)
     return [] if off is None else _ip_headers(data, off, "outer", 0)
 
 

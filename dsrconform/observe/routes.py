@@ -9,6 +9,7 @@ anything of the stack under test.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -33,26 +34,36 @@ NextHops = dict[str, list[str]]
 
 
 def vip_next_hops(lab: LabNodes) -> NextHops:
-    """VIP -> sorted next-hop addresses the router's /32 route to it uses ([] when none): next
-    hops flagged dead or link-down are left out."""
+    """VIP -> sorted next-hop addresses the router's host route to it (/32, or /128 for an IPv6
+    VIP) uses ([] when none): next hops flagged dead or link-down are left out. Addresses are
+    in their canonical text form; an IPv6 multipath route counts whether the kernel dumps it as
+    one route with next hops or as one route per next hop."""
+    import ipaddress
+
     from pyroute2 import IPRoute
 
     topo = lab.topology
-    vips = {s.vip for s in topo.services}
+    vips = {str(ipaddress.ip_address(s.vip)) for s in topo.services}
     out: dict[str, list[str]] = {v: [] for v in vips}
+
+    def keep(gw: str | None, flags: int, dst: str) -> None:
+        if gw and not flags & UNUSABLE:
+            out[dst].append(str(ipaddress.ip_address(gw)))
+
     with enter_netns(lab.netns(topo.router)):
         ipr = IPRoute()
     with ipr:
-        for r in ipr.get_routes(family=2):
-            dst = r.get_attr("RTA_DST")
-            if r["dst_len"] != 32 or dst not in vips:
+        for family, host in ((socket.AF_INET, 32), (socket.AF_INET6, 128)):
+            if not any(":" in v for v in vips) and family == socket.AF_INET6:
                 continue
-            gw = r.get_attr("RTA_GATEWAY")
-            if gw and not r["flags"] & UNUSABLE:
-                out[dst].append(gw)
-            for nh in r.get_attr("RTA_MULTIPATH") or []:
-                if nh.get_attr("RTA_GATEWAY") and not nh["flags"] & UNUSABLE:
-                    out[dst].append(nh.get_attr("RTA_GATEWAY"))
+            for r in ipr.get_routes(family=family):
+                raw = r.get_attr("RTA_DST")
+                dst = str(ipaddress.ip_address(raw)) if raw else None
+                if r["dst_len"] != host or dst not in out:
+                    continue
+                keep(r.get_attr("RTA_GATEWAY"), r["flags"], dst)
+                for nh in r.get_attr("RTA_MULTIPATH") or []:
+                    keep(nh.get_attr("RTA_GATEWAY"), nh["flags"], dst)
     return {v: sorted(h) for v, h in out.items()}
 
 

@@ -1,10 +1,10 @@
 """Link-tap records (per link, direction and flow) and SUT counter snapshots.
 
 A tap sits on one interface of one lab node and one direction (``ingress``: packets the node
-receives on it, ``egress``: packets it sends). It accounts every IPv4 packet to a flow record
-keyed by the outer 5-tuple, plus the encapsulated 5-tuple (``inner``) for IPIP and the header an
-ICMP error quotes (``embedded``). A tap file holds one :class:`TapInfo` per tap, then
-:class:`TapFlow` records that name their tap::
+receives on it, ``egress``: packets it sends). It accounts every IPv4 and IPv6 packet to a flow
+record keyed by the outer 5-tuple, plus the encapsulated 5-tuple (``inner``) for IP-in-IP and GUE
+and the header an ICMP or ICMPv6 error quotes (``embedded``). A tap file holds one
+:class:`TapInfo` per tap, then :class:`TapFlow` records that name their tap::
 
     {"kind":"tap","tap":"mux1-in","node":"mux1","ifname":"dsrc-router","link":"link1",
      "peer":"router","direction":"ingress","started":1000.0,"stopped":1060.0,"packets":91234,
@@ -19,13 +19,21 @@ and packets, in period order: ``"spans":[{"first":1001.5,"last":1020.1,"packets"
 {"first":1024.2,"last":1059.9,"packets":412}]``. Without it a record says only when its flow's
 first and last packets were seen over the whole run.
 
+Records are family-agnostic: addresses are canonical strings of either family (``198.18.1.2``,
+``2001:2:0:1::2``; see :func:`dsrconform.observe.history.ip`), so a checker compares them without
+knowing the family. ``proto`` is the IP protocol, for IPv6 the upper-layer header after any
+extension headers (TCP 6, UDP 17, ICMPv6 58); IP-in-IP is protocol 4 (IPv4 inside) or 41 (IPv6
+inside) in either outer family.
+
 ``lost_records`` is the tap's overflow counter: packets it saw but could not account (its flow
 map full, its ring buffer overrun). A tap that lost records says so, and a checker that needs
-it then cannot answer PASS. ``malformed`` counts packets it could not parse as IPv4 and their
-L4 header (truncated, bad IHL, total length beyond the frame).
+it then cannot answer PASS. ``malformed`` counts packets it could not parse as IPv4 or IPv6 and
+their L4 header (truncated, bad IHL, a length beyond the frame, an extension header beyond the
+payload).
 
 Checksum counts are per packet: ``l3_valid`` when every IPv4 header in it (outer and inner) has a
-correct checksum; ``l4_*`` for the innermost TCP/UDP/ICMP checksum. ``l4_unchecked`` counts
+correct checksum (IPv6 headers have none: always valid); ``l4_*`` for the innermost
+TCP/UDP/ICMP/ICMPv6 checksum (over the IPv6 pseudo-header for IPv6). ``l4_unchecked`` counts
 packets whose L4 checksum could not be judged: a GRO/GSO super-packet (one checksum for many
 segments), a packet seen at egress (its checksum may be left for offload), or a UDP checksum of
 zero ("none").
@@ -44,7 +52,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from dsrconform.errors import ConfigError
-from dsrconform.observe.history import Addr, Count, Time
+from dsrconform.observe.history import Addr, Count, Time, hostport
 from dsrconform.observe.jsonl import read_jsonl, write_jsonl
 
 __all__ = [
@@ -66,13 +74,13 @@ __all__ = [
 Direction = Literal["ingress", "egress"]
 Port = Annotated[int, Field(ge=0, le=65535)]
 ProtoNumber = Annotated[int, Field(ge=0, le=255)]
-PROTO_NAMES = {1: "icmp", 4: "ipip", 6: "tcp", 17: "udp"}
+PROTO_NAMES = {1: "icmp", 4: "ipip", 6: "tcp", 17: "udp", 41: "ip6", 58: "icmp6"}
 GUE_PORT = 6080
-"""The UDP destination port of GUE encapsulation (variant 1, IPv4 directly in UDP, as Katran's
-``GUE_ENCAP`` build sends it, its ``GUE_DPORT``). Taps (``bpf/progs/tap.bpf.c``), pcap decoding
-and evidence filters take a UDP datagram to this port whose payload starts with an IPv4 version
-nibble as encapsulated, like IPIP: its ``inner`` 5-tuple is the carried packet's. The one place
-to change it; the suites' own traffic never uses this port."""
+"""The UDP destination port of GUE encapsulation (variant 1, IPv4 or IPv6 directly in UDP, as
+Katran's ``GUE_ENCAP`` build sends it, its ``GUE_DPORT``). Taps (``bpf/progs/tap.bpf.c``), pcap
+decoding and evidence filters take a UDP datagram to this port whose payload starts with an IP
+version nibble (4 or 6) as encapsulated, like IP-in-IP: its ``inner`` 5-tuple is the carried
+packet's. The one place to change it; the suites' own traffic never uses this port."""
 TCP_FLAG_LETTERS = "FSRPAUEC"  # bit 0 (FIN) .. bit 7 (CWR)
 
 
@@ -86,7 +94,8 @@ class _Record(BaseModel):
 
 
 class FiveTuple(_Record):
-    """Addresses, protocol and ports of one IPv4 header and its L4 header (ports 0 if none)."""
+    """Addresses, protocol and ports of one IP header (either family) and its L4 header (ports
+    0 if none)."""
 
     proto: ProtoNumber
     src: Addr
@@ -97,7 +106,7 @@ class FiveTuple(_Record):
     def describe(self) -> str:
         name = PROTO_NAMES.get(self.proto, f"proto {self.proto}")
         if self.sport or self.dport:
-            return f"{name} {self.src}:{self.sport} > {self.dst}:{self.dport}"
+            return f"{name} {hostport(self.src, self.sport)} > {hostport(self.dst, self.dport)}"
         return f"{name} {self.src} > {self.dst}"
 
 
@@ -117,7 +126,7 @@ class TapInfo(_Record):
     started: Time
     stopped: Time | None = None
     packets: Count = 0
-    """IPv4 packets seen (accounted or not)."""
+    """IP packets seen, IPv4 and IPv6 (accounted or not)."""
     malformed: Count = 0
     lost_records: Count = 0
     """Overflow counter: packets seen but not accounted to any flow record."""
@@ -167,7 +176,8 @@ class TapFlow(_Record):
     sport: Port = 0
     dport: Port = 0
     inner: FiveTuple | None = None
-    """The encapsulated packet's 5-tuple (IPIP, or GUE to :data:`GUE_PORT`)."""
+    """The encapsulated packet's 5-tuple (IP-in-IP of either family, or GUE to
+    :data:`GUE_PORT`)."""
     icmp_type: Annotated[int, Field(ge=0, le=255)] | None = None
     icmp_code: Annotated[int, Field(ge=0, le=255)] | None = None
     embedded: FiveTuple | None = None
@@ -185,9 +195,11 @@ class TapFlow(_Record):
     """OR of the TCP flags of every packet (of the innermost TCP header): TCP_FIN, TCP_SYN and
     TCP_RST are kept."""
     fragments: Count = 0
-    """Packets that were IPv4 fragments (MF set or a non-zero offset)."""
+    """Packets that were fragments (IPv4: MF set or a non-zero offset; IPv6: a fragment header
+    with either)."""
     dscp_seen: Annotated[int, Field(ge=0, lt=2**64)] = 0
-    """Bitmap: bit d set when the innermost IPv4 header of a packet carried DSCP d."""
+    """Bitmap: bit d set when the innermost IP header of a packet carried DSCP d (IPv6: in its
+    traffic class)."""
     ecn_seen: Annotated[int, Field(ge=0, le=15)] = 0
     """Bitmap: bit e set when it carried ECN codepoint e (0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE)."""
     dscp_changed: Count = 0

@@ -16,30 +16,56 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TextIO
 
 LAB_NET = ipaddress.IPv4Network("198.18.0.0/15")
+LAB_NET6 = ipaddress.IPv6Network("2001:2::/48")
+"""The lab ranges of each family (as dsrconform.configfile's LAB_NET and LAB_NET6)."""
 
 
 def outside_lab(addresses: list[str]) -> str | None:
-    """A message naming the first address that is not in the lab range, or None."""
+    """A message naming the first address that is not in its family's lab range, or None."""
     for a in addresses:
         try:
-            addr = ipaddress.IPv4Address(a)
+            addr = ipaddress.ip_address(a)
         except ValueError:
-            return f"{a!r} is not an IPv4 address (expected a dotted quad)"
-        if addr not in LAB_NET:
-            return f"address {a} is outside the lab range {LAB_NET}"
+            return f"{a!r} is not an IP address (expected a dotted quad or an IPv6 address)"
+        net = LAB_NET if addr.version == 4 else LAB_NET6
+        if addr not in net:
+            return f"address {a} is outside the lab range {net}"
     return None
 
 
+def mixed_families(vip: str, sources: list[str]) -> str | None:
+    """A message naming the first source whose family is not the VIP's, or None (addresses
+    already checked)."""
+    version = ipaddress.ip_address(vip).version
+    for a in sources:
+        if ipaddress.ip_address(a).version != version:
+            return f"source {a} is not of the VIP {vip}'s family (IPv{version})"
+    return None
+
+
+def family_of(addr: str) -> socket.AddressFamily:
+    """The socket family for ``addr``: AF_INET6 for an IPv6 address, else AF_INET."""
+    return socket.AF_INET6 if ipaddress.ip_address(addr).version == 6 else socket.AF_INET
+
+
+def host_header(addr: str) -> str:
+    """An address as an HTTP Host (RFC 7230: an IPv6 literal in brackets)."""
+    return f"[{addr}]" if ":" in addr else addr
+
+
 def check_targets(prog: str, args: argparse.Namespace) -> bool:
-    """``--vip`` and every ``--sources`` address in the lab range; else say so on stderr."""
-    problem = outside_lab([args.vip, *args.sources.split(",")])
+    """``--vip`` and every ``--sources`` address in the lab range of its family, the sources of
+    the VIP's family; else say so on stderr."""
+    sources = args.sources.split(",")
+    problem = outside_lab([args.vip, *sources]) or mixed_families(args.vip, sources)
     if problem:
         print(f"{prog}: {problem}", file=sys.stderr)
     return problem is None
 
 
 Mark = tuple[int, int]
-"""(IPv4 TOS byte: DSCP << 2 | ECN, TTL) a connection's packets leave with."""
+"""(TOS byte: DSCP << 2 | ECN, TTL) a connection's packets leave with (IPv6: traffic class and
+hop limit)."""
 
 
 def parse_marks(text: str) -> list[Mark]:
@@ -66,6 +92,10 @@ def set_marks(sock: socket.socket, i: int, marks: list[Mark]) -> None:
     if not marks:
         return
     tos, ttl = marks[i % len(marks)]
+    if sock.family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, tos)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
+        return
     sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
     sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
 

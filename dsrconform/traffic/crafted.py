@@ -1,8 +1,10 @@
 """Crafted and malformed packets for the robustness and ICMP requirements (RB-1, RB-3, RW-6, RW-7).
 
 Builders are pure functions of a :class:`Flow` (a client's 5-tuple toward a VIP) that return
-scapy IPv4 packets; :func:`frame` puts Ethernet headers on them. Each case of the catalogue
-(:data:`CASES`) has a stable name, and :func:`build_cases` builds "all" of them or a list::
+scapy IP packets of the flow's family (IPv6 flows: :mod:`dsrconform.traffic.crafted6`, whose
+builders the entry points here call for them); :func:`frame` puts Ethernet headers on them.
+Each case of the catalogue (:data:`CASES`, :data:`CASES6` for IPv6) has a stable name, and
+:func:`build_cases` builds "all" of them or a list::
 
     live = Flow("198.18.1.2", 40000, "198.19.0.10", 80, "tcp")   # a connection in progress
     cases = build_cases(live, "all", icmp_src="198.18.1.253")
@@ -23,8 +25,9 @@ Which 5-tuple each case uses:
   tap records (which aggregate per 5-tuple) lie wholly inside the crafted window, where RW-2
   leaves them to RB-1. Use a fresh probe port for each window (:func:`next_probe_port`).
 
-Only addresses in 198.18.0.0/15 are accepted; a builder refuses any other with a ValueError naming
-the field. Record-route slots are 0.0.0.0, as RFC 791 has them before a router fills them.
+Only addresses in 198.18.0.0/15 or 2001:2::/48 are accepted; a builder refuses any other with a
+ValueError naming the field. Record-route slots are 0.0.0.0, as RFC 791 has them before a
+router fills them.
 """
 
 from __future__ import annotations
@@ -56,7 +59,8 @@ from scapy.packet import Packet, Raw
 from dsrconform.errors import LabError
 from dsrconform.netns import LAB_PREFIX, enter_netns, link_mac
 from dsrconform.observe.observations import FaultWindow
-from dsrconform.traffic.common import LAB_NET
+from dsrconform.traffic import crafted6
+from dsrconform.traffic.common import LAB_NET, LAB_NET6
 
 if TYPE_CHECKING:
     from dsrconform.topology import Topology
@@ -64,6 +68,7 @@ if TYPE_CHECKING:
 Proto = Literal["tcp", "udp"]
 PROTO_NUMBERS: dict[str, int] = {"tcp": 6, "udp": 17}
 ETH_P_IP = 0x0800
+ETH_P_IPV6 = 0x86DD
 ETH_HLEN = 14
 MARK = b"dsrconform-crafted"
 """Payload marker, so a capture shows which packets the harness made."""
@@ -75,15 +80,20 @@ connection of the traffic programs (kernel-chosen ports) shares their 5-tuple.""
 
 def _lab_addr(value: str, fieldname: str) -> str:
     try:
-        addr = ipaddress.IPv4Address(value)
+        addr = ipaddress.ip_address(value)
     except ValueError:
-        raise ValueError(f"{fieldname}: {value!r} is not an IPv4 address") from None
-    if addr not in LAB_NET:
+        raise ValueError(f"{fieldname}: {value!r} is not an IP address") from None
+    net = LAB_NET if addr.version == 4 else LAB_NET6
+    if addr not in net:
         raise ValueError(
-            f"{fieldname}: {value} is outside the lab range {LAB_NET}; crafted packets only "
+            f"{fieldname}: {value} is outside the lab range {net}; crafted packets only "
             "carry lab addresses"
         )
     return str(addr)
+
+
+def is_ipv6(addr: str) -> bool:
+    return ipaddress.ip_address(addr).version == 6
 
 
 def _port(value: int, fieldname: str) -> int:
@@ -105,6 +115,8 @@ class Flow:
     def __post_init__(self) -> None:
         _lab_addr(self.client, "client")
         _lab_addr(self.vip, "vip")
+        if is_ipv6(self.client) != is_ipv6(self.vip):
+            raise ValueError(f"client: {self.client} is not of the VIP {self.vip}'s family")
         _port(self.client_port, "client_port")
         _port(self.port, "port")
         if self.proto not in PROTO_NUMBERS:
@@ -114,12 +126,20 @@ class Flow:
     def proto_number(self) -> int:
         return PROTO_NUMBERS[self.proto]
 
+    @property
+    def family(self) -> str:
+        """``"ipv4"`` or ``"ipv6"``: the VIP's (and the client's) family."""
+        return "ipv6" if is_ipv6(self.vip) else "ipv4"
+
     def from_port(self, client_port: int) -> Flow:
         """The same service from another client port (a probe port)."""
         return replace(self, client_port=client_port)
 
     def describe(self) -> str:
-        return f"{self.proto} {self.client}:{self.client_port} > {self.vip}:{self.port}"
+        def end(addr: str, port: int) -> str:
+            return f"[{addr}]:{port}" if is_ipv6(addr) else f"{addr}:{port}"
+
+        return f"{self.proto} {end(self.client, self.client_port)} > {end(self.vip, self.port)}"
 
 
 _probe_seq = itertools.count((os.getpid() * 7919) % len(PROBE_PORTS))
@@ -306,9 +326,21 @@ def unknown_protocols(flow: Flow, protos: Sequence[int] = (253, 254)) -> list[Pa
 def foreign_ipip(flow: Flow, *, outer_src: str, server: str) -> list[Packet]:
     """``flow``'s SYN (or UDP datagram) to the VIP, IPIP-encapsulated by ``outer_src`` (not a
     MUX) straight to ``server``: what someone bypassing the load balancer would send (RB-4). A
-    server that decapsulates it answers the inner flow; one that does not, does not."""
-    outer = IP(src=_lab_addr(outer_src, "outer_src"), dst=_lab_addr(server, "server"), proto=4)
-    return [IP(bytes(outer / vip_packet(flow, _with_mark(flow, "foreign-ipip"))))]
+    server that decapsulates it answers the inner flow; one that does not, does not. A server's
+    IPv6 address gets IPv6-in-IPv6 or IPv4-in-IPv6 (:func:`crafted6.foreign_in_ipv6`); an
+    IPv6 flow to a server's IPv4 address, IPv6-in-IPv4 (protocol 41)."""
+    if is_ipv6(_lab_addr(server, "server")):
+        return crafted6.foreign_in_ipv6(flow, outer_src=_same(outer_src, server), server=server)
+    src = _same(outer_src, server)
+    outer = IP(src=src, dst=server, proto=41 if flow.family == "ipv6" else 4)
+    return [IP(bytes(outer / _inner(flow, "foreign-ipip")))]
+
+
+def _inner(flow: Flow, case: str) -> Packet:
+    """``flow``'s packet to the VIP (its family's), marked as ``case``, parsed back."""
+    if flow.family == "ipv6":
+        return crafted6.vip_packet6(flow, _with_mark(flow, case))
+    return IP(bytes(vip_packet(flow, _with_mark(flow, case))))
 
 
 def foreign_gue(flow: Flow, *, outer_src: str, server: str) -> list[Packet]:
@@ -319,10 +351,19 @@ def foreign_gue(flow: Flow, *, outer_src: str, server: str) -> list[Packet]:
     from dsrconform.observe.taps import GUE_PORT
 
     src, dst = _lab_addr(outer_src, "outer_src"), _lab_addr(server, "server")
-    client = ipaddress.IPv4Address(flow.client).packed
+    if is_ipv6(dst):
+        return crafted6.foreign_in_ipv6(flow, outer_src=_same(src, dst), server=dst, gue=True)
+    client = ipaddress.ip_address(flow.client).packed[-4:]
     sport = flow.client_port ^ int.from_bytes(client[2:4], "little") or flow.client_port
-    inner = bytes(vip_packet(flow, _with_mark(flow, "foreign-gue")))
+    inner = bytes(_inner(flow, "foreign-gue"))
     return [IP(bytes(IP(src=src, dst=dst) / UDP(sport=sport, dport=GUE_PORT) / Raw(inner)))]
+
+
+def _same(outer_src: str, server: str) -> str:
+    """``outer_src``, once it is of ``server``'s family."""
+    if is_ipv6(_lab_addr(outer_src, "outer_src")) != is_ipv6(server):
+        raise ValueError(f"outer_src: {outer_src} is not of the server {server}'s family")
+    return outer_src
 
 
 def foreign_packets(encapsulation: str, flow: Flow, *, outer_src: str, server: str) -> list[Packet]:
@@ -340,6 +381,10 @@ def non_vip_packets(client: str, dst: str, *, port: int = 8080, sport: int = 200
     an ICMP echo, a TCP SYN and a UDP datagram to ``port`` (RB-2: a MUX passes them untouched,
     never encapsulates them)."""
     src, to = _lab_addr(client, "client"), _lab_addr(dst, "dst")
+    if is_ipv6(src) != is_ipv6(to):
+        raise ValueError(f"client: {client} is not of {dst}'s family")
+    if is_ipv6(src):
+        return crafted6.non_vip_packets6(src, to, port=port, sport=_port(sport, "sport"))
     return [
         IP(bytes(IP(src=src, dst=to) / ICMP(type=8, id=sport, seq=1) / Raw(MARK))),
         IP(bytes(IP(src=src, dst=to) / TCP(sport=_port(sport, "sport"), dport=port, flags="S"))),
@@ -397,7 +442,14 @@ def icmp_frag_needed(
     flow: Flow, *, src: str, next_hop_mtu: int = 1400, quoted_len: int = 1500
 ) -> list[Packet]:
     """Fragmentation needed (type 3 code 4) with ``next_hop_mtu``, quoting a ``quoted_len``-byte
-    reply of ``flow`` sent with DF."""
+    reply of ``flow`` sent with DF. For an IPv6 flow, its counterpart: ICMPv6 Packet Too Big
+    announcing ``next_hop_mtu`` (at least 1280, IPv6's minimum)."""
+    if flow.family == "ipv6":
+        _lab_addr(src, "src")
+        mtu = max(next_hop_mtu, crafted6.MIN_MTU)
+        return crafted6.icmp6_packet_too_big(
+            flow, src=src, mtu=mtu, quoted_len=max(quoted_len, mtu + 1)
+        )
     if not 68 <= next_hop_mtu < quoted_len:
         raise ValueError(
             f"next_hop_mtu: {next_hop_mtu} must be at least 68 and below quoted_len {quoted_len}"
@@ -416,25 +468,36 @@ def icmp_frag_needed(
 
 
 def icmp_time_exceeded(flow: Flow, *, src: str) -> list[Packet]:
-    """Time exceeded in transit (type 11 code 0) about a reply of ``flow``."""
+    """Time exceeded in transit (type 11 code 0) about a reply of ``flow`` (ICMPv6 type 3 for
+    an IPv6 flow)."""
+    if flow.family == "ipv6":
+        return crafted6.icmp6_time_exceeded(flow, src=_lab_addr(src, "src"))
     return [icmp_error(flow, src=src, type=11, code=0)]
 
 
 def icmp_port_unreachable(flow: Flow, *, src: str | None = None) -> list[Packet]:
     """Port unreachable (type 3 code 3) about a reply of ``flow``, from ``src`` (default the
-    client's address: the host whose port is closed)."""
+    client's address: the host whose port is closed); ICMPv6 type 1 code 4 for an IPv6 flow."""
+    if flow.family == "ipv6":
+        return crafted6.icmp6_port_unreachable(flow, src=src and _lab_addr(src, "src"))
     return [icmp_error(flow, src=src or flow.client, type=3, code=3)]
 
 
 def icmp_echo(src: str, dst: str, *, ident: int, seq: int = 0) -> Packet:
-    """An echo request (type 8) from ``src`` to ``dst``, both lab addresses."""
+    """An echo request (type 8) from ``src`` to ``dst``, both lab addresses (ICMPv6 echo
+    request for IPv6 ones)."""
     _lab_addr(src, "src")
     _lab_addr(dst, "dst")
+    if is_ipv6(src):
+        return crafted6.icmp6_echo(src, dst, ident=ident, seq=seq)
     return IP(src=src, dst=dst) / ICMP(type=8, id=ident & 0xFFFF, seq=seq) / Raw(MARK)
 
 
 def icmp_param_problem(flow: Flow, *, src: str) -> list[Packet]:
-    """Parameter problem (type 12 code 0) pointing at the quoted header's TTL byte."""
+    """Parameter problem (type 12 code 0) pointing at the quoted header's TTL byte (ICMPv6
+    type 4, at the hop limit, for an IPv6 flow)."""
+    if flow.family == "ipv6":
+        return crafted6.icmp6_param_problem(flow, src=_lab_addr(src, "src"))
     return [icmp_error(flow, src=src, type=12, code=0, ptr=8)]
 
 
@@ -505,23 +568,39 @@ _add("icmp-param-problem", "RW-7", "parameter problem about the live flow's repl
 _add("ttl-1", "RB-1", "TTL 1 toward the VIP", lambda p: ttl_one(p.probe))
 _add("unknown-proto", "RB-1", "IP protocols 253 and 254", lambda p: unknown_protocols(p.probe))
 CASE_NAMES: tuple[str, ...] = tuple(CASES)
+CASES6: dict[str, Case] = crafted6.cases6()
+"""The IPv6 catalogue (:mod:`dsrconform.traffic.crafted6`), built for IPv6 flows."""
+CASE_NAMES6: tuple[str, ...] = tuple(CASES6)
 
 
-def select_cases(cases: str | Iterable[str] = "all") -> list[str]:
-    """Case names from ``"all"``, a comma-separated string or a list (order kept, no repeats)."""
+def catalogue(family: str = "ipv4") -> dict[str, Case]:
+    """The cases of ``family`` ("ipv4" or "ipv6"), by name."""
+    return CASES6 if family == "ipv6" else CASES
+
+
+def select_cases(cases: str | Iterable[str] = "all", family: str = "ipv4") -> list[str]:
+    """Case names of ``family``'s catalogue from ``"all"``, a comma-separated string or a list
+    (order kept, no repeats). A name of the other family's catalogue stands for its counterpart
+    (``ttl-1`` and ``hop-limit-1``, ``ip-options`` and ``ext-headers``, ``icmp-frag-needed`` and
+    ``icmp-packet-too-big``: :data:`crafted6.ALIASES`), or is left out when there is none
+    (``bad-ip-csum`` for IPv6), so one list serves flows of either family."""
+    known = catalogue(family)
+    aliases = crafted6.ALIASES[family]
     names = cases.split(",") if isinstance(cases, str) else list(cases)
     names = [n.strip() for n in names if n.strip()]
     if names == ["all"]:
-        return list(CASE_NAMES)
-    unknown = [n for n in names if n not in CASES]
+        return list(known)
+    every = set(CASES) | set(CASES6)
+    unknown = [n for n in names if n not in every]
     if unknown:
         raise ValueError(
             f"cases: unknown crafted case(s) {', '.join(unknown)}; known: all, "
-            + ", ".join(CASE_NAMES)
+            + ", ".join(dict.fromkeys([*CASE_NAMES, *CASE_NAMES6]))
         )
     if not names:
-        raise ValueError("cases: no case named; fix: 'all' or a list of " + ", ".join(CASE_NAMES))
-    return list(dict.fromkeys(names))
+        raise ValueError("cases: no case named; fix: 'all' or a list of " + ", ".join(known))
+    resolved = [n if n in known else aliases.get(n) for n in names]
+    return list(dict.fromkeys(n for n in resolved if n is not None))
 
 
 @dataclass(frozen=True)
@@ -540,7 +619,8 @@ def build_cases(
     frag_payload: int = 1200,
     next_hop_mtu: int = 1400,
 ) -> list[CraftedCase]:
-    """Build the selected cases (IPv4 packets) for ``live`` (see the module's docstring).
+    """Build the selected cases (packets of ``live``'s family: its catalogue, see
+    :func:`select_cases`) for ``live`` (see the module's docstring).
 
     ``probe_port`` defaults to :func:`next_probe_port`; ``icmp_src`` is needed by the
     router-originated ICMP errors."""
@@ -554,15 +634,22 @@ def build_cases(
     )
     if params.probe_port == live.client_port:
         raise ValueError("probe_port: must differ from the live flow's client port")
-    return [CraftedCase(n, tuple(CASES[n].build(params))) for n in select_cases(cases)]
+    known = catalogue(live.family)
+    return [CraftedCase(n, tuple(known[n].build(params))) for n in select_cases(cases, live.family)]
 
 
 # --- framing -------------------------------------------------------------------------------------
 
 
 def frame(packets: Iterable[Packet], src_mac: str, dst_mac: str) -> list[bytes]:
-    """Ethernet frames (type IPv4) around ``packets``, as bytes."""
-    return [bytes(Ether(src=src_mac, dst=dst_mac, type=ETH_P_IP) / p) for p in packets]
+    """Ethernet frames around ``packets``, as bytes: type IPv6 for packets whose first byte
+    says version 6 (a truncated header kept as raw bytes too), else IPv4."""
+    out = []
+    for p in packets:
+        raw = bytes(p)
+        etype = ETH_P_IPV6 if raw[:1] and raw[0] >> 4 == 6 else ETH_P_IP
+        out.append(bytes(Ether(src=src_mac, dst=dst_mac, type=etype)) + raw)
+    return out
 
 
 @dataclass(frozen=True)
@@ -637,16 +724,23 @@ class SendRecord:
 
 
 def check_frame(data: bytes) -> None:
-    """Refuse a frame that is no IPv4 Ethernet frame, or whose IPv4 source or destination (as
-    far as the frame holds them) is outside the lab range."""
+    """Refuse a frame that is no IPv4 or IPv6 Ethernet frame, or whose source or destination
+    address (as far as the frame holds them) is outside the lab range."""
     if len(data) < ETH_HLEN + 1:
-        raise ValueError(f"frame: {len(data)} bytes is too short for Ethernet and IPv4")
-    if int.from_bytes(data[12:14], "big") != ETH_P_IP:
-        raise ValueError(f"frame: ethertype {data[12:14].hex()} is not IPv4")
-    for name, off in (("source", 12), ("destination", 16)):
-        raw = data[ETH_HLEN + off : ETH_HLEN + off + 4]
-        if len(raw) == 4:
-            _lab_addr(str(ipaddress.IPv4Address(raw)), f"frame IPv4 {name}")
+        raise ValueError(f"frame: {len(data)} bytes is too short for Ethernet and IP")
+    etype = int.from_bytes(data[12:14], "big")
+    if etype not in (ETH_P_IP, ETH_P_IPV6):
+        raise ValueError(f"frame: ethertype {data[12:14].hex()} is neither IPv4 nor IPv6")
+    v6 = etype == ETH_P_IPV6
+    size, fields = (
+        (16, (("source", 8), ("destination", 24)))
+        if v6
+        else (4, (("source", 12), ("destination", 16)))
+    )
+    for name, off in fields:
+        raw = data[ETH_HLEN + off : ETH_HLEN + off + size]
+        if len(raw) == size:
+            _lab_addr(str(ipaddress.ip_address(raw)), f"frame IPv{6 if v6 else 4} {name}")
 
 
 DEFAULT_MAX_PACKETS = 10_000
@@ -669,7 +763,7 @@ def send_crafted(
     Bounded: at most ``max_packets`` packets and ``deadline`` seconds (from the call); a bound
     that cuts the sending short is named in :attr:`SendRecord.stopped_by`. ``gap`` seconds pass
     between packets. Only lab namespaces and interfaces (``dsrc`` prefix) are accepted, and
-    only IPv4 frames between lab addresses (:func:`check_frame`)."""
+    only IPv4 and IPv6 frames between lab addresses (:func:`check_frame`)."""
     if netns is None or not netns.startswith(LAB_PREFIX):
         raise ValueError(
             f"netns: {netns!r} is not a lab namespace (prefix {LAB_PREFIX}); crafted packets "
@@ -767,9 +861,9 @@ def client_node_of(topo: Topology, addr: str) -> str:
     """The client node that owns ``addr`` (an extra address or its interface's)."""
     for name in topo.of_role("client"):
         own = set(topo.nodes[name].addresses)
-        own.update(
-            str(ipaddress.IPv4Interface(i.address).ip) for i in topo.interfaces() if i.node == name
-        )
+        for i in topo.interfaces():
+            if i.node == name:
+                own.update(str(ipaddress.ip_interface(a).ip) for a in _interface_addresses(i))
         if addr in own:
             return name
     raise ValueError(
@@ -778,11 +872,28 @@ def client_node_of(topo: Topology, addr: str) -> str:
     )
 
 
-def free_address(topo: Topology, node: str, peer: str | None = None) -> str:
-    """The highest host address of ``node``'s link (to ``peer``, default the router) that no
-    node uses: a router-ish source for ICMP errors."""
-    net = ipaddress.IPv4Interface(topo.uplink(node, peer).address).network
-    used = {str(ipaddress.IPv4Interface(i.address).ip) for i in topo.interfaces()}
+def _interface_addresses(iface: Any) -> list[str]:
+    """An interface's addresses with prefix: its IPv4 one, and its IPv6 one in a dual-stack
+    lab (``address6``, read through getattr until every branch has the dual-stack topology)."""
+    address6: str | None = getattr(iface, "address6", None)
+    return [iface.address, *([address6] if address6 else [])]
+
+
+def free_address(
+    topo: Topology, node: str, peer: str | None = None, *, family: str = "ipv4"
+) -> str:
+    """The highest host address of ``node``'s link (to ``peer``, default the router) in
+    ``family`` that no node uses: a router-ish source for ICMP errors."""
+    link = [ipaddress.ip_interface(a) for a in _interface_addresses(topo.uplink(node, peer))]
+    nets = [a.network for a in link if (a.version == 6) == (family == "ipv6")]
+    if not nets:
+        raise ValueError(f"icmp_src: {node}'s link has no {family} address; pass one")
+    net = nets[0]
+    used = {
+        str(ipaddress.ip_interface(a).ip)
+        for i in topo.interfaces()
+        for a in _interface_addresses(i)
+    }
     used.update(a for n in topo.nodes.values() for a in n.addresses)
     used.update(s.vip for s in topo.services)
     for k in range(1, min(net.num_addresses - 1, 4096)):
@@ -830,7 +941,7 @@ def lab_injection(
     port = probe_port
     while port is None or (probe_port is None and port == live.client_port):
         port = next_probe_port()  # at most twice: consecutive probe ports differ
-    src = icmp_src or free_address(topo, client)
+    src = icmp_src or free_address(topo, client, family=live.family)
     built = build_cases(live, cases, probe_port=port, icmp_src=src, frag_mtu=frag_mtu)
     return Injection(
         netns=netns_of(sender),

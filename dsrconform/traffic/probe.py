@@ -6,7 +6,8 @@ one JSON document: per connection or flow, the source, the server that answered 
 or the UDP reply's id), the bytes verified, and the error if any. Every run is bounded: a total
 deadline, a per-connection timeout, and a fixed number of connections or datagrams.
 
-Only lab addresses are accepted (198.18.0.0/15): the probe refuses any other destination.
+Only lab addresses are accepted (198.18.0.0/15, 2001:2::/48): the probe refuses any other
+destination.
 
 It needs only the standard library: on the docker backend it runs with the node image's
 ``python3``, which has no third-party packages (so no ``dsrconform.configfile``, which needs
@@ -24,7 +25,7 @@ import time
 from typing import Any
 
 from dsrconform.streampattern import PatternVerifier
-from dsrconform.traffic.common import check_targets
+from dsrconform.traffic.common import check_targets, family_of, host_header
 
 
 async def _http_one(i: int, src: str, vip: str, port: int, nbytes: int, timeout: float,
@@ -38,7 +39,7 @@ async def _http_one(i: int, src: str, vip: str, port: int, nbytes: int, timeout:
                 reader, writer = await asyncio.open_connection(vip, port, local_addr=(src, 0))
                 rec["sport"] = writer.get_extra_info("sockname")[1]
                 writer.write(
-                    f"GET /stream?seed={i}&bytes={nbytes} HTTP/1.1\r\nHost: {vip}\r\n"
+                    f"GET /stream?seed={i}&bytes={nbytes} HTTP/1.1\r\nHost: {host_header(vip)}\r\n"
                     "Connection: close\r\n\r\n".encode()
                 )
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -99,7 +100,7 @@ def _udp(args: argparse.Namespace) -> list[dict[str, Any]]:
     for i in range(args.flows):
         src = sources[i % len(sources)]
         rec: dict[str, Any] = {"i": i, "src": src, "servers": [], "lost": 0}
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        with socket.socket(family_of(args.vip), socket.SOCK_DGRAM) as s:
             s.bind((src, 0))
             s.settimeout(args.timeout)
             rec["sport"] = s.getsockname()[1]

@@ -64,6 +64,9 @@ from dsrconform.traffic.common import (
     Recorder,
     add_marks_option,
     check_targets,
+    family_of,
+    host_header,
+    mixed_families,
     outside_lab,
     run_recorded,
     set_marks,
@@ -322,7 +325,7 @@ def _reused_port(i: int, args: argparse.Namespace) -> int:
 async def _connection(i: int, src: str, args: argparse.Namespace, rec: Recorder,
                       outcomes: list[Outcome], counts: dict[str, int]) -> None:  # fmt: skip
     loop = asyncio.get_running_loop()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(family_of(args.vip), socket.SOCK_STREAM)
     sock.setblocking(False)
     writer: asyncio.StreamWriter | None = None
     start = connected = end = None
@@ -372,11 +375,12 @@ async def _connection(i: int, src: str, args: argparse.Namespace, rec: Recorder,
                 reader, writer = await asyncio.open_connection(sock=sock)
                 if args.upload:
                     n = args.upload
-                    writer.write(f"POST /upload HTTP/1.1\r\nHost: {args.vip}\r\nContent-Length: "
+                    host = host_header(args.vip)
+                    writer.write(f"POST /upload HTTP/1.1\r\nHost: {host}\r\nContent-Length: "
                                  f"{n}\r\nConnection: close\r\n\r\n".encode()
                                  + pattern_bytes(args.seed, i * n, n))  # fmt: skip
                 else:
-                    writer.write(f"GET /id HTTP/1.1\r\nHost: {args.vip}\r\n"
+                    writer.write(f"GET /id HTTP/1.1\r\nHost: {host_header(args.vip)}\r\n"
                                  "Connection: close\r\n\r\n".encode())  # fmt: skip
                 await writer.drain()
                 try:
@@ -429,9 +433,9 @@ async def _connection(i: int, src: str, args: argparse.Namespace, rec: Recorder,
 
 def _lab_or_loopback(args: argparse.Namespace, allow_loopback: bool) -> None:
     addresses = [args.vip, *args.sources.split(",")]
-    if allow_loopback and all(ipaddress.IPv4Address(a).is_loopback for a in addresses):
+    if allow_loopback and all(ipaddress.ip_address(a).is_loopback for a in addresses):
         return
-    problem = outside_lab(addresses)
+    problem = outside_lab(addresses) or mixed_families(addresses[0], addresses[1:])
     if problem:
         raise ValueError(f"shortconns: {problem}")
 

@@ -11,7 +11,8 @@ connected, first_byte (with the ``X-Server-Id`` that answered), stall (no byte f
 Bounded in count and time: ``--conns`` connections opened at ``--open-rate`` per second, each
 with a read timeout, and a ``--deadline`` for the whole run after which every connection still
 open is closed (and recorded as such). Reproducible: seeds derive from ``--seed``. Refuses any
-destination or source outside 198.18.0.0/15.
+destination or source outside the lab ranges (198.18.0.0/15, 2001:2::/48), or sources of another
+family than the VIP's (IPv6 VIPs: AF_INET6 sockets).
 
     python -m dsrconform.traffic.streams --vip 198.19.0.10 --port 80 --conns 10000 \\
         --bytes 200000 --rate 20000 --open-rate 2000 --sources 198.18.1.1,... --out h.jsonl
@@ -33,6 +34,8 @@ from dsrconform.traffic.common import (
     Recorder,
     add_marks_option,
     check_targets,
+    family_of,
+    host_header,
     run_recorded,
     set_marks,
 )
@@ -44,7 +47,7 @@ async def _stream(i: int, args: argparse.Namespace, src: str, rec: Recorder,
                   stop: asyncio.Event, counts: dict[str, int]) -> None:  # fmt: skip
     loop = asyncio.get_running_loop()
     seed = (args.seed * 1_000_003 + i) % (SEED_MAX + 1)  # any --seed gives pattern seeds
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(family_of(args.vip), socket.SOCK_STREAM)
     sock.setblocking(False)
     writer = None
     received = 0
@@ -66,8 +69,9 @@ async def _stream(i: int, args: argparse.Namespace, src: str, rec: Recorder,
             return
         rec.write(kind="connected", flow=i, t=time.monotonic())
         reader, writer = await asyncio.open_connection(sock=sock)
+        host = host_header(args.vip)
         writer.write(f"GET /stream?seed={seed}&bytes={args.bytes}&rate={args.rate} HTTP/1.1\r\n"
-                     f"Host: {args.vip}\r\nConnection: close\r\n\r\n".encode())  # fmt: skip
+                     f"Host: {host}\r\nConnection: close\r\n\r\n".encode())  # fmt: skip
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), args.timeout)
         lines = head.decode("latin-1").split("\r\n")
         hdrs = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}

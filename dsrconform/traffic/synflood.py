@@ -59,8 +59,11 @@ matching fault-timeline entry (:meth:`FloodResult.fault_window`)::
     faults.append(res.fault_window())
     res = lab_flood(lab, vip="198.19.0.10", port=80, rate=200_000, count=2_000_000, duration=10)
 
+An IPv6 VIP gets an IPv6 flood (74-byte frames from :data:`FLOOD_NET6`, 2001:2:0:200::/56),
+sent by the AF_PACKET engine only (:mod:`dsrconform.traffic.flood6`).
+
 Safety: only namespaces and interfaces named ``dsrc-...`` (never the host's), only addresses in
-198.18.0.0/15 (:func:`check_flood_args`).
+198.18.0.0/15 or 2001:2::/48 (:func:`check_flood_args`).
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ from scapy.utils import checksum  # the Internet checksum (RFC 1071)
 
 from dsrconform.errors import BpfError, ConfigError, DsrConformError, LabError
 from dsrconform.features import FLOOD_ENGINES, pick_engine
+from dsrconform.traffic import flood6
 
 if TYPE_CHECKING:
     from dsrconform.bpf.libbpf import BpfObject
@@ -100,7 +104,11 @@ EngineChoice = Literal["auto", "live-frames", "af-packet", "trafgen"]
 ENGINES: tuple[EngineChoice, ...] = ("auto", "live-frames", "af-packet", "trafgen")
 
 FLOOD_NET = "198.18.200.0/21"
+FLOOD_NET6 = "2001:2:0:200::/56"
+"""The IPv6 flood's spoofed sources (issue 18's address plan), black-holed at the router."""
 LAB_NET = ipaddress.IPv4Network("198.18.0.0/15")
+LAB_NET6 = ipaddress.IPv6Network("2001:2::/48")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 NAME_PREFIX = "dsrc-"
 FRAME_LEN = 64
 SPORT_BASE = 1024
@@ -143,16 +151,19 @@ def check_flood_args(
     *,
     vip: str,
     port: int,
-    src_net: str,
+    src_net: str | None,
     rate: float | None,
     count: int,
     duration: float,
     engine: str = "auto",
     sport_base: int = SPORT_BASE,
     repeat: int = 0,
-) -> ipaddress.IPv4Network:
+) -> IPNetwork:
     """ConfigError unless the flood stays in the lab: a ``dsrc-`` namespace and interface,
-    addresses in 198.18.0.0/15, and finite bounds. Returns the source network."""
+    addresses in the lab range of the VIP's family (198.18.0.0/15, 2001:2::/48), sources of
+    that family (``src_net`` None: :data:`FLOOD_NET` or :data:`FLOOD_NET6`), an engine that
+    builds that family's frames (IPv6: AF_PACKET only), and finite bounds. Returns the source
+    network."""
     if not netns or not netns.startswith(NAME_PREFIX):
         raise ConfigError(
             f"flood namespace {netns!r}: only a lab namespace (named {NAME_PREFIX}...) may flood"
@@ -162,14 +173,25 @@ def check_flood_args(
             f"flood interface {ifname!r}: only a lab interface (named {NAME_PREFIX}...) may flood"
         )
     try:
-        net = ipaddress.IPv4Network(src_net)
-        dst = ipaddress.IPv4Address(vip)
+        dst = ipaddress.ip_address(vip)
+        net = ipaddress.ip_network(src_net or (FLOOD_NET6 if dst.version == 6 else FLOOD_NET))
     except ValueError as e:
         raise ConfigError(f"flood addresses: {e}") from None
-    if not net.subnet_of(LAB_NET):
-        raise ConfigError(f"flood source range {net} is outside the lab range {LAB_NET}")
-    if dst not in LAB_NET:
-        raise ConfigError(f"flood destination {dst} is outside the lab range {LAB_NET}")
+    lab: IPNetwork = LAB_NET6 if dst.version == 6 else LAB_NET
+    if net.version != dst.version:
+        raise ConfigError(
+            f"flood source range {net} is not of the destination {dst}'s family; fix: "
+            f"src_net in {FLOOD_NET6 if dst.version == 6 else FLOOD_NET} or omit it"
+        )
+    if not net.subnet_of(lab):  # type: ignore[arg-type]  # same family, checked above
+        raise ConfigError(f"flood source range {net} is outside the lab range {lab}")
+    if dst not in lab:
+        raise ConfigError(f"flood destination {dst} is outside the lab range {lab}")
+    if dst.version == 6 and engine not in ("auto", "af-packet"):
+        raise ConfigError(
+            f"flood engine {engine!r} builds IPv4 frames only; fix: 'af-packet' or 'auto' for "
+            f"the IPv6 VIP {dst}"
+        )
     if not 1 <= port <= 65535:
         raise ConfigError(f"flood port {port}: expected 1..65535")
     if not 1 <= count <= MAX_COUNT:
@@ -213,10 +235,12 @@ def syn_template(dst_mac: str, src_mac: str, vip: str, port: int) -> bytes:
 
 
 def flow_source(
-    flow: int, net: ipaddress.IPv4Network, *, sport_base: int = SPORT_BASE, repeat: int = 0
+    flow: int, net: IPNetwork, *, sport_base: int = SPORT_BASE, repeat: int = 0
 ) -> tuple[str, int]:
     """(source address, source port) of packet number ``flow``: what livegen writes. With
     ``repeat`` the same ``repeat`` flows come round again (livegen's repeat mode)."""
+    if isinstance(net, ipaddress.IPv6Network):
+        return flood6.flow_source6(flow, net, sport_base=sport_base, repeat=repeat)
     if repeat:
         flow %= repeat
     span = net.num_addresses
@@ -621,9 +645,11 @@ class PacketSocket:
         ifname: str,
         frames: bytes,
         next_round: Callable[[ctypes.Array[ctypes.c_char]], None] | None = None,
+        frame_len: int = FRAME_LEN,
     ) -> None:
         """``next_round``: called with the frame buffer each time all of it has been sent and
-        before any frame is sent again (rewriting it in place; None: the same frames again)."""
+        before any frame is sent again (rewriting it in place; None: the same frames again).
+        ``frame_len``: the bytes of each frame in ``frames`` (74 for the IPv6 flood's)."""
         from dsrconform.netns import enter_netns
 
         with enter_netns(netns):
@@ -640,14 +666,14 @@ class PacketSocket:
         except BaseException:
             self.sock.close()
             raise
-        self.n = len(frames) // FRAME_LEN
+        self.n = len(frames) // frame_len
         self._buf = ctypes.create_string_buffer(frames, len(frames))
         base = ctypes.addressof(self._buf)
         self._iov = (_Iovec * self.n)()
         self._msgs = (_Mmsghdr * self.n)()
         for i in range(self.n):
-            self._iov[i].iov_base = base + i * FRAME_LEN
-            self._iov[i].iov_len = FRAME_LEN
+            self._iov[i].iov_base = base + i * frame_len
+            self._iov[i].iov_len = frame_len
             self._msgs[i].msg_hdr.msg_iov = ctypes.addressof(self._iov[i])
             self._msgs[i].msg_hdr.msg_iovlen = 1
         self._next = 0
@@ -796,7 +822,7 @@ def flood(
     duration: float,
     rate: float | None = None,
     src_mac: str | None = None,
-    src_net: str = FLOOD_NET,
+    src_net: str | None = None,
     engine: EngineChoice = "auto",
     peer: tuple[str, str] | None = None,
     cpu: int | None = None,
@@ -815,13 +841,34 @@ def flood(
     to reuse across floods. ``sport_base``: the first source port. ``repeat``: send the same
     ``repeat`` flows over and over (repeated probes of fixed 5-tuples) instead of a new flow
     per packet. ``stop``: an event that ends the flood early when set. Returns when ``count``
-    packets went, ``duration`` passed or ``stop`` was set.
+    packets went, ``duration`` passed or ``stop`` was set. ``src_net``: the spoofed sources
+    (default the VIP's family's: :data:`FLOOD_NET`, or :data:`FLOOD_NET6` for an IPv6 VIP,
+    which only the AF_PACKET engine floods: :mod:`dsrconform.traffic.flood6`).
     """
     from dsrconform.netns import link_mac
 
     net = check_flood_args(netns, ifname, vip=vip, port=port, src_net=src_net, rate=rate,
                            count=count, duration=duration, engine=engine,
                            sport_base=sport_base, repeat=repeat)  # fmt: skip
+    if isinstance(net, ipaddress.IPv6Network):
+        mac = src_mac or link_mac(netns, ifname)
+        with pinned_cpu(cpu):
+            return _flood6(
+                netns,
+                ifname,
+                dst_mac,
+                mac,
+                vip,
+                port,
+                net,
+                rate,
+                count,
+                duration,
+                progress,
+                sport_base,
+                repeat,
+                stop,
+            )
     space = _FlowSpace(net, sport_base, repeat)
     template = syn_template(dst_mac, src_mac or link_mac(netns, ifname), vip, port)
     ifindex = _ifindex(netns, ifname)
@@ -891,6 +938,68 @@ def flood(
             stop,
         )
 
+
+def _flood6(
+    netns: str,
+    ifname: str,
+    dst_mac: str,
+    src_mac: str,
+    vip: str,
+    port: int,
+    net: ipaddress.IPv6Network,
+    rate: float | None,
+    count: int,
+    duration: float,
+    progress: ProgressFn | None,
+    sport_base: int,
+    repeat: int,
+    stop: threading.Event | None,
+) -> FloodResult:
+    """The IPv6 flood: AF_PACKET with :mod:`~dsrconform.traffic.flood6`'s frames."""
+    template = flood6.syn_template6(dst_mac, src_mac, vip, port)
+    pool = repeat or min(count, POOL_FRAMES)
+    frames = flood6.syn_frames6(template, net, 0, pool, sport_base=sport_base)
+    rounds = None if repeat else flood6.FlowRounds6(template, net, pool, sport_base=sport_base)
+    sock = PacketSocket(netns, ifname, frames, next_round=rounds, frame_len=flood6.FRAME_LEN6)
+    try:
+        before = link_stats(netns, ifname)
+        start = time.monotonic()
+        pacer = Pacer(rate, count, start, start + duration, _burst(rate))
+        runner = _Runner(
+            sock.send,
+            pacer,
+            max_chunk=MMSG_MAX,
+            first_chunk=MMSG_MAX,
+            duration=duration,
+            progress=progress,
+            stop=stop,
+        )
+        end = runner.run(contextlib.nullcontext)
+    finally:
+        sock.close()
+    after = _settled_stats(netns, ifname)
+    flows = pacer.sent if rounds else min(pool, pacer.sent)
+    return _result(
+        "af-packet",
+        pacer,
+        start,
+        end,
+        before,
+        after,
+        vip,
+        port,
+        net,
+        netns,
+        ifname,
+        rate,
+        IPV6_ENGINE_NOTE,
+        flows,
+        stop,
+    )
+
+
+IPV6_ENGINE_NOTE = "an IPv6 VIP: live frames and trafgen build IPv4 SYNs only"
+"""Why an IPv6 flood uses AF_PACKET (its result's ``fallback_reason``)."""
 
 TRAFGEN_POOL = 4096
 """trafgen with a first source port other than 1024: that many prebuilt flows, cycled."""
@@ -983,7 +1092,7 @@ def _settled_stats(netns: str, ifname: str) -> LinkCounters:
 class _FlowSpace(NamedTuple):
     """The flows a flood sends: source network, first source port, repeated flows (0: none)."""
 
-    net: ipaddress.IPv4Network
+    net: ipaddress.IPv4Network  # IPv6 floods take their own path (_flood6)
     sport_base: int
     repeat: int
 
@@ -1047,7 +1156,7 @@ def _flood_live(gen: LiveFrames, netns: str, ifname: str, ifindex: int, template
 
 
 def _result(engine: Engine, pacer: Pacer, start: float, end: float, before: LinkCounters,
-            after: LinkCounters, vip: str, port: int, net: ipaddress.IPv4Network, netns: str,
+            after: LinkCounters, vip: str, port: int, net: IPNetwork, netns: str,
             ifname: str, rate: float | None, fallback: str | None, flows: int,
             stop: threading.Event | None = None) -> FloodResult:  # fmt: skip
     delta = after - before
@@ -1079,7 +1188,7 @@ def _result(engine: Engine, pacer: Pacer, start: float, end: float, before: Link
 def lab_flood(lab: LabNodes, *, vip: str, port: int = 80, count: int, duration: float,
               rate: float | None = None, node: str | None = None, engine: EngineChoice = "auto",
               enable_peer_napi: bool = True, progress: ProgressFn | None = None,
-              src_net: str = FLOOD_NET, sport_base: int = SPORT_BASE, repeat: int = 0,
+              src_net: str | None = None, sport_base: int = SPORT_BASE, repeat: int = 0,
               stop: threading.Event | None = None) -> FloodResult:  # fmt: skip
     """Flood from a lab's client node (default: a client marked ``traffic: false``, else the
     first client) out of its link to the router, with the router's MAC as destination.

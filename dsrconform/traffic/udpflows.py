@@ -26,6 +26,7 @@ from dsrconform.traffic.common import (
     Recorder,
     add_marks_option,
     check_targets,
+    family_of,
     run_recorded,
     set_marks,
 )
@@ -50,7 +51,7 @@ class _Flow(asyncio.DatagramProtocol):
 async def _run_flow(i: int, args: argparse.Namespace, src: str, rec: Recorder,
                     counts: dict[str, int], deadline: float) -> None:  # fmt: skip
     loop = asyncio.get_running_loop()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = socket.socket(family_of(args.vip), socket.SOCK_DGRAM)
     set_marks(sock, i, args.marks)
     sock.bind((src, 0))
     transport, proto = await loop.create_datagram_endpoint(lambda: _Flow(i, rec, counts), sock=sock)

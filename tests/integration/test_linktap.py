@@ -19,11 +19,22 @@ pytestmark = requires_root
 A, B = "198.18.1.1", "198.18.20.1"
 
 
+def no_ipv6_stack(ns: str) -> None:
+    """No IPv6 on ``ns``'s links: the taps record IPv6 too, and a link coming up sends its own
+    (router solicitations, MLD reports) that would mix with what a test sends."""
+    with enter_netns(ns):
+        for scope in ("all", "default"):
+            with open(f"/proc/sys/net/ipv6/conf/{scope}/disable_ipv6", "w") as f:
+                f.write("1")
+
+
 @pytest.fixture
 def pair() -> Iterator[tuple[str, str]]:
-    with throwaway_netns("tapa") as na, throwaway_netns("tapb") as nb, \
-            veth_pair(na, "dsrc-ta", "dsrc-tb", ns_b=nb):  # fmt: skip
-        yield na, nb
+    with throwaway_netns("tapa") as na, throwaway_netns("tapb") as nb:
+        no_ipv6_stack(na)
+        no_ipv6_stack(nb)
+        with veth_pair(na, "dsrc-ta", "dsrc-tb", ns_b=nb):
+            yield na, nb
 
 
 def send(ns: str, ifname: str, frames: list[bytes]) -> None:
@@ -280,7 +291,7 @@ def test_gue_is_decoded_like_ipip_with_both_checksums_verified(pair: tuple[str, 
     """Katran's GUE (IPv4 directly in UDP to GUE_PORT, the outer source port a hash): the inner
     5-tuple, flags and marks; the inner L4 checksum and the outer UDP one (when not zero) both
     verified; an ICMP error quoted inside GUE; UDP to another port, or to GUE_PORT without an
-    IPv4 header inside, stays plain UDP."""
+    IP version nibble (4 or 6) inside, stays plain UDP."""
     from dsrconform.observe.taps import GUE_PORT
 
     na, nb = pair
@@ -312,7 +323,7 @@ def test_gue_is_decoded_like_ipip_with_both_checksums_verified(pair: tuple[str, 
         gue(syn(44004), 1005, tos=0),  # outer DSCP lost
         gue(icmp, 1006),
         IP(src=mux, dst=srv) / UDP(sport=1007, dport=GUE_PORT + 1) / Raw(bytes(syn(44005))),
-        IP(src=mux, dst=srv) / UDP(sport=1008, dport=GUE_PORT) / Raw(b"\x60" + b"\0" * 40),
+        IP(src=mux, dst=srv) / UDP(sport=1008, dport=GUE_PORT) / Raw(b"\x50" + b"\0" * 40),
     ]
     with LinkTap(nb, "dsrc-tb") as tap:
         send(na, "dsrc-ta", [frame(na, "dsrc-ta", nb, "dsrc-tb", p) for p in pkts])

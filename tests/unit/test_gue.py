@@ -64,12 +64,12 @@ def test_katrans_gue_layout_is_decoded_to_its_inner_packet() -> None:
     assert heads(katran_gue(MUX, SRV, ptb))[2][2:] == (WEB, CLIENT, 80, 40001)
 
 
-def test_only_ipv4_in_udp_to_the_gue_port_is_encapsulated() -> None:
+def test_only_ip_in_udp_to_the_gue_port_is_encapsulated() -> None:
     inner = inner_packet(tcp(CLIENT, 40001, WEB, 80))
     other_port = katran_gue(MUX, SRV, inner, dport=GUE_PORT + 1)
     assert [h[0] for h in heads(other_port)] == ["outer"]
-    not_ipv4 = IP(src=MUX, dst=SRV) / UDP(sport=1, dport=GUE_PORT) / Raw(b"\x60" + b"\0" * 40)
-    assert [h[0] for h in heads(not_ipv4)] == ["outer"]
+    not_ip = IP(src=MUX, dst=SRV) / UDP(sport=1, dport=GUE_PORT) / Raw(b"\x50" + b"\0" * 40)
+    assert [h[0] for h in heads(not_ip)] == ["outer"]  # version 5: neither IPv4 nor IPv6
     short = IP(src=MUX, dst=SRV) / UDP(sport=1, dport=GUE_PORT)
     assert [h[0] for h in heads(short)] == ["outer"]
 

@@ -327,8 +327,10 @@ def test_tap_flow_counts_cannot_exceed_packets() -> None:
     for bad in ({"l3_valid": 2, "l3_invalid": 1}, {"l4_unchecked": 3}, {"fragments": 3}):
         with pytest.raises(ValueError, match="exceed packets"):
             tp.TapFlow.model_validate({**base, **bad})
-    with pytest.raises(ValueError, match="not an IPv4 address"):
-        tp.TapFlow.model_validate({**base, "src": "fe80::1"})
+    with pytest.raises(ValueError, match="not an IP address"):
+        tp.TapFlow.model_validate({**base, "src": "198.18.1.256"})
+    six = tp.TapFlow.model_validate({**base, "src": "2001:2:0:1:0::2", "dst": "2001:2:0:100::10"})
+    assert six.src == "2001:2:0:1::2", "IPv6 addresses are kept in their canonical form"
 
 
 def test_tap_flow_spans_add_up_and_lie_within_the_record() -> None:

@@ -278,7 +278,9 @@ def test_icmp_sources_and_frames_outside_the_lab_are_refused() -> None:
     with pytest.raises(ValueError, match=r"frame IPv4 destination: 8\.8\.8\.8"):
         check_frame(foreign)
     check_frame(frame(crafted.truncated_ip(PROBE)[:1], SRC_MAC, DST_MAC)[0])  # too short to tell
-    with pytest.raises(ValueError, match="not IPv4"):
+    with pytest.raises(ValueError, match="neither IPv4 nor IPv6"):
+        check_frame(bytes(Ether(src=SRC_MAC, dst=DST_MAC, type=0x0806) / (b"\0" * 40)))
+    with pytest.raises(ValueError, match=r"frame IPv6 source: :: is outside the lab range"):
         check_frame(bytes(Ether(src=SRC_MAC, dst=DST_MAC, type=0x86DD) / (b"\0" * 40)))
 
 
