@@ -136,11 +136,8 @@ class LabFacts(_Model):
         }
         for iface in topo.interfaces():
             addresses[iface.node].append(str(ipaddress.IPv4Interface(iface.address).ip))
-            # Interface.address6 (dual-stack labs, issue 18): read through getattr until every
-            # branch has the dual-stack topology model.
-            address6: str | None = getattr(iface, "address6", None)
-            if address6:
-                addresses[iface.node].append(str(ipaddress.IPv6Interface(address6).ip))
+            if iface.address6:
+                addresses[iface.node].append(str(ipaddress.IPv6Interface(iface.address6).ip))
         holes = list(topo.blackhole)
         if FLOOD_NET6 not in holes:  # the IPv6 flood's spoofed sources are clients too
             holes.append(FLOOD_NET6)

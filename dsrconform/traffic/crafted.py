@@ -63,7 +63,7 @@ from dsrconform.traffic import crafted6
 from dsrconform.traffic.common import LAB_NET, LAB_NET6
 
 if TYPE_CHECKING:
-    from dsrconform.topology import Topology
+    from dsrconform.topology import Interface, Topology
 
 Proto = Literal["tcp", "udp"]
 PROTO_NUMBERS: dict[str, int] = {"tcp": 6, "udp": 17}
@@ -872,11 +872,10 @@ def client_node_of(topo: Topology, addr: str) -> str:
     )
 
 
-def _interface_addresses(iface: Any) -> list[str]:
+def _interface_addresses(iface: Interface) -> list[str]:
     """An interface's addresses with prefix: its IPv4 one, and its IPv6 one in a dual-stack
-    lab (``address6``, read through getattr until every branch has the dual-stack topology)."""
-    address6: str | None = getattr(iface, "address6", None)
-    return [iface.address, *([address6] if address6 else [])]
+    lab."""
+    return [iface.address, *([iface.address6] if iface.address6 else [])]
 
 
 def free_address(
