@@ -63,7 +63,7 @@ from dsrconform.traffic import crafted6
 from dsrconform.traffic.common import LAB_NET, LAB_NET6
 
 if TYPE_CHECKING:
-    from dsrconform.topology import Interface, Topology
+    from dsrconform.topology import Interface, Topology, Uplink
 
 Proto = Literal["tcp", "udp"]
 PROTO_NUMBERS: dict[str, int] = {"tcp": 6, "udp": 17}
@@ -872,7 +872,7 @@ def client_node_of(topo: Topology, addr: str) -> str:
     )
 
 
-def _interface_addresses(iface: Interface) -> list[str]:
+def _interface_addresses(iface: Interface | Uplink) -> list[str]:
     """An interface's addresses with prefix: its IPv4 one, and its IPv6 one in a dual-stack
     lab."""
     return [iface.address, *([iface.address6] if iface.address6 else [])]
