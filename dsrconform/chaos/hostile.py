@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dsrconform.chaos.fault import Say
-from dsrconform.chaos.traffic import traffic_clients
+from dsrconform.chaos.traffic import client_sources, traffic_clients
+from dsrconform.families import lab_families
 from dsrconform.observe.observations import FaultWindow
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def send_hostile(lab: RunningLab, say: Say, *, repeats: int = 20) -> list[FaultW
 
     topo = lab.topology
     client, router = traffic_clients(topo)[0], topo.router
-    src = (topo.nodes[client].addresses or [topo.uplink(client).ip])[0]
+    src = {fam: client_sources(topo, client, fam)[0] for fam in lab_families(topo.services)}
     cases = [n for n in crafted.CASE_NAMES if not n.startswith("icmp-")]
     windows: list[FaultWindow] = []
 
@@ -61,7 +62,7 @@ def send_hostile(lab: RunningLab, say: Say, *, repeats: int = 20) -> list[FaultW
 
     sent = 0
     for svc in topo.services:
-        flow = crafted.Flow(src, 1, svc.vip, svc.port, svc.proto)
+        flow = crafted.Flow(src[svc.family], 1, svc.vip, svc.port, svc.proto)
         muxes = [m for m in topo.of_role("mux") if svc in topo.services_of_mux(m)]
         for entry in [None, *muxes]:
             inj = crafted.lab_injection(
@@ -69,21 +70,34 @@ def send_hostile(lab: RunningLab, say: Say, *, repeats: int = 20) -> list[FaultW
             )
             node = client if entry is None else router
             sent += send(node, inj.target, inj.frames, f"malformed at {svc.name}")
-    server_addrs = [topo.uplink(s).ip for s in topo.of_role("server")]
+
+    def addr(node: str, fam: str) -> str | None:
+        up = topo.uplink(node)
+        return up.ip6 if fam == "ipv6" else up.ip
+
+    first_server = topo.of_role("server")[0]
     for mux in topo.of_role("mux"):
-        pkts = crafted.non_vip_packets(src, topo.uplink(mux).ip)
-        pkts += crafted.non_vip_packets(src, server_addrs[0])
+        pkts = []
+        for fam, own in src.items():  # each family of the run, where the nodes have it
+            for dst in (addr(mux, fam), addr(first_server, fam)):
+                if dst is not None:
+                    pkts += crafted.non_vip_packets(own, dst)
         sent += send(router, mux, framed(router, mux, pkts), "non-VIP")
     for encapsulation in lab.encapsulations:
+        # Outer headers of the family the MUXes would use toward the service's servers (its
+        # backend family), from the client's address of that family.
         foreign = [
             p
-            for addr in server_addrs
+            for server in topo.of_role("server")
             for svc in topo.services
+            if (outer := addr(server, svc.backend_family)) is not None
             for p in crafted.foreign_packets(
                 encapsulation,
-                crafted.Flow(src, crafted.next_probe_port(), svc.vip, svc.port, svc.proto),
-                outer_src=src,
-                server=addr,
+                crafted.Flow(
+                    src[svc.family], crafted.next_probe_port(), svc.vip, svc.port, svc.proto
+                ),
+                outer_src=src[svc.backend_family],
+                server=outer,
             )
         ]
         what = f"foreign-{encapsulation}"

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from dsrconform.chaos.mixes import Mix
 from dsrconform.errors import DsrConformError, LabError
+from dsrconform.families import family_of_address
 from dsrconform.observe.counters import snapshot
 from dsrconform.observe.history import History, load_history
 from dsrconform.observe.labtaps import LabTaps
@@ -94,8 +95,15 @@ def traffic_clients(topo: Topology) -> list[str]:
     return [n for n, node in topo.nodes.items() if node.role == "client" and node.traffic]
 
 
-def _sources(topo: Topology, node: str) -> list[str]:
-    return list(topo.nodes[node].addresses) or [topo.uplink(node).ip]
+def client_sources(topo: Topology, node: str, family: str = "ipv4") -> list[str]:
+    """``node``'s source addresses of ``family``: its extra ``addresses`` of that family, else
+    its address on its uplink (none when the uplink has no address of the family)."""
+    own = topo.nodes[node].addresses_of("ipv6" if family == "ipv6" else "ipv4")
+    if own:
+        return own
+    up = topo.uplink(node)
+    addr = up.ip6 if family == "ipv6" else up.ip
+    return [addr] if addr else []
 
 
 def _jobs(
@@ -113,7 +121,6 @@ def _jobs(
     jobs: list[_Job] = []
     marks = ["--marks", ",".join(f"{t}:{ttl}" for t, ttl in mix.marks)] if mix.marks else []
     for ci, client in enumerate(clients):
-        src = ",".join(_sources(topo, client))
         seed = mix.seed * 7919 + ci
 
         def job(
@@ -122,9 +129,15 @@ def _jobs(
             svc: Service,
             *args: object,
             client: str = client,
-            src: str = src,
             seed: int = seed,
         ) -> None:
+            # Sources of the VIP's family (a dual-stack client has both).
+            src = client_sources(topo, client, svc.family)
+            if not src:
+                raise LabError(
+                    f"lab {topo.name}: client {client} has no {svc.family} address for "
+                    f"service {svc.name}; fix: give its link an {svc.family} address"
+                )
             argv = [
                 python,
                 "-m",
@@ -134,7 +147,7 @@ def _jobs(
                 "--port",
                 str(svc.port),
                 "--sources",
-                src,
+                ",".join(src),
                 "--seed",
                 str(seed),
                 *map(str, args),
@@ -374,10 +387,14 @@ def _send_pings(
     servers = [a for n in facts.nodes("server") for a in facts.addresses.get(n, [])]
     sent = failed = 0
     for i, client in enumerate(traffic_clients(topo)):
+        # Each family of the run's services, from the client's addresses of it to the
+        # servers' addresses of it.
         packets = [
             crafted.icmp_echo(src, dst, ident=0xD5C0 + i, seq=seq)
-            for src in _sources(topo, client)
+            for fam in topo.families
+            for src in client_sources(topo, client, fam)
             for dst in servers
+            if family_of_address(dst) == fam
             for seq in range(mix.pings)
         ]
         rec = _send_on_uplink(lab, client, "pings", packets)
