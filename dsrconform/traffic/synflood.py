@@ -621,9 +621,11 @@ class PacketSocket:
         ifname: str,
         frames: bytes,
         next_round: Callable[[ctypes.Array[ctypes.c_char]], None] | None = None,
+        frame_len: int = FRAME_LEN,
     ) -> None:
         """``next_round``: called with the frame buffer each time all of it has been sent and
-        before any frame is sent again (rewriting it in place; None: the same frames again)."""
+        before any frame is sent again (rewriting it in place; None: the same frames again).
+        ``frame_len``: the bytes of each frame in ``frames`` (74 for the IPv6 flood's)."""
         from dsrconform.netns import enter_netns
 
         with enter_netns(netns):
@@ -640,14 +642,14 @@ class PacketSocket:
         except BaseException:
             self.sock.close()
             raise
-        self.n = len(frames) // FRAME_LEN
+        self.n = len(frames) // frame_len
         self._buf = ctypes.create_string_buffer(frames, len(frames))
         base = ctypes.addressof(self._buf)
         self._iov = (_Iovec * self.n)()
         self._msgs = (_Mmsghdr * self.n)()
         for i in range(self.n):
-            self._iov[i].iov_base = base + i * FRAME_LEN
-            self._iov[i].iov_len = FRAME_LEN
+            self._iov[i].iov_base = base + i * frame_len
+            self._iov[i].iov_len = frame_len
             self._msgs[i].msg_hdr.msg_iov = ctypes.addressof(self._iov[i])
             self._msgs[i].msg_hdr.msg_iovlen = 1
         self._next = 0
