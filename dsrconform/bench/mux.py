@@ -77,6 +77,7 @@ __all__ = [  # the frames' names, re-exported: the bench's callers and tests use
     "FRAME_LEN",
     "FRAME_LEN6",
     "Mode",
+    "af_packet_frames",
     "build_template",
 ]
 

@@ -106,15 +106,16 @@ def syn_frames6(template: bytes, n: int) -> bytes:
     if len(template) != FRAME_LEN6:
         raise ValueError(f"IPv6 template of {len(template)} bytes, expected {FRAME_LEN6}")
     tcp_check = struct.unpack_from("!H", template, _TCP6_CHECK_OFF)[0]
+    first = int(AF_PACKET_CLIENTS6.network_address) + CLIENT6_FIRST  # flow_source6(0), inlined
     out = bytearray(template * n)
+    pack = struct.pack_into
     for i in range(n):
-        addr, sport = flow_source6(i)
-        raw = ipaddress.IPv6Address(addr).packed
-        words = sum(struct.unpack("!8H", raw)) + sport
+        addr = first + i
+        words = sum((addr >> s) & 0xFFFF for s in range(0, 128, 16)) + SPORT_BASE
         off = i * FRAME_LEN6
-        out[off + _SRC6_OFF : off + _SRC6_OFF + 16] = raw
-        struct.pack_into("!H", out, off + _SPORT6_OFF, sport)
-        struct.pack_into("!H", out, off + _TCP6_CHECK_OFF, _csum_add(tcp_check, words))
+        out[off + _SRC6_OFF : off + _SRC6_OFF + 16] = addr.to_bytes(16, "big")
+        pack("!H", out, off + _SPORT6_OFF, SPORT_BASE)
+        pack("!H", out, off + _TCP6_CHECK_OFF, _csum_add(tcp_check, words))
     return bytes(out)
 
 
