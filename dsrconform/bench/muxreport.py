@@ -64,6 +64,7 @@ def _ns(value: float | None) -> str:
 def _render(summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     family = FAMILY_TITLES[summary.get("family", "ipv4")]
     title = f"MUX throughput ({family}): target {summary['target']}, "
@@ -74,9 +75,12 @@ def _render(summary: dict[str, Any]) -> None:
         title += " [harness check: reflector in the MUX's place]"
     table = Table(
         title=title,
-        caption=f"packets/s ({summary['frame_bytes']}-byte frames to {summary['vip']['addr']}) "
-        "delivered back to the generator side; +ns/pkt: the MUX's cost per packet over the "
-        "reflector's; delivered: fraction of submitted frames (ref / mux)",
+        # Text, not markup: rich would read ":100:" of 2001:2:0:100::10 as an emoji code.
+        caption=Text(
+            f"packets/s ({summary['frame_bytes']}-byte frames to {summary['vip']['addr']}) "
+            "delivered back to the generator side; +ns/pkt: the MUX's cost per packet over the "
+            "reflector's; delivered: fraction of submitted frames (ref / mux)"
+        ),
     )
     table.add_column("mode")
     for col in ("reflector", "mux", "mux/ref", "mux +ns/pkt", "delivered"):

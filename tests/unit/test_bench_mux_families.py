@@ -261,3 +261,29 @@ def test_katran_bench_gue_source_follows_the_backends_family() -> None:
     assert _bench_gue_source("ipip", v6, "198.18.10.1", "2001:2:0:10::1") is None
     with pytest.raises(ConfigError, match="need mux_addr6"):
         _bench_gue_source("gue", v6, "198.18.10.1", None)
+
+
+def test_the_table_names_the_family_and_shows_the_ipv6_vip_verbatim(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    case = {"pps": 5e5, "delivered_fraction": 1.0}
+    summary = {
+        "family": "ipv6",
+        "target": "reference",
+        "generator": "af-packet",
+        "mutant": None,
+        "dut": "target",
+        "frame_bytes": 74,
+        "vip": {"addr": mux.VIP6.addr},
+        "cases": {f"{d}-{m}": case for d, m in mux.CASES},
+        "ratios": {"syn": 1.0, "established": 0.9},
+        "mux_extra_ns_per_packet": {"syn": 0.0, "established": 222.0},
+        "target_ratio": 0.8,
+        "meets_target": True,
+        "warnings": [],
+    }
+    muxreport._render(summary)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "MUX throughput (IPv6): target reference" in out
+    assert "2001:2:0:100::10" in out, "rich must not read ':100:' as an emoji"
+    assert "+222" in out
