@@ -27,6 +27,13 @@ needed. Measured here (2 vCPU, kernel 6.18, live frames): reflector ~3.8-4.0 M p
 (reported as a warning). With the AF_PACKET generator (a kernel that refuses live frames):
 reflector ~0.5 M/s, the generator's own limit.
 
+Families: ``family="ipv4"`` (the above) or ``"ipv6"``: 74-byte frames to :data:`VIP6` from
+2001:2:0:1::/64, backends :data:`BACKENDS6`, the MUX's IPv6 address :data:`MUX_ADDR6` given as
+``mux_addr6`` (:class:`dsrconform.target.MuxBench`), over AF_PACKET only (livegen writes IPv4
+headers), counted apart from the links' own ICMPv6. Each family is its own run of the four
+cases, with the same bounds; the summary names it. :mod:`dsrconform.bench.muxreport` decides
+which families run (``--family``, default: each one the target declares) and prints them.
+
 Use :func:`run_bench` from code (``dut="reflector"`` puts the reflector in the MUX's place, to
 check the harness without a target), :func:`main` from the CLI.
 """
