@@ -5,7 +5,7 @@ Subcommands::
     dsrconform doctor [--json]                      can this machine run the labs? (exit 0: yes)
     dsrconform mutants [--json] [--target NAME]     the target's deliberate bugs and their catchers
     dsrconform spec [--json | --markdown]           the requirement catalogue (SPEC.md)
-    dsrconform bench mux [--target NAME] [--mutant NAME] [--seconds S] [--json]
+    dsrconform bench mux [--target NAME] [--family F[,F]] [--mutant NAME] [--seconds S] [--json]
     dsrconform bench traffic [--quick] [--section NAME] [--json FILE]   flood, checkers, streams
     dsrconform bench suites [--backend netns|docker ...] [--level L] [--rounds N] [--json]
     dsrconform bench quick [--seeds N ...] [--mutant NAME ...] [--json]   the quick profile
@@ -163,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--markdown", action="store_true", help="print SPEC.md (generated)")
     p.set_defaults(handler=_cmd_spec)
 
+    from dsrconform.runopts import FAMILIES, choice_list
+
     bench = sub.add_parser("bench", help="performance benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", metavar="WHAT", required=True)
     p = bench_sub.add_parser("mux", help="packets/s through the target's MUX (needs root)")
@@ -171,6 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="reference",
         metavar="NAME[,NAME...]",
         help="default: reference; several (reference,katran) are measured in turn, compared",
+    )
+    p.add_argument(
+        "--family",
+        type=choice_list(FAMILIES),
+        default=None,
+        metavar="FAMILY[,FAMILY]",
+        help="ipv4, ipv6 or both (default: each family the target declares; one it does not "
+        "declare is skipped and said so)",
     )
     p.add_argument("--mutant", default=None, metavar="NAME", help="benchmark a mutant instead")
     p.add_argument("--seconds", type=float, default=3.0, metavar="S", help="default: 3")

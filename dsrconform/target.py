@@ -197,6 +197,8 @@ class MutantInfo:
 
 @dataclass(frozen=True)
 class BenchVip:
+    """The one VIP of ``dsrconform bench mux``: address (IPv4 or IPv6), port, IP protocol."""
+
     addr: str
     port: int
     proto: int
@@ -268,11 +270,19 @@ class MuxBench(Protocol):
         next_hop_mac: str,
         vip: BenchVip,
         backends: Sequence[str],
+        mux_addr6: str | None = None,
     ) -> AbstractContextManager[None]:
         """A context manager that attaches the MUX data plane to ``ifname`` inside network
         namespace ``netns``, programmed with one VIP and its backends, sending encapsulated
-        packets (outer source ``mux_addr``) back out of the same interface toward
-        ``next_hop_mac``; leaving the context detaches everything it attached."""
+        packets back out of the same interface toward ``next_hop_mac``; leaving the context
+        detaches everything it attached.
+
+        Families: ``vip`` and ``backends`` are of one family, the one being measured (an IPv6
+        VIP has IPv6 backends: IPv6 in IPv6). ``mux_addr`` is always the MUX's IPv4 address,
+        the outer source toward IPv4 backends; ``mux_addr6`` its IPv6 address, the outer source
+        toward IPv6 backends, passed only when the VIP is IPv6 (the bench measures IPv6 only for
+        a target whose ``families`` has ``ipv6``, and whose ``mux_for_bench`` takes this
+        keyword: an adapter written without it keeps working for IPv4)."""
         ...
 
 

@@ -28,6 +28,7 @@ genuine Katran configurations, not patches to its code.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,6 +99,20 @@ def check_options(options: dict[str, str]) -> dict[str, str]:
                 f"katran target: option {key}={value!r}; fix: one of {', '.join(allowed)}"
             )
     return dict(options)
+
+
+def _bench_gue_source(
+    encap: str, backends: Sequence[str], mux_addr: str, mux_addr6: str | None
+) -> str | None:
+    """The outer source of ``bench mux``'s GUE frames: of the backends' family (None with IPIP,
+    where Katran derives the outer source itself)."""
+    if encap != "gue":
+        return None
+    if not any(ipaddress.ip_address(b).version == 6 for b in backends):
+        return mux_addr
+    if mux_addr6 is None:
+        raise ConfigError("katran: IPv6 backends with GUE need mux_addr6, the outer IPv6 source")
+    return mux_addr6
 
 
 class KatranTarget:
@@ -186,9 +201,12 @@ class KatranTarget:
         next_hop_mac: str,
         vip: BenchVip,
         backends: Sequence[str],
+        mux_addr6: str | None = None,
     ) -> Iterator[None]:
         """Katran's balancer with one VIP and its backends on ``ifname`` (in ``netns``), sending
-        encapsulated frames to ``next_hop_mac``; with GUE, ``mux_addr`` is the outer source."""
+        encapsulated frames to ``next_hop_mac``; with GUE, the outer source is ``mux_addr``
+        toward IPv4 backends and ``mux_addr6`` toward IPv6 ones (with IPIP Katran makes its own
+        outer source, IPv4 or IPv6)."""
         from katran_target.balancer import bench_balancer
 
         with bench_balancer(
@@ -199,7 +217,7 @@ class KatranTarget:
             vip=(vip.addr, vip.port, vip.proto),
             backends=backends,
             hash_function=self.hash_function,
-            gue_source=mux_addr if self.encap == "gue" else None,
+            gue_source=_bench_gue_source(self.encap, backends, mux_addr, mux_addr6),
             vip_flags=self.vip_flags,
         ):
             yield

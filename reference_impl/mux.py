@@ -445,14 +445,16 @@ def bench_attach(
     vip: BenchVip,
     backends: Sequence[str],
     mutant: str | None = None,
+    mux_addr6: str | None = None,
 ) -> Iterator[MuxProgram]:
-    """The reference MUX on ``ifname`` for ``dsrconform bench mux`` (Target.mux_for_bench)."""
+    """The reference MUX on ``ifname`` for ``dsrconform bench mux`` (Target.mux_for_bench);
+    ``mux_addr6``: the outer IPv6 source (``mux.address6``), needed for IPv6 backends."""
     from dsrconform.netns import link_mac
 
     proto = {v: k for k, v in IPPROTO.items()}[vip.proto]
     cfg = MuxConfig.model_validate(
         {
-            "mux": {"address": mux_addr, "mac": link_mac(netns, ifname),
+            "mux": {"address": mux_addr, "address6": mux_addr6, "mac": link_mac(netns, ifname),
                     "next_hop_mac": next_hop_mac},
             "vips": [{"address": vip.addr, "port": vip.port, "proto": proto,
                       "backends": list(backends)}],

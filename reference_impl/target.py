@@ -84,8 +84,10 @@ class ReferenceTarget:
         next_hop_mac: str,
         vip: BenchVip,
         backends: Sequence[str],
+        mux_addr6: str | None = None,
     ) -> Iterator[None]:
-        """Attach the reference MUX (built as this target's mutant) for the benchmark."""
+        """Attach the reference MUX (built as this target's mutant) for the benchmark; IPv6
+        backends need ``mux_addr6`` (the MUX config's ``address6``, their outer source)."""
         # Imported here: the MUX pulls in the BPF build and libbpf, which listing mutants or
         # reading the spec must not need.
         from reference_impl.mux import bench_attach
@@ -94,6 +96,7 @@ class ReferenceTarget:
             netns=netns,
             ifname=ifname,
             mux_addr=mux_addr,
+            mux_addr6=mux_addr6,
             next_hop_mac=next_hop_mac,
             vip=vip,
             backends=backends,

@@ -27,6 +27,13 @@ needed. Measured here (2 vCPU, kernel 6.18, live frames): reflector ~3.8-4.0 M p
 (reported as a warning). With the AF_PACKET generator (a kernel that refuses live frames):
 reflector ~0.5 M/s, the generator's own limit.
 
+Families: ``family="ipv4"`` (the above) or ``"ipv6"``: 74-byte frames to :data:`VIP6` from
+2001:2:0:1::/64, backends :data:`BACKENDS6`, the MUX's IPv6 address :data:`MUX_ADDR6` given as
+``mux_addr6`` (:class:`dsrconform.target.MuxBench`), over AF_PACKET only (livegen writes IPv4
+headers), counted apart from the links' own ICMPv6. Each family is its own run of the four
+cases, with the same bounds; the summary names it. :mod:`dsrconform.bench.muxreport` decides
+which families run (``--family``, default: each one the target declares) and prints them.
+
 Use :func:`run_bench` from code (``dut="reflector"`` puts the reflector in the MUX's place, to
 check the harness without a target), :func:`main` from the CLI.
 """
@@ -34,21 +41,28 @@ check the harness without a target), :func:`main` from the CLI.
 from __future__ import annotations
 
 import argparse
-import ipaddress
-import json
+import inspect
 import os
 import platform
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from scapy.utils import checksum  # the Internet checksum (RFC 1071)
-
-from dsrconform.bench import progress_bars
+from dsrconform.bench.muxframes import (
+    AF_PACKET_CLIENTS,
+    AF_PACKET_SYN_FLOWS,
+    ESTABLISHED_FLOWS,
+    FRAME_LEN,
+    FRAME_LEN6,
+    Mode,
+    af_packet_frames,
+    build_template,
+    frame_len,
+)
 from dsrconform.bpf.build import compile_bpf
 from dsrconform.bpf.libbpf import (
     BPF_F_TEST_XDP_LIVE_FRAMES,
@@ -59,9 +73,20 @@ from dsrconform.bpf.libbpf import (
     xdp_detach,
 )
 from dsrconform.errors import ConfigError
-from dsrconform.features import pick_engine
+from dsrconform.features import EngineChoice, pick_engine
 from dsrconform.netns import enter_netns, link_mac, throwaway_netns, veth_pair
-from dsrconform.target import BenchVip, MuxBench, check_mutant, load_target
+from dsrconform.target import FAMILIES, BenchVip, Family, MuxBench, check_mutant, load_target
+
+__all__ = [  # the frames' names, re-exported: the bench's callers and tests use them from here
+    "AF_PACKET_CLIENTS",
+    "AF_PACKET_SYN_FLOWS",
+    "ESTABLISHED_FLOWS",
+    "FRAME_LEN",
+    "FRAME_LEN6",
+    "Mode",
+    "af_packet_frames",
+    "build_template",
+]
 
 PROGS_DIR = Path(__file__).resolve().parent.parent / "bpf" / "progs"
 GEN_IF = "dsrc-bg0"
@@ -69,8 +94,9 @@ DUT_IF = "dsrc-bd0"
 MUX_ADDR = "198.18.10.1"
 VIP = BenchVip("198.19.0.10", 80, 6)
 BACKENDS = ("198.18.20.1", "198.18.20.2", "198.18.20.3", "198.18.20.4")
-FRAME_LEN = 64
-ESTABLISHED_FLOWS = 1024
+MUX_ADDR6 = "2001:2:0:10::1"
+VIP6 = BenchVip("2001:2:0:100::10", 80, 6)
+BACKENDS6 = ("2001:2:0:20::1", "2001:2:0:20::2", "2001:2:0:20::3")
 TARGET_RATIO = 0.8
 BATCH_SIZE = 64
 FIRST_CHUNK = 65_536  # frames in the first test run of a case (~10-30 ms here)
@@ -85,10 +111,6 @@ GENERATORS: tuple[str, ...] = ("live-frames", "af-packet")
 """Frame generators, best first (each a key of dsrconform.features.FEATURES): live frames submit
 ~5 M frames/s; AF_PACKET sendmmsg of prebuilt frames ~0.4 M/s, below what the reflector and the
 MUX forward, so its ratios say only that the MUX keeps up with that rate."""
-AF_PACKET_CLIENTS = ipaddress.IPv4Network("198.18.1.0/24")
-AF_PACKET_SYN_FLOWS = 65_536  # distinct flows prebuilt for the AF_PACKET generator's syn mode
-
-Mode = Literal["syn", "established"]
 Dut = Literal["reflector", "mux"]
 CASES: tuple[tuple[Dut, Mode], ...] = (
     ("reflector", "syn"),
@@ -99,9 +121,32 @@ CASES: tuple[tuple[Dut, Mode], ...] = (
 # dsrc_lg_cfg modes (livegen.bpf.c)
 _LG_MODE = {"syn": 0, "established": 1}
 _TCP_SYN, _TCP_ACK = 0x02, 0x10
-# dsrc_cd_stats slots (count_drop.bpf.c): bench traffic is IPv4; the rest is the links' own
-# IPv6 neighbour discovery, which must not be counted as delivered.
-_CD_SLOT_IPV4, _CD_SLOT_OTHER = 0, 1
+# dsrc_cd_stats slots (count_drop.bpf.c): the bench traffic of each family; the rest is the
+# links' own IPv6 neighbour discovery (and MLD), which must not be counted as delivered.
+_CD_SLOT_IPV4, _CD_SLOT_OTHER, _CD_SLOT_IPV6 = 0, 1, 2
+_CD_SLOTS: dict[Family, int] = {"ipv4": _CD_SLOT_IPV4, "ipv6": _CD_SLOT_IPV6}
+
+
+@dataclass(frozen=True)
+class BenchFamily:
+    """What the bench sends in one address family: the VIP, its backends, the MUX's address."""
+
+    family: Family
+    vip: BenchVip
+    backends: tuple[str, ...]
+    mux_addr: str
+
+    @property
+    def frame_bytes(self) -> int:
+        return frame_len(self.family)
+
+
+BENCH_FAMILIES: dict[Family, BenchFamily] = {
+    "ipv4": BenchFamily("ipv4", VIP, BACKENDS, MUX_ADDR),
+    "ipv6": BenchFamily("ipv6", VIP6, BACKENDS6, MUX_ADDR6),
+}
+IPV6_GENERATORS: tuple[str, ...] = ("af-packet",)
+"""IPv6 frames go out over AF_PACKET only: livegen writes IPv4 headers."""
 
 ProgressFn = Callable[[str, float], None]
 
@@ -117,8 +162,10 @@ class CaseResult:
     delivered: int
     delivered_bytes: int
     seconds: float
-    ignored_non_ipv4: int = 0
+    ignored: int = 0
+    """Frames counted that were not the bench's (the links' own neighbour discovery)."""
     rounds_pps: tuple[float, ...] = ()
+    family: Family = "ipv4"
 
     @property
     def pps(self) -> float:
@@ -126,6 +173,8 @@ class CaseResult:
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        # Named by family: "ignored_non_ipv4" as before for IPv4, "ignored_non_ipv6" for IPv6.
+        d[f"ignored_non_{self.family}"] = d.pop("ignored")
         d["rounds_pps"] = list(self.rounds_pps)
         d["pps"] = self.pps
         d["delivered_fraction"] = self.delivered / self.submitted if self.submitted else 0.0
@@ -143,8 +192,9 @@ class CaseResult:
             delivered=sum(r.delivered for r in rounds),
             delivered_bytes=sum(r.delivered_bytes for r in rounds),
             seconds=sum(r.seconds for r in rounds),
-            ignored_non_ipv4=sum(r.ignored_non_ipv4 for r in rounds),
+            ignored=sum(r.ignored for r in rounds),
             rounds_pps=tuple(r.pps for r in rounds),
+            family=first.family,
         )
 
 
@@ -163,28 +213,6 @@ def schedule(rounds: int) -> list[tuple[Dut, Mode]]:
 
 
 # --- frames ----------------------------------------------------------------------------------
-
-
-def build_template(dst_mac: str, src_mac: str, vip: BenchVip, mode: Mode) -> bytes:
-    """The 64-byte frame livegen copies on every run: Ethernet + IPv4 + TCP to the VIP.
-
-    Source address and port are zero and both checksums are computed over those zeroes:
-    livegen writes the per-packet values and adds them to the checksums incrementally.
-    """
-    if vip.proto != 6:
-        raise ConfigError(f"bench VIP protocol {vip.proto}: the generator sends TCP (6) only")
-    dst_ip = ipaddress.IPv4Address(vip.addr).packed
-    eth = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(src_mac.replace(":", ""))
-    eth += struct.pack("!H", 0x0800)
-    flags = _TCP_SYN if mode == "syn" else _TCP_ACK
-    ack = 0 if mode == "syn" else 1
-    tcp = struct.pack("!HHIIBBHHH", 0, vip.port, 1, ack, 5 << 4, flags, 65535, 0, 0)
-    pseudo = bytes(4) + dst_ip + struct.pack("!BBH", 0, 6, len(tcp))
-    tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0, bytes(4), dst_ip)
-    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
-    frame = eth + ip + tcp
-    return frame + bytes(FRAME_LEN - len(frame))
 
 
 def _xdp_md(ingress_ifindex: int) -> bytes:
@@ -269,14 +297,13 @@ def pinned_to_one_cpu() -> Iterator[None]:
 def _generate_af_packet(
     ns: str, template: bytes, mode: Mode, seconds: float, tick: Callable[[float], None]
 ) -> tuple[int, float]:
-    """The AF_PACKET generator: prebuilt frames (a pool of distinct flows in ``syn`` mode,
-    :data:`ESTABLISHED_FLOWS` repeated in ``established``) sent with sendmmsg until ``seconds``
-    have passed; returns (submitted, elapsed)."""
-    from dsrconform.traffic.synflood import MAX_CALLS, MMSG_MAX, PacketSocket, syn_frames
+    """The AF_PACKET generator: prebuilt frames of the template's family (a pool of distinct
+    flows in ``syn`` mode, :data:`ESTABLISHED_FLOWS` repeated in ``established``) sent with
+    sendmmsg until ``seconds`` have passed; returns (submitted, elapsed)."""
+    from dsrconform.traffic.synflood import MAX_CALLS, MMSG_MAX, PacketSocket
 
-    flows = AF_PACKET_SYN_FLOWS if mode == "syn" else ESTABLISHED_FLOWS
-    frames = syn_frames(template, AF_PACKET_CLIENTS, 0, flows)
-    sock = PacketSocket(ns, GEN_IF, frames)
+    frames = af_packet_frames(template, mode)
+    sock = PacketSocket(ns, GEN_IF, frames, frame_len=len(template))
     submitted = 0
     start = time.monotonic()
     deadline = start + seconds
@@ -347,9 +374,13 @@ def _run_round(
     seconds: float,
     tick: Callable[[float], None],
     generator: str = "live-frames",
+    bench: BenchFamily = BENCH_FAMILIES["ipv4"],
 ) -> CaseResult:
-    template = build_template(lab.dut_mac, lab.gen_mac, VIP, mode)
-    progs.configure(template, mode)
+    template = build_template(lab.dut_mac, lab.gen_mac, bench.vip, mode)
+    if generator == "live-frames":
+        progs.configure(template, mode)
+    slot = _CD_SLOTS[bench.family]
+    others = [s for s in (_CD_SLOT_IPV4, _CD_SLOT_OTHER, _CD_SLOT_IPV6) if s != slot]
     with ExitStack() as stack:
         # Receiver first: the DUT's XDP_TX is lost unless the generator side runs native XDP.
         stack.enter_context(
@@ -361,8 +392,8 @@ def _run_round(
             stack.enter_context(
                 _attached(lab.dut_ns, lab.dut_ifindex, progs.reflector.program("dsrc_reflect"))
             )
-        base_pkts, base_bytes = progs.delivered()
-        base_other, _ = progs.delivered(_CD_SLOT_OTHER)
+        base_pkts, base_bytes = progs.delivered(slot)
+        base_other = sum(progs.delivered(s)[0] for s in others)
         if generator == "live-frames":
             gen = progs.livegen.program("dsrc_livegen")
             with enter_netns(lab.gen_ns), pinned_to_one_cpu():
@@ -372,8 +403,8 @@ def _run_round(
             with pinned_to_one_cpu():
                 submitted, elapsed = _generate_af_packet(lab.gen_ns, template, mode, seconds, tick)
     # Both programs are detached now: the veth NAPI polls are over, the counter is final.
-    pkts, octets = progs.delivered()
-    other, _ = progs.delivered(_CD_SLOT_OTHER)
+    pkts, octets = progs.delivered(slot)
+    other = sum(progs.delivered(s)[0] for s in others)
     return CaseResult(
         name=f"{dut}-{mode}",
         dut=dut,
@@ -382,7 +413,8 @@ def _run_round(
         delivered=pkts - base_pkts,
         delivered_bytes=octets - base_bytes,
         seconds=elapsed,
-        ignored_non_ipv4=other - base_other,
+        ignored=other - base_other,
+        family=bench.family,
     )
 
 
@@ -399,18 +431,86 @@ def bench_target(name: str, mutant: str | None) -> MuxBench:
     return target
 
 
-def _mux_factory(target: MuxBench, lab: _Lab) -> Callable[[], AbstractContextManager[None]]:
+def takes_mux_addr6(target: MuxBench) -> bool:
+    """Whether ``target.mux_for_bench`` accepts the ``mux_addr6`` keyword (an adapter written
+    before IPv6 came to the bench does not: its IPv6 cases are skipped, not attempted)."""
+    params = inspect.signature(target.mux_for_bench).parameters.values()
+    return any(p.name == "mux_addr6" or p.kind is p.VAR_KEYWORD for p in params)
+
+
+def bench_families(
+    declared: Sequence[str],
+    requested: Sequence[str] | None = None,
+    *,
+    takes_addr6: bool = True,
+) -> tuple[list[Family], dict[Family, str]]:
+    """The families to measure and, for each requested one left out, why.
+
+    ``declared``: the target's ``families`` (every family for the reflector check);
+    ``requested``: ``--family`` (None: every declared family). A family the target does not
+    declare, or IPv6 for an adapter whose ``mux_for_bench`` takes no ``mux_addr6``, is
+    skipped with its reason: reported, not an error."""
+    run: list[Family] = []
+    skipped: dict[Family, str] = {}
+    for family in FAMILIES:
+        if requested is not None and family not in requested:
+            continue
+        if family not in declared:
+            if requested is not None:
+                skipped[family] = (
+                    f"the target declares families {', '.join(declared)}: {family} not measured"
+                )
+        elif family == "ipv6" and not takes_addr6:
+            skipped[family] = (
+                "its mux_for_bench takes no mux_addr6 keyword (dsrconform.target.MuxBench): "
+                "ipv6 not measured"
+            )
+        else:
+            run.append(family)
+    return run, skipped
+
+
+def _mux_factory(
+    target: MuxBench, lab: _Lab, bench: BenchFamily
+) -> Callable[[], AbstractContextManager[None]]:
+    # mux_addr6 only for IPv6: an adapter written before it keeps working for IPv4.
+    extra = {"mux_addr6": bench.mux_addr} if bench.family == "ipv6" else {}
+
     def mux() -> AbstractContextManager[None]:
         return target.mux_for_bench(
             netns=lab.dut_ns,
             ifname=DUT_IF,
             mux_addr=MUX_ADDR,
             next_hop_mac=lab.gen_mac,
-            vip=VIP,
-            backends=list(BACKENDS),
+            vip=bench.vip,
+            backends=list(bench.backends),
+            **extra,
         )
 
     return mux
+
+
+def check_generator(generator: str, family: Family) -> None:
+    """ConfigError if ``generator`` cannot send ``family``'s frames (live frames: IPv4 only)."""
+    if family == "ipv6" and generator not in ("auto", *IPV6_GENERATORS):
+        raise ConfigError(
+            f"--generator {generator}: livegen writes IPv4 headers, IPv6 frames go out over "
+            "AF_PACKET; fix: --generator auto or af-packet, or --family ipv4"
+        )
+
+
+def pick_generator(generator: str, family: Family) -> EngineChoice:
+    """The frame generator for ``family``: :func:`dsrconform.features.pick_engine` over
+    :data:`GENERATORS` for IPv4; for IPv6 AF_PACKET only (livegen writes IPv4 headers), with
+    that said as why live frames were passed over, and ConfigError if they were forced."""
+    if family == "ipv4":
+        return pick_engine(generator, GENERATORS, what="bench mux generator")
+    check_generator(generator, family)
+    choice = pick_engine(generator, IPV6_GENERATORS, what="bench mux generator (IPv6)")
+    if generator == "auto":
+        why = (("live-frames", "livegen writes IPv4 headers only"),)
+        choice = EngineChoice(choice.engine, why + choice.passed_over)
+    return choice
 
 
 def run_bench(
@@ -422,12 +522,18 @@ def run_bench(
     progress: ProgressFn | None = None,
     rounds: int = ROUNDS,
     generator: str = "auto",
+    family: Family = "ipv4",
 ) -> dict[str, Any]:
-    """Run the four cases and return the results as a JSON-ready dict.
+    """Run the four cases in one address family and return the results as a JSON-ready dict.
+
+    ``family``: ``ipv4`` (VIP :data:`VIP`, 64-byte frames) or ``ipv6`` (VIP :data:`VIP6`,
+    74-byte frames, the AF_PACKET generator); the summary names it. The caller decides whether
+    the target serves the family (:func:`bench_families`).
 
     ``generator``: ``auto`` (the best of :data:`GENERATORS` this kernel has, by
-    :mod:`dsrconform.features`), or one of them forced (FeatureUnavailableError if missing).
-    The summary names the generator used and why a better one was passed over.
+    :mod:`dsrconform.features`, for the family: :func:`pick_generator`), or one of them forced
+    (FeatureUnavailableError if missing). The summary names the generator used and why a better
+    one was passed over.
 
     ``seconds`` is the budget of each case, split into ``rounds`` runs interleaved with the
     other cases (see :func:`schedule`). ``dut="reflector"`` runs the reflector where the
@@ -438,13 +544,16 @@ def run_bench(
         raise ConfigError(f"--seconds {seconds}: expected a duration in (0, {MAX_SECONDS:g}]")
     if not 1 <= rounds <= MAX_ROUNDS:
         raise ConfigError(f"rounds {rounds}: expected 1..{MAX_ROUNDS}")
-    choice = pick_engine(generator, GENERATORS, what="bench mux generator")
+    if family not in BENCH_FAMILIES:
+        raise ConfigError(f"family {family!r}: choose from {', '.join(BENCH_FAMILIES)}")
+    bench = BENCH_FAMILIES[family]
+    choice = pick_generator(generator, family)
     target = bench_target(target_name, mutant) if dut == "target" else None
     per_case: dict[str, list[CaseResult]] = {f"{d}-{m}": [] for d, m in CASES}
     progs = load_programs()
     try:
         with _lab() as lab:
-            mux = _mux_factory(target, lab) if target is not None else None
+            mux = _mux_factory(target, lab, bench) if target is not None else None
             for case_dut, mode in schedule(rounds):
                 name = f"{case_dut}-{mode}"
                 done = len(per_case[name])
@@ -454,12 +563,14 @@ def run_bench(
                         progress(name, (done + fraction) / rounds)
 
                 share = seconds / rounds
-                result = _run_round(lab, progs, case_dut, mode, mux, share, tick, choice.engine)
+                result = _run_round(
+                    lab, progs, case_dut, mode, mux, share, tick, choice.engine, bench
+                )
                 per_case[name].append(result)
     finally:
         progs.close()
     results = {name: CaseResult.combine(runs) for name, runs in per_case.items()}
-    summary = _summary(target_name, mutant, dut, seconds, rounds, results)
+    summary = _summary(target_name, mutant, dut, seconds, rounds, results, bench)
     summary["generator"] = choice.engine
     summary["generator_passed_over"] = choice.why
     if choice.engine != "live-frames":
@@ -478,6 +589,7 @@ def _summary(
     seconds: float,
     rounds: int,
     results: dict[str, CaseResult],
+    bench: BenchFamily = BENCH_FAMILIES["ipv4"],
 ) -> dict[str, Any]:
     ratios: dict[str, float | None] = {}
     extra_ns: dict[str, float | None] = {}
@@ -493,10 +605,11 @@ def _summary(
         "seconds_per_case": seconds,
         "rounds": rounds,
         "kernel": platform.release(),
-        "frame_bytes": FRAME_LEN,
+        "family": bench.family,
+        "frame_bytes": bench.frame_bytes,
         "established_flows": ESTABLISHED_FLOWS,
-        "vip": asdict(VIP),
-        "backends": list(BACKENDS),
+        "vip": asdict(bench.vip),
+        "backends": list(bench.backends),
         "cases": {name: r.as_dict() for name, r in results.items()},
         "ratios": ratios,
         "mux_extra_ns_per_packet": extra_ns,
@@ -525,108 +638,8 @@ def _warnings() -> list[str]:
 # --- CLI -------------------------------------------------------------------------------------
 
 
-def _ns(value: float | None) -> str:
-    return "n/a" if value is None else f"+{value:.0f}"
-
-
-def _render(summary: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    title = f"MUX throughput: target {summary['target']}, generator {summary['generator']}"
-    if summary["mutant"]:
-        title += f" (mutant {summary['mutant']})"
-    if summary["dut"] == "reflector":
-        title += " [harness check: reflector in the MUX's place]"
-    table = Table(
-        title=title,
-        caption="packets/s delivered back to the generator side; +ns/pkt: the MUX's cost per "
-        "packet over the reflector's; delivered: fraction of submitted frames (ref / mux)",
-    )
-    table.add_column("mode")
-    for col in ("reflector", "mux", "mux/ref", "mux +ns/pkt", "delivered"):
-        table.add_column(col, justify="right")
-    for mode in ("syn", "established"):
-        ref, mux = summary["cases"][f"reflector-{mode}"], summary["cases"][f"mux-{mode}"]
-        ratio = summary["ratios"][mode]
-        ok = ratio is not None and ratio >= summary["target_ratio"]
-        shown = "n/a" if ratio is None else f"[{'green' if ok else 'red'}]{ratio:.2f}[/]"
-        table.add_row(
-            mode,
-            f"{ref['pps'] / 1e6:.2f} Mpps",
-            f"{mux['pps'] / 1e6:.2f} Mpps",
-            shown,
-            _ns(summary["mux_extra_ns_per_packet"][mode]),
-            f"{ref['delivered_fraction']:.2f} / {mux['delivered_fraction']:.2f}",
-        )
-    console = Console()
-    console.print(table)
-    for warning in summary["warnings"]:
-        console.print(f"[yellow]warning:[/] {warning}")
-    verdict = "meets" if summary["meets_target"] else "misses"
-    console.print(f"goal: mux/reflector >= {summary['target_ratio']} in both modes: {verdict} it")
-
-
-def _render_comparison(summaries: dict[str, dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(
-        title="MUX side by side (each target against its own reflector rounds)",
-        caption="Mpps delivered through the MUX; /ref: over the reflector's; +ns: the MUX's cost "
-        "per packet over the reflector's",
-    )
-    table.add_column("target")
-    for mode in ("syn", "est"):
-        table.add_column(f"{mode} Mpps", justify="right")
-        table.add_column(f"{mode} /ref", justify="right")
-        table.add_column(f"{mode} +ns", justify="right")
-    for name, summary in summaries.items():
-        row = [name]
-        for mode in ("syn", "established"):
-            ratio = summary["ratios"][mode]
-            row += [
-                f"{summary['cases'][f'mux-{mode}']['pps'] / 1e6:.2f}",
-                "n/a" if ratio is None else f"{ratio:.2f}",
-                _ns(summary["mux_extra_ns_per_packet"][mode]),
-            ]
-        table.add_row(*row)
-    Console().print(table)
-
-
 def main(args: argparse.Namespace) -> int:
-    """``dsrconform bench mux``: run the bench, print a table (or JSON with ``--json``).
+    """``dsrconform bench mux``: :func:`dsrconform.bench.muxreport.main` (tables and JSON)."""
+    from dsrconform.bench.muxreport import main as report_main
 
-    ``args``: ``target`` (default "reference"; several, comma-separated, are measured one after
-    the other and shown side by side, their JSON under ``targets``), ``mutant`` (None),
-    ``seconds`` per case (3), ``json`` (False). Progress goes to stderr, so ``--json`` output
-    stays parseable.
-    """
-    seconds = float(getattr(args, "seconds", 3.0))
-    targets = (getattr(args, "target", None) or "reference").split(",")
-    # Cases are interleaved (see schedule()), so each bar fills in steps, in turn.
-    summaries: dict[str, dict[str, Any]] = {}
-    for target in targets:
-        prefix = f"{target}: " if len(targets) > 1 else ""
-        names = [f"{prefix}{d}-{m}" for d, m in CASES]
-        with progress_bars(names, transient=bool(getattr(args, "json", False))) as progress:
-
-            def report(case: str, fraction: float, prefix: str = prefix) -> None:
-                progress(prefix + case, fraction)
-
-            summaries[target] = run_bench(
-                target,
-                getattr(args, "mutant", None),
-                seconds,
-                progress=report,
-                generator=getattr(args, "generator", None) or "auto",
-            )
-    if getattr(args, "json", False):
-        out = summaries[targets[0]] if len(targets) == 1 else {"targets": summaries}
-        print(json.dumps(out, indent=2))
-        return 0
-    for summary in summaries.values():
-        _render(summary)
-    if len(summaries) > 1:
-        _render_comparison(summaries)
-    return 0
+    return report_main(args)

@@ -77,6 +77,7 @@ class NullTarget:
         next_hop_mac: str,
         vip: BenchVip,
         backends: Sequence[str],
+        mux_addr6: str | None = None,
     ) -> Iterator[None]:
         """Attach nothing: the benchmark's packets meet the bare kernel."""
         yield

@@ -119,3 +119,93 @@ def test_short_run_delivers_and_leaves_nothing_behind(generator: str) -> None:
         )
     assert summary["ratios"]["syn"] is not None
     assert _our_namespaces() == before, "bench namespaces left behind"
+
+
+# --- IPv6 ------------------------------------------------------------------------------------
+
+
+def _count_drop_slot(programs: bench.BenchPrograms, frame: bytes) -> int:
+    """The dsrc_cd_stats slot count_drop counts ``frame`` in (run once through it)."""
+    before = [programs.delivered(slot)[0] for slot in range(3)]
+    res = programs.count_drop.program("dsrc_count_drop").test_run(frame)
+    assert res.retval == 1, f"count_drop returned {res.retval}, expected XDP_DROP (1)"
+    grew = [slot for slot in range(3) if programs.delivered(slot)[0] != before[slot]]
+    assert len(grew) == 1, f"one frame counted in slots {grew}"
+    return grew[0]
+
+
+@requires_root
+def test_count_drop_counts_ipv6_bench_frames_apart_from_neighbour_discovery(
+    programs: bench.BenchPrograms,
+) -> None:
+    from scapy.layers.inet6 import (
+        ICMPv6MLReport2,
+        ICMPv6ND_NS,
+        IPv6,
+        IPv6ExtHdrHopByHop,
+        RouterAlert,
+    )
+    from scapy.layers.l2 import Ether
+
+    eth = Ether(dst=GEN_MAC, src=DUT_MAC)
+    outer = IPv6(src=bench.MUX_ADDR6, dst=bench.BACKENDS6[0])
+    six = bench.build_template(GEN_MAC, DUT_MAC, bench.VIP6, "syn")
+    assert _count_drop_slot(programs, six) == 2, "the reflected IPv6 SYN is the bench's"
+    assert _count_drop_slot(programs, bytes(eth / outer / IPv6(six[14:]))) == 2, "IPv6 in IPv6"
+    ns = eth / IPv6(src="fe80::1", dst="ff02::1:ff00:1") / ICMPv6ND_NS(tgt="fe80::2")
+    assert _count_drop_slot(programs, bytes(ns)) == 1, "neighbour discovery is not the bench's"
+    mld = IPv6(src="fe80::1", dst="ff02::16") / IPv6ExtHdrHopByHop(options=[RouterAlert()])
+    assert _count_drop_slot(programs, bytes(eth / mld / ICMPv6MLReport2())) == 1, "MLD neither"
+    four = bench.build_template(GEN_MAC, DUT_MAC, bench.VIP, "syn")
+    assert _count_drop_slot(programs, four) == 0, "IPv4 stays in its slot"
+
+
+@requires_root
+def test_short_ipv6_run_delivers_ipv6_and_leaves_nothing_behind() -> None:
+    """The reflector check in IPv6 (AF_PACKET, the one IPv6 generator): 74-byte frames come
+    back and are counted as the IPv6 bench's, the summary names the family."""
+    need_feature("af-packet")
+    before = _our_namespaces()
+    summary = bench.run_bench(seconds=0.3, rounds=1, dut="reflector", family="ipv6")
+    assert (summary["family"], summary["frame_bytes"]) == ("ipv6", 74)
+    assert summary["vip"]["addr"] == "2001:2:0:100::10" and summary["generator"] == "af-packet"
+    for name, case in summary["cases"].items():
+        assert case["family"] == "ipv6" and "ignored_non_ipv6" in case
+        assert 0 < case["delivered"] <= case["submitted"], f"{name}: {case}"
+        assert case["delivered_bytes"] == case["delivered"] * 74, f"{name}: not the bench's frames"
+    assert _our_namespaces() == before, "bench namespaces left behind"
+
+
+@requires_root
+@pytest.mark.parametrize("mode", ["syn", "established"])
+def test_reference_bench_mux_encapsulates_ipv6_in_ipv6_from_mux_addr6(mode: bench.Mode) -> None:
+    """The reference's mux_for_bench, as the bench gives it an IPv6 VIP: XDP_TX of the frame
+    in an outer IPv6 header (next header 41) from MUX_ADDR6 to one of BACKENDS6."""
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Ether
+
+    from dsrconform.netns import link_mac, throwaway_netns, veth_pair
+    from reference_impl.mux import bench_attach
+
+    frame = bench.af_packet_frames(bench.build_template(DUT_MAC, GEN_MAC, bench.VIP6, mode), mode)
+    with (
+        throwaway_netns("b6t") as ns,
+        veth_pair(ns, "dsrc-b6a", "dsrc-b6b"),
+        bench_attach(
+            netns=ns,
+            ifname="dsrc-b6b",
+            mux_addr=bench.MUX_ADDR,
+            mux_addr6=bench.MUX_ADDR6,
+            next_hop_mac=GEN_MAC,
+            vip=bench.VIP6,
+            backends=bench.BACKENDS6,
+        ) as mux,
+    ):
+        res = mux.program.test_run(frame[:74])
+        dut_mac = link_mac(ns, "dsrc-b6b")
+    assert res.retval == 3, f"reference MUX returned {res.retval}, expected XDP_TX (3)"
+    out = Ether(res.data)
+    assert (out.dst, out.src) == (GEN_MAC, dut_mac)
+    assert out[IPv6].nh == 41 and out[IPv6].src == bench.MUX_ADDR6
+    assert out[IPv6].dst in bench.BACKENDS6
+    assert bytes(out[IPv6].payload) == frame[14:74], "the inner packet must be the client's"
