@@ -64,6 +64,10 @@ class _MuxFault(_Base):
     """The MUX (default: the failover MUX, :func:`failover_mux`)."""
     _target: str = PrivateAttr(default="")
     _addr: str = PrivateAttr(default="")
+    """The MUX's IPv4 address toward the router (its BGP session's)."""
+    _hops: frozenset[str] = PrivateAttr(default_factory=frozenset)
+    """Its next hops in the router's VIP routes: that address, and its IPv6 one where it has
+    one (IPv6 VIPs are routed to it there)."""
     _before: dict[str, list[str]] = PrivateAttr(default_factory=dict)
     _started: float | None = PrivateAttr(default=None)
     _withdrawn: float | None = PrivateAttr(default=None)
@@ -73,22 +77,24 @@ class _MuxFault(_Base):
 
         super().setup(lab, say)
         self._target = _mux(lab.topology, self.node)
-        self._addr = lab.topology.uplink(self._target).ip
+        up = lab.topology.uplink(self._target)
+        self._addr = up.ip
+        self._hops = frozenset(a for a in (up.ip, up.ip6) if a is not None)
         self._before = vip_next_hops(lab)
         self._started = self._withdrawn = None
-        if not any(self._addr in hops for hops in self._before.values()):
+        if not any(self._hops & set(hops) for hops in self._before.values()):
             raise LabError(
-                f"{self._target} ({self._addr}) carries no VIP route before its {self.kind}: "
-                f"{self._before}"
+                f"{self._target} ({', '.join(sorted(self._hops))}) carries no VIP route before "
+                f"its {self.kind}: {self._before}"
             )
 
     def _wait_withdrawn(self, lab: RunningLab, say: Say, what: str) -> None:
         from dsrconform.observe.routes import wait_routes
 
-        addr = self._addr
+        mine = self._hops
         self._withdrawn, _ = wait_routes(
             lab,
-            lambda hops: all(addr not in h for h in hops.values()),
+            lambda hops: not any(mine & set(h) for h in hops.values()),
             timeout=ROUTE_TIMEOUT,
             what=f"the withdrawal of {self._target}'s routes after its {what}",
         )
@@ -101,12 +107,11 @@ class _MuxFault(_Base):
     def _wait_back(self, lab: RunningLab, say: Say, since: float) -> float:
         from dsrconform.observe.routes import wait_routes
 
-        addr = self._addr
-        had = [vip for vip, hops in self._before.items() if addr in hops]
+        had = {vip: self._hops & set(hops) for vip, hops in self._before.items()}
         returned, _ = wait_routes(
             lab,
             # this MUX back wherever it was (another fault may keep other MUXes out meanwhile)
-            lambda hops: all(addr in hops.get(vip, []) for vip in had),
+            lambda hops: all(mine <= set(hops.get(vip, [])) for vip, mine in had.items()),
             timeout=ROUTE_TIMEOUT,
             what=f"the return of {self._target}'s routes",
         )

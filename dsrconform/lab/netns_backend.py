@@ -37,7 +37,10 @@ _IPV6_OFF = {
 }
 # A node the topology gives IPv6: on, with no duplicate address detection (an address is usable
 # at once: an application binding it, or a route through it, never meets a tentative address),
-# no router advertisements or autoconfiguration (the file says every address and route).
+# no router advertisements or autoconfiguration (the file says every address and route), and
+# addresses kept while a link is down: Linux flushes an interface's IPv6 addresses when it goes
+# down (IPv4 ones stay), so a killed MUX (links down) would come back without its IPv6 next hop
+# and the router's IPv6 VIP traffic hashed to it would be black-holed (MF-1/MF-4 in IPv6).
 # Written before the node's interfaces are made, so "default" covers them all.
 _IPV6_ON = {
     f"net/ipv6/conf/{conf}/{key}": value
@@ -48,6 +51,7 @@ _IPV6_ON = {
         ("accept_ra", "0"),
         ("autoconf", "0"),
         ("ignore_routes_with_linkdown", "1"),
+        ("keep_addr_on_down", "1"),
     )
 }
 _ALL_NODES = {

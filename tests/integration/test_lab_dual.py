@@ -170,3 +170,36 @@ def test_dual_lab_carries_ipv6_where_asked_and_spreads_an_ipv6_vip_over_both_mux
     assert host_snapshot() == before
     assert "dsrc-tdual" not in before["netns"]
     print(f"dual-stack lab up, checked and down in {took:.1f} s")
+
+
+def addresses6(lab: Lab, node: str) -> set[str]:
+    """``node``'s global IPv6 addresses (with prefix) on the interfaces the topology gives it."""
+    out: set[str] = set()
+    for iface in lab.topology.interfaces():
+        if iface.node == node and iface.address6 is not None:
+            shown = lab.run(node, ["ip", "-6", "-o", "addr", "show", "dev", iface.ifname]).stdout
+            out |= {w for w in shown.split() if w.startswith("2001:")}
+    return out
+
+
+def test_a_killed_mux_comes_back_with_its_ipv6_addresses_and_next_hop(tmp_path: Path) -> None:
+    # A MUX kill brings its links down, and Linux flushes an interface's IPv6 addresses when it
+    # goes down (IPv4 ones stay): the restarted MUX then announced its IPv6 VIP with a next hop
+    # nobody answered for, and the router black-holed the flows hashed to it (MF-1/MF-4 FAIL in
+    # the first IPv6 run, mux-kill only).
+    with Lab.up(LABS / "dual.yaml", name="tdualk", target=NULL) as lab:
+        topo = lab.topology
+        web6 = next(s for s in topo.services if s.name == "web6")
+        mux = topo.of_role("mux")[-1]
+        hop = topo.address6_of(mux)
+        assert hop is not None
+        before = addresses6(lab, mux)
+        assert f"{hop}/64" in before, before
+        lab.kill_node(mux)
+        lab.restart_node(mux)
+        assert addresses6(lab, mux) == before
+        lab.bgp(mux).announce(web6.vip)
+        lab.environment.wait_ready(timeout=20)
+        assert hop in router_routes6(lab, web6.vip)
+        # The router reaches the next hop it was given (neighbour discovery answered).
+        assert icmp6_echo(lab.netns(topo.router), hop), f"{mux} does not answer at {hop}"
