@@ -12,9 +12,9 @@ UNKNOWN rather than PASS.)
 lab's flood client, with the SYN flood's engine in repeat mode: sources from the topology's
 second black-holed network of the VIP's family (``Topology.probe_network``: by default
 198.18.208.0/21, or 2001:2:0:300::/56 toward an IPv6 VIP), one address per tuple, and a source
-port of their own per probe set (each set is new to the stack). The lab's link taps
-on the links out of each MUX record per tuple which server it was sent to, from when to when;
-that is what the checkers read. ::
+port of their own per probe set (each set is new to the stack). The lab's link taps on the links
+out of each MUX record per tuple which server it was sent to, from when to when; that is what
+the checkers read. ::
 
     with probing(lab, vip="198.19.0.10", port=80) as run:
         ...                       # the change
@@ -36,12 +36,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dsrconform.errors import ConfigError
+from dsrconform.topology import BLACKHOLES6, Topology
 from dsrconform.traffic.synflood import SPORT_BASE, FloodResult, lab_flood
 
 if TYPE_CHECKING:
     from dsrconform.lab.protocol import LabNodes
     from dsrconform.target import Family
-    from dsrconform.topology import Topology
 
 __all__ = ["PROBE_FLOWS", "PROBE_RATE", "ProbeRun", "probe_net", "probing"]
 
@@ -63,11 +63,8 @@ def probe_net(topo: Topology, family: Family = "ipv4") -> str:
     black-holed network of that family."""
     net = topo.probe_network(family)
     if net is None:
-        example = (
-            "[198.18.200.0/21, 198.18.208.0/21, 2001:2:0:200::/56, 2001:2:0:300::/56]"
-            if family == "ipv6"
-            else "[198.18.200.0/21, 198.18.208.0/21]"
-        )
+        holes = [*Topology.model_fields["blackhole"].get_default(call_default_factory=True)]
+        example = "[" + ", ".join(holes + list(BLACKHOLES6 if family == "ipv6" else ())) + "]"
         raise ConfigError(
             f"lab {topo.name}: tuple probes toward an {family} VIP need a second black-holed "
             f"{family} network (topology field 'blackhole', e.g. {example}); the first of a "
