@@ -244,10 +244,11 @@ class Topology(_Model):
     segments: list[Segment] = Field(default_factory=list)
     services: list[Service] = Field(default_factory=list)
     blackhole: list[str] = Field(default_factory=lambda: ["198.18.200.0/21", "198.18.208.0/21"])
-    """Networks the border router drops: spoofed sources nothing may answer. The first is the
-    SYN flood's (the taps aggregate it), the second the tuple probes' (SC-2, SC-4). IPv6 ones
-    may follow (in 2001:2::/48); a file that uses IPv6 and gives no list gets
-    :data:`BLACKHOLE6` added, the IPv6 SYN flood's (the first IPv6 network is the flood's)."""
+    """Networks the border router drops: spoofed sources nothing may answer. Of each family,
+    the first is the SYN flood's (the taps aggregate it), the second the tuple probes' (SC-2,
+    SC-4; :meth:`probe_network`). IPv6 ones may follow the IPv4 ones (in 2001:2::/48); a file
+    that uses IPv6 and gives no list gets :data:`BLACKHOLES6` added, the IPv6 SYN flood's and
+    the IPv6 tuple probes'."""
     ambiguous_gateway: bool = False
     """gateway-nat: accept services that reach one server on one port and protocol (refused by
     default: a stateless egress gateway cannot tell them apart). For a lab that shows that
@@ -269,7 +270,7 @@ class Topology(_Model):
         topo = handler(data)
         if "blackhole" in topo.model_fields_set or not topo.uses_ipv6:
             return topo
-        return topo.model_copy(update={"blackhole": [*topo.blackhole, BLACKHOLE6]})
+        return topo.model_copy(update={"blackhole": [*topo.blackhole, *BLACKHOLES6]})
 
     # --- cross-references, reported with their location by topofile.load_topology -------------
 
@@ -530,6 +531,16 @@ class Topology(_Model):
         """The address families of the services' VIPs, ipv4 first."""
         return tuple(f for f in FAMILIES if any(s.family == f for s in self.services))
 
+    def blackholes_of(self, family: Family) -> list[str]:
+        """The black-holed networks of one family, in order (see :attr:`blackhole`)."""
+        return [n for n in self.blackhole if _family_of_network(n) == family]
+
+    def probe_network(self, family: Family) -> str | None:
+        """The tuple probes' source network toward a VIP of ``family``: the family's second
+        black-holed network (None if it has fewer than two)."""
+        holes = self.blackholes_of(family)
+        return holes[1] if len(holes) > 1 else None
+
     @property
     def uses_ipv6(self) -> bool:
         """Whether the file gives IPv6 anywhere (an interface, a client address, a VIP)."""
@@ -575,10 +586,19 @@ class Topology(_Model):
 _ROLES: tuple[Role, ...] = ("client", "router", "mux", "server", "gateway")
 BLACKHOLE6 = "2001:2:0:200::/56"
 """The IPv6 SYN flood's spoofed sources, black-holed at the router in a lab that uses IPv6."""
+PROBE_NET6 = "2001:2:0:300::/56"
+"""The IPv6 tuple probes' spoofed sources (SC-2, SC-4), black-holed beside :data:`BLACKHOLE6`
+(the IPv4 probes' are the default second network, 198.18.208.0/21)."""
+BLACKHOLES6 = (BLACKHOLE6, PROBE_NET6)
+"""What a file that uses IPv6 and gives no ``blackhole`` list gets black-holed besides IPv4."""
 
 
 def _family(addr: str) -> Family:
     return "ipv6" if ipaddress.ip_address(addr).version == 6 else "ipv4"
+
+
+def _family_of_network(net: str) -> Family:
+    return "ipv6" if ipaddress.ip_network(net).version == 6 else "ipv4"
 
 
 @dataclass(frozen=True)

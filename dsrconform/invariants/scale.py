@@ -94,7 +94,7 @@ def probe_paths(j: Judge, obs: Observations) -> ProbePaths:
     sees them; both ends' records of one server are merged."""
     lab = obs.need_lab()
     if not lab.probe_networks:
-        raise MissingData("the lab's tuple-probe network (the topology's second blackhole)")
+        raise MissingData("the lab's tuple-probe network (a family's second black-holed network)")
     taps = obs.need_taps(
         j, "on a link out of a MUX", from_role(lab, "mux"), expect=lab.nodes("mux"),
         covers=lambda t: t.sender,

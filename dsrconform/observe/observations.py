@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from dsrconform.observe.history import TERMINAL, Addr, FlowHistory, History, Time, hostport
 from dsrconform.observe.taps import CounterSnapshot, FiveTuple, TapFlow, TapInfo, TapSet
+from dsrconform.target import FAMILIES
 from dsrconform.traffic.synflood import FLOOD_NET6
 
 if TYPE_CHECKING:
@@ -102,7 +103,8 @@ class LabFacts(_Model):
     client_networks: list[str] = Field(default_factory=list)
     """Networks whose addresses count as clients too (the spoofed flood sources)."""
     probe_networks: list[str] = Field(default_factory=list)
-    """Networks the tuple probes come from (SC-2, SC-4): a source there is a probe."""
+    """Networks the tuple probes come from (SC-2, SC-4), one per family (the topology's
+    :meth:`~dsrconform.topology.Topology.probe_network`): a source there is a probe."""
     server_ids: dict[str, str] = Field(default_factory=dict)
     """Server id (``X-Server-Id``, UDP reply id) -> node, where they differ."""
 
@@ -156,7 +158,7 @@ class LabFacts(_Model):
                 for s in topo.services
             ],
             client_networks=holes,
-            probe_networks=list(topo.blackhole[1:2]),
+            probe_networks=[n for f in FAMILIES if (n := topo.probe_network(f)) is not None],
         )
 
     def nodes(self, role: Role) -> list[str]:

@@ -10,10 +10,11 @@ UNKNOWN rather than PASS.)
 
 :func:`probing` sends the same ``flows`` tuples over and over at ``rate`` packets/s from the
 lab's flood client, with the SYN flood's engine in repeat mode: sources from the topology's
-second black-holed network (``blackhole[1]``, default 198.18.208.0/21), one address per tuple,
-and a source port of their own per probe set (each set is new to the stack). The lab's link taps
-on the links out of each MUX record per tuple which server it was sent to, from when to when;
-that is what the checkers read. ::
+second black-holed network of the VIP's family (``Topology.probe_network``: by default
+198.18.208.0/21, or 2001:2:0:300::/56 toward an IPv6 VIP), one address per tuple, and a source
+port of their own per probe set (each set is new to the stack). The lab's link taps on the links
+out of each MUX record per tuple which server it was sent to, from when to when; that is what
+the checkers read. ::
 
     with probing(lab, vip="198.19.0.10", port=80) as run:
         ...                       # the change
@@ -32,13 +33,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dsrconform.errors import ConfigError
+from dsrconform.topology import BLACKHOLES6, Topology
 from dsrconform.traffic.synflood import SPORT_BASE, FloodResult, lab_flood
 
 if TYPE_CHECKING:
     from dsrconform.lab.protocol import LabNodes
+    from dsrconform.target import Family
 
 __all__ = ["PROBE_FLOWS", "PROBE_RATE", "ProbeRun", "probe_net", "probing"]
 
@@ -55,16 +58,19 @@ _sports = itertools.cycle(range(SPORT_BASE, 65536))
 _sports_lock = threading.Lock()
 
 
-def probe_net(topo: Any) -> str:
-    """The probes' source network: the topology's second black-holed network."""
-    holes = list(getattr(topo, "blackhole", []) or [])
-    if len(holes) < 2:
+def probe_net(topo: Topology, family: Family = "ipv4") -> str:
+    """The probes' source network toward a VIP of ``family``: the topology's second
+    black-holed network of that family."""
+    net = topo.probe_network(family)
+    if net is None:
+        holes = [*Topology.model_fields["blackhole"].get_default(call_default_factory=True)]
+        example = "[" + ", ".join(holes + list(BLACKHOLES6 if family == "ipv6" else ())) + "]"
         raise ConfigError(
-            f"lab {topo.name}: tuple probes need a second black-holed network (topology field "
-            "'blackhole', e.g. [198.18.200.0/21, 198.18.208.0/21]); the first is the SYN flood's, "
-            "and nothing may answer the probes' sources"
+            f"lab {topo.name}: tuple probes toward an {family} VIP need a second black-holed "
+            f"{family} network (topology field 'blackhole', e.g. {example}); the first of a "
+            "family is the SYN flood's, and nothing may answer the probes' sources"
         )
-    return str(holes[1])
+    return net
 
 
 def _next_sport() -> int:
@@ -109,7 +115,8 @@ def probing(
 ) -> Iterator[ProbeRun]:
     """Probe ``flows`` fixed tuples toward ``vip:port`` while the ``with`` block runs (see the
     module doc); the block starts once the first probes went (or the sender failed)."""
-    net = ipaddress.IPv4Network(probe_net(lab.topology))
+    family: Family = "ipv6" if ipaddress.ip_address(vip).version == 6 else "ipv4"
+    net = ipaddress.ip_network(probe_net(lab.topology, family))
     if not 1 <= flows <= net.num_addresses:
         raise ConfigError(
             f"tuple probes: {flows} flows from {net}: expected 1..{net.num_addresses} (one "

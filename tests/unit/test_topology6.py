@@ -13,7 +13,7 @@ import pytest
 from dsrconform.configfile import LAB_NET6, lab_address
 from dsrconform.errors import ConfigError
 from dsrconform.topofile import load_topology
-from dsrconform.topology import BLACKHOLE6, MODES, Topology
+from dsrconform.topology import BLACKHOLE6, MODES, PROBE_NET6, Topology
 
 LABS = Path(__file__).resolve().parents[2] / "labs"
 IPV4_LABS = ["basic", "multi-mux-nat", "multi-mux-gateway", "scale"]
@@ -89,11 +89,12 @@ def test_dual_lab_loads_with_its_ipv6_services_and_addresses() -> None:
             assert ip6 is not None and ipaddress.ip_address(ip6) in LAB_NET6
     assert (
         topo.blackhole
-        == [*basic.blackhole, BLACKHOLE6]
+        == [*basic.blackhole, BLACKHOLE6, PROBE_NET6]
         == [
             "198.18.200.0/21",
             "198.18.208.0/21",
             "2001:2:0:200::/56",
+            "2001:2:0:300::/56",
         ]
     )
     client = topo.nodes["client"]
@@ -154,7 +155,10 @@ def test_a_dumped_dual_topology_loads_back_the_same() -> None:
     dumped = topo.model_dump()
     assert dumped["links"][0]["ends"]["client"] == ["198.18.1.1/24", "2001:2:0:1::1/64"]
     again = type(topo).model_validate(dumped)
-    assert again == topo and again.blackhole.count(BLACKHOLE6) == 1
+    assert (
+        again == topo
+        and again.blackhole.count(BLACKHOLE6) == again.blackhole.count(PROBE_NET6) == 1
+    )
 
 
 M1 = "mux1: [198.18.10.1/30, 2001:2:0:10::1/64]"

@@ -15,10 +15,12 @@ from dsrconform.chaos.library import probed
 from dsrconform.errors import ConfigError
 from dsrconform.observe.observations import FaultWindow, LabFacts
 from dsrconform.topofile import load_topology
+from dsrconform.traffic.synflood import check_flood_args
 from dsrconform.traffic.tupleprobes import probe_net, probing
 from tests.waiting import wait_for
 
 BASIC = Path(__file__).resolve().parents[2] / "labs" / "basic.yaml"
+DUAL = BASIC.with_name("dual.yaml")
 
 
 def test_probes_come_from_the_second_black_holed_network() -> None:
@@ -32,9 +34,53 @@ def test_probes_come_from_the_second_black_holed_network() -> None:
 
 def test_a_lab_without_a_probe_network_says_which_field_to_fix() -> None:
     topo = load_topology(BASIC).model_copy(update={"blackhole": ["198.18.200.0/21"]})
-    with pytest.raises(ConfigError, match=r"lab basic: .*second black-holed network .*'blackhole'"):
+    with pytest.raises(
+        ConfigError, match=r"lab basic: .*second black-holed ipv4 network .*'blackhole'"
+    ):
         probe_net(topo)
     assert not LabFacts.from_topology(topo).is_probe("198.18.208.1")
+
+
+def test_ipv6_probes_come_from_the_ipv6_probe_network() -> None:
+    """A dual-stack lab black-holes 2001:2:0:300::/56 for the probes toward its IPv6 VIPs (the
+    IPv4 one cannot be their source: the first IPv6 run's SC-4 was UNKNOWN for that)."""
+    topo = load_topology(DUAL)
+    assert probe_net(topo) == "198.18.208.0/21"
+    assert probe_net(topo, "ipv6") == "2001:2:0:300::/56" in topo.blackhole
+    facts = LabFacts.from_topology(topo)
+    assert facts.probe_networks == ["198.18.208.0/21", "2001:2:0:300::/56"]
+    assert facts.is_probe("2001:2:0:300::7ff") and facts.is_client("2001:2:0:300::7ff")
+    assert facts.is_probe("198.18.208.1")
+    assert not facts.is_probe("2001:2:0:200::1") and not facts.is_probe("2001:2:0:1::2")
+
+
+def test_probing_an_ipv6_vip_sends_flood_arguments_the_flood_accepts(monkeypatch: Any) -> None:
+    from dsrconform.traffic import tupleprobes
+
+    fake = FakeSender()
+    monkeypatch.setattr(tupleprobes, "lab_flood", fake)
+    lab = SimpleNamespace(topology=load_topology(DUAL))
+    with probing(lab, vip="2001:2:0:100::10", port=80) as run:
+        assert fake.kw["src_net"] == "2001:2:0:300::/56" and fake.kw["repeat"] == 2048
+    assert run.error is None and run.detail()["probe_net"] == "2001:2:0:300::/56"
+    kw = {k: fake.kw[k] for k in ("vip", "port", "src_net", "rate", "count", "duration")}
+    kw |= {"repeat": fake.kw["repeat"], "sport_base": fake.kw["sport_base"]}
+    net = check_flood_args("dsrc-dual-flood", "dsrc-router", **kw)
+    assert str(net) == "2001:2:0:300::/56"
+
+
+def test_an_ipv6_vip_without_an_ipv6_probe_network_is_not_probed() -> None:
+    topo = load_topology(DUAL).model_copy(
+        update={"blackhole": ["198.18.200.0/21", "198.18.208.0/21", "2001:2:0:200::/56"]}
+    )
+    with pytest.raises(ConfigError, match=r"second black-holed ipv6 network .*2001:2:0:300::/56"):
+        probe_net(topo, "ipv6")
+    assert LabFacts.from_topology(topo).probe_networks == ["198.18.208.0/21"]
+    with (
+        pytest.raises(ConfigError),
+        probing(SimpleNamespace(topology=topo), vip="2001:2:0:100::10", port=80),
+    ):
+        pass
 
 
 def test_too_many_probe_flows_for_the_network_is_refused_before_sending() -> None:
