@@ -203,3 +203,54 @@ def test_a_killed_mux_comes_back_with_its_ipv6_addresses_and_next_hop(tmp_path: 
         assert hop in router_routes6(lab, web6.vip)
         # The router reaches the next hop it was given (neighbour discovery answered).
         assert icmp6_echo(lab.netns(topo.router), hop), f"{mux} does not answer at {hop}"
+
+
+def test_reference_stack_carries_verified_streams_to_ipv6_and_ipv4_in_ipv6_vips(
+    tmp_path: Path,
+) -> None:
+    """The reference stack (XDP MUXes, tc agents) on labs/dual.yaml: streams from the client's
+    IPv6 addresses to web6 (IPv6-in-IPv6) and from its IPv4 addresses to web46 (IPv4-in-IPv6)
+    each deliver every byte verified, answered by every server; the MUXes forwarded IPv6 packets
+    (their counters for the IPv6 VIP grew)."""
+    import json
+
+    from dsrconform.observe.history import load_history
+
+    with Lab.up(LABS / "dual.yaml", name="tdualref") as lab:
+        topo = lab.topology
+        client = topo.nodes["client"]
+        servers = set(topo.of_role("server"))
+        for vip, family in (("2001:2:0:100::10", "ipv6"), ("198.19.0.13", "ipv4")):
+            out = tmp_path / f"{family}.jsonl"
+            argv = [
+                lab.python,
+                "-m",
+                "dsrconform.traffic.streams",
+                "--vip",
+                vip,
+                "--port",
+                "80",
+                "--conns",
+                "60",
+                "--bytes",
+                "20000",
+                "--rate",
+                "100000",
+                "--open-rate",
+                "500",
+                "--sources",
+                ",".join(client.addresses_of(family)),
+                "--out",
+                str(out),
+                "--deadline",
+                "30",
+            ]
+            res = lab.run("client", argv, timeout=60)
+            counts = json.loads(res.stderr.strip().splitlines()[-1])
+            assert counts["closed"] == counts["opened"] == 60, counts
+            flows = load_history(out).flows.values()
+            assert all(f.events[-1].verified == 20000 for f in flows)
+            assert {f.events[1].server for f in flows} == servers
+        counters = lab.deployment.counters()
+    label = "vip_packets[[2001:2:0:100::10]:80/tcp]"
+    assert sum(c.get(label, 0) for c in counters.values()) > 0, counters
