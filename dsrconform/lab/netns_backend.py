@@ -37,7 +37,10 @@ _IPV6_OFF = {
 }
 # A node the topology gives IPv6: on, with no duplicate address detection (an address is usable
 # at once: an application binding it, or a route through it, never meets a tentative address),
-# no router advertisements or autoconfiguration (the file says every address and route).
+# no router advertisements or autoconfiguration (the file says every address and route), and
+# addresses kept when an interface goes down: IPv6 otherwise flushes them on `ip link set down`
+# (IPv4 keeps its), so a killed and restarted node (kill_node/restart_node, a link-down fault)
+# came back with IPv4 only, and the router's IPv6 next hop through it never resolved again.
 # Written before the node's interfaces are made, so "default" covers them all.
 _IPV6_ON = {
     f"net/ipv6/conf/{conf}/{key}": value
@@ -48,6 +51,7 @@ _IPV6_ON = {
         ("accept_ra", "0"),
         ("autoconf", "0"),
         ("ignore_routes_with_linkdown", "1"),
+        ("keep_addr_on_down", "1"),
     )
 }
 _ALL_NODES = {

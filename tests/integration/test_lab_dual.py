@@ -123,6 +123,7 @@ def test_dual_lab_carries_ipv6_where_asked_and_spreads_an_ipv6_vip_over_both_mux
             if node != "flood":
                 for key in ("accept_dad", "accept_ra", "autoconf"):
                     assert sysctl(lab, node, f"ipv6/conf/default/{key}") == "0", (node, key)
+                assert sysctl(lab, node, "ipv6/conf/all/keep_addr_on_down") == "1", node
             forwards = "1" if topo.nodes[node].role in ("router", "gateway") else "0"
             assert sysctl(lab, node, "ipv4/ip_forward") == forwards, node
             if node != "flood":
@@ -166,6 +167,19 @@ def test_dual_lab_carries_ipv6_where_asked_and_spreads_an_ipv6_vip_over_both_mux
         server6 = topo.address6_of("server1")
         assert server6 is not None
         assert icmp6_echo(lab.netns("client"), server6), f"no echo reply from {server6}"
+
+        # A MUX killed (its links down) and restarted comes back with its IPv6 address, as with
+        # its IPv4 one, and the router reaches it again: IPv6 flushes addresses on link down
+        # unless told to keep them, and the router's IPv6 next hop through that MUX then never
+        # resolved (every IPv6 flow hashed to it timed out after a mux-kill; SF-4 FAIL, issue 18).
+        mux = muxes[1]
+        mux6 = topo.address6_of(mux)
+        assert mux6 is not None
+        lab.kill_node(mux)
+        lab.restart_node(mux)
+        addrs = lab.run(mux, ["ip", "-6", "-o", "addr", "show", "scope", "global"]).stdout
+        assert f"{mux6}/64" in addrs, (mux, addrs)
+        assert icmp6_echo(lab.netns(topo.router), mux6), f"no echo reply from {mux} ({mux6})"
     took = time.monotonic() - began
     assert host_snapshot() == before
     assert "dsrc-tdual" not in before["netns"]
