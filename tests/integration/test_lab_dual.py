@@ -123,6 +123,7 @@ def test_dual_lab_carries_ipv6_where_asked_and_spreads_an_ipv6_vip_over_both_mux
             if node != "flood":
                 for key in ("accept_dad", "accept_ra", "autoconf"):
                     assert sysctl(lab, node, f"ipv6/conf/default/{key}") == "0", (node, key)
+                assert sysctl(lab, node, "ipv6/conf/all/keep_addr_on_down") == "1", node
             forwards = "1" if topo.nodes[node].role in ("router", "gateway") else "0"
             assert sysctl(lab, node, "ipv4/ip_forward") == forwards, node
             if node != "flood":

@@ -224,6 +224,32 @@ def test_the_ipv6_flood_frame_and_its_flows() -> None:
     assert bytes(buf) == flood6.syn_frames6(template, net, 3, 3, sport_base=1024)
 
 
+@pytest.mark.parametrize("prefix", ["/56", "/96"])
+def test_an_ipv6_flood_round_rewritten_in_place_equals_the_round_built(prefix: str) -> None:
+    # A pool of 65,536 frames over a range of 2**32 addresses or more: a round moves one word
+    # of every source address in place, and the pool is rebuilt where that word wraps (or the
+    # range ends); every round's frames (sampled) are those syn_frames6 builds for its flows.
+    import ctypes
+
+    template = flood6.syn_template6(MAC_B, MAC_A, VIP, 80)
+    net = ipaddress.IPv6Network("2001:2:0:200::" + prefix)
+    size, length = 1 << 16, flood6.FRAME_LEN6
+    rounds = flood6.FlowRounds6(template, net, size, sport_base=1024)
+    frames = flood6.syn_frames6(template, net, 0, size, sport_base=1024)
+    buf = ctypes.create_string_buffer(frames, len(frames))
+    for k in (1, 2, None, 65535, 65536, 65537):
+        if k is None:  # on to the rounds around the wrap of the word the rounds move
+            rounds.first = 65534 * size
+            frames = flood6.syn_frames6(template, net, rounds.first, size, sport_base=1024)
+            buf = ctypes.create_string_buffer(frames, len(frames))
+            continue
+        rounds(buf)
+        assert rounds.first == k * size
+        for i in (0, 1, 4097, size - 1):
+            want = flood6.syn_frames6(template, net, k * size + i, 1, sport_base=1024)
+            assert bytes(buf[i * length : (i + 1) * length]) == want, (k, i)
+
+
 def test_flood_arguments_by_family() -> None:
     kw = {"port": 80, "rate": None, "count": 10, "duration": 1.0}
     for vip, default in ((VIP, sf.FLOOD_NET6), ("198.19.0.10", sf.FLOOD_NET)):
