@@ -211,8 +211,10 @@ CATALOGUE: tuple[Mutant, ...] = (
         "server-nat folds only the low 32 bits of the old and new IPv6 addresses into the TCP/UDP "
         "checksum (the pseudo-header holds all 128): every IPv6 packet whose VIP and server "
         "addresses differ above the low 32 bits leaves with a wrong checksum and is dropped by "
-        "its receiver; IPv4 is unaffected.",
-        ("RW-2",),
+        "its receiver; IPv4 is unaffected. The inbound rewrite is wrong too, so no IPv6 "
+        "connection through server-nat ever completes: the suites see legitimate connections "
+        "fail (RB-1), while the steady state's reply checks have no reply to judge (UNKNOWN).",
+        ("RB-1",),
         defines={"MUTANT_NAT_CSUM_LOW32": 1},
         caught_by=(f"{_AGENT6}:check_server_nat6_checksums",),
     ),
@@ -233,11 +235,11 @@ CATALOGUE: tuple[Mutant, ...] = (
         "v6-outer-plen",
         "mux",
         "The outer IPv6 header's payload length is the inner packet's own payload length instead "
-        "of the whole inner packet: the outer packet claims 40 (or 20) bytes too few. A stack "
-        "that decapsulates after IPv6 input trims the inner packet's tail (bytes lost: RW-5); a "
-        "decapsulation in tc before it may hide that, so the taps' header check on the MUX's "
-        "sending side must judge it (RW-2: every emitted header consistent).",
-        ("RW-2", "RW-5"),
+        "of the whole inner packet: the outer packet claims 40 (or 20) bytes too few. In the lab "
+        "no IPv6-encapsulated packet is delivered on the servers (measured: no IPv6 connection "
+        "through a MUX completes): the suites see legitimate connections fail (RB-1), while the "
+        "steady state's reply and stream checks have nothing to judge (UNKNOWN).",
+        ("RB-1",),
         defines={"MUTANT_V6_OUTER_PLEN": 1},
         caught_by=(f"{_MUX}:check_encap6_matches_model",),
     ),
