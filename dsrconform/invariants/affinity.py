@@ -426,7 +426,8 @@ def check_spread_loosely_bounded(obs: Observations, p: Params) -> Verdict:
         j.incomplete(f"no service had {need:g} new flows with a known server (most: {most})")
     return j.verdict(
         passed=f"{decided} services gave every server new flows, none over {m:g} times its share",
-        failed="a server got no new flows, or far more than its share",
+        failed="a server got no new flows, or far more than its share (of a service's, of one "
+        "address's, or of one source port's flows from several addresses)",
     )
 
 
