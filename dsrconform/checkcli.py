@@ -147,7 +147,7 @@ def _finish(
 
 
 def _cmd_steady(args: argparse.Namespace) -> int:
-    from dsrconform.chaos.mixes import QUICK_MIX, Mix
+    from dsrconform.chaos.mixes import QUICK_MIX, STEADY_MIX
     from dsrconform.chaos.traffic import observe_steady_state
     from dsrconform.lab import Lab
     from dsrconform.parallelcheck import check_parallel
@@ -159,7 +159,7 @@ def _cmd_steady(args: argparse.Namespace) -> int:
     check_mutant(args.target, args.mutant)  # an unknown target or mutant: before any lab
     topo = load_topology(args.file, mode=args.mode)
     out = Path(args.out or f"results/steady-{args.name or topo.name}-{topo.mode}")
-    mix = QUICK_MIX if args.quick else Mix()
+    mix = QUICK_MIX if args.quick else STEADY_MIX
 
     def say(msg: str) -> None:
         print(f"steady: {msg}", file=sys.stderr)

@@ -417,14 +417,32 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "every backend answered at least one and none more than m/k of them; for each client "
         "address with at least a distinct 5-tuples (source ports) among its new flows to the "
         "service, no server answered more than m/k of those 5-tuples (a flow hash over part of "
-        "the 5-tuple sends one address's flows to one server; a reused 5-tuple counts once). "
-        "Services with fewer flows are left out; if none is left, UNKNOWN. AF-3 is the strict "
-        "bound (SHOULD).",
+        "the 5-tuple sends one address's flows to one server; a reused 5-tuple counts once); "
+        "for a service with two or more backends, of the source ports used by at least b client "
+        "addresses among its new flows, at most a share s had all their flows on one server (a "
+        "hash over part of the client address, e.g. IPv6's low 32 bits, sends one port's flows "
+        "from addresses differing elsewhere to one server; a fair one, with probability "
+        "k^(1-b) per port), judged when at least p such ports were seen, else that clause is "
+        "not judged (the verdict's measurements say so). Services with fewer flows are left "
+        "out; if none is left, UNKNOWN. AF-3 is the strict bound (SHOULD).",
         f"{_AF}:check_spread_loosely_bounded",
         (
             _n("max_multiple", "m", 2.0, "most a server may get, in multiples of its share 1/k"),
             _n("min_samples", "n", 100, "new flows per service needed to decide"),
             _n("min_per_address", "a", 20, "distinct 5-tuples from one client address to judge it"),
+            _n(
+                "min_addresses_per_port",
+                "b",
+                4,
+                "client addresses sharing a source port to count it",
+            ),
+            _n("min_shared_ports", "p", 20, "source ports shared by b addresses to judge them"),
+            _n(
+                "max_one_server_share",
+                "s",
+                0.5,
+                "most of those ports whose flows may all reach one server",
+            ),
         ),
         minimum="n new flows of one service answered by a known server.",
     ),

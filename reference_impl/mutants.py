@@ -224,10 +224,10 @@ CATALOGUE: tuple[Mutant, ...] = (
         "mux",
         "The IPv6 flow hash reads only the low 32 bits of each address: clients that differ "
         "only above them (other /64s, other upper interface-identifier bits) hash alike, so new "
-        "flows from many prefixes sharing low bits crowd onto few servers (AF-3's spread, judged "
-        "over clients that vary above the low 32 bits; the lab's clients, numbered ::2, ::3... "
-        "in one /64, do not show it). The packet check sees it against the model at once.",
-        ("AF-3",),
+        "flows from many prefixes sharing low bits crowd onto few servers: dual.yaml's IPv6 "
+        "clients differ only above them, so one source port's flows from all of them reach one "
+        "server (AF-4's per-port clause). The packet check sees it against the model at once.",
+        ("AF-4",),
         defines={"MUTANT_V6_HASH_LOW32": 1},
         caught_by=(f"{_MUX}:check_encap6_matches_model",),
     ),

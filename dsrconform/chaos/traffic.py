@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dsrconform.chaos.mixes import Mix
+from dsrconform.chaos.mixes import STEADY_MIX, Mix
 from dsrconform.errors import DsrConformError, LabError
 from dsrconform.families import family_of_address
 from dsrconform.observe.counters import snapshot
@@ -228,8 +228,6 @@ def _jobs(
 FaultCallback = Callable[["RunningLab", Callable[[str], None]], list[FaultWindow]]
 """What runs while the traffic runs: ``fault(lab, say)`` does it (bounded in time) and returns
 its windows for the fault timeline (a :class:`dsrconform.chaos.schedule.Method`'s ``run``)."""
-
-STEADY_MIX = Mix()
 
 
 def observe_steady_state(

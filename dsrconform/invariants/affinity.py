@@ -21,6 +21,7 @@ from dsrconform.observe.observations import (
     FaultWindow,
     LabFacts,
     Observations,
+    ServiceFacts,
     describe_end,
     overlaps_any,
     toward_role,
@@ -357,6 +358,17 @@ def check_spread_loosely_bounded(obs: Observations, p: Params) -> Verdict:
     connections cycling through 16 reused ports), a hash that leaves the port out puts all of
     them on one server, while a fair one exceeds 2 x 1/3 with probability ~0.1-0.3% per address.
 
+    The mirror clause, per source port: a hash that reads part of the client address (IPv6's
+    low 32 bits alone) sends one port's flows from addresses that differ only elsewhere to one
+    server. Over the source ports used by at least b client addresses toward the service (at
+    least p of them, else the clause is not judged and the evidence says so), the share of
+    ports whose flows all reached one server must stay at most s. A fair hash puts one such port
+    on one server with probability k^(1-b) at most (1/27 for k = 3, b = 4; 1/8 for k = 2), so
+    with p = 20 ports more than s = 1/2 of them (11 or more) happens with probability ~2e-11
+    (k = 3; at most ~5e-11 over any number of ports from 20) or ~7e-6 (k = 2; at most ~1.2e-5),
+    and with dual.yaml's 7 addresses on every port (b = 7) ~5e-27 (k = 3): never, in practice.
+    A hash that reads only the addresses' low 32 bits puts all of them on one server.
+
     Minimum: n new flows of one service answered by a known server (the id in its reply)."""
     j = Judge("AF-4")
     lab = obs.need_lab()
@@ -364,10 +376,12 @@ def check_spread_loosely_bounded(obs: Observations, p: Params) -> Verdict:
     j.thresholds.update(max_multiple=m, min_samples=need, min_per_address=per_addr)
     per_service: dict[str, Counter[str]] = {}
     per_address: dict[tuple[str, str], set[tuple[int, str]]] = {}
+    per_port: dict[tuple[str, int], dict[str, set[str]]] = {}
     flows_from: Counter[tuple[str, str]] = Counter()
     for name, src, sport, server in _new_flow_servers(obs, lab):
         per_service.setdefault(name, Counter())[server] += 1
         per_address.setdefault((name, src), set()).add((sport, server))
+        per_port.setdefault((name, sport), {}).setdefault(src, set()).add(server)
         flows_from[name, src] += 1
     decided = 0
     for svc in lab.services:
@@ -405,13 +419,53 @@ def check_spread_loosely_bounded(obs: Observations, p: Params) -> Verdict:
                     flow=f"{src} -> {svc.describe()}",
                 )
         j.measured[f"{svc.name}_addresses_judged"] = busy
+        if len(backends) > 1:
+            _judge_shared_ports(j, svc, per_port, p)
     if decided == 0:
         most = max((sum(c.values()) for c in per_service.values()), default=0)
         j.incomplete(f"no service had {need:g} new flows with a known server (most: {most})")
     return j.verdict(
         passed=f"{decided} services gave every server new flows, none over {m:g} times its share",
-        failed="a server got no new flows, or far more than its share",
+        failed="a server got no new flows, or far more than its share (of a service's, of one "
+        "address's, or of one source port's flows from several addresses)",
     )
+
+
+def _judge_shared_ports(
+    j: Judge, svc: ServiceFacts, per_port: dict[tuple[str, int], dict[str, set[str]]], p: Params
+) -> None:
+    """AF-4's per-port clause: of the source ports used by at least b client addresses toward
+    ``svc``, at most a share s may have all their flows on one server (judged with p such
+    ports or more; fewer: not judged, and the evidence says how many there were)."""
+    b, least, most = p["min_addresses_per_port"], p["min_shared_ports"], p["max_one_server_share"]
+    j.thresholds.update(min_addresses_per_port=b, min_shared_ports=least, max_one_server_share=most)
+    shared = {
+        port: by_src
+        for (name, port), by_src in per_port.items()
+        if name == svc.name and len(by_src) >= b
+    }
+    j.measured[f"{svc.name}_shared_ports"] = len(shared)
+    if len(shared) < least:
+        # Traffic whose ports are not shared across addresses: not judged, not UNKNOWN.
+        j.measured[f"{svc.name}_shared_ports_clause"] = (
+            f"not judged: {len(shared)} source ports used from {b:g} or more client addresses "
+            f"(at least {least:g} needed)"
+        )
+        return
+    lone = sorted(
+        port for port, by_src in shared.items() if len(set().union(*by_src.values())) == 1
+    )
+    j.measured[f"{svc.name}_one_server_port_share"] = round(len(lone) / len(shared), 6)
+    if len(lone) / len(shared) > most:
+        port = lone[0]
+        server = next(iter(next(iter(shared[port].values()))))
+        j.violation(
+            f"{len(lone)} of the {len(shared)} source ports used from {b:g} or more client "
+            f"addresses toward {svc.describe()} had all their flows on one server (at most "
+            f"{most:.0%}; e.g. port {port}: {len(shared[port])} addresses, all to {server}): "
+            "a flow hash that leaves out part of the client address",
+            flow=f"*:{port} -> {svc.describe()}",
+        )
 
 
 def _judge_spread(j: Judge, lab: LabFacts, name: str, counts: Counter[str], eps: float) -> None:

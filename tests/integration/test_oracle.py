@@ -66,13 +66,7 @@ ONLY: dict[str, str] = {
 """``pytest -k`` for a mutant whose requirements several scenarios judge: the tests where its
 bug shows (the others cost minutes of CI and cannot fail on it)."""
 
-NOT_CAUGHT_YET: dict[str, str] = {
-    "v6-hash-low32": (
-        "AF-3 judges the spread of new flows, and every lab flow has its own source port, which "
-        "the mutant still hashes: clients that differ only above the low 32 bits of their "
-        "addresses still spread (the packet check sees the hash differ from the model)"
-    ),
-}
+NOT_CAUGHT_YET: dict[str, str] = {}
 """Mutants no suite catches yet, with why (strict xfails: see the module docstring)."""
 
 IPV6: dict[str, tuple[str, str]] = {

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -450,3 +454,114 @@ def test_af4_unknown_below_the_sample_size() -> None:
     v = run_checker(check_spread_loosely_bounded, spread({"server1": 50, "server2": 40}).obs())
     assert v.status == Status.UNKNOWN
     assert "no service had 100 new flows with a known server (most: 90)" in v.message
+
+
+# --- AF-4's per-port clause: a hash over part of the client address -------------------------------
+
+WEB6 = "2001:2:0:100::10"
+LAB6 = LAB.model_copy(
+    update={"services": [*LAB.services, ServiceFacts(name="web6", vip=WEB6, port=80, proto="tcp")]}
+)
+# Clients that differ only above the low 32 bits (dual.yaml's IPv6 clients), and IPv4 ones that
+# differ only above the low 16 bits.
+CLIENTS6 = ["2001:2:0:1::2", *(f"2001:2:0:1:{n}::2" for n in range(1, 7))]
+CLIENTS4 = [f"198.{18 + n}.1.2" for n in range(7)]
+
+Hash = Callable[[str, int], str]
+
+
+def fair_hash(src: str, sport: int) -> str:
+    """A flow hash over the whole address and the port (sha256: deterministic, uniform)."""
+    digest = hashlib.sha256(f"{src}|{sport}".encode()).digest()
+    return SERVERS[int.from_bytes(digest[:8], "big") % len(SERVERS)]
+
+
+def low_bits_hash(bits: int) -> Hash:
+    """The mutant's hash: only the address's low ``bits`` bits (and the port)."""
+
+    def pick(src: str, sport: int) -> str:
+        low = int(ipaddress.ip_address(src)) & ((1 << bits) - 1)
+        return fair_hash(str(low), sport)
+
+    return pick
+
+
+def shared_ports(clients: list[str], vip: str, pick: Hash, ports: int = 40) -> Run:
+    """New flows to ``vip``:80 from every client on the same ``ports`` source ports (the steady
+    mix's short connections with --reuse-ports), each to the server ``pick`` chooses."""
+    run = Run()
+    run.lab = LAB6
+    i = 0
+    for sport in range(30000, 30000 + ports):
+        for src in clients:
+            i += 1
+            t = 10.0 + i * 1e-3
+            run.conn(i, t, end_t=t + 1, server=pick(src, sport), src=src, sport=sport,
+                     dst=vip, wire=False)  # fmt: skip
+    return run
+
+
+@pytest.mark.parametrize(("clients", "vip", "name", "bits"), [
+    (CLIENTS6, WEB6, "web6", 32),
+    (CLIENTS4, WEB, "web", 16),
+])  # fmt: skip
+def test_af4_per_port_passes_a_fair_hash_and_fails_one_over_low_address_bits(
+    clients: list[str], vip: str, name: str, bits: int
+) -> None:
+    v = run_checker(check_spread_loosely_bounded, shared_ports(clients, vip, fair_hash).obs())
+    assert v.status == Status.PASS, v.message
+    assert v.measured[f"{name}_shared_ports"] == 40
+    # 7 addresses a port: a fair hash puts one port's flows on one server 1 time in 3^6.
+    assert v.measured[f"{name}_one_server_port_share"] < 0.1
+    assert v.measured[f"{name}_addresses_judged"] == 7
+    v = run_checker(
+        check_spread_loosely_bounded, shared_ports(clients, vip, low_bits_hash(bits)).obs()
+    )
+    assert v.status == Status.FAIL
+    assert v.measured[f"{name}_one_server_port_share"] == 1.0
+    # Per address the ports still spread, and so do the service's totals: only this clause.
+    assert len(v.evidence) == 1, [e.message for e in v.evidence]
+    e = v.evidence[0]
+    where = f"[{vip}]:80/tcp" if ":" in vip else f"{vip}:80/tcp"
+    assert e.message.startswith(
+        f"40 of the 40 source ports used from 4 or more client addresses toward {where} had "
+        "all their flows on one server (at most 50%; "
+    ), e.message
+    assert "e.g. port 30000: 7 addresses, all to server" in e.message
+    assert "a flow hash that leaves out part of the client address" in e.message
+    # Reading all 32 (IPv4) or 128 bits, the same hash is fair again.
+    full = low_bits_hash(128)
+    v = run_checker(check_spread_loosely_bounded, shared_ports(clients, vip, full).obs())
+    assert v.status == Status.PASS, v.message
+
+
+def test_af4_per_port_clause_needs_enough_shared_ports_and_servers() -> None:
+    mutant = low_bits_hash(32)
+    # 19 shared ports (p = 20): the clause is not judged, and the verdict says so (no UNKNOWN).
+    v = run_checker(
+        check_spread_loosely_bounded,
+        shared_ports(CLIENTS6, WEB6, mutant, ports=19).obs(),
+        {"min_per_address": 10},
+    )
+    assert v.status == Status.PASS, v.message
+    assert v.measured["web6_shared_ports"] == 19
+    assert v.measured["web6_shared_ports_clause"] == (
+        "not judged: 19 source ports used from 4 or more client addresses (at least 20 needed)"
+    )
+    # Ports shared by 3 addresses only (b = 4): none counted.
+    v = run_checker(
+        check_spread_loosely_bounded, shared_ports(CLIENTS6[:3], WEB6, mutant, ports=60).obs()
+    )
+    assert v.status == Status.PASS and v.measured["web6_shared_ports"] == 0
+    # Each flow its own port (the kernel's choice): nothing shared, nothing judged.
+    run = by_address({"198.18.1.7": EVEN, "198.18.1.8": EVEN})
+    v = run_checker(check_spread_loosely_bounded, run.obs())
+    assert v.status == Status.PASS and v.measured["web_shared_ports"] == 0
+    # A service of one backend sends every port's flows to it: that is no hash at fault.
+    run = shared_ports(CLIENTS6, WEB6, lambda _src, _sport: "server1")
+    run.lab = LAB.model_copy(
+        update={"services": [ServiceFacts(name="web6", vip=WEB6, port=80, servers=["server1"])]}
+    )
+    v = run_checker(check_spread_loosely_bounded, run.obs())
+    assert v.status == Status.PASS, v.message
+    assert "web6_shared_ports" not in v.measured
