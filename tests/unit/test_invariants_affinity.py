@@ -496,15 +496,26 @@ def shared_ports(clients: list[str], vip: str, pick: Hash, ports: int = 40) -> R
         for src in clients:
             i += 1
             t = 10.0 + i * 1e-3
-            run.conn(i, t, end_t=t + 1, server=pick(src, sport), src=src, sport=sport,
-                     dst=vip, wire=False)  # fmt: skip
+            run.conn(
+                i,
+                t,
+                end_t=t + 1,
+                server=pick(src, sport),
+                src=src,
+                sport=sport,
+                dst=vip,
+                wire=False,
+            )
     return run
 
 
-@pytest.mark.parametrize(("clients", "vip", "name", "bits"), [
-    (CLIENTS6, WEB6, "web6", 32),
-    (CLIENTS4, WEB, "web", 16),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("clients", "vip", "name", "bits"),
+    [
+        (CLIENTS6, WEB6, "web6", 32),
+        (CLIENTS4, WEB, "web", 16),
+    ],
+)
 def test_af4_per_port_passes_a_fair_hash_and_fails_one_over_low_address_bits(
     clients: list[str], vip: str, name: str, bits: int
 ) -> None:
