@@ -910,33 +910,78 @@ def flood(
         frames = syn_frames(template, net, 0, pool, sport_base=sport_base)
         rounds = None if repeat else FlowRounds(template, net, pool, sport_base=sport_base)
         sock = PacketSocket(netns, ifname, frames, next_round=rounds)
-        try:
-            before = link_stats(netns, ifname)
-            start = time.monotonic()
-            pacer = Pacer(rate, count, start, start + duration, _burst(rate))
-            runner = _Runner(sock.send, pacer, max_chunk=MMSG_MAX, first_chunk=MMSG_MAX,
-                             duration=duration, progress=progress, stop=stop)  # fmt: skip
-            end = runner.run(contextlib.nullcontext)
-        finally:
-            sock.close()
-        after = _settled_stats(netns, ifname)
-        return _result(
-            "af-packet",
-            pacer,
-            start,
-            end,
-            before,
-            after,
+        return _af_packet_flood(
+            sock,
+            pool,
+            rounds is not None,
             vip,
             port,
             net,
             netns,
             ifname,
             rate,
+            count,
+            duration,
+            progress,
             fallback,
-            pacer.sent if rounds else min(pool, pacer.sent),
             stop,
         )
+
+
+def _af_packet_flood(
+    sock: PacketSocket,
+    pool: int,
+    new_flows: bool,
+    vip: str,
+    port: int,
+    net: IPNetwork,
+    netns: str,
+    ifname: str,
+    rate: float | None,
+    count: int,
+    duration: float,
+    progress: ProgressFn | None,
+    note: str | None,
+    stop: threading.Event | None,
+) -> FloodResult:
+    """Send ``sock``'s frames (either family's) paced at ``rate`` for ``duration``, close it,
+    and report; ``new_flows``: the pool is rewritten each round (every frame a new flow), else
+    its ``pool`` frames repeat."""
+    try:
+        before = link_stats(netns, ifname)
+        start = time.monotonic()
+        pacer = Pacer(rate, count, start, start + duration, _burst(rate))
+        runner = _Runner(
+            sock.send,
+            pacer,
+            max_chunk=MMSG_MAX,
+            first_chunk=MMSG_MAX,
+            duration=duration,
+            progress=progress,
+            stop=stop,
+        )
+        end = runner.run(contextlib.nullcontext)
+    finally:
+        sock.close()
+    after = _settled_stats(netns, ifname)
+    flows = pacer.sent if new_flows else min(pool, pacer.sent)
+    return _result(
+        "af-packet",
+        pacer,
+        start,
+        end,
+        before,
+        after,
+        vip,
+        port,
+        net,
+        netns,
+        ifname,
+        rate,
+        note,
+        flows,
+        stop,
+    )
 
 
 def _flood6(
@@ -961,39 +1006,20 @@ def _flood6(
     frames = flood6.syn_frames6(template, net, 0, pool, sport_base=sport_base)
     rounds = None if repeat else flood6.FlowRounds6(template, net, pool, sport_base=sport_base)
     sock = PacketSocket(netns, ifname, frames, next_round=rounds, frame_len=flood6.FRAME_LEN6)
-    try:
-        before = link_stats(netns, ifname)
-        start = time.monotonic()
-        pacer = Pacer(rate, count, start, start + duration, _burst(rate))
-        runner = _Runner(
-            sock.send,
-            pacer,
-            max_chunk=MMSG_MAX,
-            first_chunk=MMSG_MAX,
-            duration=duration,
-            progress=progress,
-            stop=stop,
-        )
-        end = runner.run(contextlib.nullcontext)
-    finally:
-        sock.close()
-    after = _settled_stats(netns, ifname)
-    flows = pacer.sent if rounds else min(pool, pacer.sent)
-    return _result(
-        "af-packet",
-        pacer,
-        start,
-        end,
-        before,
-        after,
+    return _af_packet_flood(
+        sock,
+        pool,
+        rounds is not None,
         vip,
         port,
         net,
         netns,
         ifname,
         rate,
+        count,
+        duration,
+        progress,
         IPV6_ENGINE_NOTE,
-        flows,
         stop,
     )
 
