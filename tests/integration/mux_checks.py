@@ -261,12 +261,21 @@ def random_flows6(rng: random.Random, n: int, vip: tuple[str, int, int] = TCP_VI
     ]
 
 
+OUTER_TTL = 37
+"""The hop limit check_encap6_matches_model's MUX sets (the inner packets carry 64)."""
+
+
 def _check_encap6(
     model: MuxModel, flow: Flow, frame: bytes, out: bytes, backend: str | None
 ) -> None:
     want = model.encapsulation(flow, backend or BACKENDS6[0])
     assert_valid_encap6(
-        out, frame, mux_addr6=MUX_ADDR6, backend=backend, flow_label=want.flow_label
+        out,
+        frame,
+        mux_addr6=MUX_ADDR6,
+        backend=backend,
+        flow_label=want.flow_label,
+        ttl=OUTER_TTL,
     )
 
 
@@ -274,7 +283,8 @@ def check_encap6_matches_model(mutant: str | None) -> None:
     """Every packet to an IPv6 VIP (and to an IPv4 VIP with IPv6 servers) leaves in an outer IPv6
     header toward the server the Python model predicts, with the model's flow label, the whole
     inner packet as payload length, the MUX's hop limit and the inner traffic class."""
-    cfg = mux_config6()
+    # A MUX hop limit unlike the inner packets' 64: a MUX copying the inner one fails.
+    cfg = mux_config6(ttl=OUTER_TTL)
     model = MuxModel(cfg)
     rng = random.Random(21)
     with MuxProgram(cfg, mutant=mutant) as mux:
@@ -293,7 +303,7 @@ def check_icmp6_reaches_flow_server(mutant: str | None) -> None:
     parameter problem) are sent to that flow's server, found by the embedded header."""
     from tests.integration.packets import ICMPV6_ERRORS
 
-    cfg = mux_config6()
+    cfg = mux_config6(ttl=OUTER_TTL)
     model = MuxModel(cfg)
     rng = random.Random(22)
     sent = 0

@@ -211,8 +211,9 @@ def test_reference_stack_carries_verified_streams_to_ipv6_and_ipv4_in_ipv6_vips(
 ) -> None:
     """The reference stack (XDP MUXes, tc agents) on labs/dual.yaml: streams from the client's
     IPv6 addresses to web6 (IPv6-in-IPv6) and from its IPv4 addresses to web46 (IPv4-in-IPv6)
-    each deliver every byte verified, answered by every server; the MUXes forwarded IPv6 packets
-    (their counters for the IPv6 VIP grew)."""
+    each deliver every byte verified, answered by every server. The MUXes' own counters show the
+    encapsulation: web46's packets (streamed first, alone) went to the servers' IPv6 addresses
+    (IPv4-in-IPv6, not IPIP to their IPv4 ones), and the IPv6 VIP's counter grew."""
     import json
 
     from dsrconform.observe.history import load_history
@@ -221,7 +222,10 @@ def test_reference_stack_carries_verified_streams_to_ipv6_and_ipv4_in_ipv6_vips(
         topo = lab.topology
         client = topo.nodes["client"]
         servers = set(topo.of_role("server"))
-        for vip, family in (("2001:2:0:100::10", "ipv6"), ("198.19.0.13", "ipv4")):
+        six = [topo.address6_of(n) for n in sorted(servers)]
+        four = [topo.uplink(n).ip for n in sorted(servers)]
+        seen: dict[str, dict[str, int]] = {}
+        for vip, family in (("198.19.0.13", "ipv4"), ("2001:2:0:100::10", "ipv6")):
             out = tmp_path / f"{family}.jsonl"
             argv = [
                 lab.python,
@@ -252,6 +256,13 @@ def test_reference_stack_carries_verified_streams_to_ipv6_and_ipv4_in_ipv6_vips(
             flows = load_history(out).flows.values()
             assert all(f.events[-1].verified == 20000 for f in flows)
             assert {f.events[1].server for f in flows} == servers
-        counters = lab.deployment.counters()
-    label = "vip_packets[[2001:2:0:100::10]:80/tcp]"
-    assert sum(c.get(label, 0) for c in counters.values()) > 0, counters
+            totals: dict[str, int] = {}
+            for mux_counters in lab.deployment.counters().values():
+                for name, value in mux_counters.items():
+                    totals[name] = totals.get(name, 0) + value
+            seen[family] = totals
+    web46 = seen["ipv4"]
+    assert web46["vip_packets[198.19.0.13:80/tcp]"] > 0, web46
+    assert all(web46.get(f"backend_packets[{a}]", 0) > 0 for a in six), web46
+    assert not any(web46.get(f"backend_packets[{a}]", 0) for a in four), web46
+    assert seen["ipv6"]["vip_packets[[2001:2:0:100::10]:80/tcp]"] > 0, seen["ipv6"]
